@@ -1,0 +1,117 @@
+#pragma once
+// Reading the YAML configuration strictly: every value is type- and
+// range-checked, every error names the key path and the line, and a key
+// nobody read is an error (a typo must never be silently ignored).
+//
+// Each component loads its own part:
+//
+//   void load(radius_config& cfg, config::section s) {
+//     s.read("listen", cfg.listen);                       // list of endpoints
+//     s.read("workers", cfg.workers, 1u, 64u);
+//     s.read_duration("duplicate_window", cfg.duplicate_window, 1s, 300s);
+//     s.finish();                                         // unknown keys -> error
+//   }
+
+#include <yaml-cpp/yaml.h>
+
+#include <chrono>
+#include <concepts>
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <memory>
+#include <unordered_set>
+#include <vector>
+
+namespace imeilock::config {
+
+/// A configuration problem. what() reads "<file>:<line>: <key.path>: <message>".
+class error : public std::runtime_error {
+public:
+  error(std::string key_path, int line, std::string message);
+  const std::string& key_path() const { return key_path_; }
+  /// 1-based line in the file, 0 when unknown.
+  int line() const { return line_; }
+  const std::string& message() const { return message_; }
+
+private:
+  std::string key_path_;
+  int line_;
+  std::string message_;
+};
+
+/// A host and port, as written "127.0.0.1:1813", "[::1]:3868" or "*:1813".
+struct endpoint {
+  std::string host;
+  std::uint16_t port = 0;
+  std::string to_string() const;
+  friend bool operator==(const endpoint&, const endpoint&) = default;
+};
+
+/// Parses "host:port"; false on a malformed value. Port 0 is allowed (tests).
+bool parse_endpoint(std::string_view text, endpoint& out);
+
+/// Parses "250ms", "5s", "2m", "1h", "1d"; false otherwise.
+bool parse_duration(std::string_view text, std::chrono::milliseconds& out);
+
+/// One YAML mapping being read. Copies share the set of keys read.
+class section {
+public:
+  /// An empty section (the key was absent): every read keeps its default.
+  section() = default;
+  section(YAML::Node node, std::string path);
+
+  const std::string& path() const { return path_; }
+  bool has(std::string_view key) const;
+  /// Line of `key` (or of this mapping when key is empty), 1-based; 0 unknown.
+  int line(std::string_view key = {}) const;
+
+  void read(std::string_view key, std::string& out);
+  void read(std::string_view key, bool& out);
+  void read(std::string_view key, std::vector<std::string>& out);
+  void read(std::string_view key, endpoint& out);
+  void read(std::string_view key, std::vector<endpoint>& out);
+  void read(std::string_view key, double& out, double min, double max);
+  void read_duration(std::string_view key, std::chrono::milliseconds& out,
+                     std::chrono::milliseconds min, std::chrono::milliseconds max);
+
+  template <std::integral T>
+  void read(std::string_view key, T& out, T min, T max) {
+    long long tmp = 0;
+    if (!read_integer(key, tmp, static_cast<long long>(min), static_cast<long long>(max)))
+      return;
+    out = static_cast<T>(tmp);
+  }
+
+  /// A nested mapping; absent -> empty section.
+  section child(std::string_view key);
+  /// A sequence of mappings; absent -> empty.
+  std::vector<section> children(std::string_view key);
+  /// A mapping whose keys are names chosen by the user (e.g. networks).
+  std::vector<std::pair<std::string, section>> named_children(std::string_view key);
+
+  /// Throws config::error for the first key that no read() consumed.
+  void finish() const;
+
+  /// Throws config::error about `key` (empty: about this section).
+  [[noreturn]] void fail(std::string_view key, std::string message) const;
+
+private:
+  bool read_integer(std::string_view key, long long& out, long long min, long long max);
+  YAML::Node get(std::string_view key);
+  std::string key_path(std::string_view key) const;
+
+  YAML::Node node_;
+  std::string path_;
+  std::shared_ptr<std::unordered_set<std::string>> used_ =
+    std::make_shared<std::unordered_set<std::string>>();
+};
+
+/// Parses a YAML file into its root section; syntax errors become
+/// config::error with the line. The root must be a mapping.
+section load_file(const std::string& file_name);
+/// The same for YAML text (tests, --check-config on stdin).
+section load_string(const std::string& text);
+
+} // namespace imeilock::config

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh Debian 12 machine: installs what is
+# missing, builds, runs every test through ctest, then the unit tests again
+# under ASan + UBSan, then the fuzzers for a short bounded run.
+#   scripts/test.sh
+# Environment: JOBS (default: nproc), BUILD_DIR (default: build),
+#              SKIP_SANITIZE=1, SKIP_FUZZ=1 for a quicker local loop.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+jobs=${JOBS:-$(nproc)}
+build=${BUILD_DIR:-build}
+start=$(date +%s)
+
+scripts/install-deps.sh
+
+echo "== build ($build)"
+cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DIMEILOCK_WERROR=ON
+cmake --build "$build" -j "$jobs"
+
+echo "== tests"
+(cd "$build" && ctest --output-on-failure --timeout 600 -j "$jobs")
+
+if [[ "${SKIP_SANITIZE:-0}" != 1 ]]; then
+  echo "== unit tests under ASan + UBSan"
+  cmake -S . -B "$build-asan" -G Ninja -DCMAKE_BUILD_TYPE=Debug -DIMEILOCK_SANITIZE=ON \
+        -DIMEILOCK_UNIT_ONLY=ON -DIMEILOCK_BENCH=OFF
+  cmake --build "$build-asan" -j "$jobs"
+  (cd "$build-asan" && ctest --output-on-failure --timeout 600 -j "$jobs" -L unit)
+fi
+
+if [[ "${SKIP_FUZZ:-0}" != 1 && -d fuzz ]]; then
+  echo "== fuzzers (bounded)"
+  CC=clang CXX=clang++ cmake -S . -B "$build-fuzz" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+        -DIMEILOCK_FUZZ=ON -DIMEILOCK_UNIT_ONLY=ON -DIMEILOCK_TESTS=OFF -DIMEILOCK_BENCH=OFF
+  cmake --build "$build-fuzz" -j "$jobs"
+  fuzz/run-all.sh "$build-fuzz" "${FUZZ_SECONDS:-20}"
+fi
+
+echo "== all tests passed in $(( $(date +%s) - start ))s"

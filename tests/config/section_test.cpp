@@ -1,0 +1,134 @@
+#include "config/section.hpp"
+
+#include <catch2/catch.hpp>
+
+using namespace imeilock;
+using namespace std::chrono_literals;
+
+namespace {
+
+/// Runs `body` and returns the config::error it throws (fails the test if none).
+template <class F>
+config::error error_of(F body) {
+  try {
+    body();
+  } catch (const config::error& e) {
+    return e;
+  }
+  FAIL("expected a config::error");
+  return config::error{"", 0, ""};
+}
+
+} // namespace
+
+TEST_CASE("values are read with their types and ranges") {
+  auto root = config::load_string("radius:\n  workers: 4\n  secret: s3\n  enabled: yes\n"
+                                  "  listen: ['127.0.0.1:1813', '[::1]:1813']\n"
+                                  "  window: 250ms\n  ratio: 0.5\n");
+  auto radius = root.child("radius");
+  unsigned workers = 1;
+  std::string secret;
+  bool enabled = false;
+  std::vector<config::endpoint> listen;
+  std::chrono::milliseconds window{};
+  double ratio = 0;
+  radius.read("workers", workers, 1u, 64u);
+  radius.read("secret", secret);
+  radius.read("enabled", enabled);
+  radius.read("listen", listen);
+  radius.read_duration("window", window, 1ms, 1h);
+  radius.read("ratio", ratio, 0.0, 1.0);
+  radius.finish();
+  root.finish();
+  CHECK(workers == 4);
+  CHECK(secret == "s3");
+  CHECK(enabled);
+  REQUIRE(listen.size() == 2);
+  CHECK(listen[0] == config::endpoint{"127.0.0.1", 1813});
+  CHECK(listen[1] == config::endpoint{"::1", 1813});
+  CHECK(listen[1].to_string() == "[::1]:1813");
+  CHECK(window == 250ms);
+  CHECK(ratio == 0.5);
+}
+
+TEST_CASE("absent keys keep their defaults") {
+  auto root = config::load_string("{}");
+  unsigned workers = 7;
+  auto s = root.child("radius");
+  s.read("workers", workers, 1u, 64u);
+  s.finish();
+  CHECK(workers == 7);
+}
+
+TEST_CASE("an unknown key is an error naming the key path and line") {
+  auto root = config::load_string("radius:\n  workers: 2\n  wokers: 3\n");
+  auto radius = root.child("radius");
+  unsigned workers = 1;
+  radius.read("workers", workers, 1u, 64u);
+  auto e = error_of([&] { radius.finish(); });
+  CHECK(e.key_path() == "radius.wokers");
+  CHECK(e.line() == 3);
+  CHECK(e.message() == "unknown key");
+  CHECK(std::string{e.what()} == "line 3: radius.wokers: unknown key");
+}
+
+TEST_CASE("an out-of-range value names the key, the line and the range") {
+  auto root = config::load_string("a: 1\nradius:\n  workers: 100\n");
+  auto radius = root.child("radius");
+  unsigned workers = 1;
+  auto e = error_of([&] { radius.read("workers", workers, 1u, 64u); });
+  CHECK(e.key_path() == "radius.workers");
+  CHECK(e.line() == 3);
+  CHECK(e.message() == "must be between 1 and 64, got 100");
+  CHECK(workers == 1);
+}
+
+TEST_CASE("a wrong type is an error, not a silent default") {
+  auto root = config::load_string("workers: many\nlisten: 'nohost'\nflag: maybe\nd: 5\n");
+  unsigned workers = 1;
+  config::endpoint ep;
+  bool flag = false;
+  std::chrono::milliseconds d{};
+  CHECK(error_of([&] { root.read("workers", workers, 1u, 64u); }).message() ==
+        "expected a whole number, got 'many'");
+  CHECK(error_of([&] { root.read("listen", ep); }).key_path() == "listen");
+  CHECK(error_of([&] { root.read("flag", flag); }).line() == 3);
+  CHECK(error_of([&] { root.read_duration("d", d, 1ms, 1h); }).message().find("duration") !=
+        std::string::npos);
+}
+
+TEST_CASE("YAML syntax errors carry the line") {
+  auto e = error_of([] { config::load_string("a: 1\nb: [1, 2\nc: 3\n"); });
+  CHECK(e.line() >= 2);
+  CHECK(e.message().find("YAML syntax error") == 0);
+}
+
+TEST_CASE("named children and lists of mappings carry their paths") {
+  auto root = config::load_string("networks:\n  ee:\n    rate: 5\n  multinet:\n    rate: x\n");
+  auto nets = root.named_children("networks");
+  REQUIRE(nets.size() == 2);
+  CHECK(nets[0].first == "ee");
+  double rate = 0;
+  nets[0].second.read("rate", rate, 0.0, 1e6);
+  CHECK(rate == 5);
+  auto e = error_of([&] { nets[1].second.read("rate", rate, 0.0, 1e6); });
+  CHECK(e.key_path() == "networks.multinet.rate");
+  CHECK(e.line() == 5);
+}
+
+TEST_CASE("durations and endpoints parse the documented forms only") {
+  std::chrono::milliseconds d{};
+  CHECK(config::parse_duration("1.5s", d));
+  CHECK(d == 1500ms);
+  CHECK(config::parse_duration("2m", d));
+  CHECK(d == 120s);
+  CHECK_FALSE(config::parse_duration("5", d));
+  CHECK_FALSE(config::parse_duration("5 s", d));
+  CHECK_FALSE(config::parse_duration("s", d));
+  config::endpoint ep;
+  CHECK(config::parse_endpoint("*:9464", ep));
+  CHECK(ep.host == "0.0.0.0");
+  CHECK_FALSE(config::parse_endpoint("::1:80", ep));
+  CHECK_FALSE(config::parse_endpoint("host:99999", ep));
+  CHECK_FALSE(config::parse_endpoint("host:", ep));
+}
