@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Runs every fuzzer built in BUILD_DIR for SECONDS each, on its corpus in
+# fuzz/corpus/<name>/ (new inputs it finds go to a scratch dir, not the repo).
+#   fuzz/run-all.sh BUILD_DIR [SECONDS]
+set -euo pipefail
+build=$1
+seconds=${2:-20}
+here=$(cd "$(dirname "$0")" && pwd)
+found=0
+for bin in "$build"/fuzz/*; do
+  [[ -f "$bin" && -x "$bin" ]] || continue
+  name=$(basename "$bin")
+  corpus="$here/corpus/$name"
+  scratch=$(mktemp -d)
+  found=$((found + 1))
+  echo "-- $name for ${seconds}s (corpus $(ls "$corpus" 2>/dev/null | wc -l) files)"
+  "$bin" -max_total_time="$seconds" -timeout=5 -rss_limit_mb=2048 -print_final_stats=1 \
+         "$scratch" "$corpus" 2>&1 | tail -n 12
+  rm -rf "$scratch"
+done
+echo "fuzz: ran $found fuzzers"
