@@ -1,0 +1,49 @@
+#pragma once
+// The webhook provisioning backend: POSTs each order as JSON (orders::to_json)
+// to an operator's provisioning system over HTTP/1.1 and treats a 2xx answer
+// as "submitted". Anything else — another status, a timeout, a refused or
+// reset connection, a name that does not resolve — is a failed submission
+// with a reason, which the scheduler retries with backoff.
+//
+// Plain HTTP only (no TLS): run it on loopback / a management network, or put
+// a TLS-terminating proxy in front. One connection per order
+// ("Connection: close"): orders are rare next to accounting traffic.
+//
+// Asio stays out of this header (TOOLCHAIN.md: keep heavy headers out of
+// widely included ones); the backend runs on an io_context you own and run.
+
+#include "orders/backend.hpp"
+
+#include <memory>
+#include <string>
+
+namespace boost::asio {
+class io_context;
+}
+
+namespace imeilock::orders {
+
+/// A parsed "http://host[:port][/path]" URL.
+struct http_url {
+  std::string host;
+  std::string port = "80";
+  std::string target = "/"; ///< path and query
+};
+
+/// Parses a webhook URL; false (with `error` set) for anything but http://.
+bool parse_http_url(const std::string& url, http_url& out, std::string& error);
+
+/// Creates the webhook backend for `cfg` (type webhook). Reads
+/// cfg.bearer_token_file now. Throws std::runtime_error naming the problem
+/// (bad URL, unreadable token file). `io` must outlive the backend and be run
+/// by someone; `done` callbacks run on io's threads.
+std::unique_ptr<provisioning_backend> make_webhook_backend(const backend_config& cfg,
+                                                           boost::asio::io_context& io);
+
+/// Creates the backend `cfg` asks for: simulated or webhook. `seed` is for
+/// the simulated backend's failure draws.
+std::unique_ptr<provisioning_backend> make_backend(const backend_config& cfg,
+                                                   boost::asio::io_context& io,
+                                                   std::uint64_t seed = 1);
+
+} // namespace imeilock::orders
