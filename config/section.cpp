@@ -132,11 +132,17 @@ void section::fail(std::string_view key, std::string message) const {
 }
 
 YAML::Node section::get(std::string_view key) {
-  if (!node_.IsMap())
+  if (!node_.IsMap()) {
+    absent_->push_back(key_path(key));
     return YAML::Node{YAML::NodeType::Undefined};
+  }
   used_->insert(std::string{key});
   auto n = node_[std::string{key}];
-  if (!n || n.IsNull())
+  if (!n) {
+    absent_->push_back(key_path(key));
+    return YAML::Node{YAML::NodeType::Undefined};
+  }
+  if (n.IsNull())
     return YAML::Node{YAML::NodeType::Undefined};
   return n;
 }
@@ -259,9 +265,9 @@ void section::read_duration(std::string_view key, std::chrono::milliseconds& out
 
 section section::child(std::string_view key) {
   auto n = get(key);
-  if (!n.IsDefined())
-    return section{YAML::Node{YAML::NodeType::Undefined}, key_path(key)};
-  return section{n, key_path(key)};
+  section out{n.IsDefined() ? n : YAML::Node{YAML::NodeType::Undefined}, key_path(key)};
+  out.absent_ = absent_;
+  return out;
 }
 
 std::vector<section> section::children(std::string_view key) {
@@ -274,6 +280,7 @@ std::vector<section> section::children(std::string_view key) {
   std::size_t i = 0;
   for (const auto& item : n) {
     out.emplace_back(item, key_path(key) + "[" + std::to_string(i++) + "]");
+    out.back().absent_ = absent_;
   }
   return out;
 }
@@ -288,6 +295,7 @@ std::vector<std::pair<std::string, section>> section::named_children(std::string
   for (const auto& kv : n) {
     auto name = kv.first.as<std::string>();
     out.emplace_back(name, section{kv.second, key_path(key) + "." + name});
+    out.back().second.absent_ = absent_;
   }
   return out;
 }

@@ -94,6 +94,11 @@ public:
   /// Throws config::error for the first key that no read() consumed.
   void finish() const;
 
+  /// Full key paths that were read but absent from the file, across this
+  /// section and every section derived from it. The test of the example
+  /// configuration requires this to be empty: every option is documented.
+  std::vector<std::string> absent_keys() const { return *absent_; }
+
   /// Throws config::error about `key` (empty: about this section).
   [[noreturn]] void fail(std::string_view key, std::string message) const;
 
@@ -106,6 +111,8 @@ private:
   std::string path_;
   std::shared_ptr<std::unordered_set<std::string>> used_ =
     std::make_shared<std::unordered_set<std::string>>();
+  std::shared_ptr<std::vector<std::string>> absent_ =
+    std::make_shared<std::vector<std::string>>();
 };
 
 /// Parses a YAML file into its root section; syntax errors become

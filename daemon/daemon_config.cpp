@@ -18,7 +18,9 @@ void load(process_config& cfg, config::section s) {
   s.finish();
 }
 
-daemon_config load_root(config::section root) {
+} // namespace
+
+daemon_config load_config_section(config::section root) {
   daemon_config cfg;
   load(cfg.process, root.child("daemon"));
   metrics::load(cfg.metrics, root.child("metrics"));
@@ -26,14 +28,12 @@ daemon_config load_root(config::section root) {
   return cfg;
 }
 
-} // namespace
-
 daemon_config load_config(const std::string& file_name) {
-  return load_root(config::load_file(file_name));
+  return load_config_section(config::load_file(file_name));
 }
 
 daemon_config load_config_text(const std::string& text) {
-  return load_root(config::load_string(text));
+  return load_config_section(config::load_string(text));
 }
 
 } // namespace imeilock::daemon

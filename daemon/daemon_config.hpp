@@ -33,6 +33,9 @@ struct daemon_config {
 /// Loads and validates the file. Throws config::error naming key and line.
 daemon_config load_config(const std::string& file_name);
 
+/// Loads from an already parsed root section (tests inspect the section after).
+daemon_config load_config_section(config::section root);
+
 /// The same, from YAML text (tests).
 daemon_config load_config_text(const std::string& text);
 

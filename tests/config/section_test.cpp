@@ -132,3 +132,19 @@ TEST_CASE("durations and endpoints parse the documented forms only") {
   CHECK_FALSE(config::parse_endpoint("host:99999", ep));
   CHECK_FALSE(config::parse_endpoint("host:", ep));
 }
+
+TEST_CASE("keys read but absent from the file are reported with their full paths") {
+  auto root = config::load_string("radius:\n  workers: 2\nnets:\n  ee: {}\n");
+  auto radius = root.child("radius");
+  unsigned workers = 1;
+  std::string secret;
+  radius.read("workers", workers, 1u, 8u);
+  radius.read("secret", secret);
+  auto nets = root.named_children("nets");
+  bool strict = false;
+  nets[0].second.read("strict", strict);
+  auto api = root.child("api");
+  api.read("token", secret);
+  CHECK(root.absent_keys() ==
+        std::vector<std::string>{"radius.secret", "nets.ee.strict", "api", "api.token"});
+}
