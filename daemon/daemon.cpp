@@ -66,7 +66,7 @@ struct daemon::impl {
   bool start() {
     log::set_level(cfg.process.log_level);
     log::notice("daemon.starting", {{"version", metrics::version_string()},
-                                    {"config", config_file}});
+                                    {"config", config_file.empty() ? std::string{"(embedded defaults)"} : config_file}});
 
     metrics = std::make_unique<metrics::metrics_server>(cfg.metrics);
     if (auto err = metrics->start()) {
@@ -136,8 +136,12 @@ struct daemon::impl {
   }
 
   void reload() {
+    if (config_file.empty()) {
+      log::notice("daemon.reload_ignored", {{"reason", "running on embedded defaults"}});
+      return;
+    }
     service_manager::reloading();
-    log::notice("daemon.reloading", {{"config", config_file}});
+    log::notice("daemon.reloading", {{"config", config_file.empty() ? std::string{"(embedded defaults)"} : config_file}});
     try {
       auto next = load_config(config_file);
       if (!(next.metrics == cfg.metrics))

@@ -17,7 +17,7 @@ constexpr int ex_usage = 64;  // sysexits.h EX_USAGE
 constexpr int ex_config = 78; // sysexits.h EX_CONFIG
 
 constexpr const char* usage_text =
-  R"(Usage: imeilockd --config FILE       run the daemon
+  R"(Usage: imeilockd [--config FILE]     run the daemon (no FILE: embedded defaults)
        imeilockd --check-config FILE validate FILE and exit (0 ok, 78 invalid)
        imeilockd --version           print the version
        imeilockd --help              this text
@@ -54,14 +54,11 @@ int main(int argc, char** argv) {
                  usage_text);
     return ex_usage;
   }
-  if (config_file.empty()) {
-    std::fprintf(stderr, "imeilockd: --config FILE is required\n\n%s", usage_text);
-    return ex_usage;
-  }
-
   daemon::daemon_config cfg;
   try {
-    cfg = daemon::load_config(config_file);
+    // No --config: the embedded defaults (SQLite in ./var or $STATE_DIRECTORY,
+    // simulated provisioning network, loopback listeners).
+    cfg = config_file.empty() ? daemon::load_config_text("{}") : daemon::load_config(config_file);
   } catch (const config::error& e) {
     std::fprintf(stderr, "imeilockd: invalid configuration %s: %s\n", config_file.c_str(),
                  e.what());
