@@ -1,0 +1,201 @@
+#pragma once
+// The durable store (DESIGN §5): SQLite in WAL mode, one writer thread with
+// group commit, reader connections for everyone else.
+//
+//   store::store db{cfg};                       // opens, migrates, starts the writer
+//   db.submit(std::move(chg), [](bool ok) { ... });  // done runs on the writer thread
+//   auto sim = db.get_sim("8944...");            // any thread
+//
+// Durability: WAL + synchronous=NORMAL by default. A commit is in the WAL
+// (write(2) done) before `done(true)` runs, so a process crash (kill -9) loses
+// no acknowledged change; a power loss may lose the last commits. Set
+// `synchronous_full` to fsync the WAL on every commit (survives power loss, at
+// the cost of one fsync per group commit).
+//
+// No CAF, no prometheus: counters are plain atomics (`store::stats`) and the
+// commit latency is reported through `on_commit`, both read by actors/.
+
+#include "lock/types.hpp"
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace imeilock::store {
+
+/// Order lifecycle (DESIGN §3). Stored as its integer value.
+enum class order_status : std::uint8_t { queued = 0, submitted = 1, completed = 2, failed = 3 };
+
+/// A SIM: identity and lock state.
+struct sim_record {
+  std::string iccid;
+  std::vector<std::uint64_t> imsis; ///< every IMSI of the SIM (MultiNet: several)
+  std::string msisdn;
+  std::string network;              ///< configured network name
+  lock::sim_state state;
+};
+
+/// One order (DESIGN §3) and where it is in its lifecycle.
+struct order_record {
+  std::uint64_t id = 0;
+  std::string iccid;
+  std::string network;
+  lock::order_type type = lock::order_type::none;
+  lock::bar_reason reason = lock::bar_reason::none;
+  lock::unbar_mode mode = lock::unbar_mode::none;
+  bool with_lock = false;
+  order_status status = order_status::queued;
+  std::int64_t created_at_ms = 0;
+  std::int64_t due_at_ms = 0;       ///< when the lead time runs out, 0 unknown
+  std::int64_t submitted_at_ms = 0; ///< 0 until submitted to the backend
+  std::int64_t completed_at_ms = 0; ///< completion or failure, 0 while open
+  std::int64_t retry_at_ms = 0;     ///< queued after a failed submission: not before this
+  std::uint32_t attempts = 0;
+  std::string failure_reason;
+};
+
+/// One transition of one SIM (R14).
+struct audit_record {
+  std::uint64_t id = 0; ///< assigned by the store (ignored on write)
+  std::string iccid;
+  std::int64_t at_ms = 0;
+  std::string cause;
+  lock::sim_state before;
+  lock::sim_state after;
+  lock::device_id imei = lock::no_device;
+  std::string detail;
+};
+
+/// A lock-state write for an existing SIM (identity untouched).
+struct state_update {
+  std::string iccid;
+  lock::sim_state state;
+};
+
+/// Everything one caller wants committed atomically. The writer commits many
+/// changes in one transaction (group commit); each change is all-or-nothing.
+struct change {
+  std::vector<sim_record> sims;     ///< upserts; `imsis` replaces the SIM's IMSI set
+  std::vector<state_update> states; ///< lock state of existing SIMs
+  std::vector<order_record> orders; ///< insert or replace by id
+  std::vector<audit_record> audits; ///< appended
+  bool empty() const { return sims.empty() && states.empty() && orders.empty() && audits.empty(); }
+};
+
+/// Called once per change, on the writer thread, after the transaction that
+/// holds it committed (true) or was rolled back (false). Must not block.
+using done_fn = std::function<void(bool ok)>;
+
+/// One SIM as the startup loader hands it out. Views are valid only during
+/// the callback.
+struct inventory_row {
+  std::string_view iccid;
+  std::string_view network;
+  std::span<const std::uint64_t> imsis;
+  lock::sim_state state;
+};
+
+/// Filter for list_sims(); unset fields match everything.
+struct sim_filter {
+  std::optional<lock::lock_state> lock;
+  std::optional<lock::bar_state> bar;
+  std::optional<std::string> network;
+};
+
+/// Store settings (the `store` part of sim_layer_config).
+struct store_config {
+  /// SQLite database file; created if missing. ":memory:" is not supported (WAL).
+  std::string path = "imeilockd.db";
+  /// false: synchronous=NORMAL (survives kill -9, not power loss);
+  /// true: synchronous=FULL (fsync per group commit, survives power loss).
+  bool synchronous_full = false;
+  /// Changes waiting for the writer beyond which submit() refuses (overload).
+  std::size_t max_queue = 65536;
+  /// Most changes committed in one transaction.
+  std::size_t max_batch = 4096;
+  /// Reader connections (concurrent readers from API/actor threads).
+  std::size_t readers = 2;
+  /// How long a connection waits for a lock held by another one.
+  std::chrono::milliseconds busy_timeout{5000};
+};
+
+/// Counters for the metrics layer; monotonic unless said otherwise.
+struct stats {
+  std::atomic<std::uint64_t> commits{0};          ///< transactions committed
+  std::atomic<std::uint64_t> commit_failures{0};  ///< transactions rolled back
+  std::atomic<std::uint64_t> changes_committed{0};
+  std::atomic<std::uint64_t> changes_failed{0};   ///< done(false) for a store error
+  std::atomic<std::uint64_t> changes_refused{0};  ///< submit() over max_queue
+  std::atomic<std::uint64_t> queue_depth{0};      ///< gauge: changes waiting
+};
+
+/// The store. Thread-safe: submit() and every read may be called from any thread.
+class store {
+public:
+  /// Opens (creating and migrating) the database and starts the writer.
+  /// Throws std::runtime_error naming the file when it cannot be opened.
+  explicit store(store_config cfg);
+  /// Commits what is queued, then stops the writer.
+  ~store();
+  store(const store&) = delete;
+  store& operator=(const store&) = delete;
+
+  /// The schema version this code writes (PRAGMA user_version).
+  static constexpr int schema_version = 1;
+
+  /// Queues `chg`; `done` runs exactly once on the writer thread. Returns false
+  /// (and runs done(false) before returning) when the queue is full or the
+  /// store is stopping.
+  bool submit(change chg, done_fn done);
+
+  /// Blocks until everything submitted before this call is committed or failed.
+  void flush();
+
+  /// A new order id, unique for the life of the database (counter initialised
+  /// from max(orders.id) at open).
+  std::uint64_t allocate_order_id() { return next_order_id_.fetch_add(1) ; }
+
+  // -- Reads (committed state; reader connections; any thread) ---------------
+  std::optional<sim_record> get_sim(const std::string& iccid);
+  /// SIMs ordered by ICCID, starting after `cursor` (an ICCID, empty: first).
+  std::vector<sim_record> list_sims(const sim_filter& filter, const std::string& cursor,
+                                    std::size_t limit);
+  std::optional<order_record> get_order(std::uint64_t id);
+  /// Orders of one SIM, newest first.
+  std::vector<order_record> list_orders(const std::string& iccid);
+  /// Audit records of one SIM, newest first, at most `limit`.
+  std::vector<audit_record> list_events(const std::string& iccid, std::size_t limit);
+  /// The ICCID owning `imsi`, if any.
+  std::optional<std::string> iccid_of(std::uint64_t imsi);
+  /// Orders still queued or submitted (startup: resume them).
+  std::vector<order_record> open_orders();
+  /// Calls `fn` for every SIM (startup: build the compact inventory).
+  void load_inventory(const std::function<void(const inventory_row&)>& fn);
+  /// Number of SIMs in the database.
+  std::uint64_t count_sims();
+
+  /// Counters for metrics.
+  const stats& counters() const { return stats_; }
+  /// Called on the writer thread after every transaction: seconds spent,
+  /// changes in it, committed or not. Set before the first submit().
+  void set_commit_observer(std::function<void(double seconds, std::size_t changes, bool ok)> fn);
+
+  /// Runs one statement on the writer connection between transactions
+  /// (tests: "PRAGMA max_page_count=...", "PRAGMA query_only=1").
+  void exec_on_writer_for_testing(const std::string& sql);
+
+private:
+  struct impl;
+  std::unique_ptr<impl> impl_;
+  stats stats_;
+  std::atomic<std::uint64_t> next_order_id_{1};
+};
+
+} // namespace imeilock::store
