@@ -1,0 +1,456 @@
+#include "api/http_server.hpp"
+
+#include "api/router.hpp"
+#include "common/log.hpp"
+
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ip/v6_only.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <prometheus/counter.h>
+#include <prometheus/family.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+
+#include <atomic>
+#include <chrono>
+#include <mutex>
+#include <unordered_map>
+
+namespace imeilock::api {
+
+namespace net = boost::asio;
+namespace beast = boost::beast;
+namespace http = boost::beast::http;
+using tcp = net::ip::tcp;
+
+namespace {
+
+/// Limits and timeouts a connection reads per request (swapped on reload).
+struct limits {
+  std::uint32_t max_header_bytes = 0;
+  std::uint32_t max_body_bytes = 0;
+  std::chrono::milliseconds idle_timeout{};
+  std::chrono::milliseconds request_timeout{};
+  std::uint32_t max_connections = 0;
+};
+
+limits limits_of(const api_config& cfg) {
+  return {cfg.max_header_bytes, cfg.max_body_bytes, cfg.idle_timeout, cfg.request_timeout,
+          cfg.max_connections};
+}
+
+config::endpoint to_endpoint(const tcp::endpoint& ep) {
+  return {ep.address().to_string(), ep.port()};
+}
+
+class session;
+
+} // namespace
+
+/// Everything the connections share; kept alive by them.
+struct http_server::impl : std::enable_shared_from_this<http_server::impl> {
+  impl(net::io_context& io_context, const api_config& config, actors::sim_service& service,
+       prometheus::Registry& registry)
+    : io(io_context), cfg(config), routes(service), lim(limits_of(config)),
+      requests(prometheus::BuildCounter()
+                 .Name("imeilock_api_requests_total")
+                 .Help("HTTP API requests answered, by method, route template and status code")
+                 .Register(registry)),
+      latency(prometheus::BuildHistogram()
+                .Name("imeilock_api_request_duration_seconds")
+                .Help("HTTP API time from a complete request to its answer, by route template")
+                .Register(registry)),
+      connections(prometheus::BuildGauge()
+                    .Name("imeilock_api_connections")
+                    .Help("HTTP API connections open")
+                    .Register(registry)
+                    .Add({})),
+      rejected_connections(prometheus::BuildCounter()
+                             .Name("imeilock_api_connections_rejected_total")
+                             .Help("HTTP API connections closed at once: max_connections reached")
+                             .Register(registry)
+                             .Add({})) {
+    routes.set_ui(config.ui);
+  }
+
+  void count(const std::string& method, const std::string& route, unsigned status,
+             double seconds) {
+    requests.Add({{"method", method}, {"route", route}, {"code", std::to_string(status)}})
+      .Increment();
+    static const prometheus::Histogram::BucketBoundaries buckets{
+      0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
+    latency.Add({{"route", route}}, buckets).Observe(seconds);
+  }
+
+  limits current_limits() {
+    std::lock_guard lock{mutex};
+    return lim;
+  }
+
+  void do_accept(const std::shared_ptr<tcp::acceptor>& acceptor);
+
+  net::io_context& io;
+  api_config cfg;
+  router routes;
+  std::mutex mutex; ///< guards lim, acceptors, sessions, stopped
+  limits lim;
+  std::vector<std::shared_ptr<tcp::acceptor>> acceptors;
+  std::unordered_map<session*, std::weak_ptr<session>> sessions;
+  bool stopped = false;
+  std::atomic<std::uint32_t> open_connections{0};
+
+  prometheus::Family<prometheus::Counter>& requests;
+  prometheus::Family<prometheus::Histogram>& latency;
+  prometheus::Gauge& connections;
+  prometheus::Counter& rejected_connections;
+};
+
+namespace {
+
+/// One HTTP connection: read a request, hand it to the router, write the
+/// answer, repeat while keep-alive. Runs on its own strand.
+class session : public std::enable_shared_from_this<session> {
+public:
+  session(tcp::socket socket, std::shared_ptr<http_server::impl> server)
+    : stream_(std::move(socket)), server_(std::move(server)),
+      timer_(stream_.get_executor()) {
+    server_->connections.Increment();
+  }
+
+  ~session() {
+    server_->connections.Decrement();
+    server_->open_connections.fetch_sub(1);
+    std::lock_guard lock{server_->mutex};
+    server_->sessions.erase(this);
+  }
+
+  void run() {
+    net::dispatch(stream_.get_executor(),
+                  beast::bind_front_handler(&session::read_request, shared_from_this()));
+  }
+
+  /// Closes the connection from any thread (server stop).
+  void close() {
+    net::post(stream_.get_executor(), [self = shared_from_this()] {
+      self->closing_ = true;
+      beast::error_code ignored;
+      self->timer_.cancel();
+      self->stream_.socket().shutdown(tcp::socket::shutdown_both, ignored);
+      self->stream_.close();
+    });
+  }
+
+private:
+  void read_request() {
+    if (closing_)
+      return;
+    lim_ = server_->current_limits();
+    parser_.emplace();
+    parser_->header_limit(lim_.max_header_bytes);
+    parser_->body_limit(lim_.max_body_bytes);
+    stream_.expires_after(lim_.idle_timeout);
+    http::async_read_header(stream_, buffer_, *parser_,
+                            beast::bind_front_handler(&session::on_header, shared_from_this()));
+  }
+
+  void on_header(beast::error_code ec, std::size_t) {
+    if (ec)
+      return on_read_error(ec);
+    auto& req = parser_->get();
+    if (beast::iequals(req[http::field::expect], "100-continue") && !parser_->is_done()) {
+      // RFC 9110 §10.1.1: tell the client to send the body.
+      auto cont = std::make_shared<http::response<http::empty_body>>(http::status::continue_,
+                                                                      req.version());
+      http::async_write(stream_, *cont,
+                        [self = shared_from_this(), cont](beast::error_code wec, std::size_t) {
+                          if (wec)
+                            return self->on_read_error(wec);
+                          self->read_body();
+                        });
+      return;
+    }
+    read_body();
+  }
+
+  void read_body() {
+    if (parser_->is_done())
+      return on_request();
+    http::async_read(stream_, buffer_, *parser_,
+                     [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                       if (ec)
+                         return self->on_read_error(ec);
+                       self->on_request();
+                     });
+  }
+
+  void on_read_error(beast::error_code ec) {
+    if (ec == http::error::body_limit)
+      return reply_and_close(error_response(
+        413, "body_too_large",
+        "the body is larger than " + std::to_string(lim_.max_body_bytes) +
+          " bytes (api.max_body_bytes): split the import into smaller files"));
+    if (ec == http::error::header_limit)
+      return reply_and_close(error_response(
+        431, "header_too_large",
+        "the request head is larger than " + std::to_string(lim_.max_header_bytes) +
+          " bytes (api.max_header_bytes)"));
+    if (ec == http::error::end_of_stream || ec == beast::error::timeout ||
+        ec == net::error::operation_aborted || ec == net::error::connection_reset || closing_)
+      return close_now();
+    if (ec.category() == http::make_error_code(http::error::bad_method).category())
+      return reply_and_close(
+        error_response(400, "bad_request", "malformed HTTP request: " + ec.message()));
+    close_now();
+  }
+
+  void on_request() {
+    stream_.expires_never();
+    auto& msg = parser_->get();
+    started_ = std::chrono::steady_clock::now();
+    method_ = std::string{msg.method_string()};
+    keep_alive_ = msg.keep_alive();
+    version_ = msg.version();
+    head_ = msg.method() == http::verb::head;
+    request req;
+    req.method = method_;
+    req.target = std::string{msg.target()};
+    req.authorization = std::string{msg[http::field::authorization]};
+    req.content_type = std::string{msg[http::field::content_type]};
+    req.body = std::move(msg.body());
+    answered_ = std::make_shared<std::atomic<bool>>(false);
+    auto answered = answered_;
+    // The SIM layer answers from its own threads: come back to our strand.
+    timer_.expires_after(lim_.request_timeout);
+    timer_.async_wait([self = shared_from_this(), answered](beast::error_code ec) {
+      if (ec || answered->exchange(true))
+        return;
+      auto r = error_response(504, "timeout", "the SIM layer did not answer in time: retry");
+      self->route_ = "timeout";
+      self->keep_alive_ = false;
+      self->write(std::move(r));
+    });
+    server_->routes.handle(
+      std::move(req), [self = shared_from_this(), answered](response r) {
+        if (answered->exchange(true))
+          return;
+        net::post(self->stream_.get_executor(), [self, r = std::move(r)]() mutable {
+          self->timer_.cancel();
+          self->write(std::move(r));
+        });
+      });
+  }
+
+  void reply_and_close(response r) {
+    keep_alive_ = false;
+    version_ = 11;
+    method_ = parser_ && !parser_->get().method_string().empty()
+                ? std::string{parser_->get().method_string()}
+                : std::string{"-"};
+    started_ = std::chrono::steady_clock::now();
+    write(std::move(r));
+  }
+
+  void write(response r) {
+    if (closing_)
+      return;
+    auto elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - started_);
+    server_->count(method_, route_.empty() ? r.route : route_, r.status, elapsed.count());
+    route_.clear();
+    auto res = std::make_shared<http::response<http::string_body>>();
+    res->version(version_);
+    res->result(r.status);
+    res->set(http::field::server, "imeilockd");
+    res->set(http::field::content_type, r.content_type);
+    for (auto& [name, value] : r.headers)
+      res->set(name, value);
+    res->keep_alive(keep_alive_);
+    if (head_) {
+      res->content_length(r.body.size());
+    } else {
+      res->body() = std::move(r.body);
+      res->prepare_payload();
+    }
+    head_ = false;
+    stream_.expires_after(lim_.idle_timeout);
+    http::async_write(stream_, *res,
+                      [self = shared_from_this(), res](beast::error_code ec, std::size_t) {
+                        if (ec || !res->keep_alive())
+                          return self->close_now();
+                        self->read_request();
+                      });
+  }
+
+  void close_now() {
+    beast::error_code ignored;
+    timer_.cancel();
+    stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
+    stream_.close();
+  }
+
+  beast::tcp_stream stream_;
+  std::shared_ptr<http_server::impl> server_;
+  net::steady_timer timer_;
+  beast::flat_buffer buffer_;
+  std::optional<http::request_parser<http::string_body>> parser_;
+  limits lim_;
+  std::shared_ptr<std::atomic<bool>> answered_;
+  std::chrono::steady_clock::time_point started_;
+  std::string method_;
+  std::string route_;
+  unsigned version_ = 11;
+  bool keep_alive_ = true;
+  bool head_ = false;
+  bool closing_ = false;
+};
+
+} // namespace
+
+void http_server::impl::do_accept(const std::shared_ptr<tcp::acceptor>& acceptor) {
+  acceptor->async_accept(
+    net::make_strand(io),
+    [this, acceptor, self = shared_from_this()](beast::error_code ec, tcp::socket socket) {
+      if (ec == net::error::operation_aborted || !acceptor->is_open())
+        return;
+      if (!ec) {
+        auto max = current_limits().max_connections;
+        if (open_connections.fetch_add(1) >= max) {
+          open_connections.fetch_sub(1);
+          rejected_connections.Increment();
+          beast::error_code ignored;
+          socket.close(ignored);
+        } else {
+          auto s = std::make_shared<session>(std::move(socket), self);
+          {
+            std::lock_guard lock{mutex};
+            sessions.emplace(s.get(), s);
+          }
+          s->run();
+        }
+      } else {
+        static log::rate_limiter limiter;
+        log::write_limited(limiter, log::level::warning, "api.accept_failed",
+                           {{"error", ec.message()}});
+      }
+      do_accept(acceptor);
+    });
+}
+
+http_server::http_server(net::io_context& io, const api_config& cfg, actors::sim_service& service,
+                         prometheus::Registry& registry)
+  : impl_(std::make_shared<impl>(io, cfg, service, registry)) {
+}
+
+http_server::~http_server() { stop(); }
+
+std::optional<std::string> http_server::start() {
+  token_set tokens;
+  if (auto err = resolve_tokens(impl_->cfg, tokens))
+    return "api: " + *err;
+  if (tokens.empty())
+    log::warning("api.no_tokens",
+                 {{"hint", "every /v1 request will get 401: set api.tokens or api.token_file"}});
+  impl_->routes.set_tokens(std::move(tokens));
+  std::vector<std::shared_ptr<tcp::acceptor>> bound;
+  for (const auto& ep : impl_->cfg.listen) {
+    auto name = ep.to_string();
+    beast::error_code ec;
+    std::vector<tcp::endpoint> targets;
+    auto address = net::ip::make_address(ep.host, ec);
+    if (!ec) {
+      targets.emplace_back(address, ep.port);
+    } else {
+      tcp::resolver resolver{impl_->io};
+      auto results = resolver.resolve(ep.host, std::to_string(ep.port), ec);
+      if (ec)
+        return "api: cannot resolve listen address " + name + ": " + ec.message();
+      for (const auto& r : results)
+        targets.push_back(r.endpoint());
+    }
+    for (const auto& target : targets) {
+      auto acceptor = std::make_shared<tcp::acceptor>(net::make_strand(impl_->io));
+      acceptor->open(target.protocol(), ec);
+      if (!ec && target.address().is_v6())
+        acceptor->set_option(net::ip::v6_only(true), ec); // [::] and 0.0.0.0 may both be listed
+      if (!ec)
+        acceptor->set_option(net::socket_base::reuse_address(true), ec);
+      if (!ec)
+        acceptor->bind(target, ec);
+      if (!ec)
+        acceptor->listen(net::socket_base::max_listen_connections, ec);
+      if (ec) {
+        for (auto& a : bound) {
+          beast::error_code ignored;
+          a->close(ignored);
+        }
+        return "api: cannot listen on " + name + ": " + ec.message();
+      }
+      bound.push_back(std::move(acceptor));
+    }
+  }
+  {
+    std::lock_guard lock{impl_->mutex};
+    impl_->stopped = false;
+    impl_->acceptors = bound;
+  }
+  for (auto& a : bound) {
+    log::info("api.listening", {{"addr", config::endpoint{to_endpoint(a->local_endpoint())}.to_string()}});
+    impl_->do_accept(a);
+  }
+  return std::nullopt;
+}
+
+std::vector<config::endpoint> http_server::local_endpoints() const {
+  std::lock_guard lock{impl_->mutex};
+  std::vector<config::endpoint> out;
+  for (const auto& a : impl_->acceptors) {
+    beast::error_code ec;
+    auto ep = a->local_endpoint(ec);
+    if (!ec)
+      out.push_back(to_endpoint(ep));
+  }
+  return out;
+}
+
+void http_server::stop() {
+  std::vector<std::shared_ptr<tcp::acceptor>> acceptors;
+  std::vector<std::shared_ptr<session>> live;
+  {
+    std::lock_guard lock{impl_->mutex};
+    if (impl_->stopped)
+      return;
+    impl_->stopped = true;
+    acceptors.swap(impl_->acceptors);
+    for (auto& [ptr, weak] : impl_->sessions)
+      if (auto s = weak.lock())
+        live.push_back(std::move(s));
+  }
+  for (auto& a : acceptors)
+    net::post(a->get_executor(), [a] {
+      beast::error_code ignored;
+      a->close(ignored);
+    });
+  for (auto& s : live)
+    s->close();
+}
+
+void http_server::set_ready(bool ready) { impl_->routes.set_ready(ready); }
+
+std::optional<std::string> http_server::reload(const api_config& cfg) {
+  token_set tokens;
+  if (auto err = resolve_tokens(cfg, tokens))
+    return "api: " + *err + " (the previous tokens stay in force)";
+  if (cfg.listen != impl_->cfg.listen)
+    log::warning("api.listen_changed", {{"hint", "api.listen takes effect at the next restart"}});
+  impl_->routes.set_tokens(std::move(tokens));
+  impl_->routes.set_ui(cfg.ui);
+  std::lock_guard lock{impl_->mutex};
+  impl_->lim = limits_of(cfg);
+  return std::nullopt;
+}
+
+} // namespace imeilock::api

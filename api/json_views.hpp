@@ -1,0 +1,29 @@
+#pragma once
+// The JSON forms of SIMs, orders and audit events, exactly as the API
+// documents them (api/openapi.json). IMEIs are 15 digits with the computed
+// Luhn digit, null where unknown; times are RFC 3339 UTC, null where unknown.
+
+#include "actors/sim_layer.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <string>
+
+namespace imeilock::api {
+
+/// "2026-11-25T02:46:04.123Z"; null for 0.
+nlohmann::json time_json(std::int64_t unix_ms);
+/// The 15-digit IMEI, or null for no_device.
+nlohmann::json imei_json(lock::device_id device);
+/// The lock part of a SIM: status, lock, last_seen_imei, bar.
+nlohmann::json state_json(const lock::sim_state& s);
+/// GET /v1/sims/{iccid}.
+nlohmann::json sim_json(const actors::sim_info& sim);
+/// GET /v1/orders/{id}.
+nlohmann::json order_json(const actors::order_info& order);
+/// One item of GET /v1/sims/{iccid}/events.
+nlohmann::json event_json(const actors::event_info& event);
+std::string_view to_string(actors::order_status s);
+
+} // namespace imeilock::api

@@ -1,0 +1,832 @@
+#include "api/router.hpp"
+
+#include "api/assets.hpp"
+#include "api/json_views.hpp"
+#include "api/validate.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <charconv>
+#include <set>
+#include <unordered_map>
+#include <unordered_set>
+
+namespace imeilock::api {
+
+using nlohmann::json;
+
+namespace {
+
+/// The most records a list route returns in one page.
+constexpr std::size_t max_page = 1000;
+constexpr std::size_t default_page = 100;
+
+std::string body_of(const json& j) {
+  // Never throw on text that came from outside (invalid UTF-8 is replaced).
+  return j.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+response json_response(unsigned status, const json& j) {
+  response r;
+  r.status = status;
+  r.body = body_of(j);
+  return r;
+}
+
+std::string lower(std::string_view s) {
+  std::string out{s};
+  std::transform(out.begin(), out.end(), out.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return out;
+}
+
+int hex_value(char c) {
+  if (c >= '0' && c <= '9')
+    return c - '0';
+  if (c >= 'a' && c <= 'f')
+    return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F')
+    return c - 'A' + 10;
+  return -1;
+}
+
+/// RFC 3986 percent-decoding; '+' is a space in a query. False on a bad escape.
+bool percent_decode(std::string_view in, std::string& out, bool plus_is_space) {
+  out.clear();
+  for (std::size_t i = 0; i < in.size(); ++i) {
+    char c = in[i];
+    if (c == '%') {
+      if (i + 2 >= in.size())
+        return false;
+      int hi = hex_value(in[i + 1]);
+      int lo = hex_value(in[i + 2]);
+      if (hi < 0 || lo < 0)
+        return false;
+      out.push_back(static_cast<char>(hi * 16 + lo));
+      i += 2;
+    } else if (c == '+' && plus_is_space) {
+      out.push_back(' ');
+    } else {
+      out.push_back(c);
+    }
+  }
+  return true;
+}
+
+std::vector<std::string_view> split(std::string_view s, char sep) {
+  std::vector<std::string_view> parts;
+  std::size_t start = 0;
+  while (true) {
+    auto pos = s.find(sep, start);
+    parts.push_back(s.substr(start, pos == std::string_view::npos ? pos : pos - start));
+    if (pos == std::string_view::npos)
+      break;
+    start = pos + 1;
+  }
+  return parts;
+}
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t'))
+    s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r'))
+    s.remove_suffix(1);
+  return s;
+}
+
+/// The media type of a Content-Type header, lower case, parameters dropped.
+std::string media_type(std::string_view content_type) {
+  return lower(trim(content_type.substr(0, content_type.find(';'))));
+}
+
+bool parse_u64(std::string_view s, std::uint64_t& out) {
+  if (s.empty())
+    return false;
+  auto [ptr, err] = std::from_chars(s.data(), s.data() + s.size(), out);
+  return err == std::errc{} && ptr == s.data() + s.size();
+}
+
+/// Constant-time comparison, so a token cannot be guessed byte by byte.
+bool same_secret(std::string_view a, std::string_view b) {
+  if (a.size() != b.size())
+    return false; // leaks only the length
+  unsigned char diff = 0;
+  for (std::size_t i = 0; i < a.size(); ++i)
+    diff |= static_cast<unsigned char>(a[i] ^ b[i]);
+  return diff == 0;
+}
+
+unsigned status_for(ec e) {
+  switch (e) {
+    case ec::ok: return 200;
+    case ec::unknown_sim: return 404;
+    case ec::conflict: return 409;
+    case ec::invalid: return 422;
+    case ec::overloaded:
+    case ec::store_failed:
+    case ec::shutting_down: return 503;
+    case ec::backend_failed: return 502;
+  }
+  return 500;
+}
+
+std::string_view default_message(ec e) {
+  switch (e) {
+    case ec::overloaded: return "the daemon is over capacity: retry shortly";
+    case ec::store_failed: return "the change could not be made durable: nothing was changed, retry";
+    case ec::shutting_down: return "the daemon is shutting down: retry against another node";
+    case ec::backend_failed: return "the provisioning backend failed";
+    default: return "refused";
+  }
+}
+
+response service_error(ec e, const std::string& reason) {
+  auto r = error_response(status_for(e), to_string(e), reason.empty() ? default_message(e) : reason);
+  if (status_for(e) == 503)
+    r.headers.emplace_back("Retry-After", "1");
+  return r;
+}
+
+// -- Strict JSON bodies ------------------------------------------------------
+
+/// Reads a JSON object body field by field; the first problem becomes the
+/// answer (400 for shape problems, 422 for bad values).
+class body_reader {
+public:
+  explicit body_reader(const request& req) {
+    auto type = media_type(req.content_type);
+    if (type != "application/json") {
+      fail_ = error_response(415, "unsupported_media_type",
+                             "send the body as Content-Type: application/json");
+      return;
+    }
+    try {
+      obj_ = json::parse(req.body);
+    } catch (const json::parse_error& e) {
+      fail_ = error_response(400, "malformed_json",
+                             "the body is not valid JSON (byte " + std::to_string(e.byte) +
+                               "): fix the syntax and resend");
+      return;
+    }
+    if (!obj_.is_object())
+      fail_ = error_response(400, "wrong_type", "the body must be a JSON object {...}");
+  }
+
+  /// Fails on the first field not in `allowed`.
+  void only(std::initializer_list<std::string_view> allowed) {
+    if (fail_)
+      return;
+    for (auto it = obj_.begin(); it != obj_.end(); ++it) {
+      if (std::find(allowed.begin(), allowed.end(), it.key()) != allowed.end())
+        continue;
+      std::string list;
+      for (auto a : allowed)
+        list += (list.empty() ? "" : ", ") + std::string{a};
+      fail_ = error_response(400, "unknown_field",
+                             "unknown field \"" + it.key() + "\": the fields are " + list);
+      return;
+    }
+  }
+
+  bool has(const std::string& key) const { return !fail_ && obj_.contains(key); }
+
+  /// A string field; `required` fields missing fail.
+  std::optional<std::string> string(const std::string& key, bool required) {
+    if (fail_)
+      return std::nullopt;
+    if (!obj_.contains(key)) {
+      if (required)
+        missing(key);
+      return std::nullopt;
+    }
+    const auto& v = obj_[key];
+    if (!v.is_string()) {
+      wrong(key, "a string");
+      return std::nullopt;
+    }
+    return v.get<std::string>();
+  }
+
+  std::optional<bool> boolean(const std::string& key) {
+    if (fail_ || !obj_.contains(key))
+      return std::nullopt;
+    const auto& v = obj_[key];
+    if (!v.is_boolean()) {
+      wrong(key, "true or false");
+      return std::nullopt;
+    }
+    return v.get<bool>();
+  }
+
+  std::optional<std::vector<std::string>> strings(const std::string& key, bool required) {
+    if (fail_)
+      return std::nullopt;
+    if (!obj_.contains(key)) {
+      if (required)
+        missing(key);
+      return std::nullopt;
+    }
+    const auto& v = obj_[key];
+    if (!v.is_array()) {
+      wrong(key, "an array of strings");
+      return std::nullopt;
+    }
+    std::vector<std::string> out;
+    for (std::size_t i = 0; i < v.size(); ++i) {
+      if (!v[i].is_string()) {
+        wrong(key + "[" + std::to_string(i) + "]", "a string");
+        return std::nullopt;
+      }
+      out.push_back(v[i].get<std::string>());
+    }
+    return out;
+  }
+
+  void invalid(const std::string& message) {
+    if (!fail_)
+      fail_ = error_response(422, "invalid_value", message);
+  }
+
+  const std::optional<response>& failure() const { return fail_; }
+
+private:
+  void missing(const std::string& key) {
+    fail_ = error_response(400, "missing_field", "the field \"" + key + "\" is required");
+  }
+  void wrong(const std::string& key, const std::string& expected) {
+    fail_ = error_response(400, "wrong_type", "the field \"" + key + "\" must be " + expected);
+  }
+
+  json obj_;
+  std::optional<response> fail_;
+};
+
+// -- Query strings -----------------------------------------------------------
+
+using query_map = std::vector<std::pair<std::string, std::string>>;
+
+std::optional<std::string> query_value(const query_map& q, std::string_view key) {
+  for (const auto& [k, v] : q)
+    if (k == key)
+      return v;
+  return std::nullopt;
+}
+
+/// Parses `limit`: absent -> default, otherwise 1..max_page.
+std::optional<response> read_limit(const query_map& q, std::size_t& out) {
+  out = default_page;
+  auto v = query_value(q, "limit");
+  if (!v)
+    return std::nullopt;
+  std::uint64_t n = 0;
+  if (!parse_u64(*v, n) || n == 0 || n > max_page)
+    return error_response(400, "bad_parameter",
+                          "limit must be a whole number from 1 to " + std::to_string(max_page));
+  out = static_cast<std::size_t>(n);
+  return std::nullopt;
+}
+
+} // namespace
+
+response error_response(unsigned status, std::string_view code, std::string_view message) {
+  return json_response(status, json{{"error", {{"code", code}, {"message", message}}}});
+}
+
+// -- The request in flight and the route table -------------------------------
+
+struct router::call {
+  actors::sim_service& service;
+  request req;
+  std::vector<std::string> params; ///< path parameters in template order
+  query_map query;
+  std::string route;
+  respond_fn done;
+  bool ready = false;
+
+  void reply(response r) {
+    r.route = route;
+    done(std::move(r));
+  }
+};
+
+namespace {
+
+using call_ptr = std::shared_ptr<router::call>;
+using handler = void (*)(const call_ptr&);
+
+struct route_def {
+  route_info info;
+  std::vector<std::string_view> query; ///< accepted query parameters
+  handler fn;
+};
+
+void reply_asset(const call_ptr& c, std::string_view name) {
+  const auto* a = find_asset(name);
+  if (!a) {
+    c->reply(error_response(404, "not_found", "no such file: " + std::string{name}));
+    return;
+  }
+  response r;
+  r.content_type = std::string{a->content_type};
+  r.body = std::string{a->data};
+  r.headers.emplace_back("Cache-Control", "no-cache");
+  r.headers.emplace_back("X-Content-Type-Options", "nosniff");
+  if (name.starts_with("ui/"))
+    r.headers.emplace_back("Content-Security-Policy",
+                           "default-src 'self'; frame-ancestors 'none'; base-uri 'none'");
+  c->reply(std::move(r));
+}
+
+void get_healthz(const call_ptr& c) { c->reply(json_response(200, {{"status", "ok"}})); }
+
+void get_readyz(const call_ptr& c) {
+  c->reply(c->ready ? json_response(200, {{"status", "ready"}})
+                    : json_response(503, {{"status", "not_ready"}}));
+}
+
+void get_openapi(const call_ptr& c) { reply_asset(c, "openapi.json"); }
+void get_ui(const call_ptr& c) { reply_asset(c, "ui/index.html"); }
+void get_ui_asset(const call_ptr& c) {
+  if (c->params[0] == "index.html" || c->params[0].find('/') != std::string::npos) {
+    c->reply(error_response(404, "not_found", "no such file"));
+    return;
+  }
+  reply_asset(c, "ui/" + c->params[0]);
+}
+
+/// Checks the ICCID path parameter; answers 422 and returns false if malformed.
+bool check_iccid(const call_ptr& c) {
+  if (auto err = iccid_problem(c->params[0])) {
+    c->reply(error_response(422, "invalid_value", *err));
+    return false;
+  }
+  return true;
+}
+
+response unknown_sim(const std::string& iccid) {
+  return error_response(404, "unknown_sim",
+                        "no SIM with ICCID " + iccid + ": create it with PUT /v1/sims/" + iccid);
+}
+
+void get_sim(const call_ptr& c) {
+  if (!check_iccid(c))
+    return;
+  c->service.get_sim(c->params[0], [c](std::optional<actors::sim_info> sim) {
+    if (!sim)
+      c->reply(unknown_sim(c->params[0]));
+    else
+      c->reply(json_response(200, sim_json(*sim)));
+  });
+}
+
+void put_sim(const call_ptr& c) {
+  if (!check_iccid(c))
+    return;
+  body_reader body{c->req};
+  body.only({"iccid", "imsis", "msisdn", "network", "status"});
+  auto iccid = body.string("iccid", false);
+  auto imsis = body.strings("imsis", true);
+  auto msisdn = body.string("msisdn", false);
+  auto network = body.string("network", true);
+  auto status = body.string("status", true);
+  actors::sim_upsert up;
+  up.iccid = c->params[0];
+  if (iccid && *iccid != up.iccid)
+    body.invalid("the body's iccid " + *iccid + " differs from the one in the path " + up.iccid);
+  if (imsis) {
+    if (auto err = imsis_problem(*imsis, up.imsis))
+      body.invalid(*err);
+  }
+  if (msisdn) {
+    if (auto err = msisdn_problem(*msisdn, up.msisdn))
+      body.invalid(*err);
+  }
+  if (network) {
+    if (auto err = network_problem(*network))
+      body.invalid(*err);
+    up.network = *network;
+  }
+  if (status && !lock::parse(*status, up.status))
+    body.invalid("status must be \"active\" or \"inactive\", not \"" + *status + "\"");
+  if (body.failure()) {
+    c->reply(*body.failure());
+    return;
+  }
+  c->service.upsert_sim(std::move(up), [c](actors::write_result res) {
+    if (res.error != ec::ok) {
+      c->reply(service_error(res.error, res.reason));
+      return;
+    }
+    unsigned code = res.created ? 201 : 200;
+    c->service.get_sim(c->params[0], [c, code](std::optional<actors::sim_info> sim) {
+      auto r = sim ? json_response(code, sim_json(*sim))
+                   : json_response(code, {{"iccid", c->params[0]}});
+      if (code == 201)
+        r.headers.emplace_back("Location", "/v1/sims/" + c->params[0]);
+      c->reply(std::move(r));
+    });
+  });
+}
+
+void import_sims(const call_ptr& c) {
+  if (media_type(c->req.content_type) != "text/csv") {
+    c->reply(error_response(415, "unsupported_media_type",
+                            "send the SIMs as Content-Type: text/csv with the header line "
+                            "iccid,imsis,msisdn,network,status"));
+    return;
+  }
+  auto parsed = parse_sim_csv(c->req.body);
+  if (parsed.header_error) {
+    c->reply(error_response(422, "invalid_value", *parsed.header_error));
+    return;
+  }
+  auto finish = [c, parsed](std::vector<actors::write_result> results) mutable {
+    json items = json::array();
+    std::size_t imported = 0;
+    std::size_t rejected = 0;
+    std::size_t next = 0;
+    for (const auto& line : parsed.lines) {
+      json item{{"line", line.line_no}, {"iccid", line.sim.iccid}};
+      if (line.error) {
+        item["result"] = "rejected";
+        item["reason"] = *line.error;
+        ++rejected;
+      } else {
+        const auto& res = results[next++];
+        if (res.error == ec::store_failed || res.error == ec::overloaded ||
+            res.error == ec::shutting_down) {
+          c->reply(service_error(res.error, res.reason));
+          return;
+        }
+        if (res.error == ec::ok) {
+          item["result"] = res.created ? "created" : "updated";
+          ++imported;
+        } else {
+          item["result"] = "rejected";
+          item["reason"] = res.reason.empty() ? std::string{to_string(res.error)} : res.reason;
+          ++rejected;
+        }
+      }
+      items.push_back(std::move(item));
+    }
+    c->reply(json_response(
+      200, {{"imported", imported}, {"rejected", rejected}, {"results", std::move(items)}}));
+  };
+  std::vector<actors::sim_upsert> valid;
+  for (const auto& line : parsed.lines)
+    if (!line.error)
+      valid.push_back(line.sim);
+  if (valid.empty()) {
+    finish({});
+    return;
+  }
+  auto expected = valid.size();
+  c->service.import_sims(std::move(valid), [c, finish, expected](
+                                             std::vector<actors::write_result> results) mutable {
+    if (results.size() != expected) {
+      c->reply(error_response(500, "internal", "the SIM layer answered the import badly"));
+      return;
+    }
+    finish(std::move(results));
+  });
+}
+
+void list_sims(const call_ptr& c) {
+  actors::sim_filter filter;
+  if (auto v = query_value(c->query, "lock_state")) {
+    lock::lock_state s{};
+    if (!lock::parse(*v, s)) {
+      c->reply(error_response(400, "bad_parameter",
+                              "lock_state must be off, awaiting_first_imei or locked"));
+      return;
+    }
+    filter.lock = s;
+  }
+  if (auto v = query_value(c->query, "bar_state")) {
+    lock::bar_state s{};
+    if (!lock::parse(*v, s)) {
+      c->reply(error_response(400, "bad_parameter",
+                              "bar_state must be none, bar_pending, barred or unbar_pending"));
+      return;
+    }
+    filter.bar = s;
+  }
+  if (auto v = query_value(c->query, "network"))
+    filter.network = *v;
+  std::size_t limit = 0;
+  if (auto err = read_limit(c->query, limit)) {
+    c->reply(*err);
+    return;
+  }
+  auto cursor = query_value(c->query, "cursor").value_or("");
+  c->service.list_sims(std::move(filter), std::move(cursor), limit, [c](actors::sim_page page) {
+    json items = json::array();
+    for (const auto& s : page.items)
+      items.push_back(sim_json(s));
+    json next = page.next_cursor.empty() ? json(nullptr) : json(page.next_cursor);
+    c->reply(json_response(200, {{"items", std::move(items)}, {"next_cursor", std::move(next)}}));
+  });
+}
+
+void place_order(const call_ptr& c) {
+  if (!check_iccid(c))
+    return;
+  body_reader body{c->req};
+  body.only({"type", "unbar_mode", "enable_imei_lock"});
+  auto type = body.string("type", true);
+  auto mode = body.string("unbar_mode", false);
+  auto with_lock = body.boolean("enable_imei_lock");
+  actors::order_request req;
+  if (type && (!lock::parse(*type, req.type) || req.type == lock::order_type::none))
+    body.invalid("type must be one of enable_imei_lock, disable_imei_lock, bar, unbar, "
+                 "activate; not \"" + *type + "\"");
+  if (mode) {
+    if (req.type != lock::order_type::unbar)
+      body.invalid("unbar_mode applies only to unbar orders");
+    else if (!lock::parse(*mode, req.mode) || req.mode == lock::unbar_mode::none)
+      body.invalid("unbar_mode must be keep_lock or update_to_last_seen, not \"" + *mode + "\"");
+  }
+  if (with_lock) {
+    if (req.type != lock::order_type::activate)
+      body.invalid("enable_imei_lock applies only to activate orders");
+    req.with_lock = *with_lock;
+  }
+  if (body.failure()) {
+    c->reply(*body.failure());
+    return;
+  }
+  c->service.place_order(c->params[0], req, [c, req](actors::write_result res) {
+    if (res.error == ec::unknown_sim) {
+      c->reply(unknown_sim(c->params[0]));
+      return;
+    }
+    if (res.error != ec::ok) {
+      c->reply(service_error(res.error, res.reason));
+      return;
+    }
+    json j;
+    if (res.order) {
+      j = order_json(*res.order);
+    } else {
+      j = {{"id", nullptr}, {"iccid", c->params[0]}, {"type", lock::to_string(req.type)},
+           {"status", "completed"}};
+    }
+    j["warnings"] = res.warnings;
+    auto r = json_response(202, j);
+    if (res.order)
+      r.headers.emplace_back("Location", "/v1/orders/" + std::to_string(res.order->id));
+    c->reply(std::move(r));
+  });
+}
+
+void get_order(const call_ptr& c) {
+  std::uint64_t id = 0;
+  if (!parse_u64(c->params[0], id) || id == 0) {
+    c->reply(error_response(422, "invalid_value",
+                            "an order id is a positive whole number, not \"" + c->params[0] + "\""));
+    return;
+  }
+  c->service.get_order(id, [c](std::optional<actors::order_info> order) {
+    if (!order)
+      c->reply(error_response(404, "unknown_order", "no order with id " + c->params[0]));
+    else
+      c->reply(json_response(200, order_json(*order)));
+  });
+}
+
+/// Runs `next` once the SIM of the path is known to exist; 404 otherwise.
+template <class Next>
+void with_sim(const call_ptr& c, Next next) {
+  if (!check_iccid(c))
+    return;
+  c->service.get_sim(c->params[0], [c, next](std::optional<actors::sim_info> sim) mutable {
+    if (!sim)
+      c->reply(unknown_sim(c->params[0]));
+    else
+      next();
+  });
+}
+
+void list_sim_orders(const call_ptr& c) {
+  with_sim(c, [c] {
+    c->service.list_orders(c->params[0], [c](std::vector<actors::order_info> orders) {
+      std::sort(orders.begin(), orders.end(),
+                [](const auto& a, const auto& b) { return a.id > b.id; });
+      json items = json::array();
+      for (const auto& o : orders)
+        items.push_back(order_json(o));
+      c->reply(json_response(200, {{"items", std::move(items)}}));
+    });
+  });
+}
+
+void list_sim_events(const call_ptr& c) {
+  std::size_t limit = 0;
+  if (auto err = read_limit(c->query, limit)) {
+    c->reply(*err);
+    return;
+  }
+  with_sim(c, [c, limit] {
+    c->service.list_events(c->params[0], limit, [c](std::vector<actors::event_info> events) {
+      json items = json::array();
+      for (const auto& e : events)
+        items.push_back(event_json(e));
+      c->reply(json_response(200, {{"items", std::move(items)}}));
+    });
+  });
+}
+
+const std::vector<route_def>& route_table() {
+  static const std::vector<route_def> table{
+    {{"GET", "/healthz", false, true}, {}, get_healthz},
+    {{"GET", "/readyz", false, true}, {}, get_readyz},
+    {{"GET", "/v1/openapi.json", false, true}, {}, get_openapi},
+    {{"GET", "/ui", false, true}, {}, get_ui},
+    {{"GET", "/ui/{file}", false, true}, {}, get_ui_asset},
+    {{"GET", "/v1/sims", false, false}, {"lock_state", "bar_state", "network", "limit", "cursor"},
+     list_sims},
+    {{"POST", "/v1/sims:import", true, false}, {}, import_sims},
+    {{"GET", "/v1/sims/{iccid}", false, false}, {}, get_sim},
+    {{"PUT", "/v1/sims/{iccid}", true, false}, {}, put_sim},
+    {{"GET", "/v1/sims/{iccid}/orders", false, false}, {}, list_sim_orders},
+    {{"POST", "/v1/sims/{iccid}/orders", true, false}, {}, place_order},
+    {{"GET", "/v1/sims/{iccid}/events", false, false}, {"limit"}, list_sim_events},
+    {{"GET", "/v1/orders/{id}", false, false}, {}, get_order},
+  };
+  return table;
+}
+
+/// Matches `path` against a route template; fills the parameters.
+bool matches(std::string_view tmpl, const std::vector<std::string>& segments,
+             std::vector<std::string>& params) {
+  auto parts = split(tmpl.substr(1), '/');
+  if (parts.size() != segments.size())
+    return false;
+  std::vector<std::string> found;
+  for (std::size_t i = 0; i < parts.size(); ++i) {
+    if (parts[i].starts_with('{')) {
+      if (segments[i].empty())
+        return false;
+      found.push_back(segments[i]);
+    } else if (parts[i] != segments[i]) {
+      return false;
+    }
+  }
+  params = std::move(found);
+  return true;
+}
+
+} // namespace
+
+const std::vector<route_info>& routes() {
+  static const std::vector<route_info> list = [] {
+    std::vector<route_info> out;
+    for (const auto& r : route_table())
+      out.push_back(r.info);
+    return out;
+  }();
+  return list;
+}
+
+router::router(actors::sim_service& service)
+  : service_(service), tokens_(std::make_shared<const token_set>()) {
+}
+
+void router::set_tokens(token_set tokens) {
+  auto fresh = std::make_shared<const token_set>(std::move(tokens));
+  std::lock_guard lock{tokens_mutex_};
+  tokens_ = std::move(fresh);
+}
+
+router::access router::authenticate(std::string_view authorization) const {
+  std::shared_ptr<const token_set> tokens;
+  {
+    std::lock_guard lock{tokens_mutex_};
+    tokens = tokens_;
+  }
+  auto space = authorization.find(' ');
+  if (space == std::string_view::npos || lower(authorization.substr(0, space)) != "bearer")
+    return access::none;
+  auto token = trim(authorization.substr(space + 1));
+  if (token.empty())
+    return access::none;
+  // Compare against every token so timing does not say which one matched.
+  bool rw = false;
+  bool ro = false;
+  for (const auto& t : tokens->read_write)
+    rw |= same_secret(token, t);
+  for (const auto& t : tokens->read_only)
+    ro |= same_secret(token, t);
+  return rw ? access::read_write : ro ? access::read_only : access::none;
+}
+
+void router::handle(request req, respond_fn done) {
+  auto c = std::make_shared<call>(call{service_, std::move(req), {}, {}, "unmatched",
+                                       std::move(done), ready_.load()});
+  std::string_view target = c->req.target;
+  auto qpos = target.find('?');
+  std::string_view path = target.substr(0, qpos);
+  if (path.empty() || path.front() != '/') {
+    c->reply(error_response(400, "bad_request", "the request target must be a path"));
+    return;
+  }
+  std::vector<std::string> segments;
+  for (auto part : split(path.substr(1), '/')) {
+    std::string decoded;
+    if (!percent_decode(part, decoded, false)) {
+      c->reply(error_response(400, "bad_request", "bad percent-encoding in the path"));
+      return;
+    }
+    segments.push_back(std::move(decoded));
+  }
+  if (qpos != std::string_view::npos) {
+    for (auto pair : split(target.substr(qpos + 1), '&')) {
+      if (pair.empty())
+        continue;
+      auto eq = pair.find('=');
+      std::string key;
+      std::string value;
+      if (!percent_decode(pair.substr(0, eq), key, true) ||
+          (eq != std::string_view::npos && !percent_decode(pair.substr(eq + 1), value, true))) {
+        c->reply(error_response(400, "bad_request", "bad percent-encoding in the query"));
+        return;
+      }
+      c->query.emplace_back(std::move(key), std::move(value));
+    }
+  }
+
+  const route_def* found = nullptr;
+  std::string allowed;
+  for (const auto& r : route_table()) {
+    std::vector<std::string> params;
+    if (!matches(r.info.path, segments, params))
+      continue;
+    if (r.info.method == c->req.method || (r.info.method == "GET" && c->req.method == "HEAD")) {
+      found = &r;
+      c->params = std::move(params);
+      break;
+    }
+    allowed += (allowed.empty() ? "" : ", ") + std::string{r.info.method};
+  }
+  if (!found) {
+    if (!allowed.empty()) {
+      auto r = error_response(405, "method_not_allowed",
+                              c->req.method + " is not allowed here; allowed: " + allowed);
+      r.headers.emplace_back("Allow", allowed);
+      c->reply(std::move(r));
+    } else {
+      c->reply(error_response(404, "not_found",
+                              "no such route; see /v1/openapi.json for the API"));
+    }
+    return;
+  }
+  c->route = std::string{found->info.path};
+
+  if ((found->info.path == "/ui" || found->info.path == "/ui/{file}") && !ui_.load()) {
+    c->reply(error_response(404, "not_found", "the dashboard is disabled (api.ui: false)"));
+    return;
+  }
+  if (!found->info.open) {
+    auto who = authenticate(c->req.authorization);
+    if (who == access::none) {
+      bool none_configured = false;
+      {
+        std::lock_guard lock{tokens_mutex_};
+        none_configured = tokens_->empty();
+      }
+      auto r = error_response(
+        401, "unauthorized",
+        none_configured ? "no API tokens are configured: set api.tokens or api.token_file"
+        : c->req.authorization.empty()
+          ? "send the header Authorization: Bearer <token>"
+          : "the bearer token is not valid: check the token you were given");
+      r.headers.emplace_back("WWW-Authenticate",
+                             c->req.authorization.empty()
+                               ? "Bearer realm=\"imeilockd\""
+                               : "Bearer realm=\"imeilockd\", error=\"invalid_token\"");
+      c->reply(std::move(r));
+      return;
+    }
+    if (found->info.write && who != access::read_write) {
+      c->reply(error_response(403, "forbidden",
+                              "this token may only read: writes need a read-write token"));
+      return;
+    }
+  }
+  for (const auto& [key, value] : c->query) {
+    if (std::find(found->query.begin(), found->query.end(), key) == found->query.end()) {
+      std::string list;
+      for (auto q : found->query)
+        list += (list.empty() ? "" : ", ") + std::string{q};
+      c->reply(error_response(400, "unknown_parameter",
+                              "unknown query parameter \"" + key + "\"" +
+                                (list.empty() ? ": this route takes none"
+                                              : ": this route takes " + list)));
+      return;
+    }
+  }
+  found->fn(c);
+}
+
+} // namespace imeilock::api

@@ -1,0 +1,85 @@
+#pragma once
+// The API's routes and their handlers, free of any networking: a request
+// comes in as plain strings, the answer goes out through a callback (called
+// exactly once, from any thread). http_server feeds it from Beast; tests can
+// call it directly.
+
+#include "actors/sim_layer.hpp"
+#include "api/api_config.hpp"
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace imeilock::api {
+
+/// One HTTP request as the router needs it.
+struct request {
+  std::string method;        ///< "GET", "PUT", ...
+  std::string target;        ///< path and query, e.g. "/v1/sims?limit=10"
+  std::string authorization; ///< the Authorization header, may be empty
+  std::string content_type;  ///< the Content-Type header, may be empty
+  std::string body;
+};
+
+/// One HTTP answer.
+struct response {
+  unsigned status = 200;
+  std::string content_type = "application/json";
+  std::string body;
+  std::vector<std::pair<std::string, std::string>> headers; ///< extra headers
+  std::string route = "unmatched"; ///< route template, the metrics label
+};
+
+using respond_fn = std::function<void(response)>;
+
+/// A route of the API. `write` routes need a read-write token; `open` routes
+/// need no token at all.
+struct route_info {
+  std::string_view method;
+  std::string_view path; ///< OpenAPI path template, e.g. "/v1/sims/{iccid}"
+  bool write = false;
+  bool open = false;
+};
+
+/// Every route the server answers (the OpenAPI test walks this list).
+const std::vector<route_info>& routes();
+
+/// Builds the JSON error body {"error":{"code","message"}}.
+response error_response(unsigned status, std::string_view code, std::string_view message);
+
+/// Dispatches requests to the SIM layer. Thread-safe.
+class router {
+public:
+  explicit router(actors::sim_service& service);
+
+  /// Replaces the tokens in force (config reload).
+  void set_tokens(token_set tokens);
+  /// Readiness, as /readyz reports it.
+  void set_ready(bool ready) { ready_.store(ready); }
+  bool ready() const { return ready_.load(); }
+  /// Whether /ui is served.
+  void set_ui(bool enabled) { ui_.store(enabled); }
+
+  /// Handles one request; `done` runs exactly once, possibly on another thread.
+  void handle(request req, respond_fn done);
+
+  struct call; ///< one request in progress (router.cpp)
+
+private:
+  enum class access : std::uint8_t { none, read_only, read_write };
+  access authenticate(std::string_view authorization) const;
+
+  actors::sim_service& service_;
+  mutable std::mutex tokens_mutex_;
+  std::shared_ptr<const token_set> tokens_;
+  std::atomic<bool> ready_{false};
+  std::atomic<bool> ui_{true};
+};
+
+} // namespace imeilock::api

@@ -1,0 +1,284 @@
+// imeilockd SIM dashboard: plain JavaScript over the operator API (/v1).
+// The token lives in sessionStorage (gone when the tab closes). The open SIM
+// is polled every few seconds so bars and order progress show without reload.
+'use strict';
+
+const POLL_MS = 3000;
+// Networks where an activation may carry "Enable IMEI Locking" by default
+// (R1/R13); the daemon has the final word and refuses with a reason.
+const LOCK_ON_ACTIVATION = ['roamnet901'];
+const TOKEN_KEY = 'imeilock.token';
+
+const $ = (id) => document.getElementById(id);
+let current = null;      // ICCID on screen
+let currentSim = null;   // its last JSON
+let nextCursor = null;
+let polling = null;
+let inFlight = false;
+
+function token() { return sessionStorage.getItem(TOKEN_KEY) || ''; }
+
+async function api(method, path, body) {
+  const headers = { 'Accept': 'application/json' };
+  if (token()) headers['Authorization'] = 'Bearer ' + token();
+  const init = { method, headers };
+  if (body !== undefined) {
+    headers['Content-Type'] = 'application/json';
+    init.body = JSON.stringify(body);
+  }
+  const res = await fetch(path, init);
+  let data = null;
+  try { data = await res.json(); } catch (e) { data = null; }
+  if (!res.ok) {
+    const msg = data && data.error ? data.error.message : ('HTTP ' + res.status);
+    const err = new Error(msg);
+    err.status = res.status;
+    throw err;
+  }
+  return data;
+}
+
+function say(text, kind) {
+  const m = $('message');
+  m.textContent = text;
+  m.className = kind || '';
+  m.hidden = !text;
+}
+
+function fmtTime(t) {
+  if (!t) return '—';
+  const d = new Date(t);
+  return d.toLocaleString();
+}
+
+const LOCK_LABEL = { off: 'off', awaiting_first_imei: 'locking to next seen IMEI', locked: 'locked' };
+const BAR_LABEL = { none: 'not barred', bar_pending: 'bar pending', barred: 'barred',
+                    unbar_pending: 'unbar pending' };
+const REASON_LABEL = { imei_lock: 'IMEI lock', manual: 'manual' };
+
+function badge(el, state, label) {
+  el.textContent = '';
+  const span = document.createElement('span');
+  span.className = 'badge ' + state;
+  span.textContent = label;
+  el.appendChild(span);
+  el.dataset.state = state;
+}
+
+function cell(tr, text, cls) {
+  const td = document.createElement('td');
+  td.textContent = text === null || text === undefined ? '—' : String(text);
+  if (cls) td.className = cls;
+  tr.appendChild(td);
+}
+
+// -- Search ------------------------------------------------------------------
+
+async function search(append) {
+  const iccid = $('search-iccid').value.trim();
+  if (iccid && !append) return openSim(iccid);
+  const q = new URLSearchParams();
+  if ($('filter-lock').value) q.set('lock_state', $('filter-lock').value);
+  if ($('filter-bar').value) q.set('bar_state', $('filter-bar').value);
+  if ($('filter-network').value.trim()) q.set('network', $('filter-network').value.trim());
+  q.set('limit', '50');
+  if (append && nextCursor) q.set('cursor', nextCursor);
+  try {
+    const page = await api('GET', '/v1/sims?' + q.toString());
+    const body = $('sim-list').querySelector('tbody');
+    if (!append) body.textContent = '';
+    for (const s of page.items) {
+      const tr = document.createElement('tr');
+      cell(tr, s.iccid, 'imei');
+      cell(tr, s.network);
+      cell(tr, s.status);
+      cell(tr, LOCK_LABEL[s.lock.state]);
+      cell(tr, s.lock.imei, 'imei');
+      cell(tr, BAR_LABEL[s.bar.state]);
+      tr.addEventListener('click', () => openSim(s.iccid));
+      body.appendChild(tr);
+    }
+    $('sim-list').hidden = false;
+    nextCursor = page.next_cursor;
+    $('more').hidden = !nextCursor;
+    say(page.items.length || append ? '' : 'No SIM matches.');
+  } catch (e) { say(e.message, 'error'); }
+}
+
+// -- One SIM -----------------------------------------------------------------
+
+function openSim(iccid) {
+  current = iccid;
+  if (location.hash !== '#sim=' + iccid) history.replaceState(null, '', '#sim=' + iccid);
+  $('sim-view').hidden = false;
+  say('');
+  refresh();
+  if (polling) clearInterval(polling);
+  polling = setInterval(refresh, POLL_MS);
+}
+
+async function refresh() {
+  if (!current || inFlight) return;
+  inFlight = true;
+  const iccid = current;
+  try {
+    const [sim, orders, events] = await Promise.all([
+      api('GET', '/v1/sims/' + encodeURIComponent(iccid)),
+      api('GET', '/v1/sims/' + encodeURIComponent(iccid) + '/orders'),
+      api('GET', '/v1/sims/' + encodeURIComponent(iccid) + '/events?limit=100'),
+    ]);
+    if (iccid !== current) return;
+    renderSim(sim);
+    renderOrders(orders.items);
+    renderEvents(events.items);
+    $('refresh-note').textContent = 'updated ' + new Date().toLocaleTimeString();
+  } catch (e) {
+    say(e.message, 'error');
+    if (e.status === 404 || e.status === 422) {
+      $('sim-view').hidden = true;
+      clearInterval(polling);
+      polling = null;
+    }
+  } finally {
+    inFlight = false;
+  }
+}
+
+function renderSim(s) {
+  currentSim = s;
+  $('sim-iccid').textContent = s.iccid;
+  $('sim-imsis').textContent = s.imsis.join(', ');
+  $('sim-msisdn').textContent = s.msisdn || '—';
+  $('sim-network').textContent = s.network;
+  $('sim-status').textContent = s.status;
+  badge($('lock-state'), s.lock.state, LOCK_LABEL[s.lock.state]);
+  $('lock-imei').textContent = s.lock.imei || '—';
+  $('last-seen-imei').textContent = s.last_seen_imei || '—';
+  badge($('bar-state'), s.bar.state, BAR_LABEL[s.bar.state]);
+  $('bar-reason').textContent = s.bar.reason ? REASON_LABEL[s.bar.reason] || s.bar.reason : '—';
+  $('trigger-imei').textContent = s.bar.trigger_imei || '—';
+  $('pending-order').textContent = s.pending_order
+    ? '#' + s.pending_order.id + ' ' + s.pending_order.type +
+      (s.pending_order.unbar_mode ? ' (' + s.pending_order.unbar_mode + ')' : '')
+    : '—';
+  $('sim-updated').textContent = fmtTime(s.updated_at);
+
+  // Offer what makes sense now; the daemon still checks every order.
+  const active = s.status === 'active';
+  const pending = !!s.pending_order;
+  const barredBy = (r) => s.bar.state === 'barred' && s.bar.reason === r;
+  $('enable-lock').disabled = pending || s.lock.state !== 'off';
+  $('disable-lock').disabled = pending || s.lock.state === 'off';
+  $('unbar-keep').disabled = pending || !barredBy('imei_lock');
+  $('unbar-update').disabled = pending || !barredBy('imei_lock');
+  $('unbar-manual').disabled = pending || !barredBy('manual');
+  $('bar').disabled = pending || !active || s.bar.state !== 'none';
+  $('activate').disabled = pending || active;
+  const lockable = LOCK_ON_ACTIVATION.includes(s.network);
+  $('activate-lock').disabled = !lockable || active;
+  if (!lockable) $('activate-lock').checked = false;
+  $('activate-lock-label').title = lockable ? ''
+    : 'IMEI Locking on activation is not available for ' + s.network + ' SIMs';
+}
+
+function renderOrders(items) {
+  const body = $('orders-table').querySelector('tbody');
+  body.textContent = '';
+  for (const o of items) {
+    const tr = document.createElement('tr');
+    tr.dataset.status = o.status;
+    cell(tr, o.id);
+    cell(tr, o.type);
+    cell(tr, o.unbar_mode || (o.enable_imei_lock ? 'with IMEI lock' : (o.bar_reason || '')));
+    cell(tr, o.status);
+    cell(tr, fmtTime(o.created_at));
+    cell(tr, fmtTime(o.due_at));
+    cell(tr, fmtTime(o.completed_at));
+    cell(tr, o.failure_reason || '');
+    body.appendChild(tr);
+  }
+}
+
+function renderEvents(items) {
+  const body = $('events-table').querySelector('tbody');
+  body.textContent = '';
+  for (const e of items) {
+    const tr = document.createElement('tr');
+    cell(tr, fmtTime(e.at));
+    cell(tr, e.cause);
+    cell(tr, e.imei, 'imei');
+    cell(tr, LOCK_LABEL[e.before.lock.state] + ' → ' + LOCK_LABEL[e.after.lock.state] +
+             (e.after.lock.imei ? ' ' + e.after.lock.imei : ''));
+    cell(tr, e.after.last_seen_imei, 'imei');
+    cell(tr, BAR_LABEL[e.before.bar.state] + ' → ' + BAR_LABEL[e.after.bar.state]);
+    cell(tr, e.detail || '');
+    body.appendChild(tr);
+  }
+}
+
+async function order(body, label) {
+  if (!current) return;
+  try {
+    const o = await api('POST', '/v1/sims/' + encodeURIComponent(current) + '/orders', body);
+    const warn = o.warnings && o.warnings.length ? ' Warning: ' + o.warnings.join(' ') : '';
+    say(label + ': order ' + (o.id === null ? '' : '#' + o.id + ' ') + o.status + '.' + warn,
+        warn ? 'warning' : '');
+  } catch (e) {
+    say(label + ' refused: ' + e.message, 'error');
+  }
+  refresh();
+}
+
+function showTab(name) {
+  for (const b of document.querySelectorAll('button.tab'))
+    b.classList.toggle('active', b.dataset.tab === name);
+  $('tab-orders').hidden = name !== 'orders';
+  $('tab-history').hidden = name !== 'history';
+}
+
+// -- Wiring ------------------------------------------------------------------
+
+function showLogin() {
+  const has = !!token();
+  $('logout').hidden = !has;
+  $('token').placeholder = has ? 'token set' : 'Bearer token';
+}
+
+document.addEventListener('DOMContentLoaded', () => {
+  $('login-form').addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    const t = $('token').value.trim();
+    if (t) sessionStorage.setItem(TOKEN_KEY, t);
+    $('token').value = '';
+    showLogin();
+    say('Token set for this tab.');
+    if (current) refresh();
+  });
+  $('logout').addEventListener('click', () => {
+    sessionStorage.removeItem(TOKEN_KEY);
+    showLogin();
+  });
+  $('search-form').addEventListener('submit', (ev) => { ev.preventDefault(); search(false); });
+  $('more').addEventListener('click', () => search(true));
+  for (const b of document.querySelectorAll('button.tab'))
+    b.addEventListener('click', () => showTab(b.dataset.tab));
+  $('enable-lock').addEventListener('click',
+    () => order({ type: 'enable_imei_lock' }, 'Enable IMEI Locking'));
+  $('disable-lock').addEventListener('click',
+    () => order({ type: 'disable_imei_lock' }, 'Disable IMEI Locking'));
+  $('unbar-keep').addEventListener('click',
+    () => order({ type: 'unbar', unbar_mode: 'keep_lock' }, 'Unbar and keep existing IMEI Lock'));
+  $('unbar-update').addEventListener('click',
+    () => order({ type: 'unbar', unbar_mode: 'update_to_last_seen' },
+                'Unbar and update to last seen IMEI'));
+  $('unbar-manual').addEventListener('click', () => order({ type: 'unbar' }, 'Unbar'));
+  $('bar').addEventListener('click', () => order({ type: 'bar' }, 'Bar'));
+  $('activate').addEventListener('click', () => {
+    const body = { type: 'activate' };
+    if (!$('activate-lock').disabled) body.enable_imei_lock = $('activate-lock').checked;
+    order(body, 'Activation');
+  });
+  showLogin();
+  const m = /^#sim=(\d+)$/.exec(location.hash);
+  if (m) openSim(m[1]);
+});

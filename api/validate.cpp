@@ -1,0 +1,222 @@
+#include "api/validate.hpp"
+
+#include "lock/inventory.hpp"
+
+#include <algorithm>
+#include <map>
+
+namespace imeilock::api {
+
+namespace {
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t'))
+    s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r'))
+    s.remove_suffix(1);
+  return s;
+}
+
+/// Splits one CSV record (RFC 4180: "a ""quoted"" field"). False on a bad quote.
+bool split_csv(std::string_view line, std::vector<std::string>& fields) {
+  fields.clear();
+  std::string cur;
+  bool quoted = false;
+  bool was_quoted = false;
+  for (std::size_t i = 0; i < line.size(); ++i) {
+    char c = line[i];
+    if (quoted) {
+      if (c == '"') {
+        if (i + 1 < line.size() && line[i + 1] == '"') {
+          cur.push_back('"');
+          ++i;
+        } else {
+          quoted = false;
+        }
+      } else {
+        cur.push_back(c);
+      }
+    } else if (c == '"') {
+      if (!trim(cur).empty() || was_quoted)
+        return false;
+      cur.clear();
+      quoted = true;
+      was_quoted = true;
+    } else if (c == ',') {
+      fields.emplace_back(was_quoted ? cur : std::string{trim(cur)});
+      cur.clear();
+      was_quoted = false;
+    } else {
+      if (was_quoted && c != ' ' && c != '\t' && c != '\r')
+        return false;
+      cur.push_back(c);
+    }
+  }
+  if (quoted)
+    return false;
+  fields.emplace_back(was_quoted ? cur : std::string{trim(cur)});
+  return true;
+}
+
+} // namespace
+
+std::optional<std::string> iccid_problem(std::string_view iccid) {
+  auto v = lock::validate_iccid(iccid);
+  if (!v)
+    return v.reason;
+  return std::nullopt;
+}
+
+std::optional<std::string> imsis_problem(const std::vector<std::string>& imsis,
+                                         std::vector<std::uint64_t>& out) {
+  if (imsis.empty())
+    return std::string{"a SIM needs at least one IMSI"};
+  std::vector<std::uint64_t> values;
+  for (const auto& imsi : imsis) {
+    auto v = lock::validate_imsi(imsi);
+    if (!v)
+      return v.reason;
+    if (std::find(values.begin(), values.end(), *v.value) != values.end())
+      return "the IMSI " + imsi + " is listed twice";
+    values.push_back(*v.value);
+  }
+  out = std::move(values);
+  return std::nullopt;
+}
+
+std::optional<std::string> msisdn_problem(std::string_view msisdn, std::string& normalised) {
+  if (msisdn.empty()) {
+    normalised.clear();
+    return std::nullopt;
+  }
+  auto v = lock::validate_msisdn(msisdn);
+  if (!v)
+    return v.reason;
+  normalised = *v.value;
+  return std::nullopt;
+}
+
+std::optional<std::string> network_problem(std::string_view network) {
+  bool ok = !network.empty() && network.size() <= 64 &&
+            std::all_of(network.begin(), network.end(), [](char c) {
+              return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-';
+            });
+  if (!ok)
+    return "a network is a configured name such as multinet, roamnet901, ee or ee_big_data "
+           "(lower case, digits, _ or -), not \"" + std::string{network} + "\"";
+  return std::nullopt;
+}
+
+csv_import parse_sim_csv(std::string_view body) {
+  csv_import out;
+  if (body.starts_with("\xEF\xBB\xBF")) // a BYTE ORDER MARK from spreadsheets
+    body.remove_prefix(3);
+  std::size_t line_no = 0;
+  std::size_t pos = 0;
+  bool header_seen = false;
+  std::map<std::string, std::size_t> iccid_line;
+  std::map<std::uint64_t, std::size_t> imsi_line;
+  std::vector<std::string> fields;
+  while (pos <= body.size()) {
+    auto end = body.find('\n', pos);
+    auto raw = body.substr(pos, end == std::string_view::npos ? end : end - pos);
+    pos = end == std::string_view::npos ? body.size() + 1 : end + 1;
+    ++line_no;
+    auto line = trim(raw);
+    if (line.empty())
+      continue;
+    if (!header_seen) {
+      header_seen = true;
+      std::string h;
+      split_csv(line, fields);
+      for (auto& f : fields) {
+        std::transform(f.begin(), f.end(), f.begin(),
+                       [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+        h += (h.empty() ? "" : ",") + f;
+      }
+      if (h != "iccid,imsis,msisdn,network,status") {
+        out.header_error = "line " + std::to_string(line_no) +
+                           ": the first line must be the header iccid,imsis,msisdn,network,status";
+        return out;
+      }
+      continue;
+    }
+    csv_line item;
+    item.line_no = line_no;
+    auto fail = [&](std::string why) {
+      item.error = std::move(why);
+      out.lines.push_back(std::move(item));
+    };
+    if (!split_csv(line, fields)) {
+      fail("a quoted field is not closed or has text after its closing quote");
+      continue;
+    }
+    if (fields.size() != 5) {
+      item.sim.iccid = fields.empty() ? std::string{} : fields[0];
+      fail("expected 5 fields (iccid,imsis,msisdn,network,status), found " +
+           std::to_string(fields.size()));
+      continue;
+    }
+    item.sim.iccid = fields[0];
+    if (auto err = iccid_problem(fields[0])) {
+      fail(*err);
+      continue;
+    }
+    std::vector<std::string> imsis;
+    for (auto part : [&] {
+           std::vector<std::string_view> parts;
+           std::string_view rest = fields[1];
+           while (true) {
+             auto semi = rest.find(';');
+             parts.push_back(trim(rest.substr(0, semi)));
+             if (semi == std::string_view::npos)
+               break;
+             rest.remove_prefix(semi + 1);
+           }
+           return parts;
+         }())
+      imsis.emplace_back(part);
+    if (fields[1].empty())
+      imsis.clear();
+    if (auto err = imsis_problem(imsis, item.sim.imsis)) {
+      fail(*err);
+      continue;
+    }
+    if (auto err = msisdn_problem(fields[2], item.sim.msisdn)) {
+      fail(*err);
+      continue;
+    }
+    if (auto err = network_problem(fields[3])) {
+      fail(*err);
+      continue;
+    }
+    item.sim.network = fields[3];
+    if (!lock::parse(fields[4], item.sim.status)) {
+      fail("status must be active or inactive, not \"" + fields[4] + "\"");
+      continue;
+    }
+    if (auto it = iccid_line.find(item.sim.iccid); it != iccid_line.end()) {
+      fail("the ICCID is already on line " + std::to_string(it->second));
+      continue;
+    }
+    std::optional<std::string> clash;
+    for (auto imsi : item.sim.imsis)
+      if (auto it = imsi_line.find(imsi); it != imsi_line.end() && !clash)
+        clash = "the IMSI " + lock::format_imsi(imsi) + " is already on line " +
+                std::to_string(it->second);
+    if (clash) {
+      fail(*clash);
+      continue;
+    }
+    iccid_line.emplace(item.sim.iccid, line_no);
+    for (auto imsi : item.sim.imsis)
+      imsi_line.emplace(imsi, line_no);
+    out.lines.push_back(std::move(item));
+  }
+  if (!header_seen)
+    out.header_error = "the body is empty: send the header iccid,imsis,msisdn,network,status "
+                       "and one line per SIM";
+  return out;
+}
+
+} // namespace imeilock::api

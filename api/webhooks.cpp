@@ -1,0 +1,393 @@
+#include "api/webhooks.hpp"
+
+#include "api/json_views.hpp"
+#include "common/log.hpp"
+#include "lock/inventory.hpp"
+
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <nlohmann/json.hpp>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <prometheus/counter.h>
+#include <prometheus/family.h>
+#include <prometheus/gauge.h>
+#include <prometheus/registry.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <deque>
+#include <mutex>
+#include <random>
+
+namespace imeilock::api {
+
+namespace net = boost::asio;
+namespace beast = boost::beast;
+namespace http = boost::beast::http;
+using tcp = net::ip::tcp;
+
+std::string_view webhook_event_name(lock::notice what) {
+  switch (what) {
+    case lock::notice::change_event: return "change_event";
+    case lock::notice::violation: return "violation";
+    case lock::notice::lock_set_first_imei: return "lock_set_first_imei";
+    case lock::notice::lock_enabled: return "lock_enabled";
+    case lock::notice::lock_disabled: return "lock_disabled";
+    case lock::notice::bar_completed: return "bar_completed";
+    case lock::notice::unbar_completed: return "unbar_completed";
+    case lock::notice::order_failed: return "order_failed";
+    case lock::notice::activated: return "activated";
+  }
+  return "unknown";
+}
+
+std::string webhook_payload(const actors::sim_event& ev) {
+  nlohmann::json j{
+    {"event", webhook_event_name(ev.what)},
+    {"iccid", ev.iccid},
+    {"imsi", ev.imsi == 0 ? nlohmann::json(nullptr) : nlohmann::json(lock::format_imsi(ev.imsi))},
+    {"imei", imei_json(ev.imei)},
+    {"locked_imei", imei_json(ev.locked_imei)},
+    {"order_id", ev.order_id == 0 ? nlohmann::json(nullptr) : nlohmann::json(ev.order_id)},
+    {"at", time_json(ev.at_ms)},
+  };
+  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+std::string hmac_sha256_hex(std::string_view key, std::string_view data) {
+  unsigned char mac[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()),
+       reinterpret_cast<const unsigned char*>(data.data()), data.size(), mac, &len);
+  static constexpr char digits[] = "0123456789abcdef";
+  std::string hex;
+  hex.reserve(len * 2);
+  for (unsigned int i = 0; i < len; ++i) {
+    hex.push_back(digits[mac[i] >> 4]);
+    hex.push_back(digits[mac[i] & 0x0f]);
+  }
+  return hex;
+}
+
+namespace {
+
+/// http://host[:port]/path, split.
+struct parsed_url {
+  std::string host;
+  std::string port = "80";
+  std::string path = "/";
+};
+
+bool parse_url(std::string_view url, parsed_url& out) {
+  constexpr std::string_view scheme = "http://";
+  if (!url.starts_with(scheme))
+    return false;
+  url.remove_prefix(scheme.size());
+  auto slash = url.find('/');
+  auto authority = url.substr(0, slash);
+  if (slash != std::string_view::npos)
+    out.path = std::string{url.substr(slash)};
+  if (authority.starts_with('[')) {
+    auto close = authority.find(']');
+    if (close == std::string_view::npos)
+      return false;
+    out.host = std::string{authority.substr(1, close - 1)};
+    if (close + 1 < authority.size()) {
+      if (authority[close + 1] != ':')
+        return false;
+      out.port = std::string{authority.substr(close + 2)};
+    }
+  } else {
+    auto colon = authority.find(':');
+    out.host = std::string{authority.substr(0, colon)};
+    if (colon != std::string_view::npos)
+      out.port = std::string{authority.substr(colon + 1)};
+  }
+  return !out.host.empty() && !out.port.empty();
+}
+
+/// One queued POST.
+struct delivery {
+  std::string event;
+  std::string body;
+  std::string id;
+  std::uint32_t attempts = 0;
+};
+
+/// Delivers to one target, one POST at a time, in order, on its own strand.
+class target_worker : public std::enable_shared_from_this<target_worker> {
+public:
+  target_worker(net::io_context& io, webhook_target target, const webhook_config& cfg,
+                prometheus::Family<prometheus::Counter>& results,
+                prometheus::Family<prometheus::Gauge>& queued)
+    : strand_(net::make_strand(io)), target_(std::move(target)), cfg_(cfg),
+      resolver_(strand_), timer_(strand_),
+      delivered_(results.Add({{"target", target_.url}, {"result", "delivered"}})),
+      retried_(results.Add({{"target", target_.url}, {"result", "retried"}})),
+      gave_up_(results.Add({{"target", target_.url}, {"result", "gave_up"}})),
+      dropped_(results.Add({{"target", target_.url}, {"result", "dropped"}})),
+      queued_(queued.Add({{"target", target_.url}})) {
+    url_ok_ = parse_url(target_.url, url_);
+    for (const auto& e : target_.events)
+      events_.push_back(e);
+  }
+
+  bool wants(std::string_view event) const {
+    return events_.empty() || std::find(events_.begin(), events_.end(), event) != events_.end();
+  }
+
+  void enqueue(delivery d) {
+    std::lock_guard lock{mutex_};
+    if (stopped_)
+      return;
+    if (queue_.size() >= cfg_.queue_size) {
+      queue_.pop_front(); // the oldest waiting one: newer state matters more
+      dropped_.Increment();
+      static log::rate_limiter limiter;
+      log::write_limited(limiter, log::level::warning, "webhook.queue_full",
+                         {{"target", target_.url}, {"queue_size", cfg_.queue_size}});
+    }
+    queue_.push_back(std::move(d));
+    queued_.Set(static_cast<double>(queue_.size() + (busy_ ? 1 : 0)));
+    if (!busy_) {
+      busy_ = true;
+      net::post(strand_, [self = shared_from_this()] { self->next(); });
+    }
+  }
+
+  std::size_t pending() const {
+    std::lock_guard lock{mutex_};
+    return queue_.size() + (busy_ ? 1 : 0);
+  }
+
+  void stop() {
+    {
+      std::lock_guard lock{mutex_};
+      stopped_ = true;
+      dropped_.Increment(static_cast<double>(queue_.size()));
+      queue_.clear();
+    }
+    net::post(strand_, [self = shared_from_this()] {
+      self->timer_.cancel();
+      self->resolver_.cancel();
+      if (self->stream_)
+        self->stream_->close();
+      if (self->current_) {
+        self->dropped_.Increment();
+        self->current_.reset();
+      }
+      std::lock_guard lock{self->mutex_};
+      self->busy_ = false;
+      self->queued_.Set(0);
+    });
+  }
+
+private:
+  void next() {
+    {
+      std::lock_guard lock{mutex_};
+      if (stopped_ || queue_.empty()) {
+        busy_ = false;
+        queued_.Set(static_cast<double>(queue_.size()));
+        return;
+      }
+      current_ = std::move(queue_.front());
+      queue_.pop_front();
+    }
+    attempt();
+  }
+
+  void attempt() {
+    if (!url_ok_)
+      return give_up("the URL cannot be parsed");
+    ++current_->attempts;
+    resolver_.async_resolve(
+      url_.host, url_.port,
+      [self = shared_from_this()](beast::error_code ec, tcp::resolver::results_type results) {
+        if (ec)
+          return self->failed("resolve: " + ec.message());
+        self->stream_.emplace(self->strand_);
+        self->stream_->expires_after(self->cfg_.timeout);
+        self->stream_->async_connect(results, [self](beast::error_code cec,
+                                                     const tcp::endpoint&) {
+          if (cec)
+            return self->failed("connect: " + cec.message());
+          self->send();
+        });
+      });
+  }
+
+  void send() {
+    request_ = {};
+    request_.version(11);
+    request_.method(http::verb::post);
+    request_.target(url_.path);
+    request_.set(http::field::host, url_.host + ":" + url_.port);
+    request_.set(http::field::user_agent, "imeilockd");
+    request_.set(http::field::content_type, "application/json");
+    request_.set(http::field::connection, "close");
+    request_.set("X-Imeilock-Event", current_->event);
+    request_.set("X-Imeilock-Delivery", current_->id);
+    request_.set("X-Imeilock-Signature", "sha256=" + hmac_sha256_hex(target_.secret, current_->body));
+    request_.body() = current_->body;
+    request_.prepare_payload();
+    http::async_write(*stream_, request_,
+                      [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                        if (ec)
+                          return self->failed("send: " + ec.message());
+                        self->response_ = {};
+                        self->buffer_.clear();
+                        http::async_read(*self->stream_, self->buffer_, self->response_,
+                                         [self](beast::error_code rec, std::size_t) {
+                                           if (rec)
+                                             return self->failed("answer: " + rec.message());
+                                           self->answered();
+                                         });
+                      });
+  }
+
+  void answered() {
+    beast::error_code ignored;
+    stream_->socket().shutdown(tcp::socket::shutdown_both, ignored);
+    stream_->close();
+    auto status = response_.result_int();
+    if (status >= 200 && status < 300) {
+      delivered_.Increment();
+      log::debug("webhook.delivered", {{"target", target_.url}, {"delivery", current_->id},
+                                       {"attempts", current_->attempts}});
+      current_.reset();
+      return next();
+    }
+    failed("HTTP " + std::to_string(status));
+  }
+
+  void failed(const std::string& why) {
+    if (!current_)
+      return; // stopped meanwhile
+    if (stream_)
+      stream_->close();
+    if (current_->attempts >= cfg_.max_attempts)
+      return give_up(why);
+    retried_.Increment();
+    // Exponential backoff with +-20 % jitter, so many daemons do not retry in step.
+    auto base = cfg_.initial_backoff * (1LL << std::min<std::uint32_t>(current_->attempts - 1, 30));
+    auto delay = std::min<std::chrono::milliseconds>(
+      std::chrono::duration_cast<std::chrono::milliseconds>(base), cfg_.max_backoff);
+    std::uniform_real_distribution<double> jitter{0.8, 1.2};
+    delay = std::chrono::milliseconds{
+      static_cast<std::int64_t>(static_cast<double>(delay.count()) * jitter(rng_))};
+    static log::rate_limiter limiter;
+    log::write_limited(limiter, log::level::notice, "webhook.retry",
+                       {{"target", target_.url}, {"delivery", current_->id},
+                        {"attempt", current_->attempts}, {"error", why},
+                        {"retry_in_ms", static_cast<std::int64_t>(delay.count())}});
+    timer_.expires_after(delay);
+    timer_.async_wait([self = shared_from_this()](beast::error_code ec) {
+      if (ec || !self->current_)
+        return;
+      self->attempt();
+    });
+  }
+
+  void give_up(const std::string& why) {
+    gave_up_.Increment();
+    log::warning("webhook.gave_up", {{"target", target_.url}, {"delivery", current_->id},
+                                     {"event", current_->event},
+                                     {"attempts", current_->attempts}, {"error", why}});
+    current_.reset();
+    next();
+  }
+
+  net::strand<net::io_context::executor_type> strand_;
+  webhook_target target_;
+  webhook_config cfg_;
+  parsed_url url_;
+  bool url_ok_ = false;
+  std::vector<std::string> events_;
+  tcp::resolver resolver_;
+  net::steady_timer timer_;
+  std::optional<beast::tcp_stream> stream_;
+  beast::flat_buffer buffer_;
+  http::request<http::string_body> request_;
+  http::response<http::string_body> response_;
+  std::optional<delivery> current_; ///< the one being attempted (strand only)
+  std::minstd_rand rng_{std::random_device{}()};
+
+  mutable std::mutex mutex_; ///< guards queue_, busy_, stopped_
+  std::deque<delivery> queue_;
+  bool busy_ = false;
+  bool stopped_ = false;
+
+  prometheus::Counter& delivered_;
+  prometheus::Counter& retried_;
+  prometheus::Counter& gave_up_;
+  prometheus::Counter& dropped_;
+  prometheus::Gauge& queued_;
+};
+
+} // namespace
+
+struct webhook_notifier::impl {
+  webhook_config cfg;
+  std::vector<std::shared_ptr<target_worker>> workers;
+  std::atomic<std::uint64_t> sequence{0};
+  std::string instance; ///< makes delivery ids unique across restarts
+};
+
+webhook_notifier::webhook_notifier(net::io_context& io, const webhook_config& cfg,
+                                   prometheus::Registry& registry)
+  : impl_(std::make_shared<impl>()) {
+  impl_->cfg = cfg;
+  impl_->instance = std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                     std::chrono::system_clock::now().time_since_epoch())
+                                     .count());
+  auto& results = prometheus::BuildCounter()
+                    .Name("imeilock_webhook_deliveries_total")
+                    .Help("Webhook deliveries by target and result: delivered, retried (one "
+                          "failed attempt), gave_up (max_attempts reached), dropped (queue full "
+                          "or shutdown)")
+                    .Register(registry);
+  auto& queued = prometheus::BuildGauge()
+                   .Name("imeilock_webhook_queued")
+                   .Help("Webhook deliveries waiting or in flight, by target")
+                   .Register(registry);
+  for (const auto& t : impl_->cfg.targets)
+    impl_->workers.push_back(std::make_shared<target_worker>(io, t, impl_->cfg, results, queued));
+}
+
+webhook_notifier::~webhook_notifier() { stop(); }
+
+void webhook_notifier::on_event(const actors::sim_event& ev) {
+  if (impl_->workers.empty())
+    return;
+  auto event = std::string{webhook_event_name(ev.what)};
+  std::string body;
+  for (auto& w : impl_->workers) {
+    if (!w->wants(event))
+      continue;
+    if (body.empty())
+      body = webhook_payload(ev);
+    w->enqueue({event, body,
+                impl_->instance + "-" + std::to_string(impl_->sequence.fetch_add(1) + 1), 0});
+  }
+}
+
+void webhook_notifier::stop() {
+  for (auto& w : impl_->workers)
+    w->stop();
+}
+
+std::size_t webhook_notifier::pending() const {
+  std::size_t n = 0;
+  for (const auto& w : impl_->workers)
+    n += w->pending();
+  return n;
+}
+
+} // namespace imeilock::api
