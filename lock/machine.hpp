@@ -5,7 +5,47 @@
 //
 // No actors, no I/O, no clock reads: time comes in with the event. The caller
 // (the SIM actor) persists o.next when o.changed, carries out o.effects, and
-// records o.audit (R14).
+// records o.audits (R14).
+//
+// Decisions beyond the text of DESIGN §2 (each is tested in tests/lock/):
+//
+//  - Orders are two-phase. order_placed validates (R1 and the SIM's state)
+//    and either refuses with a `rejection` (nothing changes) or accepts: the
+//    order becomes the SIM's one order in flight (pending_order_id /
+//    pending_order) and the machine asks for it with a submit_order effect.
+//    bar -> bar_pending and unbar -> unbar_pending at once; enable, disable
+//    and activate change nothing else until order_completed. order_failed
+//    reverts the pending state, is audited and notified (notice::order_failed).
+//  - One order in flight per SIM, the machine's own R7 bar included: an
+//    operator order placed while any order is in flight is refused
+//    (order_in_flight). The R7 bar is asked for with order_id 0; the caller
+//    assigns the id and calls note_order_id(outcome&, id) before persisting.
+//  - A violation (R7) while an operator order is in flight:
+//      * manual bar pending or in force (no order or its bar order in
+//        flight): no second order; that bar becomes the IMEI-lock bar
+//        (reason imei_lock, trigger_imei set, R9 from then on), so lifting it
+//        needs an unbar mode;
+//      * manual bar being lifted (unbar in flight): the same, and when that
+//        unbar completes the machine raises the IMEI-lock bar at once (the
+//        SIM must not end up free in the device that violated the lock);
+//      * disable in flight: no bar (the operator is removing the lock) and
+//        last_seen_imei does not move to the new device, so if the disable
+//        fails the next observation there is a violation as before.
+//  - A failed IMEI-lock bar reverts to no bar and sets last_seen_imei back to
+//    lock.imei: the lock is still on, so the SIM's next use in any other
+//    device raises a new bar (an anti-theft lock must not give up after one
+//    provisioning failure). A failed disable keeps the lock as it was.
+//  - R9 while frozen: another device changes nothing (no audit, no notice).
+//  - Unbar of an IMEI-lock bar needs keep_lock or update_to_last_seen while
+//    the lock is on. After the lock was disabled (R12: the bar stays) the
+//    mode has no effect: it may be omitted, and one given gets a warning.
+//  - Strict mode (policy.strict): any observation of a device other than
+//    lock.imei while locked and not frozen is a violation, change event or
+//    not; R10's warning then says the SIM will be barred again instead.
+//  - Observations follow the same rules whatever the SIM's status; enable,
+//    bar and activate check the status, disable and unbar do not.
+//  - Every accepted order and every state change yields exactly one audit
+//    record; updated_at_ms = now_ms on every change.
 
 #include "lock/imei.hpp"
 #include "lock/types.hpp"
@@ -32,8 +72,8 @@ struct observed {
   imei_value imei;
 };
 
-/// An operator places an order (DESIGN §3). `order_id` is assigned by the
-/// caller before apply() so the machine can remember it as pending.
+/// An operator places an order (DESIGN §3). `order_id` (non-zero) is assigned
+/// by the caller before apply() so the machine can remember it as pending.
 struct order_placed {
   std::uint64_t order_id = 0;
   order_type type = order_type::none;
@@ -80,13 +120,18 @@ enum class notice : std::uint8_t {
   activated,
 };
 
+/// The text of a notice ("change_event", "violation", ...), for webhooks and logs.
+std::string_view to_string(notice n);
+
+/// Tell listeners about something that happened (after the change is durable).
 struct notify {
-  notice what;
+  notice what = notice::change_event;
   device_id imei = no_device;        ///< the device observed / concerned
   device_id locked_imei = no_device; ///< lock.imei at the time
   std::uint64_t order_id = 0;
 };
 
+/// What the caller must do after persisting: submit orders, notify listeners.
 using effect = std::variant<submit_order, notify>;
 
 /// Why an order was refused. The text says what to do about it.
@@ -103,13 +148,16 @@ enum class rejection : std::uint8_t {
   already_barred,             ///< bar while barred or bar pending
   lock_already_enabled,       ///< enable while locked/awaiting
   lock_not_enabled,           ///< disable while off
+  invalid_order,              ///< order id 0 or order type none (a caller bug)
 };
 
+/// The API spelling of a rejection ("network_not_eligible").
 std::string_view to_string(rejection r);
 /// One sentence an operator can act on.
 std::string_view explain(rejection r);
 
-/// The audit record of one transition (R14): cause, before, after.
+/// The audit record of one transition (R14): cause, before, after. The time
+/// is after.updated_at_ms (now_ms of the event).
 struct audit {
   std::string cause; ///< e.g. "observation", "order_placed:bar", "order_completed:unbar"
   sim_state before;
@@ -125,7 +173,10 @@ struct outcome {
   rejection rejected = rejection::none; ///< for order_placed: refused, nothing changed
   std::vector<std::string> warnings;    ///< e.g. the R10 caveat
   std::vector<effect> effects;
-  std::vector<audit> audits;            ///< empty when nothing changed
+  /// One record per accepted order or state change (R14). Also one, with
+  /// before == after and changed == false, for an order outcome that matches
+  /// no order in flight (ignored, but kept so it can be read back).
+  std::vector<audit> audits;
 };
 
 /// Applies one event to one SIM's state. Total: any event in any state yields
@@ -133,7 +184,24 @@ struct outcome {
 outcome apply(const policy& pol, const sim_state& state, const event& ev, std::int64_t now_ms);
 
 /// After the caller assigned an id to a machine-raised bar (submit_order with
-/// order_id 0), records it as the pending order.
+/// order_id 0), records it as the pending order. Does nothing unless an order
+/// is pending without an id.
 void note_order_id(sim_state& state, std::uint64_t order_id);
+
+/// The same for a whole outcome, which is what the caller should use: assigns
+/// `order_id` to the submit_order with id 0, to the pending order in `next`
+/// and in the audit's `after`, and to the violation notice, so everything
+/// persisted and published names the order. Does nothing if no order asks for
+/// an id. At most one order per outcome ever does.
+void note_order_id(outcome& o, std::uint64_t order_id);
+
+/// True while an IMEI-lock bar is pending, in force or being lifted: the time
+/// during which last_seen_imei is frozen at trigger_imei (R9) and no further
+/// bar is raised (R7).
+bool imei_lock_bar_active(const sim_state& state);
+
+/// The R10 warning for an unbar keeping the lock while the SIM was last seen
+/// in another device (strict: the warning that it will be barred again).
+std::string keep_lock_warning(const sim_state& state, bool strict);
 
 } // namespace imeilock::lock

@@ -59,6 +59,7 @@ struct sim_state {
   friend bool operator==(const sim_state&, const sim_state&) = default;
 };
 
+/// The API/store spelling of each value: the enumerator's name ("awaiting_first_imei").
 std::string_view to_string(sim_status v);
 std::string_view to_string(lock_state v);
 std::string_view to_string(bar_state v);
@@ -70,6 +71,7 @@ std::string_view to_string(unbar_mode v);
 bool parse(std::string_view text, sim_status& out);
 bool parse(std::string_view text, lock_state& out);
 bool parse(std::string_view text, bar_state& out);
+bool parse(std::string_view text, bar_reason& out);
 bool parse(std::string_view text, order_type& out);
 bool parse(std::string_view text, unbar_mode& out);
 

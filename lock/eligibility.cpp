@@ -1,0 +1,69 @@
+#include "lock/eligibility.hpp"
+
+#include <algorithm>
+
+namespace imeilock::lock {
+
+namespace {
+
+bool contains(const std::vector<std::string>& list, std::string_view name) {
+  return std::find(list.begin(), list.end(), name) != list.end();
+}
+
+/// What is wrong with a configuration: the key and one sentence.
+struct problem {
+  std::string key;
+  std::string message;
+};
+
+/// Empty message if every name is non-empty and appears once.
+problem check_names(const std::vector<std::string>& list, std::string key) {
+  for (std::size_t i = 0; i < list.size(); ++i) {
+    if (list[i].empty())
+      return {key, "a network name is empty"};
+    for (std::size_t j = 0; j < i; ++j)
+      if (list[j] == list[i])
+        return {key, "network \"" + list[i] + "\" is listed twice"};
+  }
+  return {};
+}
+
+problem find_problem(const eligibility_config& cfg) {
+  if (auto p = check_names(cfg.lock_networks, "lock_networks"); !p.message.empty())
+    return p;
+  if (auto p = check_names(cfg.activation_lock_networks, "activation_lock_networks"); !p.message.empty())
+    return p;
+  // R13 turns the lock on at activation: a network where the lock may not be
+  // enabled at all cannot have it enabled at activation either.
+  for (const auto& name : cfg.activation_lock_networks)
+    if (!contains(cfg.lock_networks, name))
+      return {"activation_lock_networks",
+              "network \"" + name + "\" is not in lock_networks, so IMEI locking cannot be enabled on it"};
+  return {};
+}
+
+} // namespace
+
+std::string validate(const eligibility_config& cfg) {
+  auto p = find_problem(cfg);
+  return p.message.empty() ? std::string{} : p.key + ": " + p.message;
+}
+
+void load(eligibility_config& cfg, config::section s) {
+  s.read("lock_networks", cfg.lock_networks);
+  s.read("activation_lock_networks", cfg.activation_lock_networks);
+  s.read("strict", cfg.strict);
+  s.finish();
+  if (auto p = find_problem(cfg); !p.message.empty())
+    s.fail(p.key, p.message);
+}
+
+policy policy_for(const eligibility_config& cfg, std::string_view network) {
+  policy p;
+  p.lock_eligible = !network.empty() && contains(cfg.lock_networks, network);
+  p.lock_on_activation_eligible = p.lock_eligible && contains(cfg.activation_lock_networks, network);
+  p.strict = cfg.strict;
+  return p;
+}
+
+} // namespace imeilock::lock

@@ -1,0 +1,41 @@
+#pragma once
+// R1 as configuration: which networks may use IMEI locking, and which may
+// set it at activation (R13). Loaded from the `lock:` section of the YAML.
+
+#include "config/section.hpp"
+#include "lock/machine.hpp"
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace imeilock::lock {
+
+/// Which networks the lock rules apply to. Network names are the names the
+/// inventory gives each SIM's network ("multinet", "roamnet901", ...), and
+/// compare exactly. Defaults are the product text's lists.
+struct eligibility_config {
+  /// R1: networks on which IMEI locking may be enabled.
+  std::vector<std::string> lock_networks{"multinet", "roamnet901", "ee", "ee_big_data"};
+  /// R1/R13: networks on which an activation order may enable the lock.
+  /// Each must also be in lock_networks.
+  std::vector<std::string> activation_lock_networks{"roamnet901"};
+  /// Beyond the seed: bar on any observation whose IMEI is not the lock's,
+  /// not only on a change event, closing the R10 caveat. Off by default.
+  bool strict = false;
+};
+
+/// Empty when `cfg` is usable, else one sentence naming what is wrong
+/// (empty or duplicate names, an activation network that cannot be locked).
+std::string validate(const eligibility_config& cfg);
+
+/// Reads `lock_networks`, `activation_lock_networks` and `strict` from `s`
+/// (absent keys keep their defaults), then validates. Throws config::error
+/// naming the key for a wrong type, an invalid list or an unknown key.
+void load(eligibility_config& cfg, config::section s);
+
+/// The rules' view of one network (R1): eligibility and strict mode.
+/// An unknown or empty network name is eligible for nothing.
+policy policy_for(const eligibility_config& cfg, std::string_view network);
+
+} // namespace imeilock::lock

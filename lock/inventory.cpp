@@ -1,0 +1,108 @@
+#include "lock/inventory.hpp"
+
+#include <algorithm>
+
+namespace imeilock::lock {
+
+namespace {
+
+bool all_digits(std::string_view text) {
+  return !text.empty() && std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; });
+}
+
+template <class T>
+validated<T> refuse(std::string reason) {
+  return validated<T>{std::nullopt, std::move(reason)};
+}
+
+/// Quotes an operator's value in a reason, cut short so a garbage field
+/// cannot make the message unreadable.
+std::string quoted(std::string_view text) {
+  constexpr std::size_t max_shown = 32;
+  std::string out = "\"";
+  out.append(text.substr(0, max_shown));
+  if (text.size() > max_shown)
+    out += "...";
+  out += '"';
+  return out;
+}
+
+} // namespace
+
+bool luhn_valid(std::string_view digits) {
+  if (!all_digits(digits))
+    return false;
+  unsigned sum = 0;
+  bool twice = false; // the check digit itself (rightmost) is not doubled
+  for (auto it = digits.rbegin(); it != digits.rend(); ++it) {
+    auto d = static_cast<unsigned>(*it - '0');
+    if (twice) {
+      d *= 2;
+      if (d > 9)
+        d -= 9;
+    }
+    sum += d;
+    twice = !twice;
+  }
+  return sum % 10 == 0;
+}
+
+validated<std::string> validate_iccid(std::string_view text) {
+  if (text.empty())
+    return refuse<std::string>("ICCID is empty");
+  if (!all_digits(text))
+    return refuse<std::string>("ICCID " + quoted(text) + " must contain decimal digits only");
+  if (text.size() < 18 || text.size() > 20)
+    return refuse<std::string>("ICCID " + quoted(text) + " has " + std::to_string(text.size()) +
+                               " digits; an ICCID has 18 to 20 (ITU-T E.118)");
+  if (!text.starts_with("89"))
+    return refuse<std::string>("ICCID " + quoted(text) +
+                               " must start with 89, the telecom industry identifier (ITU-T E.118)");
+  if (text.size() >= 19 && !luhn_valid(text))
+    return refuse<std::string>("ICCID " + quoted(text) +
+                               " has a wrong check digit (Luhn): check it for a typo");
+  return validated<std::string>{std::string{text}, {}};
+}
+
+validated<std::uint64_t> validate_imsi(std::string_view text) {
+  if (text.empty())
+    return refuse<std::uint64_t>("IMSI is empty");
+  if (!all_digits(text))
+    return refuse<std::uint64_t>("IMSI " + quoted(text) + " must contain decimal digits only");
+  if (text.size() != 15)
+    return refuse<std::uint64_t>("IMSI " + quoted(text) + " has " + std::to_string(text.size()) +
+                                 " digits; an IMSI has exactly 15");
+  std::uint64_t v = 0;
+  for (char c : text)
+    v = v * 10 + static_cast<std::uint64_t>(c - '0');
+  return validated<std::uint64_t>{v, {}};
+}
+
+std::string format_imsi(std::uint64_t imsi) {
+  std::string out(15, '0');
+  for (int i = 14; i >= 0 && imsi != 0; --i) {
+    out[static_cast<std::size_t>(i)] = static_cast<char>('0' + imsi % 10);
+    imsi /= 10;
+  }
+  return out;
+}
+
+validated<std::string> validate_msisdn(std::string_view text) {
+  if (text.empty())
+    return refuse<std::string>("MSISDN is empty");
+  std::string_view digits = text;
+  if (digits.front() == '+')
+    digits.remove_prefix(1);
+  if (!all_digits(digits))
+    return refuse<std::string>("MSISDN " + quoted(text) +
+                               " must be digits in international form, optionally after a '+'");
+  if (digits.size() < 7 || digits.size() > 15)
+    return refuse<std::string>("MSISDN " + quoted(text) + " has " + std::to_string(digits.size()) +
+                               " digits; an international number (E.164) has 7 to 15");
+  if (digits.front() == '0')
+    return refuse<std::string>("MSISDN " + quoted(text) +
+                               " starts with 0: give it in international form with its country code");
+  return validated<std::string>{std::string{digits}, {}};
+}
+
+} // namespace imeilock::lock
