@@ -174,7 +174,7 @@ private:
   };
 
   struct net_state {
-    const network_config* cfg = nullptr;
+    explicit net_state(token_bucket b) : bucket(b) {}
     token_bucket bucket;
     std::deque<std::uint64_t> ready;                      ///< FIFO of queued ids
     std::set<std::pair<std::int64_t, std::uint64_t>> retries; ///< (retry_at, id)
@@ -188,8 +188,10 @@ private:
 
   net_state& net(const std::string& name, std::int64_t now_ms);
   const net_state* find_net(std::string_view name) const;
-  void start_lead_time(entry& e, std::int64_t now_ms);
+  /// Marks `e` submitted at now_ms; draws its due time unless `keep_due`.
+  void start_lead_time(entry& e, std::int64_t now_ms, bool keep_due);
   ec check_new(const order& o) const;
+  static network_stats stats_of(const net_state& n);
 
   orders_config cfg_;
   rng gen_;
@@ -197,6 +199,8 @@ private:
   std::map<std::string, net_state, std::less<>> nets_;
   /// (due_at, id) of submitted and internal orders, all networks.
   std::set<std::pair<std::int64_t, std::uint64_t>> due_;
+  /// Internal orders (no backend) waiting for the next poll to start.
+  std::vector<std::uint64_t> internal_;
 };
 
 } // namespace imeilock::orders
