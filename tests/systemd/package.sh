@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# `cpack -G DEB` builds a .deb that installs the daemon, the unit, the
+# sysusers.d/tmpfiles.d files and the configuration, marks the configuration
+# as a conffile, depends on the runtime libraries and carries the maintainer
+# scripts. Builds into a temporary directory; the build tree is not touched.
+#   package.sh BUILD_DIR CONFIG_FILE EXPECTED_PATH...
+set -euo pipefail
+build=${1:?usage: package.sh BUILD_DIR CONFIG_FILE EXPECTED_PATH...}
+conffile=${2:?}
+shift 2
+for tool in cpack dpkg-deb dpkg-shlibdeps; do
+  command -v "$tool" >/dev/null || { echo "FAIL: $tool missing (packages cmake, dpkg-dev)"; exit 1; }
+done
+out=$(mktemp -d /tmp/imeilock-cpack.XXXXXX)
+trap 'rm -rf "$out"' EXIT
+start=$(date +%s)
+if ! cpack -G DEB --config "$build/CPackConfig.cmake" -B "$out" >"$out/cpack.log" 2>&1; then
+  cat "$out/cpack.log"; echo "FAIL: cpack -G DEB"; exit 1
+fi
+deb=$(ls "$out"/*.deb)
+echo "built $(basename "$deb") in $(( $(date +%s) - start ))s"
+fails=0
+bad() { echo "FAIL: $*"; fails=$((fails + 1)); }
+
+conffiles=$(dpkg-deb --ctrl-tarfile "$deb" | tar -xO ./conffiles 2>/dev/null || true)
+echo "conffiles: $conffiles"
+grep -qxF "$conffile" <<<"$conffiles" || bad "$conffile is not a conffile"
+for script in postinst prerm postrm; do
+  dpkg-deb --ctrl-tarfile "$deb" | tar -t | grep -qx "./$script" || bad "no $script"
+done
+
+depends=$(dpkg-deb -f "$deb" Depends)
+echo "Depends: $depends"
+for lib in libc6 libstdc++6 libsystemd0 libcaf-core libyaml-cpp libprometheus-cpp-core systemd; do
+  grep -q "$lib" <<<"$depends" || bad "Depends lacks $lib"
+done
+
+contents=$(dpkg-deb -c "$deb" | awk '{print $1, $NF}')
+for path in "$@"; do
+  grep -qE " \.${path}\$" <<<"$contents" || bad "$path is not in the package"
+done
+mode=$(awk -v p=".$conffile" '$2 == p {print $1}' <<<"$contents")
+[[ $mode == -rw-r----- ]] || bad "$conffile has mode '$mode', want -rw-r----- (it holds secrets)"
+((fails == 0)) || exit 1
+echo "PASS: $(basename "$deb"): ${#@} paths, conffile $conffile, Depends from shlibdeps"
