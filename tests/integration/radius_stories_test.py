@@ -1,0 +1,130 @@
+#!/usr/bin/env python3
+"""The product text's stories, driven entirely over RADIUS with the real
+radclient (freeradius-utils), against the real daemon; state read back
+through the operator API. Rule numbers from the design (R1-R15)."""
+import os
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(__file__))
+import harness as h  # noqa: E402
+
+LEAD = 1.5  # seconds: bar lead time of the test network
+EXTRA = f"""
+networks:
+  multinet:
+    lead_times:
+      bar: {int(LEAD * 1000)}ms
+      unbar: 200ms
+"""
+
+A = h.imei15("35349001234560")
+B = h.imei15("35876502222220")
+C = h.imei15("35111103333330")
+
+
+def radclient(port, imsi, imeisv, status="Interim-Update", session="sess-1"):
+    """One Accounting-Request through radclient; True if answered."""
+    attrs = (f'User-Name = "{imsi}", Acct-Status-Type = {status}, '
+             f'Acct-Session-Id = "{session}", NAS-IP-Address = 127.0.0.1, '
+             f'3GPP-IMSI = "{imsi}", Calling-Station-Id = "447700900123"')
+    if imeisv:
+        attrs += f', 3GPP-IMEISV = "{imeisv}"'
+    r = subprocess.run(["radclient", "-r", "2", "-t", "2", "-q", f"127.0.0.1:{port}", "acct",
+                        h.EXAMPLE_RADIUS_SECRET.decode()],
+                       input=attrs.encode(), capture_output=True, timeout=20)
+    return r.returncode == 0
+
+
+def sim(d, iccid):
+    st, body = d.api("GET", f"/v1/sims/{iccid}")
+    assert st == 200, (st, body)
+    return body
+
+
+def order(d, iccid, **body):
+    st, resp = d.api("POST", f"/v1/sims/{iccid}/orders", body)
+    return st, resp
+
+
+def new_sim(d, imsi, network="multinet"):
+    iccid = h.random_iccid()
+    st, body = d.api("PUT", f"/v1/sims/{iccid}", {"imsis": [imsi], "msisdn": "447700900123",
+                                                   "network": network, "status": "active"})
+    assert st == 201, (st, body)
+    return iccid
+
+
+def check(cond, what):
+    if not cond:
+        raise AssertionError(what)
+    print(f"ok - {what}")
+
+
+def main():
+    with h.Daemon(extra_config=EXTRA) as d:
+        port = d.ports["radius"]
+
+        # Enable on a live SIM with a known last-seen IMEI (R4), then the
+        # SIM moves to a 2nd device: exactly one bar, only after the lead time (R7, R8).
+        imsi = "234500000000001"
+        s = new_sim(d, imsi)
+        check(radclient(port, imsi, A[:14] + "01", "Start"),
+              "radclient Start with 3GPP-IMEISV answered")
+        check(sim(d, s)["last_seen_imei"] == A, "last seen IMEI learnt from the IMEISV (R2)")
+        st, o = order(d, s, type="enable_imei_lock")
+        check(st == 202, "enable_imei_lock accepted (R1: multinet is eligible)")
+        h.wait_until(lambda: sim(d, s)["lock"] == {"state": "locked", "imei": A}, what="locked to A")
+        check(True, "R4 enable on a live SIM locks to the last seen IMEI")
+        check(radclient(port, imsi, B[:14] + "02"), "traffic from device B answered")
+        t0 = time.monotonic()
+        body = sim(d, s)
+        check(body["bar"]["state"] == "bar_pending" and body["bar"]["reason"] == "imei_lock"
+              and body["bar"]["trigger_imei"] == B, "R7 violation: bar pending, trigger IMEI B")
+        check(radclient(port, imsi, C[:14] + "03"), "R8 SIM keeps working during the lead time")
+        check(sim(d, s)["last_seen_imei"] == B, "R9 last seen frozen at the trigger IMEI")
+        h.wait_until(lambda: sim(d, s)["bar"]["state"] == "barred", timeout=LEAD + 10,
+                     what="barred")
+        check(time.monotonic() - t0 >= LEAD * 0.8, "R8 barred only after the lead time")
+        st, orders = d.api("GET", f"/v1/sims/{s}/orders")
+        items = orders["items"] if isinstance(orders, dict) else orders
+        check(len([x for x in items if x["type"] == "bar"]) == 1, "R7 exactly one bar order")
+
+        # Unbar, update to last seen: locked to B, the first device after the bar (R11).
+        st, o = order(d, s, type="unbar", unbar_mode="update_to_last_seen")
+        check(st == 202, "unbar update_to_last_seen accepted")
+        h.wait_until(lambda: sim(d, s)["bar"]["state"] == "none", what="unbarred")
+        check(sim(d, s)["lock"] == {"state": "locked", "imei": B}, "R11 lock moved to B")
+
+        # Unbar keeping the lock while still in the 2nd device (R10).
+        imsi2 = "234500000000002"
+        s2 = new_sim(d, imsi2)
+        radclient(port, imsi2, A[:14] + "01", "Start", session="s2")
+        order(d, s2, type="enable_imei_lock")
+        h.wait_until(lambda: sim(d, s2)["lock"]["state"] == "locked", what="s2 locked")
+        radclient(port, imsi2, B[:14] + "01", session="s2")
+        h.wait_until(lambda: sim(d, s2)["bar"]["state"] == "barred", timeout=LEAD + 10,
+                     what="s2 barred")
+        st, o = order(d, s2, type="unbar", unbar_mode="keep_lock")
+        check(st == 202 and o.get("warnings"), "R10 keep_lock in the 2nd device: accepted with a warning")
+        h.wait_until(lambda: sim(d, s2)["bar"]["state"] == "none", what="s2 unbarred")
+        radclient(port, imsi2, B[:14] + "01", session="s2")
+        check(sim(d, s2)["bar"]["state"] == "none", "R10 not barred again in the 2nd device")
+        radclient(port, imsi2, C[:14] + "01", session="s2")
+        check(sim(d, s2)["bar"]["state"] == "bar_pending", "R10 barred again in a 3rd device")
+
+        # No IMEI in the feed: nothing happens (R3); Stop answered.
+        imsi3 = "234500000000003"
+        s3 = new_sim(d, imsi3)
+        check(radclient(port, imsi3, None, "Start", session="s3"), "Start without IMEI answered")
+        check(sim(d, s3)["last_seen_imei"] is None, "R3 no IMEI, no event")
+        check(radclient(port, imsi3, None, "Stop", session="s3"), "Stop answered")
+
+        # Unknown IMSI: answered, counted, ignored (R15).
+        check(radclient(port, "999990000000001", A[:14] + "01"), "unknown IMSI answered")
+        print("all RADIUS stories passed")
+
+
+if __name__ == "__main__":
+    main()
