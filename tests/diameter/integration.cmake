@@ -1,0 +1,12 @@
+# Server tests (real sockets on loopback) and interop with real peers.
+add_executable(diameter_harness harness.cpp)
+target_link_libraries(diameter_harness PRIVATE imeilock_diameter imeilock_config prometheus-cpp::core)
+
+add_executable(test_diameter_server server_test.cpp)
+target_link_libraries(test_diameter_server PRIVATE imeilock_diameter prometheus-cpp::core Catch2::Catch2WithMain)
+catch_discover_tests(test_diameter_server PROPERTIES LABELS integration)
+
+add_test(NAME diameter.erlang_interop
+         COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/erlang_interop.sh $<TARGET_FILE:diameter_harness>
+                 ${CMAKE_CURRENT_SOURCE_DIR})
+set_tests_properties(diameter.erlang_interop PROPERTIES LABELS integration TIMEOUT 180)
