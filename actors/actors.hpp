@@ -1,0 +1,166 @@
+#pragma once
+// Every typed actor interface of the SIM layer, and the messages they
+// exchange (STYLE.md §1). Included only by the few CAF translation units of
+// actors/ (registry.cpp, order_actor.cpp, sim_layer.cpp) and their tests:
+// never from a widely included header.
+//
+// The protocol in one picture:
+//
+//   sim_layer::submit ──sim_observation──▶ registry shard ──▶ SIM actor ──change──▶ store writer
+//   sim_layer (API)   ──sim_order / sim_upsert_msg──▶ shard ──▶ SIM actor          │
+//   SIM actor ◀──commit_atom── store done callback ◀─────────────────────────────────┘
+//   SIM actor ──new_order──▶ order actor ──sim_order_outcome──▶ shard ──▶ SIM actor
+//   shard ──passivate_atom──▶ SIM actor ──sim_passivated──▶ shard
+//
+// Every reply travels as a callback inside the message (TOOLCHAIN pitfalls 3-5:
+// no request/response bookkeeping, no timeouts, no blocking bridges).
+
+#include "actors/inventory.hpp"
+#include "actors/sim_layer.hpp"
+#include "orders/order.hpp"
+
+#include <caf/allowed_unsafe_message_type.hpp>
+#include <caf/atom.hpp>
+#include <caf/replies_to.hpp>
+#include <caf/typed_actor.hpp>
+
+#include <cstdint>
+#include <functional>
+
+namespace imeilock::actors {
+
+// -- Messages --------------------------------------------------------------------
+
+/// An observation for a known SIM, with the front-end's acknowledgement.
+struct sim_observation {
+  sim_id sim = no_sim;
+  observation obs;
+  ack_fn done;
+};
+
+/// An operator order for a SIM (API place_order).
+struct sim_order {
+  sim_id sim = no_sim;
+  order_request req;
+  std::int64_t at_ms = 0;
+  std::function<void(write_result)> done;
+};
+
+/// An identity upsert for a SIM (API upsert/import). For a new SIM the
+/// sim_layer has added it to the inventory index already (`created`).
+struct sim_upsert_msg {
+  sim_id sim = no_sim;
+  sim_upsert rec;
+  bool created = false;
+  std::int64_t at_ms = 0;
+  std::function<void(write_result)> done;
+};
+
+/// The order actor reports an order completed or failed (o.status says which).
+struct sim_order_outcome {
+  sim_id sim = no_sim;
+  orders::order o;
+};
+
+/// A SIM actor agrees to be passivated: its committed state, and the epoch
+/// (messages forwarded to it) of the passivate request it answers.
+struct sim_passivated {
+  sim_id sim = no_sim;
+  std::uint32_t epoch = 0;
+  lock::sim_state state;
+  network_id network = 0;
+};
+
+/// A SIM actor persisted a new order: the order actor takes it over.
+struct new_order {
+  orders::order o;
+};
+
+/// A provisioning backend answered a submission.
+struct backend_answer {
+  std::uint64_t id = 0;
+  bool accepted = false;
+  std::string reason;
+};
+
+/// Counts for tests and benchmarks.
+struct registry_counts {
+  std::size_t active = 0;
+};
+
+// -- Atoms (at most 10 characters, TOOLCHAIN pitfall 7) ---------------------------
+
+using commit_atom = caf::atom_constant<caf::atom("commit")>;
+using passivate_atom = caf::atom_constant<caf::atom("passivate")>;
+using sweep_atom = caf::atom_constant<caf::atom("sweep")>;
+using stop_atom = caf::atom_constant<caf::atom("stop")>;
+using tick_atom = caf::atom_constant<caf::atom("tick")>;
+using resume_atom = caf::atom_constant<caf::atom("resume")>;
+using counts_atom = caf::atom_constant<caf::atom("counts")>;
+
+// -- Interfaces ----------------------------------------------------------------
+
+/// One SIM's lock state machine: a thin shell over lock::apply that persists
+/// every change before it acknowledges, one write in flight at a time.
+using sim_actor = caf::typed_actor<
+  // An observation: apply it; ack after any change is committed.
+  caf::reacts_to<sim_observation>,
+  // An operator order: check, persist with its order, answer, hand it on.
+  caf::reacts_to<sim_order>,
+  // An identity upsert: persist, update the index, answer.
+  caf::reacts_to<sim_upsert_msg>,
+  // An order completed or failed: apply, persist with the order's final state.
+  caf::reacts_to<sim_order_outcome>,
+  // The store committed (true) or rolled back (false) this SIM's write.
+  caf::reacts_to<commit_atom, bool>,
+  // The registry asks: if idle, answer sim_passivated with this epoch.
+  caf::reacts_to<passivate_atom, std::uint32_t>,
+  // The registry stops: quit now.
+  caf::reacts_to<stop_atom>>;
+
+/// One shard of the IMSI -> SIM registry: owns the compact rows of its SIMs
+/// (sim_id % shards), answers unchanged observations of passivated SIMs
+/// itself, spawns SIM actors on demand and passivates idle ones.
+using registry_actor = caf::typed_actor<
+  // An observation for one of this shard's SIMs.
+  caf::reacts_to<sim_observation>,
+  // An operator order for one of this shard's SIMs.
+  caf::reacts_to<sim_order>,
+  // An identity upsert for one of this shard's SIMs (adds the row if new).
+  caf::reacts_to<sim_upsert_msg>,
+  // An order outcome: re-spawns the SIM actor if passivated, forwards.
+  caf::reacts_to<sim_order_outcome>,
+  // A SIM actor agreed to passivate.
+  caf::reacts_to<sim_passivated>,
+  // Timer: look for idle SIM actors.
+  caf::reacts_to<sweep_atom>,
+  // Stop every SIM actor, then quit.
+  caf::reacts_to<stop_atom>,
+  // Tests and benchmarks: how many SIM actors are alive.
+  caf::replies_to<counts_atom>::with<registry_counts>>;
+
+/// The order actor of this node: a thin shell over orders::scheduler that
+/// owns time (one timer at a time), calls the provisioning backends and
+/// reports outcomes to the SIMs through the registry.
+using order_actor = caf::typed_actor<
+  // A SIM actor persisted this order (queued): schedule it.
+  caf::reacts_to<new_order>,
+  // A backend answered a submission.
+  caf::reacts_to<backend_answer>,
+  // The one timer fired (its due time, unix ms).
+  caf::reacts_to<tick_atom, std::int64_t>,
+  // Startup: load open orders from the store and resume them.
+  caf::reacts_to<resume_atom>,
+  // Quit.
+  caf::reacts_to<stop_atom>>;
+
+} // namespace imeilock::actors
+
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(imeilock::actors::sim_observation)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(imeilock::actors::sim_order)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(imeilock::actors::sim_upsert_msg)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(imeilock::actors::sim_order_outcome)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(imeilock::actors::sim_passivated)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(imeilock::actors::new_order)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(imeilock::actors::backend_answer)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(imeilock::actors::registry_counts)

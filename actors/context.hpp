@@ -1,0 +1,126 @@
+#pragma once
+// What the actors of one SIM layer share: configuration, the store, the
+// inventory index, metrics, the listener and each other's handles. Owned by
+// sim_layer, outlives every actor it starts. Internal to actors/.
+
+#include "actors/actors.hpp"
+#include "actors/inventory.hpp"
+#include "actors/metrics.hpp"
+#include "actors/sim_layer_config.hpp"
+#include "orders/network.hpp"
+#include "orders/order.hpp"
+#include "store/store.hpp"
+
+#include <caf/fwd.hpp>
+#include <prometheus/counter.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+
+#include <chrono>
+#include <cstdint>
+#include <vector>
+
+namespace boost::asio {
+class io_context;
+}
+
+namespace imeilock::actors {
+
+/// A passivated SIM: its lock state and network, 56 bytes.
+struct compact_row {
+  lock::sim_state state;
+  network_id network = 0;
+};
+
+struct layer_context {
+  sim_layer_config cfg;
+  orders::orders_config orders_cfg;
+  store::store* db = nullptr;
+  inventory* inv = nullptr;
+  layer_metrics* metrics = nullptr;
+  sim_listener* listener = nullptr;
+  boost::asio::io_context* io = nullptr;
+  std::vector<registry_actor> shards;
+  order_actor orders;
+  /// Rows loaded at startup, per shard, moved into the shard when it spawns.
+  std::vector<std::vector<compact_row>> initial_rows;
+
+  registry_actor shard_of(sim_id id) const { return shards[id % shards.size()]; }
+  std::uint32_t local_index(sim_id id) const {
+    return static_cast<std::uint32_t>(id / shards.size());
+  }
+};
+
+/// Unix time in milliseconds.
+inline std::int64_t now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+           std::chrono::system_clock::now().time_since_epoch())
+    .count();
+}
+
+/// Spawns registry shard `index` (registry.cpp).
+registry_actor spawn_registry_shard(caf::actor_system& sys, layer_context* ctx, std::uint32_t index);
+/// Spawns the order actor (order_actor.cpp).
+order_actor spawn_order_actor(caf::actor_system& sys, layer_context* ctx);
+
+// -- Conversions between the layers' order types ---------------------------------
+
+inline store::order_record to_record(const orders::order& o) {
+  store::order_record r;
+  r.id = o.id;
+  r.iccid = o.iccid;
+  r.network = o.network;
+  r.type = o.type;
+  r.reason = o.reason;
+  r.mode = o.mode;
+  r.with_lock = o.with_lock;
+  r.status = static_cast<store::order_status>(o.status);
+  r.created_at_ms = o.created_at_ms;
+  r.due_at_ms = o.due_at_ms;
+  r.submitted_at_ms = o.submitted_at_ms;
+  r.completed_at_ms = o.finished_at_ms;
+  r.retry_at_ms = o.retry_at_ms;
+  r.attempts = o.attempts;
+  r.failure_reason = o.failure_reason;
+  return r;
+}
+
+inline orders::order from_record(const store::order_record& r) {
+  orders::order o;
+  o.id = r.id;
+  o.iccid = r.iccid;
+  o.network = r.network;
+  o.type = r.type;
+  o.reason = r.reason;
+  o.mode = r.mode;
+  o.with_lock = r.with_lock;
+  o.status = static_cast<orders::order_status>(r.status);
+  o.created_at_ms = r.created_at_ms;
+  o.due_at_ms = r.due_at_ms;
+  o.submitted_at_ms = r.submitted_at_ms;
+  o.finished_at_ms = r.completed_at_ms;
+  o.retry_at_ms = r.retry_at_ms;
+  o.attempts = r.attempts;
+  o.failure_reason = r.failure_reason;
+  return o;
+}
+
+inline order_info to_info(const store::order_record& r) {
+  order_info i;
+  i.id = r.id;
+  i.iccid = r.iccid;
+  i.type = r.type;
+  i.reason = r.reason;
+  i.mode = r.mode;
+  i.with_lock = r.with_lock;
+  i.status = static_cast<order_status>(r.status);
+  i.network = r.network;
+  i.created_at_ms = r.created_at_ms;
+  i.due_at_ms = r.due_at_ms;
+  i.completed_at_ms = r.completed_at_ms;
+  i.attempts = r.attempts;
+  i.failure_reason = r.failure_reason;
+  return i;
+}
+
+} // namespace imeilock::actors

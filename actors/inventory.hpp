@@ -1,0 +1,114 @@
+#pragma once
+// The compact, shared index of the inventory: IMSI -> SIM, ICCID -> SIM, and
+// each SIM's ICCID, in about 60 bytes per SIM (integer keys, open addressing,
+// one byte arena for the ICCIDs, interned network names). The lock state
+// itself lives in the registry shards (registry.cpp), one row per SIM.
+//
+// Thread-safe: lookups take a shared lock (the packet path, many threads),
+// changes an exclusive one (startup load, operator upserts). No CAF.
+
+#include "lock/eligibility.hpp"
+#include "lock/machine.hpp"
+
+#include <atomic>
+#include <cstdint>
+#include <optional>
+#include <shared_mutex>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace imeilock::actors {
+
+/// Index of a SIM in the inventory: dense, assigned in load order, never reused.
+using sim_id = std::uint32_t;
+inline constexpr sim_id no_sim = 0xffffffffu;
+
+/// Index of an interned network name.
+using network_id = std::uint16_t;
+
+/// An open-addressing hash map from a non-zero 64-bit key to a 32-bit value
+/// (linear probing, load factor <= 1/2, tombstones on erase). 16 bytes a slot.
+class u64_map {
+public:
+  std::optional<std::uint32_t> find(std::uint64_t key) const;
+  /// Inserts or overwrites.
+  void put(std::uint64_t key, std::uint32_t value);
+  void erase(std::uint64_t key);
+  std::size_t size() const { return size_; }
+  std::size_t bytes() const { return slots_.capacity() * sizeof(slot); }
+  void reserve(std::size_t n);
+
+private:
+  struct slot {
+    std::uint64_t key = 0; ///< 0 empty, ~0 tombstone
+    std::uint32_t value = 0;
+  };
+  void grow();
+  std::vector<slot> slots_;
+  std::size_t size_ = 0;
+  std::size_t used_ = 0; ///< size_ + tombstones
+};
+
+/// The shared index.
+class inventory {
+public:
+  /// At most this many distinct network names (ids fit a uint16, and the
+  /// policy table never reallocates so lock-free reads stay valid).
+  static constexpr std::size_t max_networks = 1024;
+
+  explicit inventory(lock::eligibility_config cfg);
+
+  /// Reserves room for `n` SIMs (startup, before a bulk load).
+  void reserve(std::size_t n);
+
+  /// Adds a SIM with its IMSIs; returns its id. The caller guarantees the
+  /// ICCID is new and no IMSI belongs to another SIM (see conflicts()).
+  sim_id add(std::string_view iccid, std::string_view network,
+             std::span<const std::uint64_t> imsis);
+
+  /// The SIM owning `imsi`, or no_sim.
+  sim_id by_imsi(std::uint64_t imsi) const;
+  /// The SIM with this ICCID, or no_sim.
+  sim_id by_iccid(std::string_view iccid) const;
+  /// The ICCID of `id` (copied: the arena may grow).
+  std::string iccid(sim_id id) const;
+  /// IMSIs of `imsis` owned by a SIM other than `id` (id may be no_sim).
+  std::vector<std::uint64_t> conflicts(sim_id id, std::span<const std::uint64_t> imsis) const;
+  /// Replaces the IMSI set of `id`: `old_imsis` are released, `new_imsis` taken.
+  void set_imsis(sim_id id, std::span<const std::uint64_t> old_imsis,
+                 std::span<const std::uint64_t> new_imsis);
+
+  /// Interns a network name (thread-safe); its policy is computed once.
+  network_id intern(std::string_view network);
+  /// The name and R1 policy of an interned network; lock-free.
+  const std::string& network_name(network_id id) const { return networks_[id].name; }
+  const lock::policy& policy(network_id id) const { return networks_[id].pol; }
+
+  /// SIMs in the index.
+  std::size_t size() const;
+  /// Heap bytes held by the index (benchmarks: bytes per SIM).
+  std::size_t bytes() const;
+
+private:
+  struct network_entry {
+    std::string name;
+    lock::policy pol;
+  };
+  network_id intern_locked(std::string_view network);
+  std::size_t iccid_slot(std::string_view iccid) const;
+  std::string_view iccid_locked(sim_id id) const;
+  void grow_iccids();
+
+  lock::eligibility_config cfg_;
+  mutable std::shared_mutex mtx_;
+  u64_map imsis_;
+  std::vector<std::uint32_t> iccid_offsets_; ///< per sim id: offset of [len][digits] in arena_
+  std::vector<char> arena_;
+  std::vector<sim_id> iccid_table_;          ///< open addressing on hash(iccid), no_sim = empty
+  std::vector<network_entry> networks_;            ///< reserved to max_networks, never reallocates
+  std::atomic<std::size_t> network_count_{0};
+};
+
+} // namespace imeilock::actors

@@ -1,0 +1,72 @@
+#pragma once
+// The SIM layer's Prometheus metrics (registry, SIM actors, orders, store),
+// grouped in one struct owned by the sim_layer and shared by its actors.
+// prometheus-cpp's counters are thread-safe; no CAF here.
+
+#include "lock/types.hpp"
+
+#include <array>
+#include <map>
+#include <mutex>
+#include <string>
+
+namespace prometheus {
+class Registry;
+class Counter;
+class Gauge;
+class Histogram;
+template <class T>
+class Family;
+} // namespace prometheus
+
+namespace imeilock::actors {
+
+enum class ack : std::uint8_t;
+
+/// Every family of the SIM layer. Names start with imeilock_sim_,
+/// imeilock_orders_ or imeilock_store_.
+struct layer_metrics {
+  explicit layer_metrics(prometheus::Registry& reg);
+
+  /// imeilock_sim_sims{lock}: SIMs of the inventory per lock state.
+  std::array<prometheus::Gauge*, 3> sims_by_lock{};
+  /// imeilock_sim_sims_by_bar{bar}: SIMs per bar state.
+  std::array<prometheus::Gauge*, 4> sims_by_bar{};
+  /// imeilock_sim_observations_total{result}: observations by their answer.
+  std::array<prometheus::Counter*, 5> observations{};
+  prometheus::Counter* change_events = nullptr;   ///< imeilock_sim_change_events_total (R5)
+  prometheus::Counter* violations = nullptr;      ///< imeilock_sim_violations_total (R7)
+  prometheus::Counter* bars_raised = nullptr;     ///< imeilock_sim_bars_raised_total
+  prometheus::Counter* unknown_imsis = nullptr;   ///< imeilock_sim_unknown_imsis_total (R15)
+  prometheus::Counter* malformed_imeis = nullptr; ///< imeilock_sim_malformed_imeis_total (R2)
+  prometheus::Counter* deduplicated = nullptr;    ///< imeilock_sim_deduplicated_total
+  prometheus::Gauge* actors_alive = nullptr;      ///< imeilock_sim_actors
+  prometheus::Counter* passivations = nullptr;    ///< imeilock_sim_passivations_total
+  prometheus::Histogram* commit_seconds = nullptr; ///< imeilock_store_commit_seconds
+  prometheus::Counter* commits_ok = nullptr;      ///< imeilock_store_commits_total{result="ok"}
+  prometheus::Counter* commits_failed = nullptr;  ///< imeilock_store_commits_total{result="failed"}
+  prometheus::Counter* store_refused = nullptr;   ///< imeilock_store_refused_total (queue full)
+  prometheus::Histogram* lead_time_seconds = nullptr; ///< imeilock_orders_lead_time_seconds
+
+  /// One observation answered.
+  void count(ack a);
+  /// A committed state change of one SIM: moves it between the state gauges.
+  void moved(const lock::sim_state& before, const lock::sim_state& after);
+  /// A SIM present in the inventory at startup or created.
+  void added(const lock::sim_state& s);
+
+  /// imeilock_orders_total{type,state}: orders reaching a lifecycle state.
+  void order_state(lock::order_type type, std::string_view state);
+  /// imeilock_orders_queue_depth{network} / imeilock_orders_in_flight{network}.
+  void order_queue(const std::string& network, double depth, double in_flight);
+
+private:
+  prometheus::Family<prometheus::Counter>* orders_family_ = nullptr;
+  prometheus::Family<prometheus::Gauge>* queue_family_ = nullptr;
+  prometheus::Family<prometheus::Gauge>* in_flight_family_ = nullptr;
+  std::mutex mtx_;
+  std::map<std::string, prometheus::Counter*> orders_;
+  std::map<std::string, std::pair<prometheus::Gauge*, prometheus::Gauge*>> queues_;
+};
+
+} // namespace imeilock::actors

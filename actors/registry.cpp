@@ -1,0 +1,541 @@
+// The registry shards and the SIM actors (DESIGN §1, §5, §6).
+//
+// A shard owns the compact rows (lock state + network, 56 bytes) of the SIMs
+// with sim_id % shards == its index. An observation for a SIM without an
+// actor that changes nothing (almost all traffic) is answered by the shard
+// from the row, without an actor. Anything that changes a SIM, and anything
+// for a SIM that has an actor, goes to the SIM's actor, spawned on demand;
+// actors idle for `passivate_after` are folded back into their row.
+//
+// A SIM actor has at most one write in flight; events arriving meanwhile wait
+// in order behind it, so an observation is acknowledged only once everything
+// before it is durable (a retransmit is never acked ahead of the change it
+// repeats), and a failed write leaves the committed state untouched.
+
+#include "actors/context.hpp"
+
+#include "common/log.hpp"
+#include "lock/eligibility.hpp"
+
+#include <caf/actor_system.hpp>
+#include <caf/event_based_actor.hpp>
+#include <caf/send.hpp>
+#include <caf/stateful_actor.hpp>
+#include <caf/typed_event_based_actor.hpp>
+
+#include <algorithm>
+#include <array>
+#include <deque>
+#include <unordered_map>
+#include <variant>
+
+namespace imeilock::actors {
+
+namespace {
+
+using namespace std::chrono_literals;
+
+// -- SIM actor ---------------------------------------------------------------------
+
+using sim_work = std::variant<sim_observation, sim_order, sim_upsert_msg, sim_order_outcome>;
+
+/// Called once the in-flight write is settled: committed, or not (and then
+/// whether the store refused it for overload), with the orders it created.
+using settle_fn =
+  std::function<void(bool ok, bool refused, const std::vector<orders::order>& new_orders)>;
+
+struct sim_state {
+  static inline const char* name = "imeilock.sim";
+
+  layer_context* ctx = nullptr;
+  sim_id id = no_sim;
+  std::string iccid;
+  network_id network = 0;
+  lock::sim_state st; ///< committed state
+
+  // The write in flight.
+  bool writing = false;
+  bool refused = false;
+  lock::sim_state next;                 ///< state once it commits
+  network_id next_network = 0;
+  std::vector<orders::order> new_orders; ///< hand to the order actor once committed
+  std::vector<lock::notify> notices;     ///< tell the listener once committed
+  std::shared_ptr<const disconnect_target> disconnect;
+  std::uint64_t dedupe_key = 0;
+  settle_fn settle;
+
+  std::deque<sim_work> queue; ///< events waiting behind the write
+
+  /// Recent dedupe keys (observations already applied).
+  std::array<std::uint64_t, 8> keys{};
+  std::uint8_t key_pos = 0;
+
+  bool seen(std::uint64_t key) const {
+    return key != 0 && std::find(keys.begin(), keys.end(), key) != keys.end();
+  }
+  void remember(std::uint64_t key) {
+    if (key == 0 || seen(key))
+      return;
+    keys[key_pos] = key;
+    key_pos = static_cast<std::uint8_t>((key_pos + 1) % keys.size());
+  }
+};
+
+using sim_pointer = sim_actor::stateful_pointer<sim_state>;
+
+ec rejection_code(lock::rejection r) {
+  switch (r) {
+    case lock::rejection::network_not_eligible:
+    case lock::rejection::activation_lock_not_eligible:
+    case lock::rejection::unbar_mode_required:
+    case lock::rejection::unbar_mode_not_applicable:
+      return ec::invalid;
+    default:
+      return ec::conflict;
+  }
+}
+
+void process(sim_pointer self, sim_work&& w);
+
+/// Starts the write of `out` (plus `extra`), calling `settle` when it is done.
+void begin_write(sim_pointer self, lock::outcome out, std::int64_t at_ms, store::change extra,
+                 settle_fn settle) {
+  auto& s = self->state;
+  auto* ctx = s.ctx;
+  // A bar raised by a violation (R7) asks for an id: assign it everywhere
+  // (pending order, audit, notice) before anything is persisted.
+  for (auto& e : out.effects)
+    if (auto* so = std::get_if<lock::submit_order>(&e); so && so->order_id == 0) {
+      lock::note_order_id(out, ctx->db->allocate_order_id());
+      break;
+    }
+  s.next = out.next;
+  s.next_network = s.network;
+  s.new_orders.clear();
+  s.notices.clear();
+  store::change chg = std::move(extra);
+  for (auto& e : out.effects) {
+    if (auto* so = std::get_if<lock::submit_order>(&e)) {
+      orders::order o;
+      o.id = so->order_id;
+      o.iccid = s.iccid;
+      o.network = ctx->inv->network_name(s.network);
+      o.type = so->type;
+      o.reason = so->reason;
+      o.mode = so->mode;
+      o.with_lock = so->with_lock;
+      o.created_at_ms = at_ms;
+      o.status = orders::order_status::queued;
+      chg.orders.push_back(to_record(o));
+      s.new_orders.push_back(std::move(o));
+    } else if (auto* n = std::get_if<lock::notify>(&e)) {
+      s.notices.push_back(*n);
+    }
+  }
+  if (out.changed)
+    chg.states.push_back({s.iccid, s.next});
+  for (auto& a : out.audits) {
+    store::audit_record r;
+    r.iccid = s.iccid;
+    r.at_ms = at_ms;
+    r.cause = a.cause;
+    r.before = a.before;
+    r.after = a.after;
+    r.imei = a.imei;
+    r.detail = a.detail;
+    chg.audits.push_back(std::move(r));
+  }
+  s.writing = true;
+  s.refused = false;
+  s.settle = std::move(settle);
+  auto hdl = caf::actor_cast<sim_actor>(self);
+  if (!ctx->db->submit(std::move(chg),
+                       [hdl](bool ok) { caf::anon_send(hdl, commit_atom::value, ok); })) {
+    s.refused = true;
+    ctx->metrics->store_refused->Increment();
+  }
+}
+
+/// The write in flight is settled: publish its effects, then work the queue.
+void on_commit(sim_pointer self, bool ok) {
+  auto& s = self->state;
+  auto* ctx = s.ctx;
+  if (!s.writing)
+    return;
+  s.writing = false;
+  auto settle = std::move(s.settle);
+  bool refused = s.refused;
+  s.refused = false;
+  auto new_orders = std::move(s.new_orders);
+  auto notices = std::move(s.notices);
+  auto disconnect = std::move(s.disconnect);
+  s.new_orders.clear();
+  s.notices.clear();
+  if (ok) {
+    ctx->metrics->moved(s.st, s.next);
+    s.st = s.next;
+    s.network = s.next_network;
+    s.remember(s.dedupe_key);
+  }
+  s.dedupe_key = 0;
+  // Answer the caller first (it waits on the network), then publish.
+  if (settle)
+    settle(ok, refused, new_orders);
+  if (ok) {
+    for (auto& o : new_orders) {
+      if (o.type == lock::order_type::bar && o.reason == lock::bar_reason::imei_lock)
+        ctx->metrics->bars_raised->Increment();
+      self->send(ctx->orders, new_order{std::move(o)});
+    }
+    for (auto& n : notices) {
+      if (n.what == lock::notice::change_event)
+        ctx->metrics->change_events->Increment();
+      else if (n.what == lock::notice::violation)
+        ctx->metrics->violations->Increment();
+      if (ctx->listener) {
+        sim_event ev;
+        ev.what = n.what;
+        ev.iccid = s.iccid;
+        ev.imei = n.imei;
+        ev.locked_imei = n.locked_imei;
+        ev.order_id = n.order_id;
+        ev.at_ms = now_ms();
+        if (n.what == lock::notice::violation)
+          ev.disconnect = disconnect;
+        ctx->listener->on_event(ev);
+      }
+    }
+  }
+  while (!s.writing && !s.queue.empty()) {
+    auto w = std::move(s.queue.front());
+    s.queue.pop_front();
+    process(self, std::move(w));
+  }
+}
+
+void handle_observation(sim_pointer self, sim_observation&& m) {
+  auto& s = self->state;
+  auto& obs = m.obs;
+  if (obs.imei.status != lock::imei_status::ok) { // R3
+    m.done(ack::ok);
+    return;
+  }
+  if (s.seen(obs.dedupe_key)) {
+    s.ctx->metrics->deduplicated->Increment();
+    m.done(ack::ok);
+    return;
+  }
+  auto at = obs.at_ms != 0 ? obs.at_ms : now_ms();
+  auto out = lock::apply(s.ctx->inv->policy(s.network), s.st, lock::observed{obs.imei}, at);
+  if (!out.changed && out.effects.empty()) {
+    s.remember(obs.dedupe_key);
+    m.done(ack::ok);
+    return;
+  }
+  s.disconnect = obs.disconnect;
+  s.dedupe_key = obs.dedupe_key;
+  begin_write(self, std::move(out), at, {}, [done = std::move(m.done)](bool ok, bool refused, const auto&) {
+    done(ok ? ack::ok : refused ? ack::overloaded : ack::store_failed);
+  });
+}
+
+void handle_order(sim_pointer self, sim_order&& m) {
+  auto& s = self->state;
+  auto* ctx = s.ctx;
+  auto at = m.at_ms != 0 ? m.at_ms : now_ms();
+  lock::order_placed ev;
+  ev.order_id = ctx->db->allocate_order_id();
+  ev.type = m.req.type;
+  ev.mode = m.req.mode;
+  ev.with_lock = m.req.with_lock;
+  auto out = lock::apply(ctx->inv->policy(s.network), s.st, ev, at);
+  if (out.rejected != lock::rejection::none) {
+    write_result r;
+    r.error = rejection_code(out.rejected);
+    r.reason = std::string(lock::explain(out.rejected));
+    m.done(std::move(r));
+    return;
+  }
+  auto warnings = out.warnings;
+  begin_write(self, std::move(out), at, {},
+              [done = std::move(m.done), warnings = std::move(warnings), id = ev.order_id](
+                bool ok, bool refused, const std::vector<orders::order>& created) mutable {
+                write_result r;
+                if (!ok) {
+                  r.error = refused ? ec::overloaded : ec::store_failed;
+                  r.reason = refused ? "the store is overloaded, retry later"
+                                     : "the change could not be stored, retry later";
+                  done(std::move(r));
+                  return;
+                }
+                r.warnings = std::move(warnings);
+                for (auto& o : created)
+                  if (o.id == id)
+                    r.order = to_info(to_record(o));
+                done(std::move(r));
+              });
+}
+
+void handle_upsert(sim_pointer self, sim_upsert_msg&& m) {
+  auto& s = self->state;
+  auto* ctx = s.ctx;
+  auto at = m.at_ms != 0 ? m.at_ms : now_ms();
+  if (auto taken = ctx->inv->conflicts(s.id, m.rec.imsis); !taken.empty()) {
+    write_result r;
+    r.error = ec::conflict;
+    r.reason = "IMSI " + std::to_string(taken.front()) + " belongs to another SIM";
+    m.done(std::move(r));
+    return;
+  }
+  // Operator writes are rare: reading the old IMSI set from the store here
+  // costs one indexed read from the page cache.
+  auto old = ctx->db->get_sim(s.iccid);
+  bool created = !old.has_value();
+  std::vector<std::uint64_t> old_imsis = old ? old->imsis : std::vector<std::uint64_t>{};
+  lock::outcome out;
+  out.next = s.st;
+  out.next.status = m.rec.status;
+  out.changed = created || out.next != s.st;
+  if (out.changed) {
+    out.next.updated_at_ms = at;
+    lock::audit a;
+    a.cause = created ? "inventory_created" : "inventory_updated";
+    a.before = s.st;
+    a.after = out.next;
+    out.audits.push_back(std::move(a));
+  }
+  store::change chg;
+  chg.sims.push_back({s.iccid, m.rec.imsis, m.rec.msisdn, m.rec.network, out.next});
+  auto net = ctx->inv->intern(m.rec.network);
+  out.changed = false; // the sims upsert carries the state
+  begin_write(self, std::move(out), at, std::move(chg),
+              [self, created, old_imsis = std::move(old_imsis), imsis = m.rec.imsis,
+               done = std::move(m.done)](bool ok, bool refused, const auto&) {
+                write_result r;
+                if (!ok) {
+                  r.error = refused ? ec::overloaded : ec::store_failed;
+                  r.reason = "the SIM could not be stored, retry later";
+                  done(std::move(r));
+                  return;
+                }
+                auto& st = self->state;
+                st.ctx->inv->set_imsis(st.id, old_imsis, imsis);
+                if (created)
+                  st.ctx->metrics->added(st.next);
+                r.created = created;
+                done(std::move(r));
+              });
+  s.next_network = net;
+}
+
+void handle_outcome(sim_pointer self, sim_order_outcome&& m) {
+  auto& s = self->state;
+  auto* ctx = s.ctx;
+  auto at = m.o.finished_at_ms != 0 ? m.o.finished_at_ms : now_ms();
+  lock::event ev;
+  if (m.o.status == orders::order_status::completed)
+    ev = lock::order_completed{m.o.id};
+  else
+    ev = lock::order_failed{m.o.id, m.o.failure_reason};
+  auto out = lock::apply(ctx->inv->policy(s.network), s.st, ev, at);
+  store::change chg;
+  chg.orders.push_back(to_record(m.o)); // closed in the same transaction as the state
+  begin_write(self, std::move(out), at, std::move(chg), [](bool, bool, const auto&) {});
+}
+
+void process(sim_pointer self, sim_work&& w) {
+  std::visit(
+    [&](auto&& m) {
+      using T = std::decay_t<decltype(m)>;
+      if constexpr (std::is_same_v<T, sim_observation>)
+        handle_observation(self, std::move(m));
+      else if constexpr (std::is_same_v<T, sim_order>)
+        handle_order(self, std::move(m));
+      else if constexpr (std::is_same_v<T, sim_upsert_msg>)
+        handle_upsert(self, std::move(m));
+      else
+        handle_outcome(self, std::move(m));
+    },
+    std::move(w));
+}
+
+/// Runs `w` now, or queues it behind the write in flight (shedding when the
+/// queue is full; order outcomes are never shed: they are durable elsewhere
+/// and must close their order).
+void enqueue(sim_pointer self, sim_work&& w) {
+  auto& s = self->state;
+  if (!s.writing) {
+    process(self, std::move(w));
+    return;
+  }
+  if (s.queue.size() >= s.ctx->cfg.max_queued_per_sim) {
+    if (auto* o = std::get_if<sim_observation>(&w)) {
+      o->done(ack::overloaded);
+      return;
+    }
+    if (auto* p = std::get_if<sim_order>(&w)) {
+      p->done({ec::overloaded, "too many changes pending for this SIM", {}, false, std::nullopt});
+      return;
+    }
+    if (auto* u = std::get_if<sim_upsert_msg>(&w)) {
+      u->done({ec::overloaded, "too many changes pending for this SIM", {}, false, std::nullopt});
+      return;
+    }
+  }
+  s.queue.push_back(std::move(w));
+}
+
+sim_actor::behavior_type sim_behavior(sim_pointer self, layer_context* ctx, sim_id id,
+                                      std::string iccid, compact_row row) {
+  auto& s = self->state;
+  s.ctx = ctx;
+  s.id = id;
+  s.iccid = std::move(iccid);
+  s.network = row.network;
+  s.st = row.state;
+  return {
+    [self](sim_observation& m) { enqueue(self, std::move(m)); },
+    [self](sim_order& m) { enqueue(self, std::move(m)); },
+    [self](sim_upsert_msg& m) { enqueue(self, std::move(m)); },
+    [self](sim_order_outcome& m) { enqueue(self, std::move(m)); },
+    [self](commit_atom, bool ok) { on_commit(self, ok); },
+    [self](passivate_atom, std::uint32_t epoch) {
+      auto& st = self->state;
+      if (st.writing || !st.queue.empty())
+        return; // busy: the next sweep asks again
+      self->send(st.ctx->shard_of(st.id), sim_passivated{st.id, epoch, st.st, st.network});
+    },
+    [self](stop_atom) { self->quit(); },
+  };
+}
+
+// -- Registry shard -------------------------------------------------------------------
+
+struct registry_state {
+  static inline const char* name = "imeilock.registry";
+
+  struct active {
+    sim_actor hdl;
+    std::int64_t last_ms = 0;
+    std::uint32_t epoch = 0; ///< messages forwarded so far
+  };
+
+  layer_context* ctx = nullptr;
+  std::uint32_t index = 0;
+  std::vector<compact_row> rows;
+  std::unordered_map<std::uint32_t, active> actors;
+};
+
+using registry_pointer = registry_actor::stateful_pointer<registry_state>;
+
+compact_row& row_of(registry_pointer self, sim_id id) {
+  auto& s = self->state;
+  auto local = s.ctx->local_index(id);
+  if (local >= s.rows.size())
+    s.rows.resize(local + 1);
+  return s.rows[local];
+}
+
+/// The SIM's actor, spawned (from its compact row) if it has none.
+registry_state::active& actor_for(registry_pointer self, sim_id id) {
+  auto& s = self->state;
+  auto local = s.ctx->local_index(id);
+  auto it = s.actors.find(local);
+  if (it == s.actors.end()) {
+    auto hdl = self->spawn<caf::lazy_init>(sim_behavior, s.ctx, id, s.ctx->inv->iccid(id),
+                                           row_of(self, id));
+    it = s.actors.emplace(local, registry_state::active{std::move(hdl), 0, 0}).first;
+    s.ctx->metrics->actors_alive->Increment();
+  }
+  it->second.last_ms = now_ms();
+  ++it->second.epoch;
+  return it->second;
+}
+
+template <class Msg>
+void forward(registry_pointer self, Msg&& m) {
+  auto id = m.sim;
+  auto& a = actor_for(self, id);
+  self->send(a.hdl, std::forward<Msg>(m));
+}
+
+registry_actor::behavior_type registry_behavior(registry_pointer self, layer_context* ctx,
+                                                std::uint32_t index) {
+  auto& s = self->state;
+  s.ctx = ctx;
+  s.index = index;
+  if (index < ctx->initial_rows.size())
+    s.rows = std::move(ctx->initial_rows[index]);
+  auto sweep_every = std::max<std::chrono::milliseconds>(ctx->cfg.passivate_after / 4, 50ms);
+  self->delayed_send(self, sweep_every, sweep_atom::value);
+  return {
+    [self](sim_observation& m) {
+      auto& st = self->state;
+      auto local = st.ctx->local_index(m.sim);
+      if (st.actors.find(local) == st.actors.end()) {
+        // The common case: a passivated SIM whose observation changes nothing.
+        if (m.obs.imei.status != lock::imei_status::ok) {
+          m.done(ack::ok); // R3
+          return;
+        }
+        auto& row = row_of(self, m.sim);
+        auto at = m.obs.at_ms != 0 ? m.obs.at_ms : now_ms();
+        auto out = lock::apply(st.ctx->inv->policy(row.network), row.state,
+                               lock::observed{m.obs.imei}, at);
+        if (!out.changed && out.effects.empty()) {
+          m.done(ack::ok);
+          return;
+        }
+      }
+      forward(self, std::move(m));
+    },
+    [self](sim_order& m) { forward(self, std::move(m)); },
+    [self](sim_upsert_msg& m) {
+      if (m.created)
+        row_of(self, m.sim).network = self->state.ctx->inv->intern(m.rec.network);
+      forward(self, std::move(m));
+    },
+    [self](sim_order_outcome& m) { forward(self, std::move(m)); },
+    [self](sim_passivated& m) {
+      auto& st = self->state;
+      auto local = st.ctx->local_index(m.sim);
+      auto it = st.actors.find(local);
+      if (it == st.actors.end() || it->second.epoch != m.epoch)
+        return; // something was forwarded since: it stays
+      auto& row = row_of(self, m.sim);
+      row.state = m.state;
+      row.network = m.network;
+      self->send(it->second.hdl, stop_atom::value);
+      st.actors.erase(it);
+      st.ctx->metrics->actors_alive->Decrement();
+      st.ctx->metrics->passivations->Increment();
+    },
+    [self, sweep_every](sweep_atom) {
+      auto& st = self->state;
+      auto now = now_ms();
+      auto idle = st.ctx->cfg.passivate_after.count();
+      for (auto& [local, a] : st.actors)
+        if (now - a.last_ms >= idle)
+          self->send(a.hdl, passivate_atom::value, a.epoch);
+      self->delayed_send(self, sweep_every, sweep_atom::value);
+    },
+    [self](stop_atom) {
+      auto& st = self->state;
+      for (auto& [local, a] : st.actors)
+        self->send(a.hdl, stop_atom::value);
+      st.ctx->metrics->actors_alive->Decrement(static_cast<double>(st.actors.size()));
+      st.actors.clear();
+      self->quit();
+    },
+    [self](counts_atom) { return registry_counts{self->state.actors.size()}; },
+  };
+}
+
+} // namespace
+
+registry_actor spawn_registry_shard(caf::actor_system& sys, layer_context* ctx,
+                                    std::uint32_t index) {
+  return sys.spawn(registry_behavior, ctx, index);
+}
+
+} // namespace imeilock::actors

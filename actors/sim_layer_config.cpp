@@ -1,0 +1,42 @@
+#include "actors/sim_layer_config.hpp"
+
+#include "config/section.hpp"
+
+namespace imeilock::actors {
+
+using namespace std::chrono_literals;
+
+std::string sim_layer_config::validate() const {
+  if (store.path.empty())
+    return "store.path: must not be empty";
+  if (store.path == ":memory:")
+    return "store.path: an in-memory database is not durable";
+  return {};
+}
+
+void load(sim_layer_config& cfg, config::section s) {
+  s.read("shards", cfg.shards, 1u, 256u);
+  s.read_duration("passivate_after", cfg.passivate_after, 1s, 86'400s);
+  s.read("max_in_flight", cfg.max_in_flight, 1u, 10'000'000u);
+  s.read("max_queued_per_sim", cfg.max_queued_per_sim, 1u, 100'000u);
+  s.read_duration("stop_timeout", cfg.stop_timeout, 0s, 600s);
+  auto st = s.child("store");
+  st.read("path", cfg.store.path);
+  std::string sync = cfg.store.synchronous_full ? "full" : "normal";
+  st.read("synchronous", sync);
+  if (sync == "normal")
+    cfg.store.synchronous_full = false;
+  else if (sync == "full")
+    cfg.store.synchronous_full = true;
+  else
+    st.fail("synchronous", "must be \"normal\" or \"full\"");
+  st.read("max_queue", cfg.store.max_queue, std::size_t{1}, std::size_t{10'000'000});
+  st.read("max_batch", cfg.store.max_batch, std::size_t{1}, std::size_t{1'000'000});
+  st.read("readers", cfg.store.readers, std::size_t{1}, std::size_t{64});
+  st.finish();
+  s.finish();
+  if (auto err = cfg.validate(); !err.empty())
+    s.fail({}, err);
+}
+
+} // namespace imeilock::actors

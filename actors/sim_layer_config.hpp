@@ -1,0 +1,53 @@
+#pragma once
+// Settings of the SIM layer (registry, SIM actors, order actor, store):
+// the `sim_layer:` section of imeilockd.yaml. No CAF.
+//
+//   sim_layer:
+//     shards: 2                  # registry shards; one per CAF worker is right
+//     passivate_after: 60s       # a SIM actor idle this long is folded back into its compact row
+//     max_in_flight: 100000      # observations handed over and not yet acknowledged; beyond: overloaded
+//     max_queued_per_sim: 256    # events waiting behind one SIM's write; beyond: overloaded
+//     stop_timeout: 5s           # stop(): how long to wait for in-flight work to drain
+//     store:
+//       path: /var/lib/imeilockd/imeilockd.db
+//       synchronous: normal      # normal: survives kill -9; full: also power loss (fsync per commit)
+//       max_queue: 65536         # changes waiting for the writer; beyond: store overloaded
+//       max_batch: 4096          # most changes in one group commit
+//       readers: 2               # reader connections (API reads)
+
+#include "store/store.hpp"
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+
+namespace imeilock::config {
+class section;
+}
+
+namespace imeilock::actors {
+
+struct sim_layer_config {
+  /// Registry shards (each an actor owning a slice of the SIMs). 1..256.
+  std::uint32_t shards = 2;
+  /// A SIM actor with no message for this long is passivated. 1s..1d.
+  std::chrono::milliseconds passivate_after{60'000};
+  /// Observations in flight (submitted, not yet acknowledged) before
+  /// submit() answers ack::overloaded. 1..10M.
+  std::uint32_t max_in_flight = 100'000;
+  /// Events queued behind one SIM's in-flight write before it sheds. 1..100k.
+  std::uint32_t max_queued_per_sim = 256;
+  /// How long stop() waits for in-flight observations and orders to drain.
+  std::chrono::milliseconds stop_timeout{5'000};
+  /// The store (SQLite file, durability, group commit).
+  store::store_config store;
+
+  /// Empty when consistent, else "key: what is wrong".
+  std::string validate() const;
+};
+
+/// Reads the `sim_layer:` section strictly (config::error on a bad value or
+/// unknown key); absent keys keep the values already in `cfg`.
+void load(sim_layer_config& cfg, config::section s);
+
+} // namespace imeilock::actors

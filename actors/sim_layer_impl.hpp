@@ -1,0 +1,97 @@
+#pragma once
+// The SIM layer itself: the actor system side of actors/sim_layer.hpp.
+// Only the daemon's main (and tests, benchmarks) include this; front-ends
+// and the API see observation_sink / sim_service only. No CAF here either:
+// the actor system and the io_context are forward declared.
+//
+//   actors::sim_layer layer{system, cfg.sim_layer, cfg.lock, cfg.orders,
+//                           metrics.registry(), &listener, io};
+//   layer.start();                       // load inventory, resume orders
+//   radius.set_sink(layer.sink());       // observation_sink&
+//   api.set_service(layer.service());    // sim_service&
+//   ...
+//   layer.stop();                        // drain, stop actors, flush the store
+
+#include "actors/sim_layer.hpp"
+#include "actors/sim_layer_config.hpp"
+#include "lock/eligibility.hpp"
+#include "orders/network.hpp"
+
+#include <memory>
+
+namespace caf {
+class actor_system;
+}
+namespace boost::asio {
+class io_context;
+}
+namespace prometheus {
+class Registry;
+}
+namespace imeilock::store {
+class store;
+}
+
+namespace imeilock::actors {
+
+class sim_layer final : public observation_sink, public sim_service {
+public:
+  /// Opens the store (creating/migrating it) and registers the metrics.
+  /// Throws std::runtime_error when the store cannot be opened. `listener`
+  /// may be null; `io` runs the webhook backends (must be run by the caller
+  /// and outlive the layer). Nothing is spawned until start().
+  sim_layer(caf::actor_system& sys, const sim_layer_config& cfg,
+            const lock::eligibility_config& eligibility, const orders::orders_config& orders_cfg,
+            prometheus::Registry& registry, sim_listener* listener, boost::asio::io_context& io);
+  /// Calls stop() if needed.
+  ~sim_layer() override;
+  sim_layer(const sim_layer&) = delete;
+  sim_layer& operator=(const sim_layer&) = delete;
+
+  /// Loads the inventory into the compact index, spawns the registry shards
+  /// and the order actor, and resumes open orders with their remaining lead
+  /// time. Observations before start() are answered ack::shutting_down.
+  void start();
+  /// Refuses new work (ack::shutting_down), waits up to stop_timeout for
+  /// in-flight observations and writes, stops the actors and flushes the
+  /// store. Idempotent.
+  void stop();
+
+  observation_sink& sink() { return *this; }
+  sim_service& service() { return *this; }
+
+  // observation_sink
+  void submit(observation obs, ack_fn done) override;
+
+  // sim_service
+  void upsert_sim(sim_upsert sim, std::function<void(write_result)> done) override;
+  void import_sims(std::vector<sim_upsert> sims,
+                   std::function<void(std::vector<write_result>)> done) override;
+  void get_sim(std::string iccid, std::function<void(std::optional<sim_info>)> done) override;
+  void list_sims(sim_filter filter, std::string cursor, std::size_t limit,
+                 std::function<void(sim_page)> done) override;
+  void place_order(std::string iccid, order_request req,
+                   std::function<void(write_result)> done) override;
+  void get_order(std::uint64_t id, std::function<void(std::optional<order_info>)> done) override;
+  void list_orders(std::string iccid, std::function<void(std::vector<order_info>)> done) override;
+  void list_events(std::string iccid, std::size_t limit,
+                   std::function<void(std::vector<event_info>)> done) override;
+
+  // -- For tests and benchmarks -------------------------------------------------
+  /// The store (reads, counters).
+  store::store& db();
+  /// SIMs in the inventory index.
+  std::size_t inventory_size() const;
+  /// Heap bytes of the inventory index plus the shards' compact rows.
+  std::size_t inventory_bytes() const;
+  /// SIM actors alive (asks every shard; blocks the caller, tests only).
+  std::size_t sim_actors_alive();
+  /// Observations handed over and not yet acknowledged.
+  std::size_t in_flight() const;
+
+private:
+  struct impl;
+  std::unique_ptr<impl> impl_;
+};
+
+} // namespace imeilock::actors

@@ -1,0 +1,77 @@
+// The compact inventory index (no actors).
+#include "actors/inventory.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <random>
+#include <unordered_map>
+
+using namespace imeilock;
+using actors::no_sim;
+
+TEST_CASE("u64_map agrees with std::unordered_map under inserts, overwrites and erases",
+          "[inventory]") {
+  actors::u64_map m;
+  std::unordered_map<std::uint64_t, std::uint32_t> ref;
+  std::mt19937_64 gen{42};
+  for (int i = 0; i < 200000; ++i) {
+    auto key = 1 + gen() % 5000;
+    auto op = gen() % 3;
+    if (op == 2) {
+      m.erase(key);
+      ref.erase(key);
+    } else {
+      auto v = static_cast<std::uint32_t>(gen());
+      m.put(key, v);
+      ref[key] = v;
+    }
+  }
+  CHECK(m.size() == ref.size());
+  for (std::uint64_t k = 1; k <= 5000; ++k) {
+    auto it = ref.find(k);
+    auto got = m.find(k);
+    if (it == ref.end())
+      CHECK_FALSE(got);
+    else
+      CHECK(got == it->second);
+  }
+}
+
+TEST_CASE("the inventory maps IMSIs and ICCIDs to SIMs and interns networks", "[inventory]") {
+  actors::inventory inv{lock::eligibility_config{}};
+  std::uint64_t a[] = {234150000000001, 234150000000002};
+  std::uint64_t b[] = {234150000000003};
+  auto s1 = inv.add("89440000000000000011", "multinet", a);
+  auto s2 = inv.add("89440000000000000029", "unknown_net", b);
+  CHECK(s1 != s2);
+  CHECK(inv.by_imsi(234150000000002) == s1);
+  CHECK(inv.by_imsi(234150000000003) == s2);
+  CHECK(inv.by_imsi(234150000000004) == no_sim);
+  CHECK(inv.by_iccid("89440000000000000029") == s2);
+  CHECK(inv.by_iccid("89440000000000000037") == no_sim);
+  CHECK(inv.iccid(s1) == "89440000000000000011");
+  CHECK(inv.policy(inv.intern("multinet")).lock_eligible);
+  CHECK_FALSE(inv.policy(inv.intern("unknown_net")).lock_eligible);
+  CHECK(inv.conflicts(s2, a).size() == 2);
+  CHECK(inv.conflicts(s1, a).empty());
+  std::uint64_t c[] = {234150000000009};
+  inv.set_imsis(s1, a, c);
+  CHECK(inv.by_imsi(234150000000001) == no_sim);
+  CHECK(inv.by_imsi(234150000000009) == s1);
+}
+
+TEST_CASE("the index stays compact: well under 100 bytes per SIM", "[inventory]") {
+  actors::inventory inv{lock::eligibility_config{}};
+  constexpr std::size_t n = 200000;
+  inv.reserve(n);
+  for (std::size_t i = 0; i < n; ++i) {
+    std::uint64_t imsi = 234150000000000ull + i;
+    std::uint64_t one[] = {imsi};
+    inv.add("8944" + std::to_string(100000000000000ull + i), "multinet", one);
+  }
+  for (std::size_t i = 0; i < n; i += 997)
+    REQUIRE(inv.by_imsi(234150000000000ull + i) == i);
+  auto per_sim = static_cast<double>(inv.bytes()) / n;
+  INFO("bytes per SIM in the index: " << per_sim);
+  CHECK(per_sim < 100);
+}
