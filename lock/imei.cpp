@@ -1,5 +1,6 @@
 #include "lock/imei.hpp"
 
+#include <algorithm>
 #include <array>
 
 namespace imeilock::lock {
@@ -83,8 +84,13 @@ imei_value decode_text(std::span<const std::uint8_t> raw) {
 imei_value decode_imei(std::span<const std::uint8_t> raw) {
   if (raw.empty())
     return imei_value{}; // R3: no IMEI
-  if (raw.size() == tbcd_length)
-    return decode_tbcd(raw); // 8 characters can never be a valid textual IMEI
+  if (raw.size() == tbcd_length) {
+    // Eight ASCII digits are a truncated textual value, not TBCD: as TBCD
+    // every other digit would be 3 (0x30-0x39), which no real IMEI is.
+    if (std::all_of(raw.begin(), raw.end(), [](std::uint8_t c) { return c >= '0' && c <= '9'; }))
+      return malformed();
+    return decode_tbcd(raw);
+  }
   if (raw.size() >= 14 && raw.size() <= max_digits)
     return decode_text(raw);
   return malformed();

@@ -32,6 +32,7 @@ struct imei_value {
 ///    User-Equipment-Value of some PCEFs (Wireshark decodes 8-byte values so):
 ///    digit 1 in the low nibble of byte 1, digit 2 in its high nibble, ...;
 ///    16 digits (IMEISV), or 15 (IMEI) / 14 followed by 0xF filler nibbles.
+///    Eight ASCII digits ("12345678") are a truncated text, hence malformed.
 ///  - 14 to 16 bytes: characters. ASCII decimal of 14 (no check digit), 15
 ///    (IMEI; the 15th digit, Luhn or a spare 0, is ignored: TS 23.003 §6.2.1
 ///    says the network does not transmit it) or 16 digits (IMEISV: TAC, SNR,

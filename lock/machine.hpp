@@ -92,13 +92,16 @@ struct order_failed {
   std::string reason;
 };
 
+/// Everything that can happen to a SIM, as apply() takes it.
 using event = std::variant<observed, order_placed, order_completed, order_failed>;
 
 // -- Effects -----------------------------------------------------------------
 
-/// Hand a new order to the order actor. For a bar raised by a violation (R7)
-/// the machine asks for it with `order_id == 0`: the caller assigns the id and
-/// feeds it back with note_order_id().
+/// Hand a new order to the order actor: every accepted operator order (with
+/// its id; enable/disable too, they go through the order actor's lead-time
+/// model), and the bars the machine raises itself (R7, and the re-bar after a
+/// manual unbar overtaken by a violation) with `order_id == 0`: the caller
+/// assigns the id and feeds it back with note_order_id(outcome&, id).
 struct submit_order {
   std::uint64_t order_id = 0;
   order_type type = order_type::none;
@@ -109,15 +112,15 @@ struct submit_order {
 
 /// Something an operator's systems may want to hear about (webhooks, metrics).
 enum class notice : std::uint8_t {
-  change_event,          ///< R5: an IMEI different from last seen
-  violation,             ///< R7: a change while locked to another device
-  lock_set_first_imei,   ///< R6
-  lock_enabled,          ///< R4/R13 took effect
-  lock_disabled,         ///< R12
-  bar_completed,
-  unbar_completed,
-  order_failed,
-  activated,
+  change_event,          ///< R5: an IMEI different from last seen (not sent while frozen, R9)
+  violation,             ///< R7: a change while locked to another device; order_id = the bar
+  lock_set_first_imei,   ///< R6: imei = the device the SIM is now locked to
+  lock_enabled,          ///< R4/R13 took effect (imei = lock, none while awaiting)
+  lock_disabled,         ///< R12: locked_imei = the lock that was cleared
+  bar_completed,         ///< the SIM is barred now (imei = trigger for an IMEI-lock bar)
+  unbar_completed,       ///< the SIM is unbarred (or, if a violation overtook it, barred again)
+  order_failed,          ///< an order failed for good; its pending state was reverted
+  activated,             ///< the SIM is active
 };
 
 /// The text of a notice ("change_event", "violation", ...), for webhooks and logs.

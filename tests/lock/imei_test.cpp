@@ -121,6 +121,10 @@ TEST_CASE("R2 8-byte TBCD with swapped nibbles and an F filler", "[imei][R2]") {
   SECTION("a filler before the end is malformed") {
     CHECK(decode_bytes({0x53, 0x02, 0xF9, 0x00, 0x71, 0x16, 0x84, 0x32}).status == imei_status::malformed);
   }
+  SECTION("eight ASCII digits are a truncated text, not TBCD") {
+    CHECK(decode_imei("35209900").status == imei_status::malformed);
+    CHECK(decode_imei("12345678").status == imei_status::malformed);
+  }
   SECTION("all zero is malformed") {
     CHECK(decode_bytes({0, 0, 0, 0, 0, 0, 0, 0}).status == imei_status::malformed);
   }
