@@ -415,7 +415,8 @@ std::string keep_lock_warning(const sim_state& state, bool strict) {
            " it is locked to. Strict enforcement is on: it will be barred again at its next use in any "
            "device other than IMEI " + locked + ".";
   return "The SIM was last seen in IMEI " + seen + ", not in IMEI " + locked +
-         " it is locked to. Keeping the existing lock, it will not be barred again unless it is used in "
+         " it is locked to (while barred, last seen stays at the first device used after the bar "
+         "triggered). Keeping the existing lock, it will not be barred again unless it is used in "
          "another (3rd) device: it can use data in IMEI " + seen + " while showing as locked to IMEI " +
          locked + ". Move the SIM back into the original device before unbarring with this option.";
 }

@@ -203,6 +203,7 @@ TEST_CASE("R10 unbar keeping the lock: lock unchanged, warning when not in the o
     CHECK(w.find("will not be barred again unless it is used in another (3rd) device") != std::string::npos);
     CHECK(w.find(imei_a) != std::string::npos);
     CHECK(w.find(imei_b) != std::string::npos);
+    CHECK(w.find("Move the SIM back into the original device") != std::string::npos);
     CHECK(o.audits.at(0).detail.find("3rd") != std::string::npos);
     s.complete();
     CHECK(s.state.bar == bar_state::none);
