@@ -1,0 +1,337 @@
+// diameter_load: a Diameter load generator (prints figures; not a test).
+// Several TCP connections, each with a window of outstanding requests, ACR
+// and CCR mixes over many distinct SIMs (every request a new record: its own
+// Session-Id + record number, so no answer comes from a duplicate cache),
+// bounded in time. Reports answers/s and p50/p99/p99.9 latency.
+//
+//   diameter_load --port N [--host 127.0.0.1] [--connections 4] [--window 64]
+//                 [--duration 10] [--warmup 1] [--sims 100000] [--ccr-percent 0]
+//                 [--rate 0 (requests/s in total, 0 = as fast as answered)]
+//                 [--origin-host pgw1.example.net] [--realm example.net]
+// Last line: "result answers=... rate=... p50_us=... p99_us=... p999_us=... errors=..."
+
+#include "protocols/diameter/messages.hpp"
+#include "protocols/diameter/requests.hpp"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+using namespace imeilock::diameter;
+using clk = std::chrono::steady_clock;
+
+namespace {
+
+struct options {
+  std::string host = "127.0.0.1";
+  int port = 0;
+  int connections = 4;
+  int window = 64;
+  double duration = 10;
+  double warmup = 1;
+  int sims = 100000;
+  int ccr_percent = 0;
+  double rate = 0;
+  std::string origin_host = "pgw1.example.net";
+  std::string realm = "example.net";
+  /// Clear the M bit of the identity AVPs (Subscription-Id, User-Equipment-Info,
+  /// 3GPP AVPs) so a server with only the base dictionary (freeDiameter
+  /// without dict_dcca/3GPP extensions) does not answer 5001.
+  bool compat = false;
+};
+
+/// A precomputed request with the offsets to patch per send.
+struct request_template {
+  std::vector<std::uint8_t> bytes;
+  std::size_t number_offset = 0; ///< value of Accounting-Record-Number / CC-Request-Number
+};
+
+struct connection {
+  int fd = -1;
+  std::vector<std::uint8_t> rbuf = std::vector<std::uint8_t>(1 << 20);
+  std::size_t rlen = 0;
+  std::vector<std::uint8_t> wbuf;
+  std::vector<clk::time_point> sent; ///< by hop-by-hop slot
+  std::vector<std::uint32_t> free_slots;
+  int outstanding = 0;
+};
+
+[[noreturn]] void die(const char* what) {
+  std::perror(what);
+  std::exit(2);
+}
+
+int connect_to(const options& o) {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<std::uint16_t>(o.port));
+  if (inet_pton(AF_INET, o.host.c_str(), &a.sin_addr) != 1) die("address");
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) die("connect");
+  int one = 1;
+  ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  return fd;
+}
+
+/// Blocking read of one message (handshake only).
+std::vector<std::uint8_t> read_message(int fd) {
+  std::vector<std::uint8_t> b(4);
+  std::size_t have = 0;
+  auto need = [&](std::size_t n) {
+    while (have < n) {
+      pollfd p{fd, POLLIN, 0};
+      if (::poll(&p, 1, 5000) <= 0) die("handshake timeout");
+      ssize_t r = ::recv(fd, b.data() + have, n - have, 0);
+      if (r <= 0) die("handshake read");
+      have += static_cast<std::size_t>(r);
+    }
+  };
+  need(4);
+  b.resize(load_u24(b.data() + 1));
+  need(b.size());
+  return b;
+}
+
+std::uint32_t result_code(bytes msg) {
+  avp a;
+  std::uint32_t v = 0;
+  if (find_avp(msg.subspan(header_size), avp_code::result_code, 0, a)) a.u32(v);
+  return v;
+}
+
+std::string imeisv_for(int i) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "35349001%06d%02d", i % 1000000, i % 100);
+  return buf;
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+  options o;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    std::string k = argv[i], v = argv[i + 1];
+    if (k == "--host") o.host = v;
+    else if (k == "--port") o.port = std::stoi(v);
+    else if (k == "--connections") o.connections = std::stoi(v);
+    else if (k == "--window") o.window = std::stoi(v);
+    else if (k == "--duration") o.duration = std::stod(v);
+    else if (k == "--warmup") o.warmup = std::stod(v);
+    else if (k == "--sims") o.sims = std::stoi(v);
+    else if (k == "--ccr-percent") o.ccr_percent = std::stoi(v);
+    else if (k == "--rate") o.rate = std::stod(v);
+    else if (k == "--origin-host") o.origin_host = v;
+    else if (k == "--realm") o.realm = v;
+    else if (k == "--compat") o.compat = v == "1" || v == "yes" || v == "true";
+    else {
+      std::fprintf(stderr, "unknown option %s\n", k.c_str());
+      return 64;
+    }
+  }
+  if (o.port == 0 || o.window < 1 || o.window > 65536 || o.connections < 1 || o.sims < 1) {
+    std::fprintf(stderr, "usage: diameter_load --port N [options]\n");
+    return 64;
+  }
+
+  // One ACR and one CCR per SIM, each IMEI encoding in turn.
+  std::vector<request_template> acrs(static_cast<std::size_t>(o.sims)), ccrs;
+  if (o.ccr_percent > 0) ccrs.resize(static_cast<std::size_t>(o.sims));
+  const imei_form forms[] = {imei_form::uei_ascii, imei_form::uei_hex, imei_form::uei_tbcd,
+                             imei_form::terminal_information, imei_form::imeisv_3gpp};
+  for (int i = 0; i < o.sims; ++i) {
+    charging_spec s;
+    s.session_id = o.origin_host + ";bench;" + std::to_string(i);
+    s.origin_host = o.origin_host;
+    s.origin_realm = o.realm;
+    char imsi[24];
+    std::snprintf(imsi, sizeof imsi, "2341500%08d", i % 100000000);
+    s.imsi = imsi;
+    s.msisdn = "4477" + std::to_string(10000000 + i);
+    s.form = forms[i % 5];
+    s.imeisv = imeisv_for(i);
+    s.nested = (i % 2) == 1;
+    s.record_type = 3;
+    for (int k = 0; k < (o.ccr_percent > 0 ? 2 : 1); ++k) {
+      s.command = k == 0 ? command::accounting : command::credit_control;
+      s.record_type = k == 0 ? 3 : 2;
+      auto& t = (k == 0 ? acrs : ccrs)[static_cast<std::size_t>(i)];
+      build_charging_request(t.bytes, s);
+      avp a;
+      const std::uint32_t code = k == 0 ? avp_code::accounting_record_number : avp_code::cc_request_number;
+      if (!find_avp(bytes{t.bytes.data(), t.bytes.size()}.subspan(header_size), code, 0, a)) return 3;
+      t.number_offset = static_cast<std::size_t>(a.data.data() - t.bytes.data());
+      if (o.compat) {
+        avp_reader r{bytes{t.bytes.data(), t.bytes.size()}.subspan(header_size)};
+        avp x;
+        while (r.next(x)) {
+          const bool base = x.vendor == 0 && x.code != avp_code::subscription_id && x.code != avp_code::user_equipment_info;
+          if (!base) t.bytes[static_cast<std::size_t>(x.raw.data() - t.bytes.data()) + 4] &= static_cast<std::uint8_t>(~avp_flag::mandatory);
+        }
+      }
+    }
+  }
+  std::vector<std::uint32_t> record_numbers(static_cast<std::size_t>(o.sims), 0);
+
+  // Connect and exchange capabilities.
+  std::vector<connection> conns(static_cast<std::size_t>(o.connections));
+  const int ep = epoll_create1(0);
+  for (std::size_t c = 0; c < conns.size(); ++c) {
+    auto& cn = conns[c];
+    cn.fd = connect_to(o);
+    std::vector<std::uint8_t> cer;
+    build_cer(cer, o.origin_host, o.realm, application::credit_control, application::accounting, 1, 1);
+    if (::send(cn.fd, cer.data(), cer.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(cer.size())) die("send CER");
+    auto cea = read_message(cn.fd);
+    if (result_code(bytes{cea.data(), cea.size()}) != result::success) {
+      std::fprintf(stderr, "CEA Result-Code %u\n", result_code(bytes{cea.data(), cea.size()}));
+      return 2;
+    }
+    std::size_t slots = 1;
+    while (slots < static_cast<std::size_t>(o.window)) slots <<= 1;
+    cn.sent.resize(slots);
+    for (std::uint32_t s = 0; s < static_cast<std::uint32_t>(o.window); ++s) cn.free_slots.push_back(s);
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.u64 = c;
+    epoll_ctl(ep, EPOLL_CTL_ADD, cn.fd, &ev);
+  }
+
+  std::vector<std::uint32_t> latencies_us;
+  latencies_us.reserve(8'000'000);
+  std::uint64_t answers = 0, errors = 0, sent_total = 0, measured_answers = 0;
+  std::uint32_t next_sim = 0, e2e = 1, gen = 0;
+  const auto start = clk::now();
+  const auto measure_from = start + std::chrono::duration_cast<clk::duration>(std::chrono::duration<double>(o.warmup));
+  const auto end = measure_from + std::chrono::duration_cast<clk::duration>(std::chrono::duration<double>(o.duration));
+  std::vector<std::uint8_t> reply;
+  local_identity me;
+  me.origin_host = o.origin_host;
+  me.origin_realm = o.realm;
+  bool running = true;
+
+  auto fill = [&](connection& cn, clk::time_point now) {
+    while (!cn.free_slots.empty() && running) {
+      if (o.rate > 0) {
+        const double elapsed = std::chrono::duration<double>(now - start).count();
+        if (static_cast<double>(sent_total) >= elapsed * o.rate) break;
+      }
+      const std::uint32_t slot = cn.free_slots.back();
+      cn.free_slots.pop_back();
+      const std::uint32_t sim = next_sim;
+      next_sim = (next_sim + 1) % static_cast<std::uint32_t>(o.sims);
+      const bool ccr = o.ccr_percent > 0 && static_cast<int>(sent_total % 100) < o.ccr_percent;
+      const auto& t = (ccr ? ccrs : acrs)[sim];
+      const std::size_t at = cn.wbuf.size();
+      cn.wbuf.insert(cn.wbuf.end(), t.bytes.begin(), t.bytes.end());
+      std::uint8_t* p = cn.wbuf.data() + at;
+      // hop-by-hop: slot in the low 16 bits, a generation above (answers are matched by slot).
+      store_u32(p + 12, (++gen << 16) | slot);
+      store_u32(p + 16, e2e++);
+      store_u32(p + t.number_offset, ++record_numbers[sim]);
+      cn.sent[slot] = now;
+      ++cn.outstanding;
+      ++sent_total;
+    }
+    std::size_t off = 0;
+    while (off < cn.wbuf.size()) {
+      ssize_t w = ::send(cn.fd, cn.wbuf.data() + off, cn.wbuf.size() - off, MSG_NOSIGNAL | MSG_DONTWAIT);
+      if (w <= 0) break;
+      off += static_cast<std::size_t>(w);
+    }
+    cn.wbuf.erase(cn.wbuf.begin(), cn.wbuf.begin() + static_cast<std::ptrdiff_t>(off));
+  };
+
+  for (auto& cn : conns) fill(cn, clk::now());
+  epoll_event events[64];
+  while (true) {
+    auto now = clk::now();
+    if (now >= end) running = false;
+    int outstanding = 0;
+    for (auto& cn : conns) outstanding += cn.outstanding;
+    if (!running && outstanding == 0) break;
+    if (!running && now >= end + std::chrono::seconds{5}) {
+      std::fprintf(stderr, "%d answers missing at the end\n", outstanding);
+      errors += static_cast<std::uint64_t>(outstanding);
+      break;
+    }
+    const int n = epoll_wait(ep, events, 64, o.rate > 0 ? 1 : 100);
+    now = clk::now();
+    for (int e = 0; e < n; ++e) {
+      auto& cn = conns[events[e].data.u64];
+      ssize_t r = ::recv(cn.fd, cn.rbuf.data() + cn.rlen, cn.rbuf.size() - cn.rlen, MSG_DONTWAIT);
+      if (r == 0) {
+        std::fprintf(stderr, "server closed a connection\n");
+        return 2;
+      }
+      if (r < 0) continue;
+      cn.rlen += static_cast<std::size_t>(r);
+      std::size_t off = 0;
+      while (true) {
+        std::uint32_t len = 0;
+        const auto st = check_frame(bytes{cn.rbuf.data() + off, cn.rlen - off}, cn.rbuf.size(), len);
+        if (st != frame_status::complete) {
+          if (st != frame_status::need_more) {
+            std::fprintf(stderr, "bad frame from server: %s\n", std::string{to_string(st)}.c_str());
+            return 2;
+          }
+          break;
+        }
+        const bytes msg{cn.rbuf.data() + off, len};
+        const header h = decode_header(msg);
+        off += len;
+        if (h.is_request()) {
+          // The server's watchdog (RFC 3539): answer it.
+          if (h.command == command::device_watchdog) {
+            reply.clear();
+            build_dwa(reply, h, me);
+            cn.wbuf.insert(cn.wbuf.end(), reply.begin(), reply.end());
+          }
+          continue;
+        }
+        if (h.command != command::accounting && h.command != command::credit_control) continue;
+        const std::uint32_t slot = h.hop_by_hop & 0xffffU;
+        if (slot >= static_cast<std::uint32_t>(o.window)) continue;
+        ++answers;
+        if (const auto rc = result_code(msg); rc != result::success) {
+          if (errors++ == 0) std::fprintf(stderr, "first error answer: Result-Code %u\n", rc);
+        }
+        if (cn.sent[slot] >= measure_from && cn.sent[slot] < end) {
+          ++measured_answers;
+          latencies_us.push_back(static_cast<std::uint32_t>(
+            std::chrono::duration_cast<std::chrono::microseconds>(now - cn.sent[slot]).count()));
+        }
+        cn.free_slots.push_back(slot);
+        --cn.outstanding;
+      }
+      std::memmove(cn.rbuf.data(), cn.rbuf.data() + off, cn.rlen - off);
+      cn.rlen -= off;
+    }
+    for (auto& cn : conns) fill(cn, now);
+  }
+  std::sort(latencies_us.begin(), latencies_us.end());
+  auto pct = [&](double p) -> double {
+    if (latencies_us.empty()) return 0;
+    return latencies_us[std::min(latencies_us.size() - 1, static_cast<std::size_t>(p * static_cast<double>(latencies_us.size())))];
+  };
+  const double rate = static_cast<double>(measured_answers) / o.duration;
+  std::printf("connections=%d window=%d sims=%d ccr_percent=%d duration=%.1fs\n", o.connections, o.window, o.sims,
+              o.ccr_percent, o.duration);
+  std::printf("result answers=%llu rate=%.0f p50_us=%.0f p99_us=%.0f p999_us=%.0f max_us=%.0f errors=%llu\n",
+              static_cast<unsigned long long>(measured_answers), rate, pct(0.50), pct(0.99), pct(0.999),
+              latencies_us.empty() ? 0.0 : static_cast<double>(latencies_us.back()),
+              static_cast<unsigned long long>(errors));
+  for (auto& cn : conns) ::close(cn.fd);
+  return errors == 0 ? 0 : 1;
+}
