@@ -136,7 +136,7 @@ TEST_CASE("an empty orders section keeps the built-in configuration", "[orders][
   CHECK(cfg.defaults == builtin.defaults);
 }
 
-TEST_CASE("defaults apply to built-in networks; listed networks override", "[orders][config]") {
+TEST_CASE("defaults apply to built-in networks, listed networks override", "[orders][config]") {
   auto cfg = load_yaml(R"(
 orders:
   seed: 17

@@ -376,7 +376,7 @@ TEST_CASE("restore ignores the queue bound: durable orders are never dropped",
   CHECK(s.add(make_order(6), t0) == ec::overloaded);
 }
 
-TEST_CASE("unknown networks use the defaults; stats list every network", "[orders][stats]") {
+TEST_CASE("unknown networks use the defaults, stats list every network", "[orders][stats]") {
   orders_config cfg; // built-in: multinet, roamnet901, ee, ee_big_data
   cfg.defaults.burst = 2;
   scheduler s{cfg, 1};

@@ -168,7 +168,7 @@ TEST_CASE("webhook URLs: plain http only, host, port and path", "[orders][webhoo
   CHECK_FALSE(parse_http_url("http://user@host/", u, error));
 }
 
-TEST_CASE("webhook: 2xx is submitted; the server gets the order as JSON", "[orders][webhook]") {
+TEST_CASE("webhook: 2xx is submitted, the server gets the order as JSON", "[orders][webhook]") {
   http_server server;
   io_runner runner;
   auto token_file = server.dir() / "token";
