@@ -142,9 +142,9 @@ enum class rejection : std::uint8_t {
   none,
   network_not_eligible,       ///< R1
   activation_lock_not_eligible, ///< R1/R13
-  not_active,                 ///< the SIM must be active (enable, bar, unbar)
+  not_active,                 ///< the SIM must be active (enable, bar)
   already_active,             ///< activate on an active SIM
-  order_in_flight,            ///< one operator order at a time per SIM
+  order_in_flight,            ///< one order at a time per SIM (the machine's R7 bar included)
   nothing_to_unbar,           ///< unbar without a bar in force
   unbar_mode_required,        ///< unbar of an IMEI-lock bar needs keep_lock/update_to_last_seen
   unbar_mode_not_applicable,  ///< a mode given for a manual bar
