@@ -202,6 +202,36 @@ std::array<std::uint8_t, header_size> make_accounting_response(std::uint8_t iden
   return out;
 }
 
+std::size_t accounting_response_size(const packet_view& request) {
+  std::size_t len = header_size;
+  request.for_each([&](const attribute& a) {
+    if (a.type == attr::proxy_state)
+      len += 2 + a.value.size();
+    return true;
+  });
+  return len;
+}
+
+std::size_t write_accounting_response(const packet_view& request, bytes secret, std::span<std::uint8_t> out) {
+  std::size_t len = header_size;
+  request.for_each([&](const attribute& a) {
+    if (a.type == attr::proxy_state && len + 2 + a.value.size() <= out.size()) {
+      out[len] = attr::proxy_state;
+      out[len + 1] = static_cast<std::uint8_t>(2 + a.value.size());
+      std::copy(a.value.begin(), a.value.end(), out.begin() + static_cast<std::ptrdiff_t>(len + 2));
+      len += 2 + a.value.size();
+    }
+    return true;
+  });
+  out[0] = static_cast<std::uint8_t>(code::accounting_response);
+  out[1] = request.identifier();
+  out[2] = static_cast<std::uint8_t>(len >> 8);
+  out[3] = static_cast<std::uint8_t>(len);
+  const authenticator a = response_authenticator(out.first(len), request.authenticator_bytes(), secret);
+  std::copy(a.begin(), a.end(), out.begin() + 4);
+  return len;
+}
+
 packet_builder::packet_builder(code c, std::uint8_t identifier) {
   buf_.reserve(128);
   buf_.resize(header_size, 0);

@@ -44,6 +44,7 @@ inline constexpr std::uint8_t framed_ip_address = 8;
 inline constexpr std::uint8_t vendor_specific = 26;
 inline constexpr std::uint8_t called_station_id = 30;
 inline constexpr std::uint8_t calling_station_id = 31;
+inline constexpr std::uint8_t proxy_state = 33;
 inline constexpr std::uint8_t nas_identifier = 32;
 inline constexpr std::uint8_t acct_status_type = 40;
 inline constexpr std::uint8_t acct_delay_time = 41;
@@ -179,9 +180,17 @@ message_auth_status check_request_message_authenticator(const packet_view& p, by
 message_auth_status check_response_message_authenticator(const packet_view& p, bytes request_auth,
                                                          bytes secret);
 
-/// A 20-octet Accounting-Response to `request` (RFC 2866 §4.2: no attributes needed).
+/// A 20-octet Accounting-Response (RFC 2866 §4.2: no attributes needed).
 std::array<std::uint8_t, header_size> make_accounting_response(std::uint8_t identifier,
                                                                bytes request_auth, bytes secret);
+
+/// The Accounting-Response to `request`, with its Proxy-State attributes
+/// copied in order (RFC 2865 §5.33: a proxy relies on getting them back).
+/// Writes into `out`, which needs accounting_response_size(request) octets;
+/// returns the length written.
+std::size_t write_accounting_response(const packet_view& request, bytes secret, std::span<std::uint8_t> out);
+/// The length of that response: 20 + the Proxy-State attributes.
+std::size_t accounting_response_size(const packet_view& request);
 
 /// Appends attributes to a packet under construction.
 class packet_builder {

@@ -10,6 +10,7 @@
 #include <boost/asio/ip/v6_only.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/executor_work_guard.hpp>
+#include <boost/container/small_vector.hpp>
 #include <prometheus/counter.h>
 #include <prometheus/family.h>
 #include <prometheus/histogram.h>
@@ -110,7 +111,8 @@ struct cache_key_hash {
   }
 };
 
-using response_bytes = std::array<std::uint8_t, header_size>;
+/// An Accounting-Response: 20 octets, more only with Proxy-State (then on the heap).
+using response_bytes = boost::container::small_vector<std::uint8_t, 24>;
 
 struct cache_entry {
   authenticator request_auth{};
@@ -210,7 +212,7 @@ struct metrics {
 struct outgoing {
   peer_address to{};
   socklen_t to_len = 0;
-  response_bytes data{};
+  response_bytes data;
 };
 
 /// What the ack callback needs to answer one request.
@@ -433,7 +435,8 @@ struct worker : std::enable_shared_from_this<worker> {
     ctx.key = key;
     ctx.received = now;
     ctx.client = cm;
-    ctx.response = make_accounting_response(p.identifier(), p.authenticator_bytes(), secret);
+    ctx.response.resize(accounting_response_size(p));
+    ctx.response.resize(write_accounting_response(p, secret, {ctx.response.data(), ctx.response.size()}));
 
     actors::observation obs;
     const bool session = carries_session(*status);

@@ -213,3 +213,38 @@ TEST_CASE("a Message-Authenticator of the wrong length is bad") {
   REQUIRE(r.packet);
   CHECK(check_request_message_authenticator(*r.packet, secret()) == message_auth_status::bad);
 }
+
+TEST_CASE("the Accounting-Response carries the request's Proxy-State attributes in order (RFC 2865 §5.33)") {
+  packet_builder b(code::accounting_request, 9);
+  b.add_u32(attr::acct_status_type, 1);
+  b.add(attr::proxy_state, "proxy-a");
+  b.add(attr::user_name, "234150000000001");
+  b.add(attr::proxy_state, "proxy-b");
+  auto d = b.finish_request(secret());
+  auto r = parse(d);
+  REQUIRE(r.packet);
+  std::vector<std::uint8_t> out(accounting_response_size(*r.packet));
+  CHECK(out.size() == 20 + 9 + 9);
+  REQUIRE(write_accounting_response(*r.packet, secret(), out) == out.size());
+  auto rp = parse(out);
+  REQUIRE(rp.packet);
+  CHECK(rp.packet->packet_code() == code::accounting_response);
+  CHECK(rp.packet->identifier() == 9);
+  CHECK(verify_response_authenticator(*rp.packet, r.packet->authenticator_bytes(), secret()));
+  std::vector<std::string> states;
+  rp.packet->for_each([&](const attribute& a) {
+    CHECK(a.type == attr::proxy_state);
+    states.emplace_back(as_string(a.value));
+    return true;
+  });
+  CHECK(states == std::vector<std::string>{"proxy-a", "proxy-b"});
+
+  SECTION("without Proxy-State it is the plain 20-octet answer") {
+    const auto plain = from_hex(samples::interim_hex);
+    auto pr = parse(plain);
+    REQUIRE(pr.packet);
+    std::vector<std::uint8_t> o(accounting_response_size(*pr.packet));
+    write_accounting_response(*pr.packet, secret(), o);
+    CHECK(hex(o) == samples::interim_response_hex);
+  }
+}

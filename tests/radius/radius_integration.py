@@ -291,6 +291,15 @@ class interop(HarnessCase):
         self.assertEqual(obs[0]["imsi"], "234150000000011")
         self.assertEqual(metric(self.h.metrics(), "imeilock_radius_requests_total", client="loopback6"), 1)
 
+    def test_proxy_state_returned(self):
+        # RFC 2865 §5.33: a proxy in front of us gets its Proxy-State back.
+        p = acct("Start", imsi="234150000000012")
+        p.AddAttribute("Proxy-State", b"hop-1")
+        p.AddAttribute("Proxy-State", b"hop-2")
+        reply = Peer(self.h.port).exchange(p)
+        self.assertIsNotNone(reply)
+        self.assertEqual(reply["Proxy-State"], [b"hop-1", b"hop-2"])
+
     def test_accounting_on_off_answered_without_observation(self):
         peer = Peer(self.h.port)
         for status in ("Accounting-On", "Accounting-Off"):
@@ -448,6 +457,19 @@ class duplicates(HarnessCase):
         self.assertEqual(len(obs), 3)
         self.assertEqual(obs[0]["dedupe_key"], obs[1]["dedupe_key"])  # the SIM layer drops the 2nd
         self.assertNotEqual(obs[0]["dedupe_key"], obs[2]["dedupe_key"])
+
+
+class lifecycle(HarnessCase):
+    args = ("--ack-delay-ms", "400")
+
+    def test_stop_drains_in_flight(self):
+        peer = Peer(self.h.port)
+        peer.send(acct("Start", imsi="234150000000060").RequestPacket())
+        time.sleep(0.1)
+        self.h.command("quit")  # stop() while the SIM layer still holds the request
+        self.assertIsNotNone(peer.recv(3), "the in-flight request is answered before the server closes")
+        self.h.wait_for(lambda l: l == "BYE")
+        self.assertEqual(self.h.proc.wait(timeout=5), 0)
 
 
 class sim_layer(HarnessCase):
