@@ -10,7 +10,8 @@
 //   sim_layer (API)   ──sim_order / sim_upsert_msg──▶ shard ──▶ SIM actor          │
 //   SIM actor ◀──commit_atom── store done callback ◀─────────────────────────────────┘
 //   SIM actor ──new_order──▶ order actor ──sim_order_outcome──▶ shard ──▶ SIM actor
-//   shard ──passivate_atom──▶ SIM actor ──sim_passivated──▶ shard
+//   SIM actor ──sim_idle──▶ shard   (nothing in flight: the shard's row is the state again)
+//   shard ──stop_atom──▶ idle SIM actor (passivation after `passivate_after`)
 //
 // Every reply travels as a callback inside the message (TOOLCHAIN pitfalls 3-5:
 // no request/response bookkeeping, no timeouts, no blocking bridges).
@@ -62,9 +63,10 @@ struct sim_order_outcome {
   orders::order o;
 };
 
-/// A SIM actor agrees to be passivated: its committed state, and the epoch
-/// (messages forwarded to it) of the passivate request it answers.
-struct sim_passivated {
+/// A SIM actor has nothing in flight: its committed state, and how many
+/// messages from the shard it has handled (the shard trusts the state only if
+/// it has forwarded nothing since).
+struct sim_idle {
   sim_id sim = no_sim;
   std::uint32_t epoch = 0;
   lock::sim_state state;
@@ -91,7 +93,6 @@ struct registry_counts {
 // -- Atoms (at most 10 characters, TOOLCHAIN pitfall 7) ---------------------------
 
 using commit_atom = caf::atom_constant<caf::atom("commit")>;
-using passivate_atom = caf::atom_constant<caf::atom("passivate")>;
 using sweep_atom = caf::atom_constant<caf::atom("sweep")>;
 using stop_atom = caf::atom_constant<caf::atom("stop")>;
 using tick_atom = caf::atom_constant<caf::atom("tick")>;
@@ -113,14 +114,13 @@ using sim_actor = caf::typed_actor<
   caf::reacts_to<sim_order_outcome>,
   // The store committed (true) or rolled back (false) this SIM's write.
   caf::reacts_to<commit_atom, bool>,
-  // The registry asks: if idle, answer sim_passivated with this epoch.
-  caf::reacts_to<passivate_atom, std::uint32_t>,
-  // The registry stops: quit now.
+  // The registry passivates this (idle) actor: quit now.
   caf::reacts_to<stop_atom>>;
 
 /// One shard of the IMSI -> SIM registry: owns the compact rows of its SIMs
-/// (sim_id % shards), answers unchanged observations of passivated SIMs
-/// itself, spawns SIM actors on demand and passivates idle ones.
+/// (sim_id % shards), answers unchanged observations itself whenever the SIM
+/// has nothing in flight, spawns SIM actors for changes and passivates idle
+/// ones.
 using registry_actor = caf::typed_actor<
   // An observation for one of this shard's SIMs.
   caf::reacts_to<sim_observation>,
@@ -130,8 +130,8 @@ using registry_actor = caf::typed_actor<
   caf::reacts_to<sim_upsert_msg>,
   // An order outcome: re-spawns the SIM actor if passivated, forwards.
   caf::reacts_to<sim_order_outcome>,
-  // A SIM actor agreed to passivate.
-  caf::reacts_to<sim_passivated>,
+  // A SIM actor went idle: its row is the state again.
+  caf::reacts_to<sim_idle>,
   // Timer: look for idle SIM actors.
   caf::reacts_to<sweep_atom>,
   // Stop every SIM actor, then quit.
@@ -160,7 +160,7 @@ CAF_ALLOW_UNSAFE_MESSAGE_TYPE(imeilock::actors::sim_observation)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(imeilock::actors::sim_order)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(imeilock::actors::sim_upsert_msg)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(imeilock::actors::sim_order_outcome)
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(imeilock::actors::sim_passivated)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(imeilock::actors::sim_idle)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(imeilock::actors::new_order)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(imeilock::actors::backend_answer)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(imeilock::actors::registry_counts)

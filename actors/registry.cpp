@@ -1,11 +1,13 @@
 // The registry shards and the SIM actors (DESIGN §1, §5, §6).
 //
 // A shard owns the compact rows (lock state + network, 56 bytes) of the SIMs
-// with sim_id % shards == its index. An observation for a SIM without an
-// actor that changes nothing (almost all traffic) is answered by the shard
-// from the row, without an actor. Anything that changes a SIM, and anything
-// for a SIM that has an actor, goes to the SIM's actor, spawned on demand;
-// actors idle for `passivate_after` are folded back into their row.
+// with sim_id % shards == its index. The row is the SIM's committed state
+// whenever its actor (if any) has nothing in flight, so an observation that
+// changes nothing (almost all traffic) is answered by the shard from the row,
+// one hop, no actor. Anything that changes a SIM goes to the SIM's actor,
+// spawned on demand; while it is busy everything for that SIM goes to it, in
+// order; when idle it hands its state back (sim_idle). Actors idle for
+// `passivate_after` are stopped: their row already holds the state.
 //
 // A SIM actor has at most one write in flight; events arriving meanwhile wait
 // in order behind it, so an observation is acknowledged only once everything
@@ -25,7 +27,6 @@
 
 #include <algorithm>
 #include <array>
-#include <deque>
 #include <unordered_map>
 #include <variant>
 
@@ -44,32 +45,35 @@ using sim_work = std::variant<sim_observation, sim_order, sim_upsert_msg, sim_or
 using settle_fn =
   std::function<void(bool ok, bool refused, const std::vector<orders::order>& new_orders)>;
 
-struct sim_state {
-  static inline const char* name = "imeilock.sim";
-
-  layer_context* ctx = nullptr;
-  sim_id id = no_sim;
-  std::string iccid;
-  network_id network = 0;
-  lock::sim_state st; ///< committed state
-
-  // The write in flight.
-  bool writing = false;
-  bool refused = false;
-  lock::sim_state next;                 ///< state once it commits
+/// What a SIM actor keeps only while a write is in flight.
+struct write_in_flight {
+  lock::sim_state next; ///< state once it commits
   network_id next_network = 0;
   std::vector<orders::order> new_orders; ///< hand to the order actor once committed
   std::vector<lock::notify> notices;     ///< tell the listener once committed
   std::shared_ptr<const disconnect_target> disconnect;
   std::uint64_t dedupe_key = 0;
+  bool refused = false; ///< the store refused it (queue full)
   settle_fn settle;
+};
 
-  std::deque<sim_work> queue; ///< events waiting behind the write
+struct sim_state {
+  static inline const char* name = "imeilock.sim";
+
+  layer_context* ctx = nullptr;
+  sim_id id = no_sim;
+  network_id network = 0;
+  std::uint8_t key_pos = 0;
+  std::uint32_t received = 0; ///< messages handled from the shard (its epoch)
+  std::string iccid;
+  lock::sim_state st; ///< committed state
+  std::unique_ptr<write_in_flight> w; ///< set while a write is in flight
+  std::vector<sim_work> queue;       ///< events waiting behind the write
 
   /// Recent dedupe keys (observations already applied).
-  std::array<std::uint64_t, 8> keys{};
-  std::uint8_t key_pos = 0;
+  std::array<std::uint64_t, 4> keys{};
 
+  bool writing() const { return w != nullptr; }
   bool seen(std::uint64_t key) const {
     return key != 0 && std::find(keys.begin(), keys.end(), key) != keys.end();
   }
@@ -95,8 +99,6 @@ ec rejection_code(lock::rejection r) {
   }
 }
 
-void process(sim_pointer self, sim_work&& w);
-
 /// Starts the write of `out` (plus `extra`), calling `settle` when it is done.
 void begin_write(sim_pointer self, lock::outcome out, std::int64_t at_ms, store::change extra,
                  settle_fn settle) {
@@ -109,10 +111,10 @@ void begin_write(sim_pointer self, lock::outcome out, std::int64_t at_ms, store:
       lock::note_order_id(out, ctx->db->allocate_order_id());
       break;
     }
-  s.next = out.next;
-  s.next_network = s.network;
-  s.new_orders.clear();
-  s.notices.clear();
+  s.w = std::make_unique<write_in_flight>();
+  auto& w = *s.w;
+  w.next = out.next;
+  w.next_network = s.network;
   store::change chg = std::move(extra);
   for (auto& e : out.effects) {
     if (auto* so = std::get_if<lock::submit_order>(&e)) {
@@ -127,13 +129,13 @@ void begin_write(sim_pointer self, lock::outcome out, std::int64_t at_ms, store:
       o.created_at_ms = at_ms;
       o.status = orders::order_status::queued;
       chg.orders.push_back(to_record(o));
-      s.new_orders.push_back(std::move(o));
+      w.new_orders.push_back(std::move(o));
     } else if (auto* n = std::get_if<lock::notify>(&e)) {
-      s.notices.push_back(*n);
+      w.notices.push_back(*n);
     }
   }
   if (out.changed)
-    chg.states.push_back({s.iccid, s.next});
+    chg.states.push_back({s.iccid, w.next});
   for (auto& a : out.audits) {
     store::audit_record r;
     r.iccid = s.iccid;
@@ -145,49 +147,59 @@ void begin_write(sim_pointer self, lock::outcome out, std::int64_t at_ms, store:
     r.detail = a.detail;
     chg.audits.push_back(std::move(r));
   }
-  s.writing = true;
-  s.refused = false;
-  s.settle = std::move(settle);
+  w.settle = std::move(settle);
   auto hdl = caf::actor_cast<sim_actor>(self);
   if (!ctx->db->submit(std::move(chg),
                        [hdl](bool ok) { caf::anon_send(hdl, commit_atom::value, ok); })) {
-    s.refused = true;
+    w.refused = true;
     ctx->metrics->store_refused->Increment();
   }
 }
 
-/// The write in flight is settled: publish its effects, then work the queue.
+void process(sim_pointer self, sim_work&& w);
+
+/// Works the queue until a write starts; tells the shard when nothing is in
+/// flight any more (its row is the state again).
+void drain(sim_pointer self) {
+  auto& s = self->state;
+  while (!s.writing() && !s.queue.empty()) {
+    auto pending = std::move(s.queue);
+    s.queue.clear();
+    std::size_t i = 0;
+    for (; i < pending.size() && !s.writing(); ++i)
+      process(self, std::move(pending[i]));
+    s.queue.insert(s.queue.end(), std::make_move_iterator(pending.begin() + static_cast<std::ptrdiff_t>(i)),
+                   std::make_move_iterator(pending.end()));
+  }
+  if (!s.writing()) {
+    s.queue = {}; // give the memory back: idle actors stay small
+    self->send(s.ctx->shard_of(s.id), sim_idle{s.id, s.received, s.st, s.network});
+  }
+}
+
+/// The write in flight is settled: answer, publish its effects, work the queue.
 void on_commit(sim_pointer self, bool ok) {
   auto& s = self->state;
   auto* ctx = s.ctx;
-  if (!s.writing)
+  if (!s.writing())
     return;
-  s.writing = false;
-  auto settle = std::move(s.settle);
-  bool refused = s.refused;
-  s.refused = false;
-  auto new_orders = std::move(s.new_orders);
-  auto notices = std::move(s.notices);
-  auto disconnect = std::move(s.disconnect);
-  s.new_orders.clear();
-  s.notices.clear();
+  auto w = std::move(s.w);
   if (ok) {
-    ctx->metrics->moved(s.st, s.next);
-    s.st = s.next;
-    s.network = s.next_network;
-    s.remember(s.dedupe_key);
+    ctx->metrics->moved(s.st, w->next);
+    s.st = w->next;
+    s.network = w->next_network;
+    s.remember(w->dedupe_key);
   }
-  s.dedupe_key = 0;
   // Answer the caller first (it waits on the network), then publish.
-  if (settle)
-    settle(ok, refused, new_orders);
+  if (w->settle)
+    w->settle(ok, w->refused, w->new_orders);
   if (ok) {
-    for (auto& o : new_orders) {
+    for (auto& o : w->new_orders) {
       if (o.type == lock::order_type::bar && o.reason == lock::bar_reason::imei_lock)
         ctx->metrics->bars_raised->Increment();
       self->send(ctx->orders, new_order{std::move(o)});
     }
-    for (auto& n : notices) {
+    for (auto& n : w->notices) {
       if (n.what == lock::notice::change_event)
         ctx->metrics->change_events->Increment();
       else if (n.what == lock::notice::violation)
@@ -201,16 +213,12 @@ void on_commit(sim_pointer self, bool ok) {
         ev.order_id = n.order_id;
         ev.at_ms = now_ms();
         if (n.what == lock::notice::violation)
-          ev.disconnect = disconnect;
+          ev.disconnect = w->disconnect;
         ctx->listener->on_event(ev);
       }
     }
   }
-  while (!s.writing && !s.queue.empty()) {
-    auto w = std::move(s.queue.front());
-    s.queue.pop_front();
-    process(self, std::move(w));
-  }
+  drain(self);
 }
 
 void handle_observation(sim_pointer self, sim_observation&& m) {
@@ -232,11 +240,11 @@ void handle_observation(sim_pointer self, sim_observation&& m) {
     m.done(ack::ok);
     return;
   }
-  s.disconnect = obs.disconnect;
-  s.dedupe_key = obs.dedupe_key;
   begin_write(self, std::move(out), at, {}, [done = std::move(m.done)](bool ok, bool refused, const auto&) {
     done(ok ? ack::ok : refused ? ack::overloaded : ack::store_failed);
   });
+  s.w->disconnect = obs.disconnect;
+  s.w->dedupe_key = obs.dedupe_key;
 }
 
 void handle_order(sim_pointer self, sim_order&& m) {
@@ -321,11 +329,11 @@ void handle_upsert(sim_pointer self, sim_upsert_msg&& m) {
                 auto& st = self->state;
                 st.ctx->inv->set_imsis(st.id, old_imsis, imsis);
                 if (created)
-                  st.ctx->metrics->added(st.next);
+                  st.ctx->metrics->added(st.st);
                 r.created = created;
                 done(std::move(r));
               });
-  s.next_network = net;
+  s.w->next_network = net;
 }
 
 void handle_outcome(sim_pointer self, sim_order_outcome&& m) {
@@ -364,8 +372,10 @@ void process(sim_pointer self, sim_work&& w) {
 /// and must close their order).
 void enqueue(sim_pointer self, sim_work&& w) {
   auto& s = self->state;
-  if (!s.writing) {
+  ++s.received;
+  if (!s.writing()) {
     process(self, std::move(w));
+    drain(self);
     return;
   }
   if (s.queue.size() >= s.ctx->cfg.max_queued_per_sim) {
@@ -399,12 +409,6 @@ sim_actor::behavior_type sim_behavior(sim_pointer self, layer_context* ctx, sim_
     [self](sim_upsert_msg& m) { enqueue(self, std::move(m)); },
     [self](sim_order_outcome& m) { enqueue(self, std::move(m)); },
     [self](commit_atom, bool ok) { on_commit(self, ok); },
-    [self](passivate_atom, std::uint32_t epoch) {
-      auto& st = self->state;
-      if (st.writing || !st.queue.empty())
-        return; // busy: the next sweep asks again
-      self->send(st.ctx->shard_of(st.id), sim_passivated{st.id, epoch, st.st, st.network});
-    },
     [self](stop_atom) { self->quit(); },
   };
 }
@@ -416,8 +420,9 @@ struct registry_state {
 
   struct active {
     sim_actor hdl;
-    std::int64_t last_ms = 0;
-    std::uint32_t epoch = 0; ///< messages forwarded so far
+    std::int64_t last_ms = 0; ///< last time something was forwarded
+    std::uint32_t epoch = 0;  ///< messages forwarded so far
+    bool busy = false;        ///< forwarded something not yet reported idle
   };
 
   layer_context* ctx = nullptr;
@@ -436,26 +441,23 @@ compact_row& row_of(registry_pointer self, sim_id id) {
   return s.rows[local];
 }
 
-/// The SIM's actor, spawned (from its compact row) if it has none.
-registry_state::active& actor_for(registry_pointer self, sim_id id) {
+/// Sends `m` to the SIM's actor, spawned from its row if it has none.
+template <class Msg>
+void forward(registry_pointer self, Msg&& m) {
   auto& s = self->state;
+  auto id = m.sim;
   auto local = s.ctx->local_index(id);
   auto it = s.actors.find(local);
   if (it == s.actors.end()) {
     auto hdl = self->spawn<caf::lazy_init>(sim_behavior, s.ctx, id, s.ctx->inv->iccid(id),
                                            row_of(self, id));
-    it = s.actors.emplace(local, registry_state::active{std::move(hdl), 0, 0}).first;
+    it = s.actors.emplace(local, registry_state::active{std::move(hdl), 0, 0, false}).first;
     s.ctx->metrics->actors_alive->Increment();
   }
-  it->second.last_ms = now_ms();
-  ++it->second.epoch;
-  return it->second;
-}
-
-template <class Msg>
-void forward(registry_pointer self, Msg&& m) {
-  auto id = m.sim;
-  auto& a = actor_for(self, id);
+  auto& a = it->second;
+  a.last_ms = now_ms();
+  ++a.epoch;
+  a.busy = true;
   self->send(a.hdl, std::forward<Msg>(m));
 }
 
@@ -471,9 +473,9 @@ registry_actor::behavior_type registry_behavior(registry_pointer self, layer_con
   return {
     [self](sim_observation& m) {
       auto& st = self->state;
-      auto local = st.ctx->local_index(m.sim);
-      if (st.actors.find(local) == st.actors.end()) {
-        // The common case: a passivated SIM whose observation changes nothing.
+      auto it = st.actors.find(st.ctx->local_index(m.sim));
+      if (it == st.actors.end() || !it->second.busy) {
+        // Nothing in flight: the row is the state. The common case.
         if (m.obs.imei.status != lock::imei_status::ok) {
           m.done(ack::ok); // R3
           return;
@@ -496,27 +498,34 @@ registry_actor::behavior_type registry_behavior(registry_pointer self, layer_con
       forward(self, std::move(m));
     },
     [self](sim_order_outcome& m) { forward(self, std::move(m)); },
-    [self](sim_passivated& m) {
+    [self](sim_idle& m) {
       auto& st = self->state;
-      auto local = st.ctx->local_index(m.sim);
-      auto it = st.actors.find(local);
+      auto it = st.actors.find(st.ctx->local_index(m.sim));
       if (it == st.actors.end() || it->second.epoch != m.epoch)
-        return; // something was forwarded since: it stays
+        return; // forwarded more since: still busy, it reports again
+      it->second.busy = false;
       auto& row = row_of(self, m.sim);
       row.state = m.state;
       row.network = m.network;
-      self->send(it->second.hdl, stop_atom::value);
-      st.actors.erase(it);
-      st.ctx->metrics->actors_alive->Decrement();
-      st.ctx->metrics->passivations->Increment();
     },
     [self, sweep_every](sweep_atom) {
       auto& st = self->state;
       auto now = now_ms();
       auto idle = st.ctx->cfg.passivate_after.count();
-      for (auto& [local, a] : st.actors)
-        if (now - a.last_ms >= idle)
-          self->send(a.hdl, passivate_atom::value, a.epoch);
+      std::size_t stopped = 0;
+      for (auto it = st.actors.begin(); it != st.actors.end();) {
+        if (!it->second.busy && now - it->second.last_ms >= idle) {
+          self->send(it->second.hdl, stop_atom::value);
+          it = st.actors.erase(it);
+          ++stopped;
+        } else {
+          ++it;
+        }
+      }
+      if (stopped > 0) {
+        st.ctx->metrics->actors_alive->Decrement(static_cast<double>(stopped));
+        st.ctx->metrics->passivations->Increment(static_cast<double>(stopped));
+      }
       self->delayed_send(self, sweep_every, sweep_atom::value);
     },
     [self](stop_atom) {

@@ -6,6 +6,7 @@
 #include <sqlite3.h>
 
 #include <cassert>
+#include <charconv>
 #include <condition_variable>
 #include <deque>
 #include <future>
@@ -203,22 +204,37 @@ CREATE INDEX audit_by_iccid ON audit (iccid, id);
 };
 static_assert(std::size(migrations) == store::schema_version);
 
+/// The compact JSON of a state in the audit log (hand-written: it is on the
+/// write path of every change).
 std::string state_json(const lock::sim_state& s) {
-  nlohmann::json j = {
-    {"status", static_cast<int>(s.status)},
-    {"lock", static_cast<int>(s.lock)},
-    {"lock_imei", s.lock_imei},
-    {"last_seen_imei", s.last_seen_imei},
-    {"trigger_imei", s.trigger_imei},
-    {"bar", static_cast<int>(s.bar)},
-    {"reason", static_cast<int>(s.reason)},
-    {"pending_order", static_cast<int>(s.pending_order)},
-    {"pending_order_id", s.pending_order_id},
-    {"pending_unbar", static_cast<int>(s.pending_unbar)},
-    {"activate_with_lock", s.activate_with_lock},
-    {"updated_at_ms", s.updated_at_ms},
+  std::string out;
+  out.reserve(256);
+  auto field = [&](const char* key, auto value, bool first = false) {
+    if (!first)
+      out += ',';
+    out += '"';
+    out += key;
+    out += "\":";
+    char buf[24];
+    auto r = std::to_chars(buf, buf + sizeof buf, value);
+    out.append(buf, r.ptr);
   };
-  return j.dump();
+  out += '{';
+  field("status", static_cast<int>(s.status), true);
+  field("lock", static_cast<int>(s.lock));
+  field("lock_imei", s.lock_imei);
+  field("last_seen_imei", s.last_seen_imei);
+  field("trigger_imei", s.trigger_imei);
+  field("bar", static_cast<int>(s.bar));
+  field("reason", static_cast<int>(s.reason));
+  field("pending_order", static_cast<int>(s.pending_order));
+  field("pending_order_id", s.pending_order_id);
+  field("pending_unbar", static_cast<int>(s.pending_unbar));
+  out += ",\"activate_with_lock\":";
+  out += s.activate_with_lock ? "true" : "false";
+  field("updated_at_ms", s.updated_at_ms);
+  out += '}';
+  return out;
 }
 
 lock::sim_state parse_state_json(std::string_view text) {
@@ -431,39 +447,63 @@ struct store::impl {
     }
   }
 
-  void commit(std::vector<item>& batch) {
-    auto t0 = std::chrono::steady_clock::now();
-    std::vector<bool> ok(batch.size(), true);
-    bool all_failed = false;
-    std::string error;
+  /// Runs one cached statement that returns no rows.
+  void run(const char* sql) {
+    auto& st = writer->prepare(sql);
+    reset_guard g{st};
+    st.run();
+  }
+
+  enum class attempt_result { committed, needs_savepoints, failed };
+
+  /// One try at committing `batch`. Without savepoints (the fast path) any
+  /// constraint error undoes the batch and asks for the careful path; with
+  /// them, a change that violates a constraint is dropped alone.
+  attempt_result attempt(std::vector<item>& batch, std::vector<bool>& ok, bool savepoints,
+                         std::string& error) {
     try {
-      writer->exec("BEGIN IMMEDIATE");
+      run("BEGIN IMMEDIATE");
       for (std::size_t i = 0; i < batch.size(); ++i) {
-        writer->exec("SAVEPOINT c");
+        if (savepoints)
+          run("SAVEPOINT c");
         try {
           apply(batch[i].chg);
-          writer->exec("RELEASE c");
         } catch (const sqlite_error& e) {
           if (is_fatal(e.code) || sqlite3_get_autocommit(writer->get()))
             throw;
-          // One bad change (a constraint): drop it, keep the others.
-          writer->exec("ROLLBACK TO c");
-          writer->exec("RELEASE c");
+          if (!savepoints) {
+            run("ROLLBACK");
+            return attempt_result::needs_savepoints;
+          }
+          run("ROLLBACK TO c");
           ok[i] = false;
           log::write_limited(write_error_limiter, log::level::warning, "store.change_rejected",
                              {{"error", e.what()}});
         }
+        if (savepoints)
+          run("RELEASE c");
       }
-      writer->exec("COMMIT");
+      run("COMMIT");
+      return attempt_result::committed;
     } catch (const std::exception& e) {
-      all_failed = true;
       error = e.what();
       if (!sqlite3_get_autocommit(writer->get())) {
         char* err = nullptr;
         sqlite3_exec(writer->get(), "ROLLBACK", nullptr, nullptr, &err);
         sqlite3_free(err);
       }
+      return attempt_result::failed;
     }
+  }
+
+  void commit(std::vector<item>& batch) {
+    auto t0 = std::chrono::steady_clock::now();
+    std::vector<bool> ok(batch.size(), true);
+    std::string error;
+    auto result = attempt(batch, ok, false, error);
+    if (result == attempt_result::needs_savepoints)
+      result = attempt(batch, ok, true, error);
+    bool all_failed = result != attempt_result::committed;
     auto seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     if (all_failed) {
       counters.commit_failures.fetch_add(1, std::memory_order_relaxed);

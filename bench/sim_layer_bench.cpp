@@ -1,0 +1,270 @@
+// SIM layer benchmark (prints figures; not a test):
+//  1. unchanged observations/s through the registry, passivated SIMs (the
+//     shard answers from the compact row) and SIMs with a live actor;
+//  2. durable state changes/s, each acknowledged after its group commit;
+//  3. resident bytes per passivated SIM (1M in the inventory) and per live
+//     SIM actor.
+//
+//   bench_sim_layer [--sims 1000000] [--seconds 3] [--actors 100000] [--workers 2]
+//                   [--submitters 2] [--dir /tmp]
+
+#include "actors/sim_layer_impl.hpp"
+#include "lock/imei.hpp"
+#include "store/store.hpp"
+
+#include <boost/asio/io_context.hpp>
+#include <caf/actor_system.hpp>
+#include <caf/actor_system_config.hpp>
+#include <caf/atom.hpp>
+#include <malloc.h>
+#include <sys/resource.h>
+#include <prometheus/registry.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+using namespace imeilock;
+using namespace std::chrono_literals;
+using clk = std::chrono::steady_clock;
+
+namespace {
+
+std::size_t rss_bytes() {
+  std::ifstream f("/proc/self/statm");
+  std::size_t pages = 0;
+  std::size_t resident = 0;
+  f >> pages >> resident;
+  return resident * static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
+}
+
+/// CPU seconds used by this process so far (user + system).
+double cpu_seconds() {
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  auto tv = [](const timeval& t) { return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_usec) / 1e6; };
+  return tv(ru.ru_utime) + tv(ru.ru_stime);
+}
+
+/// The machine is shared: report work per wall second and per CPU second.
+struct rate {
+  double per_second = 0;
+  double per_cpu_second = 0;
+  double cores = 0; ///< CPU seconds / wall seconds
+};
+
+std::string iccid(std::uint64_t n) { return "8944" + std::to_string(100000000000000ull + n); }
+std::uint64_t imsi(std::uint64_t n) { return 234'150'000'000'000ull + n; }
+lock::imei_value device(std::uint64_t n) {
+  lock::imei_value v;
+  v.status = lock::imei_status::ok;
+  v.device = 35'349'001'000'000ull + n;
+  return v;
+}
+
+/// Drives `total` observations from `threads` submitters, at most `window`
+/// outstanding per thread; returns acks per second. `pick(i)` gives the
+/// observation number i's (sim, device).
+template <class Pick>
+rate drive(actors::sim_layer& layer, std::size_t threads, std::chrono::seconds duration,
+             std::size_t window, Pick pick, std::atomic<std::uint64_t>& not_ok) {
+  std::atomic<std::uint64_t> acked{0};
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> ts;
+  auto t0 = clk::now();
+  auto c0 = cpu_seconds();
+  for (std::size_t t = 0; t < threads; ++t)
+    ts.emplace_back([&, t] {
+      std::atomic<std::uint64_t> outstanding{0};
+      std::uint64_t i = t;
+      while (!stop.load(std::memory_order_relaxed)) {
+        if (outstanding.load(std::memory_order_relaxed) >= window) {
+          std::this_thread::yield();
+          continue;
+        }
+        auto [sim, dev] = pick(i);
+        i += threads;
+        actors::observation obs;
+        obs.imsi = imsi(sim);
+        obs.imei = device(dev);
+        outstanding.fetch_add(1, std::memory_order_relaxed);
+        layer.submit(std::move(obs), [&](actors::ack a) {
+          if (a != actors::ack::ok)
+            not_ok.fetch_add(1, std::memory_order_relaxed);
+          acked.fetch_add(1, std::memory_order_relaxed);
+          outstanding.fetch_sub(1, std::memory_order_relaxed);
+        });
+      }
+      while (outstanding.load() > 0)
+        std::this_thread::sleep_for(1ms);
+    });
+  std::this_thread::sleep_for(duration);
+  auto n0 = acked.load();
+  auto t1 = clk::now();
+  auto c1 = cpu_seconds();
+  stop = true;
+  for (auto& th : ts)
+    th.join();
+  auto wall = std::chrono::duration<double>(t1 - t0).count();
+  auto n = static_cast<double>(n0);
+  return {n / wall, n / (c1 - c0), (c1 - c0) / wall};
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+  std::size_t sims = 1'000'000;
+  std::size_t seconds = 3;
+  std::size_t live = 100'000;
+  std::size_t workers = 2;
+  std::size_t submitters = 2;
+  std::string dir = "/tmp";
+  for (int i = 1; i + 1 < argc; i += 2) {
+    std::string k = argv[i];
+    std::string v = argv[i + 1];
+    if (k == "--sims")
+      sims = std::stoul(v);
+    else if (k == "--seconds")
+      seconds = std::stoul(v);
+    else if (k == "--actors")
+      live = std::stoul(v);
+    else if (k == "--workers")
+      workers = std::stoul(v);
+    else if (k == "--submitters")
+      submitters = std::stoul(v);
+    else if (k == "--dir")
+      dir = v;
+  }
+  live = std::min(live, sims);
+  auto path = std::filesystem::path(dir) / ("imeilock-bench-" + std::to_string(getpid()) + ".db");
+
+  caf::actor_system_config caf_cfg;
+  caf_cfg.set("scheduler.policy", caf::atom("sharing"));
+  caf_cfg.set("scheduler.max-threads", workers);
+  caf::actor_system sys{caf_cfg};
+  boost::asio::io_context io;
+  prometheus::Registry registry;
+  actors::sim_layer_config cfg;
+  cfg.store.path = path.string();
+  cfg.shards = static_cast<std::uint32_t>(workers);
+  cfg.max_in_flight = 1'000'000;
+  cfg.max_queued_per_sim = 100'000;
+  orders::orders_config ocfg;
+
+  std::printf("sim_layer bench: %zu SIMs, %zu CAF workers (sharing), %zu shards, %zu submitter threads\n",
+              sims, workers, static_cast<std::size_t>(cfg.shards), submitters);
+  {
+    actors::sim_layer layer{sys, cfg, lock::eligibility_config{}, ocfg, registry, nullptr, io};
+
+    // The inventory: every SIM active, lock off, last seen = device(sim).
+    auto t0 = clk::now();
+    constexpr std::size_t chunk = 50'000;
+    for (std::size_t base = 0; base < sims; base += chunk) {
+      store::change c;
+      for (std::size_t i = base; i < std::min(sims, base + chunk); ++i) {
+        store::sim_record r{iccid(i), {imsi(i)}, "", "multinet", {}};
+        r.state.status = lock::sim_status::active;
+        r.state.last_seen_imei = device(i).device;
+        c.sims.push_back(std::move(r));
+      }
+      layer.db().submit(std::move(c), nullptr);
+    }
+    layer.db().flush();
+    std::printf("inventory written: %.1f s\n",
+                std::chrono::duration<double>(clk::now() - t0).count());
+
+    malloc_trim(0);
+    auto rss0 = rss_bytes();
+    t0 = clk::now();
+    layer.start();
+    auto load_s = std::chrono::duration<double>(clk::now() - t0).count();
+    malloc_trim(0);
+    auto rss1 = rss_bytes();
+    std::printf("inventory loaded: %.1f s; resident per passivated SIM: %.0f B (index + rows: %.0f B)\n",
+                load_s, static_cast<double>(rss1 - rss0) / static_cast<double>(sims),
+                static_cast<double>(layer.inventory_bytes()) / static_cast<double>(sims));
+
+    std::atomic<std::uint64_t> not_ok{0};
+    auto window = std::size_t{4096};
+    auto r = drive(layer, submitters, std::chrono::seconds{seconds}, window,
+                      [&](std::uint64_t i) {
+                        auto s = (i * 2654435761u) % sims;
+                        return std::pair{s, s};
+                      },
+                      not_ok);
+    std::printf("unchanged observations, passivated SIMs: %.0f /s, %.0f per CPU-s, %.2f cores busy (not ok: %llu)\n",
+                r.per_second, r.per_cpu_second, r.cores,
+                static_cast<unsigned long long>(not_ok.load()));
+
+    // Live actors: one change each (a durable write) spawns them.
+    not_ok = 0;
+    malloc_trim(0);
+    auto rss2 = rss_bytes();
+    t0 = clk::now();
+    auto cs0 = cpu_seconds();
+    std::atomic<std::uint64_t> done{0};
+    for (std::size_t i = 0; i < live; ++i) {
+      actors::observation obs;
+      obs.imsi = imsi(i);
+      obs.imei = device(i + 10'000'000);
+      layer.submit(std::move(obs), [&](actors::ack a) {
+        if (a != actors::ack::ok)
+          not_ok.fetch_add(1);
+        done.fetch_add(1);
+      });
+      while (layer.in_flight() > 50'000)
+        std::this_thread::yield();
+    }
+    while (done.load() < live)
+      std::this_thread::sleep_for(1ms);
+    auto spawn_s = std::chrono::duration<double>(clk::now() - t0).count();
+    auto spawn_cpu = cpu_seconds() - cs0;
+    malloc_trim(0);
+    auto rss3 = rss_bytes();
+    auto alive = layer.sim_actors_alive();
+    std::printf("durable state changes (one per SIM, spawning its actor): %.0f /s, %.0f per CPU-s (not ok: %llu)\n",
+                static_cast<double>(live) / spawn_s, static_cast<double>(live) / spawn_cpu,
+                static_cast<unsigned long long>(not_ok.load()));
+    std::printf("SIM actors alive: %zu; resident per live SIM actor: %.0f B\n", alive,
+                alive ? static_cast<double>(rss3 - rss2) / static_cast<double>(alive) : 0.0);
+
+    not_ok = 0;
+    r = drive(layer, submitters, std::chrono::seconds{seconds}, window,
+                 [&](std::uint64_t i) {
+                   auto s = (i * 2654435761u) % live;
+                   return std::pair{s, s + 10'000'000};
+                 },
+                 not_ok);
+    std::printf("unchanged observations, SIMs with a live actor: %.0f /s, %.0f per CPU-s, %.2f cores busy (not ok: %llu)\n",
+                r.per_second, r.per_cpu_second, r.cores,
+                static_cast<unsigned long long>(not_ok.load()));
+
+    // Durable changes: every observation moves last seen (toggling devices).
+    not_ok = 0;
+    r = drive(layer, submitters, std::chrono::seconds{seconds}, window,
+                 [&](std::uint64_t i) {
+                   auto s = i % live;
+                   auto round = i / live;
+                   return std::pair{s, s + (round % 2 ? 10'000'000 : 20'000'000)};
+                 },
+                 not_ok);
+    auto& c = layer.db().counters();
+    std::printf("durable state changes, steady: %.0f /s, %.0f per CPU-s, %.2f cores busy (not ok: %llu; %llu commits, %.1f changes/commit)\n",
+                r.per_second, r.per_cpu_second, r.cores, static_cast<unsigned long long>(not_ok.load()),
+                static_cast<unsigned long long>(c.commits.load()),
+                static_cast<double>(c.changes_committed.load()) /
+                  static_cast<double>(std::max<std::uint64_t>(1, c.commits.load())));
+    layer.stop();
+  }
+  std::error_code ec;
+  std::filesystem::remove(path, ec);
+  std::filesystem::remove(path.string() + "-wal", ec);
+  std::filesystem::remove(path.string() + "-shm", ec);
+  return 0;
+}
