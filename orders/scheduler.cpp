@@ -87,10 +87,27 @@ std::int64_t token_bucket::next_token_at(std::int64_t now_ms) const {
   return base + std::max<std::int64_t>(1, static_cast<std::int64_t>(wait));
 }
 
+void token_bucket::reconfigure(double rate_per_second, std::uint32_t burst,
+                               std::int64_t now_ms) {
+  assert(rate_per_second > 0 && burst >= 1);
+  refill(now_ms);
+  rate_per_ms_ = rate_per_second / 1000.0;
+  burst_ = static_cast<double>(burst);
+  tokens_ = std::min(tokens_, burst_);
+}
+
 // -- scheduler --------------------------------------------------------------------
 
 scheduler::scheduler(orders_config cfg, std::uint64_t seed)
   : cfg_(std::move(cfg)), gen_(pick_seed(seed, cfg_.seed)) {
+}
+
+void scheduler::reconfigure(orders_config cfg, std::int64_t now_ms) {
+  cfg_ = std::move(cfg);
+  for (auto& [name, n] : nets_) {
+    const auto& nc = cfg_.network(name);
+    n.bucket.reconfigure(nc.rate_per_second, nc.burst, now_ms);
+  }
 }
 
 scheduler::net_state& scheduler::net(const std::string& name, std::int64_t now_ms) {

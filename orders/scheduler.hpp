@@ -66,6 +66,8 @@ public:
   std::int64_t next_token_at(std::int64_t now_ms) const;
   /// Tokens available at now_ms (fractional).
   double available(std::int64_t now_ms) const;
+  /// Takes a new rate and burst at now_ms, keeping the level (capped at burst).
+  void reconfigure(double rate_per_second, std::uint32_t burst, std::int64_t now_ms);
 
 private:
   void refill(std::int64_t now_ms);
@@ -164,6 +166,13 @@ public:
   std::vector<std::pair<std::string, network_stats>> all_stats() const;
 
   const orders_config& config() const { return cfg_; }
+
+  /// Applies a reloaded configuration (SIGHUP). Open orders keep their state
+  /// and the due times already drawn; token buckets take the new rate and
+  /// burst (keeping their level, capped at the new burst); in-flight and
+  /// queue limits, lead times and retry policies apply from now on. The
+  /// lead-time generator keeps its sequence (cfg.seed is not re-read).
+  void reconfigure(orders_config cfg, std::int64_t now_ms);
 
 private:
   enum class phase : std::uint8_t { internal_wait, queued, retry_wait, sending, submitted };

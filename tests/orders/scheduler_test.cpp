@@ -442,3 +442,27 @@ TEST_CASE("a long run: every order completes exactly once, limits hold", "[order
   // 50/s with burst 10: ~sends/50 s of virtual time at least.
   CHECK(now - t0 >= static_cast<std::int64_t>((sends - 10) * 20) - 1);
 }
+
+TEST_CASE("reconfigure: new rate and limits apply to open orders from now on", "[orders][reload]") {
+  scheduler s{one_network(1.0, 2, 1000), 1};
+  for (std::uint64_t id = 1; id <= 10; ++id)
+    REQUIRE(s.add(make_order(id), t0) == ec::ok);
+  accept_all(s, s.poll(t0), t0); // the burst of 2
+  const auto due_before = s.find(1)->due_at_ms;
+
+  auto faster = one_network(10.0, 3, 1000);
+  faster.networks["net"].lead_time_for(lock::order_type::bar) = lead_time::constant(1s);
+  s.reconfigure(faster, t0 + 50);
+  CHECK(s.find(1)->due_at_ms == due_before); // drawn due times stay
+  // 0.05 token gathered at 1/s; the missing 0.95 comes at 10/s in 95 ms.
+  CHECK(s.next_wakeup(t0 + 50) == t0 + 145);
+  auto a = s.poll(t0 + 145);
+  REQUIRE(ids_of(a, kind::send) == std::vector<std::uint64_t>{3});
+  accept_all(s, a, t0 + 145);
+  CHECK(s.find(3)->due_at_ms == t0 + 145 + 1'000); // the new lead time
+  // The new burst caps a long idle refill: 3 completions, then 3 sends.
+  auto b = s.poll(t0 + 60'000);
+  CHECK(ids_of(b, kind::completed).size() == 3);
+  CHECK(ids_of(b, kind::send).size() == 3);
+  CHECK(s.stats("net").tokens == Approx(0.0));
+}
