@@ -31,7 +31,8 @@ std::vector<std::uint8_t> copy_padded(const avp& a) {
 }
 
 /// RFC 6733 §7.5: a missing AVP is reported with an example of it whose value
-/// has the correct minimum length and is zero-filled.
+/// has the correct minimum length and is zero-filled. Strings and identities
+/// get one zero octet: an empty value is what decoders (Wireshark) flag.
 std::vector<std::uint8_t> missing_example(std::uint32_t code, std::size_t value_len,
                                           std::uint32_t vendor = 0) {
   std::vector<std::uint8_t> v;
@@ -323,11 +324,11 @@ request_error parse_charging_request(bytes msg, const decode_limits& lim, chargi
   if (err) return err;
 
   // RFC 6733 §9.7.1 (ACR) and RFC 4006 §3.1 (CCR): required AVPs, in ABNF order.
-  if (!session) return make_error(result::missing_avp, missing_example(avp_code::session_id, 0), "missing Session-Id");
-  if (!host) return make_error(result::missing_avp, missing_example(avp_code::origin_host, 0), "missing Origin-Host");
-  if (!realm) return make_error(result::missing_avp, missing_example(avp_code::origin_realm, 0), "missing Origin-Realm");
+  if (!session) return make_error(result::missing_avp, missing_example(avp_code::session_id, 1), "missing Session-Id");
+  if (!host) return make_error(result::missing_avp, missing_example(avp_code::origin_host, 1), "missing Origin-Host");
+  if (!realm) return make_error(result::missing_avp, missing_example(avp_code::origin_realm, 1), "missing Origin-Realm");
   if (!dest_realm)
-    return make_error(result::missing_avp, missing_example(avp_code::destination_realm, 0), "missing Destination-Realm");
+    return make_error(result::missing_avp, missing_example(avp_code::destination_realm, 1), "missing Destination-Realm");
   if (acr) {
     if (!rec_type)
       return make_error(result::missing_avp, missing_example(avp_code::accounting_record_type, 4),
@@ -340,7 +341,7 @@ request_error parse_charging_request(bytes msg, const decode_limits& lim, chargi
       return make_error(result::missing_avp, missing_example(avp_code::auth_application_id, 4),
                         "missing Auth-Application-Id");
     if (!svc_ctx)
-      return make_error(result::missing_avp, missing_example(avp_code::service_context_id, 0),
+      return make_error(result::missing_avp, missing_example(avp_code::service_context_id, 1),
                         "missing Service-Context-Id");
     if (!rec_type)
       return make_error(result::missing_avp, missing_example(avp_code::cc_request_type, 4), "missing CC-Request-Type");
@@ -407,13 +408,13 @@ request_error parse_cer(bytes msg, cer_info& out) {
   if (r.error() != avp_error::none)
     return make_error(result::invalid_avp_length, header_only(body_of(msg), r.error_offset()), "invalid AVP length");
   // RFC 6733 §5.3.1 CER ABNF.
-  if (!host) return make_error(result::missing_avp, missing_example(avp_code::origin_host, 0), "missing Origin-Host");
-  if (!realm) return make_error(result::missing_avp, missing_example(avp_code::origin_realm, 0), "missing Origin-Realm");
+  if (!host) return make_error(result::missing_avp, missing_example(avp_code::origin_host, 1), "missing Origin-Host");
+  if (!realm) return make_error(result::missing_avp, missing_example(avp_code::origin_realm, 1), "missing Origin-Realm");
   if (!ip)
     return make_error(result::missing_avp, missing_example(avp_code::host_ip_address, 6), "missing Host-IP-Address");
   if (!vendor) return make_error(result::missing_avp, missing_example(avp_code::vendor_id, 4), "missing Vendor-Id");
   if (!product)
-    return make_error(result::missing_avp, missing_example(avp_code::product_name, 0), "missing Product-Name");
+    return make_error(result::missing_avp, missing_example(avp_code::product_name, 1), "missing Product-Name");
   return {};
 }
 
@@ -442,8 +443,8 @@ request_error parse_base(bytes msg, base_info& out) {
   if (r.error() != avp_error::none)
     return make_error(result::invalid_avp_length, header_only(body_of(msg), r.error_offset()), "invalid AVP length");
   if (!out.hdr.is_request()) return {};
-  if (!host) return make_error(result::missing_avp, missing_example(avp_code::origin_host, 0), "missing Origin-Host");
-  if (!realm) return make_error(result::missing_avp, missing_example(avp_code::origin_realm, 0), "missing Origin-Realm");
+  if (!host) return make_error(result::missing_avp, missing_example(avp_code::origin_host, 1), "missing Origin-Host");
+  if (!realm) return make_error(result::missing_avp, missing_example(avp_code::origin_realm, 1), "missing Origin-Realm");
   if (out.hdr.command == command::disconnect_peer && !cause)
     return make_error(result::missing_avp, missing_example(avp_code::disconnect_cause, 4), "missing Disconnect-Cause");
   return {};

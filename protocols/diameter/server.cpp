@@ -313,7 +313,7 @@ struct connection : std::enable_shared_from_this<connection> {
   // -- reading ---------------------------------------------------------------
 
   void do_read() {
-    if (reading || state == conn_state::closed || read_paused()) return;
+    if (reading || state == conn_state::closed || close_after_write || read_paused()) return;
     if (rlen == rbuf.size()) {
       // Only a frame whose declared length fits max_message_size gets here
       // (check_frame ran first), so growth is bounded by the limit.
@@ -368,6 +368,8 @@ struct connection : std::enable_shared_from_this<connection> {
       }
       handle(bytes{rbuf.data() + off, len});
       off += len;
+      // A refused CER: nothing after it is read; the connection closes once the CEA is out.
+      if (close_after_write) return;
     }
     if (state == conn_state::closed) return;
     if (off > 0) {

@@ -245,10 +245,10 @@ TEST_CASE("no IMEI is absent, a bad IMEI is malformed (R2, R3)", "[diameter][ext
 TEST_CASE("5005 MISSING_AVP names the first missing AVP with a zero-filled example", "[diameter][errors]") {
   const buf acr = encode(acr_spec());
   const auto [code, value_len] = GENERATE(table<std::uint32_t, std::size_t>({
-    {avp_code::session_id, 0},
-    {avp_code::origin_host, 0},
-    {avp_code::origin_realm, 0},
-    {avp_code::destination_realm, 0},
+    {avp_code::session_id, 1},
+    {avp_code::origin_host, 1},
+    {avp_code::origin_realm, 1},
+    {avp_code::destination_realm, 1},
     {avp_code::accounting_record_type, 4},
     {avp_code::accounting_record_number, 4},
   }));

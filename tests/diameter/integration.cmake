@@ -10,3 +10,9 @@ add_test(NAME diameter.erlang_interop
          COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/erlang_interop.sh $<TARGET_FILE:diameter_harness>
                  ${CMAKE_CURRENT_SOURCE_DIR})
 set_tests_properties(diameter.erlang_interop PROPERTIES LABELS integration TIMEOUT 180)
+
+add_executable(diameter_answer_samples answer_samples.cpp)
+target_link_libraries(diameter_answer_samples PRIVATE imeilock_diameter_codec)
+add_test(NAME diameter.tshark_answers
+         COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/tshark_answers.sh $<TARGET_FILE:diameter_answer_samples>)
+set_tests_properties(diameter.tshark_answers PROPERTIES LABELS integration TIMEOUT 60)
