@@ -279,26 +279,31 @@ std::optional<std::int64_t> scheduler::next_wakeup(std::int64_t now_ms) const {
   return best;
 }
 
-std::optional<action> scheduler::on_submitted(std::uint64_t id, std::int64_t now_ms) {
+scheduler::entry* scheduler::take_sending(std::uint64_t id, std::int64_t now_ms) {
   auto it = orders_.find(id);
   if (it == orders_.end() || it->second.ph != phase::sending)
+    return nullptr;
+  --net(it->second.o.network, now_ms).sending;
+  return &it->second;
+}
+
+std::optional<action> scheduler::on_submitted(std::uint64_t id, std::int64_t now_ms) {
+  auto* found = take_sending(id, now_ms);
+  if (found == nullptr)
     return std::nullopt;
-  auto& e = it->second;
-  auto& n = net(e.o.network, now_ms);
-  --n.sending;
-  ++n.submitted;
+  auto& e = *found;
+  ++net(e.o.network, now_ms).submitted;
   start_lead_time(e, now_ms, false);
   return action{action::kind::submitted, e.o};
 }
 
 std::optional<action> scheduler::on_submit_failed(std::uint64_t id, std::string_view reason,
                                                   std::int64_t now_ms) {
-  auto it = orders_.find(id);
-  if (it == orders_.end() || it->second.ph != phase::sending)
+  auto* found = take_sending(id, now_ms);
+  if (found == nullptr)
     return std::nullopt;
-  auto& e = it->second;
+  auto& e = *found;
   auto& n = net(e.o.network, now_ms);
-  --n.sending;
   const auto& policy = cfg_.network(e.o.network).retry;
   if (e.o.attempts >= policy.max_attempts) {
     e.o.status = order_status::failed;
@@ -307,7 +312,7 @@ std::optional<action> scheduler::on_submit_failed(std::uint64_t id, std::string_
                          (e.o.attempts == 1 ? " attempt)" : " attempts)");
     ++n.failed;
     action a{action::kind::failed, std::move(e.o)};
-    orders_.erase(it);
+    orders_.erase(id);
     return a;
   }
   e.ph = phase::retry_wait;

@@ -200,6 +200,8 @@ private:
   /// Marks `e` submitted at now_ms; draws its due time unless `keep_due`.
   void start_lead_time(entry& e, std::int64_t now_ms, bool keep_due);
   ec check_new(const order& o) const;
+  /// The order `id` if it is with the backend (no longer counted as sending), else nullptr.
+  entry* take_sending(std::uint64_t id, std::int64_t now_ms);
   static network_stats stats_of(const net_state& n);
 
   orders_config cfg_;
