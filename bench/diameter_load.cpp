@@ -8,6 +8,7 @@
 //                 [--duration 10] [--warmup 1] [--sims 100000] [--ccr-percent 0]
 //                 [--rate 0 (requests/s in total, 0 = as fast as answered)]
 //                 [--origin-host pgw1.example.net] [--realm example.net]
+//                 [--compat 1 (identity AVPs without the M bit)] [--distinct-peers 1]
 // Last line: "result answers=... rate=... p50_us=... p99_us=... p999_us=... errors=..."
 
 #include "protocols/diameter/messages.hpp"
@@ -50,6 +51,9 @@ struct options {
   /// 3GPP AVPs) so a server with only the base dictionary (freeDiameter
   /// without dict_dcca/3GPP extensions) does not answer 5001.
   bool compat = false;
+  /// Connection c > 0 sends CER as "c<c>.<origin-host>" (freeDiameter accepts
+  /// one connection per Origin-Host).
+  bool distinct_peers = false;
 };
 
 /// A precomputed request with the offsets to patch per send.
@@ -135,6 +139,7 @@ int main(int argc, char** argv) {
     else if (k == "--origin-host") o.origin_host = v;
     else if (k == "--realm") o.realm = v;
     else if (k == "--compat") o.compat = v == "1" || v == "yes" || v == "true";
+    else if (k == "--distinct-peers") o.distinct_peers = v == "1" || v == "yes" || v == "true";
     else {
       std::fprintf(stderr, "unknown option %s\n", k.c_str());
       return 64;
@@ -191,7 +196,8 @@ int main(int argc, char** argv) {
     auto& cn = conns[c];
     cn.fd = connect_to(o);
     std::vector<std::uint8_t> cer;
-    build_cer(cer, o.origin_host, o.realm, application::credit_control, application::accounting, 1, 1);
+    const std::string host = (o.distinct_peers && c > 0) ? "c" + std::to_string(c) + "." + o.origin_host : o.origin_host;
+    build_cer(cer, host, o.realm, application::credit_control, application::accounting, 1, 1);
     if (::send(cn.fd, cer.data(), cer.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(cer.size())) die("send CER");
     auto cea = read_message(cn.fd);
     if (result_code(bytes{cea.data(), cea.size()}) != result::success) {

@@ -59,6 +59,7 @@ diameter:
   peers:
     - origin_host: pgw1.example.net
 YAML
+for c in $(seq 1 63); do echo "    - origin_host: c$c.pgw1.example.net" >>"$work/diameter.yaml"; done
 "$server" "$work/diameter.yaml" >"$work/ours.out" 2>"$work/ours.log" &
 pids+=($!)
 for _ in $(seq 50); do grep -q listening "$work/ours.out" 2>/dev/null && break; sleep 0.1; done
@@ -68,7 +69,8 @@ run() { # name port extra-args...
   local name=$1 port=$2
   shift 2
   echo "== $name (port $port, $conns connection(s), window $window, ${secs}s)"
-  "$load" --port "$port" --connections "$conns" --window "$window" --duration "$secs" --sims 100000 "$@" \
+  "$load" --port "$port" --connections "$conns" --window "$window" --duration "$secs" --sims 100000 \
+    --distinct-peers 1 "$@" \
     | tee "$work/$name.txt" || echo "($name: the generator reported errors)"
 }
 # Same bytes for both: identity AVPs without the M bit (see diameter_load --compat).
