@@ -593,3 +593,61 @@ TEST_CASE("IPv6 listener", "[diameter][server]") {
   peer p{fd, nullptr};
   CHECK(p.handshake() == result::success);
 }
+
+TEST_CASE("a retransmission while the original is with the SIM layer causes no second observation",
+          "[diameter][server]") {
+  harness h;
+  h.sink.hold = true;
+  peer p{h.port};
+  REQUIRE(p.handshake() == result::success);
+  p.send(encode(acr(3, 300)));
+  auto again = acr(3, 301);
+  again.extra_flags = cmd_flag::retransmit;
+  p.send(encode(again));
+  CHECK_FALSE(p.recv(300ms));
+  CHECK(h.sink.count() == 1);
+  h.sink.release_all();
+  auto a = p.recv();
+  REQUIRE(a);
+  CHECK(decode_header(bytes{a->data(), a->size()}).hop_by_hop == 300);
+  CHECK(h.metric("imeilock_diameter_duplicates_total{kind=\"in_flight\"}") == 1);
+  // Once answered, the retransmission gets the cached answer.
+  p.send(encode(again));
+  auto b = p.recv();
+  REQUIRE(b);
+  CHECK(decode_header(bytes{b->data(), b->size()}).hop_by_hop == 301);
+  CHECK(h.sink.count() == 1);
+}
+
+TEST_CASE("reload: a peer removed from the configuration gets DPR and new CERs from it are refused",
+          "[diameter][server]") {
+  harness h;
+  peer p{h.port};
+  REQUIRE(p.handshake() == result::success);
+  auto cfg = base_config();
+  cfg.peers = {peer_config{"other.example.net", "", {}}};
+  h.server->reload(cfg);
+  auto dpr = p.recv();
+  REQUIRE(dpr);
+  const auto hdr = decode_header(bytes{dpr->data(), dpr->size()});
+  CHECK(hdr.command == command::disconnect_peer);
+  CHECK(peer::u32_of(*dpr, avp_code::disconnect_cause) == disconnect_cause::do_not_want_to_talk_to_you);
+  peer q{h.port};
+  CHECK(q.handshake() == result::unknown_peer);
+  peer r{h.port};
+  CHECK(r.handshake("other.example.net", "anything") == result::success);
+}
+
+TEST_CASE("an observation without IMSI is answered and not handed over", "[diameter][server]") {
+  harness h;
+  peer p{h.port};
+  REQUIRE(p.handshake() == result::success);
+  auto s = acr(1, 1);
+  s.imsi.clear();
+  p.send(encode(s));
+  auto a = p.recv();
+  REQUIRE(a);
+  CHECK(peer::result_of(*a) == 2001);
+  CHECK(h.sink.count() == 0);
+  CHECK(h.metric("imeilock_diameter_observations_total{imei=\"no_imsi\"}") == 1);
+}
