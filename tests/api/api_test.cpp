@@ -1,0 +1,619 @@
+// The HTTP API over loopback: a real server, a real HTTP client, the fake
+// SIM layer behind. Every route, auth, and every kind of bad input.
+
+#include "api/client.hpp"
+#include "api/router.hpp"
+#include "server_fixture.hpp"
+
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+
+#include <set>
+#include <thread>
+
+using namespace imeilock;
+using namespace imeilock::api;
+using namespace imeilock::api::test;
+using nlohmann::json;
+
+namespace {
+
+const std::string json_type = "application/json";
+
+json body(const client_response& r) {
+  INFO(r.body);
+  return json::parse(r.body);
+}
+
+std::string error_code(const client_response& r) {
+  auto j = json::parse(r.body, nullptr, false);
+  if (j.is_discarded() || !j.contains("error"))
+    return "(no error body: " + r.body + ")";
+  CHECK(j["error"]["message"].is_string());
+  CHECK(!j["error"]["message"].get<std::string>().empty());
+  return j["error"]["code"].get<std::string>();
+}
+
+std::string sim_body(const std::string& imsi, const std::string& network = "multinet",
+                     const std::string& status = "active") {
+  return json{{"imsis", {imsi}}, {"msisdn", "+447700900001"}, {"network", network},
+              {"status", status}}
+    .dump();
+}
+
+bool luhn_ok(const std::string& digits) {
+  int sum = 0;
+  for (std::size_t i = 0; i < digits.size(); ++i) {
+    int d = digits[digits.size() - 1 - i] - '0';
+    if (i % 2 == 1) {
+      d *= 2;
+      if (d > 9)
+        d -= 9;
+    }
+    sum += d;
+  }
+  return sum % 10 == 0;
+}
+
+} // namespace
+
+TEST_CASE("healthz and readyz follow the daemon's readiness", "[api]") {
+  server_fixture f;
+  http_client c{f.url()};
+  auto r = c.request("GET", "/healthz");
+  CHECK(r.status == 200);
+  CHECK(body(r)["status"] == "ok");
+  CHECK(c.request("GET", "/readyz").status == 200);
+  f.server().set_ready(false);
+  r = c.request("GET", "/readyz");
+  CHECK(r.status == 503);
+  CHECK(body(r)["status"] == "not_ready");
+}
+
+TEST_CASE("auth: 401 without or with a wrong token, 403 for a read-only token on a write", "[api]") {
+  server_fixture f;
+  http_client c{f.url()};
+  auto r = c.request("GET", "/v1/sims");
+  CHECK(r.status == 401);
+  CHECK(error_code(r) == "unauthorized");
+  CHECK(r.header("WWW-Authenticate").find("Bearer") == 0);
+  r = c.request("GET", "/v1/sims", "not-the-token-0123456789");
+  CHECK(r.status == 401);
+  CHECK(r.header("WWW-Authenticate").find("invalid_token") != std::string::npos);
+  r = c.request("GET", "/v1/sims", "", "", "", {{"Authorization", "Basic dXNlcjpwYXNz"}});
+  CHECK(r.status == 401);
+  CHECK(c.request("GET", "/v1/sims", ro_token).status == 200);
+  CHECK(c.request("GET", "/v1/sims", rw_token).status == 200);
+
+  auto writes = f.service.writes();
+  r = c.request("PUT", std::string{"/v1/sims/"} + iccid_a, ro_token, sim_body("234100000000001"),
+                json_type);
+  CHECK(r.status == 403);
+  CHECK(error_code(r) == "forbidden");
+  r = c.request("POST", "/v1/sims:import", ro_token, "iccid,imsis,msisdn,network,status\n",
+                "text/csv");
+  CHECK(r.status == 403);
+  CHECK(f.service.writes() == writes);
+  // Open routes need no token.
+  CHECK(c.request("GET", "/v1/openapi.json").status == 200);
+  CHECK(c.request("GET", "/ui").status == 200);
+}
+
+TEST_CASE("no configured token: every /v1 request is refused with a hint", "[api]") {
+  server_fixture f{[](api_config& cfg) {
+    cfg.tokens.clear();
+    cfg.read_only_tokens.clear();
+  }};
+  http_client c{f.url()};
+  auto r = c.request("GET", "/v1/sims", rw_token);
+  CHECK(r.status == 401);
+  CHECK(body(r)["error"]["message"].get<std::string>().find("api.tokens") != std::string::npos);
+}
+
+TEST_CASE("reload swaps the tokens; a bad token file keeps the old ones", "[api]") {
+  server_fixture f;
+  http_client c{f.url()};
+  api_config cfg;
+  cfg.listen = {config::endpoint{"127.0.0.1", 0}};
+  cfg.tokens = {"fresh-token-0123456789abcdef"};
+  REQUIRE_FALSE(f.server().reload(cfg));
+  CHECK(c.request("GET", "/v1/sims", rw_token).status == 401);
+  CHECK(c.request("GET", "/v1/sims", "fresh-token-0123456789abcdef").status == 200);
+  cfg.token_file = "/nonexistent/tokens";
+  auto err = f.server().reload(cfg);
+  REQUIRE(err);
+  CHECK(err->find("/nonexistent/tokens") != std::string::npos);
+  CHECK(c.request("GET", "/v1/sims", "fresh-token-0123456789abcdef").status == 200);
+}
+
+TEST_CASE("PUT /v1/sims/{iccid} creates (201) then updates (200)", "[api]") {
+  server_fixture f;
+  http_client c{f.url()};
+  auto path = std::string{"/v1/sims/"} + iccid_a;
+  auto r = c.request("PUT", path, rw_token, sim_body("234100000000001"), json_type);
+  REQUIRE(r.status == 201);
+  CHECK(r.header("Location") == path);
+  auto j = body(r);
+  CHECK(j["iccid"] == iccid_a);
+  CHECK(j["imsis"] == json::array({"234100000000001"}));
+  CHECK(j["msisdn"] == "447700900001");
+  CHECK(j["network"] == "multinet");
+  CHECK(j["status"] == "active");
+  CHECK(j["lock"]["state"] == "off");
+  CHECK(j["lock"]["imei"].is_null());
+  CHECK(j["last_seen_imei"].is_null());
+  CHECK(j["bar"] == json{{"state", "none"}, {"reason", nullptr}, {"trigger_imei", nullptr}});
+  CHECK(j["updated_at"].is_string());
+
+  r = c.request("PUT", path, rw_token, sim_body("234100000000001", "ee", "inactive"), json_type);
+  CHECK(r.status == 200);
+  CHECK(body(r)["network"] == "ee");
+  CHECK(f.service.snapshot(iccid_a)->state.status == lock::sim_status::inactive);
+}
+
+TEST_CASE("PUT /v1/sims/{iccid}: bad input gets the right status, a message, and changes nothing",
+          "[api]") {
+  server_fixture f;
+  http_client c{f.url()};
+  auto path = std::string{"/v1/sims/"} + iccid_a;
+  REQUIRE(c.request("PUT", std::string{"/v1/sims/"} + iccid_b, rw_token,
+                    sim_body("234100000000009"), json_type)
+            .status == 201);
+  auto writes = f.service.writes();
+
+  struct bad_case {
+    std::string name;
+    std::string target;
+    std::string body;
+    std::string type;
+    unsigned status;
+    std::string code;
+  };
+  std::vector<bad_case> cases{
+    {"malformed JSON", path, "{\"imsis\": [", json_type, 400, "malformed_json"},
+    {"not an object", path, "[1,2]", json_type, 400, "wrong_type"},
+    {"unknown field", path,
+     R"({"imsis":["234100000000001"],"network":"multinet","status":"active","colour":"red"})",
+     json_type, 400, "unknown_field"},
+    {"wrong type", path, R"({"imsis":"234100000000001","network":"multinet","status":"active"})",
+     json_type, 400, "wrong_type"},
+    {"wrong item type", path, R"({"imsis":[234100000000001],"network":"multinet","status":"active"})",
+     json_type, 400, "wrong_type"},
+    {"missing field", path, R"({"imsis":["234100000000001"],"status":"active"})", json_type, 400,
+     "missing_field"},
+    {"invalid ICCID", "/v1/sims/8944100000000000001X", sim_body("234100000000001"), json_type,
+     422, "invalid_value"},
+    {"ICCID with a wrong check digit", "/v1/sims/89441000000000000019",
+     sim_body("234100000000001"), json_type, 422, "invalid_value"},
+    {"invalid IMSI", path, sim_body("23410"), json_type, 422, "invalid_value"},
+    {"IMSI of another SIM", path, sim_body("234100000000009"), json_type, 422, "invalid"},
+    {"unknown network", path, sim_body("234100000000001", "nowhere"), json_type, 422, "invalid"},
+    {"bad status", path, sim_body("234100000000001", "multinet", "sleeping"), json_type, 422,
+     "invalid_value"},
+    {"bad MSISDN", path,
+     R"({"imsis":["234100000000001"],"msisdn":"abc","network":"multinet","status":"active"})",
+     json_type, 422, "invalid_value"},
+    {"iccid in body differs", path,
+     R"({"iccid":"89441000000000000026","imsis":["234100000000001"],"network":"multinet","status":"active"})",
+     json_type, 422, "invalid_value"},
+    {"wrong content type", path, sim_body("234100000000001"), "text/plain", 415,
+     "unsupported_media_type"},
+    {"no content type", path, sim_body("234100000000001"), "", 415, "unsupported_media_type"},
+  };
+  for (const auto& bc : cases) {
+    SECTION(bc.name) {
+      auto r = c.request("PUT", bc.target, rw_token, bc.body, bc.type);
+      INFO(r.body);
+      CHECK(r.status == bc.status);
+      CHECK(error_code(r) == bc.code);
+      CHECK(r.content_type == "application/json");
+      CHECK(f.service.writes() == writes);
+      CHECK_FALSE(f.service.snapshot(iccid_a));
+    }
+  }
+}
+
+TEST_CASE("an oversized body is refused with 413 and changes nothing", "[api]") {
+  server_fixture f{[](api_config& cfg) { cfg.max_body_bytes = 2048; }};
+  http_client c{f.url()};
+  std::string big = "iccid,imsis,msisdn,network,status\n" + std::string(4096, '\n');
+  auto r = c.request("POST", "/v1/sims:import", rw_token, big, "text/csv");
+  CHECK(r.status == 413);
+  CHECK(error_code(r) == "body_too_large");
+  CHECK(body(r)["error"]["message"].get<std::string>().find("2048") != std::string::npos);
+  CHECK(f.service.writes() == 0);
+  // The server is still there for the next connection.
+  http_client again{f.url()};
+  CHECK(again.request("GET", "/healthz").status == 200);
+}
+
+TEST_CASE("an oversized request head is refused with 431", "[api]") {
+  server_fixture f{[](api_config& cfg) { cfg.max_header_bytes = 1024; }};
+  http_client c{f.url()};
+  auto r = c.request("GET", "/healthz", "", "", "", {{"X-Padding", std::string(4000, 'x')}});
+  CHECK(r.status == 431);
+  CHECK(error_code(r) == "header_too_large");
+}
+
+TEST_CASE("GET /v1/sims/{iccid}: 15-digit IMEIs with the computed Luhn digit, null where unknown",
+          "[api]") {
+  server_fixture f;
+  f.seed_barred_sim();
+  http_client c{f.url()};
+  auto r = c.request("GET", std::string{"/v1/sims/"} + iccid_a, ro_token);
+  REQUIRE(r.status == 200);
+  auto j = body(r);
+  CHECK(j["lock"]["state"] == "locked");
+  CHECK(j["lock"]["imei"] == "353490012345670");
+  CHECK(j["last_seen_imei"] == "352099001761481");
+  CHECK(j["bar"]["state"] == "barred");
+  CHECK(j["bar"]["reason"] == "imei_lock");
+  CHECK(j["bar"]["trigger_imei"] == "352099001761481");
+  for (const auto* key : {"last_seen_imei"}) {
+    auto imei = j[key].get<std::string>();
+    CHECK(imei.size() == 15);
+    CHECK(luhn_ok(imei));
+  }
+  CHECK(luhn_ok(j["lock"]["imei"].get<std::string>()));
+
+  r = c.request("GET", std::string{"/v1/sims/"} + iccid_b, ro_token);
+  CHECK(r.status == 404);
+  CHECK(error_code(r) == "unknown_sim");
+  r = c.request("GET", "/v1/sims/123", ro_token);
+  CHECK(r.status == 422);
+}
+
+TEST_CASE("GET /v1/sims filters and pages with a cursor", "[api]") {
+  server_fixture f;
+  f.seed_barred_sim();
+  http_client c{f.url()};
+  for (const char* iccid : {"89441000000000000026", "89441000000000000034", "89441000000000000042"})
+    REQUIRE(c.request("PUT", std::string{"/v1/sims/"} + iccid, rw_token,
+                      sim_body("2341000000000" + std::string{iccid}.substr(18, 2), "ee"),
+                      json_type)
+              .status == 201);
+  auto r = c.request("GET", "/v1/sims?bar_state=barred", ro_token);
+  REQUIRE(r.status == 200);
+  auto j = body(r);
+  REQUIRE(j["items"].size() == 1);
+  CHECK(j["items"][0]["iccid"] == iccid_a);
+  CHECK(j["next_cursor"].is_null());
+  CHECK(body(c.request("GET", "/v1/sims?lock_state=off&network=ee", ro_token))["items"].size() == 3);
+
+  std::set<std::string> seen;
+  std::string cursor;
+  int pages = 0;
+  do {
+    r = c.request("GET", "/v1/sims?limit=2" + (cursor.empty() ? "" : "&cursor=" + cursor), ro_token);
+    REQUIRE(r.status == 200);
+    j = body(r);
+    CHECK(j["items"].size() <= 2);
+    for (const auto& item : j["items"])
+      seen.insert(item["iccid"].get<std::string>());
+    cursor = j["next_cursor"].is_null() ? "" : j["next_cursor"].get<std::string>();
+    ++pages;
+  } while (!cursor.empty() && pages < 10);
+  CHECK(seen.size() == 4);
+  CHECK(pages == 2);
+
+  CHECK(error_code(c.request("GET", "/v1/sims?lock_state=sideways", ro_token)) == "bad_parameter");
+  CHECK(error_code(c.request("GET", "/v1/sims?limit=0", ro_token)) == "bad_parameter");
+  CHECK(error_code(c.request("GET", "/v1/sims?limit=abc", ro_token)) == "bad_parameter");
+  r = c.request("GET", "/v1/sims?colour=red", ro_token);
+  CHECK(r.status == 400);
+  CHECK(error_code(r) == "unknown_parameter");
+}
+
+TEST_CASE("POST /v1/sims:import imports the valid lines and reports the bad ones by line", "[api]") {
+  server_fixture f;
+  http_client c{f.url()};
+  std::string csv = "iccid,imsis,msisdn,network,status\r\n"
+                    "89441000000000000018,234100000000001;234100000000002,447700900001,multinet,active\r\n"
+                    "89441000000000000019,234100000000003,447700900002,multinet,active\r\n"
+                    "\r\n"
+                    "89441000000000000026,234100000000004,,roamnet901,inactive\r\n"
+                    "89441000000000000034,234100000000002,,ee,active\r\n"
+                    "89441000000000000042,234100000000005,,ee,sleeping\r\n"
+                    "89441000000000000059,234100000000006,,nowhere,active\r\n"
+                    "89441000000000000018,234100000000007,,ee,active\r\n";
+  auto r = c.request("POST", "/v1/sims:import", rw_token, csv, "text/csv; charset=utf-8");
+  REQUIRE(r.status == 200);
+  auto j = body(r);
+  CHECK(j["imported"] == 2);
+  CHECK(j["rejected"] == 5);
+  auto results = j["results"];
+  REQUIRE(results.size() == 7);
+  CHECK(results[0] == json{{"line", 2}, {"iccid", "89441000000000000018"}, {"result", "created"}});
+  CHECK(results[1]["line"] == 3);
+  CHECK(results[1]["result"] == "rejected");
+  CHECK(results[1]["reason"].get<std::string>().find("check digit") != std::string::npos);
+  CHECK(results[2]["line"] == 5);
+  CHECK(results[2]["result"] == "created");
+  CHECK(results[3]["line"] == 6); // the IMSI is on line 2 already
+  CHECK(results[3]["reason"].get<std::string>().find("line 2") != std::string::npos);
+  CHECK(results[4]["reason"].get<std::string>().find("status") != std::string::npos);
+  CHECK(results[5]["reason"].get<std::string>().find("nowhere") != std::string::npos);
+  CHECK(results[6]["reason"].get<std::string>().find("line 2") != std::string::npos);
+  CHECK(f.service.snapshot("89441000000000000018"));
+  CHECK(f.service.snapshot("89441000000000000026"));
+  CHECK_FALSE(f.service.snapshot("89441000000000000034"));
+  CHECK_FALSE(f.service.snapshot("89441000000000000059"));
+
+  SECTION("a wrong header imports nothing") {
+    auto writes = f.service.writes();
+    r = c.request("POST", "/v1/sims:import", rw_token,
+                  "iccid,imsi,network\n89441000000000000042,234100000000005,ee\n", "text/csv");
+    CHECK(r.status == 422);
+    CHECK(body(r)["error"]["message"].get<std::string>().find("iccid,imsis,msisdn,network,status") !=
+          std::string::npos);
+    CHECK(f.service.writes() == writes);
+  }
+  SECTION("JSON is not CSV") {
+    r = c.request("POST", "/v1/sims:import", rw_token, "{}", json_type);
+    CHECK(r.status == 415);
+  }
+  SECTION("an empty body") {
+    r = c.request("POST", "/v1/sims:import", rw_token, "", "text/csv");
+    CHECK(r.status == 422);
+  }
+}
+
+TEST_CASE("orders: the Orders tab over the API", "[api]") {
+  server_fixture f;
+  http_client c{f.url()};
+  auto orders = std::string{"/v1/sims/"} + iccid_a + "/orders";
+  auto place = [&](const json& j) { return c.request("POST", orders, rw_token, j.dump(), json_type); };
+
+  SECTION("unbar of an IMEI-lock bar needs an option; update_to_last_seen locks to B (R11)") {
+    f.seed_barred_sim();
+    auto r = place({{"type", "unbar"}});
+    CHECK(r.status == 422);
+    CHECK(body(r)["error"]["message"].get<std::string>().find("unbar_mode") != std::string::npos);
+    r = place({{"type", "unbar"}, {"unbar_mode", "update_to_last_seen"}});
+    REQUIRE(r.status == 202);
+    auto j = body(r);
+    CHECK(j["type"] == "unbar");
+    CHECK(j["unbar_mode"] == "update_to_last_seen");
+    CHECK(j["warnings"] == json::array());
+    CHECK(r.header("Location") == "/v1/orders/" + std::to_string(j["id"].get<int>()));
+    auto sim = body(c.request("GET", std::string{"/v1/sims/"} + iccid_a, ro_token));
+    CHECK(sim["bar"]["state"] == "none");
+    CHECK(sim["lock"]["imei"] == "352099001761481");
+
+    auto order = c.request("GET", "/v1/orders/" + std::to_string(j["id"].get<int>()), ro_token);
+    REQUIRE(order.status == 200);
+    auto o = body(order);
+    for (const auto* key : {"id", "iccid", "type", "status", "created_at", "due_at",
+                            "completed_at", "failure_reason"})
+      CHECK(o.contains(key));
+    CHECK(o["status"] == "completed");
+    CHECK(o["failure_reason"].is_null());
+  }
+  SECTION("unbar keep_lock while in the 2nd device carries the R10 warning") {
+    f.seed_barred_sim();
+    auto r = place({{"type", "unbar"}, {"unbar_mode", "keep_lock"}});
+    REQUIRE(r.status == 202);
+    auto w = body(r)["warnings"];
+    REQUIRE(w.size() == 1);
+    CHECK(w[0].get<std::string>().find("third device") != std::string::npos);
+    CHECK(f.service.snapshot(iccid_a)->state.lock_imei == device_a);
+  }
+  SECTION("enable on an eligible live SIM, then a second enable conflicts (409)") {
+    REQUIRE(c.request("PUT", std::string{"/v1/sims/"} + iccid_a, rw_token,
+                      sim_body("234100000000001"), json_type)
+              .status == 201);
+    f.service.observe(iccid_a, device_c);
+    auto r = place({{"type", "enable_imei_lock"}});
+    REQUIRE(r.status == 202);
+    CHECK(f.service.snapshot(iccid_a)->state.lock_imei == device_c);
+    r = place({{"type", "enable_imei_lock"}});
+    CHECK(r.status == 409);
+    CHECK(error_code(r) == "conflict");
+  }
+  SECTION("activation with locking: refused where the network does not allow it") {
+    REQUIRE(c.request("PUT", std::string{"/v1/sims/"} + iccid_a, rw_token,
+                      sim_body("234100000000001", "ee", "inactive"), json_type)
+              .status == 201);
+    auto r = place({{"type", "activate"}, {"enable_imei_lock", true}});
+    CHECK(r.status == 422);
+    CHECK(body(r)["error"]["message"].get<std::string>().find("ee") != std::string::npos);
+    r = place({{"type", "activate"}, {"enable_imei_lock", false}});
+    CHECK(r.status == 202);
+    CHECK(body(r)["enable_imei_lock"] == false);
+  }
+  SECTION("bad order bodies change nothing") {
+    f.seed_barred_sim();
+    auto before = f.service.snapshot(iccid_a)->state;
+    auto writes = f.service.writes();
+    struct bad_case {
+      std::string body;
+      unsigned status;
+      std::string code;
+    };
+    for (const auto& bc : std::vector<bad_case>{
+           {R"({"type":"unbar","unbar_mode":"keep_lock","urgent":true})", 400, "unknown_field"},
+           {R"({"type":7})", 400, "wrong_type"},
+           {R"({"type":"activate","enable_imei_lock":"yes"})", 400, "wrong_type"},
+           {R"({})", 400, "missing_field"},
+           {R"({"type":"teleport"})", 422, "invalid_value"},
+           {R"({"type":"unbar","unbar_mode":"sometimes"})", 422, "invalid_value"},
+           {R"({"type":"bar","unbar_mode":"keep_lock"})", 422, "invalid_value"},
+           {R"({"type":"bar","enable_imei_lock":true})", 422, "invalid_value"},
+           {R"({"type":"unbar",)", 400, "malformed_json"},
+         }) {
+      auto r = c.request("POST", orders, rw_token, bc.body, json_type);
+      INFO(bc.body << " -> " << r.body);
+      CHECK(r.status == bc.status);
+      CHECK(error_code(r) == bc.code);
+    }
+    CHECK(f.service.snapshot(iccid_a)->state == before);
+    CHECK(f.service.writes() == writes);
+  }
+  SECTION("orders on an unknown SIM: 404") {
+    auto r = place({{"type", "bar"}});
+    CHECK(r.status == 404);
+    CHECK(error_code(r) == "unknown_sim");
+  }
+}
+
+TEST_CASE("GET orders and events of a SIM, newest first", "[api]") {
+  server_fixture f;
+  f.service.auto_complete = false;
+  f.seed_barred_sim(); // the violation's bar order stays queued
+  http_client c{f.url()};
+  auto base = std::string{"/v1/sims/"} + iccid_a;
+  f.service.complete_orders();
+  REQUIRE(c.request("POST", base + "/orders", rw_token,
+                    R"({"type":"unbar","unbar_mode":"keep_lock"})", json_type)
+            .status == 202);
+  auto r = c.request("GET", base + "/orders", ro_token);
+  REQUIRE(r.status == 200);
+  auto items = body(r)["items"];
+  REQUIRE(items.size() == 2);
+  CHECK(items[0]["type"] == "unbar");
+  CHECK(items[0]["status"] == "queued");
+  CHECK(items[0]["due_at"].is_string());
+  CHECK(items[1]["type"] == "bar");
+  CHECK(items[1]["bar_reason"] == "imei_lock");
+  CHECK(items[1]["status"] == "completed");
+
+  r = c.request("GET", base + "/events", ro_token);
+  REQUIRE(r.status == 200);
+  auto events = body(r)["items"];
+  REQUIRE(events.size() >= 3);
+  CHECK(events[0]["cause"] == "order_placed:unbar");
+  CHECK(events.back()["cause"] == "observation");
+  CHECK(events.back()["imei"] == "352099001761481");
+  CHECK(events.back()["before"]["bar"]["state"] == "none");
+  CHECK(events.back()["after"]["bar"]["state"] == "bar_pending");
+  CHECK(body(c.request("GET", base + "/events?limit=1", ro_token))["items"].size() == 1);
+  CHECK(c.request("GET", base + "/events?limit=5000", ro_token).status == 400);
+
+  auto unknown = std::string{"/v1/sims/"} + iccid_b;
+  CHECK(c.request("GET", unknown + "/orders", ro_token).status == 404);
+  CHECK(c.request("GET", unknown + "/events", ro_token).status == 404);
+  CHECK(c.request("GET", "/v1/orders/999", ro_token).status == 404);
+  CHECK(error_code(c.request("GET", "/v1/orders/999", ro_token)) == "unknown_order");
+  CHECK(c.request("GET", "/v1/orders/abc", ro_token).status == 422);
+}
+
+TEST_CASE("unknown routes get 404, wrong methods 405 with Allow", "[api]") {
+  server_fixture f;
+  http_client c{f.url()};
+  auto r = c.request("GET", "/v2/nothing", rw_token);
+  CHECK(r.status == 404);
+  CHECK(error_code(r) == "not_found");
+  r = c.request("DELETE", std::string{"/v1/sims/"} + iccid_a, rw_token);
+  CHECK(r.status == 405);
+  CHECK(r.header("Allow") == "GET, PUT");
+  r = c.request("GET", "/v1/sims:import", rw_token);
+  CHECK(r.status == 405);
+  CHECK(r.header("Allow") == "POST");
+}
+
+TEST_CASE("keep-alive: many requests on one connection, and two servers' clients in parallel",
+          "[api]") {
+  server_fixture f;
+  f.seed_barred_sim();
+  std::vector<std::thread> threads;
+  std::atomic<int> good{0};
+  for (int t = 0; t < 4; ++t)
+    threads.emplace_back([&] {
+      http_client c{f.url()};
+      for (int i = 0; i < 50; ++i)
+        if (c.request("GET", std::string{"/v1/sims/"} + iccid_a, ro_token).status == 200)
+          ++good;
+    });
+  for (auto& t : threads)
+    t.join();
+  CHECK(good == 200);
+  auto text = f.metrics();
+  CHECK(text.find(R"(imeilock_api_requests_total{code="200",method="GET",route="/v1/sims/{iccid}"} 200)") !=
+        std::string::npos);
+  CHECK(text.find("imeilock_api_request_duration_seconds_bucket") != std::string::npos);
+}
+
+TEST_CASE("a SIM layer that does not answer gets 504 after request_timeout", "[api]") {
+  server_fixture f{[](api_config& cfg) { cfg.request_timeout = std::chrono::milliseconds{300}; }};
+  f.service.hang = true;
+  http_client c{f.url()};
+  auto r = c.request("GET", std::string{"/v1/sims/"} + iccid_a, ro_token);
+  CHECK(r.status == 504);
+  CHECK(error_code(r) == "timeout");
+}
+
+TEST_CASE("start() names the address it could not bind", "[api]") {
+  server_fixture f;
+  auto port = f.server().local_endpoints().front().port;
+  auto taken = "127.0.0.1:" + std::to_string(port);
+  CHECK_THROWS_WITH(server_fixture([&](api_config& cfg) {
+                      cfg.listen = {config::endpoint{"127.0.0.1", port}};
+                    }),
+                    Catch::Contains("cannot listen on " + taken));
+}
+
+TEST_CASE("IPv6 loopback works as a listener", "[api]") {
+  server_fixture f{[](api_config& cfg) { cfg.listen = {config::endpoint{"::1", 0}}; }};
+  auto eps = f.server().local_endpoints();
+  REQUIRE(eps.size() == 1);
+  CHECK(eps[0].host == "::1");
+  http_client c{"http://[::1]:" + std::to_string(eps[0].port)};
+  CHECK(c.request("GET", "/healthz").status == 200);
+}
+
+TEST_CASE("the dashboard is served from the binary", "[api]") {
+  server_fixture f;
+  http_client c{f.url()};
+  auto r = c.request("GET", "/ui");
+  REQUIRE(r.status == 200);
+  CHECK(r.content_type.find("text/html") == 0);
+  CHECK(r.body.find("Unbar and update to last seen IMEI") != std::string::npos);
+  CHECK(r.body.find("Unbar and keep existing IMEI Lock") != std::string::npos);
+  CHECK(c.request("GET", "/ui/app.js").content_type.find("javascript") != std::string::npos);
+  CHECK(c.request("GET", "/ui/style.css").status == 200);
+  CHECK(c.request("GET", "/ui/nothing.js").status == 404);
+  server_fixture off{[](api_config& cfg) { cfg.ui = false; }};
+  http_client c2{off.url()};
+  CHECK(c2.request("GET", "/ui").status == 404);
+}
+
+TEST_CASE("every route the server answers is in the OpenAPI document, and back", "[api][openapi]") {
+  server_fixture f;
+  http_client c{f.url()};
+  auto r = c.request("GET", "/v1/openapi.json");
+  REQUIRE(r.status == 200);
+  auto doc = body(r);
+  CHECK(doc["openapi"].get<std::string>().rfind("3.", 0) == 0);
+  const auto& paths = doc["paths"];
+  std::set<std::pair<std::string, std::string>> documented;
+  for (auto it = paths.begin(); it != paths.end(); ++it)
+    for (auto m = it.value().begin(); m != it.value().end(); ++m) {
+      std::string method = m.key();
+      std::transform(method.begin(), method.end(), method.begin(),
+                     [](unsigned char ch) { return static_cast<char>(std::toupper(ch)); });
+      documented.emplace(method, it.key());
+    }
+  std::set<std::pair<std::string, std::string>> served;
+  for (const auto& route : routes())
+    served.emplace(std::string{route.method}, std::string{route.path});
+  CHECK(documented == served);
+
+  // And the server really answers each documented path (not 404/405).
+  for (const auto& [method, path] : documented) {
+    std::string target = path;
+    auto subst = [&](const std::string& param, const std::string& value) {
+      auto pos = target.find(param);
+      if (pos != std::string::npos)
+        target.replace(pos, param.size(), value);
+    };
+    subst("{iccid}", iccid_a);
+    subst("{id}", "1");
+    subst("{file}", "app.js");
+    auto res = c.request(method, target, rw_token, method == "GET" ? "" : "{}",
+                         method == "GET" ? "" : json_type);
+    INFO(method << " " << target << " -> " << res.status << " " << res.body);
+    auto code = error_code(res);
+    CHECK(code != "not_found");
+    CHECK(code != "method_not_allowed");
+  }
+}
