@@ -786,25 +786,27 @@ struct connection : std::enable_shared_from_this<connection> {
 } // namespace detail
 
 void server_impl::accept(tcp::acceptor& acc) {
-  acc.async_accept(asio::make_strand(io), [self = shared_from_this(), &acc](boost::system::error_code ec,
-                                                                          tcp::socket sock) {
+  // The new socket is created on our strand, so all its handlers are serialised.
+  acc.async_accept(strand, [self = shared_from_this(), &acc](boost::system::error_code ec, tcp::socket sock) {
     if (ec == asio::error::operation_aborted || self->stopping) return;
     if (!ec) {
-      // Re-home the socket onto our strand so all its handlers are serialised.
-      tcp::socket s{self->strand};
-      boost::system::error_code e2;
-      const auto proto = sock.local_endpoint(e2).protocol();
-      s.assign(proto, sock.release(e2), e2);
       if (self->conns.size() >= self->cfg.limits.max_connections) {
         self->metrics.reject("connection_limit");
-        s.close(e2);
-      } else if (!e2) {
-        auto c = std::make_shared<connection>(self, std::move(s));
+        boost::system::error_code ignored;
+        sock.close(ignored);
+      } else {
+        auto c = std::make_shared<connection>(self, std::move(sock));
         self->conns.push_back(c);
         c->start();
       }
     } else {
-      log::warning("diameter.accept_error", {{"error", ec.message()}});
+      // E.g. EMFILE: log (rate-limited) and retry a little later instead of spinning.
+      std::uint64_t suppressed = 0;
+      if (frame_log_limiter.allow(suppressed))
+        log::warning("diameter.accept_error", {{"error", ec.message()}, {"suppressed", suppressed}});
+      auto t = std::make_shared<asio::steady_timer>(self->strand, std::chrono::milliseconds{100});
+      t->async_wait([self, t, &acc](boost::system::error_code) { self->accept(acc); });
+      return;
     }
     self->accept(acc);
   });
