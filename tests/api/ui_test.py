@@ -182,7 +182,11 @@ def main():
         assert "first" in update_tip, update_tip
         assert not dt.js("document.getElementById('unbar-update').disabled")
         dt.wait("document.querySelectorAll('#events-table tbody tr').length > 0", "the history")
+        # Show the R10 caveat's tooltip in the screenshot.
+        dt.js("document.getElementById('tip-keep').classList.add('show'); true")
+        time.sleep(0.2)
         shot = dt.call("Page.captureScreenshot", format="png")
+        dt.js("document.getElementById('tip-keep').classList.remove('show'); true")
         with open(screenshot, "wb") as f:
             f.write(base64.b64decode(shot["data"]))
 
