@@ -49,8 +49,8 @@ struct disconnect_result {
 };
 
 /// Subscribes to the SIM layer; sends on `violation` events that carry a
-/// disconnect target. Runs on the given io_context; on_event() is
-/// thread-safe and never blocks.
+/// disconnect target. Runs on the given io_context, which must outlive it;
+/// on_event() is thread-safe and never blocks.
 class disconnect_sender : public actors::sim_listener {
 public:
   disconnect_sender(boost::asio::io_context& io, const radius_config& cfg,

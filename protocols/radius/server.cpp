@@ -632,6 +632,10 @@ bool radius_server::start(std::string& error) {
     error = "radius: " + e;
     return false;
   }
+  if (!d.cfg.enabled) {
+    log::info("radius.disabled", {});
+    return true;
+  }
   auto st = d.make_settings(d.cfg, error);
   if (!st)
     return false;

@@ -52,7 +52,8 @@ public:
   radius_server(const radius_server&) = delete;
   radius_server& operator=(const radius_server&) = delete;
 
-  /// Opens every listener and starts the I/O threads. False with `error`
+  /// Opens every listener and starts the I/O threads (none when `enabled`
+  /// is false). False with `error`
   /// naming the address ("cannot listen on 127.0.0.1:1813: Address in use").
   bool start(std::string& error);
 

@@ -15,6 +15,7 @@ import json
 import os
 import queue
 import random
+import shutil
 import socket
 import struct
 import subprocess
@@ -40,9 +41,9 @@ class Harness:
         self.dir = tempfile.mkdtemp(prefix="radius-it-")
         self.config = os.path.join(self.dir, "imeilockd.yaml")
         self.write_config(clients, listen, extra)
+        self.stderr = open(os.path.join(self.dir, "stderr"), "w")
         self.proc = subprocess.Popen([HARNESS, "--config", self.config, *args], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=open(os.path.join(self.dir, "stderr"), "w"),
-                                     text=True, bufsize=1)
+                                     stdout=subprocess.PIPE, stderr=self.stderr, text=True, bufsize=1)
         self.lines = queue.Queue()
         self.ports = []
         while True:
@@ -139,6 +140,12 @@ class Harness:
         except Exception:
             self.proc.kill()
             self.proc.wait()
+        self.stderr.close()
+        with open(os.path.join(self.dir, "stderr")) as f:
+            err = f.read()
+        # A sanitizer build of the harness reports here; make it fail the test.
+        assert "Sanitizer" not in err, err
+        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def metric(text, name, **labels):
