@@ -38,8 +38,6 @@ using namespace std::chrono_literals;
 
 // -- SIM actor ---------------------------------------------------------------------
 
-using sim_work = std::variant<sim_observation, sim_order, sim_upsert_msg, sim_order_outcome>;
-
 /// Called once the in-flight write is settled: committed, or not (and then
 /// whether the store refused it for overload), with the orders it created.
 using settle_fn =
@@ -47,6 +45,7 @@ using settle_fn =
 
 /// What a SIM actor keeps only while a write is in flight.
 struct write_in_flight {
+  std::string iccid;
   lock::sim_state next; ///< state once it commits
   network_id next_network = 0;
   std::vector<orders::order> new_orders; ///< hand to the order actor once committed
@@ -65,8 +64,7 @@ struct sim_state {
   network_id network = 0;
   std::uint8_t key_pos = 0;
   std::uint32_t received = 0; ///< messages handled from the shard (its epoch)
-  std::string iccid;
-  lock::sim_state st; ///< committed state
+  lock::sim_state st; ///< committed state (the ICCID is in the inventory index)
   std::unique_ptr<write_in_flight> w; ///< set while a write is in flight
   std::vector<sim_work> queue;       ///< events waiting behind the write
 
@@ -115,12 +113,13 @@ void begin_write(sim_pointer self, lock::outcome out, std::int64_t at_ms, store:
   auto& w = *s.w;
   w.next = out.next;
   w.next_network = s.network;
+  w.iccid = ctx->inv->iccid(s.id);
   store::change chg = std::move(extra);
   for (auto& e : out.effects) {
     if (auto* so = std::get_if<lock::submit_order>(&e)) {
       orders::order o;
       o.id = so->order_id;
-      o.iccid = s.iccid;
+      o.iccid = w.iccid;
       o.network = ctx->inv->network_name(s.network);
       o.type = so->type;
       o.reason = so->reason;
@@ -135,10 +134,10 @@ void begin_write(sim_pointer self, lock::outcome out, std::int64_t at_ms, store:
     }
   }
   if (out.changed)
-    chg.states.push_back({s.iccid, w.next});
+    chg.states.push_back({w.iccid, w.next});
   for (auto& a : out.audits) {
     store::audit_record r;
-    r.iccid = s.iccid;
+    r.iccid = w.iccid;
     r.at_ms = at_ms;
     r.cause = a.cause;
     r.before = a.before;
@@ -207,7 +206,7 @@ void on_commit(sim_pointer self, bool ok) {
       if (ctx->listener) {
         sim_event ev;
         ev.what = n.what;
-        ev.iccid = s.iccid;
+        ev.iccid = w->iccid;
         ev.imei = n.imei;
         ev.locked_imei = n.locked_imei;
         ev.order_id = n.order_id;
@@ -297,7 +296,8 @@ void handle_upsert(sim_pointer self, sim_upsert_msg&& m) {
   }
   // Operator writes are rare: reading the old IMSI set from the store here
   // costs one indexed read from the page cache.
-  auto old = ctx->db->get_sim(s.iccid);
+  auto iccid = ctx->inv->iccid(s.id);
+  auto old = ctx->db->get_sim(iccid);
   bool created = !old.has_value();
   std::vector<std::uint64_t> old_imsis = old ? old->imsis : std::vector<std::uint64_t>{};
   lock::outcome out;
@@ -313,7 +313,7 @@ void handle_upsert(sim_pointer self, sim_upsert_msg&& m) {
     out.audits.push_back(std::move(a));
   }
   store::change chg;
-  chg.sims.push_back({s.iccid, m.rec.imsis, m.rec.msisdn, m.rec.network, out.next});
+  chg.sims.push_back({iccid, m.rec.imsis, m.rec.msisdn, m.rec.network, out.next});
   auto net = ctx->inv->intern(m.rec.network);
   out.changed = false; // the sims upsert carries the state
   begin_write(self, std::move(out), at, std::move(chg),
@@ -396,18 +396,14 @@ void enqueue(sim_pointer self, sim_work&& w) {
 }
 
 sim_actor::behavior_type sim_behavior(sim_pointer self, layer_context* ctx, sim_id id,
-                                      std::string iccid, compact_row row) {
+                                      compact_row row) {
   auto& s = self->state;
   s.ctx = ctx;
   s.id = id;
-  s.iccid = std::move(iccid);
   s.network = row.network;
   s.st = row.state;
   return {
-    [self](sim_observation& m) { enqueue(self, std::move(m)); },
-    [self](sim_order& m) { enqueue(self, std::move(m)); },
-    [self](sim_upsert_msg& m) { enqueue(self, std::move(m)); },
-    [self](sim_order_outcome& m) { enqueue(self, std::move(m)); },
+    [self](sim_work& w) { enqueue(self, std::move(w)); },
     [self](commit_atom, bool ok) { on_commit(self, ok); },
     [self](stop_atom) { self->quit(); },
   };
@@ -449,8 +445,7 @@ void forward(registry_pointer self, Msg&& m) {
   auto local = s.ctx->local_index(id);
   auto it = s.actors.find(local);
   if (it == s.actors.end()) {
-    auto hdl = self->spawn<caf::lazy_init>(sim_behavior, s.ctx, id, s.ctx->inv->iccid(id),
-                                           row_of(self, id));
+    auto hdl = self->spawn<caf::lazy_init>(sim_behavior, s.ctx, id, row_of(self, id));
     it = s.actors.emplace(local, registry_state::active{std::move(hdl), 0, 0, false}).first;
     s.ctx->metrics->actors_alive->Increment();
   }
@@ -458,7 +453,7 @@ void forward(registry_pointer self, Msg&& m) {
   a.last_ms = now_ms();
   ++a.epoch;
   a.busy = true;
-  self->send(a.hdl, std::forward<Msg>(m));
+  self->send(a.hdl, sim_work{std::forward<Msg>(m)});
 }
 
 registry_actor::behavior_type registry_behavior(registry_pointer self, layer_context* ctx,

@@ -1,5 +1,7 @@
 // The compact inventory index (no actors).
 #include "actors/inventory.hpp"
+#include "actors/sim_layer_config.hpp"
+#include "config/section.hpp"
 
 #include <catch2/catch.hpp>
 
@@ -74,4 +76,45 @@ TEST_CASE("the index stays compact: well under 100 bytes per SIM", "[inventory]"
   auto per_sim = static_cast<double>(inv.bytes()) / n;
   INFO("bytes per SIM in the index: " << per_sim);
   CHECK(per_sim < 100);
+}
+
+TEST_CASE("sim_layer config: defaults, every key, and errors that name the key", "[config]") {
+  actors::sim_layer_config defaults;
+  actors::sim_layer_config cfg;
+  actors::load(cfg, config::load_string("{}"));
+  CHECK(cfg.shards == defaults.shards);
+  CHECK(cfg.store.path == defaults.store.path);
+  CHECK_FALSE(cfg.store.synchronous_full);
+
+  actors::load(cfg, config::load_string(R"(
+shards: 4
+passivate_after: 5m
+max_in_flight: 5000
+max_queued_per_sim: 16
+stop_timeout: 2s
+store:
+  path: /tmp/x.db
+  synchronous: full
+  max_queue: 100
+  max_batch: 10
+  readers: 3
+)"));
+  CHECK(cfg.shards == 4);
+  CHECK(cfg.passivate_after == std::chrono::minutes{5});
+  CHECK(cfg.max_in_flight == 5000);
+  CHECK(cfg.max_queued_per_sim == 16);
+  CHECK(cfg.stop_timeout == std::chrono::seconds{2});
+  CHECK(cfg.store.path == "/tmp/x.db");
+  CHECK(cfg.store.synchronous_full);
+  CHECK(cfg.store.max_queue == 100);
+  CHECK(cfg.store.max_batch == 10);
+  CHECK(cfg.store.readers == 3);
+
+  actors::sim_layer_config bad;
+  CHECK_THROWS_WITH(actors::load(bad, config::load_string("store: {synchronous: sometimes}")),
+                    Catch::Contains("synchronous"));
+  CHECK_THROWS_WITH(actors::load(bad, config::load_string("shardz: 2")),
+                    Catch::Contains("shardz"));
+  CHECK_THROWS_WITH(actors::load(bad, config::load_string("store: {path: ':memory:'}")),
+                    Catch::Contains("store.path"));
 }
