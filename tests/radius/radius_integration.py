@@ -49,7 +49,12 @@ class Harness:
         while True:
             line = self.proc.stdout.readline()
             if not line:
-                raise RuntimeError("harness died: " + open(os.path.join(self.dir, "stderr")).read())
+                self.proc.wait()
+                self.stderr.close()
+                with open(os.path.join(self.dir, "stderr")) as f:
+                    err = f.read()
+                shutil.rmtree(self.dir, ignore_errors=True)
+                raise RuntimeError("harness died: " + err)
             line = line.strip()
             if line == "READY":
                 break
@@ -477,6 +482,18 @@ class lifecycle(HarnessCase):
         self.assertIsNotNone(peer.recv(3), "the in-flight request is answered before the server closes")
         self.h.wait_for(lambda l: l == "BYE")
         self.assertEqual(self.h.proc.wait(timeout=5), 0)
+
+
+    def test_start_fails_naming_the_address(self):
+        taken = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        taken.bind(("127.0.0.1", 0))
+        port = taken.getsockname()[1]
+        try:
+            with self.assertRaises(RuntimeError) as err:
+                Harness(LOCAL, ("127.0.0.1:%d" % port,))
+            self.assertIn("cannot listen on 127.0.0.1:%d" % port, str(err.exception))
+        finally:
+            taken.close()
 
 
 class sim_layer(HarnessCase):
