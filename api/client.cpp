@@ -1,5 +1,7 @@
 #include "api/client.hpp"
 
+#include "api/http_url.hpp"
+
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/core.hpp>
@@ -54,36 +56,15 @@ struct http_client::impl {
 http_client::http_client(std::string base_url, std::chrono::milliseconds timeout)
   : impl_(std::make_unique<impl>()) {
   impl_->timeout = timeout;
-  std::string_view url = base_url;
-  constexpr std::string_view scheme = "http://";
-  if (!url.starts_with(scheme)) {
-    impl_->parse_error = "the URL must start with http:// (got \"" + base_url + "\")";
+  http_url url;
+  if (!parse_http_url(base_url, url, &impl_->parse_error))
     return;
-  }
-  url.remove_prefix(scheme.size());
-  auto slash = url.find('/');
-  auto authority = url.substr(0, slash);
-  if (slash != std::string_view::npos)
-    impl_->prefix = std::string{url.substr(slash)};
+  impl_->host = url.host;
+  impl_->port = url.port;
+  impl_->prefix = url.path;
+  // A path prefix (a proxy's) is kept without its trailing slash.
   while (!impl_->prefix.empty() && impl_->prefix.back() == '/')
     impl_->prefix.pop_back();
-  if (authority.starts_with('[')) {
-    auto close = authority.find(']');
-    if (close == std::string_view::npos) {
-      impl_->parse_error = "unclosed [ in the URL";
-      return;
-    }
-    impl_->host = std::string{authority.substr(1, close - 1)};
-    if (close + 2 <= authority.size() && authority.size() > close + 1)
-      impl_->port = std::string{authority.substr(close + 2)};
-  } else {
-    auto colon = authority.find(':');
-    impl_->host = std::string{authority.substr(0, colon)};
-    if (colon != std::string_view::npos)
-      impl_->port = std::string{authority.substr(colon + 1)};
-  }
-  if (impl_->host.empty() || impl_->port.empty())
-    impl_->parse_error = "no host or port in the URL \"" + base_url + "\"";
 }
 
 http_client::~http_client() = default;

@@ -16,6 +16,8 @@
 #include <prometheus/histogram.h>
 #include <prometheus/registry.h>
 
+#include <algorithm>
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <mutex>
@@ -80,7 +82,14 @@ struct http_server::impl : std::enable_shared_from_this<http_server::impl> {
 
   void count(const std::string& method, const std::string& route, unsigned status,
              double seconds) {
-    requests.Add({{"method", method}, {"route", route}, {"code", std::to_string(status)}})
+    // Label values come from a bounded set, whatever clients send.
+    static const std::array<std::string_view, 6> methods{"GET", "HEAD", "PUT", "POST", "DELETE",
+                                                         "PATCH"};
+    auto known = std::find(methods.begin(), methods.end(), method) != methods.end();
+    requests
+      .Add({{"method", known ? method : std::string{"other"}},
+            {"route", route},
+            {"code", std::to_string(status)}})
       .Increment();
     static const prometheus::Histogram::BucketBoundaries buckets{
       0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};

@@ -9,14 +9,6 @@ namespace imeilock::api {
 
 namespace {
 
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t'))
-    s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r'))
-    s.remove_suffix(1);
-  return s;
-}
-
 /// Splits one CSV record (RFC 4180: "a ""quoted"" field"). False on a bad quote.
 bool split_csv(std::string_view line, std::vector<std::string>& fields) {
   fields.clear();
@@ -59,6 +51,14 @@ bool split_csv(std::string_view line, std::vector<std::string>& fields) {
 }
 
 } // namespace
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t'))
+    s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r'))
+    s.remove_suffix(1);
+  return s;
+}
 
 std::optional<std::string> iccid_problem(std::string_view iccid) {
   auto v = lock::validate_iccid(iccid);

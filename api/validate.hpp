@@ -12,6 +12,9 @@
 
 namespace imeilock::api {
 
+/// `s` without leading and trailing blanks (space, tab, CR).
+std::string_view trim(std::string_view s);
+
 /// Why `iccid` is not a valid ICCID, or nullopt.
 std::optional<std::string> iccid_problem(std::string_view iccid);
 /// Why one of `imsis` is invalid (or there are none, or one is repeated);

@@ -1,5 +1,6 @@
 #include "api/webhooks.hpp"
 
+#include "api/http_url.hpp"
 #include "api/json_views.hpp"
 #include "common/log.hpp"
 #include "lock/inventory.hpp"
@@ -77,41 +78,6 @@ std::string hmac_sha256_hex(std::string_view key, std::string_view data) {
 
 namespace {
 
-/// http://host[:port]/path, split.
-struct parsed_url {
-  std::string host;
-  std::string port = "80";
-  std::string path = "/";
-};
-
-bool parse_url(std::string_view url, parsed_url& out) {
-  constexpr std::string_view scheme = "http://";
-  if (!url.starts_with(scheme))
-    return false;
-  url.remove_prefix(scheme.size());
-  auto slash = url.find('/');
-  auto authority = url.substr(0, slash);
-  if (slash != std::string_view::npos)
-    out.path = std::string{url.substr(slash)};
-  if (authority.starts_with('[')) {
-    auto close = authority.find(']');
-    if (close == std::string_view::npos)
-      return false;
-    out.host = std::string{authority.substr(1, close - 1)};
-    if (close + 1 < authority.size()) {
-      if (authority[close + 1] != ':')
-        return false;
-      out.port = std::string{authority.substr(close + 2)};
-    }
-  } else {
-    auto colon = authority.find(':');
-    out.host = std::string{authority.substr(0, colon)};
-    if (colon != std::string_view::npos)
-      out.port = std::string{authority.substr(colon + 1)};
-  }
-  return !out.host.empty() && !out.port.empty();
-}
-
 /// One queued POST.
 struct delivery {
   std::string event;
@@ -133,7 +99,7 @@ public:
       gave_up_(results.Add({{"target", target_.url}, {"result", "gave_up"}})),
       dropped_(results.Add({{"target", target_.url}, {"result", "dropped"}})),
       queued_(queued.Add({{"target", target_.url}})) {
-    url_ok_ = parse_url(target_.url, url_);
+    url_ok_ = parse_http_url(target_.url, url_);
     for (const auto& e : target_.events)
       events_.push_back(e);
   }
@@ -307,7 +273,7 @@ private:
   net::strand<net::io_context::executor_type> strand_;
   webhook_target target_;
   webhook_config cfg_;
-  parsed_url url_;
+  http_url url_;
   bool url_ok_ = false;
   std::vector<std::string> events_;
   tcp::resolver resolver_;
