@@ -39,10 +39,10 @@ write_result refused(ec e, std::string reason) {
 
 struct sim_layer::impl {
   caf::actor_system& sys;
+  layer_metrics metrics; ///< before db: the store's commit observer uses it until db is gone
   layer_context ctx;
-  std::unique_ptr<store::store> db;
   std::unique_ptr<inventory> inv;
-  layer_metrics metrics;
+  std::unique_ptr<store::store> db; ///< last: destroyed (writer joined) first
   std::atomic<bool> running{false};
   bool stopped = false;
   std::atomic<std::size_t> in_flight{0};     ///< observations not yet acknowledged
