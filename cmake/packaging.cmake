@@ -45,6 +45,8 @@ set(CPACK_DEBIAN_PACKAGE_PRIORITY "optional")
 set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)
 set(CPACK_DEBIAN_PACKAGE_DEPENDS "systemd")
 set(CPACK_DEBIAN_PACKAGE_CONTROL_STRICT_PERMISSION ON)
+# Debug information stays in the build tree: the package ships stripped binaries.
+set(CPACK_STRIP_FILES ON)
 set(_imeilock_pkg "${PROJECT_BINARY_DIR}/packaging")
 set(IMEILOCK_UNIT_NAME "imeilockd.service")
 foreach(_script IN ITEMS postinst prerm postrm)

@@ -17,6 +17,10 @@
 #                       --sysusers FILE --sysusers-dest PATH
 #                       --tmpfiles FILE --tmpfiles-dest PATH
 #                       --config FILE --config-dest PATH --bin-dest PATH
+#   nspawn_lifecycle.sh --deb FILE --config-dest PATH
+# The second form installs the Debian package with dpkg instead (its postinst
+# creates the user and sets the configuration's permissions), runs the same
+# checks, and removes the package at the end.
 # Exit 77 (skipped) only when not root or systemd-nspawn/nsenter are missing.
 set -euo pipefail
 
@@ -28,11 +32,14 @@ while (($#)); do
   arg[${1#--}]=$2
   shift 2
 done
-for k in binary unit unit-dest sysusers sysusers-dest tmpfiles tmpfiles-dest config config-dest bin-dest; do
+if [[ -n ${arg[deb]:-} ]]; then
+  required=(deb config-dest)
+else
+  required=(binary unit unit-dest sysusers sysusers-dest tmpfiles tmpfiles-dest config config-dest bin-dest)
+fi
+for k in "${required[@]}"; do
   [[ -n ${arg[$k]:-} ]] || { echo "missing --$k" >&2; exit 2; }
-done
-for k in binary unit sysusers tmpfiles config; do
-  [[ -f ${arg[$k]} ]] || { echo "no such file: ${arg[$k]} (--$k)" >&2; exit 2; }
+  [[ $k == *-dest || -f ${arg[$k]} ]] || { echo "no such file: ${arg[$k]} (--$k)" >&2; exit 2; }
 done
 
 if [[ $(id -u) -ne 0 ]]; then
@@ -82,6 +89,7 @@ cleanup() {
   if [[ -n $guard ]]; then
     pkill -TERM -P "$guard" 2>/dev/null || true # its sleep
     kill "$guard" 2>/dev/null || true
+    wait "$guard" 2>/dev/null || true
   fi
   if [[ $rc -ne 0 && -n $leader ]] && kill -0 "$leader" 2>/dev/null; then
     echo "--- journal of $unit in the container (last 60 lines)" >&2
@@ -154,18 +162,28 @@ step "container up (PID 1 is host PID $leader, state $state)"
 # this test sees READY=1, RELOADING=1, WATCHDOG=1 and STOPPING=1.
 C systemd-analyze set-log-level debug
 
-# Install what `cmake --install` installs, at the same paths.
 put() { # SRC DEST MODE
   C sh -c 'mkdir -p "$(dirname "$1")" && cat >"$1" && chmod "$2" "$1"' sh "$2" "$3" <"$1"
 }
-put "${arg[binary]}" "${arg[bin-dest]}" 0755
-put "${arg[unit]}" "${arg[unit-dest]}" 0644
-put "${arg[sysusers]}" "${arg[sysusers-dest]}" 0644
-put "${arg[tmpfiles]}" "${arg[tmpfiles-dest]}" 0644
-put "${arg[config]}" "${arg[config-dest]}" 0640
-# What the package's postinst does.
-C systemd-sysusers "${arg[sysusers-dest]}"
-C systemd-tmpfiles --create "${arg[tmpfiles-dest]}"
+if [[ -n ${arg[deb]:-} ]]; then
+  put "${arg[deb]}" /tmp/imeilockd.deb 0644
+  C dpkg -i /tmp/imeilockd.deb || fail "dpkg -i $(basename "${arg[deb]}") failed"
+  # The listeners to check come from the configuration the package installed.
+  arg[config]=$work/installed.yaml
+  C cat "${arg[config-dest]}" >"${arg[config]}"
+  installed="$(basename "${arg[deb]}") with dpkg"
+else
+  # Install what `cmake --install` installs, at the same paths...
+  put "${arg[binary]}" "${arg[bin-dest]}" 0755
+  put "${arg[unit]}" "${arg[unit-dest]}" 0644
+  put "${arg[sysusers]}" "${arg[sysusers-dest]}" 0644
+  put "${arg[tmpfiles]}" "${arg[tmpfiles-dest]}" 0644
+  put "${arg[config]}" "${arg[config-dest]}" 0640
+  # ...and what the package's postinst does.
+  C systemd-sysusers "${arg[sysusers-dest]}"
+  C systemd-tmpfiles --create "${arg[tmpfiles-dest]}"
+  installed="binary, unit, sysusers.d, tmpfiles.d and configuration"
+fi
 perm=$(C stat -c '%U:%G %a' "${arg[config-dest]}")
 [[ $perm == "root:imeilockd 640" ]] || fail "configuration is '$perm', want root:imeilockd 640"
 # Test-only timing: a short watchdog and restart delay keep the run short.
@@ -174,7 +192,7 @@ printf '[Service]\nWatchdogSec=%ss\nRestartSec=1s\n' "$WATCHDOG_SEC" |
   C sh -c "cat >/etc/systemd/system/$unit.d/50-test-timing.conf"
 C systemctl daemon-reload
 [[ $(prop LoadState) == loaded ]] || fail "unit not loaded: $(C systemctl status "$unit" 2>&1 | head -5)"
-step "installed binary, unit, sysusers.d, tmpfiles.d and configuration"
+step "installed $installed"
 
 # --- start: Type=notify, so `systemctl start` returns once READY=1 arrived.
 t_start=$(date +%s%N)
@@ -189,15 +207,18 @@ C systemctl status --no-pager "$unit" | grep -F "Status: \"$status_text\"" >/dev
 step "active/running, STATUS=\"$status_text\""
 main_pid=$(prop MainPID)
 
-# --- listeners: each `listen: host:port` of the configuration is bound by the daemon.
+# --- listeners: every address of a `listen:` key in the configuration and
+# every host:port the daemon names in its STATUS= line is bound by the daemon.
 sockets=$(C ss -Hlnptu)
-listens=$(grep -E '^\s*listen:\s*' "${arg[config]}" | sed -E 's/^\s*listen:\s*"?([^"#[:space:]]+)"?.*/\1/')
-[[ -n $listens ]] || fail "no listen: address in ${arg[config]}"
+listens=$( { grep -E '^\s*listen:\s*' "${arg[config]}" | grep -oE '([0-9.]+|\[[0-9a-fA-F:]*\]):[0-9]+' || true
+             grep -oE '([0-9]{1,3}(\.[0-9]{1,3}){3}|\[[0-9a-fA-F:]*\]):[0-9]+' <<<"$status_text" || true
+           } | sort -u)
+[[ -n $listens ]] || fail "no listen address in ${arg[config]} nor in the STATUS= text"
 for addr in $listens; do
   port=${addr##*:}
   grep -E ":${port}\s.*pid=${main_pid}," <<<"$sockets" >/dev/null ||
     fail "nothing of PID $main_pid listens on $addr: $sockets"
-  echo "  bound: $addr"
+  echo "  bound: $addr ($(grep -E ":${port}\s.*pid=${main_pid}," <<<"$sockets" | awk '{print $1}' | sort -u | tr '\n' ' ')sockets)"
 done
 metrics_addr=$(awk '/^metrics:/ {m = 1; next} /^[^[:space:]#]/ {m = 0}
                     m && $1 == "listen:" {print $2; exit}' "${arg[config]}")
@@ -210,18 +231,11 @@ echo "  /metrics answers on $metrics_addr"
 state_dir=/var/lib/imeilockd
 [[ $(C stat -c '%U %a' "$state_dir") == "imeilockd 750" ]] ||
   fail "$state_dir is $(C stat -c '%U %a' "$state_dir"), want imeilockd 750"
-if grep -qE '^store:' "${arg[config]}"; then
-  for _ in $(seq 1 50); do
-    [[ -n $(C find "$state_dir" -mindepth 1 -print -quit) ]] && break
-    sleep 0.1
-  done
-  files=$(C find "$state_dir" -mindepth 1 -printf '%u %p\n')
-  [[ -n $files ]] || fail "the daemon wrote nothing to $state_dir"
-  grep -v '^imeilockd ' <<<"$files" && fail "files in $state_dir not owned by imeilockd"
-  echo "  state directory written: $(tr '\n' ' ' <<<"$files")"
-else
-  echo "  NOTE: the configuration has no store section yet: only checked that $state_dir exists (imeilockd 750)"
-fi
+# The store (SQLite) lives there: the daemon must have written it by READY=1.
+files=$(C find "$state_dir" -mindepth 1 -printf '%u %p\n')
+[[ -n $files ]] || fail "the daemon wrote nothing to $state_dir"
+if grep -v '^imeilockd ' <<<"$files"; then fail "files in $state_dir not owned by imeilockd"; fi
+echo "  state directory written: $(awk '{print $2}' <<<"$files" | tr '\n' ' ')"
 
 # --- journald keeps the sd-daemon priorities: notice lines at -p notice, info lines not.
 for _ in $(seq 1 30); do
@@ -270,4 +284,10 @@ done
 journal_has "Got notification message from PID $main_pid \(.*STOPPING=1" ||
   fail "systemd did not get STOPPING=1 from the stopping process $main_pid"
 step "stop clean: STOPPING=1 seen by systemd, exit 0, Result=success"
+if [[ -n ${arg[deb]:-} ]]; then
+  C dpkg -r imeilockd || fail "dpkg -r imeilockd failed"
+  C systemctl daemon-reload
+  [[ $(prop LoadState) != loaded || -z $(prop FragmentPath) ]] || fail "unit still there after dpkg -r"
+  step "package removed"
+fi
 echo "PASS: imeilockd under systemd $(C systemctl --version | head -1 | cut -d' ' -f2) in $(elapsed)"

@@ -2,7 +2,10 @@
 # `cpack -G DEB` builds a .deb that installs the daemon, the unit, the
 # sysusers.d/tmpfiles.d files and the configuration, marks the configuration
 # as a conffile, depends on the runtime libraries and carries the maintainer
-# scripts. Builds into a temporary directory; the build tree is not touched.
+# scripts. Then, as root, the package is installed with dpkg in a throwaway
+# systemd-nspawn container and run through nspawn_lifecycle.sh (start,
+# listeners, reload, watchdog, stop, dpkg -r). Builds into a temporary
+# directory; the build tree is not touched.
 #   package.sh BUILD_DIR CONFIG_FILE EXPECTED_PATH...
 set -euo pipefail
 build=${1:?usage: package.sh BUILD_DIR CONFIG_FILE EXPECTED_PATH...}
@@ -42,4 +45,12 @@ done
 mode=$(awk -v p=".$conffile" '$2 == p {print $1}' <<<"$contents")
 [[ $mode == -rw-r----- ]] || bad "$conffile has mode '$mode', want -rw-r----- (it holds secrets)"
 ((fails == 0)) || exit 1
-echo "PASS: $(basename "$deb"): ${#@} paths, conffile $conffile, Depends from shlibdeps"
+echo "package contents ok: $# paths, conffile $conffile, Depends from shlibdeps"
+
+if [[ $(id -u) -ne 0 ]] || ! command -v systemd-nspawn >/dev/null; then
+  echo "NOTE: not root or no systemd-nspawn: the package was not installed in a container"
+else
+  "$(dirname "$0")/nspawn_lifecycle.sh" --deb "$deb" --config-dest "$conffile" ||
+    { echo "FAIL: the package does not install and run under systemd"; exit 1; }
+fi
+echo "PASS: $(basename "$deb")"
