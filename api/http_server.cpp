@@ -112,6 +112,8 @@ struct http_server::impl : std::enable_shared_from_this<http_server::impl> {
   std::unordered_map<session*, std::weak_ptr<session>> sessions;
   bool stopped = false;
   std::atomic<std::uint32_t> open_connections{0};
+  /// False once the http_server is destroyed: the registry may be gone next.
+  std::atomic<bool> metrics_alive{true};
 
   prometheus::Family<prometheus::Counter>& requests;
   prometheus::Family<prometheus::Histogram>& latency;
@@ -132,7 +134,10 @@ public:
   }
 
   ~session() {
-    server_->connections.Decrement();
+    // Sessions may be destroyed with the io_context, after the registry:
+    // the server says whether its metrics are still there.
+    if (server_->metrics_alive.load())
+      server_->connections.Decrement();
     server_->open_connections.fetch_sub(1);
     std::lock_guard lock{server_->mutex};
     server_->sessions.erase(this);
@@ -354,7 +359,10 @@ http_server::http_server(net::io_context& io, const api_config& cfg, actors::sim
   : impl_(std::make_shared<impl>(io, cfg, service, registry)) {
 }
 
-http_server::~http_server() { stop(); }
+http_server::~http_server() {
+  stop();
+  impl_->metrics_alive.store(false);
+}
 
 std::optional<std::string> http_server::start() {
   token_set tokens;
