@@ -521,7 +521,6 @@ struct connection : std::enable_shared_from_this<connection> {
     std::vector<std::uint8_t> out;
     build_cea(out, h, srv->self, result::success, host_addresses());
     srv->metrics.answer(h.command, result::success).Increment();
-    send(out);
     if (state == conn_state::wait_cer) {
       peer = p;
       peer_host = p->cfg.origin_host;
@@ -531,6 +530,8 @@ struct connection : std::enable_shared_from_this<connection> {
                                        {"product", info.product_name}});
       arm_watchdog(srv->jittered_tw_ms());
     }
+    // After the state change, so whoever reads the CEA sees the peer open.
+    send(out);
   }
 
   void handle_dwr(bytes msg, const header& h) {

@@ -92,7 +92,9 @@ struct harness {
     server = std::make_unique<diameter_server>(io, cfg, sink, registry);
     REQUIRE(server->start().empty());
     port = server->local_endpoints().at(0).port;
+    // Two io threads, as the daemon may run: everything must hold on the server's strand.
     thread = std::thread([this] { io.run(); });
+    thread2 = std::thread([this] { io.run(); });
   }
   ~harness() {
     std::promise<void> stopped;
@@ -101,6 +103,7 @@ struct harness {
     work.reset();
     io.stop();
     thread.join();
+    thread2.join();
   }
   /// The value of a metric line starting with `prefix` (e.g. `name{label="x"}`), -1 if absent.
   double metric(const std::string& prefix) {
@@ -118,6 +121,7 @@ struct harness {
   std::unique_ptr<diameter_server> server;
   std::uint16_t port = 0;
   std::thread thread;
+  std::thread thread2;
 };
 
 /// A blocking Diameter peer on a plain socket.
