@@ -16,7 +16,7 @@ using tcp = net::ip::tcp;
 
 std::string client_response::header(std::string_view name) const {
   for (const auto& [k, v] : headers)
-    if (beast::iequals(k, name))
+    if (beast::iequals(k, beast::string_view(name.data(), name.size())))
       return v;
   return {};
 }
@@ -135,9 +135,10 @@ client_response http_client::request(const std::string& method, const std::strin
     }
     auto res = parser.release();
     out.status = res.result_int();
-    out.content_type = std::string{res[http::field::content_type]};
+    auto str = [](beast::string_view v) { return std::string(v.data(), v.size()); };
+    out.content_type = str(res[http::field::content_type]);
     for (const auto& f : res)
-      out.headers.emplace_back(std::string{f.name_string()}, std::string{f.value()});
+      out.headers.emplace_back(str(f.name_string()), str(f.value()));
     out.body = std::move(res.body());
     if (!res.keep_alive())
       impl_->stream.reset();

@@ -46,6 +46,8 @@ limits limits_of(const api_config& cfg) {
           cfg.max_connections};
 }
 
+std::string str(beast::string_view s) { return std::string(s.data(), s.size()); }
+
 config::endpoint to_endpoint(const tcp::endpoint& ep) {
   return {ep.address().to_string(), ep.port()};
 }
@@ -226,15 +228,15 @@ private:
     stream_.expires_never();
     auto& msg = parser_->get();
     started_ = std::chrono::steady_clock::now();
-    method_ = std::string{msg.method_string()};
+    method_ = str(msg.method_string());
     keep_alive_ = msg.keep_alive();
     version_ = msg.version();
     head_ = msg.method() == http::verb::head;
     request req;
     req.method = method_;
-    req.target = std::string{msg.target()};
-    req.authorization = std::string{msg[http::field::authorization]};
-    req.content_type = std::string{msg[http::field::content_type]};
+    req.target = str(msg.target());
+    req.authorization = str(msg[http::field::authorization]);
+    req.content_type = str(msg[http::field::content_type]);
     req.body = std::move(msg.body());
     answered_ = std::make_shared<std::atomic<bool>>(false);
     auto answered = answered_;
@@ -263,7 +265,7 @@ private:
     keep_alive_ = false;
     version_ = 11;
     method_ = parser_ && !parser_->get().method_string().empty()
-                ? std::string{parser_->get().method_string()}
+                ? str(parser_->get().method_string())
                 : std::string{"-"};
     started_ = std::chrono::steady_clock::now();
     write(std::move(r));
