@@ -115,7 +115,7 @@ TEST_CASE("orders the rules refuse are answered with the reason and change nothi
   CHECK(f.order(iccid(3), lock::order_type::bar).error == ec::unknown_sim);
 }
 
-TEST_CASE("unknown IMSIs are answered and counted (R15); malformed IMEIs are no IMEI (R2, R3)",
+TEST_CASE("unknown IMSIs are answered and counted (R15), malformed IMEIs are no IMEI (R2, R3)",
           "[actors]") {
   temp_dir dir;
   layer_fixture f{config_for(dir), fast_orders(100ms)};
