@@ -2,7 +2,8 @@
 
 Its configuration is the example configuration (config/imeilockd.yaml, which a
 test keeps equal to the daemon's defaults) with every `listen:` address moved
-to 127.0.0.1 port 0 and the store in a temporary directory, so the daemon
+to 127.0.0.1 port 0, and $STATE_DIRECTORY (where relative paths such as the
+store's land) is a temporary directory, so the daemon
 runs with the options it ships with, whatever components it has grown, and
 never collides with another test. The bound ports are read from the
 `daemon.ready` log line (`metrics_port=...`). Bounded in time; the process is
@@ -17,21 +18,23 @@ import tempfile
 import time
 import urllib.request
 
+# Listener sections the daemon has by default. One that the example does not
+# show yet would bind its default (fixed) port; it is given 127.0.0.1:0 too,
+# in whichever form (list or scalar) the binary accepts.
+LISTENER_SECTIONS = ("radius", "diameter", "api")
+
 READY_RE = re.compile(r"^<\d>daemon\.ready (.*)$")
 FIELD_RE = re.compile(r'(\w+)=("(?:[^"\\]|\\.)*"|\S+)')
 ADDR_RE = re.compile(r"(\[[0-9A-Fa-f:.]*\]|[A-Za-z0-9_.-]+):\d+")
 
 
-def loopback_config(example_text, state_dir):
-    """The example configuration with listeners on 127.0.0.1:0 and the store under state_dir."""
+def loopback_config(example_text):
+    """The example configuration with every listener on 127.0.0.1:0."""
     out = []
-    section = None
     in_listen_list = None  # indentation of a block-style `listen:` list
     for line in example_text.splitlines():
         stripped = line.split("#", 1)[0].rstrip()
         indent = len(line) - len(line.lstrip())
-        if stripped and indent == 0:
-            section = stripped.rstrip(":").strip()
         if in_listen_list is not None:
             if stripped.strip().startswith("-") and indent >= in_listen_list:
                 out.append(ADDR_RE.sub("127.0.0.1:0", line))
@@ -49,11 +52,6 @@ def loopback_config(example_text, state_dir):
             else:
                 out.append(f"{m.group(1)}listen: 127.0.0.1:0")
             continue
-        m = re.match(r"^(\s+)path\s*:\s*(.*)$", stripped)
-        if section == "store" and m and indent == 2:
-            name = os.path.basename(m.group(2).strip("'\"")) or "imeilockd.db"
-            out.append(f"{m.group(1)}path: {os.path.join(state_dir, name)}")
-            continue
         out.append(line)
     return "\n".join(out) + "\n"
 
@@ -65,7 +63,7 @@ class Daemon:
         self.binary = binary
         self.dir = tempfile.mkdtemp(prefix="imeilockd-metrics-")
         with open(example) as f:
-            text = loopback_config(f.read(), self.dir)
+            text = loopback_config(f.read())
         self.config = os.path.join(self.dir, "imeilockd.yaml")
         with open(self.config, "w") as f:
             f.write(text)
@@ -73,9 +71,28 @@ class Daemon:
         self.proc = None
         self.ready = {}
 
+    def _check(self, text):
+        with open(self.config, "w") as f:
+            f.write(text)
+        return subprocess.run([self.binary, "--check-config", self.config], capture_output=True,
+                              text=True, timeout=30)
+
+    def _pin_default_listeners(self, text):
+        present = {line.split(":", 1)[0] for line in text.splitlines() if re.match(r"^\w+:", line)}
+        for section in LISTENER_SECTIONS:
+            if section in present:
+                continue
+            for value in ("['127.0.0.1:0']", "127.0.0.1:0"):
+                candidate = f"{text.rstrip()}\n{section}:\n  listen: {value}\n"
+                if self._check(candidate).returncode == 0:
+                    text = candidate
+                    break
+        return text
+
     def start(self, timeout=30):
-        check = subprocess.run([self.binary, "--check-config", self.config], capture_output=True,
-                               text=True, timeout=30)
+        with open(self.config) as f:
+            text = self._pin_default_listeners(f.read())
+        check = self._check(text)
         if check.returncode != 0:
             raise RuntimeError(f"derived configuration rejected:\n{check.stdout}{check.stderr}"
                                f"\n--- {self.config}:\n{open(self.config).read()}")
