@@ -1,8 +1,15 @@
 #include "daemon/daemon.hpp"
 
+#include "actors/sim_layer_impl.hpp"
+#include "api/http_server.hpp"
+#include "api/webhooks.hpp"
 #include "common/log.hpp"
 #include "daemon/service_manager.hpp"
 #include "metrics/metrics.hpp"
+#include "protocols/diameter/server.hpp"
+#include "protocols/radius/disconnect.hpp"
+#include "protocols/radius/server.hpp"
+#include "store/store.hpp"
 
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
@@ -15,6 +22,8 @@
 
 #include <atomic>
 #include <csignal>
+#include <cstdlib>
+#include <future>
 #include <thread>
 #include <unistd.h>
 #include <vector>
@@ -32,6 +41,33 @@ unsigned or_cores(unsigned n) {
   return hw == 0 ? 2 : hw;
 }
 
+/// Hands every SIM event to each subscriber (webhooks, RFC 5176 sender).
+class fan_out final : public actors::sim_listener {
+public:
+  void add(actors::sim_listener* l) { listeners_.push_back(l); }
+  void on_event(const actors::sim_event& ev) override {
+    for (auto* l : listeners_)
+      l->on_event(ev);
+  }
+
+private:
+  std::vector<actors::sim_listener*> listeners_;
+};
+
+std::string join(const std::vector<config::endpoint>& eps) {
+  std::string out;
+  for (const auto& ep : eps) {
+    if (!out.empty())
+      out += ',';
+    out += ep.to_string();
+  }
+  return out;
+}
+
+std::uint16_t first_port(const std::vector<config::endpoint>& eps) {
+  return eps.empty() ? 0 : eps.front().port;
+}
+
 } // namespace
 
 struct daemon::impl {
@@ -40,7 +76,7 @@ struct daemon::impl {
 
   /// Signals, watchdog and the stop sequence run here, on the main thread.
   asio::io_context control;
-  /// Network I/O of every front-end.
+  /// Network I/O: Diameter, HTTP, webhooks, Disconnect (RADIUS has its own threads).
   asio::io_context io;
   std::optional<asio::executor_work_guard<asio::io_context::executor_type>> io_guard;
   std::vector<std::thread> io_threads;
@@ -48,6 +84,13 @@ struct daemon::impl {
   std::unique_ptr<metrics::metrics_server> metrics;
   std::unique_ptr<caf::actor_system_config> caf_cfg;
   std::unique_ptr<caf::actor_system> system;
+  fan_out listeners;
+  std::unique_ptr<api::webhook_notifier> webhooks;
+  std::unique_ptr<radius::disconnect_sender> disconnect;
+  std::unique_ptr<actors::sim_layer> layer;
+  std::unique_ptr<api::http_server> api;
+  std::unique_ptr<radius::radius_server> radius;
+  std::unique_ptr<diameter::diameter_server> diameter;
 
   asio::signal_set signals{control};
   asio::steady_timer watchdog_timer{control};
@@ -58,21 +101,30 @@ struct daemon::impl {
   impl(std::string file, daemon_config c) : config_file(std::move(file)), cfg(std::move(c)) {}
 
   std::string summary() const {
-    std::string s = "serving";
-    s += "; metrics on " + cfg.metrics.listen.host + ":" + std::to_string(metrics->port());
+    std::string s = "serving; RADIUS " + (radius ? join(radius->local_endpoints()) : "off");
+    s += ", Diameter " + (diameter ? join(diameter->local_endpoints()) : "off");
+    s += ", API " + join(api->local_endpoints());
+    s += ", metrics " + cfg.metrics.listen.host + ":" + std::to_string(metrics->port());
+    s += ", " + std::to_string(layer->inventory_size()) + " SIMs";
     return s;
+  }
+
+  bool fail(std::string_view component, const std::string& reason) {
+    log::error("daemon.start_failed", {{"component", component}, {"reason", reason}});
+    service_manager::status("failed to start " + std::string{component} + ": " + reason);
+    return false;
   }
 
   bool start() {
     log::set_level(cfg.process.log_level);
-    log::notice("daemon.starting", {{"version", metrics::version_string()},
-                                    {"config", config_file.empty() ? std::string{"(embedded defaults)"} : config_file}});
+    log::notice("daemon.starting",
+                {{"version", metrics::version_string()},
+                 {"config", config_file.empty() ? std::string{"(embedded defaults)"} : config_file}});
 
     metrics = std::make_unique<metrics::metrics_server>(cfg.metrics);
-    if (auto err = metrics->start()) {
-      log::error("daemon.start_failed", {{"component", "metrics"}, {"reason", *err}});
-      return false;
-    }
+    if (auto err = metrics->start())
+      return fail("metrics", *err);
+    auto& registry = metrics->registry();
 
     // CAF: work sharing with an explicit worker count, never its own config
     // file (TOOLCHAIN.md pitfalls 1, 2, 9).
@@ -86,11 +138,79 @@ struct daemon::impl {
     for (unsigned i = 0; i < n_io; ++i)
       io_threads.emplace_back([this] { io.run(); });
 
-    log::notice("daemon.ready", {{"workers", or_cores(cfg.process.workers)},
-                                 {"io_threads", n_io},
-                                 {"metrics_port", metrics->port()}});
+    webhooks = std::make_unique<api::webhook_notifier>(io, cfg.webhooks, registry);
+    listeners.add(webhooks.get());
+    if (cfg.radius.disconnect.enabled) {
+      disconnect = std::make_unique<radius::disconnect_sender>(io, cfg.radius, registry);
+      listeners.add(disconnect.get());
+    }
+
+    try {
+      layer = std::make_unique<actors::sim_layer>(*system, cfg.sim_layer, cfg.imei_lock,
+                                                  cfg.orders, registry, &listeners, io);
+      layer->start();
+    } catch (const std::exception& e) {
+      return fail("store", e.what());
+    }
+    if (disconnect)
+      wire_disconnect_audit();
+
+    api = std::make_unique<api::http_server>(io, cfg.api, layer->service(), registry);
+    if (auto err = api->start())
+      return fail("api", *err);
+
+    if (cfg.radius.enabled) {
+      radius = std::make_unique<radius::radius_server>(cfg.radius, layer->sink(), registry);
+      std::string err;
+      if (!radius->start(err))
+        return fail("radius", err);
+    }
+    if (cfg.diameter.enabled) {
+      diameter =
+        std::make_unique<diameter::diameter_server>(io, cfg.diameter, layer->sink(), registry);
+      if (auto err = diameter->start(); !err.empty())
+        return fail("diameter", err);
+    }
+
+    api->set_ready(true);
+    log::notice("daemon.ready",
+                {{"workers", or_cores(cfg.process.workers)},
+                 {"io_threads", n_io},
+                 {"sims", static_cast<std::uint64_t>(layer->inventory_size())},
+                 {"metrics_port", metrics->port()},
+                 {"radius_port", radius ? first_port(radius->local_endpoints()) : 0},
+                 {"diameter_port", diameter ? first_port(diameter->local_endpoints()) : 0},
+                 {"api_port", first_port(api->local_endpoints())}});
     service_manager::ready(summary());
     return true;
+  }
+
+  /// RFC 5176 outcomes go into the SIM's audit log (R14) next to the violation.
+  void wire_disconnect_audit() {
+    // The hook runs on an io thread: a committed-state read and a queued
+    // write, neither blocks an actor.
+    disconnect->set_result_hook([this](const radius::disconnect_result& r) {
+      auto& db = layer->db();
+      auto sim = db.get_sim(r.iccid);
+      if (!sim)
+        return;
+      store::audit_record note;
+      note.iccid = r.iccid;
+      note.at_ms = r.at_ms;
+      note.cause = "disconnect:" + std::string{radius::to_string(r.outcome)};
+      note.before = sim->state;
+      note.after = sim->state;
+      note.detail = "nas=" + r.nas_address + " session=" + r.acct_session_id +
+                    " attempts=" + std::to_string(r.attempts);
+      if (r.error_cause != 0)
+        note.detail += " error_cause=" + std::to_string(r.error_cause);
+      store::change chg;
+      chg.audits.push_back(std::move(note));
+      db.submit(std::move(chg), [iccid = r.iccid](bool ok) {
+        if (!ok)
+          log::warning("radius.disconnect_audit_failed", {{"iccid", iccid}});
+      });
+    });
   }
 
   void wait_for_signals() {
@@ -135,19 +255,37 @@ struct daemon::impl {
     });
   }
 
+  /// SIGHUP: everything that can change at run time; an invalid file changes nothing.
   void reload() {
     if (config_file.empty()) {
       log::notice("daemon.reload_ignored", {{"reason", "running on embedded defaults"}});
       return;
     }
     service_manager::reloading();
-    log::notice("daemon.reloading", {{"config", config_file.empty() ? std::string{"(embedded defaults)"} : config_file}});
+    log::notice("daemon.reloading", {{"config", config_file}});
     try {
       auto next = load_config(config_file);
+      const char* state_dir = std::getenv("STATE_DIRECTORY");
+      if (auto err = resolve_runtime_paths(next, state_dir ? state_dir : ""); !err.empty())
+        throw config::error{"", 0, err};
+      if (next.sim_layer.store.path != cfg.sim_layer.store.path)
+        log::warning("daemon.reload_needs_restart", {{"section", "sim_layer.store.path"}});      // Validate what the components check themselves before touching anything.
+      std::string err;
+      if (radius && !radius->reload(next.radius, err))
+        throw config::error{"radius", 0, err};
+      if (disconnect && !disconnect->reload(next.radius, err))
+        log::warning("daemon.reload_partial", {{"component", "disconnect"}, {"reason", err}});
+      if (auto api_err = api->reload(next.api))
+        log::warning("daemon.reload_partial", {{"component", "api"}, {"reason", *api_err}});
+      if (diameter)
+        diameter->reload(next.diameter);
+      log::set_level(next.process.log_level);
       if (!(next.metrics == cfg.metrics))
         log::warning("daemon.reload_needs_restart", {{"section", "metrics"}});
-      log::set_level(next.process.log_level);
       cfg.process.log_level = next.process.log_level;
+      cfg.radius = next.radius;
+      cfg.diameter = next.diameter;
+      cfg.api = next.api;
       log::notice("daemon.reloaded", {{"log_level", log::to_string(cfg.process.log_level)}});
     } catch (const config::error& e) {
       log::error("daemon.reload_rejected",
@@ -173,12 +311,36 @@ struct daemon::impl {
     control.stop();
   }
 
+  /// Stop accepting, let in-flight work finish, flush the store, end threads.
   void stop() {
+    if (api)
+      api->set_ready(false);
+    if (radius)
+      radius->stop();
+    if (diameter) {
+      std::promise<void> done;
+      diameter->stop([&done] { done.set_value(); });
+      done.get_future().wait();
+    }
+    if (api)
+      api->stop();
+    if (layer)
+      layer->stop();
+    if (disconnect)
+      disconnect->stop();
+    if (webhooks)
+      webhooks->stop();
     io_guard.reset();
     io.stop();
     for (auto& t : io_threads)
       t.join();
     io_threads.clear();
+    diameter.reset();
+    radius.reset();
+    api.reset();
+    layer.reset();
+    disconnect.reset();
+    webhooks.reset();
     system.reset(); // waits for every actor to finish
     caf_cfg.reset();
     metrics.reset();

@@ -1,5 +1,17 @@
 #include "daemon/daemon_config.hpp"
 
+#include "common/log.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <random>
+
 namespace imeilock::daemon {
 
 namespace {
@@ -24,7 +36,26 @@ daemon_config load_config_section(config::section root) {
   daemon_config cfg;
   load(cfg.process, root.child("daemon"));
   metrics::load(cfg.metrics, root.child("metrics"));
+  lock::load(cfg.imei_lock, root.child("imei_lock"));
+  orders::load(cfg.orders, root.child("orders"));
+  actors::load(cfg.sim_layer, root.child("sim_layer"));
+  radius::load(cfg.radius, root.child("radius"));
+  diameter::load(cfg.diameter, root.child("diameter"));
+  api::load(cfg.api, root.child("api"));
+  api::load(cfg.webhooks, root.child("webhooks"));
   root.finish();
+  // Cross-field checks the components own; the message names the key.
+  auto fail = [&](const std::string& section, const std::string& msg) {
+    throw config::error{section, root.line(section), msg};
+  };
+  if (auto msg = cfg.sim_layer.validate(); !msg.empty())
+    fail("sim_layer", msg);
+  if (auto msg = cfg.radius.validate(); !msg.empty())
+    fail("radius", msg);
+  if (auto msg = cfg.diameter.validate(); !msg.empty())
+    fail("diameter", msg);
+  if (auto msg = cfg.orders.validate(); !msg.empty())
+    fail("orders", msg);
   return cfg;
 }
 
@@ -34,6 +65,59 @@ daemon_config load_config(const std::string& file_name) {
 
 daemon_config load_config_text(const std::string& text) {
   return load_config_section(config::load_string(text));
+}
+
+} // namespace imeilock::daemon
+
+namespace imeilock::daemon {
+
+namespace {
+
+std::string random_token() {
+  std::random_device rd; // getrandom(2) on Linux
+  static constexpr char hex[] = "0123456789abcdef";
+  std::string out;
+  for (int i = 0; i < 16; ++i) {
+    auto v = rd();
+    out += hex[v & 0xF];
+    out += hex[(v >> 4) & 0xF];
+  }
+  return out;
+}
+
+} // namespace
+
+std::string resolve_runtime_paths(daemon_config& cfg, const std::string& state_dir) {
+  namespace fs = std::filesystem;
+  fs::path dir = state_dir.empty() ? fs::current_path() : fs::path{state_dir};
+  auto& store_path = cfg.sim_layer.store.path;
+  if (fs::path{store_path}.is_relative())
+    store_path = (dir / store_path).string();
+  std::error_code ec;
+  fs::create_directories(fs::path{store_path}.parent_path(), ec);
+  if (ec)
+    return "cannot create the state directory " + fs::path{store_path}.parent_path().string() +
+           ": " + ec.message();
+
+  auto& api = cfg.api;
+  if (!api.tokens.empty() || !api.read_only_tokens.empty() || !api.token_file.empty())
+    return {};
+  auto token_path = (dir / "api-token").string();
+  if (!fs::exists(token_path)) {
+    // O_EXCL + 0600: never overwrite, never readable by others.
+    int fd = ::open(token_path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0)
+      return "cannot create " + token_path + ": " + std::strerror(errno);
+    auto line = "rw " + random_token() + "\n";
+    auto n = ::write(fd, line.data(), line.size());
+    ::close(fd);
+    if (n != static_cast<ssize_t>(line.size()))
+      return "cannot write " + token_path;
+    log::notice("api.token_created", {{"path", token_path},
+                                      {"hint", "imeilockctl --token-file " + token_path}});
+  }
+  api.token_file = token_path;
+  return {};
 }
 
 } // namespace imeilock::daemon

@@ -6,7 +6,13 @@
 
 #include "common/log.hpp"
 #include "config/section.hpp"
+#include "actors/sim_layer_config.hpp"
+#include "api/api_config.hpp"
+#include "lock/eligibility.hpp"
 #include "metrics/metrics.hpp"
+#include "orders/network.hpp"
+#include "protocols/diameter/config.hpp"
+#include "protocols/radius/config.hpp"
 
 #include <chrono>
 #include <string>
@@ -26,9 +32,23 @@ struct process_config {
 };
 
 struct daemon_config {
-  process_config process;
-  metrics::metrics_config metrics;
+  process_config process;                 ///< `daemon:`
+  metrics::metrics_config metrics;        ///< `metrics:`
+  lock::eligibility_config imei_lock;     ///< `imei_lock:` (R1 eligibility, strict mode)
+  orders::orders_config orders;           ///< `orders:` (networks, rate limits, lead times, backends)
+  actors::sim_layer_config sim_layer;     ///< `sim_layer:` (registry, SIM actors, store)
+  radius::radius_config radius;           ///< `radius:`
+  diameter::diameter_config diameter;     ///< `diameter:`
+  api::api_config api;                    ///< `api:`
+  api::webhook_config webhooks;           ///< `webhooks:`
 };
+
+/// Makes the configuration runnable where it was started: a relative store
+/// path is placed under `state_dir` ($STATE_DIRECTORY, else the working
+/// directory), and with no API token configured at all a random read-write
+/// token is created (once) in <state_dir>/api-token, mode 0600, and used.
+/// Returns an error message, or an empty string.
+std::string resolve_runtime_paths(daemon_config& cfg, const std::string& state_dir);
 
 /// Loads and validates the file. Throws config::error naming key and line.
 daemon_config load_config(const std::string& file_name);

@@ -6,6 +6,7 @@
 #include "metrics/metrics.hpp"
 
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <iostream>
 #include <string>
@@ -70,6 +71,11 @@ int main(int argc, char** argv) {
   if (check_only) {
     std::printf("%s: configuration is valid\n", config_file.c_str());
     return 0;
+  }
+  const char* state_dir = std::getenv("STATE_DIRECTORY"); // systemd's StateDirectory=
+  if (auto err = daemon::resolve_runtime_paths(cfg, state_dir ? state_dir : ""); !err.empty()) {
+    log::error("daemon.start_failed", {{"component", "state"}, {"reason", err}});
+    return 1;
   }
   daemon::daemon d{config_file, std::move(cfg)};
   return d.run();

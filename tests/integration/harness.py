@@ -43,8 +43,9 @@ daemon:
   shutdown_timeout: 20s
 metrics:
   listen: 127.0.0.1:0
-store:
-  path: {state_dir}/imeilockd.db
+sim_layer:
+  store:
+    path: {state_dir}/imeilockd.db
 radius:
   listen: ['127.0.0.1:0']
   clients:
@@ -54,11 +55,8 @@ diameter:
   listen: ['127.0.0.1:0']
 api:
   listen: 127.0.0.1:0
-  tokens:
-    - token: {EXAMPLE_TOKEN}
-      access: read_write
-    - token: {EXAMPLE_READONLY_TOKEN}
-      access: read_only
+  tokens: [{EXAMPLE_TOKEN}]
+  read_only_tokens: [{EXAMPLE_READONLY_TOKEN}]
 {extra}
 """
 

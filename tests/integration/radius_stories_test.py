@@ -12,11 +12,12 @@ import harness as h  # noqa: E402
 
 LEAD = 1.5  # seconds: bar lead time of the test network
 EXTRA = f"""
-networks:
-  multinet:
-    lead_times:
-      bar: {int(LEAD * 1000)}ms
-      unbar: 200ms
+orders:
+  networks:
+    multinet:
+      lead_times:
+        bar: {int(LEAD * 1000)}ms
+        unbar: 200ms
 """
 
 A = h.imei15("35349001234560")
