@@ -406,6 +406,11 @@ void put_sim(const call_ptr& c) {
     return;
   }
   c->service.upsert_sim(std::move(up), [c](actors::write_result res) {
+    if (res.error == ec::conflict) {
+      // The only conflict of an upsert is an IMSI of another SIM: a bad value (issue 6: 422).
+      c->reply(error_response(422, "conflict", res.reason));
+      return;
+    }
     if (res.error != ec::ok) {
       c->reply(service_error(res.error, res.reason));
       return;

@@ -186,7 +186,7 @@ TEST_CASE("PUT /v1/sims/{iccid}: bad input gets the right status, a message, and
     {"ICCID with a wrong check digit", "/v1/sims/89441000000000000019",
      sim_body("234100000000001"), json_type, 422, "invalid_value"},
     {"invalid IMSI", path, sim_body("23410"), json_type, 422, "invalid_value"},
-    {"IMSI of another SIM", path, sim_body("234100000000009"), json_type, 422, "invalid"},
+    {"IMSI of another SIM", path, sim_body("234100000000009"), json_type, 422, "conflict"},
     {"unknown network", path, sim_body("234100000000001", "nowhere"), json_type, 422, "invalid"},
     {"bad status", path, sim_body("234100000000001", "multinet", "sleeping"), json_type, 422,
      "invalid_value"},

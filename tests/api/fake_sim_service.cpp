@@ -123,7 +123,8 @@ void fake_sim_service::upsert_sim(actors::sim_upsert sim,
   {
     std::lock_guard lock{mutex_};
     if (auto err = check_upsert(sim)) {
-      res.error = ec::invalid;
+      // As the real SIM layer: an IMSI of another SIM is a conflict.
+      res.error = err->find("belongs to") != std::string::npos ? ec::conflict : ec::invalid;
       res.reason = *err;
     } else {
       res.created = apply_upsert(sim);
