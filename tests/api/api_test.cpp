@@ -110,7 +110,7 @@ TEST_CASE("no configured token: every /v1 request is refused with a hint", "[api
   CHECK(body(r)["error"]["message"].get<std::string>().find("api.tokens") != std::string::npos);
 }
 
-TEST_CASE("reload swaps the tokens; a bad token file keeps the old ones", "[api]") {
+TEST_CASE("reload swaps the tokens, a bad token file keeps the old ones", "[api]") {
   server_fixture f;
   http_client c{f.url()};
   api_config cfg;

@@ -64,7 +64,7 @@ TEST_CASE("api: every key read, unknown keys and bad values refused with the key
   CHECK_THROWS_WITH(load_api("api:\n  listen: nowhere\n"), Catch::Contains("api.listen"));
 }
 
-TEST_CASE("api: token file with rw and ro lines; errors name the file and line", "[api][config]") {
+TEST_CASE("api: token file with rw and ro lines, errors name the file and line", "[api][config]") {
   auto file = "/tmp/imeilock-tokens-" + std::to_string(getpid());
   {
     std::ofstream out(file);
@@ -88,7 +88,7 @@ TEST_CASE("api: token file with rw and ro lines; errors name the file and line",
   std::remove(file.c_str());
 }
 
-TEST_CASE("webhooks: targets with events and secrets; bad ones refused", "[api][config]") {
+TEST_CASE("webhooks: targets with events and secrets, bad ones refused", "[api][config]") {
   auto cfg = load_hooks("webhooks:\n"
                         "  targets:\n"
                         "    - url: http://127.0.0.1:9000/hook\n"

@@ -91,7 +91,7 @@ TEST_CASE("imeilockctl exit codes: 1 usage, 2 refused, 3 unreachable", "[ctl]") 
   CHECK(ctl(f.url(), "--help").code == 0);
 }
 
-TEST_CASE("imeilockctl orders: unbar needs an option; --update-to-last-seen moves the lock", "[ctl]") {
+TEST_CASE("imeilockctl orders: unbar needs an option, --update-to-last-seen moves the lock", "[ctl]") {
   server_fixture f;
   f.seed_barred_sim();
   auto iccid = std::string{iccid_a};

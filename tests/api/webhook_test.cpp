@@ -158,7 +158,7 @@ TEST_CASE("webhooks: retried after failures, delivered in order, signed, filtere
   std::remove(out.c_str());
 }
 
-TEST_CASE("webhooks: a dead target is given up after max_attempts; the queue is bounded",
+TEST_CASE("webhooks: a dead target is given up after max_attempts, the queue is bounded",
           "[webhooks][integration]") {
   io_thread t;
   prometheus::Registry registry;
