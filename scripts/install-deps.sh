@@ -6,7 +6,7 @@
 set -euo pipefail
 
 build_pkgs=(
-  build-essential cmake ninja-build pkg-config ccache
+  build-essential cmake ninja-build pkg-config ccache file
   libcaf-dev libboost-dev libyaml-cpp-dev prometheus-cpp-dev
   libsqlite3-dev libsystemd-dev nlohmann-json3-dev libssl-dev
 )

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """The product text's stories, driven entirely over RADIUS with the real
-radclient (freeradius-utils), against the real daemon; state read back
+clients radclient (freeradius-utils) and pyrad, against the real daemon; state read back
 through the operator API. Rule numbers from the design (R1-R15)."""
 import os
 import subprocess
@@ -36,6 +36,30 @@ def radclient(port, imsi, imeisv, status="Interim-Update", session="sess-1"):
                         h.EXAMPLE_RADIUS_SECRET.decode()],
                        input=attrs.encode(), capture_output=True, timeout=20)
     return r.returncode == 0
+
+
+PYRAD_DICT = os.path.join(os.path.dirname(__file__), "..", "radius", "dictionary.pyrad")
+
+
+def pyrad_send(port, imsi, imeisv, status, session):
+    """One Accounting-Request through pyrad; pyrad itself verifies the
+    Response Authenticator. True if a valid Accounting-Response came back."""
+    from pyrad import client, dictionary, packet
+    c = client.Client(server="127.0.0.1", acctport=port, secret=h.EXAMPLE_RADIUS_SECRET,
+                      dict=dictionary.Dictionary(PYRAD_DICT))
+    c.timeout = 2
+    c.retries = 2
+    req = c.CreateAcctPacket(User_Name=imsi)
+    req["Acct-Status-Type"] = status
+    req["Acct-Session-Id"] = session
+    req["NAS-IP-Address"] = "127.0.0.1"
+    req["3GPP-IMSI"] = imsi
+    req["3GPP-IMEISV"] = imeisv
+    try:
+        reply = c.SendPacket(req)
+    except client.Timeout:
+        return False
+    return reply.code == packet.AccountingResponse
 
 
 def sim(d, iccid):
@@ -122,8 +146,26 @@ def main():
         check(sim(d, s3)["last_seen_imei"] is None, "R3 no IMEI, no event")
         check(radclient(port, imsi3, None, "Stop", session="s3"), "Stop answered")
 
+        # The same story with pyrad as the NAS: Start in device A, enable,
+        # Interim-Update from device B -> IMEI-lock bar (R4, R7).
+        imsi4 = "234500000000004"
+        s4 = new_sim(d, imsi4)
+        check(pyrad_send(port, imsi4, A[:14] + "07", "Start", "py-1"), "pyrad Start answered")
+        check(sim(d, s4)["last_seen_imei"] == A, "pyrad: last seen IMEI learnt")
+        order(d, s4, type="enable_imei_lock")
+        h.wait_until(lambda: sim(d, s4)["lock"] == {"state": "locked", "imei": A},
+                     what="pyrad SIM locked to A")
+        check(pyrad_send(port, imsi4, B[:14] + "07", "Interim-Update", "py-1"),
+              "pyrad Interim-Update from device B answered")
+        check(sim(d, s4)["bar"]["state"] == "bar_pending" and
+              sim(d, s4)["bar"]["trigger_imei"] == B, "pyrad: R7 violation raised the bar")
+        check(pyrad_send(port, imsi4, B[:14] + "07", "Stop", "py-1"), "pyrad Stop answered")
+
         # Unknown IMSI: answered, counted, ignored (R15).
+        before = d.metric("imeilock_sim_unknown_imsis_total") or 0
         check(radclient(port, "999990000000001", A[:14] + "01"), "unknown IMSI answered")
+        check(d.metric("imeilock_sim_unknown_imsis_total") == before + 1,
+              "R15 unknown IMSI counted")
         print("all RADIUS stories passed")
 
 
