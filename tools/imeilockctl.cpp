@@ -51,7 +51,7 @@ Commands:
 
 Options:
   --url URL          the API (default $IMEILOCK_URL, else http://127.0.0.1:8080)
-  --token-file FILE  read the bearer token from FILE (default: $IMEILOCK_TOKEN)
+  --token-file FILE  read the bearer token from FILE (default: the token in $IMEILOCK_TOKEN)
   --json             print the API's JSON instead of tables
   --timeout SECONDS  per request (default 30)
   -h, --help         this text
@@ -490,9 +490,17 @@ options parse_args(int argc, char** argv) {
     std::ifstream in(file);
     if (!in)
       usage_fail("cannot read the token file " + file);
-    std::getline(in, o.token);
-    while (!o.token.empty() && (o.token.back() == '\r' || o.token.back() == ' '))
-      o.token.pop_back();
+    // Either a bare token, or the daemon's token file ("rw TOKEN" / "ro TOKEN"
+    // lines, '#' comments), so the generated $STATE_DIRECTORY/api-token works as is.
+    for (std::string line; std::getline(in, line);) {
+      std::istringstream words{line};
+      std::string first, second;
+      words >> first >> second;
+      if (first.empty() || first.front() == '#')
+        continue;
+      o.token = (first == "rw" || first == "ro") && !second.empty() ? second : first;
+      break;
+    }
   }
   if (o.flags.count("timeout")) {
     try {

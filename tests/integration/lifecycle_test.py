@@ -57,6 +57,7 @@ def main():
         check("radius_typo: unknown key" in d.log(), "the rejected reload names the bad key")
         check(d.proc.pid == pid_before and d.proc.poll() is None, "the daemon keeps running")
         check(answered(d, new_secret, ident=4), "the running configuration is still in force")
+        open(d.config_path, "w").write(good)
 
         # A state change, then SIGTERM: exit 0, and the change is there after restart.
         iccid = h.random_iccid()
