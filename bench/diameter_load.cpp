@@ -9,6 +9,11 @@
 //                 [--rate 0 (requests/s in total, 0 = as fast as answered)]
 //                 [--origin-host pgw1.example.net] [--realm example.net]
 //                 [--compat 1 (identity AVPs without the M bit)] [--distinct-peers 1]
+//                 [--imei-change-percent 0] [--seed 1]
+//
+// --imei-change-percent P: each send flips, with probability P/100, the SIM
+// between two IMEIs (serial i and i+500000), so about P% of observations
+// change the IMEI; 0 (the default) = IMEIs unchanged, the common steady state.
 // Last line: "result answers=... rate=... p50_us=... p99_us=... p999_us=... errors=..."
 
 #include "protocols/diameter/messages.hpp"
@@ -54,6 +59,8 @@ struct options {
   /// Connection c > 0 sends CER as "c<c>.<origin-host>" (freeDiameter accepts
   /// one connection per Origin-Host).
   bool distinct_peers = false;
+  double imei_change_percent = 0;
+  unsigned long long seed = 1;
 };
 
 /// A precomputed request with the offsets to patch per send.
@@ -115,9 +122,9 @@ std::uint32_t result_code(bytes msg) {
   return v;
 }
 
-std::string imeisv_for(int i) {
+std::string imeisv_for(int i, bool alternate = false) {
   char buf[32];
-  std::snprintf(buf, sizeof buf, "35349001%06d%02d", i % 1000000, i % 100);
+  std::snprintf(buf, sizeof buf, "35349001%06d%02d", (i + (alternate ? 500000 : 0)) % 1000000, i % 100);
   return buf;
 }
 
@@ -140,6 +147,8 @@ int main(int argc, char** argv) {
     else if (k == "--realm") o.realm = v;
     else if (k == "--compat") o.compat = v == "1" || v == "yes" || v == "true";
     else if (k == "--distinct-peers") o.distinct_peers = v == "1" || v == "yes" || v == "true";
+    else if (k == "--imei-change-percent") o.imei_change_percent = std::stod(v);
+    else if (k == "--seed") o.seed = std::stoull(v);
     else {
       std::fprintf(stderr, "unknown option %s\n", k.c_str());
       return 64;
@@ -150,8 +159,14 @@ int main(int argc, char** argv) {
     return 64;
   }
 
-  // One ACR and one CCR per SIM, each IMEI encoding in turn.
-  std::vector<request_template> acrs(static_cast<std::size_t>(o.sims)), ccrs;
+  // One ACR and one CCR per SIM, each IMEI encoding in turn; a second set
+  // with the alternate IMEI when IMEIs are to change.
+  const int variants = o.imei_change_percent > 0 ? 2 : 1;
+  std::vector<request_template> acrs_by_variant[2], ccrs_by_variant[2];
+  for (int variant = 0; variant < variants; ++variant) {
+  auto& acrs = acrs_by_variant[variant];
+  auto& ccrs = ccrs_by_variant[variant];
+  acrs.resize(static_cast<std::size_t>(o.sims));
   if (o.ccr_percent > 0) ccrs.resize(static_cast<std::size_t>(o.sims));
   const imei_form forms[] = {imei_form::uei_ascii, imei_form::uei_hex, imei_form::uei_tbcd,
                              imei_form::terminal_information, imei_form::imeisv_3gpp};
@@ -165,7 +180,7 @@ int main(int argc, char** argv) {
     s.imsi = imsi;
     s.msisdn = "4477" + std::to_string(10000000 + i);
     s.form = forms[i % 5];
-    s.imeisv = imeisv_for(i);
+    s.imeisv = imeisv_for(i, variant == 1);
     s.nested = (i % 2) == 1;
     s.record_type = 3;
     for (int k = 0; k < (o.ccr_percent > 0 ? 2 : 1); ++k) {
@@ -187,7 +202,12 @@ int main(int argc, char** argv) {
       }
     }
   }
+  }
   std::vector<std::uint32_t> record_numbers(static_cast<std::size_t>(o.sims), 0);
+  std::vector<std::uint8_t> alternate(static_cast<std::size_t>(o.sims), 0);
+  std::uint64_t rng = o.seed * 0x9E3779B97F4A7C15ULL + 1, imei_changes = 0;
+  const auto change_threshold = static_cast<std::uint64_t>(
+    std::clamp(o.imei_change_percent, 0.0, 100.0) / 100.0 * 18446744073709551615.0);
 
   // Connect and exchange capabilities.
   std::vector<connection> conns(static_cast<std::size_t>(o.connections));
@@ -238,7 +258,17 @@ int main(int argc, char** argv) {
       const std::uint32_t sim = next_sim;
       next_sim = (next_sim + 1) % static_cast<std::uint32_t>(o.sims);
       const bool ccr = o.ccr_percent > 0 && static_cast<int>(sent_total % 100) < o.ccr_percent;
-      const auto& t = (ccr ? ccrs : acrs)[sim];
+      if (variants == 2) {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        if (rng < change_threshold) {
+          alternate[sim] ^= 1;
+          ++imei_changes;
+        }
+      }
+      const int v = alternate[sim];
+      const auto& t = (ccr ? ccrs_by_variant[v] : acrs_by_variant[v])[sim];
       const std::size_t at = cn.wbuf.size();
       cn.wbuf.insert(cn.wbuf.end(), t.bytes.begin(), t.bytes.end());
       std::uint8_t* p = cn.wbuf.data() + at;
@@ -332,8 +362,9 @@ int main(int argc, char** argv) {
     return latencies_us[std::min(latencies_us.size() - 1, static_cast<std::size_t>(p * static_cast<double>(latencies_us.size())))];
   };
   const double rate = static_cast<double>(measured_answers) / o.duration;
-  std::printf("connections=%d window=%d sims=%d ccr_percent=%d duration=%.1fs\n", o.connections, o.window, o.sims,
-              o.ccr_percent, o.duration);
+  std::printf("connections=%d window=%d sims=%d ccr_percent=%d duration=%.1fs sent=%llu imei_changes=%llu\n",
+              o.connections, o.window, o.sims, o.ccr_percent, o.duration, static_cast<unsigned long long>(sent_total),
+              static_cast<unsigned long long>(imei_changes));
   std::printf("result answers=%llu rate=%.0f p50_us=%.0f p99_us=%.0f p999_us=%.0f max_us=%.0f errors=%llu\n",
               static_cast<unsigned long long>(measured_answers), rate, pct(0.50), pct(0.99), pct(0.999),
               latencies_us.empty() ? 0.0 : static_cast<double>(latencies_us.back()),

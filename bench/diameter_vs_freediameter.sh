@@ -1,28 +1,57 @@
 #!/usr/bin/env bash
-# Side by side, one run, same generator (bench/diameter_load.cpp): freeDiameter
-# 1.2 answering ACR through a small extension (bench/diameter_fd_acr.c, built
-# here in a temp dir against libfreediameter-dev) and imeilockd's Diameter
-# front-end with an immediately-acking sink (diameter_bench_server).
-# Prints both rates and latencies and the ratio. Loopback only; freeDiameter
-# binds every interface whatever it is told (TOOLCHAIN.md), so it gets its own
-# port and lives only for the run.
+# The real imeilockd daemon vs freeDiameter 1.2 under the same Diameter load
+# generator (bench/diameter_load.cpp), in one run, alternating round by round,
+# on loopback. freeDiameter answers ACR through a small extension
+# (bench/diameter_fd_acr.c, built here in a temp dir against
+# libfreediameter-dev). Prints every run, the medians, p50/p99/p99.9 and the
+# ratios. freeDiameter binds every interface whatever it is told
+# (TOOLCHAIN.md), so it gets its own port and lives only for the run.
 #
-#   bench/diameter_vs_freediameter.sh BUILD_DIR [SECONDS] [CONNECTIONS] [WINDOW]
+#   bench/diameter_vs_freediameter.sh BUILD_DIR [SECONDS=10] [CONNECTIONS=1] [WINDOW=64] [ROUNDS=3]
+#
+# Rows per round (imeilockd_chg last, then an unmeasured pass putting every SIM
+# back on its first IMEI; ACR only, the same bytes for all: identity AVPs without the
+# M bit, see diameter_load --compat):
+#   freediameter      freeDiameter 1.2.1 + the ACR extension
+#   imeilockd         the real daemon (SIM layer, SQLite store, $SIMS SIMs in
+#                     its inventory matching the generator's IMSIs), IMEIs
+#                     unchanged: the steady state, every answer a real lookup
+#   imeilockd_chg     the same, IMEI_CHANGE_PERCENT% (default 10) of the ACRs
+#                     changing the IMEI of a lock-off SIM (durable commits)
+#   harness           diameter_bench_server (front-end + acking sink, no SIM
+#                     layer), if built; HARNESS=0 skips it
+# Then once each against the daemon: a 70/30 ACR/CCR mix, and 2000 ACR/s
+# (latency at a low rate). Before the rounds the daemon's SIMs are primed
+# with one pass over every SIM (first contact).
+#
+# Environment: SIMS (100000), IMEI_CHANGE_PERCENT (10), HARNESS (1),
+# IMEILOCKD (default BUILD_DIR/daemon/imeilockd), IMEILOCKD_WORKERS (2),
+# IMEILOCKD_IO_THREADS (1), DIAMETER_BENCH_KEEP=1 keeps the temp dir.
 set -euo pipefail
-build=$1
+build=$(cd "$1" && pwd)
 secs=${2:-10}
 conns=${3:-1}
 window=${4:-64}
+rounds=${5:-3}
+sims=${SIMS:-100000}
+change=${IMEI_CHANGE_PERCENT:-10}
 here=$(cd "$(dirname "$0")" && pwd)
 load="$build/bench/diameter_load"
-server="$build/bench/diameter_bench_server"
-work=$(mktemp -d)
+imeilockd=${IMEILOCKD:-$build/daemon/imeilockd}
+harness_bin="$build/bench/diameter_bench_server"
+want_harness=${HARNESS:-1}
+[[ -x $harness_bin ]] || want_harness=0
+work=$(mktemp -d /tmp/diameter-bench.XXXXXX)
 pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  rm -rf "$work"
+  sleep 0.5
+  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  [[ -n ${DIAMETER_BENCH_KEEP:-} ]] && echo "kept $work" || rm -rf "$work"
 }
 trap cleanup EXIT
+trap 'exit 130' INT TERM
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 # -- freeDiameter --------------------------------------------------------------
@@ -44,13 +73,15 @@ TLS_CA = "$work/cert.pem";
 LoadExtension = "$work/fd_acr.fdx";
 CONF
 freeDiameterd -c "$work/fd.conf" -q >"$work/fd.log" 2>&1 &
-pids+=($!)
+fd_pid=$!
+pids+=($fd_pid)
 for _ in $(seq 50); do
   (exec 3<>/dev/tcp/127.0.0.1/$fd_port) 2>/dev/null && break
   sleep 0.1
 done
 
-# -- imeilockd's front-end --------------------------------------------------------
+if [[ $want_harness == 1 ]]; then
+# -- the harness: imeilockd's front-end with an immediately-acking sink -----------
 cat >"$work/diameter.yaml" <<YAML
 diameter:
   origin_host: imeilockd.bench
@@ -60,32 +91,176 @@ diameter:
     - origin_host: pgw1.example.net
 YAML
 for c in $(seq 1 63); do echo "    - origin_host: c$c.pgw1.example.net" >>"$work/diameter.yaml"; done
-"$server" "$work/diameter.yaml" >"$work/ours.out" 2>"$work/ours.log" &
-pids+=($!)
+"$harness_bin" "$work/diameter.yaml" >"$work/ours.out" 2>"$work/ours.log" &
+h_pid=$!
+pids+=($h_pid)
 for _ in $(seq 50); do grep -q listening "$work/ours.out" 2>/dev/null && break; sleep 0.1; done
-our_port=$(awk '/listening/ {print $3; exit}' "$work/ours.out")
+h_port=$(awk '/listening/ {print $3; exit}' "$work/ours.out")
 
-run() { # name port extra-args...
-  local name=$1 port=$2
-  shift 2
-  echo "== $name (port $port, $conns connection(s), window $window, ${secs}s)"
-  "$load" --port "$port" --connections "$conns" --window "$window" --duration "$secs" --sims 100000 \
-    --distinct-peers 1 "$@" \
-    | tee "$work/$name.txt" || echo "($name: the generator reported errors)"
+fi
+# --- the real imeilockd daemon ------------------------------------------------
+# Its own state dir and SQLite store, every listener on 127.0.0.1 port 0 (the
+# bound ports come from the "<5>daemon.ready ... radius_port=N diameter_port=N
+# api_port=N" log line), and an inventory of $sims SIMs whose IMSIs are the
+# generators' (234150000000000 + i), loaded with POST /v1/sims:import.
+api_token=bench-token-not-a-secret
+start_imeilockd() { # extra YAML appended -> sets d_pid d_radius d_diameter d_api
+  mkdir -p "$work/d"
+  cat > "$work/d/imeilockd.yaml" <<YAML
+daemon:
+  workers: ${IMEILOCKD_WORKERS:-2}
+  io_threads: ${IMEILOCKD_IO_THREADS:-1}
+  log_level: notice
+  shutdown_timeout: 20s
+metrics:
+  listen: 127.0.0.1:0
+sim_layer:
+  store:
+    path: $work/d/imeilockd.db
+api:
+  listen: 127.0.0.1:0
+  tokens: [$api_token]
+$1
+YAML
+  STATE_DIRECTORY="$work/d" "$imeilockd" --config "$work/d/imeilockd.yaml" > "$work/d/daemon.log" 2>&1 &
+  d_pid=$!
+  pids+=($d_pid)
+  local ready=
+  for _ in $(seq 300); do
+    ready=$(grep -m1 '^<5>daemon\.ready' "$work/d/daemon.log" 2>/dev/null || true)
+    [[ -n $ready ]] && break
+    kill -0 "$d_pid" 2>/dev/null || { echo "imeilockd exited:"; cat "$work/d/daemon.log"; exit 1; }
+    sleep 0.1
+  done
+  [[ -n $ready ]] || { echo "imeilockd did not become ready:"; tail -20 "$work/d/daemon.log"; exit 1; }
+  d_radius=$(sed -n 's/.* radius_port=\([0-9]*\).*/\1/p' <<<"$ready")
+  d_diameter=$(sed -n 's/.* diameter_port=\([0-9]*\).*/\1/p' <<<"$ready")
+  d_api=$(sed -n 's/.* api_port=\([0-9]*\).*/\1/p' <<<"$ready")
+  d_metrics=$(sed -n 's/.* metrics_port=\([0-9]*\).*/\1/p' <<<"$ready")
 }
-# Same bytes for both: identity AVPs without the M bit (see diameter_load --compat).
-run freediameter "$fd_port" --compat 1
-run imeilockd "$our_port" --compat 1
-run imeilockd_mix "$our_port" --ccr-percent 30
-run imeilockd_low_rate "$our_port" --rate 2000 --duration 5
+import_sims() { # count api_port: CSV in chunks of 20,000 lines; prints the import time
+  /usr/bin/python3 - "$1" "$2" "$api_token" <<'PY'
+import json, sys, time, urllib.request
+n, port, token = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+def luhn(digits):
+    total = 0
+    for k, c in enumerate(reversed(digits)):
+        d = int(c)
+        if k % 2 == 0:
+            d *= 2
+            d -= 9 if d > 9 else 0
+        total += d
+    return str((10 - total % 10) % 10)
+t0 = time.monotonic(); ok = 0
+for start in range(0, n, 20000):
+    lines = ["iccid,imsis,msisdn,network,status"]
+    for i in range(start, min(n, start + 20000)):
+        body = f"8944{i:014d}"
+        lines.append(f"{body}{luhn(body)},{234150000000000 + i},447{i:09d},multinet,active")
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/v1/sims:import", data=("\n".join(lines) + "\n").encode(),
+                                 method="POST", headers={"Authorization": f"Bearer {token}", "Content-Type": "text/csv"})
+    with urllib.request.urlopen(req, timeout=300) as r:
+        res = json.loads(r.read() or b"{}")
+    if res.get("rejected"):
+        bad = [x for x in res.get("results", []) if x.get("result") not in ("created", "updated", "ok", "imported")]
+        sys.exit(f"import rejected {res['rejected']} lines, first: {bad[:1]}")
+    ok += res.get("imported", 0)
+print(f"imported {ok} SIMs in {time.monotonic() - t0:.1f} s ({ok / (time.monotonic() - t0):.0f}/s)")
+PY
+}
+rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
+metric() { # port name -> sum of the samples of that metric
+  /usr/bin/python3 -c '
+import re, sys, urllib.request
+text = urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/metrics", timeout=10).read().decode()
+print(sum(float(m.group(2)) for m in re.finditer(r"^(\w+)(?:\{[^}]*\})?\s+(\S+)$", text, re.M) if m.group(1) == sys.argv[2]))' "$1" "$2" 2>/dev/null || echo "?"
+}
 
-val() { awk -v k="$2" '/^result/ {for (i=1;i<=NF;i++) {split($i,a,"="); if (a[1]==k) print a[2]}}' "$work/$1.txt"; }
-fd_rate=$(val freediameter rate)
-our_rate=$(val imeilockd rate)
+peers="    - origin_host: pgw1.example.net"
+for c in $(seq 1 15); do peers+=$'\n'"    - origin_host: c$c.pgw1.example.net"; done
+start_imeilockd "diameter:
+  origin_host: imeilockd.bench
+  origin_realm: localdomain
+  listen: ['127.0.0.1:0']
+  peers:
+$peers
+radius:
+  enabled: false"
+echo "imeilockd pid $d_pid diameter_port=$d_diameter api_port=$d_api; $(import_sims "$sims" "$d_api")"
+kill -0 "$fd_pid" 2>/dev/null || { echo "freeDiameter did not start:"; cat "$work/fd.log"; exit 1; }
+
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+field() { sed -n "s/.* $1=\([0-9.]*\).*/\1/p" | head -n 1; }
+run() { # pid port seconds extra-args... -> the generator's output on one line + cpu_us=..
+  local pid=$1 port=$2 s=$3 before after out rate
+  shift 3
+  before=$(cpu_ticks "$pid")
+  out=$("$load" --port "$port" --connections "$conns" --window "$window" --duration "$s" --warmup 1 \
+          --sims "$sims" --distinct-peers 1 "$@" 2>&1 || true)
+  after=$(cpu_ticks "$pid")
+  rate=$(echo " $out" | grep '^result\| result' | field rate)
+  echo "$(echo "$out" | tr '\n' ' ') cpu_us=$(awk -v t=$((after - before)) -v hz="$(getconf CLK_TCK)" -v r="${rate:-0}" -v s="$s" \
+        'BEGIN{printf "%.1f", (r>0) ? t/hz*1e6/(r*(s+1)) : 0}')"
+}
+
+rss0=$(rss_kb "$d_pid")
+prime_secs=$(( sims / 10000 > 10 ? sims / 10000 : 10 ))
+line=$(run "$d_pid" "$d_diameter" "$prime_secs" --compat 1 --warmup 0)
+echo "prime (first contact, every ACR a new IMEI): $(echo " ${line#*result}" | field rate) ACR/s over ${prime_secs}s, sent=$(echo " $line" | field sent), errors=$(echo " ${line#*result}" | field errors); daemon RSS ${rss0} -> $(rss_kb "$d_pid") kB"
+(( $(echo " $line" | field sent) >= sims )) || echo "WARNING: the prime pass did not reach every SIM"
+
+servers=(freediameter imeilockd)
+[[ $want_harness == 1 ]] && servers+=(harness)
+servers+=(imeilockd_chg)
+echo "connections=$conns window=$window seconds=$secs rounds=$rounds sims=$sims imei_change=${change}%; load $(cut -d' ' -f1-3 /proc/loadavg)"
+printf '%-6s %-14s %10s %8s %8s %9s %7s %11s %8s %s\n' round server ACR/s p50_us p99_us p99.9_us errors cpu_us/ACR changes load1
+declare -A rates p50s p99s p999s cpus
+for r in $(seq 1 "$rounds"); do
+  for who in "${servers[@]}"; do
+    extra=(--compat 1)
+    case $who in
+      freediameter) pid=$fd_pid; port=$fd_port ;;
+      imeilockd) pid=$d_pid; port=$d_diameter ;;
+      imeilockd_chg) pid=$d_pid; port=$d_diameter; extra+=(--imei-change-percent "$change" --seed "$r") ;;
+      harness) pid=$h_pid; port=$h_port ;;
+    esac
+    kill -0 "$pid" 2>/dev/null || { echo "$who (pid $pid) is gone"; [[ $who == imeilockd* ]] && tail -30 "$work/d/daemon.log"; exit 1; }
+    line=$(run "$pid" "$port" "$secs" "${extra[@]}")
+    res=" ${line#*result}"
+    rate=$(echo "$res" | field rate); p50=$(echo "$res" | field p50_us); p99=$(echo "$res" | field p99_us)
+    p999=$(echo "$res" | field p999_us); errs=$(echo "$res" | field errors); cpu=$(echo " $line" | field cpu_us)
+    chg=$(echo " $line" | field imei_changes)
+    [[ $line == *"server closed"* || $line == *"answers missing"* || $line == *"first error"* ]] && echo "  ($who: $(echo "$line" | grep -o 'server closed a connection\|[0-9]* answers missing at the end\|first error answer: Result-Code [0-9]*' | head -1))"
+    printf '%-6s %-14s %10s %8s %8s %9s %7s %11s %8s %s\n' "$r" "$who" "$rate" "$p50" "$p99" "$p999" "$errs" "$cpu" "$chg" "$(cut -d' ' -f1 /proc/loadavg)"
+    rates[$who]+="${rate:-0} "; p50s[$who]+="${p50:-0} "; p99s[$who]+="${p99:-0} "; p999s[$who]+="${p999:-0} "; cpus[$who]+="${cpu:-0} "
+    if [[ $who == imeilockd_chg ]]; then
+      # Restore: a new generator starts with every SIM on its first IMEI, so
+      # one unmeasured pass brings the SIMs the changes left on the second
+      # IMEI back, and the next round's steady state really is unchanged.
+      line=$(run "$d_pid" "$d_diameter" "$prime_secs" --compat 1 --warmup 0)
+    fi
+  done
+done
+for extra_run in "imeilockd_mix30:--ccr-percent 30" "imeilockd_2000/s:--rate 2000"; do
+  name=${extra_run%%:*}
+  line=$(run "$d_pid" "$d_diameter" 5 --compat 1 ${extra_run#*:})
+  res=" ${line#*result}"
+  printf '%-6s %-14s %10s %8s %8s %9s %7s %11s %8s %s\n' once "$name" "$(echo "$res" | field rate)" "$(echo "$res" | field p50_us)" \
+    "$(echo "$res" | field p99_us)" "$(echo "$res" | field p999_us)" "$(echo "$res" | field errors)" "$(echo " $line" | field cpu_us)" 0 "$(cut -d' ' -f1 /proc/loadavg)"
+done
+median() { printf '%s\n' $@ | sort -n | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.2f", (b>0)?a/b:0}'; }
 echo
-printf "%-28s %10s %9s %9s %9s\n" "server (ACR only)" "answers/s" "p50 us" "p99 us" "p99.9 us"
-printf "%-28s %10s %9s %9s %9s\n" "freeDiameter 1.2.1" "$fd_rate" "$(val freediameter p50_us)" "$(val freediameter p99_us)" "$(val freediameter p999_us)"
-printf "%-28s %10s %9s %9s %9s\n" "imeilockd diameter" "$our_rate" "$(val imeilockd p50_us)" "$(val imeilockd p99_us)" "$(val imeilockd p999_us)"
-printf "%-28s %10s %9s %9s %9s\n" "imeilockd 70/30 ACR/CCR" "$(val imeilockd_mix rate)" "$(val imeilockd_mix p50_us)" "$(val imeilockd_mix p99_us)" "$(val imeilockd_mix p999_us)"
-printf "%-28s %10s %9s %9s %9s\n" "imeilockd at 2000/s" "$(val imeilockd_low_rate rate)" "$(val imeilockd_low_rate p50_us)" "$(val imeilockd_low_rate p99_us)" "$(val imeilockd_low_rate p999_us)"
-awk -v a="$our_rate" -v b="$fd_rate" 'BEGIN { if (b > 0) printf "ratio imeilockd/freeDiameter: %.2fx\n", a / b }'
+echo "medians over $rounds rounds (load average now $(cut -d' ' -f1-3 /proc/loadavg))"
+printf '%-14s %10s %8s %8s %9s %11s %16s\n' server ACR/s p50_us p99_us p99.9_us cpu_us/ACR "x freediameter"
+fd_m=$(median ${rates[freediameter]})
+for who in "${servers[@]}"; do
+  m=$(median ${rates[$who]})
+  printf '%-14s %10s %8s %8s %9s %11s %16s\n' "$who" "$m" "$(median ${p50s[$who]})" "$(median ${p99s[$who]})" \
+    "$(median ${p999s[$who]})" "$(median ${cpus[$who]})" "$(ratio "$m" "$fd_m")x"
+done
+per_round() { local a=(${rates[$1]}) b=(${rates[freediameter]}) out=() i; for i in "${!a[@]}"; do out+=("$(ratio "${a[$i]}" "${b[$i]}")"); done; echo "${out[*]}"; }
+for who in "${servers[@]:1}"; do echo "ratio $who/freediameter per round: $(per_round "$who")"; done
+echo "imeilockd RSS after the rounds: $(rss_kb "$d_pid") kB (after loading SIMs: $rss0 kB)"
+grep -E '^<[0-3]>' "$work/d/daemon.log" | head -5 | sed 's/^/daemon log: /' || true
+kill -0 "$d_pid" 2>/dev/null && echo "imeilockd still running: yes" || echo "imeilockd still running: NO"

@@ -9,6 +9,15 @@
 //
 //   radius_load --target 127.0.0.1:1813 [--secret testing123] [--sims 100000]
 //               [--window 64] [--seconds 10] [--warmup 1] [--sockets 8]
+//               [--imei-change-percent 0] [--seed 1]
+//
+// Every send is a distinct packet: Acct-Input-Octets grows per send and the
+// Request Authenticator is recomputed, so a server's RFC 5080 response cache
+// never answers for the SIM layer (a SIM comes round again every --sims
+// requests, well inside a 10 s duplicate window). --imei-change-percent P:
+// each send flips, with probability P/100, the SIM between two IMEIs (serial
+// i and i+500000), so about P% of observations change the IMEI; 0 (the
+// default) = IMEIs unchanged, the common steady state.
 //
 // Last line: "RESULT rate=<req/s> p50_us=.. p99_us=.. p999_us=.. lost=.. bad=.."
 #include "protocols/radius/codec.hpp"
@@ -42,7 +51,36 @@ struct options {
   double warmup = 1;
   std::size_t sockets = 8;
   double timeout = 1.0; ///< a request unanswered this long counts as lost
+  double imei_change_percent = 0;
+  std::uint64_t seed = 1;
 };
+
+/// Where to patch a precomputed request per send.
+struct patch_offsets {
+  std::uint16_t input_octets = 0; ///< value of Acct-Input-Octets
+  std::uint16_t imei_serial = 0;  ///< the 6 serial digits of the IMEISV
+};
+
+patch_offsets find_offsets(const std::vector<std::uint8_t>& p) {
+  patch_offsets o;
+  for (std::size_t at = header_size; at + 2 <= p.size() && p[at + 1] >= 2; at += p[at + 1]) {
+    if (p[at] == attr::acct_input_octets)
+      o.input_octets = static_cast<std::uint16_t>(at + 2);
+    else if (p[at] == attr::vendor_specific && p[at + 1] >= 8 && p[at + 6] == tgpp::imeisv)
+      o.imei_serial = static_cast<std::uint16_t>(at + 8 + 8);
+  }
+  return o;
+}
+
+/// Recomputes the Request Authenticator (RFC 2866 §3) after a patch.
+void sign(std::vector<std::uint8_t>& p, bytes secret) {
+  std::memset(p.data() + 4, 0, 16);
+  md5 h;
+  h.update(bytes{p.data(), p.size()});
+  h.update(secret);
+  const auto d = h.final();
+  std::memcpy(p.data() + 4, d.data(), 16);
+}
 
 std::vector<std::uint8_t> vsa(std::uint8_t type, const std::string& value) {
   std::vector<std::uint8_t> v(6 + value.size());
@@ -110,6 +148,8 @@ int main(int argc, char** argv) {
     else if (a == "--seconds") o.seconds = std::stod(v);
     else if (a == "--warmup") o.warmup = std::stod(v);
     else if (a == "--sockets") o.sockets = std::stoul(v);
+    else if (a == "--imei-change-percent") o.imei_change_percent = std::stod(v);
+    else if (a == "--seed") o.seed = std::stoull(v);
     else {
       std::fprintf(stderr, "unknown option %s\n", a.c_str());
       return 2;
@@ -119,8 +159,45 @@ int main(int argc, char** argv) {
   o.window = std::clamp<std::size_t>(o.window, 1, 200 * o.sockets);
 
   std::vector<std::vector<std::uint8_t>> packets(o.sims);
-  for (std::size_t i = 0; i < o.sims; ++i)
+  std::vector<patch_offsets> offsets(o.sims);
+  std::vector<std::uint32_t> sends(o.sims, 0);
+  std::vector<std::uint8_t> alternate(o.sims, 0);
+  for (std::size_t i = 0; i < o.sims; ++i) {
     packets[i] = make_request(i, o.secret);
+    offsets[i] = find_offsets(packets[i]);
+    if (offsets[i].input_octets == 0 || offsets[i].imei_serial == 0) {
+      std::fprintf(stderr, "cannot find the attributes to patch\n");
+      return 2;
+    }
+  }
+  const auto secret_bytes = as_bytes(o.secret);
+  std::uint64_t rng = o.seed * 0x9E3779B97F4A7C15ULL + 1;
+  const auto change_threshold = static_cast<std::uint64_t>(
+    std::clamp(o.imei_change_percent, 0.0, 100.0) / 100.0 * 18446744073709551615.0);
+  std::uint64_t imei_changes = 0;
+  // A distinct packet per send (see the header comment).
+  auto prepare = [&](std::size_t sim) {
+    auto& p = packets[sim];
+    const auto& off = offsets[sim];
+    const std::uint32_t n = ++sends[sim];
+    p[off.input_octets] = static_cast<std::uint8_t>(n >> 24);
+    p[off.input_octets + 1] = static_cast<std::uint8_t>(n >> 16);
+    p[off.input_octets + 2] = static_cast<std::uint8_t>(n >> 8);
+    p[off.input_octets + 3] = static_cast<std::uint8_t>(n);
+    if (o.imei_change_percent > 0) {
+      rng ^= rng << 13;
+      rng ^= rng >> 7;
+      rng ^= rng << 17;
+      if (rng < change_threshold) {
+        alternate[sim] ^= 1;
+        ++imei_changes;
+        char serial[8];
+        std::snprintf(serial, sizeof serial, "%06zu", (sim + (alternate[sim] ? 500000 : 0)) % 1000000);
+        std::memcpy(p.data() + off.imei_serial, serial, 6);
+      }
+    }
+    sign(p, secret_bytes);
+  };
 
   sockaddr_in to{};
   to.sin_family = AF_INET;
@@ -183,6 +260,7 @@ int main(int argc, char** argv) {
       sl.busy = true;
       sl.sim = sim;
       sl.sent = now;
+      prepare(sim);
       per_socket[s].push_back(sim);
       ++outstanding;
     }
@@ -259,10 +337,11 @@ int main(int argc, char** argv) {
   const double p50 = percentile(latencies, 0.50);
   const double p99 = percentile(latencies, 0.99);
   const double p999 = percentile(latencies, 0.999);
-  std::printf("sims=%zu window=%zu sockets=%zu seconds=%.1f sent=%llu answered=%llu lost=%llu bad=%llu\n", o.sims,
-              o.window, o.sockets, o.seconds, static_cast<unsigned long long>(sent_total),
+  std::printf("sims=%zu window=%zu sockets=%zu seconds=%.1f sent=%llu answered=%llu lost=%llu bad=%llu "
+              "imei_changes=%llu\n",
+              o.sims, o.window, o.sockets, o.seconds, static_cast<unsigned long long>(sent_total),
               static_cast<unsigned long long>(answered), static_cast<unsigned long long>(lost),
-              static_cast<unsigned long long>(bad));
+              static_cast<unsigned long long>(bad), static_cast<unsigned long long>(imei_changes));
   std::printf("RESULT rate=%.0f p50_us=%.0f p99_us=%.0f p999_us=%.0f lost=%llu bad=%llu\n", rate, p50, p99, p999,
               static_cast<unsigned long long>(lost), static_cast<unsigned long long>(bad));
   for (int fd : fds)

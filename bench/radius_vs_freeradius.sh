@@ -1,36 +1,54 @@
 #!/usr/bin/env bash
-# imeilockd's RADIUS front-end vs FreeRADIUS 3.2 under the same load generator
-# (bench/radius_load), alternating, on loopback. Prints both rates, both
-# latencies and the ratio. A benchmark, not a test: figures depend on the
-# machine and on what else runs on it.
+# The real imeilockd daemon vs FreeRADIUS 3.2 under the same RADIUS load
+# generator (bench/radius_load), in one run, alternating round by round, on
+# loopback. Prints every run, the medians, p50/p99/p99.9 and the ratios.
+# A benchmark, not a test: figures depend on the machine and its load (the
+# load average is printed with every round).
 #
 #   bench/radius_vs_freeradius.sh BUILD_DIR [SECONDS=10] [ROUNDS=3] [WINDOW=64]
 #
-# FreeRADIUS runs from a minimal configuration of its own in a temp dir:
-# accounting accepted with no module writing anything, its own loopback port,
-# foreground (-f), not in debug mode. Our side is radius_bench_server (the
-# real radius_server, a sink that acknowledges at once); set
-# RADIUS_BENCH_SERVER to compare something else that prints "PORT <n>".
+# Rows per round (imeilockd_chg last, followed by an unmeasured pass that
+# puts every SIM back on its first IMEI):
+#   freeradius        FreeRADIUS 3.2, accounting accepted, no module writing
+#   imeilockd         the real daemon (SIM layer, SQLite store, $SIMS SIMs in
+#                     its inventory matching the generator's IMSIs), IMEIs
+#                     unchanged: the steady state, every answer a real lookup
+#   imeilockd_chg     the same daemon, IMEI_CHANGE_PERCENT% (default 10) of the
+#                     observations changing the IMEI of a lock-off SIM: each
+#                     one a durable SQLite commit before the answer
+#   harness           radius_bench_server (the front-end with a sink that acks
+#                     at once; no SIM layer), if built; HARNESS=0 skips it
+# Before the rounds the daemon's SIMs are primed: one pass of the generator
+# over every SIM (first contact: every observation records a new IMEI).
+#
+# Environment: SIMS (100000), IMEI_CHANGE_PERCENT (10), HARNESS (1),
+# IMEILOCKD (default BUILD_DIR/daemon/imeilockd), IMEILOCKD_WORKERS (2),
+# IMEILOCKD_IO_THREADS (1), RADIUS_BENCH_KEEP=1 keeps the temp dir.
 set -euo pipefail
 build=$(cd "$1" && pwd)
 seconds=${2:-10}
 rounds=${3:-3}
 window=${4:-64}
-threads=${RADIUS_THREADS:-1}
-ack=${RADIUS_ACK:-inline}
+sims=${SIMS:-100000}
+change=${IMEI_CHANGE_PERCENT:-10}
 secret=testing123
 load="$build/bench/radius_load"
-ours_bin=${RADIUS_BENCH_SERVER:-$build/bench/radius_bench_server}
+imeilockd=${IMEILOCKD:-$build/daemon/imeilockd}
+harness_bin="$build/bench/radius_bench_server"
+want_harness=${HARNESS:-1}
+[[ -x $harness_bin ]] || want_harness=0
 freeradius=$(command -v freeradius || command -v radiusd)
 work=$(mktemp -d /tmp/radius-bench.XXXXXX)
 pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  sleep 0.5
+  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
-  rm -rf "$work"
+  [[ -n ${RADIUS_BENCH_KEEP:-} ]] && echo "kept $work" || rm -rf "$work"
 }
 trap cleanup EXIT
-[[ -n ${RADIUS_BENCH_KEEP:-} ]] && trap - EXIT
+trap 'exit 130' INT TERM
 
 free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
@@ -104,50 +122,174 @@ CONF
 "$freeradius" -f -d "$work/fr" -n radiusd -l stderr > "$work/fr.out" 2>&1 &
 pids+=($!)
 
-# --- ours -------------------------------------------------------------------
-coproc OURS { exec "$ours_bin" --listen 127.0.0.1:0 --secret "$secret" --threads "$threads" --ack "$ack"; }
-pids+=($OURS_PID)
-read -r -u "${OURS[0]}" _ ours_port
-sleep 1
-if ! kill -0 "${pids[0]}" 2>/dev/null; then
+
+fr_pid=${pids[0]}
+
+# --- the harness: front-end + immediately-acking sink ----------------------------
+if [[ $want_harness == 1 ]]; then
+  coproc HARNESS_SRV { exec "$harness_bin" --listen 127.0.0.1:0 --secret "$secret" --threads 1 --ack inline; }
+  h_pid=$HARNESS_SRV_PID
+  pids+=($h_pid)
+  read -r -u "${HARNESS_SRV[0]}" _ h_port
+fi
+
+# --- the real imeilockd daemon ------------------------------------------------
+# Its own state dir and SQLite store, every listener on 127.0.0.1 port 0 (the
+# bound ports come from the "<5>daemon.ready ... radius_port=N diameter_port=N
+# api_port=N" log line), and an inventory of $sims SIMs whose IMSIs are the
+# generators' (234150000000000 + i), loaded with POST /v1/sims:import.
+api_token=bench-token-not-a-secret
+start_imeilockd() { # extra YAML appended -> sets d_pid d_radius d_diameter d_api
+  mkdir -p "$work/d"
+  cat > "$work/d/imeilockd.yaml" <<YAML
+daemon:
+  workers: ${IMEILOCKD_WORKERS:-2}
+  io_threads: ${IMEILOCKD_IO_THREADS:-1}
+  log_level: notice
+  shutdown_timeout: 20s
+metrics:
+  listen: 127.0.0.1:0
+sim_layer:
+  store:
+    path: $work/d/imeilockd.db
+api:
+  listen: 127.0.0.1:0
+  tokens: [$api_token]
+$1
+YAML
+  STATE_DIRECTORY="$work/d" "$imeilockd" --config "$work/d/imeilockd.yaml" > "$work/d/daemon.log" 2>&1 &
+  d_pid=$!
+  pids+=($d_pid)
+  local ready=
+  for _ in $(seq 300); do
+    ready=$(grep -m1 '^<5>daemon\.ready' "$work/d/daemon.log" 2>/dev/null || true)
+    [[ -n $ready ]] && break
+    kill -0 "$d_pid" 2>/dev/null || { echo "imeilockd exited:"; cat "$work/d/daemon.log"; exit 1; }
+    sleep 0.1
+  done
+  [[ -n $ready ]] || { echo "imeilockd did not become ready:"; tail -20 "$work/d/daemon.log"; exit 1; }
+  d_radius=$(sed -n 's/.* radius_port=\([0-9]*\).*/\1/p' <<<"$ready")
+  d_diameter=$(sed -n 's/.* diameter_port=\([0-9]*\).*/\1/p' <<<"$ready")
+  d_api=$(sed -n 's/.* api_port=\([0-9]*\).*/\1/p' <<<"$ready")
+  d_metrics=$(sed -n 's/.* metrics_port=\([0-9]*\).*/\1/p' <<<"$ready")
+}
+import_sims() { # count api_port: CSV in chunks of 20,000 lines; prints the import time
+  /usr/bin/python3 - "$1" "$2" "$api_token" <<'PY'
+import json, sys, time, urllib.request
+n, port, token = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+def luhn(digits):
+    total = 0
+    for k, c in enumerate(reversed(digits)):
+        d = int(c)
+        if k % 2 == 0:
+            d *= 2
+            d -= 9 if d > 9 else 0
+        total += d
+    return str((10 - total % 10) % 10)
+t0 = time.monotonic(); ok = 0
+for start in range(0, n, 20000):
+    lines = ["iccid,imsis,msisdn,network,status"]
+    for i in range(start, min(n, start + 20000)):
+        body = f"8944{i:014d}"
+        lines.append(f"{body}{luhn(body)},{234150000000000 + i},447{i:09d},multinet,active")
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/v1/sims:import", data=("\n".join(lines) + "\n").encode(),
+                                 method="POST", headers={"Authorization": f"Bearer {token}", "Content-Type": "text/csv"})
+    with urllib.request.urlopen(req, timeout=300) as r:
+        res = json.loads(r.read() or b"{}")
+    if res.get("rejected"):
+        bad = [x for x in res.get("results", []) if x.get("result") not in ("created", "updated", "ok", "imported")]
+        sys.exit(f"import rejected {res['rejected']} lines, first: {bad[:1]}")
+    ok += res.get("imported", 0)
+print(f"imported {ok} SIMs in {time.monotonic() - t0:.1f} s ({ok / (time.monotonic() - t0):.0f}/s)")
+PY
+}
+rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
+metric() { # port name -> sum of the samples of that metric
+  /usr/bin/python3 -c '
+import re, sys, urllib.request
+text = urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/metrics", timeout=10).read().decode()
+print(sum(float(m.group(2)) for m in re.finditer(r"^(\w+)(?:\{[^}]*\})?\s+(\S+)$", text, re.M) if m.group(1) == sys.argv[2]))' "$1" "$2" 2>/dev/null || echo "?"
+}
+
+start_imeilockd "radius:
+  listen: ['127.0.0.1:0']
+  clients:
+    - address: 127.0.0.1/32
+      secret: $secret
+diameter:
+  enabled: false"
+echo "imeilockd pid $d_pid radius_port=$d_radius api_port=$d_api; $(import_sims "$sims" "$d_api")"
+if ! kill -0 "$fr_pid" 2>/dev/null; then
   echo "FreeRADIUS did not start:"; cat "$work/fr.out"; exit 1
 fi
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-run() { # pid port -> RESULT line + cpu_us_per_req (server CPU time / answered requests)
-  local before after line
-  before=$(cpu_ticks "$1")
-  line=$("$load" --target "127.0.0.1:$2" --secret "$secret" --sims 100000 --window "$window" \
-                 --seconds "$seconds" --warmup 1 --sockets 8 | tail -n 1)
-  after=$(cpu_ticks "$1")
-  local rate; rate=$(echo "$line" | field rate)
-  # CPU per request is what a loaded, shared machine cannot distort much.
-  echo "$line cpu_us=$(awk -v t=$((after - before)) -v hz="$(getconf CLK_TCK)" -v r="$rate" -v s="$seconds" -v w=1 \
+field() { sed -n "s/.* $1=\([0-9.]*\).*/\1/p" | head -n 1; }
+run() { # pid port seconds warmup extra-args... -> "<first line> <RESULT line> cpu_us=.."
+  local pid=$1 port=$2 secs=$3 warm=$4 before after out rate
+  shift 4
+  before=$(cpu_ticks "$pid")
+  out=$("$load" --target "127.0.0.1:$port" --secret "$secret" --sims "$sims" --window "$window" \
+                --seconds "$secs" --warmup "$warm" --sockets 8 "$@" 2>&1 || true)
+  after=$(cpu_ticks "$pid")
+  rate=$(echo " $out" | tail -n 1 | field rate)
+  # Server CPU per answered request: what a loaded, shared machine distorts least.
+  echo "$(echo "$out" | tr '\n' ' ') cpu_us=$(awk -v t=$((after - before)) -v hz="$(getconf CLK_TCK)" -v r="${rate:-0}" -v s="$secs" -v w="$warm" \
         'BEGIN{printf "%.1f", (r>0) ? t/hz*1e6/(r*(s+w)) : 0}')"
 }
-field() { sed -n "s/.*$1=\([0-9.]*\).*/\1/p"; }
 
-echo "window=$window seconds=$seconds rounds=$rounds ours: io_threads=$threads ack=$ack; load $(cut -d' ' -f1-3 /proc/loadavg)"
-printf '%-6s %-11s %10s %8s %8s %9s %6s %12s\n' round server req/s p50_us p99_us p99.9_us lost cpu_us/req
-fr_rates=(); ours_rates=(); fr_p99=(); ours_p99=(); fr_cpu=(); ours_cpu=()
+# Prime: one pass over every SIM so the rounds see the steady state (IMEI known).
+rss0=$(rss_kb "$d_pid")
+prime_secs=$(( sims / 10000 > 10 ? sims / 10000 : 10 ))
+line=$(run "$d_pid" "$d_radius" "$prime_secs" 0)
+echo "prime (first contact, every observation a new IMEI): $(echo " $line" | field rate) req/s over ${prime_secs}s, sent=$(echo " $line" | field sent), lost=$(echo " $line" | field lost); daemon RSS ${rss0} -> $(rss_kb "$d_pid") kB"
+if (( $(echo " $line" | field sent) < sims )); then echo "WARNING: the prime pass did not reach every SIM"; fi
+
+servers=(freeradius imeilockd)
+[[ $want_harness == 1 ]] && servers+=(harness)
+servers+=(imeilockd_chg)
+echo "window=$window seconds=$seconds rounds=$rounds sims=$sims imei_change=${change}%; load $(cut -d' ' -f1-3 /proc/loadavg)"
+printf '%-6s %-14s %10s %8s %8s %9s %6s %11s %8s %s\n' round server req/s p50_us p99_us p99.9_us lost cpu_us/req changes load1
+declare -A rates p50s p99s p999s cpus
 for r in $(seq 1 "$rounds"); do
-  for who in freeradius imeilockd; do
-    port=$fr_port; pid=${pids[0]}
-    [[ $who == imeilockd ]] && { port=$ours_port; pid=$OURS_PID; }
-    line=$(run "$pid" "$port")
-    rate=$(echo "$line" | field rate); p50=$(echo "$line" | field p50_us)
-    p99=$(echo "$line" | field p99_us); p999=$(echo "$line" | field p999_us); lost=$(echo "$line" | field lost)
-    cpu=$(echo "$line" | field cpu_us)
-    printf '%-6s %-11s %10s %8s %8s %9s %6s %12s\n' "$r" "$who" "$rate" "$p50" "$p99" "$p999" "$lost" "$cpu"
-    if [[ $who == freeradius ]]; then fr_rates+=("$rate"); fr_p99+=("$p99"); fr_cpu+=("$cpu")
-    else ours_rates+=("$rate"); ours_p99+=("$p99"); ours_cpu+=("$cpu"); fi
+  for who in "${servers[@]}"; do
+    extra=()
+    case $who in
+      freeradius) pid=$fr_pid; port=$fr_port ;;
+      imeilockd) pid=$d_pid; port=$d_radius ;;
+      imeilockd_chg) pid=$d_pid; port=$d_radius; extra=(--imei-change-percent "$change" --seed "$r") ;;
+      harness) pid=$h_pid; port=$h_port ;;
+    esac
+    kill -0 "$pid" 2>/dev/null || { echo "$who (pid $pid) is gone"; [[ $who == imeilockd* ]] && tail -30 "$work/d/daemon.log"; exit 1; }
+    line=$(run "$pid" "$port" "$seconds" 1 "${extra[@]}")
+    res=" ${line#*RESULT}"
+    rate=$(echo "$res" | field rate); p50=$(echo "$res" | field p50_us); p99=$(echo "$res" | field p99_us)
+    p999=$(echo "$res" | field p999_us); lost=$(echo "$res" | field lost); cpu=$(echo " $line" | field cpu_us)
+    chg=$(echo " $line" | field imei_changes)
+    printf '%-6s %-14s %10s %8s %8s %9s %6s %11s %8s %s\n' "$r" "$who" "$rate" "$p50" "$p99" "$p999" "$lost" "$cpu" "$chg" "$(cut -d' ' -f1 /proc/loadavg)"
+    rates[$who]+="$rate "; p50s[$who]+="$p50 "; p99s[$who]+="$p99 "; p999s[$who]+="$p999 "; cpus[$who]+="$cpu "
+    if [[ $who == imeilockd_chg ]]; then
+      # Restore: a new generator starts with every SIM on its first IMEI, so
+      # one unmeasured pass brings the SIMs the changes left on the second
+      # IMEI back, and the next round's steady state really is unchanged.
+      line=$(run "$d_pid" "$d_radius" "$prime_secs" 0)
+    fi
   done
 done
-median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}'; }
-fr_m=$(median "${fr_rates[@]}"); ours_m=$(median "${ours_rates[@]}")
-fr_p=$(median "${fr_p99[@]}"); ours_p=$(median "${ours_p99[@]}")
-fr_c=$(median "${fr_cpu[@]}"); ours_c=$(median "${ours_cpu[@]}")
+median() { printf '%s\n' $@ | sort -n | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.2f", (b>0)?a/b:0}'; }
-echo "median freeradius: ${fr_m} req/s, p99 ${fr_p} us, ${fr_c} us CPU/request"
-echo "median imeilockd:  ${ours_m} req/s, p99 ${ours_p} us, ${ours_c} us CPU/request"
-echo "ratio (imeilockd/freeradius): throughput $(ratio "$ours_m" "$fr_m")x, CPU per request $(ratio "$ours_c" "$fr_c")x"
+echo
+echo "medians over $rounds rounds (load average now $(cut -d' ' -f1-3 /proc/loadavg))"
+printf '%-14s %10s %8s %8s %9s %11s %14s\n' server req/s p50_us p99_us p99.9_us cpu_us/req "x freeradius"
+fr_m=$(median ${rates[freeradius]})
+for who in "${servers[@]}"; do
+  m=$(median ${rates[$who]})
+  printf '%-14s %10s %8s %8s %9s %11s %14s\n' "$who" "$m" "$(median ${p50s[$who]})" "$(median ${p99s[$who]})" \
+    "$(median ${p999s[$who]})" "$(median ${cpus[$who]})" "$(ratio "$m" "$fr_m")x"
+done
+# Ratio per round (side by side in time), the figure a noisy machine distorts least.
+per_round() { local a=(${rates[$1]}) b=(${rates[freeradius]}) out=() i; for i in "${!a[@]}"; do out+=("$(ratio "${a[$i]}" "${b[$i]}")"); done; echo "${out[*]}"; }
+for who in "${servers[@]:1}"; do echo "ratio $who/freeradius per round: $(per_round "$who")"; done
+echo "imeilockd RSS after the rounds: $(rss_kb "$d_pid") kB (after loading SIMs: $rss0 kB)"
+grep -E '^<[0-3]>' "$work/d/daemon.log" | head -5 | sed 's/^/daemon log: /' || true
+kill -0 "$d_pid" 2>/dev/null && echo "imeilockd still running: yes" || echo "imeilockd still running: NO"
