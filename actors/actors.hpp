@@ -10,6 +10,7 @@
 //   sim_layer (API)   ──sim_order / sim_upsert_msg──▶ shard ──▶ SIM actor          │
 //   SIM actor ◀──commit_atom── store done callback ◀─────────────────────────────────┘
 //   SIM actor ──new_order──▶ order actor ──sim_order_outcome──▶ shard ──▶ SIM actor
+//   sim_layer::reload_orders ──orders_reload──▶ order actor   (SIGHUP)
 //   SIM actor ──sim_idle──▶ shard   (nothing in flight: the shard's row is the state again)
 //   shard ──stop_atom──▶ idle SIM actor (passivation after `passivate_after`)
 //
@@ -18,6 +19,7 @@
 
 #include "actors/inventory.hpp"
 #include "actors/sim_layer.hpp"
+#include "orders/network.hpp"
 #include "orders/order.hpp"
 
 #include <caf/allowed_unsafe_message_type.hpp>
@@ -81,6 +83,12 @@ struct sim_idle {
 /// A SIM actor persisted a new order: the order actor takes it over.
 struct new_order {
   orders::order o;
+};
+
+/// A reloaded `orders:` section (SIGHUP): rate limits, lead times, retry
+/// policies and backends from now on; open orders are kept.
+struct orders_reload {
+  orders::orders_config cfg;
 };
 
 /// A provisioning backend answered a submission.
@@ -154,6 +162,8 @@ using order_actor = caf::typed_actor<
   caf::reacts_to<tick_atom, std::int64_t>,
   // Startup: load open orders from the store and resume them.
   caf::reacts_to<resume_atom>,
+  // SIGHUP: reconfigure the scheduler, rebuild changed backends, re-arm the timer.
+  caf::reacts_to<orders_reload>,
   // Quit.
   caf::reacts_to<stop_atom>>;
 
@@ -166,5 +176,6 @@ CAF_ALLOW_UNSAFE_MESSAGE_TYPE(imeilock::actors::sim_order_outcome)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(imeilock::actors::sim_idle)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(imeilock::actors::sim_work)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(imeilock::actors::new_order)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(imeilock::actors::orders_reload)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(imeilock::actors::backend_answer)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(imeilock::actors::registry_counts)

@@ -181,6 +181,29 @@ order_actor::behavior_type order_behavior(order_pointer self, layer_context* ctx
         log::notice("orders.resumed", {{"orders", n}});
       step(self);
     },
+    [self](orders_reload& m) {
+      auto& s = self->state;
+      // Backends whose settings changed are dropped here and rebuilt from the
+      // new settings on their next submission (backend_for). Safe with
+      // submissions in flight: a webhook request owns copies of what it
+      // needs, and its answer comes back by order id.
+      std::vector<std::string> rebuilt;
+      for (auto it = s.backends.begin(); it != s.backends.end();) {
+        if (s.sched->config().network(it->first).backend != m.cfg.network(it->first).backend) {
+          rebuilt.push_back(it->first);
+          it = s.backends.erase(it);
+        } else {
+          ++it;
+        }
+      }
+      s.sched->reconfigure(std::move(m.cfg), now_ms());
+      for (auto& network : rebuilt)
+        log::notice("orders.backend_changed", {{"network", network}});
+      log::notice("orders.reloaded", {{"open_orders", s.sched->size()}});
+      // New lead times or rates may bring the next wake-up forward: step()
+      // arms one timer for it unless one already fires at or before it.
+      step(self);
+    },
     [self](stop_atom) { self->quit(); },
   };
 }

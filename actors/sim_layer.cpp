@@ -48,6 +48,7 @@ struct sim_layer::impl {
   std::atomic<std::size_t> in_flight{0};     ///< observations not yet acknowledged
   std::atomic<std::size_t> api_in_flight{0}; ///< operator writes not yet answered
   std::mutex create_mtx;                     ///< serialises creating new SIMs
+  std::mutex orders_mtx; ///< guards ctx.orders_cfg and ctx.orders between start/stop and reload
   std::size_t rows_bytes = 0;
 
   impl(caf::actor_system& s, const sim_layer_config& cfg, const lock::eligibility_config& elig,
@@ -109,7 +110,10 @@ void sim_layer::start() {
   d.rows_bytes = 0;
   for (auto& rows : ctx.initial_rows)
     d.rows_bytes += rows.capacity() * sizeof(compact_row);
-  ctx.orders = spawn_order_actor(d.sys, &ctx);
+  {
+    std::lock_guard g{d.orders_mtx};
+    ctx.orders = spawn_order_actor(d.sys, &ctx);
+  }
   ctx.shards.reserve(shards);
   for (std::uint32_t i = 0; i < shards; ++i)
     ctx.shards.push_back(spawn_registry_shard(d.sys, &ctx, i));
@@ -126,9 +130,12 @@ void sim_layer::start() {
 
 void sim_layer::stop() {
   auto& d = *impl_;
-  if (d.stopped)
-    return;
-  d.stopped = true;
+  {
+    std::lock_guard g{d.orders_mtx};
+    if (d.stopped)
+      return;
+    d.stopped = true;
+  }
   bool was_running = d.running.exchange(false);
   if (!was_running)
     return;
@@ -144,6 +151,20 @@ void sim_layer::stop() {
   caf::anon_send(d.ctx.orders, stop_atom::value);
   d.db->flush();
   log::notice("sim_layer.stopped");
+}
+
+void sim_layer::reload_orders(const orders::orders_config& cfg) {
+  auto& d = *impl_;
+  std::lock_guard g{d.orders_mtx};
+  if (d.stopped)
+    return;
+  if (!d.ctx.orders) { // not started: start() spawns the order actor with it
+    d.ctx.orders_cfg = cfg;
+    return;
+  }
+  // The order actor owns its scheduler's copy; ctx.orders_cfg stays the
+  // startup config (nothing reads it after start()).
+  caf::anon_send(d.ctx.orders, orders_reload{cfg});
 }
 
 void sim_layer::submit(observation obs, ack_fn done) {

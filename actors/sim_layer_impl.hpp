@@ -7,6 +7,7 @@
 //   actors::sim_layer layer{system, cfg.sim_layer, cfg.lock, cfg.orders,
 //                           metrics.registry(), &listener, io};
 //   layer.start();                       // load inventory, resume orders
+//   layer.reload_orders(next.orders);    // on SIGHUP
 //   radius.set_sink(layer.sink());       // observation_sink&
 //   api.set_service(layer.service());    // sim_service&
 //   ...
@@ -56,6 +57,14 @@ public:
   /// in-flight observations and writes, stops the actors and flushes the
   /// store. Idempotent.
   void stop();
+
+  /// SIGHUP: applies a reloaded `orders:` section. Thread-safe, never blocks
+  /// on the actors: the order actor reconfigures its scheduler (rates, limits,
+  /// lead times and retry policies from now on; open orders keep their state
+  /// and due times) and rebuilds the backends of networks whose backend
+  /// settings changed. Before start() the config is taken for start(); after
+  /// stop() it is ignored. `cfg` must have passed cfg.validate().
+  void reload_orders(const orders::orders_config& cfg);
 
   observation_sink& sink() { return *this; }
   sim_service& service() { return *this; }
