@@ -27,6 +27,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cstdlib>
 #include <unordered_map>
 #include <variant>
 
@@ -52,6 +53,9 @@ struct write_in_flight {
   std::vector<lock::notify> notices;     ///< tell the listener once committed
   std::shared_ptr<const disconnect_target> disconnect;
   std::uint64_t dedupe_key = 0;
+  /// The IMSI the observation came in on; 0 for other causes (the notices
+  /// then name the SIM's first IMSI).
+  std::uint64_t imsi = 0;
   bool refused = false; ///< the store refused it (queue full)
   settle_fn settle;
 };
@@ -85,16 +89,33 @@ struct sim_state {
 
 using sim_pointer = sim_actor::stateful_pointer<sim_state>;
 
+/// The API error of a refused order. Exhaustive on purpose (no default): a
+/// new rejection must be mapped here or the build fails (-Wswitch).
 ec rejection_code(lock::rejection r) {
   switch (r) {
+    // The order can never be accepted as asked: fix the request.
     case lock::rejection::network_not_eligible:
     case lock::rejection::activation_lock_not_eligible:
     case lock::rejection::unbar_mode_required:
     case lock::rejection::unbar_mode_not_applicable:
+    case lock::rejection::invalid_order:
       return ec::invalid;
-    default:
+    // The order clashes with the SIM's current state: may work later.
+    case lock::rejection::not_active:
+    case lock::rejection::already_active:
+    case lock::rejection::order_in_flight:
+    case lock::rejection::nothing_to_unbar:
+    case lock::rejection::already_barred:
+    case lock::rejection::lock_already_enabled:
+    case lock::rejection::lock_not_enabled:
       return ec::conflict;
+    case lock::rejection::none:
+      break;
   }
+  // none is not a refusal, and a value outside the enum is memory corruption:
+  // our own bug either way (STYLE §4).
+  log::error("sim.rejection_unmapped", {{"rejection", static_cast<int>(r)}});
+  std::abort();
 }
 
 /// Starts the write of `out` (plus `extra`), calling `settle` when it is done.
@@ -204,9 +225,13 @@ void on_commit(sim_pointer self, bool ok) {
       else if (n.what == lock::notice::violation)
         ctx->metrics->violations->Increment();
       if (ctx->listener) {
+        if (w->imsi == 0) // rare (order outcomes, placements): one indexed read
+          if (auto sim = ctx->db->get_sim(w->iccid); sim && !sim->imsis.empty())
+            w->imsi = sim->imsis.front();
         sim_event ev;
         ev.what = n.what;
         ev.iccid = w->iccid;
+        ev.imsi = w->imsi;
         ev.imei = n.imei;
         ev.locked_imei = n.locked_imei;
         ev.order_id = n.order_id;
@@ -244,6 +269,7 @@ void handle_observation(sim_pointer self, sim_observation&& m) {
   });
   s.w->disconnect = obs.disconnect;
   s.w->dedupe_key = obs.dedupe_key;
+  s.w->imsi = obs.imsi;
 }
 
 void handle_order(sim_pointer self, sim_order&& m) {
@@ -348,7 +374,11 @@ void handle_outcome(sim_pointer self, sim_order_outcome&& m) {
   auto out = lock::apply(ctx->inv->policy(s.network), s.st, ev, at);
   store::change chg;
   chg.orders.push_back(to_record(m.o)); // closed in the same transaction as the state
+  // Every audit goes into the change, also the one (changed == false) the
+  // machine returns for an outcome that matches no order in flight.
   begin_write(self, std::move(out), at, std::move(chg), [](bool, bool, const auto&) {});
+  if (!m.o.imsis.empty())
+    s.w->imsi = m.o.imsis.front();
 }
 
 void process(sim_pointer self, sim_work&& w) {

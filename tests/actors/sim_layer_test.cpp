@@ -281,3 +281,92 @@ TEST_CASE("overload: observations beyond max_in_flight are shed", "[actors]") {
   CHECK(ok.load() + shed.load() == 2000);
   CHECK(f.layer->in_flight() == 0);
 }
+
+TEST_CASE("a reload (SIGHUP) gives orders placed afterwards the new bar lead time and keeps open "
+          "orders",
+          "[actors]") {
+  temp_dir dir;
+  layer_fixture f{config_for(dir), fast_orders(3000ms)};
+  auto before = iccid(60);
+  auto after = iccid(61);
+  REQUIRE(f.upsert(before, {imsi(60)}).error == ec::ok);
+  REQUIRE(f.upsert(after, {imsi(61)}).error == ec::ok);
+  REQUIRE(f.order(before, lock::order_type::bar).error == ec::ok);
+  // Submitted: its lead time (3 s) is drawn before the reload arrives.
+  REQUIRE(f.wait_for([&] {
+    auto o = f.orders_of(before);
+    return o.size() == 1 && o[0].status == actors::order_status::submitted;
+  }));
+
+  auto next = fast_orders(100ms);
+  // A changed backend is rebuilt: this one refuses its first submission.
+  auto tune = [](orders::network_config& n) {
+    n.backend.fail_first = 1;
+    n.retry.initial_backoff = 10ms;
+  };
+  tune(next.defaults);
+  for (auto& [name, n] : next.networks)
+    tune(n);
+  f.layer->reload_orders(next);
+
+  REQUIRE(f.order(after, lock::order_type::bar).error == ec::ok);
+  REQUIRE(f.wait_for([&] { return f.sim(after)->state.bar == lock::bar_state::barred; }, 2s));
+  // The open order kept its state and due time: not barred yet, not lost.
+  auto open = f.orders_of(before);
+  REQUIRE(open.size() == 1);
+  CHECK(open[0].status == actors::order_status::submitted);
+  CHECK(f.sim(before)->state.bar == lock::bar_state::bar_pending);
+  auto done = f.orders_of(after);
+  REQUIRE(done.size() == 1);
+  CHECK(done[0].status == actors::order_status::completed);
+  CHECK(done[0].attempts == 2); // the rebuilt backend refused the first one
+  REQUIRE(f.wait_for([&] { return f.sim(before)->state.bar == lock::bar_state::barred; }));
+  CHECK(f.orders_of(before)[0].status == actors::order_status::completed);
+}
+
+TEST_CASE("events name the IMSI of the observation, or the SIM's first IMSI for order outcomes",
+          "[actors]") {
+  temp_dir dir;
+  recorder rec;
+  layer_fixture f{config_for(dir), fast_orders(100ms), &rec};
+  auto id = iccid(70);
+  REQUIRE(f.upsert(id, {imsi(70), imsi(71)}).error == ec::ok);
+  REQUIRE(f.order(id, lock::order_type::enable_imei_lock).error == ec::ok);
+  REQUIRE(f.wait_for([&] { return rec.count(lock::notice::lock_enabled) == 1; }));
+  CHECK(f.observe(imsi(71), imei(1)) == ack::ok); // R6 on the 2nd IMSI
+  CHECK(f.observe(imsi(71), imei(2)) == ack::ok); // R7
+  REQUIRE(f.wait_for([&] { return rec.count(lock::notice::bar_completed) == 1; }));
+  std::lock_guard g{rec.mtx};
+  std::size_t checked = 0;
+  for (auto& ev : rec.events) {
+    CHECK(ev.iccid == id);
+    switch (ev.what) {
+      case lock::notice::lock_enabled:
+      case lock::notice::bar_completed:
+        CHECK(ev.imsi == imsi(70));
+        ++checked;
+        break;
+      case lock::notice::lock_set_first_imei:
+      case lock::notice::change_event:
+      case lock::notice::violation:
+        CHECK(ev.imsi == imsi(71));
+        ++checked;
+        break;
+      default:
+        CHECK(ev.imsi != 0);
+        break;
+    }
+  }
+  CHECK(checked >= 4);
+}
+
+TEST_CASE("an order with no type is refused as invalid, not as a conflict", "[actors]") {
+  temp_dir dir;
+  layer_fixture f{config_for(dir), fast_orders(100ms)};
+  auto id = iccid(80);
+  REQUIRE(f.upsert(id, {imsi(80)}).error == ec::ok);
+  auto r = f.order(id, lock::order_type::none);
+  CHECK(r.error == ec::invalid);
+  CHECK_FALSE(r.reason.empty());
+  CHECK(f.orders_of(id).empty());
+}
