@@ -279,6 +279,8 @@ struct daemon::impl {
         log::warning("daemon.reload_partial", {{"component", "api"}, {"reason", *api_err}});
       if (diameter)
         diameter->reload(next.diameter);
+      layer->reload_orders(next.orders); // validated by load_config
+
       log::set_level(next.process.log_level);
       if (!(next.metrics == cfg.metrics))
         log::warning("daemon.reload_needs_restart", {{"section", "metrics"}});
@@ -286,6 +288,7 @@ struct daemon::impl {
       cfg.radius = next.radius;
       cfg.diameter = next.diameter;
       cfg.api = next.api;
+      cfg.orders = next.orders;
       log::notice("daemon.reloaded", {{"log_level", log::to_string(cfg.process.log_level)}});
     } catch (const config::error& e) {
       log::error("daemon.reload_rejected",
