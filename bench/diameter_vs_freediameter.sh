@@ -219,7 +219,9 @@ for r in $(seq 1 "$rounds"); do
   for who in "${servers[@]}"; do
     extra=(--compat 1)
     case $who in
-      freediameter) pid=$fd_pid; port=$fd_port ;;
+      # freeDiameter takes one connection per Origin-Host and may still hold
+      # the previous round's (it closed the new one in a run): a new name per round.
+      freediameter) pid=$fd_pid; port=$fd_port; extra+=(--origin-host "r$r.pgw1.example.net") ;;
       imeilockd) pid=$d_pid; port=$d_diameter ;;
       imeilockd_chg) pid=$d_pid; port=$d_diameter; extra+=(--imei-change-percent "$change" --seed "$r") ;;
       harness) pid=$h_pid; port=$h_port ;;
@@ -232,7 +234,12 @@ for r in $(seq 1 "$rounds"); do
     chg=$(echo " $line" | field imei_changes)
     [[ $line == *"server closed"* || $line == *"answers missing"* || $line == *"first error"* ]] && echo "  ($who: $(echo "$line" | grep -o 'server closed a connection\|[0-9]* answers missing at the end\|first error answer: Result-Code [0-9]*' | head -1))"
     printf '%-6s %-14s %10s %8s %8s %9s %7s %11s %8s %s\n' "$r" "$who" "$rate" "$p50" "$p99" "$p999" "$errs" "$cpu" "$chg" "$(cut -d' ' -f1 /proc/loadavg)"
-    rates[$who]+="${rate:-0} "; p50s[$who]+="${p50:-0} "; p99s[$who]+="${p99:-0} "; p999s[$who]+="${p999:-0} "; cpus[$who]+="${cpu:-0} "
+    # A failed run (no result line) counts in no median; its ratio shows as "-".
+    if [[ -n $rate ]]; then
+      rates[$who]+="$rate "; p50s[$who]+="$p50 "; p99s[$who]+="$p99 "; p999s[$who]+="$p999 "; cpus[$who]+="$cpu "
+    else
+      rates[$who]+="- "
+    fi
     if [[ $who == imeilockd_chg ]]; then
       # Restore: a new generator starts with every SIM on its first IMEI, so
       # one unmeasured pass brings the SIMs the changes left on the second
@@ -248,8 +255,8 @@ for extra_run in "imeilockd_mix30:--ccr-percent 30" "imeilockd_2000/s:--rate 200
   printf '%-6s %-14s %10s %8s %8s %9s %7s %11s %8s %s\n' once "$name" "$(echo "$res" | field rate)" "$(echo "$res" | field p50_us)" \
     "$(echo "$res" | field p99_us)" "$(echo "$res" | field p999_us)" "$(echo "$res" | field errors)" "$(echo " $line" | field cpu_us)" 0 "$(cut -d' ' -f1 /proc/loadavg)"
 done
-median() { printf '%s\n' $@ | sort -n | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}'; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.2f", (b>0)?a/b:0}'; }
+median() { printf '%s\n' $@ | { grep -v '^-$' || true; } | sort -n | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN{if (a == "-" || b == "-" || b <= 0) print "-"; else printf "%.2f", a/b}'; }
 echo
 echo "medians over $rounds rounds (load average now $(cut -d' ' -f1-3 /proc/loadavg))"
 printf '%-14s %10s %8s %8s %9s %11s %16s\n' server ACR/s p50_us p99_us p99.9_us cpu_us/ACR "x freediameter"
