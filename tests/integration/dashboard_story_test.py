@@ -1,0 +1,229 @@
+#!/usr/bin/env python3
+"""The whole operator story against the real daemon (issues 4 and 6):
+
+A SIM locked to device A is seen in device B over RADIUS. The daemon raises
+the bar, sends an RFC 5176 Disconnect-Request to the NAS (a real receiver
+built on pyrad's packet code) and records its ACK in the SIM's audit log,
+and posts signed webhooks (violation, bar completed) to a real HTTP server.
+The operator opens the dashboard in headless Chromium, sees the bar, picks
+"Unbar and update to last seen IMEI", and the page shows the SIM locked to B;
+the unbar webhook follows.
+"""
+import hashlib
+import hmac
+import http.server
+import importlib.util
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import harness as h  # noqa: E402
+
+spec = importlib.util.spec_from_file_location("ui_cdp", os.path.join(HERE, "..", "api", "ui_test.py"))
+ui = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(ui)
+
+WEBHOOK_KEY = "EXAMPLE-webhook-key-for-tests"
+A = h.imei15("35349001234567")
+B = h.imei15("35209900176148")
+IMSI = "234500000000031"
+
+
+class webhook_receiver(http.server.ThreadingHTTPServer):
+    """Records every POST with whether its HMAC-SHA256 signature verifies."""
+
+    def __init__(self):
+        self.events = []
+        outer = self
+
+        class handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                want = "sha256=" + hmac.new(WEBHOOK_KEY.encode(), body, hashlib.sha256).hexdigest()
+                outer.events.append((json.loads(body),
+                                     hmac.compare_digest(want, self.headers.get("X-Imeilock-Signature", ""))))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        super().__init__(("127.0.0.1", 0), handler)
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    def names(self):
+        return [e["event"] for e, _ in self.events]
+
+
+class dae_receiver(threading.Thread):
+    """An RFC 5176 Dynamic Authorization Server on pyrad's packet code: ACKs."""
+
+    def __init__(self, secret):
+        super().__init__(daemon=True)
+        from pyrad import dictionary
+        self.dict = dictionary.Dictionary(os.path.join(HERE, "..", "radius", "dictionary.pyrad"))
+        self.secret = secret
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.requests = []
+        self.running = True
+        self.start()
+
+    def run(self):
+        from pyrad import packet
+        while self.running:
+            try:
+                data, addr = self.sock.recvfrom(4096)
+            except socket.timeout:
+                continue
+            pkt = packet.CoAPacket(packet=data, secret=self.secret, dict=self.dict)
+            ok = pkt.VerifyCoARequest()
+            self.requests.append((pkt, ok))
+            if ok:
+                reply = pkt.CreateReply()
+                reply.code = packet.DisconnectACK
+                self.sock.sendto(reply.ReplyPacket(), addr)
+
+
+def check(cond, what):
+    if not cond:
+        raise AssertionError(what)
+    print(f"ok - {what}")
+
+
+def main():
+    chromium = shutil.which("chromium") or "/usr/bin/chromium"
+    if not os.path.exists(chromium):
+        print("chromium is not installed (scripts/install-deps.sh installs it)")
+        return 1
+    hooks = webhook_receiver()
+    dae = dae_receiver(h.EXAMPLE_RADIUS_SECRET)
+    state = tempfile.mkdtemp(prefix="imeilockd-test-")
+    secret = h.EXAMPLE_RADIUS_SECRET.decode()
+    cfg = h.default_config(state).replace(
+        f"      secret: {secret}\n",
+        f"      secret: {secret}\n      disconnect_port: {dae.port}\n"
+        "  disconnect:\n    enabled: true\n    timeout: 300ms\n    retries: 2\n")
+    cfg += f"""
+orders:
+  networks:
+    multinet:
+      lead_times: {{bar: 1500ms, unbar: 300ms}}
+webhooks:
+  targets:
+    - url: http://127.0.0.1:{hooks.server_address[1]}/events
+      secret: {WEBHOOK_KEY}
+  initial_backoff: 100ms
+"""
+    d = h.Daemon(config_text=cfg, state_dir=state)
+    browser = None
+    profile = tempfile.mkdtemp(prefix="imeilock-ui-")
+    try:
+        d.start()
+        iccid = h.random_iccid()
+        st, _ = d.api("PUT", f"/v1/sims/{iccid}", {"imsis": [IMSI], "msisdn": "447700900031",
+                                                    "network": "multinet", "status": "active"})
+        check(st == 201, "SIM created")
+        port = d.ports["radius"]
+        pkt = h.accounting_request(1, IMSI, A, status_type=1, session_id="ui-1")
+        check(h.response_ok(pkt, h.radius_exchange(port, pkt)), "Start from device A answered")
+        st, _ = d.api("POST", f"/v1/sims/{iccid}/orders", {"type": "enable_imei_lock"})
+        h.wait_until(lambda: d.api("GET", f"/v1/sims/{iccid}")[1]["lock"]["state"] == "locked",
+                     what="locked to A")
+        pkt = h.accounting_request(2, IMSI, B, status_type=3, session_id="ui-1")
+        check(h.response_ok(pkt, h.radius_exchange(port, pkt)), "Interim-Update from device B answered")
+
+        # RFC 5176: the NAS got a Disconnect-Request for the session, and the ACK is audited.
+        h.wait_until(lambda: dae.requests, timeout=10, what="a Disconnect-Request")
+        req, ok = dae.requests[0]
+        check(ok, "the Disconnect-Request's authenticator verifies with the NAS secret")
+        check(req["Acct-Session-Id"] == ["ui-1"], "it names the violating session")
+        h.wait_until(lambda: any(e["cause"] == "disconnect:ack" for e in
+                                 d.api("GET", f"/v1/sims/{iccid}/events")[1]["items"]),
+                     timeout=10, what="disconnect:ack in the audit log")
+        check(True, "the Disconnect ACK is in the SIM's audit log (R14)")
+
+        # Webhooks: the violation at once, the bar once the lead time has run out.
+        h.wait_until(lambda: "bar_completed" in hooks.names(), timeout=15, what="bar_completed")
+        check("violation" in hooks.names(), "violation webhook delivered")
+        v = next(e for e, _ in hooks.events if e["event"] == "violation")
+        check(v["iccid"] == iccid and v["imei"] == B and v["locked_imei"] == A and v["imsi"] == IMSI,
+              f"violation webhook carries iccid, imsi, imei and locked_imei ({v})")
+        check(all(ok for _, ok in hooks.events), "every webhook carries a valid HMAC signature")
+
+        # The operator in the dashboard.
+        token = h.EXAMPLE_TOKEN
+        url = f"http://127.0.0.1:{d.ports['api']}"
+        browser = subprocess.Popen(
+            [chromium, "--headless", "--no-sandbox", "--disable-gpu",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             "--no-first-run", "--disable-dev-shm-usage", "--remote-debugging-port=0",
+             "--remote-debugging-address=127.0.0.1", "--window-size=1200,1100",
+             f"--user-data-dir={profile}", "about:blank"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        ws_browser = None
+        deadline = time.time() + 60
+        while time.time() < deadline and ws_browser is None:
+            line = browser.stderr.readline()
+            if not line:
+                raise RuntimeError("chromium exited before DevTools was ready")
+            m = re.search(r"DevTools listening on (ws://\S+)", line)
+            if m:
+                ws_browser = m.group(1)
+        cdp_port = re.match(r"ws://[^:]+:(\d+)/", ws_browser).group(1)
+        pages = []
+        while not pages and time.time() < deadline:
+            with urllib.request.urlopen(f"http://127.0.0.1:{cdp_port}/json/list") as r:
+                pages = [t for t in json.load(r) if t["type"] == "page"]
+            time.sleep(0.1)
+        dt = ui.devtools(pages[0]["webSocketDebuggerUrl"])
+        dt.call("Page.enable")
+        dt.call("Page.navigate", url=url + "/ui")
+        dt.wait("document.readyState === 'complete' && !!document.getElementById('token')",
+                "the page to load")
+        dt.js(f"document.getElementById('token').value = '{token}';"
+              "document.getElementById('login').click(); true")
+        dt.js(f"document.getElementById('search-iccid').value = '{iccid}';"
+              "document.getElementById('search-btn').click(); true")
+        dt.wait("document.getElementById('bar-state').dataset.state === 'barred'", "the bar")
+        check(ui.text(dt, "lock-imei") == A and ui.text(dt, "trigger-imei") == B,
+              "the page shows the bar: locked to A, triggered by B")
+        dt.js("document.getElementById('unbar-update').click(); true")
+        dt.wait(f"document.getElementById('lock-imei').textContent === '{B}' && "
+                "document.getElementById('bar-state').dataset.state === 'none'",
+                "the SIM locked to B")
+        check(True, "after 'Unbar and update to last seen IMEI' the page shows the SIM locked to B")
+        sim = d.api("GET", f"/v1/sims/{iccid}")[1]
+        check(sim["lock"] == {"state": "locked", "imei": B} and sim["bar"]["state"] == "none",
+              "the daemon agrees (R11)")
+        h.wait_until(lambda: "unbar_completed" in hooks.names(), timeout=10, what="unbar_completed")
+        check(True, "unbar_completed webhook delivered")
+        print("dashboard story passed")
+        return 0
+    finally:
+        if browser:
+            browser.terminate()
+            try:
+                browser.wait(10)
+            except subprocess.TimeoutExpired:
+                browser.kill()
+        d.kill9()
+        dae.running = False
+        hooks.shutdown()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
