@@ -14,6 +14,9 @@ start=$(date +%s)
 
 scripts/install-deps.sh
 
+# ccache keyed on paths relative to the checkout, so any clone reuses the cache.
+export CCACHE_BASEDIR="$root" CCACHE_NOHASHDIR=true
+
 echo "== build ($build)"
 cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DIMEILOCK_WERROR=ON
 cmake --build "$build" -j "$jobs"
