@@ -23,9 +23,10 @@ namespace {
 
 log::rate_limiter malformed_limiter{10, std::chrono::seconds{10}};
 
-sim_info to_info(store::sim_record&& r) {
+sim_info to_info(store::sim_record&& r, const lock::eligibility_config& eligibility) {
+  auto policy = lock::policy_for(eligibility, r.network);
   return {std::move(r.iccid), std::move(r.imsis), std::move(r.msisdn), std::move(r.network),
-          r.state};
+          r.state, policy};
 }
 
 write_result refused(ec e, std::string reason) {
@@ -40,6 +41,7 @@ write_result refused(ec e, std::string reason) {
 struct sim_layer::impl {
   caf::actor_system& sys;
   layer_metrics metrics; ///< before db: the store's commit observer uses it until db is gone
+  lock::eligibility_config eligibility; ///< R1 lists, for what reads report per SIM
   layer_context ctx;
   std::unique_ptr<inventory> inv;
   std::unique_ptr<store::store> db; ///< last: destroyed (writer joined) first
@@ -54,7 +56,7 @@ struct sim_layer::impl {
   impl(caf::actor_system& s, const sim_layer_config& cfg, const lock::eligibility_config& elig,
        const orders::orders_config& ocfg, prometheus::Registry& reg, sim_listener* listener,
        boost::asio::io_context& io)
-    : sys(s), metrics(reg) {
+    : sys(s), metrics(reg), eligibility(elig) {
     ctx.cfg = cfg;
     ctx.orders_cfg = ocfg;
     db = std::make_unique<store::store>(cfg.store);
@@ -276,7 +278,7 @@ void sim_layer::get_sim(std::string iccid, std::function<void(std::optional<sim_
     done(std::nullopt);
     return;
   }
-  done(to_info(std::move(*r)));
+  done(to_info(std::move(*r), impl_->eligibility));
 }
 
 void sim_layer::list_sims(sim_filter filter, std::string cursor, std::size_t limit,
@@ -292,7 +294,7 @@ void sim_layer::list_sims(sim_filter filter, std::string cursor, std::size_t lim
     page.next_cursor = rows.back().iccid;
   page.items.reserve(rows.size());
   for (auto& r : rows)
-    page.items.push_back(to_info(std::move(r)));
+    page.items.push_back(to_info(std::move(r), impl_->eligibility));
   done(std::move(page));
 }
 

@@ -79,6 +79,8 @@ struct sim_info {
   std::string msisdn;
   std::string network; ///< configured network name, e.g. "multinet", "roamnet901"
   lock::sim_state state;
+  /// What the configured eligibility lists (R1, R13) allow on this SIM's network.
+  lock::policy policy;
 };
 
 /// Create or update a SIM's identity (not its lock state).

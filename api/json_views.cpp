@@ -81,6 +81,10 @@ json sim_json(const actors::sim_info& sim) {
              {"unbar_mode", optional_enum(lock::to_string(sim.state.pending_unbar),
                                           sim.state.pending_unbar != lock::unbar_mode::none)}};
   j["updated_at"] = time_json(sim.state.updated_at_ms);
+  // What the configured lists allow on this network (R1, R13), so clients
+  // (the dashboard's activation tick box) need not guess.
+  j["eligibility"] = {{"imei_lock", sim.policy.lock_eligible},
+                      {"lock_on_activation", sim.policy.lock_on_activation_eligible}};
   return j;
 }
 

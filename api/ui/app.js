@@ -4,9 +4,6 @@
 'use strict';
 
 const POLL_MS = 3000;
-// Networks where an activation may carry "Enable IMEI Locking" by default
-// (R1/R13); the daemon has the final word and refuses with a reason.
-const LOCK_ON_ACTIVATION = ['roamnet901'];
 const TOKEN_KEY = 'imeilock.token';
 
 const $ = (id) => document.getElementById(id);
@@ -167,14 +164,17 @@ function renderSim(s) {
   const active = s.status === 'active';
   const pending = !!s.pending_order;
   const barredBy = (r) => s.bar.state === 'barred' && s.bar.reason === r;
-  $('enable-lock').disabled = pending || s.lock.state !== 'off';
+  // The configured eligibility (R1, R13) comes with the SIM; the daemon still
+  // has the final word and refuses an ineligible order with its reason.
+  const eligible = !!(s.eligibility && s.eligibility.imei_lock);
+  $('enable-lock').disabled = pending || s.lock.state !== 'off' || !eligible;
   $('disable-lock').disabled = pending || s.lock.state === 'off';
   $('unbar-keep').disabled = pending || !barredBy('imei_lock');
   $('unbar-update').disabled = pending || !barredBy('imei_lock');
   $('unbar-manual').disabled = pending || !barredBy('manual');
   $('bar').disabled = pending || !active || s.bar.state !== 'none';
   $('activate').disabled = pending || active;
-  const lockable = LOCK_ON_ACTIVATION.includes(s.network);
+  const lockable = !!(s.eligibility && s.eligibility.lock_on_activation);
   $('activate-lock').disabled = !lockable || active;
   if (!lockable) $('activate-lock').checked = false;
   $('activate-lock-label').title = lockable ? ''

@@ -200,6 +200,18 @@ webhooks:
         dt.wait("document.getElementById('bar-state').dataset.state === 'barred'", "the bar")
         check(ui.text(dt, "lock-imei") == A and ui.text(dt, "trigger-imei") == B,
               "the page shows the bar: locked to A, triggered by B")
+        # The activation tick box follows the configured eligibility (R1, R13):
+        # a MultiNet SIM may be locked, but not at activation.
+        check(d.api("GET", f"/v1/sims/{iccid}")[1]["eligibility"] ==
+              {"imei_lock": True, "lock_on_activation": False},
+              "the SIM carries its network's eligibility (multinet: lock yes, at activation no)")
+        check(dt.js("document.getElementById('activate-lock').disabled") is True,
+              "the page offers no 'Enable IMEI Locking' tick box on activation for multinet")
+        rn = h.random_iccid()
+        d.api("PUT", f"/v1/sims/{rn}", {"imsis": ["234500000000032"], "msisdn": "447700900032",
+                                         "network": "roamnet901", "status": "inactive"})
+        check(d.api("GET", f"/v1/sims/{rn}")[1]["eligibility"]["lock_on_activation"] is True,
+              "a roamnet901 SIM may be locked at activation")
         dt.js("document.getElementById('unbar-update').click(); true")
         dt.wait(f"document.getElementById('lock-imei').textContent === '{B}' && "
                 "document.getElementById('bar-state').dataset.state === 'none'",
