@@ -182,6 +182,10 @@ struct daemon::impl {
                  {"diameter_port", diameter ? first_port(diameter->local_endpoints()) : 0},
                  {"api_port", first_port(api->local_endpoints())}});
     service_manager::ready(summary());
+    // systemd's watchdog clock starts at READY: ping at once, then every
+    // half interval, so even a daemon stopped early has proven it is alive.
+    if (service_manager::watchdog_interval().count() != 0)
+      service_manager::watchdog();
     return true;
   }
 
