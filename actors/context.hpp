@@ -18,6 +18,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 namespace boost::asio {
@@ -25,6 +26,13 @@ class io_context;
 }
 
 namespace imeilock::actors {
+
+/// Unix time in milliseconds.
+inline std::int64_t now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+           std::chrono::system_clock::now().time_since_epoch())
+    .count();
+}
 
 /// A passivated SIM: its lock state and network, 56 bytes.
 struct compact_row {
@@ -44,19 +52,21 @@ struct layer_context {
   order_actor orders;
   /// Rows loaded at startup, per shard, moved into the shard when it spawns.
   std::vector<std::vector<compact_row>> initial_rows;
+  /// Unix time in milliseconds as the actors read it: the wall clock in the
+  /// daemon; the deterministic tests (tests/actors) derive it from CAF's test
+  /// clock, the one their timers run on.
+  std::function<std::int64_t()> clock = now_ms;
+  /// Hands a store completion to the SIM actor whose change it settles; runs on
+  /// the store's writer thread. Empty in the daemon: a message sent from there
+  /// straight away. The deterministic tests collect completions here and
+  /// deliver them from the test thread.
+  std::function<void(const sim_actor&, bool ok)> deliver_commit;
 
   registry_actor shard_of(sim_id id) const { return shards[id % shards.size()]; }
   std::uint32_t local_index(sim_id id) const {
     return static_cast<std::uint32_t>(id / shards.size());
   }
 };
-
-/// Unix time in milliseconds.
-inline std::int64_t now_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-           std::chrono::system_clock::now().time_since_epoch())
-    .count();
-}
 
 /// Spawns registry shard `index` (registry.cpp).
 registry_actor spawn_registry_shard(caf::actor_system& sys, layer_context* ctx, std::uint32_t index);

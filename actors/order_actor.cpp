@@ -118,7 +118,7 @@ void carry_out(order_pointer self, orders::action& a) {
 /// wake-up unless one already fires at or before it.
 void step(order_pointer self) {
   auto& s = self->state;
-  auto now = now_ms();
+  auto now = s.ctx->clock();
   for (auto& a : s.sched->poll(now))
     carry_out(self, a);
   for (auto& [network, st] : s.sched->all_stats())
@@ -138,7 +138,7 @@ order_actor::behavior_type order_behavior(order_pointer self, layer_context* ctx
   return {
     [self](new_order& m) {
       auto& s = self->state;
-      auto now = now_ms();
+      auto now = s.ctx->clock();
       auto rc = s.sched->add(m.o, now);
       if (rc == ec::overloaded) {
         // The order is durable already: it is never dropped, only late.
@@ -153,7 +153,7 @@ order_actor::behavior_type order_behavior(order_pointer self, layer_context* ctx
     },
     [self](backend_answer& m) {
       auto& s = self->state;
-      auto now = now_ms();
+      auto now = s.ctx->clock();
       auto a = m.accepted ? s.sched->on_submitted(m.id, now)
                           : s.sched->on_submit_failed(m.id, m.reason, now);
       if (a)
@@ -168,7 +168,7 @@ order_actor::behavior_type order_behavior(order_pointer self, layer_context* ctx
     },
     [self](resume_atom) {
       auto& s = self->state;
-      auto now = now_ms();
+      auto now = s.ctx->clock();
       std::size_t n = 0;
       for (auto& r : s.ctx->db->open_orders()) {
         auto o = from_record(r);
@@ -196,7 +196,7 @@ order_actor::behavior_type order_behavior(order_pointer self, layer_context* ctx
           ++it;
         }
       }
-      s.sched->reconfigure(std::move(m.cfg), now_ms());
+      s.sched->reconfigure(std::move(m.cfg), s.ctx->clock());
       for (auto& network : rebuilt)
         log::notice("orders.backend_changed", {{"network", network}});
       log::notice("orders.reloaded", {{"open_orders", s.sched->size()}});

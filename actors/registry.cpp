@@ -169,8 +169,12 @@ void begin_write(sim_pointer self, lock::outcome out, std::int64_t at_ms, store:
   }
   w.settle = std::move(settle);
   auto hdl = caf::actor_cast<sim_actor>(self);
-  if (!ctx->db->submit(std::move(chg),
-                       [hdl](bool ok) { caf::anon_send(hdl, commit_atom::value, ok); })) {
+  if (!ctx->db->submit(std::move(chg), [hdl, ctx](bool ok) {
+        if (ctx->deliver_commit)
+          ctx->deliver_commit(hdl, ok);
+        else
+          caf::anon_send(hdl, commit_atom::value, ok);
+      })) {
     w.refused = true;
     ctx->metrics->store_refused->Increment();
   }
@@ -235,7 +239,7 @@ void on_commit(sim_pointer self, bool ok) {
         ev.imei = n.imei;
         ev.locked_imei = n.locked_imei;
         ev.order_id = n.order_id;
-        ev.at_ms = now_ms();
+        ev.at_ms = ctx->clock();
         if (n.what == lock::notice::violation)
           ev.disconnect = w->disconnect;
         ctx->listener->on_event(ev);
@@ -257,7 +261,7 @@ void handle_observation(sim_pointer self, sim_observation&& m) {
     m.done(ack::ok);
     return;
   }
-  auto at = obs.at_ms != 0 ? obs.at_ms : now_ms();
+  auto at = obs.at_ms != 0 ? obs.at_ms : s.ctx->clock();
   auto out = lock::apply(s.ctx->inv->policy(s.network), s.st, lock::observed{obs.imei}, at);
   if (!out.changed && out.effects.empty()) {
     s.remember(obs.dedupe_key);
@@ -275,7 +279,7 @@ void handle_observation(sim_pointer self, sim_observation&& m) {
 void handle_order(sim_pointer self, sim_order&& m) {
   auto& s = self->state;
   auto* ctx = s.ctx;
-  auto at = m.at_ms != 0 ? m.at_ms : now_ms();
+  auto at = m.at_ms != 0 ? m.at_ms : ctx->clock();
   lock::order_placed ev;
   ev.order_id = ctx->db->allocate_order_id();
   ev.type = m.req.type;
@@ -312,7 +316,7 @@ void handle_order(sim_pointer self, sim_order&& m) {
 void handle_upsert(sim_pointer self, sim_upsert_msg&& m) {
   auto& s = self->state;
   auto* ctx = s.ctx;
-  auto at = m.at_ms != 0 ? m.at_ms : now_ms();
+  auto at = m.at_ms != 0 ? m.at_ms : ctx->clock();
   if (auto taken = ctx->inv->conflicts(s.id, m.rec.imsis); !taken.empty()) {
     write_result r;
     r.error = ec::conflict;
@@ -365,7 +369,7 @@ void handle_upsert(sim_pointer self, sim_upsert_msg&& m) {
 void handle_outcome(sim_pointer self, sim_order_outcome&& m) {
   auto& s = self->state;
   auto* ctx = s.ctx;
-  auto at = m.o.finished_at_ms != 0 ? m.o.finished_at_ms : now_ms();
+  auto at = m.o.finished_at_ms != 0 ? m.o.finished_at_ms : ctx->clock();
   lock::event ev;
   if (m.o.status == orders::order_status::completed)
     ev = lock::order_completed{m.o.id};
@@ -480,7 +484,7 @@ void forward(registry_pointer self, Msg&& m) {
     s.ctx->metrics->actors_alive->Increment();
   }
   auto& a = it->second;
-  a.last_ms = now_ms();
+  a.last_ms = s.ctx->clock();
   ++a.epoch;
   a.busy = true;
   self->send(a.hdl, sim_work{std::forward<Msg>(m)});
@@ -506,7 +510,7 @@ registry_actor::behavior_type registry_behavior(registry_pointer self, layer_con
           return;
         }
         auto& row = row_of(self, m.sim);
-        auto at = m.obs.at_ms != 0 ? m.obs.at_ms : now_ms();
+        auto at = m.obs.at_ms != 0 ? m.obs.at_ms : st.ctx->clock();
         auto out = lock::apply(st.ctx->inv->policy(row.network), row.state,
                                lock::observed{m.obs.imei}, at);
         if (!out.changed && out.effects.empty()) {
@@ -535,7 +539,7 @@ registry_actor::behavior_type registry_behavior(registry_pointer self, layer_con
     },
     [self, sweep_every](sweep_atom) {
       auto& st = self->state;
-      auto now = now_ms();
+      auto now = st.ctx->clock();
       auto idle = st.ctx->cfg.passivate_after.count();
       std::size_t stopped = 0;
       for (auto it = st.actors.begin(); it != st.actors.end();) {

@@ -1,5 +1,9 @@
-// The SIM layer through its facade: a real actor system, a real store on
-// disk, the product stories end to end (observations + orders -> state).
+// The SIM layer through its facade with its real threads: CAF's scheduler,
+// the store's writer thread, real timers, SQLite on disk. What these tests are
+// about is the facade and the threading (index and validation in the facade,
+// in-flight accounting and shedding, import fan-in, a store that fails under
+// load, one story end to end); the actors' logic, message by message and with
+// time moved by the test, is actor_logic_test.cpp's.
 #include "tests/actors/test_support.hpp"
 
 #include <catch2/catch.hpp>
@@ -32,7 +36,7 @@ struct recorder : actors::sim_listener {
   std::size_t count(lock::notice what) {
     std::lock_guard g{mtx};
     return static_cast<std::size_t>(
-      std::count_if(events.begin(), events.end(), [&](auto& e) { return e.what == what; }));
+        std::count_if(events.begin(), events.end(), [&](auto& e) { return e.what == what; }));
   }
 };
 
@@ -53,7 +57,8 @@ TEST_CASE("the lock story: enable, first IMEI, a 2nd device raises exactly one b
   REQUIRE(r.error == ec::ok);
   REQUIRE(r.order);
   CHECK(r.order->type == lock::order_type::enable_imei_lock);
-  REQUIRE(f.wait_for([&] { return f.sim(id)->state.lock == lock::lock_state::awaiting_first_imei; }));
+  REQUIRE(
+      f.wait_for([&] { return f.sim(id)->state.lock == lock::lock_state::awaiting_first_imei; }));
 
   // R6: the first IMEI becomes the lock.
   CHECK(f.observe(imsi(1), imei(100)) == ack::ok);
@@ -139,26 +144,6 @@ TEST_CASE("an IMSI belongs to exactly one SIM", "[actors]") {
   CHECK(f.upsert(iccid(7), {imsi(6)}).error == ec::ok);
 }
 
-TEST_CASE("durable before acknowledged: a change the store cannot commit is not acknowledged",
-          "[actors]") {
-  temp_dir dir;
-  layer_fixture f{config_for(dir), fast_orders(100ms)};
-  auto id = iccid(10);
-  REQUIRE(f.upsert(id, {imsi(10)}).error == ec::ok);
-  CHECK(f.observe(imsi(10), imei(1)) == ack::ok);
-
-  f.layer->db().exec_on_writer_for_testing("PRAGMA query_only=1"); // read-only file
-  CHECK(f.observe(imsi(10), imei(2)) == ack::store_failed);
-  CHECK(f.sim(id)->state.last_seen_imei == imei(1).device);
-  // Unchanged observations need no write and are still answered.
-  CHECK(f.observe(imsi(10), imei(1)) == ack::ok);
-
-  f.layer->db().exec_on_writer_for_testing("PRAGMA query_only=0");
-  // The peer retries: now it is durable.
-  CHECK(f.observe(imsi(10), imei(2)) == ack::ok);
-  CHECK(f.sim(id)->state.last_seen_imei == imei(2).device);
-}
-
 TEST_CASE("a full disk surfaces as store_failed and nothing acknowledged is lost", "[actors]") {
   temp_dir dir;
   layer_fixture f{config_for(dir), fast_orders(100ms)};
@@ -178,65 +163,6 @@ TEST_CASE("a full disk surfaces as store_failed and nothing acknowledged is lost
   CHECK(last != imei(5000).device);
 }
 
-TEST_CASE("a retransmitted observation (same dedupe key) changes nothing a second time",
-          "[actors]") {
-  temp_dir dir;
-  layer_fixture f{config_for(dir), fast_orders(100ms)};
-  auto id = iccid(12);
-  REQUIRE(f.upsert(id, {imsi(12)}).error == ec::ok);
-  CHECK(f.observe(imsi(12), imei(1), 1001) == ack::ok);
-  CHECK(f.observe(imsi(12), imei(2), 1002) == ack::ok);
-  CHECK(f.sim(id)->state.last_seen_imei == imei(2).device);
-  // The first record again, late: without the key it would move last seen back.
-  CHECK(f.observe(imsi(12), imei(1), 1001) == ack::ok);
-  CHECK(f.sim(id)->state.last_seen_imei == imei(2).device);
-}
-
-TEST_CASE("idle SIM actors are passivated into compact rows and come back with their state",
-          "[actors]") {
-  temp_dir dir;
-  auto cfg = config_for(dir);
-  cfg.passivate_after = 200ms;
-  layer_fixture f{cfg, fast_orders(100ms)};
-  auto id = iccid(20);
-  REQUIRE(f.upsert(id, {imsi(20)}).error == ec::ok);
-  REQUIRE(f.order(id, lock::order_type::enable_imei_lock).error == ec::ok);
-  REQUIRE(f.wait_for([&] { return f.sim(id)->state.lock == lock::lock_state::awaiting_first_imei; }));
-  CHECK(f.observe(imsi(20), imei(1)) == ack::ok);
-  CHECK(f.layer->sim_actors_alive() >= 1);
-  REQUIRE(f.wait_for([&] { return f.layer->sim_actors_alive() == 0; }, 5s));
-
-  // The row answers unchanged observations without an actor...
-  CHECK(f.observe(imsi(20), imei(1)) == ack::ok);
-  CHECK(f.layer->sim_actors_alive() == 0);
-  // ...and a violation re-spawns the actor from the row: still locked to device 1.
-  CHECK(f.observe(imsi(20), imei(2)) == ack::ok);
-  auto s = f.sim(id)->state;
-  CHECK(s.lock_imei == imei(1).device);
-  CHECK(s.bar == lock::bar_state::bar_pending);
-  // The bar completes even if the actor is passivated meanwhile.
-  REQUIRE(f.wait_for([&] { return f.sim(id)->state.bar == lock::bar_state::barred; }));
-}
-
-TEST_CASE("a restart resumes open orders with their remaining lead time", "[actors]") {
-  temp_dir dir;
-  auto id = iccid(30);
-  {
-    layer_fixture f{config_for(dir), fast_orders(1500ms)};
-    REQUIRE(f.upsert(id, {imsi(30)}).error == ec::ok);
-    REQUIRE(f.order(id, lock::order_type::bar).error == ec::ok);
-    CHECK(f.sim(id)->state.bar == lock::bar_state::bar_pending);
-  } // "crash" before the lead time ran out (the store has everything acknowledged)
-  layer_fixture f{config_for(dir), fast_orders(1500ms)};
-  CHECK(f.sim(id)->state.bar == lock::bar_state::bar_pending);
-  REQUIRE(f.wait_for([&] { return f.sim(id)->state.bar == lock::bar_state::barred; }));
-  auto orders = f.orders_of(id);
-  REQUIRE(orders.size() == 1);
-  CHECK(orders[0].status == actors::order_status::completed);
-  // The inventory came back from the store: observations are routed.
-  CHECK(f.observe(imsi(30), imei(1)) == ack::ok);
-}
-
 TEST_CASE("import writes every valid SIM and reports each one", "[actors]") {
   temp_dir dir;
   layer_fixture f{config_for(dir), fast_orders(100ms)};
@@ -245,7 +171,8 @@ TEST_CASE("import writes every valid SIM and reports each one", "[actors]") {
     sims.push_back({iccid(100 + i), {imsi(100 + i)}, "", "multinet", lock::sim_status::active});
   sims.push_back({"12345", {imsi(999)}, "", "multinet", lock::sim_status::active});
   std::promise<std::vector<actors::write_result>> p;
-  f.layer->import_sims(std::move(sims), [&](std::vector<actors::write_result> r) { p.set_value(std::move(r)); });
+  f.layer->import_sims(std::move(sims),
+                       [&](std::vector<actors::write_result> r) { p.set_value(std::move(r)); });
   auto results = p.get_future().get();
   REQUIRE(results.size() == 51);
   for (std::size_t i = 0; i < 50; ++i)
@@ -280,84 +207,6 @@ TEST_CASE("overload: observations beyond max_in_flight are shed", "[actors]") {
   CHECK(ok.load() >= 1);
   CHECK(ok.load() + shed.load() == 2000);
   CHECK(f.layer->in_flight() == 0);
-}
-
-TEST_CASE("a reload (SIGHUP) gives orders placed afterwards the new bar lead time and keeps open "
-          "orders",
-          "[actors]") {
-  temp_dir dir;
-  layer_fixture f{config_for(dir), fast_orders(3000ms)};
-  auto before = iccid(60);
-  auto after = iccid(61);
-  REQUIRE(f.upsert(before, {imsi(60)}).error == ec::ok);
-  REQUIRE(f.upsert(after, {imsi(61)}).error == ec::ok);
-  REQUIRE(f.order(before, lock::order_type::bar).error == ec::ok);
-  // Submitted: its lead time (3 s) is drawn before the reload arrives.
-  REQUIRE(f.wait_for([&] {
-    auto o = f.orders_of(before);
-    return o.size() == 1 && o[0].status == actors::order_status::submitted;
-  }));
-
-  auto next = fast_orders(100ms);
-  // A changed backend is rebuilt: this one refuses its first submission.
-  auto tune = [](orders::network_config& n) {
-    n.backend.fail_first = 1;
-    n.retry.initial_backoff = 10ms;
-  };
-  tune(next.defaults);
-  for (auto& [name, n] : next.networks)
-    tune(n);
-  f.layer->reload_orders(next);
-
-  REQUIRE(f.order(after, lock::order_type::bar).error == ec::ok);
-  REQUIRE(f.wait_for([&] { return f.sim(after)->state.bar == lock::bar_state::barred; }, 2s));
-  // The open order kept its state and due time: not barred yet, not lost.
-  auto open = f.orders_of(before);
-  REQUIRE(open.size() == 1);
-  CHECK(open[0].status == actors::order_status::submitted);
-  CHECK(f.sim(before)->state.bar == lock::bar_state::bar_pending);
-  auto done = f.orders_of(after);
-  REQUIRE(done.size() == 1);
-  CHECK(done[0].status == actors::order_status::completed);
-  CHECK(done[0].attempts == 2); // the rebuilt backend refused the first one
-  REQUIRE(f.wait_for([&] { return f.sim(before)->state.bar == lock::bar_state::barred; }));
-  CHECK(f.orders_of(before)[0].status == actors::order_status::completed);
-}
-
-TEST_CASE("events name the IMSI of the observation, or the SIM's first IMSI for order outcomes",
-          "[actors]") {
-  temp_dir dir;
-  recorder rec;
-  layer_fixture f{config_for(dir), fast_orders(100ms), &rec};
-  auto id = iccid(70);
-  REQUIRE(f.upsert(id, {imsi(70), imsi(71)}).error == ec::ok);
-  REQUIRE(f.order(id, lock::order_type::enable_imei_lock).error == ec::ok);
-  REQUIRE(f.wait_for([&] { return rec.count(lock::notice::lock_enabled) == 1; }));
-  CHECK(f.observe(imsi(71), imei(1)) == ack::ok); // R6 on the 2nd IMSI
-  CHECK(f.observe(imsi(71), imei(2)) == ack::ok); // R7
-  REQUIRE(f.wait_for([&] { return rec.count(lock::notice::bar_completed) == 1; }));
-  std::lock_guard g{rec.mtx};
-  std::size_t checked = 0;
-  for (auto& ev : rec.events) {
-    CHECK(ev.iccid == id);
-    switch (ev.what) {
-      case lock::notice::lock_enabled:
-      case lock::notice::bar_completed:
-        CHECK(ev.imsi == imsi(70));
-        ++checked;
-        break;
-      case lock::notice::lock_set_first_imei:
-      case lock::notice::change_event:
-      case lock::notice::violation:
-        CHECK(ev.imsi == imsi(71));
-        ++checked;
-        break;
-      default:
-        CHECK(ev.imsi != 0);
-        break;
-    }
-  }
-  CHECK(checked >= 4);
 }
 
 TEST_CASE("an order with no type is refused as invalid, not as a conflict", "[actors]") {
