@@ -6,6 +6,7 @@
 
 #include "actors/sim_layer.hpp"
 #include "api/api_config.hpp"
+#include "api/request.hpp"
 
 #include <atomic>
 #include <functional>
@@ -17,24 +18,6 @@
 #include <vector>
 
 namespace imeilock::api {
-
-/// One HTTP request as the router needs it.
-struct request {
-  std::string method;        ///< "GET", "PUT", ...
-  std::string target;        ///< path and query, e.g. "/v1/sims?limit=10"
-  std::string authorization; ///< the Authorization header, may be empty
-  std::string content_type;  ///< the Content-Type header, may be empty
-  std::string body;
-};
-
-/// One HTTP answer.
-struct response {
-  unsigned status = 200;
-  std::string content_type = "application/json";
-  std::string body;
-  std::vector<std::pair<std::string, std::string>> headers; ///< extra headers
-  std::string route = "unmatched"; ///< route template, the metrics label
-};
 
 using respond_fn = std::function<void(response)>;
 
@@ -49,9 +32,6 @@ struct route_info {
 
 /// Every route the server answers (the OpenAPI test walks this list).
 const std::vector<route_info>& routes();
-
-/// Builds the JSON error body {"error":{"code","message"}}.
-response error_response(unsigned status, std::string_view code, std::string_view message);
 
 /// Dispatches requests to the SIM layer. Thread-safe.
 class router {

@@ -19,12 +19,6 @@
 
 namespace imeilock::metrics {
 
-void load(metrics_config& cfg, config::section s) {
-  s.read("listen", cfg.listen);
-  s.read("threads", cfg.threads, 1u, 16u);
-  s.finish();
-}
-
 std::string version_string() {
   return std::string{build_version} + " (git " + build_git_revision + ")";
 }

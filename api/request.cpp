@@ -1,0 +1,343 @@
+#include "api/request.hpp"
+
+#include "api/validate.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <cctype>
+#include <charconv>
+
+namespace imeilock::api {
+
+using nlohmann::json;
+
+namespace {
+
+std::string body_of(const json& j) {
+  // Never throw on text that came from outside (invalid UTF-8 is replaced).
+  return j.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+int hex_value(char c) {
+  if (c >= '0' && c <= '9')
+    return c - '0';
+  if (c >= 'a' && c <= 'f')
+    return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F')
+    return c - 'A' + 10;
+  return -1;
+}
+
+/// RFC 3986 percent-decoding; '+' is a space in a query. False on a bad escape.
+bool percent_decode(std::string_view in, std::string& out, bool plus_is_space) {
+  out.clear();
+  for (std::size_t i = 0; i < in.size(); ++i) {
+    char c = in[i];
+    if (c == '%') {
+      if (i + 2 >= in.size())
+        return false;
+      int hi = hex_value(in[i + 1]);
+      int lo = hex_value(in[i + 2]);
+      if (hi < 0 || lo < 0)
+        return false;
+      out.push_back(static_cast<char>(hi * 16 + lo));
+      i += 2;
+    } else if (c == '+' && plus_is_space) {
+      out.push_back(' ');
+    } else {
+      out.push_back(c);
+    }
+  }
+  return true;
+}
+
+std::vector<std::string_view> split(std::string_view s, char sep) {
+  std::vector<std::string_view> parts;
+  std::size_t start = 0;
+  while (true) {
+    auto pos = s.find(sep, start);
+    parts.push_back(s.substr(start, pos == std::string_view::npos ? pos : pos - start));
+    if (pos == std::string_view::npos)
+      break;
+    start = pos + 1;
+  }
+  return parts;
+}
+
+} // namespace
+
+response json_response(unsigned status, const json& j) {
+  response r;
+  r.status = status;
+  r.body = body_of(j);
+  return r;
+}
+
+response error_response(unsigned status, std::string_view code, std::string_view message) {
+  return json_response(status, json{{"error", {{"code", code}, {"message", message}}}});
+}
+
+std::string lower(std::string_view s) {
+  std::string out{s};
+  std::transform(out.begin(), out.end(), out.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return out;
+}
+
+/// The media type of a Content-Type header, lower case, parameters dropped.
+std::string media_type(std::string_view content_type) {
+  return lower(trim(content_type.substr(0, content_type.find(';'))));
+}
+
+bool parse_u64(std::string_view s, std::uint64_t& out) {
+  if (s.empty())
+    return false;
+  auto [ptr, err] = std::from_chars(s.data(), s.data() + s.size(), out);
+  return err == std::errc{} && ptr == s.data() + s.size();
+}
+
+// -- Query strings -----------------------------------------------------------
+
+std::optional<std::string> query_value(const query_map& q, std::string_view key) {
+  for (const auto& [k, v] : q)
+    if (k == key)
+      return v;
+  return std::nullopt;
+}
+
+std::optional<response> read_limit(const query_map& q, std::size_t& out) {
+  out = default_page;
+  auto v = query_value(q, "limit");
+  if (!v)
+    return std::nullopt;
+  std::uint64_t n = 0;
+  if (!parse_u64(*v, n) || n == 0 || n > max_page)
+    return error_response(400, "bad_parameter",
+                          "limit must be a whole number from 1 to " + std::to_string(max_page));
+  out = static_cast<std::size_t>(n);
+  return std::nullopt;
+}
+
+std::optional<response> parse_target(std::string_view target, target_parts& out) {
+  out = {};
+  auto qpos = target.find('?');
+  std::string_view path = target.substr(0, qpos);
+  if (path.empty() || path.front() != '/')
+    return error_response(400, "bad_request", "the request target must be a path");
+  for (auto part : split(path.substr(1), '/')) {
+    std::string decoded;
+    if (!percent_decode(part, decoded, false))
+      return error_response(400, "bad_request", "bad percent-encoding in the path");
+    out.segments.push_back(std::move(decoded));
+  }
+  if (qpos != std::string_view::npos) {
+    for (auto pair : split(target.substr(qpos + 1), '&')) {
+      if (pair.empty())
+        continue;
+      auto eq = pair.find('=');
+      std::string key;
+      std::string value;
+      if (!percent_decode(pair.substr(0, eq), key, true) ||
+          (eq != std::string_view::npos && !percent_decode(pair.substr(eq + 1), value, true)))
+        return error_response(400, "bad_request", "bad percent-encoding in the query");
+      out.query.emplace_back(std::move(key), std::move(value));
+    }
+  }
+  return std::nullopt;
+}
+
+bool match_route(std::string_view tmpl, const std::vector<std::string>& segments,
+                 std::vector<std::string>& params) {
+  auto parts = split(tmpl.substr(1), '/');
+  if (parts.size() != segments.size())
+    return false;
+  std::vector<std::string> found;
+  for (std::size_t i = 0; i < parts.size(); ++i) {
+    if (parts[i].starts_with('{')) {
+      if (segments[i].empty())
+        return false;
+      found.push_back(segments[i]);
+    } else if (parts[i] != segments[i]) {
+      return false;
+    }
+  }
+  params = std::move(found);
+  return true;
+}
+
+namespace {
+
+// -- Strict JSON bodies ------------------------------------------------------
+
+/// Reads a JSON object body field by field; the first problem becomes the
+/// answer (400 for shape problems, 422 for bad values).
+class body_reader {
+public:
+  explicit body_reader(const request& req) {
+    auto type = media_type(req.content_type);
+    if (type != "application/json") {
+      fail_ = error_response(415, "unsupported_media_type",
+                             "send the body as Content-Type: application/json");
+      return;
+    }
+    try {
+      obj_ = json::parse(req.body);
+    } catch (const json::parse_error& e) {
+      fail_ = error_response(400, "malformed_json",
+                             "the body is not valid JSON (byte " + std::to_string(e.byte) +
+                                 "): fix the syntax and resend");
+      return;
+    }
+    if (!obj_.is_object())
+      fail_ = error_response(400, "wrong_type", "the body must be a JSON object {...}");
+  }
+
+  /// Fails on the first field not in `allowed`.
+  void only(std::initializer_list<std::string_view> allowed) {
+    if (fail_)
+      return;
+    for (auto it = obj_.begin(); it != obj_.end(); ++it) {
+      if (std::find(allowed.begin(), allowed.end(), it.key()) != allowed.end())
+        continue;
+      std::string list;
+      for (auto a : allowed)
+        list += (list.empty() ? "" : ", ") + std::string{a};
+      fail_ = error_response(400, "unknown_field",
+                             "unknown field \"" + it.key() + "\": the fields are " + list);
+      return;
+    }
+  }
+
+  bool has(const std::string& key) const { return !fail_ && obj_.contains(key); }
+
+  /// A string field; `required` fields missing fail.
+  std::optional<std::string> string(const std::string& key, bool required) {
+    if (fail_)
+      return std::nullopt;
+    if (!obj_.contains(key)) {
+      if (required)
+        missing(key);
+      return std::nullopt;
+    }
+    const auto& v = obj_[key];
+    if (!v.is_string()) {
+      wrong(key, "a string");
+      return std::nullopt;
+    }
+    return v.get<std::string>();
+  }
+
+  std::optional<bool> boolean(const std::string& key) {
+    if (fail_ || !obj_.contains(key))
+      return std::nullopt;
+    const auto& v = obj_[key];
+    if (!v.is_boolean()) {
+      wrong(key, "true or false");
+      return std::nullopt;
+    }
+    return v.get<bool>();
+  }
+
+  std::optional<std::vector<std::string>> strings(const std::string& key, bool required) {
+    if (fail_)
+      return std::nullopt;
+    if (!obj_.contains(key)) {
+      if (required)
+        missing(key);
+      return std::nullopt;
+    }
+    const auto& v = obj_[key];
+    if (!v.is_array()) {
+      wrong(key, "an array of strings");
+      return std::nullopt;
+    }
+    std::vector<std::string> out;
+    for (std::size_t i = 0; i < v.size(); ++i) {
+      if (!v[i].is_string()) {
+        wrong(key + "[" + std::to_string(i) + "]", "a string");
+        return std::nullopt;
+      }
+      out.push_back(v[i].get<std::string>());
+    }
+    return out;
+  }
+
+  void invalid(const std::string& message) {
+    if (!fail_)
+      fail_ = error_response(422, "invalid_value", message);
+  }
+
+  const std::optional<response>& failure() const { return fail_; }
+
+private:
+  void missing(const std::string& key) {
+    fail_ = error_response(400, "missing_field", "the field \"" + key + "\" is required");
+  }
+  void wrong(const std::string& key, const std::string& expected) {
+    fail_ = error_response(400, "wrong_type", "the field \"" + key + "\" must be " + expected);
+  }
+
+  json obj_;
+  std::optional<response> fail_;
+};
+
+} // namespace
+
+std::optional<response> read_sim_upsert(const request& req, const std::string& iccid_of_path,
+                                        actors::sim_upsert& up) {
+  body_reader body{req};
+  body.only({"iccid", "imsis", "msisdn", "network", "status"});
+  auto iccid = body.string("iccid", false);
+  auto imsis = body.strings("imsis", true);
+  auto msisdn = body.string("msisdn", false);
+  auto network = body.string("network", true);
+  auto status = body.string("status", true);
+  up = {};
+  up.iccid = iccid_of_path;
+  if (iccid && *iccid != up.iccid)
+    body.invalid("the body's iccid " + *iccid + " differs from the one in the path " + up.iccid);
+  if (imsis) {
+    if (auto err = imsis_problem(*imsis, up.imsis))
+      body.invalid(*err);
+  }
+  if (msisdn) {
+    if (auto err = msisdn_problem(*msisdn, up.msisdn))
+      body.invalid(*err);
+  }
+  if (network) {
+    if (auto err = network_problem(*network))
+      body.invalid(*err);
+    up.network = *network;
+  }
+  if (status && !lock::parse(*status, up.status))
+    body.invalid("status must be \"active\" or \"inactive\", not \"" + *status + "\"");
+  return body.failure();
+}
+
+std::optional<response> read_order(const request& req, actors::order_request& out) {
+  body_reader body{req};
+  body.only({"type", "unbar_mode", "enable_imei_lock"});
+  auto type = body.string("type", true);
+  auto mode = body.string("unbar_mode", false);
+  auto with_lock = body.boolean("enable_imei_lock");
+  out = {};
+  if (type && (!lock::parse(*type, out.type) || out.type == lock::order_type::none))
+    body.invalid("type must be one of enable_imei_lock, disable_imei_lock, bar, unbar, "
+                 "activate; not \"" +
+                 *type + "\"");
+  if (mode) {
+    if (out.type != lock::order_type::unbar)
+      body.invalid("unbar_mode applies only to unbar orders");
+    else if (!lock::parse(*mode, out.mode) || out.mode == lock::unbar_mode::none)
+      body.invalid("unbar_mode must be keep_lock or update_to_last_seen, not \"" + *mode + "\"");
+  }
+  if (with_lock) {
+    if (out.type != lock::order_type::activate)
+      body.invalid("enable_imei_lock applies only to activate orders");
+    out.with_lock = *with_lock;
+  }
+  return body.failure();
+}
+
+} // namespace imeilock::api

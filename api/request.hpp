@@ -1,0 +1,89 @@
+#pragma once
+// Reading one API request, free of networking, CAF and Boost: the request
+// target (path segments, percent-decoding, the query), route templates, and
+// the strict JSON bodies of PUT /v1/sims/{iccid} and POST .../orders. The
+// router calls exactly this code; the fuzzers in fuzz/api_*.cpp feed it
+// arbitrary bytes. Every problem becomes an error answer, never an exception.
+
+#include "actors/sim_layer.hpp"
+
+#include <nlohmann/json_fwd.hpp>
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace imeilock::api {
+
+/// One HTTP request as the router needs it.
+struct request {
+  std::string method;        ///< "GET", "PUT", ...
+  std::string target;        ///< path and query, e.g. "/v1/sims?limit=10"
+  std::string authorization; ///< the Authorization header, may be empty
+  std::string content_type;  ///< the Content-Type header, may be empty
+  std::string body;
+};
+
+/// One HTTP answer.
+struct response {
+  unsigned status = 200;
+  std::string content_type = "application/json";
+  std::string body;
+  std::vector<std::pair<std::string, std::string>> headers; ///< extra headers
+  std::string route = "unmatched";                          ///< route template, the metrics label
+};
+
+/// Builds the JSON error body {"error":{"code","message"}}.
+response error_response(unsigned status, std::string_view code, std::string_view message);
+/// An answer with `j` as its body (invalid UTF-8 from outside is replaced, never thrown).
+response json_response(unsigned status, const nlohmann::json& j);
+
+/// `s` in ASCII lower case.
+std::string lower(std::string_view s);
+/// The media type of a Content-Type header, lower case, parameters dropped.
+std::string media_type(std::string_view content_type);
+/// A whole decimal number, nothing else; false otherwise.
+bool parse_u64(std::string_view s, std::uint64_t& out);
+
+/// The query parameters in the order sent, percent-decoded.
+using query_map = std::vector<std::pair<std::string, std::string>>;
+
+/// The first value of `key`, or nullopt.
+std::optional<std::string> query_value(const query_map& q, std::string_view key);
+
+/// The most records a list route returns in one page, and the default.
+constexpr std::size_t max_page = 1000;
+constexpr std::size_t default_page = 100;
+
+/// Parses `limit`: absent -> default_page, otherwise 1..max_page; a 400 otherwise.
+std::optional<response> read_limit(const query_map& q, std::size_t& out);
+
+/// A request target split into what the routes match on.
+struct target_parts {
+  std::vector<std::string> segments; ///< percent-decoded path segments after the first '/'
+  query_map query;
+};
+
+/// Splits and decodes "/a/b?k=v&..."; a 400 for a target that is not a path
+/// or has bad percent-encoding.
+std::optional<response> parse_target(std::string_view target, target_parts& out);
+
+/// Matches decoded path `segments` against a route template such as
+/// "/v1/sims/{iccid}/orders"; on a match fills `params` in template order.
+bool match_route(std::string_view tmpl, const std::vector<std::string>& segments,
+                 std::vector<std::string>& params);
+
+/// The body of PUT /v1/sims/{iccid} for the (already checked) `iccid` of the
+/// path: fills `up`, or returns the 400/415/422 answer.
+std::optional<response> read_sim_upsert(const request& req, const std::string& iccid_of_path,
+                                        actors::sim_upsert& up);
+
+/// The body of POST /v1/sims/{iccid}/orders: fills `out`, or returns the
+/// 400/415/422 answer.
+std::optional<response> read_order(const request& req, actors::order_request& out);
+
+} // namespace imeilock::api
