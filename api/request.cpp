@@ -188,6 +188,12 @@ public:
                              "the body is not valid JSON (byte " + std::to_string(e.byte) +
                                  "): fix the syntax and resend");
       return;
+    } catch (const json::exception&) {
+      // A number beyond a double (1e999) is out_of_range, not parse_error:
+      // it must not escape to the I/O thread (fuzz/api_request_body).
+      fail_ = error_response(400, "malformed_json",
+                             "the body holds a number too large to read: fix it and resend");
+      return;
     }
     if (!obj_.is_object())
       fail_ = error_response(400, "wrong_type", "the body must be a JSON object {...}");

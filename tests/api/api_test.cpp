@@ -199,6 +199,10 @@ TEST_CASE("PUT /v1/sims/{iccid}: bad input gets the right status, a message, and
     {"wrong content type", path, sim_body("234100000000001"), "text/plain", 415,
      "unsupported_media_type"},
     {"no content type", path, sim_body("234100000000001"), "", 415, "unsupported_media_type"},
+    // fuzz/api_request_body: a number beyond a double threw past the router.
+    {"number out of range", path,
+     R"({"imsis":["234100000000001"],"network":"multinet","status":"active","n":7777e77777})",
+     json_type, 400, "malformed_json"},
   };
   for (const auto& bc : cases) {
     SECTION(bc.name) {
@@ -440,6 +444,7 @@ TEST_CASE("orders: the Orders tab over the API", "[api]") {
            {R"({"type":"bar","unbar_mode":"keep_lock"})", 422, "invalid_value"},
            {R"({"type":"bar","enable_imei_lock":true})", 422, "invalid_value"},
            {R"({"type":"unbar",)", 400, "malformed_json"},
+           {R"({"type":"bar","n":-1e400})", 400, "malformed_json"},
          }) {
       auto r = c.request("POST", orders, rw_token, bc.body, json_type);
       INFO(bc.body << " -> " << r.body);
