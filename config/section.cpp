@@ -29,6 +29,15 @@ int line_of(const YAML::Node& node) {
   return mark.line >= 0 ? mark.line + 1 : 0;
 }
 
+/// A mapping key as text. YAML allows lists and mappings as keys ("? [a]"),
+/// which no option has: a clean error, not yaml-cpp's bad conversion
+/// (fuzz/config_load).
+std::string key_text(const YAML::Node& key, const std::string& where) {
+  if (!key.IsScalar())
+    throw error{where, line_of(key), "a key must be a name, not a list, a mapping or null"};
+  return key.Scalar();
+}
+
 } // namespace
 
 error::error(std::string key_path, int line, std::string message)
@@ -293,7 +302,7 @@ std::vector<std::pair<std::string, section>> section::named_children(std::string
   if (!n.IsMap())
     fail(key, "expected a mapping of names to settings");
   for (const auto& kv : n) {
-    auto name = kv.first.as<std::string>();
+    auto name = key_text(kv.first, key_path(key));
     out.emplace_back(name, section{kv.second, key_path(key) + "." + name});
     out.back().second.absent_ = absent_;
   }
@@ -304,7 +313,7 @@ void section::finish() const {
   if (!node_.IsMap())
     return;
   for (const auto& kv : node_) {
-    auto name = kv.first.as<std::string>();
+    auto name = key_text(kv.first, path_);
     if (!used_->contains(name))
       throw error{key_path(name), line_of(kv.first), "unknown key"};
   }

@@ -116,6 +116,21 @@ TEST_CASE("named children and lists of mappings carry their paths") {
   CHECK(e.line() == 5);
 }
 
+TEST_CASE("a key that is a list or a mapping is a config::error, not a YAML exception") {
+  // Found by fuzz/config_load: yaml-cpp's bad conversion escaped the loader.
+  auto root = config::load_string("a: 1\n[x, y]: 2\n");
+  std::int64_t a = 0;
+  root.read("a", a, std::int64_t{0}, std::int64_t{9});
+  auto e = error_of([&] { root.finish(); });
+  CHECK(e.line() == 2);
+  CHECK(e.message().find("a key must be a name") == 0);
+
+  auto nested = config::load_string("networks:\n  ee: {}\n  {x: 1}: {}\n");
+  e = error_of([&] { nested.named_children("networks"); });
+  CHECK(e.key_path() == "networks");
+  CHECK(e.line() == 3);
+}
+
 TEST_CASE("durations and endpoints parse the documented forms only") {
   std::chrono::milliseconds d{};
   CHECK(config::parse_duration("1.5s", d));
