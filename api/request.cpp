@@ -170,6 +170,33 @@ namespace {
 
 // -- Strict JSON bodies ------------------------------------------------------
 
+/// No body of the API nests deeper than 2; nlohmann::json would build every
+/// level of "[[[[..." before failing (about 100 bytes of memory per byte sent).
+constexpr std::size_t max_json_depth = 32;
+
+/// Whether `text` opens more than `limit` arrays/objects at once (strings skipped).
+bool nests_deeper_than(std::string_view text, std::size_t limit) {
+  std::size_t depth = 0;
+  bool in_string = false;
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    char c = text[i];
+    if (in_string) {
+      if (c == '\\')
+        ++i;
+      else if (c == '"')
+        in_string = false;
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      if (++depth > limit)
+        return true;
+    } else if ((c == ']' || c == '}') && depth > 0) {
+      --depth;
+    }
+  }
+  return false;
+}
+
 /// Reads a JSON object body field by field; the first problem becomes the
 /// answer (400 for shape problems, 422 for bad values).
 class body_reader {
@@ -179,6 +206,12 @@ public:
     if (type != "application/json") {
       fail_ = error_response(415, "unsupported_media_type",
                              "send the body as Content-Type: application/json");
+      return;
+    }
+    if (nests_deeper_than(req.body, max_json_depth)) {
+      fail_ = error_response(400, "malformed_json",
+                             "the body nests arrays or objects more than " +
+                                 std::to_string(max_json_depth) + " levels deep");
       return;
     }
     try {
