@@ -141,6 +141,13 @@ csv_import parse_sim_csv(std::string_view body) {
       }
       continue;
     }
+    if (out.lines.size() == max_csv_lines) {
+      // 8 MiB of "x\n" made 4 million rejected lines: 1 GiB before the answer.
+      out.lines.clear();
+      out.header_error = "line " + std::to_string(line_no) + ": more than " +
+                         std::to_string(max_csv_lines) + " SIM lines in one import: split the file";
+      return out;
+    }
     csv_line item;
     item.line_no = line_no;
     auto fail = [&](std::string why) {

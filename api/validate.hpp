@@ -41,6 +41,10 @@ struct csv_import {
   std::vector<csv_line> lines;              ///< data lines, blank lines skipped
 };
 
+/// The most data lines one import may hold (8 MiB of real lines is about
+/// 140,000); beyond, the whole body is refused before it costs memory.
+constexpr std::size_t max_csv_lines = 200'000;
+
 /// Parses `iccid,imsis,msisdn,network,status` CSV (RFC 4180 quoting; IMSIs
 /// separated by ';'). Checks each line, and ICCIDs or IMSIs repeated within
 /// the file.

@@ -3,6 +3,7 @@
 
 #include "api/client.hpp"
 #include "api/router.hpp"
+#include "api/validate.hpp"
 #include "server_fixture.hpp"
 
 #include <catch2/catch.hpp>
@@ -345,6 +346,19 @@ TEST_CASE("POST /v1/sims:import imports the valid lines and reports the bad ones
   CHECK_FALSE(f.service.snapshot("89441000000000000034"));
   CHECK_FALSE(f.service.snapshot("89441000000000000059"));
 
+  SECTION("more lines than max_csv_lines import nothing") {
+    // 8 MiB of such lines cost 1 GiB of rejected lines before (issue 9 hardening).
+    auto writes = f.service.writes();
+    std::string many = "iccid,imsis,msisdn,network,status\n";
+    for (std::size_t i = 0; i <= api::max_csv_lines; ++i)
+      many += "x\n";
+    r = c.request("POST", "/v1/sims:import", rw_token, many, "text/csv");
+    CHECK(r.status == 422);
+    CHECK(error_code(r) == "invalid_value");
+    CHECK(body(r)["error"]["message"].get<std::string>().find("split the file") !=
+          std::string::npos);
+    CHECK(f.service.writes() == writes);
+  }
   SECTION("a wrong header imports nothing") {
     auto writes = f.service.writes();
     r = c.request("POST", "/v1/sims:import", rw_token,
