@@ -18,8 +18,9 @@ using namespace imeilock;
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   const std::string text{reinterpret_cast<const char*>(data), size};
   try {
+    // Only "a configuration or config::error": the validate() signatures are
+    // the components' own business.
     const auto cfg = daemon::load_config_text(text);
-    FUZZ_CHECK(cfg.sim_layer.validate().empty());
     FUZZ_CHECK(!cfg.api.listen.empty());
   } catch (const config::error& e) {
     FUZZ_CHECK(e.line() >= 0);
