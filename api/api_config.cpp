@@ -45,8 +45,10 @@ void load(api_config& cfg, config::section s) {
   s.read("max_header_bytes", cfg.max_header_bytes, 1024u, 1024u * 1024u);
   s.read("max_body_bytes", cfg.max_body_bytes, 1024u, 1024u * 1024u * 1024u);
   s.read_duration("idle_timeout", cfg.idle_timeout, 1s, 1h);
+  s.read_duration("header_timeout", cfg.header_timeout, 100ms, 10min);
   s.read_duration("request_timeout", cfg.request_timeout, 100ms, 10min);
   s.read("max_connections", cfg.max_connections, 1u, 100000u);
+  s.read("max_connections_per_source", cfg.max_connections_per_source, 1u, 100000u);
   s.read("ui", cfg.ui);
   s.finish();
   if (!cfg.token_file.empty()) {

@@ -31,12 +31,22 @@ struct api_config {
   /// Largest request body accepted, bytes (413 above). CSV imports are the
   /// big ones: about 60 bytes per SIM.
   std::uint32_t max_body_bytes = 8 * 1024 * 1024;
-  /// A connection with no request in progress is closed after this long.
+  /// A keep-alive connection waiting for its next request is closed after this long.
   std::chrono::milliseconds idle_timeout = 60s;
+  /// Time to send a complete request head: from accept for a new connection,
+  /// from the first byte for the next request on a keep-alive one. Seconds,
+  /// so a client that connects and sends nothing (or trickles) frees its slot.
+  std::chrono::milliseconds header_timeout = 10s;
   /// A request whose answer from the SIM layer takes longer gets 504.
   std::chrono::milliseconds request_timeout = 30s;
-  /// Connections beyond this are closed at once (accept, then close).
+  /// Open connections at most. When full, a new connection evicts the oldest
+  /// connection that has not yet sent a request with a valid token; if every
+  /// open connection has, the new one is closed at once.
   std::uint32_t max_connections = 512;
+  /// Open connections at most from one source address (IPv6: one /64). Beyond
+  /// it the source's oldest connection without a valid token is evicted, or
+  /// the new one closed if it has none.
+  std::uint32_t max_connections_per_source = 64;
   /// Serve the dashboard at /ui.
   bool ui = true;
 };

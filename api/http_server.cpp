@@ -19,8 +19,11 @@
 #include <algorithm>
 #include <array>
 #include <atomic>
+#include <cassert>
 #include <chrono>
+#include <map>
 #include <mutex>
+#include <set>
 #include <unordered_map>
 
 namespace imeilock::api {
@@ -37,13 +40,29 @@ struct limits {
   std::uint32_t max_header_bytes = 0;
   std::uint32_t max_body_bytes = 0;
   std::chrono::milliseconds idle_timeout{};
+  std::chrono::milliseconds header_timeout{};
   std::chrono::milliseconds request_timeout{};
   std::uint32_t max_connections = 0;
+  std::uint32_t max_connections_per_source = 0;
 };
 
 limits limits_of(const api_config& cfg) {
-  return {cfg.max_header_bytes, cfg.max_body_bytes, cfg.idle_timeout, cfg.request_timeout,
-          cfg.max_connections};
+  return {cfg.max_header_bytes, cfg.max_body_bytes,  cfg.idle_timeout,
+          cfg.header_timeout,   cfg.request_timeout, cfg.max_connections,
+          cfg.max_connections_per_source};
+}
+
+/// The address a per-source limit counts: IPv4 as is, IPv6 by its /64 (one
+/// site's prefix: a host that owns a /64 must not get 2^64 sources).
+net::ip::address source_of(const net::ip::address& a) {
+  if (!a.is_v6())
+    return a;
+  auto v6 = a.to_v6();
+  if (v6.is_v4_mapped())
+    return net::ip::make_address_v4(net::ip::v4_mapped, v6);
+  auto bytes = v6.to_bytes();
+  std::fill(bytes.begin() + 8, bytes.end(), 0);
+  return net::ip::address_v6(bytes);
 }
 
 std::string str(beast::string_view s) { return std::string(s.data(), s.size()); }
@@ -52,11 +71,24 @@ config::endpoint to_endpoint(const tcp::endpoint& ep) {
   return {ep.address().to_string(), ep.port()};
 }
 
+/// "address:port" of the remote end, for logs; "?" if the socket is gone.
+std::string peer_of(const tcp::socket& socket) {
+  beast::error_code ec;
+  auto ep = socket.remote_endpoint(ec);
+  return ec ? std::string{"?"} : config::endpoint{to_endpoint(ep)}.to_string();
+}
+
 class session;
 
 } // namespace
 
 /// Everything the connections share; kept alive by them.
+///
+/// Slot policy (issue 9): a connection is "trusted" once a request head with
+/// a valid token arrived on it. Untrusted connections hold their slot only
+/// until someone needs it: when the server (or a source address) is full, a
+/// new connection evicts the oldest untrusted one. So clients without a token
+/// can delay nobody who has one, whatever they open.
 struct http_server::impl : std::enable_shared_from_this<http_server::impl> {
   impl(net::io_context& io_context, const api_config& config, actors::sim_service& service,
        prometheus::Registry& registry)
@@ -74,11 +106,24 @@ struct http_server::impl : std::enable_shared_from_this<http_server::impl> {
                     .Help("HTTP API connections open")
                     .Register(registry)
                     .Add({})),
-      rejected_connections(prometheus::BuildCounter()
-                             .Name("imeilock_api_connections_rejected_total")
-                             .Help("HTTP API connections closed at once: max_connections reached")
-                             .Register(registry)
-                             .Add({})) {
+      rejected_connections(
+        prometheus::BuildCounter()
+          .Name("imeilock_api_connections_rejected_total")
+          .Help("HTTP API connections closed at once, every slot held by a connection with a "
+                "valid token, by the limit reached (max_connections, per_source)")
+          .Register(registry)),
+      evicted_connections(
+        prometheus::BuildCounter()
+          .Name("imeilock_api_connections_evicted_total")
+          .Help("HTTP API connections without a valid token closed to make room for a new one, "
+                "by the limit reached (max_connections, per_source)")
+          .Register(registry)),
+      header_timeouts(prometheus::BuildCounter()
+                        .Name("imeilock_api_header_timeouts_total")
+                        .Help("HTTP API connections closed for not sending a complete request "
+                              "head within api.header_timeout")
+                        .Register(registry)
+                        .Add({})) {
     routes.set_ui(config.ui);
   }
 
@@ -104,23 +149,48 @@ struct http_server::impl : std::enable_shared_from_this<http_server::impl> {
   }
 
   void do_accept(const std::shared_ptr<tcp::acceptor>& acceptor);
+  /// Gives `socket` a slot (evicting if the policy says so) and starts it.
+  void admit(tcp::socket socket);
+  /// The session no longer holds its slot (closed, or evicted). Idempotent.
+  void release(session* s);
+  /// A request with a valid token arrived on `s`: it keeps its slot from now on.
+  void trust(session* s);
+
+  /// One open connection's slot.
+  struct slot {
+    std::weak_ptr<session> conn;
+    net::ip::address source; ///< see source_of()
+    std::uint64_t seq = 0;   ///< accept order: lower is older
+    bool trusted = false;
+  };
+  /// The connections of one source address.
+  struct source_slots {
+    std::uint32_t open = 0;
+    std::set<std::uint64_t> untrusted; ///< their seqs, oldest first
+  };
+  /// Removes `it` from every index; returns the session to close.
+  std::shared_ptr<session> unlink(std::unordered_map<session*, slot>::iterator it);
 
   net::io_context& io;
   api_config cfg;
   router routes;
-  std::mutex mutex; ///< guards lim, acceptors, sessions, stopped
+  std::mutex mutex; ///< guards lim, acceptors, the slot indexes, stopped
   limits lim;
   std::vector<std::shared_ptr<tcp::acceptor>> acceptors;
-  std::unordered_map<session*, std::weak_ptr<session>> sessions;
+  std::unordered_map<session*, slot> sessions;      ///< every connection holding a slot
+  std::map<std::uint64_t, session*> untrusted;      ///< by seq, oldest first
+  std::map<net::ip::address, source_slots> sources; ///< by source_of()
+  std::uint64_t next_seq = 0;
   bool stopped = false;
-  std::atomic<std::uint32_t> open_connections{0};
   /// False once the http_server is destroyed: the registry may be gone next.
   std::atomic<bool> metrics_alive{true};
 
   prometheus::Family<prometheus::Counter>& requests;
   prometheus::Family<prometheus::Histogram>& latency;
   prometheus::Gauge& connections;
-  prometheus::Counter& rejected_connections;
+  prometheus::Family<prometheus::Counter>& rejected_connections;
+  prometheus::Family<prometheus::Counter>& evicted_connections;
+  prometheus::Counter& header_timeouts;
 };
 
 namespace {
@@ -140,9 +210,7 @@ public:
     // the server says whether its metrics are still there.
     if (server_->metrics_alive.load())
       server_->connections.Decrement();
-    server_->open_connections.fetch_sub(1);
-    std::lock_guard lock{server_->mutex};
-    server_->sessions.erase(this);
+    server_->release(this);
   }
 
   void run() {
@@ -169,15 +237,42 @@ private:
     parser_.emplace();
     parser_->header_limit(lim_.max_header_bytes);
     parser_->body_limit(lim_.max_body_bytes);
+    if (!served_ || buffer_.size() > 0)
+      return read_header();
+    // Keep-alive: idle_timeout until the next request starts, then
+    // header_timeout for its head.
     stream_.expires_after(lim_.idle_timeout);
+    stream_.async_read_some(buffer_.prepare(first_read_bytes),
+                            [self = shared_from_this()](beast::error_code ec, std::size_t n) {
+                              if (ec)
+                                return self->on_read_error(ec);
+                              self->buffer_.commit(n);
+                              self->read_header();
+                            });
+  }
+
+  void read_header() {
+    stream_.expires_after(lim_.header_timeout);
     http::async_read_header(stream_, buffer_, *parser_,
                             beast::bind_front_handler(&session::on_header, shared_from_this()));
   }
 
   void on_header(beast::error_code ec, std::size_t) {
+    if (ec == beast::error::timeout && !closing_) {
+      server_->header_timeouts.Increment();
+      static log::rate_limiter limiter;
+      log::write_limited(limiter, log::level::info, "api.header_timeout",
+                         {{"peer", peer_}, {"header_timeout_ms", lim_.header_timeout.count()}});
+    }
     if (ec)
       return on_read_error(ec);
+    served_ = true;
     auto& req = parser_->get();
+    if (!trusted_ && server_->routes.authenticate(str(req[http::field::authorization])) !=
+                       router::access::none) {
+      trusted_ = true;
+      server_->trust(this);
+    }
     if (beast::iequals(req[http::field::expect], "100-continue") && !parser_->is_done()) {
       // RFC 9110 §10.1.1: tell the client to send the body.
       auto cont = std::make_shared<http::response<http::empty_body>>(http::status::continue_,
@@ -196,6 +291,7 @@ private:
   void read_body() {
     if (parser_->is_done())
       return on_request();
+    stream_.expires_after(lim_.idle_timeout);
     http::async_read(stream_, buffer_, *parser_,
                      [self = shared_from_this()](beast::error_code ec, std::size_t) {
                        if (ec)
@@ -308,8 +404,12 @@ private:
     stream_.close();
   }
 
+  /// What the keep-alive wait reads: the start of the next request.
+  static constexpr std::size_t first_read_bytes = 1024;
+
   beast::tcp_stream stream_;
   std::shared_ptr<http_server::impl> server_;
+  std::string peer_ = peer_of(stream_.socket());
   net::steady_timer timer_;
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
@@ -322,6 +422,8 @@ private:
   bool keep_alive_ = true;
   bool head_ = false;
   bool closing_ = false;
+  bool served_ = false;  ///< a complete request head arrived on this connection
+  bool trusted_ = false; ///< a request head carried a valid token
 };
 
 } // namespace
@@ -333,20 +435,7 @@ void http_server::impl::do_accept(const std::shared_ptr<tcp::acceptor>& acceptor
       if (ec == net::error::operation_aborted || !acceptor->is_open())
         return;
       if (!ec) {
-        auto max = current_limits().max_connections;
-        if (open_connections.fetch_add(1) >= max) {
-          open_connections.fetch_sub(1);
-          rejected_connections.Increment();
-          beast::error_code ignored;
-          socket.close(ignored);
-        } else {
-          auto s = std::make_shared<session>(std::move(socket), self);
-          {
-            std::lock_guard lock{mutex};
-            sessions.emplace(s.get(), s);
-          }
-          s->run();
-        }
+        admit(std::move(socket));
       } else {
         static log::rate_limiter limiter;
         log::write_limited(limiter, log::level::warning, "api.accept_failed",
@@ -354,6 +443,96 @@ void http_server::impl::do_accept(const std::shared_ptr<tcp::acceptor>& acceptor
       }
       do_accept(acceptor);
     });
+}
+
+void http_server::impl::admit(tcp::socket socket) {
+  beast::error_code ec;
+  auto remote = socket.remote_endpoint(ec);
+  if (ec) { // already reset by the peer
+    socket.close(ec);
+    return;
+  }
+  auto source = source_of(remote.address());
+  std::shared_ptr<session> victim;
+  std::shared_ptr<session> s;
+  const char* limit = nullptr;
+  {
+    std::lock_guard lock{mutex};
+    if (stopped) {
+      socket.close(ec);
+      return;
+    }
+    auto& per_source = sources[source];
+    std::optional<std::unordered_map<session*, slot>::iterator> evict;
+    if (per_source.open >= lim.max_connections_per_source) {
+      limit = "per_source";
+      if (!per_source.untrusted.empty())
+        evict = sessions.find(untrusted.at(*per_source.untrusted.begin()));
+    } else if (sessions.size() >= lim.max_connections) {
+      limit = "max_connections";
+      if (!untrusted.empty())
+        evict = sessions.find(untrusted.begin()->second);
+    }
+    if (evict)
+      victim = unlink(*evict); // may erase `per_source`
+    if (limit == nullptr || evict) {
+      s = std::make_shared<session>(std::move(socket), shared_from_this());
+      auto seq = next_seq++;
+      sessions.emplace(s.get(), slot{s, source, seq, false});
+      untrusted.emplace(seq, s.get());
+      auto& src = sources[source];
+      ++src.open;
+      src.untrusted.insert(seq);
+    } else if (per_source.open == 0) {
+      sources.erase(source);
+    }
+  }
+  if (limit) {
+    static log::rate_limiter limiter;
+    log::write_limited(
+      limiter, log::level::warning, s ? "api.connection_evicted" : "api.connection_rejected",
+      {{"limit", limit}, {"peer", config::endpoint{to_endpoint(remote)}.to_string()}});
+    (s ? evicted_connections : rejected_connections).Add({{"limit", limit}}).Increment();
+  }
+  if (victim)
+    victim->close();
+  if (s)
+    s->run();
+  else
+    socket.close(ec);
+}
+
+std::shared_ptr<session>
+http_server::impl::unlink(std::unordered_map<session*, slot>::iterator it) {
+  auto& entry = it->second;
+  auto src = sources.find(entry.source);
+  assert(src != sources.end() && src->second.open > 0);
+  if (!entry.trusted) {
+    untrusted.erase(entry.seq);
+    src->second.untrusted.erase(entry.seq);
+  }
+  if (--src->second.open == 0)
+    sources.erase(src);
+  auto conn = entry.conn.lock();
+  sessions.erase(it);
+  return conn;
+}
+
+void http_server::impl::release(session* s) {
+  std::lock_guard lock{mutex};
+  if (auto it = sessions.find(s); it != sessions.end())
+    unlink(it);
+}
+
+void http_server::impl::trust(session* s) {
+  std::lock_guard lock{mutex};
+  auto it = sessions.find(s);
+  if (it == sessions.end() || it->second.trusted)
+    return; // evicted meanwhile: it is closing
+  auto& entry = it->second;
+  entry.trusted = true;
+  untrusted.erase(entry.seq);
+  sources.at(entry.source).untrusted.erase(entry.seq);
 }
 
 http_server::http_server(net::io_context& io, const api_config& cfg, actors::sim_service& service,
@@ -444,8 +623,8 @@ void http_server::stop() {
       return;
     impl_->stopped = true;
     acceptors.swap(impl_->acceptors);
-    for (auto& [ptr, weak] : impl_->sessions)
-      if (auto s = weak.lock())
+    for (auto& [ptr, entry] : impl_->sessions)
+      if (auto s = entry.conn.lock())
         live.push_back(std::move(s));
   }
   for (auto& a : acceptors)

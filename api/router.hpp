@@ -49,11 +49,14 @@ public:
   /// Handles one request; `done` runs exactly once, possibly on another thread.
   void handle(request req, respond_fn done);
 
+  /// What an Authorization header's bearer token allows, in constant time.
+  /// The server asks it too: a connection that carried a valid token keeps its slot.
+  enum class access : std::uint8_t { none, read_only, read_write };
+  access authenticate(std::string_view authorization) const;
+
   struct call; ///< one request in progress (router.cpp)
 
 private:
-  enum class access : std::uint8_t { none, read_only, read_write };
-  access authenticate(std::string_view authorization) const;
 
   actors::sim_service& service_;
   mutable std::mutex tokens_mutex_;

@@ -33,6 +33,9 @@ TEST_CASE("the shipped example configuration loads and equals the built-in defau
   CHECK(cfg.diameter.origin_host == defaults.diameter.origin_host);
   CHECK(cfg.api.listen == defaults.api.listen);
   CHECK(cfg.api.max_body_bytes == defaults.api.max_body_bytes);
+  CHECK(cfg.api.header_timeout == defaults.api.header_timeout);
+  CHECK(cfg.api.max_connections == defaults.api.max_connections);
+  CHECK(cfg.api.max_connections_per_source == defaults.api.max_connections_per_source);
   CHECK(cfg.webhooks.max_attempts == defaults.webhooks.max_attempts);
 }
 
