@@ -34,7 +34,11 @@ struct limits_config {
   /// Answers queued for a peer that does not read them, bytes; beyond it we
   /// stop reading from that peer until it catches up.
   std::uint32_t max_write_buffer = 4u << 20;
-  /// Open connections (all peers, including those still in CER wait).
+  /// Open connections (all peers, including those still in CER wait). When
+  /// full, a new connection evicts the oldest one still waiting for CER from
+  /// an address no peer is configured with (or, if the newcomer comes from a
+  /// configured peer's address, the oldest waiting for CER at all); connections
+  /// past CER are never evicted.
   std::uint32_t max_connections = 256;
   /// Connections per configured peer.
   std::uint32_t max_connections_per_peer = 16;

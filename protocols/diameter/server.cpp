@@ -47,6 +47,25 @@ bool iequals(std::string_view a, std::string_view b) {
 }
 
 log::rate_limiter frame_log_limiter{10, std::chrono::seconds{1}};
+log::rate_limiter evict_log_limiter{10, std::chrono::seconds{1}};
+
+/// True if `addr` is in one of `prefixes`.
+bool in_prefixes(const std::vector<address_prefix>& prefixes, const asio::ip::address& addr) {
+  unsigned char buf[16];
+  std::size_t len = 0;
+  if (addr.is_v4()) {
+    auto b = addr.to_v4().to_bytes();
+    std::memcpy(buf, b.data(), 4);
+    len = 4;
+  } else {
+    auto b = addr.to_v6().to_bytes();
+    std::memcpy(buf, b.data(), 16);
+    len = 16;
+  }
+  for (const auto& pre : prefixes)
+    if (prefix_contains(pre, buf, len)) return true;
+  return false;
+}
 
 } // namespace
 
@@ -84,7 +103,7 @@ struct server_metrics {
                   .Register(reg)),
       rejected(prometheus::BuildCounter()
                  .Name("imeilock_diameter_rejected_connections_total")
-                 .Help("Connections refused at CER, by reason")
+                 .Help("Connections refused at accept or CER, or evicted while waiting for CER, by reason")
                  .Register(reg)),
       duplicates(prometheus::BuildCounter()
                    .Name("imeilock_diameter_duplicates_total")
@@ -238,6 +257,17 @@ struct server_impl : std::enable_shared_from_this<server_impl> {
     const std::int64_t j = static_cast<std::int64_t>(rng() % 4001) - 2000;
     return static_cast<std::uint32_t>(std::max<std::int64_t>(tw + j, 1000));
   }
+
+  /// True if `addr` is in the address list of a configured peer.
+  bool configured_address(const asio::ip::address& addr) const {
+    return std::any_of(peers.begin(), peers.end(), [&](const peer_entry& p) { return in_prefixes(p.prefixes, addr); });
+  }
+
+  /// Issue 9: at max_connections, the connection a newcomer from `from` may
+  /// take the slot of: the oldest one still waiting for CER from an address no
+  /// peer is configured with; for a newcomer from a configured peer's address,
+  /// else the oldest one waiting for CER at all. Null: refuse the newcomer.
+  std::shared_ptr<connection> cer_wait_victim(const asio::ip::address& from);
 
   void accept(tcp::acceptor& acc);
   void on_ack(const std::shared_ptr<pending_request>& p, actors::ack a);
@@ -462,23 +492,7 @@ struct connection : std::enable_shared_from_this<connection> {
     if (!writing) close();
   }
 
-  bool address_allowed(const peer_entry& p) const {
-    if (p.prefixes.empty()) return true;
-    unsigned char buf[16];
-    std::size_t len = 0;
-    if (remote_addr.is_v4()) {
-      auto b = remote_addr.to_v4().to_bytes();
-      std::memcpy(buf, b.data(), 4);
-      len = 4;
-    } else {
-      auto b = remote_addr.to_v6().to_bytes();
-      std::memcpy(buf, b.data(), 16);
-      len = 16;
-    }
-    for (const auto& pre : p.prefixes)
-      if (prefix_contains(pre, buf, len)) return true;
-    return false;
-  }
+  bool address_allowed(const peer_entry& p) const { return p.prefixes.empty() || in_prefixes(p.prefixes, remote_addr); }
 
   void handle_cer(bytes msg, const header& h) {
     if (auto err = check_request_header(h)) {
@@ -792,6 +806,23 @@ void server_impl::accept(tcp::acceptor& acc) {
     if (ec == asio::error::operation_aborted || self->stopping) return;
     if (!ec) {
       if (self->conns.size() >= self->cfg.limits.max_connections) {
+        // Issue 9: make room by evicting a connection still waiting for CER, if the policy allows.
+        boost::system::error_code rec;
+        const auto from = sock.remote_endpoint(rec);
+        auto victim = rec ? nullptr : self->cer_wait_victim(from.address());
+        std::uint64_t suppressed = 0;
+        if (evict_log_limiter.allow(suppressed))
+          log::warning(victim ? "diameter.evicted_in_cer_wait" : "diameter.connection_limit",
+                       {{"from", rec ? std::string{"?"} : from.address().to_string()},
+                        {"evicted", victim ? victim->remote_addr.to_string() : std::string{"-"}},
+                        {"max_connections", self->cfg.limits.max_connections},
+                        {"suppressed", suppressed}});
+        if (victim) {
+          self->metrics.reject("evicted_in_cer_wait");
+          victim->close();
+        }
+      }
+      if (self->conns.size() >= self->cfg.limits.max_connections) {
         self->metrics.reject("connection_limit");
         boost::system::error_code ignored;
         sock.close(ignored);
@@ -811,6 +842,16 @@ void server_impl::accept(tcp::acceptor& acc) {
     }
     self->accept(acc);
   });
+}
+
+std::shared_ptr<connection> server_impl::cer_wait_victim(const asio::ip::address& from) {
+  std::shared_ptr<connection> oldest_waiting;
+  for (const auto& c : conns) { // accept order: oldest first
+    if (c->state != conn_state::wait_cer) continue;
+    if (!configured_address(c->remote_addr)) return c;
+    if (!oldest_waiting) oldest_waiting = c;
+  }
+  return configured_address(from) ? oldest_waiting : nullptr;
 }
 
 void server_impl::on_ack(const std::shared_ptr<pending_request>& p, actors::ack a) {

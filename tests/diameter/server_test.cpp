@@ -126,8 +126,13 @@ struct harness {
 
 /// A blocking Diameter peer on a plain socket.
 struct peer {
-  explicit peer(std::uint16_t port) {
+  /// Connects from `from` (any 127.0.0.0/8 address reaches the server on 127.0.0.1).
+  explicit peer(std::uint16_t port, const char* from = "127.0.0.1") {
     fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in local{};
+    local.sin_family = AF_INET;
+    ::inet_pton(AF_INET, from, &local.sin_addr);
+    REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&local), sizeof local) == 0);
     sockaddr_in a{};
     a.sin_family = AF_INET;
     a.sin_port = htons(port);
@@ -654,4 +659,70 @@ TEST_CASE("an observation without IMSI is answered and not handed over", "[diame
   CHECK(peer::result_of(*a) == 2001);
   CHECK(h.sink.count() == 0);
   CHECK(h.metric("imeilock_diameter_observations_total{imei=\"no_imsi\"}") == 1);
+}
+
+TEST_CASE("max_connections idle connections from unknown addresses do not keep a configured peer out (issue 9)",
+          "[diameter][server]") {
+  auto cfg = base_config();
+  cfg.limits.max_connections = 8;
+  cfg.cer_timeout = 20s; // eviction, not the CER timeout, frees the slots here
+  harness h{cfg};
+  auto wait_connections = [&](double n) {
+    const auto deadline = std::chrono::steady_clock::now() + 5s;
+    while (std::chrono::steady_clock::now() < deadline) {
+      if (h.metric("imeilock_diameter_connections{state=\"wait_cer\"}") +
+            h.metric("imeilock_diameter_connections{state=\"open\"}") ==
+          n)
+        return true;
+      std::this_thread::sleep_for(5ms);
+    }
+    return false;
+  };
+  std::vector<std::unique_ptr<peer>> idle;
+  for (int i = 0; i < 8; ++i) {
+    idle.push_back(std::make_unique<peer>(h.port, "127.0.0.2"));
+    REQUIRE(wait_connections(i + 1)); // accepted in this order: idle[0] is the oldest
+  }
+
+  // The configured peer connects (its address is 127.0.0.1): the oldest
+  // unknown connection waiting for CER makes room.
+  peer pgw{h.port};
+  CHECK(idle[0]->closed_within(2s));
+  // More strangers take each other's slots, never the configured peer's,
+  // even before it has sent its CER.
+  for (int i = 0; i < 3; ++i)
+    idle.push_back(std::make_unique<peer>(h.port, "127.0.0.3"));
+  CHECK(idle[1]->closed_within(2s));
+  CHECK(idle[3]->closed_within(2s));
+  CHECK(pgw.handshake() == result::success);
+  pgw.send(encode(acr(7, 700)));
+  auto aca = pgw.recv();
+  REQUIRE(aca);
+  CHECK(peer::result_of(*aca) == 2001);
+  CHECK(h.metric("imeilock_diameter_rejected_connections_total{reason=\"evicted_in_cer_wait\"}") == 4);
+
+  CHECK(h.metric("imeilock_diameter_rejected_connections_total{reason=\"connection_limit\"}") == -1);
+}
+
+TEST_CASE("open peers are never evicted: with every slot past CER a newcomer is refused", "[diameter][server]") {
+  auto cfg = base_config();
+  cfg.limits.max_connections = 2;
+  harness h{cfg};
+  peer a{h.port};
+  REQUIRE(a.handshake() == result::success);
+  peer b{h.port};
+  REQUIRE(b.handshake() == result::success);
+  peer stranger{h.port, "127.0.0.2"};
+  CHECK(stranger.closed_within(2s));
+  CHECK(h.metric("imeilock_diameter_rejected_connections_total{reason=\"connection_limit\"}") == 1);
+  CHECK(h.metric("imeilock_diameter_rejected_connections_total{reason=\"evicted_in_cer_wait\"}") == -1);
+  // Both peers are still served.
+  a.send(encode(acr(1, 1)));
+  b.send(encode(acr(2, 2)));
+  auto aa = a.recv();
+  auto ab = b.recv();
+  REQUIRE(aa);
+  REQUIRE(ab);
+  CHECK(peer::result_of(*aa) == 2001);
+  CHECK(peer::result_of(*ab) == 2001);
 }
