@@ -431,6 +431,157 @@ class bad_input(HarnessCase):
         self.assertEqual(len(self.h.observations(40)), 40)
 
 
+
+FLOOD_SENDER = r"""
+import socket, sys, time
+port, count, seconds = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
+data = bytes.fromhex(sys.argv[4])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("127.0.0.2", 0))
+s.connect(("127.0.0.1", port))
+print("START", flush=True)
+sent = 0
+deadline = time.monotonic() + seconds
+while sent < count:
+    for _ in range(1000):
+        try:
+            s.send(data)
+            sent += 1
+        except OSError:
+            pass  # ENOBUFS and friends: a flood does not care
+    if time.monotonic() > deadline:
+        break
+print("SENT %d" % sent, flush=True)
+"""
+
+
+def udp_drops(port):
+    """The kernel's drop count of the IPv4 UDP socket bound to `port` (/proc/net/udp)."""
+    with open("/proc/net/udp") as f:
+        next(f)
+        for line in f:
+            cols = line.split()
+            if int(cols[1].split(":")[1], 16) == port:
+                return int(cols[-1])
+    return 0
+
+
+def cpu_seconds(pid):
+    """User + system CPU time of process `pid` so far (/proc/PID/stat), seconds."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def percentile(values, q):
+    v = sorted(values)
+    return v[min(len(v) - 1, int(q * len(v)))] if v else float("nan")
+
+
+class flood(HarnessCase):
+    """Issue 9: a flood from an address that is no client costs known clients nothing."""
+    args = ("--quiet",)
+
+    FLOOD_COUNT = 200000
+    FLOOD_SECONDS = 8.0
+
+    def known_exchange(self, peer, raw, latencies):
+        """Sends `raw` like a NAS would (retransmitting after 1 s, 3 tries); True if answered."""
+        for attempt in range(3):
+            t0 = time.perf_counter()
+            peer.send(raw)
+            deadline = t0 + 1.0
+            while True:
+                left = deadline - time.perf_counter()
+                if left <= 0:
+                    break
+                reply = peer.recv(left)
+                if reply is None:
+                    break
+                if reply[0] == packet.AccountingResponse and reply[1] == raw[1]:
+                    latencies.append((time.perf_counter() - t0) * 1000)
+                    if attempt:
+                        self.retransmitted += 1
+                    return True
+        return False
+
+    def run_known(self, peer, packets, until):
+        """Sends `packets` one at a time, about 200 a second, until `until()` says stop."""
+        latencies = []
+        answered = sent = 0
+        for raw in packets:
+            if until():
+                break
+            sent += 1
+            answered += self.known_exchange(peer, raw, latencies)
+            time.sleep(0.005)
+        return sent, answered, latencies
+
+    def test_unknown_source_flood_costs_known_clients_nothing(self):
+        self.retransmitted = 0
+        packets = [acct("Interim-Update", imsi="2341500001%05d" % i, session="flood-%d" % i).RequestPacket()
+                   for i in range(2000)]
+        known = Peer(self.h.port)
+        # Baseline: the known client alone.
+        t_end = time.monotonic() + 2.0
+        base_sent, base_answered, base_lat = self.run_known(known, packets[:1000],
+                                                            lambda: time.monotonic() > t_end)
+        self.assertEqual(base_answered, base_sent)
+        drops_before = udp_drops(self.h.port)
+        cpu_before = cpu_seconds(self.h.proc.pid)
+
+        # The same client while 127.0.0.2 (no client) floods the same port.
+        stranger = acct("Start", secret=b"not-the-secret").RequestPacket()
+        proc = subprocess.Popen([sys.executable, "-c", FLOOD_SENDER, str(self.h.port), str(self.FLOOD_COUNT),
+                                 str(self.FLOOD_SECONDS), stranger.hex()], stdout=subprocess.PIPE, text=True)
+        try:
+            self.assertEqual(proc.stdout.readline().strip(), "START")
+            t_flood = time.monotonic()
+            flood_sent, flood_answered, flood_lat = self.run_known(known, packets[1000:],
+                                                                   lambda: proc.poll() is not None)
+            out = proc.communicate(timeout=30)[0]
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            proc.stdout.close()
+        flood_secs = time.monotonic() - t_flood
+        server_cpu = cpu_seconds(self.h.proc.pid) - cpu_before
+        known.sock.close()
+        unknown_sent = int(out.split()[-1])
+        self.assertGreater(flood_sent, 0, "the known client sent nothing during the flood")
+        self.assertEqual(flood_answered, flood_sent, "every known request is answered during the flood")
+
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            st = self.h.stats()
+            if st["received"] + udp_drops(self.h.port) - drops_before >= unknown_sent + base_sent + flood_sent:
+                break
+            time.sleep(0.1)
+        st = self.h.stats()
+        drops = udp_drops(self.h.port) - drops_before
+        discarded = st["discarded"]["unknown_client"]
+        print("\nflood: %d datagrams from 127.0.0.2 in %.2f s (%.0f/s); server discarded %d as unknown_client, "
+              "kernel dropped %d (receive buffer full)" % (unknown_sent, flood_secs, unknown_sent / flood_secs,
+                                                           discarded, drops))
+        print("server CPU during the flood: %.2f s, %.2f us per datagram (kernel receive included)" %
+              (server_cpu, server_cpu * 1e6 / max(1, unknown_sent)))
+        print("known client alone:      %d requests, latency p50 %.3f ms, p99 %.3f ms, max %.3f ms" %
+              (base_sent, percentile(base_lat, .5), percentile(base_lat, .99), max(base_lat)))
+        print("known client with flood: %d requests, latency p50 %.3f ms, p99 %.3f ms, max %.3f ms, "
+              "%d answered only after a retransmission" %
+              (flood_sent, percentile(flood_lat, .5), percentile(flood_lat, .99), max(flood_lat),
+               self.retransmitted))
+        # Every datagram of the stranger is discarded before any parsing or
+        # crypto and counted, unless the kernel dropped it first.
+        self.assertGreater(discarded, 0)
+        self.assertLessEqual(discarded, unknown_sent)
+        self.assertGreaterEqual(discarded + drops, unknown_sent)
+        self.assertEqual(sum(st["discarded"].values()), discarded, st)
+        self.assertEqual(st["answered"], base_sent + flood_sent)
+        self.assertEqual(metric(self.h.metrics(), "imeilock_radius_discards_total", reason="unknown_client"),
+                         discarded)
+
 class duplicates(HarnessCase):
     args = ("--ack-delay-ms", "600")
 
