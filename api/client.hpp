@@ -1,6 +1,9 @@
 #pragma once
-// A small blocking HTTP/1.1 client for the operator API (imeilockctl, tests).
-// Beast stays inside client.cpp.
+// The operator API's client (imeilockctl, tests): common/http_client's
+// blocking client plus what the API adds — a base URL that may carry a path
+// prefix (a proxy's), the bearer token and imeilockctl's User-Agent.
+
+#include "common/http_client.hpp"
 
 #include <chrono>
 #include <memory>
@@ -12,16 +15,7 @@
 namespace imeilock::api {
 
 /// One answer; status 0 means no answer (see `error`).
-struct client_response {
-  unsigned status = 0;
-  std::string content_type;
-  std::string body;
-  std::vector<std::pair<std::string, std::string>> headers;
-  std::string error; ///< connection/protocol error when status == 0
-
-  /// The value of a header (case-insensitive name), empty if absent.
-  std::string header(std::string_view name) const;
-};
+using client_response = http::response;
 
 /// Talks to one server, keeping its connection open between requests.
 class http_client {
@@ -34,19 +28,20 @@ public:
   http_client& operator=(const http_client&) = delete;
 
   /// Sends one request. `token` empty: no Authorization header. Extra headers
-  /// may be given (tests).
+  /// may be given (tests). When no answer comes, `error` names the server:
+  /// "cannot connect to 127.0.0.1:1: connect: Connection refused".
   client_response request(const std::string& method, const std::string& target,
                           const std::string& token = {}, const std::string& body = {},
                           const std::string& content_type = {},
-                          const std::vector<std::pair<std::string, std::string>>& headers = {});
+                          const http::header_list& headers = {});
 
   /// False if base_url could not be parsed (message in `why`).
   bool valid(std::string* why = nullptr) const;
 
-  struct impl;
-
 private:
-  std::unique_ptr<impl> impl_;
+  std::optional<http::client> client_; ///< nullopt when the URL is bad
+  std::string prefix_;                 ///< the base URL's path, without a trailing '/'
+  std::string parse_error_;
 };
 
 } // namespace imeilock::api

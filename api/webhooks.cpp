@@ -1,16 +1,14 @@
 #include "api/webhooks.hpp"
 
-#include "api/http_url.hpp"
 #include "api/json_views.hpp"
+#include "common/http_client.hpp"
 #include "common/log.hpp"
 #include "lock/inventory.hpp"
 
-#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
-#include <boost/beast/core.hpp>
-#include <boost/beast/http.hpp>
 #include <nlohmann/json.hpp>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
@@ -29,9 +27,6 @@
 namespace imeilock::api {
 
 namespace net = boost::asio;
-namespace beast = boost::beast;
-namespace http = boost::beast::http;
-using tcp = net::ip::tcp;
 
 std::string_view webhook_event_name(lock::notice what) {
   switch (what) {
@@ -91,15 +86,19 @@ class target_worker : public std::enable_shared_from_this<target_worker> {
 public:
   target_worker(net::io_context& io, webhook_target target, const webhook_config& cfg,
                 prometheus::Family<prometheus::Counter>& results,
-                prometheus::Family<prometheus::Gauge>& queued)
-    : strand_(net::make_strand(io)), target_(std::move(target)), cfg_(cfg),
-      resolver_(strand_), timer_(strand_),
+                prometheus::Family<prometheus::Gauge>& queued) :
+      io_(io),
+      strand_(net::make_strand(io)),
+      target_(std::move(target)),
+      cfg_(cfg),
+      timer_(strand_),
       delivered_(results.Add({{"target", target_.url}, {"result", "delivered"}})),
       retried_(results.Add({{"target", target_.url}, {"result", "retried"}})),
       gave_up_(results.Add({{"target", target_.url}, {"result", "gave_up"}})),
       dropped_(results.Add({{"target", target_.url}, {"result", "dropped"}})),
       queued_(queued.Add({{"target", target_.url}})) {
-    url_ok_ = parse_http_url(target_.url, url_);
+    url_ = http::parse_url(target_.url);
+    options_.timeout = cfg_.timeout;
     for (const auto& e : target_.events)
       events_.push_back(e);
   }
@@ -141,9 +140,8 @@ public:
     }
     net::post(strand_, [self = shared_from_this()] {
       self->timer_.cancel();
-      self->resolver_.cancel();
-      if (self->stream_)
-        self->stream_->close();
+      if (self->inflight_)
+        self->inflight_->cancel();
       if (self->current_) {
         self->dropped_.Increment();
         self->current_.reset();
@@ -170,74 +168,38 @@ private:
   }
 
   void attempt() {
-    if (!url_ok_)
+    if (!url_)
       return give_up("the URL cannot be parsed");
     ++current_->attempts;
-    resolver_.async_resolve(
-      url_.host, url_.port,
-      [self = shared_from_this()](beast::error_code ec, tcp::resolver::results_type results) {
-        if (ec)
-          return self->failed("resolve: " + ec.message());
-        self->stream_.emplace(self->strand_);
-        self->stream_->expires_after(self->cfg_.timeout);
-        self->stream_->async_connect(results, [self](beast::error_code cec,
-                                                     const tcp::endpoint&) {
-          if (cec)
-            return self->failed("connect: " + cec.message());
-          self->send();
+    http::request req{
+        "POST",
+        {},
+        {{"Content-Type", "application/json"},
+         {"X-Imeilock-Event", current_->event},
+         {"X-Imeilock-Delivery", current_->id},
+         {"X-Imeilock-Signature", "sha256=" + hmac_sha256_hex(target_.secret, current_->body)}},
+        current_->body};
+    inflight_ = http::async_send(
+        io_, *url_, std::move(req), options_, [self = shared_from_this()](http::response r) {
+          net::post(self->strand_, [self, r = std::move(r)] { self->answered(r); });
         });
-      });
   }
 
-  void send() {
-    request_ = {};
-    request_.version(11);
-    request_.method(http::verb::post);
-    request_.target(url_.path);
-    request_.set(http::field::host, url_.host + ":" + url_.port);
-    request_.set(http::field::user_agent, "imeilockd");
-    request_.set(http::field::content_type, "application/json");
-    request_.set(http::field::connection, "close");
-    request_.set("X-Imeilock-Event", current_->event);
-    request_.set("X-Imeilock-Delivery", current_->id);
-    request_.set("X-Imeilock-Signature", "sha256=" + hmac_sha256_hex(target_.secret, current_->body));
-    request_.body() = current_->body;
-    request_.prepare_payload();
-    http::async_write(*stream_, request_,
-                      [self = shared_from_this()](beast::error_code ec, std::size_t) {
-                        if (ec)
-                          return self->failed("send: " + ec.message());
-                        self->response_ = {};
-                        self->buffer_.clear();
-                        http::async_read(*self->stream_, self->buffer_, self->response_,
-                                         [self](beast::error_code rec, std::size_t) {
-                                           if (rec)
-                                             return self->failed("answer: " + rec.message());
-                                           self->answered();
-                                         });
-                      });
-  }
-
-  void answered() {
-    beast::error_code ignored;
-    stream_->socket().shutdown(tcp::socket::shutdown_both, ignored);
-    stream_->close();
-    auto status = response_.result_int();
-    if (status >= 200 && status < 300) {
+  void answered(const http::response& r) {
+    inflight_.reset();
+    if (!current_)
+      return; // stopped meanwhile
+    if (r.ok()) {
       delivered_.Increment();
       log::debug("webhook.delivered", {{"target", target_.url}, {"delivery", current_->id},
                                        {"attempts", current_->attempts}});
       current_.reset();
       return next();
     }
-    failed("HTTP " + std::to_string(status));
+    failed(r.status != 0 ? "HTTP " + std::to_string(r.status) : r.error);
   }
 
   void failed(const std::string& why) {
-    if (!current_)
-      return; // stopped meanwhile
-    if (stream_)
-      stream_->close();
     if (current_->attempts >= cfg_.max_attempts)
       return give_up(why);
     retried_.Increment();
@@ -254,7 +216,7 @@ private:
                         {"attempt", current_->attempts}, {"error", why},
                         {"retry_in_ms", static_cast<std::int64_t>(delay.count())}});
     timer_.expires_after(delay);
-    timer_.async_wait([self = shared_from_this()](beast::error_code ec) {
+    timer_.async_wait([self = shared_from_this()](boost::system::error_code ec) {
       if (ec || !self->current_)
         return;
       self->attempt();
@@ -270,18 +232,15 @@ private:
     next();
   }
 
+  net::io_context& io_;
   net::strand<net::io_context::executor_type> strand_;
   webhook_target target_;
   webhook_config cfg_;
-  http_url url_;
-  bool url_ok_ = false;
+  std::optional<http::url> url_; ///< nullopt: unparsable, every delivery gives up
+  http::options options_;
   std::vector<std::string> events_;
-  tcp::resolver resolver_;
   net::steady_timer timer_;
-  std::optional<beast::tcp_stream> stream_;
-  beast::flat_buffer buffer_;
-  http::request<http::string_body> request_;
-  http::response<http::string_body> response_;
+  std::shared_ptr<http::pending> inflight_; ///< the POST in flight (strand only)
   std::optional<delivery> current_; ///< the one being attempted (strand only)
   std::minstd_rand rng_{std::random_device{}()};
 

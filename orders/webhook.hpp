@@ -9,8 +9,10 @@
 // a TLS-terminating proxy in front. One connection per order
 // ("Connection: close"): orders are rare next to accounting traffic.
 //
-// Asio stays out of this header (TOOLCHAIN.md: keep heavy headers out of
-// widely included ones); the backend runs on an io_context you own and run.
+// The HTTP exchange is common/http_client's; this file only builds the
+// request and reads the status. Asio stays out of this header (TOOLCHAIN.md:
+// keep heavy headers out of widely included ones); the backend runs on an
+// io_context you own and run.
 
 #include "orders/backend.hpp"
 
@@ -23,20 +25,10 @@ class io_context;
 
 namespace imeilock::orders {
 
-/// A parsed "http://host[:port][/path]" URL.
-struct http_url {
-  std::string host;
-  std::string port = "80";
-  std::string target = "/"; ///< path and query
-};
-
-/// Parses a webhook URL; false (with `error` set) for anything but http://.
-bool parse_http_url(const std::string& url, http_url& out, std::string& error);
-
 /// Creates the webhook backend for `cfg` (type webhook). Reads
 /// cfg.bearer_token_file now. Throws std::runtime_error naming the problem
-/// (bad URL, unreadable token file). `io` must outlive the backend and be run
-/// by someone; `done` callbacks run on io's threads.
+/// (bad URL, as http::parse_url words it; unreadable token file). `io` must outlive the backend and
+/// be run by someone; `done` callbacks run on io's threads.
 std::unique_ptr<provisioning_backend> make_webhook_backend(const backend_config& cfg,
                                                            boost::asio::io_context& io);
 

@@ -2,7 +2,7 @@
 // that fails first, then succeeds.
 
 #include "api/webhooks.hpp"
-#include "child_process.hpp"
+#include "tests/common/child_process.hpp"
 
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
@@ -18,7 +18,7 @@
 
 using namespace imeilock;
 using namespace imeilock::api;
-using namespace imeilock::api::test;
+using namespace imeilock::test;
 using nlohmann::json;
 
 namespace {

@@ -16,7 +16,7 @@
 
 extern char** environ;
 
-namespace imeilock::api::test {
+namespace imeilock::test {
 
 class child_process {
 public:
@@ -63,7 +63,7 @@ public:
         return line;
       }
       auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-        deadline - std::chrono::steady_clock::now());
+          deadline - std::chrono::steady_clock::now());
       if (left.count() <= 0)
         return std::nullopt;
       pollfd p{out_, POLLIN, 0};
@@ -92,4 +92,4 @@ private:
   std::string buffer_;
 };
 
-} // namespace imeilock::api::test
+} // namespace imeilock::test

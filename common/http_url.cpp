@@ -1,0 +1,115 @@
+#include "common/http_url.hpp"
+
+#include <array>
+
+namespace imeilock::http {
+
+namespace {
+
+struct scheme_info {
+  std::string_view name;
+  std::string_view port;
+  bool supported;
+};
+
+/// The schemes we know. https is refused until a TLS client exists.
+constexpr std::array<scheme_info, 2> schemes{{{"http", "80", true}, {"https", "443", false}}};
+
+const scheme_info* find_scheme(std::string_view name) {
+  for (const auto& s : schemes)
+    if (s.name == name)
+      return &s;
+  return nullptr;
+}
+
+bool is_digit(char c) {
+  return c >= '0' && c <= '9';
+}
+
+} // namespace
+
+std::string_view default_port(std::string_view scheme) {
+  const auto* s = find_scheme(scheme);
+  return s ? s->port : std::string_view{};
+}
+
+std::string url::authority() const {
+  auto h = host.find(':') != std::string::npos ? "[" + host + "]" : host;
+  return h + ":" + port;
+}
+
+std::string url::host_header() const {
+  auto h = host.find(':') != std::string::npos ? "[" + host + "]" : host;
+  if (port != default_port(scheme))
+    h += ":" + port;
+  return h;
+}
+
+std::optional<url> parse_url(std::string_view text, std::string* why) {
+  auto fail = [&](std::string_view what) -> std::optional<url> {
+    if (why)
+      *why = std::string{what} + " in '" + std::string{text} + "'";
+    return std::nullopt;
+  };
+  auto sep = text.find("://");
+  if (sep == std::string_view::npos)
+    return fail("expected an http:// URL (plain HTTP; no TLS)");
+  url out;
+  out.scheme = std::string{text.substr(0, sep)};
+  const auto* scheme = find_scheme(out.scheme);
+  if (!scheme)
+    return fail("expected an http:// URL (plain HTTP; no TLS), not " + out.scheme + "://");
+  if (!scheme->supported)
+    return fail(out.scheme + ":// is not supported yet (plain HTTP; no TLS): use http:// "
+                             "behind a TLS-terminating proxy");
+  auto rest = text.substr(sep + 3);
+  auto end = rest.find_first_of("/?#");
+  auto authority = rest.substr(0, end);
+  if (end != std::string_view::npos) {
+    auto target = rest.substr(end);
+    target = target.substr(0, target.find('#')); // a fragment never goes on the wire
+    out.target = target.starts_with('/') ? std::string{target} : "/" + std::string{target};
+  }
+  if (authority.find('@') != std::string_view::npos)
+    return fail("user:password@ is not supported (use a bearer token)");
+  std::string_view port;
+  bool has_port = false;
+  if (authority.starts_with('[')) {
+    auto close = authority.find(']');
+    if (close == std::string_view::npos)
+      return fail("unterminated [IPv6] host");
+    out.host = std::string{authority.substr(1, close - 1)};
+    auto after = authority.substr(close + 1);
+    if (!after.empty()) {
+      if (after.front() != ':')
+        return fail("expected :port after the [IPv6] host");
+      port = after.substr(1);
+      has_port = true;
+    }
+  } else {
+    auto colon = authority.find(':');
+    out.host = std::string{authority.substr(0, colon)};
+    if (colon != std::string_view::npos) {
+      port = authority.substr(colon + 1);
+      has_port = true;
+    }
+  }
+  if (out.host.empty())
+    return fail("no host");
+  if (has_port) {
+    unsigned value = 0;
+    bool digits = !port.empty() && port.size() <= 5;
+    for (char c : port) {
+      digits = digits && is_digit(c);
+      value = value * 10 + static_cast<unsigned>(c - '0');
+    }
+    if (!digits || value == 0 || value > 65535)
+      return fail("bad port '" + std::string{port} + "' (expected 1-65535)");
+    out.port = std::string{port};
+  } else {
+    out.port = std::string{scheme->port};
+  }
+  return out;
+}
+
+} // namespace imeilock::http

@@ -1,0 +1,104 @@
+// The one URL parser (common/http_url): what it splits, and the message for
+// each kind of bad URL.
+
+#include "common/http_url.hpp"
+
+#include <catch2/catch.hpp>
+
+using namespace imeilock;
+
+namespace {
+/// The parse error for `text` (the test fails if it parses).
+std::string error_of(std::string_view text) {
+  std::string why;
+  auto u = http::parse_url(text, &why);
+  CHECK_FALSE(u);
+  return why;
+}
+} // namespace
+
+TEST_CASE("http URLs split into host, port and target", "[http_url]") {
+  auto u = http::parse_url("http://127.0.0.1:8080/prov/orders?x=1");
+  REQUIRE(u);
+  CHECK(u->scheme == "http");
+  CHECK(u->host == "127.0.0.1");
+  CHECK(u->port == "8080");
+  CHECK(u->target == "/prov/orders?x=1");
+  CHECK(u->host_header() == "127.0.0.1:8080");
+  CHECK(u->authority() == "127.0.0.1:8080");
+}
+
+TEST_CASE("the port defaults to the scheme's and is left out of the Host header", "[http_url]") {
+  auto u = http::parse_url("http://provisioning.example");
+  REQUIRE(u);
+  CHECK(u->host == "provisioning.example");
+  CHECK(u->port == "80");
+  CHECK(u->target == "/");
+  CHECK(u->host_header() == "provisioning.example");
+  CHECK(u->authority() == "provisioning.example:80");
+  CHECK(http::default_port("http") == "80");
+  CHECK(http::default_port("https") == "443");
+  CHECK(http::default_port("gopher").empty());
+  // An explicit default port is the same URL.
+  u = http::parse_url("http://h:80/x");
+  REQUIRE(u);
+  CHECK(u->host_header() == "h");
+}
+
+TEST_CASE("IPv6 hosts are written in brackets and kept without them", "[http_url]") {
+  auto u = http::parse_url("http://[::1]:9000/o");
+  REQUIRE(u);
+  CHECK(u->host == "::1");
+  CHECK(u->port == "9000");
+  CHECK(u->target == "/o");
+  CHECK(u->host_header() == "[::1]:9000");
+  CHECK(u->authority() == "[::1]:9000");
+  u = http::parse_url("http://[2001:db8::7]");
+  REQUIRE(u);
+  CHECK(u->host == "2001:db8::7");
+  CHECK(u->host_header() == "[2001:db8::7]");
+}
+
+TEST_CASE("a query without a path gets '/', a fragment stays off the wire", "[http_url]") {
+  auto u = http::parse_url("http://h:81?a=1");
+  REQUIRE(u);
+  CHECK(u->port == "81");
+  CHECK(u->target == "/?a=1");
+  u = http::parse_url("http://h/p#frag");
+  REQUIRE(u);
+  CHECK(u->target == "/p");
+  u = http::parse_url("http://h#frag");
+  REQUIRE(u);
+  CHECK(u->host == "h");
+  CHECK(u->target == "/");
+}
+
+TEST_CASE("bad URLs are refused with a message quoting them", "[http_url]") {
+  CHECK(error_of("127.0.0.1:8080/x") ==
+        "expected an http:// URL (plain HTTP; no TLS) in '127.0.0.1:8080/x'");
+  CHECK(error_of("ftp://h/") ==
+        "expected an http:// URL (plain HTTP; no TLS), not ftp:// in 'ftp://h/'");
+  CHECK(error_of("https://x/") == "https:// is not supported yet (plain HTTP; no TLS): use "
+                                  "http:// behind a TLS-terminating proxy in 'https://x/'");
+  CHECK(error_of("http://:80/") == "no host in 'http://:80/'");
+  CHECK(error_of("http:///path") == "no host in 'http:///path'");
+  CHECK(error_of("http://[]:80/") == "no host in 'http://[]:80/'");
+  CHECK(error_of("http://host:0/") == "bad port '0' (expected 1-65535) in 'http://host:0/'");
+  CHECK(error_of("http://host:99999/") ==
+        "bad port '99999' (expected 1-65535) in 'http://host:99999/'");
+  CHECK(error_of("http://host:/") == "bad port '' (expected 1-65535) in 'http://host:/'");
+  CHECK(error_of("http://host:8o/") == "bad port '8o' (expected 1-65535) in 'http://host:8o/'");
+  CHECK(error_of("http://host:123456/") ==
+        "bad port '123456' (expected 1-65535) in 'http://host:123456/'");
+  CHECK(error_of("http://user@host/") ==
+        "user:password@ is not supported (use a bearer token) in 'http://user@host/'");
+  CHECK(error_of("http://[::1/") == "unterminated [IPv6] host in 'http://[::1/'");
+  CHECK(error_of("http://[::1]x/") == "expected :port after the [IPv6] host in 'http://[::1]x/'");
+  CHECK(error_of("") == "expected an http:// URL (plain HTTP; no TLS) in ''");
+}
+
+TEST_CASE("parse_url without a message pointer still refuses", "[http_url]") {
+  CHECK_FALSE(http::parse_url("http://host:0/"));
+  CHECK(http::parse_url("http://host:65535/"));
+  CHECK(http::parse_url("http://host:1/"));
+}
