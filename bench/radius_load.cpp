@@ -75,10 +75,7 @@ patch_offsets find_offsets(const std::vector<std::uint8_t>& p) {
 /// Recomputes the Request Authenticator (RFC 2866 §3) after a patch.
 void sign(std::vector<std::uint8_t>& p, bytes secret) {
   std::memset(p.data() + 4, 0, 16);
-  md5 h;
-  h.update(bytes{p.data(), p.size()});
-  h.update(secret);
-  const auto d = h.final();
+  const auto d = md5_of({bytes{p.data(), p.size()}, secret});
   std::memcpy(p.data() + 4, d.data(), 16);
 }
 

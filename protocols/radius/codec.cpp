@@ -118,12 +118,8 @@ const std::uint8_t zero16[authenticator_size] = {};
 } // namespace
 
 authenticator request_authenticator(bytes packet, bytes secret) {
-  md5 h;
-  h.update(packet.first(4));
-  h.update(bytes{zero16, authenticator_size});
-  h.update(packet.subspan(header_size));
-  h.update(secret);
-  return h.final();
+  return md5_of(
+      {packet.first(4), bytes{zero16, authenticator_size}, packet.subspan(header_size), secret});
 }
 
 bool verify_request_authenticator(const packet_view& p, bytes secret) {
@@ -133,12 +129,7 @@ bool verify_request_authenticator(const packet_view& p, bytes secret) {
 }
 
 authenticator response_authenticator(bytes response, bytes request_auth, bytes secret) {
-  md5 h;
-  h.update(response.first(4));
-  h.update(request_auth);
-  h.update(response.subspan(header_size));
-  h.update(secret);
-  return h.final();
+  return md5_of({response.first(4), request_auth, response.subspan(header_size), secret});
 }
 
 bool verify_response_authenticator(const packet_view& response, bytes request_auth, bytes secret) {

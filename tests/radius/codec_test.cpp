@@ -37,10 +37,10 @@ TEST_CASE("MD5 matches the RFC 1321 test suite", "[md5]") {
   CHECK(hex(md5_of(as_bytes("message digest"))) == "f96b697d7cb7938d525a2f31aaf161d0");
   CHECK(hex(md5_of(as_bytes("12345678901234567890123456789012345678901234567890123456789012345678901234567890"))) ==
         "57edf4a22be3c955ac49da2e2107b67a");
-  md5 split;
-  split.update(as_bytes("message "));
-  split.update(as_bytes("digest"));
-  CHECK(hex(split.final()) == "f96b697d7cb7938d525a2f31aaf161d0");
+  CHECK(hex(md5_of({as_bytes("message "), as_bytes("digest")})) ==
+        "f96b697d7cb7938d525a2f31aaf161d0");
+  CHECK(hex(md5_of({as_bytes(""), as_bytes("abc"), as_bytes("")})) ==
+        "900150983cd24fb0d6963f7d28e17f72");
 }
 
 TEST_CASE("HMAC-MD5 matches the RFC 2104 test vectors", "[md5]") {
@@ -48,6 +48,13 @@ TEST_CASE("HMAC-MD5 matches the RFC 2104 test vectors", "[md5]") {
   CHECK(hex(hmac_md5(key, {as_bytes("Hi There")})) == "9294727a3638bb1c13f48ef8158bfc9d");
   CHECK(hex(hmac_md5(as_bytes("Jefe"), {as_bytes("what do ya want "), as_bytes("for nothing?")})) ==
         "750c783e6ab0b503eaa86e310a5db738");
+  // RFC 2104: a key longer than the block (64 octets) is hashed first (RFC 2202 test case 6).
+  const std::vector<std::uint8_t> long_key(80, 0xaa);
+  CHECK(hex(hmac_md5(long_key,
+                     {as_bytes("Test Using Larger Than Block-Size Key - Hash Key First")})) ==
+        "6b1ab7fe4bd7bf8f0b62e6ce61b9d0cd");
+  // Re-keying the per-thread context: the first key must not leak into the next MAC.
+  CHECK(hex(hmac_md5(key, {as_bytes("Hi There")})) == "9294727a3638bb1c13f48ef8158bfc9d");
 }
 
 TEST_CASE("a radclient Accounting-Request parses and its authenticator verifies (RFC 2866 §3)") {
