@@ -4,6 +4,7 @@
 #include "protocols/radius/accounting.hpp"
 #include "protocols/radius/clients.hpp"
 #include "protocols/radius/codec.hpp"
+#include "protocols/radius/response_cache.hpp"
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/udp.hpp>
@@ -89,37 +90,8 @@ ip_address to_ip(const peer_address& a, std::uint16_t& port) {
   return ip_address::from_bytes(bytes{reinterpret_cast<const std::uint8_t*>(&a.v6.sin6_addr), 16});
 }
 
-/// RFC 5080 §2.2.2: a request is a duplicate when it has the same client
-/// address, port, Identifier and receiving socket (and authenticator).
-struct cache_key {
-  ip_address addr;
-  std::uint16_t port = 0;
-  std::uint8_t identifier = 0;
-  std::uint8_t socket = 0;
-  bool operator==(const cache_key&) const = default;
-};
-
-struct cache_key_hash {
-  std::size_t operator()(const cache_key& k) const {
-    std::uint64_t hi;
-    std::uint64_t lo;
-    std::memcpy(&hi, k.addr.octets.data(), 8);
-    std::memcpy(&lo, k.addr.octets.data() + 8, 8);
-    std::uint64_t h = hi * 0x9e3779b97f4a7c15ull ^ lo;
-    h ^= (std::uint64_t{k.port} << 16 | std::uint64_t{k.identifier} << 8 | k.socket) * 0xff51afd7ed558ccdull;
-    return static_cast<std::size_t>(h ^ (h >> 29));
-  }
-};
-
 /// An Accounting-Response: 20 octets, more only with Proxy-State (then on the heap).
 using response_bytes = boost::container::small_vector<std::uint8_t, 24>;
-
-struct cache_entry {
-  authenticator request_auth{};
-  std::uint64_t seq = 0; ///< which request owns the entry (a reused Identifier replaces it)
-  bool done = false;
-  response_bytes response{};
-};
 
 /// Everything a worker reads from the configuration; replaced whole on reload.
 struct settings {
@@ -219,8 +191,8 @@ struct outgoing {
 struct request_ctx {
   peer_address from{};
   socklen_t from_len = 0;
-  cache_key key;
-  std::uint64_t seq = 0;
+  request_key key;
+  std::uint64_t seq = 0; ///< the request's ticket in the response cache
   response_bytes response{};
   clock_type::time_point received;
   client_metrics* client = nullptr;
@@ -256,9 +228,7 @@ struct worker : std::enable_shared_from_this<worker> {
   bool flush_posted = false;
   std::atomic<std::int64_t> in_flight{0};
 
-  std::unordered_map<cache_key, cache_entry, cache_key_hash> cache;
-  std::deque<std::tuple<clock_type::time_point, cache_key, std::uint64_t>> expiry;
-  std::uint64_t next_seq = 1;
+  response_cache<response_bytes> cache{0, {}}; ///< limits set from cfg by expire()
 
   // Batch buffers for recvmmsg.
   std::vector<std::uint8_t> buffers = std::vector<std::uint8_t>(batch_size * recv_buffer_size);
@@ -405,15 +375,13 @@ struct worker : std::enable_shared_from_this<worker> {
     // RFC 5080 §2.2.2: the same (address, port, Identifier, socket) and
     // authenticator is a retransmit: resend the answer, or drop it while
     // the first copy is still being processed.
-    const cache_key key{ip, port, p.identifier(), static_cast<std::uint8_t>(s)};
-    auto it = cache.find(key);
-    if (it != cache.end() &&
-        std::equal(it->second.request_auth.begin(), it->second.request_auth.end(),
-                   p.authenticator_bytes().begin())) {
-      if (it->second.done) {
+    const request_key key{ip, port, p.identifier(), static_cast<std::uint8_t>(s)};
+    if (const auto dup = cache.find(key, p.authenticator_bytes());
+        dup.what != response_cache<response_bytes>::state::fresh) {
+      if (dup.response) {
         bump(st_resent);
         m.resent.Increment();
-        queue_send(s, from, from_len, it->second.response);
+        queue_send(s, from, from_len, *dup.response);
       } else {
         bump(st_in_progress);
         m.in_progress.Increment();
@@ -449,14 +417,14 @@ struct worker : std::enable_shared_from_this<worker> {
         bump(st_no_imsi);
         m.no_imsi.Increment();
       }
-      ctx.seq = remember(key, p.authenticator_bytes(), false);
+      ctx.seq = cache.begin(key, p.authenticator_bytes());
       answer(s, ctx);
       return;
     }
     if (in_flight.load(std::memory_order_relaxed) >= static_cast<std::int64_t>(cfg->max_in_flight))
       return discard(discard_reason::overloaded, from);
 
-    ctx.seq = remember(key, p.authenticator_bytes(), false);
+    ctx.seq = cache.begin(key, p.authenticator_bytes());
     in_flight.fetch_add(1, std::memory_order_relaxed);
     bump(st_submitted);
     std::shared_ptr<worker> self = shared_from_this();
@@ -475,22 +443,8 @@ struct worker : std::enable_shared_from_this<worker> {
     });
   }
 
-  /// Creates (or replaces) the cache entry of a request; returns its seq.
-  std::uint64_t remember(const cache_key& key, bytes request_auth, bool done) {
-    cache_entry& e = cache[key];
-    std::copy(request_auth.begin(), request_auth.end(), e.request_auth.begin());
-    e.seq = next_seq++;
-    e.done = done;
-    return e.seq;
-  }
-
   void answer(std::size_t s, const request_ctx& ctx) {
-    auto it = cache.find(ctx.key);
-    if (it != cache.end() && it->second.seq == ctx.seq) {
-      it->second.done = true;
-      it->second.response = ctx.response;
-      expiry.emplace_back(clock_type::now() + cfg->window, ctx.key, ctx.seq);
-    }
+    cache.answered(ctx.key, ctx.seq, ctx.response, clock_type::now());
     queue_send(s, ctx.from, ctx.from_len, ctx.response);
     bump(st_answered);
     ctx.client->responses->Increment();
@@ -507,8 +461,7 @@ struct worker : std::enable_shared_from_this<worker> {
     }
     // DESIGN §5: not durable or shed: no answer, the NAS retries. Forget the
     // request so that the retransmit is processed afresh.
-    if (auto it = cache.find(ctx.key); it != cache.end() && it->second.seq == ctx.seq)
-      cache.erase(it);
+    cache.forget(ctx.key, ctx.seq);
     const discard_reason r = a == actors::ack::overloaded      ? discard_reason::overloaded
                              : a == actors::ack::store_failed ? discard_reason::not_durable
                                                               : discard_reason::shutting_down;
@@ -527,13 +480,8 @@ struct worker : std::enable_shared_from_this<worker> {
   }
 
   void expire(clock_type::time_point now) {
-    while (!expiry.empty() &&
-           (std::get<0>(expiry.front()) <= now || cache.size() > cfg->cache_entries)) {
-      const auto& [when, key, seq] = expiry.front();
-      if (auto it = cache.find(key); it != cache.end() && it->second.seq == seq && it->second.done)
-        cache.erase(it);
-      expiry.pop_front();
-    }
+    cache.set_limits(cfg->cache_entries, cfg->window);
+    cache.evict(now);
   }
 
   void flush_all() {
