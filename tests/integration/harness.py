@@ -1,14 +1,19 @@
-"""Starts the real imeilockd binary for integration tests.
+"""Starts the real imeilockd binary for tests: the one harness for that.
 
 The daemon runs on 127.0.0.1 with every listener on port 0 and its state in a
 temporary directory; the bound ports are read from the `daemon.ready` log
 line. Everything is bounded in time; the process is always reaped.
+
+Used by tests/integration (imported as `harness`), tests/metrics
+(daemon_fixture.py derives its configuration from the shipped example and
+hands it to `Daemon`) and the overload/soak script bench/overload_soak.py.
 """
 import hashlib
 import json
 import os
 import re
 import secrets
+import shutil
 import signal
 import socket
 import struct
@@ -19,7 +24,7 @@ import urllib.error
 import urllib.request
 
 BINARY = os.environ.get("IMEILOCKD", "imeilockd")
-READY_RE = re.compile(r"^<5>daemon\.ready (.*)$")
+READY_RE = re.compile(r"^<\d>daemon\.ready (.*)$")
 
 # Example credentials for tests only - never used outside a test run.
 EXAMPLE_TOKEN = "example-test-token-not-a-secret"
@@ -62,25 +67,38 @@ api:
 
 
 class Daemon:
-    """One imeilockd process with its own state directory."""
+    """One imeilockd process with its own state directory.
 
-    def __init__(self, config_text=None, state_dir=None, extra_config=""):
+    `config_text` replaces the default configuration (default_config() plus
+    `extra_config`); `binary` the $IMEILOCKD binary; `cleanup` removes the state
+    directory when the `with` block ends. After start(): `ready` holds the
+    fields of the daemon.ready line, `ports` the bound ports by name
+    ("radius", "diameter", "api", "metrics").
+    """
+
+    def __init__(self, config_text=None, state_dir=None, extra_config="", binary=None,
+                 cleanup=False):
+        self.binary = binary or BINARY
         self.state_dir = state_dir or tempfile.mkdtemp(prefix="imeilockd-test-")
+        self.cleanup = cleanup
         self.config_path = os.path.join(self.state_dir, "imeilockd.yaml")
         with open(self.config_path, "w") as f:
             f.write(config_text or default_config(self.state_dir, extra_config))
         self.proc = None
         self.ports = {}
+        self.ready = {}
         self.log_path = os.path.join(self.state_dir, "daemon.log")
 
     # -- lifecycle ---------------------------------------------------------
     def start(self, timeout=30):
-        self._log = open(self.log_path, "ab")
         env = dict(os.environ, STATE_DIRECTORY=self.state_dir)
-        self.proc = subprocess.Popen([BINARY, "--config", self.config_path],
-                                     stdout=self._log, stderr=subprocess.STDOUT, env=env)
+        env.pop("NOTIFY_SOCKET", None)  # not run by systemd here
+        with open(self.log_path, "ab") as log:
+            offset = log.tell()
+            self.proc = subprocess.Popen([self.binary, "--config", self.config_path],
+                                         stdout=log, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL, env=env)
         deadline = time.monotonic() + timeout
-        offset = self._log_size_at_start = os.path.getsize(self.log_path)
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"imeilockd exited with {self.proc.returncode}:\n{self.log()}")
@@ -89,8 +107,8 @@ class Daemon:
                 for line in f.read().decode(errors="replace").splitlines():
                     m = READY_RE.match(line)
                     if m:
-                        fields = parse_fields(m.group(1))
-                        self.ports = {k[:-5]: int(v) for k, v in fields.items()
+                        self.ready = parse_fields(m.group(1))
+                        self.ports = {k[:-5]: int(v) for k, v in self.ready.items()
                                       if k.endswith("_port")}
                         return self
             time.sleep(0.05)
@@ -120,6 +138,10 @@ class Daemon:
     def signal(self, sig):
         self.proc.send_signal(sig)
 
+    @property
+    def pid(self):
+        return self.proc.pid if self.proc is not None else None
+
     def log(self):
         with open(self.log_path, "rb") as f:
             return f.read().decode(errors="replace")
@@ -130,6 +152,8 @@ class Daemon:
     def __exit__(self, *exc):
         if self.proc is not None:
             self.kill9()
+        if self.cleanup:
+            shutil.rmtree(self.state_dir, ignore_errors=True)
 
     # -- HTTP API ----------------------------------------------------------
     def api(self, method, path, body=None, token=EXAMPLE_TOKEN, content_type="application/json",
@@ -264,3 +288,36 @@ def wait_until(predicate, timeout=20.0, interval=0.1, what="condition"):
             return last
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+
+
+# -- the load generators' SIMs (bench/radius_load, bench/diameter_load) --------
+def bench_imsi(i):
+    """The IMSI of generator SIM i: 234150000000000 + i."""
+    return 234150000000000 + i
+
+
+def bench_iccid(i):
+    body = f"8944{i:014d}"
+    return body + luhn_full(body)
+
+
+def import_bench_sims(port, token, count, network="multinet", chunk=20000):
+    """Loads generator SIMs 0..count-1 (lock off, active) with POST /v1/sims:import,
+    `chunk` CSV lines per request. Returns (imported, seconds); raises on a rejected line."""
+    t0 = time.monotonic()
+    imported = 0
+    for start in range(0, count, chunk):
+        lines = ["iccid,imsis,msisdn,network,status"]
+        lines += [f"{bench_iccid(i)},{bench_imsi(i)},447{i:09d},{network},active"
+                  for i in range(start, min(count, start + chunk))]
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{port}/v1/sims:import", data=("\n".join(lines) + "\n").encode(),
+            method="POST", headers={"Authorization": f"Bearer {token}", "Content-Type": "text/csv"})
+        with urllib.request.urlopen(req, timeout=300) as r:
+            res = json.loads(r.read() or b"{}")
+        if res.get("rejected"):
+            bad = [x for x in res.get("results", [])
+                   if x.get("result") not in ("created", "updated", "ok", "imported")]
+            raise RuntimeError(f"import rejected {res['rejected']} lines, first: {bad[:1]}")
+        imported += res.get("imported", 0)
+    return imported, time.monotonic() - t0

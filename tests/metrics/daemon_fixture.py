@@ -6,25 +6,24 @@ to 127.0.0.1 port 0, and $STATE_DIRECTORY (where relative paths such as the
 store's land) is a temporary directory, so the daemon
 runs with the options it ships with, whatever components it has grown, and
 never collides with another test. The bound ports are read from the
-`daemon.ready` log line (`metrics_port=...`). Bounded in time; the process is
-always reaped.
+`daemon.ready` log line (`metrics_port=...`). Starting, stopping and reaping
+the process is tests/integration/harness.py's `Daemon`.
 """
 import os
 import re
-import shutil
-import signal
 import subprocess
+import sys
 import tempfile
-import time
 import urllib.request
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
+import harness  # noqa: E402  the one harness that starts the daemon
 
 # Listener sections the daemon has by default. One that the example does not
 # show yet would bind its default (fixed) port; it is given 127.0.0.1:0 too,
 # in whichever form (list or scalar) the binary accepts.
 LISTENER_SECTIONS = ("radius", "diameter", "api")
 
-READY_RE = re.compile(r"^<\d>daemon\.ready (.*)$")
-FIELD_RE = re.compile(r'(\w+)=("(?:[^"\\]|\\.)*"|\S+)')
 ADDR_RE = re.compile(r"(\[[0-9A-Fa-f:.]*\]|[A-Za-z0-9_.-]+):\d+")
 
 
@@ -56,26 +55,21 @@ def loopback_config(example_text):
     return "\n".join(out) + "\n"
 
 
-class Daemon:
-    """One imeilockd process on loopback with its own temporary state directory."""
+class Daemon(harness.Daemon):
+    """harness.Daemon with the example configuration moved to loopback; its state
+    directory is removed when the `with` block ends."""
 
     def __init__(self, binary, example):
-        self.binary = binary
-        self.dir = tempfile.mkdtemp(prefix="imeilockd-metrics-")
+        state_dir = tempfile.mkdtemp(prefix="imeilockd-metrics-")
         with open(example) as f:
             text = loopback_config(f.read())
-        self.config = os.path.join(self.dir, "imeilockd.yaml")
-        with open(self.config, "w") as f:
-            f.write(text)
-        self.log_path = os.path.join(self.dir, "daemon.log")
-        self.proc = None
-        self.ready = {}
+        super().__init__(config_text=text, state_dir=state_dir, binary=binary, cleanup=True)
 
     def _check(self, text):
-        with open(self.config, "w") as f:
+        with open(self.config_path, "w") as f:
             f.write(text)
-        return subprocess.run([self.binary, "--check-config", self.config], capture_output=True,
-                              text=True, timeout=30)
+        return subprocess.run([self.binary, "--check-config", self.config_path],
+                              capture_output=True, text=True, timeout=30)
 
     def _pin_default_listeners(self, text):
         present = {line.split(":", 1)[0] for line in text.splitlines() if re.match(r"^\w+:", line)}
@@ -90,64 +84,20 @@ class Daemon:
         return text
 
     def start(self, timeout=30):
-        with open(self.config) as f:
+        with open(self.config_path) as f:
             text = self._pin_default_listeners(f.read())
         check = self._check(text)
         if check.returncode != 0:
             raise RuntimeError(f"derived configuration rejected:\n{check.stdout}{check.stderr}"
-                               f"\n--- {self.config}:\n{open(self.config).read()}")
-        log = open(self.log_path, "wb")
-        env = dict(os.environ, STATE_DIRECTORY=self.dir)
-        env.pop("NOTIFY_SOCKET", None)
-        self.proc = subprocess.Popen([self.binary, "--config", self.config], stdout=log,
-                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
-        log.close()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"imeilockd exited with {self.proc.returncode}:\n{self.log()}")
-            for line in self.log().splitlines():
-                m = READY_RE.match(line)
-                if m:
-                    self.ready = {k: v.strip('"') for k, v in FIELD_RE.findall(m.group(1))}
-                    return self
-            time.sleep(0.05)
-        raise RuntimeError(f"imeilockd not ready after {timeout}s:\n{self.log()}")
+                               f"\n--- {self.config_path}:\n{text}")
+        return super().start(timeout)
 
     @property
     def metrics_port(self):
-        return int(self.ready["metrics_port"])
+        return self.ports["metrics"]
 
     def get_metrics(self):
         """(content type, body) of GET /metrics."""
         url = f"http://127.0.0.1:{self.metrics_port}/metrics"
         with urllib.request.urlopen(url, timeout=10) as resp:
             return resp.headers.get("Content-Type", ""), resp.read().decode()
-
-    def log(self):
-        with open(self.log_path, "rb") as f:
-            return f.read().decode(errors="replace")
-
-    def stop(self, timeout=30):
-        """SIGTERM, wait; returns the exit code (the process is killed past the timeout)."""
-        if self.proc is None:
-            return None
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-            raise
-        finally:
-            self.proc = None
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.wait()
-            self.proc = None
-        shutil.rmtree(self.dir, ignore_errors=True)
