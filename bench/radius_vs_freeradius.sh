@@ -38,17 +38,10 @@ harness_bin="$build/bench/radius_bench_server"
 want_harness=${HARNESS:-1}
 [[ -x $harness_bin ]] || want_harness=0
 freeradius=$(command -v freeradius || command -v radiusd)
-work=$(mktemp -d /tmp/radius-bench.XXXXXX)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  sleep 0.5
-  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  [[ -n ${RADIUS_BENCH_KEEP:-} ]] && echo "kept $work" || rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=bench/lib.sh
+source "$here/lib.sh"
+bench_init radius-bench "${RADIUS_BENCH_KEEP:-}"
 
 free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
@@ -133,84 +126,6 @@ if [[ $want_harness == 1 ]]; then
   read -r -u "${HARNESS_SRV[0]}" _ h_port
 fi
 
-# --- the real imeilockd daemon ------------------------------------------------
-# Its own state dir and SQLite store, every listener on 127.0.0.1 port 0 (the
-# bound ports come from the "<5>daemon.ready ... radius_port=N diameter_port=N
-# api_port=N" log line), and an inventory of $sims SIMs whose IMSIs are the
-# generators' (234150000000000 + i), loaded with POST /v1/sims:import.
-api_token=bench-token-not-a-secret
-start_imeilockd() { # extra YAML appended -> sets d_pid d_radius d_diameter d_api
-  mkdir -p "$work/d"
-  cat > "$work/d/imeilockd.yaml" <<YAML
-daemon:
-  workers: ${IMEILOCKD_WORKERS:-2}
-  io_threads: ${IMEILOCKD_IO_THREADS:-1}
-  log_level: notice
-  shutdown_timeout: 20s
-metrics:
-  listen: 127.0.0.1:0
-sim_layer:
-  store:
-    path: $work/d/imeilockd.db
-api:
-  listen: 127.0.0.1:0
-  tokens: [$api_token]
-$1
-YAML
-  STATE_DIRECTORY="$work/d" "$imeilockd" --config "$work/d/imeilockd.yaml" > "$work/d/daemon.log" 2>&1 &
-  d_pid=$!
-  pids+=($d_pid)
-  local ready=
-  for _ in $(seq 300); do
-    ready=$(grep -m1 '^<5>daemon\.ready' "$work/d/daemon.log" 2>/dev/null || true)
-    [[ -n $ready ]] && break
-    kill -0 "$d_pid" 2>/dev/null || { echo "imeilockd exited:"; cat "$work/d/daemon.log"; exit 1; }
-    sleep 0.1
-  done
-  [[ -n $ready ]] || { echo "imeilockd did not become ready:"; tail -20 "$work/d/daemon.log"; exit 1; }
-  d_radius=$(sed -n 's/.* radius_port=\([0-9]*\).*/\1/p' <<<"$ready")
-  d_diameter=$(sed -n 's/.* diameter_port=\([0-9]*\).*/\1/p' <<<"$ready")
-  d_api=$(sed -n 's/.* api_port=\([0-9]*\).*/\1/p' <<<"$ready")
-  d_metrics=$(sed -n 's/.* metrics_port=\([0-9]*\).*/\1/p' <<<"$ready")
-}
-import_sims() { # count api_port: CSV in chunks of 20,000 lines; prints the import time
-  /usr/bin/python3 - "$1" "$2" "$api_token" <<'PY'
-import json, sys, time, urllib.request
-n, port, token = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
-def luhn(digits):
-    total = 0
-    for k, c in enumerate(reversed(digits)):
-        d = int(c)
-        if k % 2 == 0:
-            d *= 2
-            d -= 9 if d > 9 else 0
-        total += d
-    return str((10 - total % 10) % 10)
-t0 = time.monotonic(); ok = 0
-for start in range(0, n, 20000):
-    lines = ["iccid,imsis,msisdn,network,status"]
-    for i in range(start, min(n, start + 20000)):
-        body = f"8944{i:014d}"
-        lines.append(f"{body}{luhn(body)},{234150000000000 + i},447{i:09d},multinet,active")
-    req = urllib.request.Request(f"http://127.0.0.1:{port}/v1/sims:import", data=("\n".join(lines) + "\n").encode(),
-                                 method="POST", headers={"Authorization": f"Bearer {token}", "Content-Type": "text/csv"})
-    with urllib.request.urlopen(req, timeout=300) as r:
-        res = json.loads(r.read() or b"{}")
-    if res.get("rejected"):
-        bad = [x for x in res.get("results", []) if x.get("result") not in ("created", "updated", "ok", "imported")]
-        sys.exit(f"import rejected {res['rejected']} lines, first: {bad[:1]}")
-    ok += res.get("imported", 0)
-print(f"imported {ok} SIMs in {time.monotonic() - t0:.1f} s ({ok / (time.monotonic() - t0):.0f}/s)")
-PY
-}
-rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
-metric() { # port name -> sum of the samples of that metric
-  /usr/bin/python3 -c '
-import re, sys, urllib.request
-text = urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/metrics", timeout=10).read().decode()
-print(sum(float(m.group(2)) for m in re.finditer(r"^(\w+)(?:\{[^}]*\})?\s+(\S+)$", text, re.M) if m.group(1) == sys.argv[2]))' "$1" "$2" 2>/dev/null || echo "?"
-}
-
 start_imeilockd "radius:
   listen: ['127.0.0.1:0']
   clients:
@@ -223,8 +138,6 @@ if ! kill -0 "$fr_pid" 2>/dev/null; then
   echo "FreeRADIUS did not start:"; cat "$work/fr.out"; exit 1
 fi
 
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-field() { sed -n "s/.* $1=\([0-9.]*\).*/\1/p" | head -n 1; }
 run() { # pid port seconds warmup extra-args... -> "<first line> <RESULT line> cpu_us=.."
   local pid=$1 port=$2 secs=$3 warm=$4 before after out rate
   shift 4
@@ -276,20 +189,4 @@ for r in $(seq 1 "$rounds"); do
     fi
   done
 done
-median() { printf '%s\n' $@ | sort -n | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}'; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.2f", (b>0)?a/b:0}'; }
-echo
-echo "medians over $rounds rounds (load average now $(cut -d' ' -f1-3 /proc/loadavg))"
-printf '%-14s %10s %8s %8s %9s %11s %14s\n' server req/s p50_us p99_us p99.9_us cpu_us/req "x freeradius"
-fr_m=$(median ${rates[freeradius]})
-for who in "${servers[@]}"; do
-  m=$(median ${rates[$who]})
-  printf '%-14s %10s %8s %8s %9s %11s %14s\n' "$who" "$m" "$(median ${p50s[$who]})" "$(median ${p99s[$who]})" \
-    "$(median ${p999s[$who]})" "$(median ${cpus[$who]})" "$(ratio "$m" "$fr_m")x"
-done
-# Ratio per round (side by side in time), the figure a noisy machine distorts least.
-per_round() { local a=(${rates[$1]}) b=(${rates[freeradius]}) out=() i; for i in "${!a[@]}"; do out+=("$(ratio "${a[$i]}" "${b[$i]}")"); done; echo "${out[*]}"; }
-for who in "${servers[@]:1}"; do echo "ratio $who/freeradius per round: $(per_round "$who")"; done
-echo "imeilockd RSS after the rounds: $(rss_kb "$d_pid") kB (after loading SIMs: $rss0 kB)"
-grep -E '^<[0-3]>' "$work/d/daemon.log" | head -5 | sed 's/^/daemon log: /' || true
-kill -0 "$d_pid" 2>/dev/null && echo "imeilockd still running: yes" || echo "imeilockd still running: NO"
+print_summary freeradius req
