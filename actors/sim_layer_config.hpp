@@ -14,6 +14,7 @@
 //       max_queue: 65536         # changes waiting for the writer; beyond: store overloaded
 //       max_batch: 4096          # most changes in one group commit
 //       readers: 2               # reader connections (API reads)
+//       commit_delay: 0s         # test knob: the writer sleeps before each commit (a slow disk)
 
 #include "store/store.hpp"
 

@@ -439,10 +439,13 @@ struct store::impl {
         }
         counters.queue_depth.store(queue.size(), std::memory_order_relaxed);
       }
-      if (batch.size() == 1 && batch.front().special)
+      if (batch.size() == 1 && batch.front().special) {
         batch.front().special();
-      else
+      } else {
+        if (cfg.commit_delay.count() > 0)
+          std::this_thread::sleep_for(cfg.commit_delay); // test knob: a slow disk
         commit(batch);
+      }
       batch.clear();
     }
   }

@@ -124,6 +124,11 @@ struct store_config {
   std::size_t readers = 2;
   /// How long a connection waits for a lock held by another one.
   std::chrono::milliseconds busy_timeout{5000};
+  /// Test knob, 0 in production: the writer sleeps this long before each group
+  /// commit, so the store commits at most max_batch / commit_delay changes/s.
+  /// It stands for a slow disk in the overload tests (bench/overload_soak.py),
+  /// where an fsync on the test machine's disk or tmpfs is not slow.
+  std::chrono::milliseconds commit_delay{0};
 };
 
 /// Counters for the metrics layer; monotonic unless said otherwise.
