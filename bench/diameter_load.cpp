@@ -9,13 +9,23 @@
 //                 [--rate 0 (requests/s in total, 0 = as fast as answered)]
 //                 [--origin-host pgw1.example.net] [--realm example.net]
 //                 [--compat 1 (identity AVPs without the M bit)] [--distinct-peers 1]
-//                 [--imei-change-percent 0] [--seed 1]
+//                 [--imei-change-percent 0] [--seed 1] [--interval 0] [--record-acked FILE]
+//                 [--first-sim 0 (the SIMs are first-sim .. first-sim + sims - 1)]
 //
 // --imei-change-percent P: each send flips, with probability P/100, the SIM
 // between two IMEIs (serial i and i+500000), so about P% of observations
 // change the IMEI; 0 (the default) = IMEIs unchanged, the common steady state.
-// Last line: "result answers=... rate=... p50_us=... p99_us=... p999_us=... errors=..."
+// Any P from 0 to 100; the measured share is printed as changes_pct.
+// --rate R with a large --window is an open loop: a server that cannot keep
+// up answers 3004 (DIAMETER_TOO_BUSY, counted as too_busy and in errors).
+// --interval S: a line every S seconds with that interval's rate and latency
+// percentiles. --record-acked FILE: every change moves the SIM to a new IMEI
+// (TAC 86xxxxxx numbered per SIM) instead of flipping between two, and each
+// 2001 answer to a request that carried a SIM's newest IMEI appends
+// "<imsi> <14-digit IMEI>" to FILE: the acknowledged changes.
+// Last line: "result answers=... rate=... changes_pct=... p50_us=... p99_us=... p999_us=... errors=... too_busy=..."
 
+#include "bench/load_support.hpp"
 #include "protocols/diameter/messages.hpp"
 #include "protocols/diameter/requests.hpp"
 
@@ -32,11 +42,13 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
 #include <string>
 #include <vector>
 
 using namespace imeilock::diameter;
 using clk = std::chrono::steady_clock;
+using imeilock::bench::chance;
 
 namespace {
 
@@ -48,6 +60,7 @@ struct options {
   double duration = 10;
   double warmup = 1;
   int sims = 100000;
+  int first_sim = 0; ///< SIMs first_sim .. first_sim + sims - 1
   int ccr_percent = 0;
   double rate = 0;
   std::string origin_host = "pgw1.example.net";
@@ -61,6 +74,8 @@ struct options {
   bool distinct_peers = false;
   double imei_change_percent = 0;
   unsigned long long seed = 1;
+  double interval = 0;      ///< seconds between interval lines; 0 = none
+  std::string record_acked; ///< file for the acknowledged changes; empty = none
 };
 
 /// A precomputed request with the offsets to patch per send.
@@ -75,6 +90,8 @@ struct connection {
   std::size_t rlen = 0;
   std::vector<std::uint8_t> wbuf;
   std::vector<clk::time_point> sent; ///< by hop-by-hop slot
+  std::vector<std::uint32_t> sim;     ///< by slot (--record-acked)
+  std::vector<std::uint32_t> version; ///< by slot: the SIM's IMEI version sent
   std::vector<std::uint32_t> free_slots;
   int outstanding = 0;
 };
@@ -122,10 +139,20 @@ std::uint32_t result_code(bytes msg) {
   return v;
 }
 
-std::string imeisv_for(int i, bool alternate = false) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "35349001%06d%02d", (i + (alternate ? 500000 : 0)) % 1000000, i % 100);
+std::string imeisv_for(int i, bool alternate = false, std::uint32_t version = 0) {
+  char buf[40];
+  if (version > 0) // a new device: TAC 86 + the version number
+    std::snprintf(buf, sizeof buf, "86%06u%06d%02d", version % 1000000, i % 1000000, i % 100);
+  else
+    std::snprintf(buf, sizeof buf, "35349001%06d%02d", (i + (alternate ? 500000 : 0)) % 1000000, i % 100);
   return buf;
+}
+
+double percentile(std::vector<std::uint32_t>& v, double p) {
+  if (v.empty()) return 0;
+  const std::size_t k = std::min(v.size() - 1, static_cast<std::size_t>(p * static_cast<double>(v.size())));
+  std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(k), v.end());
+  return v[k];
 }
 
 } // namespace
@@ -141,6 +168,7 @@ int main(int argc, char** argv) {
     else if (k == "--duration") o.duration = std::stod(v);
     else if (k == "--warmup") o.warmup = std::stod(v);
     else if (k == "--sims") o.sims = std::stoi(v);
+    else if (k == "--first-sim") o.first_sim = std::stoi(v);
     else if (k == "--ccr-percent") o.ccr_percent = std::stoi(v);
     else if (k == "--rate") o.rate = std::stod(v);
     else if (k == "--origin-host") o.origin_host = v;
@@ -149,6 +177,8 @@ int main(int argc, char** argv) {
     else if (k == "--distinct-peers") o.distinct_peers = v == "1" || v == "yes" || v == "true";
     else if (k == "--imei-change-percent") o.imei_change_percent = std::stod(v);
     else if (k == "--seed") o.seed = std::stoull(v);
+    else if (k == "--interval") o.interval = std::stod(v);
+    else if (k == "--record-acked") o.record_acked = v;
     else {
       std::fprintf(stderr, "unknown option %s\n", k.c_str());
       return 64;
@@ -159,20 +189,16 @@ int main(int argc, char** argv) {
     return 64;
   }
 
-  // One ACR and one CCR per SIM, each IMEI encoding in turn; a second set
-  // with the alternate IMEI when IMEIs are to change.
-  const int variants = o.imei_change_percent > 0 ? 2 : 1;
-  std::vector<request_template> acrs_by_variant[2], ccrs_by_variant[2];
-  for (int variant = 0; variant < variants; ++variant) {
-  auto& acrs = acrs_by_variant[variant];
-  auto& ccrs = ccrs_by_variant[variant];
-  acrs.resize(static_cast<std::size_t>(o.sims));
-  if (o.ccr_percent > 0) ccrs.resize(static_cast<std::size_t>(o.sims));
+  // One ACR (and CCR) for SIM i carrying `imeisv`, each IMEI encoding in turn.
   const imei_form forms[] = {imei_form::uei_ascii, imei_form::uei_hex, imei_form::uei_tbcd,
                              imei_form::terminal_information, imei_form::imeisv_3gpp};
-  for (int i = 0; i < o.sims; ++i) {
+  const auto run_started = static_cast<long long>(std::time(nullptr));
+  // `i` counts from 0; the SIM is first_sim + i.
+  auto build_templates = [&](int local, const std::string& imeisv, request_template& acr,
+                             request_template* ccr) -> bool {
+    const int i = o.first_sim + local;
     charging_spec s;
-    s.session_id = o.origin_host + ";bench;" + std::to_string(i);
+    s.session_id = o.origin_host + ";" + std::to_string(run_started) + ";" + std::to_string(i);
     s.origin_host = o.origin_host;
     s.origin_realm = o.realm;
     char imsi[24];
@@ -180,17 +206,18 @@ int main(int argc, char** argv) {
     s.imsi = imsi;
     s.msisdn = "4477" + std::to_string(10000000 + i);
     s.form = forms[i % 5];
-    s.imeisv = imeisv_for(i, variant == 1);
+    s.imeisv = imeisv;
     s.nested = (i % 2) == 1;
     s.record_type = 3;
-    for (int k = 0; k < (o.ccr_percent > 0 ? 2 : 1); ++k) {
+    for (int k = 0; k < (ccr ? 2 : 1); ++k) {
       s.command = k == 0 ? command::accounting : command::credit_control;
       s.record_type = k == 0 ? 3 : 2;
-      auto& t = (k == 0 ? acrs : ccrs)[static_cast<std::size_t>(i)];
+      auto& t = k == 0 ? acr : *ccr;
+      t.bytes.clear(); // build_charging_request appends
       build_charging_request(t.bytes, s);
       avp a;
       const std::uint32_t code = k == 0 ? avp_code::accounting_record_number : avp_code::cc_request_number;
-      if (!find_avp(bytes{t.bytes.data(), t.bytes.size()}.subspan(header_size), code, 0, a)) return 3;
+      if (!find_avp(bytes{t.bytes.data(), t.bytes.size()}.subspan(header_size), code, 0, a)) return false;
       t.number_offset = static_cast<std::size_t>(a.data.data() - t.bytes.data());
       if (o.compat) {
         avp_reader r{bytes{t.bytes.data(), t.bytes.size()}.subspan(header_size)};
@@ -201,13 +228,33 @@ int main(int argc, char** argv) {
         }
       }
     }
-  }
+    return true;
+  };
+
+  // One ACR and one CCR per SIM, each IMEI encoding in turn; a second set
+  // with the alternate IMEI when IMEIs are to change.
+  const int variants = o.imei_change_percent > 0 && o.record_acked.empty() ? 2 : 1;
+  std::vector<request_template> acrs_by_variant[2], ccrs_by_variant[2];
+  for (int variant = 0; variant < variants; ++variant) {
+  auto& acrs = acrs_by_variant[variant];
+  auto& ccrs = ccrs_by_variant[variant];
+  acrs.resize(static_cast<std::size_t>(o.sims));
+  if (o.ccr_percent > 0) ccrs.resize(static_cast<std::size_t>(o.sims));
+  for (int i = 0; i < o.sims; ++i)
+    if (!build_templates(i, imeisv_for(o.first_sim + i, variant == 1), acrs[static_cast<std::size_t>(i)],
+                         o.ccr_percent > 0 ? &ccrs[static_cast<std::size_t>(i)] : nullptr))
+      return 3;
   }
   std::vector<std::uint32_t> record_numbers(static_cast<std::size_t>(o.sims), 0);
   std::vector<std::uint8_t> alternate(static_cast<std::size_t>(o.sims), 0);
   std::uint64_t rng = o.seed * 0x9E3779B97F4A7C15ULL + 1, imei_changes = 0;
-  const auto change_threshold = static_cast<std::uint64_t>(
-    std::clamp(o.imei_change_percent, 0.0, 100.0) / 100.0 * 18446744073709551615.0);
+  const chance change{o.imei_change_percent};
+  const bool recording = !o.record_acked.empty();
+  std::vector<std::uint32_t> version(recording ? static_cast<std::size_t>(o.sims) : 0, 0);
+  std::vector<std::uint32_t> acked_version(version.size(), 0);
+  std::FILE* acked_out = nullptr;
+  if (recording && !(acked_out = std::fopen(o.record_acked.c_str(), "w"))) die(o.record_acked.c_str());
+  std::uint64_t acked_changes = 0, too_busy = 0;
 
   // Connect and exchange capabilities.
   std::vector<connection> conns(static_cast<std::size_t>(o.connections));
@@ -227,6 +274,8 @@ int main(int argc, char** argv) {
     std::size_t slots = 1;
     while (slots < static_cast<std::size_t>(o.window)) slots <<= 1;
     cn.sent.resize(slots);
+    cn.sim.resize(slots);
+    cn.version.resize(slots);
     for (std::uint32_t s = 0; s < static_cast<std::uint32_t>(o.window); ++s) cn.free_slots.push_back(s);
     epoll_event ev{};
     ev.events = EPOLLIN;
@@ -236,8 +285,17 @@ int main(int argc, char** argv) {
 
   std::vector<std::uint32_t> latencies_us;
   latencies_us.reserve(8'000'000);
+  std::vector<std::uint32_t> interval_us; // --interval
+  std::uint64_t interval_answers = 0, interval_busy = 0;
   std::uint64_t answers = 0, errors = 0, sent_total = 0, measured_answers = 0;
-  std::uint32_t next_sim = 0, e2e = 1, gen = 0;
+  // RFC 6733 §3: End-to-End Identifiers start with the low 12 bits of the
+  // time in the high bits, and Session-Ids carry the start time (below), so a
+  // second run against the same server is not answered from its duplicate
+  // cache (§9.4 keys on Origin-Host + End-to-End and on Session-Id + record
+  // number, kept for minutes).
+  std::uint32_t next_sim = 0, gen = 0;
+  std::uint32_t e2e = (static_cast<std::uint32_t>(run_started) & 0xfffU) << 20 |
+                      (static_cast<std::uint32_t>(::getpid()) & 0xfffffU);
   const auto start = clk::now();
   const auto measure_from = start + std::chrono::duration_cast<clk::duration>(std::chrono::duration<double>(o.warmup));
   const auto end = measure_from + std::chrono::duration_cast<clk::duration>(std::chrono::duration<double>(o.duration));
@@ -246,6 +304,8 @@ int main(int argc, char** argv) {
   me.origin_host = o.origin_host;
   me.origin_realm = o.realm;
   bool running = true;
+  auto next_interval = start + std::chrono::duration_cast<clk::duration>(std::chrono::duration<double>(o.interval));
+  auto interval_start = start;
 
   auto fill = [&](connection& cn, clk::time_point now) {
     while (!cn.free_slots.empty() && running) {
@@ -258,16 +318,21 @@ int main(int argc, char** argv) {
       const std::uint32_t sim = next_sim;
       next_sim = (next_sim + 1) % static_cast<std::uint32_t>(o.sims);
       const bool ccr = o.ccr_percent > 0 && static_cast<int>(sent_total % 100) < o.ccr_percent;
-      if (variants == 2) {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        if (rng < change_threshold) {
+      if (o.imei_change_percent > 0 && change.draw(rng)) {
+        ++imei_changes;
+        if (recording) {
+          // A new device: rebuild this SIM's requests with the next IMEI.
+          ++version[sim];
+          if (!build_templates(static_cast<int>(sim), imeisv_for(o.first_sim + static_cast<int>(sim), false, version[sim]),
+                               acrs_by_variant[0][sim], o.ccr_percent > 0 ? &ccrs_by_variant[0][sim] : nullptr)) {
+            std::fprintf(stderr, "cannot rebuild a request\n");
+            std::exit(3);
+          }
+        } else {
           alternate[sim] ^= 1;
-          ++imei_changes;
         }
       }
-      const int v = alternate[sim];
+      const int v = recording ? 0 : alternate[sim];
       const auto& t = (ccr ? ccrs_by_variant[v] : acrs_by_variant[v])[sim];
       const std::size_t at = cn.wbuf.size();
       cn.wbuf.insert(cn.wbuf.end(), t.bytes.begin(), t.bytes.end());
@@ -277,6 +342,8 @@ int main(int argc, char** argv) {
       store_u32(p + 16, e2e++);
       store_u32(p + t.number_offset, ++record_numbers[sim]);
       cn.sent[slot] = now;
+      cn.sim[slot] = sim;
+      cn.version[slot] = recording ? version[sim] : 0;
       ++cn.outstanding;
       ++sent_total;
     }
@@ -340,13 +407,27 @@ int main(int argc, char** argv) {
         const std::uint32_t slot = h.hop_by_hop & 0xffffU;
         if (slot >= static_cast<std::uint32_t>(o.window)) continue;
         ++answers;
+        ++interval_answers;
         if (const auto rc = result_code(msg); rc != result::success) {
+          if (rc == result::too_busy) {
+            ++too_busy;
+            ++interval_busy;
+          }
           if (errors++ == 0) std::fprintf(stderr, "first error answer: Result-Code %u\n", rc);
+        } else if (recording && cn.version[slot] > acked_version[cn.sim[slot]]) {
+          // An acknowledged change: the SIM's IMEI of that version is durable.
+          const std::uint32_t sim = cn.sim[slot];
+          acked_version[sim] = cn.version[slot];
+          ++acked_changes;
+          const int g = o.first_sim + static_cast<int>(sim);
+          std::fprintf(acked_out, "2341500%08d %.14s\n", g % 100000000, imeisv_for(g, false, cn.version[slot]).c_str());
         }
+        const auto us = static_cast<std::uint32_t>(
+          std::chrono::duration_cast<std::chrono::microseconds>(now - cn.sent[slot]).count());
+        if (o.interval > 0) interval_us.push_back(us);
         if (cn.sent[slot] >= measure_from && cn.sent[slot] < end) {
           ++measured_answers;
-          latencies_us.push_back(static_cast<std::uint32_t>(
-            std::chrono::duration_cast<std::chrono::microseconds>(now - cn.sent[slot]).count()));
+          latencies_us.push_back(us);
         }
         cn.free_slots.push_back(slot);
         --cn.outstanding;
@@ -355,6 +436,18 @@ int main(int argc, char** argv) {
       cn.rlen -= off;
     }
     for (auto& cn : conns) fill(cn, now);
+    if (o.interval > 0 && now >= next_interval) {
+      const double secs = std::chrono::duration<double>(now - interval_start).count();
+      std::printf("INTERVAL t=%.0f rate=%.0f p50_us=%.0f p99_us=%.0f p999_us=%.0f too_busy=%llu\n",
+                  std::chrono::duration<double>(now - start).count(), static_cast<double>(interval_answers) / secs,
+                  percentile(interval_us, 0.50), percentile(interval_us, 0.99), percentile(interval_us, 0.999),
+                  static_cast<unsigned long long>(interval_busy));
+      std::fflush(stdout);
+      interval_us.clear();
+      interval_answers = interval_busy = 0;
+      interval_start = now;
+      next_interval += std::chrono::duration_cast<clk::duration>(std::chrono::duration<double>(o.interval));
+    }
   }
   std::sort(latencies_us.begin(), latencies_us.end());
   auto pct = [&](double p) -> double {
@@ -362,13 +455,18 @@ int main(int argc, char** argv) {
     return latencies_us[std::min(latencies_us.size() - 1, static_cast<std::size_t>(p * static_cast<double>(latencies_us.size())))];
   };
   const double rate = static_cast<double>(measured_answers) / o.duration;
-  std::printf("connections=%d window=%d sims=%d ccr_percent=%d duration=%.1fs sent=%llu imei_changes=%llu\n",
+  const double changes_pct =
+    sent_total > 0 ? 100.0 * static_cast<double>(imei_changes) / static_cast<double>(sent_total) : 0;
+  if (acked_out) std::fclose(acked_out);
+  std::printf("connections=%d window=%d sims=%d ccr_percent=%d duration=%.1fs sent=%llu imei_changes=%llu "
+              "acked_changes=%llu\n",
               o.connections, o.window, o.sims, o.ccr_percent, o.duration, static_cast<unsigned long long>(sent_total),
-              static_cast<unsigned long long>(imei_changes));
-  std::printf("result answers=%llu rate=%.0f p50_us=%.0f p99_us=%.0f p999_us=%.0f max_us=%.0f errors=%llu\n",
-              static_cast<unsigned long long>(measured_answers), rate, pct(0.50), pct(0.99), pct(0.999),
+              static_cast<unsigned long long>(imei_changes), static_cast<unsigned long long>(acked_changes));
+  std::printf("result answers=%llu rate=%.0f changes_pct=%.2f p50_us=%.0f p99_us=%.0f p999_us=%.0f max_us=%.0f "
+              "errors=%llu too_busy=%llu\n",
+              static_cast<unsigned long long>(measured_answers), rate, changes_pct, pct(0.50), pct(0.99), pct(0.999),
               latencies_us.empty() ? 0.0 : static_cast<double>(latencies_us.back()),
-              static_cast<unsigned long long>(errors));
+              static_cast<unsigned long long>(errors), static_cast<unsigned long long>(too_busy));
   for (auto& cn : conns) ::close(cn.fd);
   return errors == 0 ? 0 : 1;
 }

@@ -9,7 +9,8 @@
 //
 //   radius_load --target 127.0.0.1:1813 [--secret testing123] [--sims 100000]
 //               [--window 64] [--seconds 10] [--warmup 1] [--sockets 8]
-//               [--imei-change-percent 0] [--seed 1]
+//               [--imei-change-percent 0] [--seed 1] [--rate 0] [--timeout 1]
+//               [--interval 0] [--record-acked FILE] [--first-sim 0]
 //
 // Every send is a distinct packet: Acct-Input-Octets grows per send and the
 // Request Authenticator is recomputed, so a server's RFC 5080 response cache
@@ -17,9 +18,26 @@
 // requests, well inside a 10 s duplicate window). --imei-change-percent P:
 // each send flips, with probability P/100, the SIM between two IMEIs (serial
 // i and i+500000), so about P% of observations change the IMEI; 0 (the
-// default) = IMEIs unchanged, the common steady state.
+// default) = IMEIs unchanged, the common steady state. Any P from 0 to 100;
+// the measured share is printed as changes_pct next to the rate.
 //
-// Last line: "RESULT rate=<req/s> p50_us=.. p99_us=.. p999_us=.. lost=.. bad=.."
+// --rate R: open loop, R requests/s whatever the server answers (a server
+// that sheds leaves requests unanswered; they hold their Identifier until
+// --timeout); the window is then only bounded by the Identifiers free
+// (256 per socket, --sockets up to 256). A send due while none is free is
+// counted as `skipped`. --interval S: a line every S seconds with that
+// interval's rate and latency percentiles. --record-acked FILE: every change
+// moves the SIM to a new IMEI (TAC 86xxxxxx numbered per SIM, never seen
+// before) instead of flipping between two, and each answered request that
+// carried a SIM's newest IMEI appends "<imsi> <14-digit IMEI>" to FILE: the
+// acknowledged changes, to be found in the store afterwards. Every answer is
+// then checked against its request's authenticator; an answer to an earlier
+// request on a reused Identifier counts as `stale`, not as an answer.
+//
+// --first-sim F: the SIMs are F .. F + sims - 1 (IMSI 234150000000000 + i).
+//
+// Last line: "RESULT rate=<req/s> changes_pct=.. p50_us=.. p99_us=.. p999_us=.. lost=.. bad=.."
+#include "bench/load_support.hpp"
 #include "protocols/radius/codec.hpp"
 
 #include <arpa/inet.h>
@@ -29,14 +47,17 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 #include <string>
 #include <vector>
 
 using namespace imeilock::radius;
+using imeilock::bench::chance;
 using steady = std::chrono::steady_clock;
 
 namespace {
@@ -46,6 +67,7 @@ struct options {
   int port = 1813;
   std::string secret = "testing123";
   std::size_t sims = 100000;
+  std::size_t first_sim = 0; ///< SIMs first_sim .. first_sim + sims - 1
   std::size_t window = 64;
   double seconds = 10;
   double warmup = 1;
@@ -53,12 +75,15 @@ struct options {
   double timeout = 1.0; ///< a request unanswered this long counts as lost
   double imei_change_percent = 0;
   std::uint64_t seed = 1;
+  double rate = 0;     ///< requests/s, open loop; 0 = keep `window` outstanding
+  double interval = 0; ///< seconds between interval lines; 0 = none
+  std::string record_acked; ///< file for the acknowledged changes; empty = none
 };
 
 /// Where to patch a precomputed request per send.
 struct patch_offsets {
   std::uint16_t input_octets = 0; ///< value of Acct-Input-Octets
-  std::uint16_t imei_serial = 0;  ///< the 6 serial digits of the IMEISV
+  std::uint16_t imei_serial = 0;  ///< the 6 serial digits of the IMEISV (the TAC's 8 are before)
 };
 
 patch_offsets find_offsets(const std::vector<std::uint8_t>& p) {
@@ -89,8 +114,8 @@ std::vector<std::uint8_t> vsa(std::uint8_t type, const std::string& value) {
   return v;
 }
 
-/// The Interim-Update SIM `i` sends, with Identifier `i % 256`.
-std::vector<std::uint8_t> make_request(std::size_t i, const std::string& secret) {
+/// The Interim-Update SIM `i` sends, with Identifier `ident`.
+std::vector<std::uint8_t> make_request(std::size_t i, std::uint8_t ident, const std::string& secret) {
   char imsi[32];
   std::snprintf(imsi, sizeof imsi, "23415%010zu", i % 10000000000);
   char imeisv[32];
@@ -99,7 +124,7 @@ std::vector<std::uint8_t> make_request(std::size_t i, const std::string& secret)
   std::snprintf(msisdn, sizeof msisdn, "447%09zu", i);
   char session[32];
   std::snprintf(session, sizeof session, "pgw1-%zx", i);
-  packet_builder b{code::accounting_request, static_cast<std::uint8_t>(i % 256)};
+  packet_builder b{code::accounting_request, ident};
   b.add_u32(attr::acct_status_type, 3);
   b.add(attr::user_name, std::string{imsi} + "@iot.example");
   b.add(attr::vendor_specific, vsa(tgpp::imsi, imsi));
@@ -117,7 +142,13 @@ std::vector<std::uint8_t> make_request(std::size_t i, const std::string& secret)
 struct slot {
   bool busy = false;
   std::size_t sim = 0;
+  std::uint32_t version = 0; ///< the SIM's IMEI version sent (--record-acked)
   steady::time_point sent;
+  /// Request Authenticators of the last sends on this Identifier, newest at
+  /// [sends % 8]: a late answer to an earlier one is stale, not bad.
+  std::array<std::array<std::uint8_t, 16>, 8> auth{};
+  std::uint32_t sends = 0;
+  const std::array<std::uint8_t, 16>& current() const { return auth[sends % 8]; }
 };
 
 double percentile(std::vector<std::uint32_t>& v, double p) {
@@ -141,26 +172,40 @@ int main(int argc, char** argv) {
       o.port = std::atoi(v.c_str() + colon + 1);
     } else if (a == "--secret") o.secret = v;
     else if (a == "--sims") o.sims = std::stoul(v);
+    else if (a == "--first-sim") o.first_sim = std::stoul(v);
     else if (a == "--window") o.window = std::stoul(v);
     else if (a == "--seconds") o.seconds = std::stod(v);
     else if (a == "--warmup") o.warmup = std::stod(v);
     else if (a == "--sockets") o.sockets = std::stoul(v);
     else if (a == "--imei-change-percent") o.imei_change_percent = std::stod(v);
     else if (a == "--seed") o.seed = std::stoull(v);
+    else if (a == "--rate") o.rate = std::stod(v);
+    else if (a == "--timeout") o.timeout = std::stod(v);
+    else if (a == "--interval") o.interval = std::stod(v);
+    else if (a == "--record-acked") o.record_acked = v;
     else {
       std::fprintf(stderr, "unknown option %s\n", a.c_str());
       return 2;
     }
   }
-  o.sockets = std::clamp<std::size_t>(o.sockets, 1, 64);
+  o.sockets = std::clamp<std::size_t>(o.sockets, 1, 256);
   o.window = std::clamp<std::size_t>(o.window, 1, 200 * o.sockets);
 
   std::vector<std::vector<std::uint8_t>> packets(o.sims);
   std::vector<patch_offsets> offsets(o.sims);
   std::vector<std::uint32_t> sends(o.sims, 0);
   std::vector<std::uint8_t> alternate(o.sims, 0);
+  const bool recording = !o.record_acked.empty();
+  std::vector<std::uint32_t> version(recording ? o.sims : 0, 0);       // IMEI version per SIM
+  std::vector<std::uint32_t> acked_version(recording ? o.sims : 0, 0); // newest acknowledged
+  std::FILE* acked_out = nullptr;
+  if (recording && !(acked_out = std::fopen(o.record_acked.c_str(), "w"))) {
+    std::perror(o.record_acked.c_str());
+    return 2;
+  }
+  std::uint64_t acked_changes = 0;
   for (std::size_t i = 0; i < o.sims; ++i) {
-    packets[i] = make_request(i, o.secret);
+    packets[i] = make_request(o.first_sim + i, static_cast<std::uint8_t>(i % 256), o.secret);
     offsets[i] = find_offsets(packets[i]);
     if (offsets[i].input_octets == 0 || offsets[i].imei_serial == 0) {
       std::fprintf(stderr, "cannot find the attributes to patch\n");
@@ -169,31 +214,44 @@ int main(int argc, char** argv) {
   }
   const auto secret_bytes = as_bytes(o.secret);
   std::uint64_t rng = o.seed * 0x9E3779B97F4A7C15ULL + 1;
-  const auto change_threshold = static_cast<std::uint64_t>(
-    std::clamp(o.imei_change_percent, 0.0, 100.0) / 100.0 * 18446744073709551615.0);
-  std::uint64_t imei_changes = 0;
+  const chance change{o.imei_change_percent};
+  std::uint64_t imei_changes = 0, prepared = 0;
   // A distinct packet per send (see the header comment).
   auto prepare = [&](std::size_t sim) {
     auto& p = packets[sim];
     const auto& off = offsets[sim];
     const std::uint32_t n = ++sends[sim];
+    ++prepared;
     p[off.input_octets] = static_cast<std::uint8_t>(n >> 24);
     p[off.input_octets + 1] = static_cast<std::uint8_t>(n >> 16);
     p[off.input_octets + 2] = static_cast<std::uint8_t>(n >> 8);
     p[off.input_octets + 3] = static_cast<std::uint8_t>(n);
-    if (o.imei_change_percent > 0) {
-      rng ^= rng << 13;
-      rng ^= rng >> 7;
-      rng ^= rng << 17;
-      if (rng < change_threshold) {
+    if (o.imei_change_percent > 0 && change.draw(rng)) {
+      ++imei_changes;
+      if (recording) {
+        // A new device: TAC 86 + the SIM's version number, serial unchanged.
+        char tac[16];
+        std::snprintf(tac, sizeof tac, "86%06u", ++version[sim] % 1000000);
+        std::memcpy(p.data() + off.imei_serial - 8, tac, 8);
+      } else {
         alternate[sim] ^= 1;
-        ++imei_changes;
         char serial[8];
         std::snprintf(serial, sizeof serial, "%06zu", (sim + (alternate[sim] ? 500000 : 0)) % 1000000);
         std::memcpy(p.data() + off.imei_serial, serial, 6);
       }
     }
     sign(p, secret_bytes);
+  };
+  // The acknowledged IMEI of a SIM: IMSI and the 14 identity digits.
+  auto record = [&](std::size_t sim, std::uint32_t v) {
+    if (v <= acked_version[sim])
+      return;
+    acked_version[sim] = v;
+    ++acked_changes;
+    const auto& p = packets[sim];
+    const auto at = offsets[sim].imei_serial - 8u;
+    std::fprintf(acked_out, "23415%010zu %.14s\n", (o.first_sim + sim) % 10000000000,
+                 reinterpret_cast<const char*>(p.data() + at));
   };
 
   sockaddr_in to{};
@@ -220,15 +278,20 @@ int main(int argc, char** argv) {
   std::vector<slot> slots(o.sockets * 256);
   std::vector<std::uint32_t> latencies;
   latencies.reserve(static_cast<std::size_t>(o.seconds * 300000));
+  std::vector<std::uint32_t> interval_latencies; // --interval
+  std::uint64_t interval_answered = 0, interval_lost = 0;
 
   std::size_t next_sim = 0;
   std::size_t outstanding = 0;
-  std::uint64_t answered = 0, lost = 0, bad = 0, sent_total = 0;
+  std::uint64_t answered = 0, lost = 0, bad = 0, sent_total = 0, skipped = 0, stale = 0, due_total = 0;
+  const bool check_all = recording || o.rate > 0;
   const auto t0 = steady::now();
   const auto measure_from = t0 + std::chrono::duration_cast<steady::duration>(std::chrono::duration<double>(o.warmup));
   const auto end = measure_from + std::chrono::duration_cast<steady::duration>(std::chrono::duration<double>(o.seconds));
   const auto timeout = std::chrono::duration_cast<steady::duration>(std::chrono::duration<double>(o.timeout));
   std::uint64_t measured = 0;
+  auto next_interval = t0 + std::chrono::duration_cast<steady::duration>(std::chrono::duration<double>(o.interval));
+  auto interval_start = t0;
 
   constexpr std::size_t batch = 64;
   std::vector<mmsghdr> msgs(batch);
@@ -246,7 +309,14 @@ int main(int argc, char** argv) {
     for (auto& v : per_socket)
       v.clear();
     std::size_t scanned = 0;
-    while (outstanding < o.window && scanned < slots.size()) {
+    // Open loop: what the rate asks for by now; closed loop: the window.
+    std::uint64_t due = 0;
+    if (o.rate > 0) {
+      const auto want = static_cast<std::uint64_t>(std::chrono::duration<double>(now - t0).count() * o.rate);
+      due = want > due_total ? want - due_total : 0;
+      due_total += due;
+    }
+    while ((o.rate > 0 ? due > 0 : outstanding < o.window) && scanned < slots.size()) {
       const std::size_t sim = next_sim;
       next_sim = (next_sim + 1) % o.sims;
       ++scanned;
@@ -258,9 +328,16 @@ int main(int argc, char** argv) {
       sl.sim = sim;
       sl.sent = now;
       prepare(sim);
+      if (recording)
+        sl.version = version[sim];
+      ++sl.sends;
+      std::memcpy(sl.auth[sl.sends % 8].data(), packets[sim].data() + 4, 16);
       per_socket[s].push_back(sim);
       ++outstanding;
+      if (due > 0)
+        --due;
     }
+    skipped += due; // no Identifier free for them
     for (std::size_t s = 0; s < o.sockets; ++s) {
       auto& list = per_socket[s];
       for (std::size_t off = 0; off < list.size(); off += batch) {
@@ -298,22 +375,40 @@ int main(int argc, char** argv) {
           slot& sl = slots[s * 256 + d[1]];
           if (!sl.busy)
             continue; // late answer to a request already counted lost
-          // Check every 16th answer fully: cheap enough, and catches a server
-          // that answers with the wrong authenticator.
-          if (sl.sim % 16 == 0) {
+          // Check every 16th answer fully (cheap enough, and catches a server
+          // that answers with the wrong authenticator); every answer when
+          // Identifiers are reused after a timeout (--rate, --record-acked).
+          if (check_all || sl.sim % 16 == 0) {
             auto pr = parse(bytes{d.data(), len});
-            const auto& req = packets[sl.sim];
-            if (!pr.packet || pr.packet->packet_code() != code::accounting_response ||
-                !verify_response_authenticator(*pr.packet, bytes{req.data() + 4, 16}, as_bytes(o.secret)))
+            const auto ok = [&](const std::array<std::uint8_t, 16>& auth) {
+              return pr.packet && pr.packet->packet_code() == code::accounting_response &&
+                     verify_response_authenticator(*pr.packet, bytes{auth.data(), 16}, as_bytes(o.secret));
+            };
+            if (!ok(sl.current())) {
+              if (check_all && std::any_of(sl.auth.begin(), sl.auth.end(), ok)) {
+                ++stale; // the answer to a request this Identifier carried before
+                continue;
+              }
               ++bad;
+              if (check_all)
+                continue; // not an answer to this request
+            }
           }
           sl.busy = false;
           --outstanding;
           ++answered;
+          if (recording && sl.version > 0)
+            record(sl.sim, sl.version);
+          const auto ns = static_cast<std::uint32_t>(
+            std::min<std::int64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(rnow - sl.sent).count(),
+                                   std::numeric_limits<std::uint32_t>::max()));
           if (sl.sent >= measure_from) {
             ++measured;
-            latencies.push_back(static_cast<std::uint32_t>(
-              std::chrono::duration_cast<std::chrono::nanoseconds>(rnow - sl.sent).count()));
+            latencies.push_back(ns);
+          }
+          if (o.interval > 0) {
+            ++interval_answered;
+            interval_latencies.push_back(ns);
           }
         }
         if (static_cast<std::size_t>(r) < batch)
@@ -327,20 +422,40 @@ int main(int argc, char** argv) {
           sl.busy = false;
           --outstanding;
           ++lost;
+          ++interval_lost;
         }
+    }
+    if (o.interval > 0 && rnow >= next_interval) {
+      const double secs = std::chrono::duration<double>(rnow - interval_start).count();
+      const double t = std::chrono::duration<double>(rnow - t0).count();
+      std::printf("INTERVAL t=%.0f rate=%.0f p50_us=%.0f p99_us=%.0f p999_us=%.0f lost=%llu\n", t,
+                  static_cast<double>(interval_answered) / secs, percentile(interval_latencies, 0.50),
+                  percentile(interval_latencies, 0.99), percentile(interval_latencies, 0.999),
+                  static_cast<unsigned long long>(interval_lost));
+      std::fflush(stdout);
+      interval_latencies.clear();
+      interval_answered = interval_lost = 0;
+      interval_start = rnow;
+      next_interval += std::chrono::duration_cast<steady::duration>(std::chrono::duration<double>(o.interval));
     }
   }
   const double rate = static_cast<double>(measured) / o.seconds;
   const double p50 = percentile(latencies, 0.50);
   const double p99 = percentile(latencies, 0.99);
   const double p999 = percentile(latencies, 0.999);
+  const double changes_pct =
+    prepared > 0 ? 100.0 * static_cast<double>(imei_changes) / static_cast<double>(prepared) : 0;
+  if (acked_out)
+    std::fclose(acked_out);
   std::printf("sims=%zu window=%zu sockets=%zu seconds=%.1f sent=%llu answered=%llu lost=%llu bad=%llu "
-              "imei_changes=%llu\n",
+              "imei_changes=%llu skipped=%llu stale=%llu acked_changes=%llu\n",
               o.sims, o.window, o.sockets, o.seconds, static_cast<unsigned long long>(sent_total),
               static_cast<unsigned long long>(answered), static_cast<unsigned long long>(lost),
-              static_cast<unsigned long long>(bad), static_cast<unsigned long long>(imei_changes));
-  std::printf("RESULT rate=%.0f p50_us=%.0f p99_us=%.0f p999_us=%.0f lost=%llu bad=%llu\n", rate, p50, p99, p999,
-              static_cast<unsigned long long>(lost), static_cast<unsigned long long>(bad));
+              static_cast<unsigned long long>(bad), static_cast<unsigned long long>(imei_changes),
+              static_cast<unsigned long long>(skipped), static_cast<unsigned long long>(stale),
+              static_cast<unsigned long long>(acked_changes));
+  std::printf("RESULT rate=%.0f changes_pct=%.2f p50_us=%.0f p99_us=%.0f p999_us=%.0f lost=%llu bad=%llu\n", rate,
+              changes_pct, p50, p99, p999, static_cast<unsigned long long>(lost), static_cast<unsigned long long>(bad));
   for (int fd : fds)
     ::close(fd);
   return bad == 0 ? 0 : 1;
