@@ -31,6 +31,7 @@ void load(sim_layer_config& cfg, config::section s) {
   else
     st.fail("synchronous", "must be \"normal\" or \"full\"");
   st.read("max_queue", cfg.store.max_queue, std::size_t{1}, std::size_t{10'000'000});
+  st.read_duration("max_queue_wait", cfg.store.max_queue_wait, 0ms, 600'000ms);
   st.read("max_batch", cfg.store.max_batch, std::size_t{1}, std::size_t{1'000'000});
   st.read("readers", cfg.store.readers, std::size_t{1}, std::size_t{64});
   st.read_duration("commit_delay", cfg.store.commit_delay, 0ms, 10'000ms);

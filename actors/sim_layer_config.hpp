@@ -12,6 +12,7 @@
 //       path: /var/lib/imeilockd/imeilockd.db
 //       synchronous: normal      # normal: survives kill -9; full: also power loss (fsync per commit)
 //       max_queue: 65536         # changes waiting for the writer; beyond: store overloaded
+//       max_queue_wait: 2s       # the oldest waiting longer than this: store overloaded (0s: off)
 //       max_batch: 4096          # most changes in one group commit
 //       readers: 2               # reader connections (API reads)
 //       commit_delay: 0s         # test knob: the writer sleeps before each commit (a slow disk)

@@ -145,10 +145,10 @@ struct slot {
   std::uint32_t version = 0; ///< the SIM's IMEI version sent (--record-acked)
   steady::time_point sent;
   /// Request Authenticators of the last sends on this Identifier, newest at
-  /// [sends % 8]: a late answer to an earlier one is stale, not bad.
-  std::array<std::array<std::uint8_t, 16>, 8> auth{};
+  /// [sends % 32]: a late answer to an earlier one is stale, not bad.
+  std::array<std::array<std::uint8_t, 16>, 32> auth{};
   std::uint32_t sends = 0;
-  const std::array<std::uint8_t, 16>& current() const { return auth[sends % 8]; }
+  const std::array<std::uint8_t, 16>& current() const { return auth[sends % 32]; }
 };
 
 double percentile(std::vector<std::uint32_t>& v, double p) {
@@ -331,7 +331,7 @@ int main(int argc, char** argv) {
       if (recording)
         sl.version = version[sim];
       ++sl.sends;
-      std::memcpy(sl.auth[sl.sends % 8].data(), packets[sim].data() + 4, 16);
+      std::memcpy(sl.auth[sl.sends % 32].data(), packets[sim].data() + 4, 16);
       per_socket[s].push_back(sim);
       ++outstanding;
       if (due > 0)

@@ -354,7 +354,15 @@ struct store::impl {
     change chg;
     done_fn done;
     std::function<void()> special; ///< flush marker / testing hook instead of a change
+    std::chrono::steady_clock::time_point queued = std::chrono::steady_clock::now();
   };
+
+  /// Whether the oldest change still waiting for the writer has waited past
+  /// max_queue_wait. Under `mtx`.
+  bool waited_too_long() const {
+    return cfg.max_queue_wait.count() > 0 && !queue.empty() &&
+           std::chrono::steady_clock::now() - queue.front().queued > cfg.max_queue_wait;
+  }
 
   store_config cfg;
   stats& counters;
@@ -616,7 +624,7 @@ store::~store() {
 bool store::submit(change chg, done_fn done) {
   {
     std::lock_guard g{impl_->mtx};
-    if (!impl_->stopping && impl_->queue.size() < impl_->cfg.max_queue) {
+    if (!impl_->stopping && impl_->queue.size() < impl_->cfg.max_queue && !impl_->waited_too_long()) {
       impl_->queue.push_back({std::move(chg), std::move(done), {}});
       stats_.queue_depth.store(impl_->queue.size(), std::memory_order_relaxed);
       impl_->cv.notify_one();

@@ -118,6 +118,11 @@ struct store_config {
   bool synchronous_full = false;
   /// Changes waiting for the writer beyond which submit() refuses (overload).
   std::size_t max_queue = 65536;
+  /// submit() also refuses while the oldest change waiting for the writer has
+  /// waited longer than this (0: only max_queue counts). A queue bounded by
+  /// count alone holds minutes of work when the disk is slow, and answers
+  /// that late are for peers that gave up long ago; this bounds it in time.
+  std::chrono::milliseconds max_queue_wait{2000};
   /// Most changes committed in one transaction.
   std::size_t max_batch = 4096;
   /// Reader connections (concurrent readers from API/actor threads).

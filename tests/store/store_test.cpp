@@ -9,6 +9,7 @@
 #include <future>
 #include <mutex>
 #include <random>
+#include <thread>
 #include <vector>
 
 #include <unistd.h>
@@ -322,6 +323,33 @@ TEST_CASE("an overloaded queue refuses with done(false)", "[store]") {
   CHECK(called);
   CHECK_FALSE(result);
   CHECK(db.counters().changes_refused.load() == 1);
+}
+
+TEST_CASE("a change waiting longer than max_queue_wait makes the store refuse until the writer catches up",
+          "[store]") {
+  temp_dir dir;
+  auto cfg = config_for(dir);
+  cfg.commit_delay = std::chrono::milliseconds{1500}; // a slow disk
+  cfg.max_queue_wait = std::chrono::milliseconds{100};
+  store::store db{cfg};
+  std::promise<bool> a, b, d;
+  REQUIRE(db.submit(sims_change({sim("8944000000000000001", {1})}), [&](bool ok) { a.set_value(ok); }));
+  // Once the writer holds the first change, the second one waits in the queue.
+  for (int i = 0; i < 500 && db.counters().queue_depth.load() != 0; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds{1});
+  REQUIRE(db.submit(sims_change({sim("8944000000000000002", {2})}), [&](bool ok) { b.set_value(ok); }));
+  std::this_thread::sleep_for(std::chrono::milliseconds{300});
+  bool refused_ok = true;
+  CHECK_FALSE(db.submit(sims_change({sim("8944000000000000003", {3})}), [&](bool ok) { refused_ok = ok; }));
+  CHECK_FALSE(refused_ok);
+  CHECK(db.counters().changes_refused.load() == 1);
+  // What was accepted commits; with the queue empty again, changes are taken.
+  CHECK(a.get_future().get());
+  CHECK(b.get_future().get());
+  CHECK(db.submit(sims_change({sim("8944000000000000004", {4})}), [&](bool ok) { d.set_value(ok); }));
+  CHECK(d.get_future().get());
+  CHECK(db.get_sim("8944000000000000002"));
+  CHECK_FALSE(db.get_sim("8944000000000000003"));
 }
 
 TEST_CASE("a full disk fails the whole batch, loses nothing committed, and recovers", "[store]") {
