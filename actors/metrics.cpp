@@ -71,6 +71,11 @@ layer_metrics::layer_metrics(prometheus::Registry& reg) {
                          .Name("imeilock_orders_in_flight")
                          .Help("Orders sent and not yet completed per network")
                          .Register(reg);
+  queue_limit_family_ = &prometheus::BuildGauge()
+                           .Name("imeilock_orders_queue_limit")
+                           .Help("Most orders a network may hold queued or retrying "
+                                 "(its max_queue); beyond it new orders are refused")
+                           .Register(reg);
 }
 
 void layer_metrics::count(ack a) {
@@ -107,16 +112,19 @@ void layer_metrics::order_state(lock::order_type type, std::string_view state) {
   it->second->Increment();
 }
 
-void layer_metrics::order_queue(const std::string& network, double depth, double in_flight) {
+void layer_metrics::order_queue(const std::string& network, double depth, double in_flight,
+                                double limit) {
   std::lock_guard g{mtx_};
   auto it = queues_.find(network);
   if (it == queues_.end())
     it = queues_
-           .emplace(network, std::make_pair(&queue_family_->Add({{"network", network}}),
-                                            &in_flight_family_->Add({{"network", network}})))
+           .emplace(network, queue_gauges{&queue_family_->Add({{"network", network}}),
+                                          &in_flight_family_->Add({{"network", network}}),
+                                          &queue_limit_family_->Add({{"network", network}})})
            .first;
-  it->second.first->Set(depth);
-  it->second.second->Set(in_flight);
+  it->second.depth->Set(depth);
+  it->second.in_flight->Set(in_flight);
+  it->second.limit->Set(limit);
 }
 
 } // namespace imeilock::actors

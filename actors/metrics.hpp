@@ -57,16 +57,24 @@ struct layer_metrics {
 
   /// imeilock_orders_total{type,state}: orders reaching a lifecycle state.
   void order_state(lock::order_type type, std::string_view state);
-  /// imeilock_orders_queue_depth{network} / imeilock_orders_in_flight{network}.
-  void order_queue(const std::string& network, double depth, double in_flight);
+  /// imeilock_orders_queue_depth{network} / imeilock_orders_in_flight{network}, and
+  /// imeilock_orders_queue_limit{network}: the network's max_queue (alerts compare the two).
+  void order_queue(const std::string& network, double depth, double in_flight, double limit);
 
 private:
   prometheus::Family<prometheus::Counter>* orders_family_ = nullptr;
   prometheus::Family<prometheus::Gauge>* queue_family_ = nullptr;
   prometheus::Family<prometheus::Gauge>* in_flight_family_ = nullptr;
+  prometheus::Family<prometheus::Gauge>* queue_limit_family_ = nullptr;
+  /// One network's order gauges.
+  struct queue_gauges {
+    prometheus::Gauge* depth;
+    prometheus::Gauge* in_flight;
+    prometheus::Gauge* limit;
+  };
   std::mutex mtx_;
   std::map<std::string, prometheus::Counter*> orders_;
-  std::map<std::string, std::pair<prometheus::Gauge*, prometheus::Gauge*>> queues_;
+  std::map<std::string, queue_gauges> queues_;
 };
 
 } // namespace imeilock::actors

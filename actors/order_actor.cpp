@@ -123,7 +123,8 @@ void step(order_pointer self) {
     carry_out(self, a);
   for (auto& [network, st] : s.sched->all_stats())
     s.ctx->metrics->order_queue(network, static_cast<double>(st.depth()),
-                                static_cast<double>(st.in_flight()));
+                                static_cast<double>(st.in_flight()),
+                                static_cast<double>(s.sched->config().network(network).max_queue));
   auto next = s.sched->next_wakeup(now);
   if (!next || (s.armed && *s.armed <= *next))
     return;
