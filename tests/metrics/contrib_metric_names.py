@@ -184,7 +184,6 @@ def drive(d):
 
 def main():
     binary, source = sys.argv[1:3]
-    h.BINARY = binary
     self_test()
     files = {"contrib/grafana/imeilockd-dashboard.json": dashboard_exprs,
              "contrib/prometheus/imeilockd-rules.yml": rule_exprs}
@@ -215,7 +214,7 @@ webhooks:
     - url: http://127.0.0.1:9/events
       secret: EXAMPLE-webhook-key-for-tests
 """
-        d = h.Daemon(config_text=cfg, state_dir=state)
+        d = h.Daemon(config_text=cfg, state_dir=state, binary=binary, cleanup=True)
         with d:
             drive(d)
             body = d.metrics()
