@@ -4,7 +4,8 @@ target_link_libraries(diameter_harness PRIVATE imeilock_diameter imeilock_config
 
 add_executable(test_diameter_server server_test.cpp)
 target_link_libraries(test_diameter_server PRIVATE imeilock_diameter prometheus-cpp::core Catch2::Catch2WithMain)
-catch_discover_tests(test_diameter_server PROPERTIES LABELS integration)
+# "server": also run under ASan+UBSan (scripts/test.sh).
+catch_discover_tests(test_diameter_server PROPERTIES LABELS server)
 
 add_test(NAME diameter.erlang_interop
          COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/erlang_interop.sh $<TARGET_FILE:diameter_harness>
