@@ -10,6 +10,12 @@
 //   http::client api{*http::parse_url("http://127.0.0.1:8080")};
 //   auto r = api.send({"GET", "/v1/sims"});
 //
+// https URLs run over TLS (OpenSSL): the server's certificate chain is
+// verified against the system CA store or a CA file and its name against the
+// URL's host (SNI sent for names); a client certificate is optional. See
+// make_tls_context(). A failed check ends the exchange with failure::tls and
+// an error naming it ("certificate has expired", "hostname mismatch", "unknown CA").
+//
 // Boost.Beast and Asio stay inside http_client.cpp (TOOLCHAIN.md: keep heavy
 // headers out of widely included ones, and Beast in as few TUs as possible).
 
@@ -43,7 +49,16 @@ struct request {
 };
 
 /// Where an exchange failed when no answer came.
-enum class failure : std::uint8_t { none, resolve, connect, send, receive, timeout, cancelled };
+enum class failure : std::uint8_t {
+  none,
+  resolve,
+  connect,
+  tls,
+  send,
+  receive,
+  timeout,
+  cancelled
+};
 
 /// One answer, or why there is none.
 struct response {
@@ -53,7 +68,8 @@ struct response {
   std::string body;
   failure failed = failure::none;
   /// For the operator when no answer came: "resolve HOST: ...", "connect: Connection
-  /// refused", "send: ...", "read answer: ...", "timeout after 300ms", "cancelled".
+  /// refused", "tls handshake with HOST:PORT: certificate verify failed: certificate
+  /// has expired", "send: ...", "read answer: ...", "timeout after 300ms", "cancelled".
   std::string error;
 
   /// True for a 2xx answer.
@@ -62,6 +78,16 @@ struct response {
   std::string header(std::string_view name) const;
 };
 
+/// TLS settings for https peers, built once and shared by many exchanges
+/// (an OpenSSL SSL_CTX inside). Opaque here: OpenSSL stays in http_client.cpp.
+class tls_context;
+
+/// Builds the TLS settings from `files`: trust files.ca_file, else the system
+/// CA store; present files.client_cert with files.client_key if set. On a
+/// problem (unreadable or malformed PEM, key not matching the certificate)
+/// returns nullptr and, if `why` is given, a message naming the file.
+std::shared_ptr<tls_context> make_tls_context(const tls_files& files, std::string* why = nullptr);
+
 /// Per-client settings.
 struct options {
   /// Bound on one whole exchange: resolve, connect, send and read the answer.
@@ -69,6 +95,9 @@ struct options {
   /// Larger answer bodies fail the exchange (failure::receive), in bytes.
   std::size_t body_limit = 1024 * 1024;
   std::string user_agent = "imeilockd";
+  /// https: whom to trust and the client certificate; null = the system CA
+  /// store, no client certificate. Unused for http.
+  std::shared_ptr<tls_context> tls;
 };
 
 /// A request started by async_send().

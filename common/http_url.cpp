@@ -1,6 +1,7 @@
 #include "common/http_url.hpp"
 
 #include <array>
+#include <fstream>
 
 namespace imeilock::http {
 
@@ -9,11 +10,10 @@ namespace {
 struct scheme_info {
   std::string_view name;
   std::string_view port;
-  bool supported;
 };
 
-/// The schemes we know. https is refused until a TLS client exists.
-constexpr std::array<scheme_info, 2> schemes{{{"http", "80", true}, {"https", "443", false}}};
+/// The schemes we know.
+constexpr std::array<scheme_info, 2> schemes{{{"http", "80"}, {"https", "443"}}};
 
 const scheme_info* find_scheme(std::string_view name) {
   for (const auto& s : schemes)
@@ -45,6 +45,19 @@ std::string url::host_header() const {
   return h;
 }
 
+std::string tls_files::validate() const {
+  if (!client_cert.empty() && client_key.empty())
+    return "client_key: client_cert needs its private key (client_key)";
+  if (client_cert.empty() && !client_key.empty())
+    return "client_cert: client_key is set but client_cert is not";
+  for (const auto& [key, file] :
+       {std::pair{"ca_file", &ca_file}, std::pair{"client_cert", &client_cert},
+        std::pair{"client_key", &client_key}})
+    if (!file->empty() && !std::ifstream{*file})
+      return std::string{key} + ": cannot read '" + *file + "'";
+  return {};
+}
+
 std::optional<url> parse_url(std::string_view text, std::string* why) {
   auto fail = [&](std::string_view what) -> std::optional<url> {
     if (why)
@@ -53,15 +66,12 @@ std::optional<url> parse_url(std::string_view text, std::string* why) {
   };
   auto sep = text.find("://");
   if (sep == std::string_view::npos)
-    return fail("expected an http:// URL (plain HTTP; no TLS)");
+    return fail("expected an http:// or https:// URL");
   url out;
   out.scheme = std::string{text.substr(0, sep)};
   const auto* scheme = find_scheme(out.scheme);
   if (!scheme)
-    return fail("expected an http:// URL (plain HTTP; no TLS), not " + out.scheme + "://");
-  if (!scheme->supported)
-    return fail(out.scheme + ":// is not supported yet (plain HTTP; no TLS): use http:// "
-                             "behind a TLS-terminating proxy");
+    return fail("expected an http:// or https:// URL, not " + out.scheme + "://");
   auto rest = text.substr(sep + 3);
   auto end = rest.find_first_of("/?#");
   auto authority = rest.substr(0, end);

@@ -13,9 +13,7 @@
 
 namespace imeilock::http {
 
-/// scheme://host[:port][/path][?query], split. `scheme` is "http" today; the
-/// table in http_url.cpp knows "https" (port 443) too, refused until TLS
-/// lands, so adding it is one flag.
+/// scheme://host[:port][/path][?query], split. `scheme` is "http" or "https".
 struct url {
   std::string scheme = "http";
   std::string host;         ///< a name, an IPv4 address or an IPv6 address without brackets
@@ -27,6 +25,22 @@ struct url {
   std::string host_header() const;
   /// "host:port" (brackets for IPv6) for messages.
   std::string authority() const;
+  /// True for https: the exchange runs over TLS (common/http_client).
+  bool tls() const { return scheme == "https"; }
+};
+
+/// Whom an https client trusts and which certificate it shows. The server's
+/// certificate is always verified (chain and hostname); there is no switch
+/// to turn that off.
+struct tls_files {
+  std::string ca_file;     ///< PEM CA certificates to trust; empty = the system store
+  std::string client_cert; ///< PEM client certificate (chain) to present; empty = none
+  std::string client_key;  ///< PEM private key of client_cert; required with it
+
+  /// Empty when usable, else what is wrong ("client_cert needs client_key",
+  /// "cannot read ca_file '/x'"), naming the key as in the configuration.
+  std::string validate() const;
+  friend bool operator==(const tls_files&, const tls_files&) = default;
 };
 
 /// The default port of a scheme ("80" for http, "443" for https), empty when unknown.

@@ -10,11 +10,21 @@ Behaviour by path (any method):
   /slow/<ms>      waits <ms> milliseconds, then 200
   /big/<n>        200 with a body of <n> bytes
   /drop           200 that looks kept alive, then closes the connection
+
+With `--tls DIR` it generates throwaway certificates in DIR
+(tls_test_certs.py) and serves https on four ports instead, printing one JSON
+line {"good": port, "wrong_host": port, "expired": port, "mtls": port}:
+good and mtls use the certificate for localhost/127.0.0.1, wrong_host one for
+another name, expired one that expired in 2020; mtls requires a client
+certificate issued by the test CA.
 """
 
 import json
+import os
 import signal
+import ssl
 import sys
+import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -61,10 +71,41 @@ class Handler(BaseHTTPRequestHandler):
     do_GET = do_POST = do_PUT = do_DELETE = handle_any
 
 
-def main():
+def tls_server(cert, key, client_ca=None):
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    if client_ca:
+        context.verify_mode = ssl.CERT_REQUIRED
+        context.load_verify_locations(client_ca)
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
+    server.handle_error = lambda *_: None  # refused handshakes are what the tests expect
+    # The handshake runs in the handler's thread (a failed one only ends
+    # that connection), not in accept.
+    server.socket = context.wrap_socket(server.socket, server_side=True,
+                                        do_handshake_on_connect=False)
+    return server
+
+
+def main():
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    if len(sys.argv) == 3 and sys.argv[1] == "--tls":
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        from tls_test_certs import make_certs
+        c = make_certs(sys.argv[2])
+        servers = {
+            "good": tls_server(c["good"], c["good_key"]),
+            "wrong_host": tls_server(c["wrong_host"], c["wrong_host_key"]),
+            "expired": tls_server(c["expired"], c["expired_key"]),
+            "mtls": tls_server(c["good"], c["good_key"], client_ca=c["ca"]),
+        }
+        for s in servers.values():
+            threading.Thread(target=s.serve_forever, daemon=True).start()
+        print(json.dumps({k: s.server_address[1] for k, s in servers.items()}), flush=True)
+        threading.Event().wait()
+        return
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
     print(server.server_address[1], flush=True)
     server.serve_forever()
 

@@ -43,6 +43,30 @@ TEST_CASE("the port defaults to the scheme's and is left out of the Host header"
   u = http::parse_url("http://h:80/x");
   REQUIRE(u);
   CHECK(u->host_header() == "h");
+  CHECK(!u->tls());
+}
+
+TEST_CASE("https URLs default to port 443 and ask for TLS", "[http_url]") {
+  auto u = http::parse_url("https://hooks.example/in");
+  REQUIRE(u);
+  CHECK(u->tls());
+  CHECK(u->port == "443");
+  CHECK(u->host_header() == "hooks.example");
+  u = http::parse_url("https://127.0.0.1:8443/");
+  REQUIRE(u);
+  CHECK(u->port == "8443");
+  CHECK(u->host_header() == "127.0.0.1:8443");
+}
+
+TEST_CASE("TLS files: key and certificate go together, files must be readable", "[http_url]") {
+  CHECK(http::tls_files{}.validate().empty());
+  CHECK(http::tls_files{"", "/etc/hostname", ""}.validate() ==
+        "client_key: client_cert needs its private key (client_key)");
+  CHECK(http::tls_files{"", "", "/etc/hostname"}.validate() ==
+        "client_cert: client_key is set but client_cert is not");
+  CHECK(http::tls_files{"/nonexistent/ca.pem", "", ""}.validate() ==
+        "ca_file: cannot read '/nonexistent/ca.pem'");
+  CHECK(http::tls_files{"/etc/hostname", "", ""}.validate().empty());
 }
 
 TEST_CASE("IPv6 hosts are written in brackets and kept without them", "[http_url]") {
@@ -75,11 +99,8 @@ TEST_CASE("a query without a path gets '/', a fragment stays off the wire", "[ht
 
 TEST_CASE("bad URLs are refused with a message quoting them", "[http_url]") {
   CHECK(error_of("127.0.0.1:8080/x") ==
-        "expected an http:// URL (plain HTTP; no TLS) in '127.0.0.1:8080/x'");
-  CHECK(error_of("ftp://h/") ==
-        "expected an http:// URL (plain HTTP; no TLS), not ftp:// in 'ftp://h/'");
-  CHECK(error_of("https://x/") == "https:// is not supported yet (plain HTTP; no TLS): use "
-                                  "http:// behind a TLS-terminating proxy in 'https://x/'");
+        "expected an http:// or https:// URL in '127.0.0.1:8080/x'");
+  CHECK(error_of("ftp://h/") == "expected an http:// or https:// URL, not ftp:// in 'ftp://h/'");
   CHECK(error_of("http://:80/") == "no host in 'http://:80/'");
   CHECK(error_of("http:///path") == "no host in 'http:///path'");
   CHECK(error_of("http://[]:80/") == "no host in 'http://[]:80/'");
@@ -94,7 +115,7 @@ TEST_CASE("bad URLs are refused with a message quoting them", "[http_url]") {
         "user:password@ is not supported (use a bearer token) in 'http://user@host/'");
   CHECK(error_of("http://[::1/") == "unterminated [IPv6] host in 'http://[::1/'");
   CHECK(error_of("http://[::1]x/") == "expected :port after the [IPv6] host in 'http://[::1]x/'");
-  CHECK(error_of("") == "expected an http:// URL (plain HTTP; no TLS) in ''");
+  CHECK(error_of("") == "expected an http:// or https:// URL in ''");
 }
 
 TEST_CASE("parse_url without a message pointer still refuses", "[http_url]") {
