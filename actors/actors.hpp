@@ -55,6 +55,7 @@ struct sim_order {
 struct sim_upsert_msg {
   sim_id sim = no_sim;
   sim_upsert rec;
+  network_id network = no_network; ///< rec.network, interned (a configured network)
   bool created = false;
   std::int64_t at_ms = 0;
   std::function<void(write_result)> done;

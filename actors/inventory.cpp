@@ -2,7 +2,6 @@
 
 #include <cassert>
 #include <mutex>
-#include <stdexcept>
 
 namespace imeilock::actors {
 
@@ -121,7 +120,10 @@ void u64_map::erase(std::uint64_t key) {
 
 // -- inventory --------------------------------------------------------------------
 
-inventory::inventory(lock::eligibility_config cfg) : cfg_(std::move(cfg)) {
+inventory::inventory(lock::eligibility_config cfg) :
+    cfg_(std::move(cfg)), sims_per_network_(new std::atomic<std::uint32_t>[max_networks]) {
+  for (std::size_t i = 0; i < max_networks; ++i)
+    sims_per_network_[i].store(0, std::memory_order_relaxed);
   networks_.reserve(max_networks);
   iccid_table_.assign(16, no_sim);
 }
@@ -172,7 +174,7 @@ network_id inventory::intern_locked(std::string_view network) {
     if (networks_[i].name == network)
       return static_cast<network_id>(i);
   if (n == max_networks)
-    throw std::runtime_error("more than 1024 distinct network names");
+    return no_network;
   networks_.push_back({std::string(network), lock::policy_for(cfg_, network)});
   network_count_.store(n + 1, std::memory_order_release);
   return static_cast<network_id>(n);
@@ -192,10 +194,13 @@ network_id inventory::intern(std::string_view network) {
 
 sim_id inventory::add(std::string_view iccid, std::string_view network,
                       std::span<const std::uint64_t> imsis) {
-  if (iccid.size() > 255)
-    throw std::invalid_argument("ICCID longer than 255 characters");
+  if (iccid.size() > 255) // the arena stores the length in one byte
+    return no_sim;
   std::unique_lock g{mtx_};
-  intern_locked(network);
+  auto net = intern_locked(network);
+  if (net == no_network)
+    return no_sim;
+  sims_per_network_[net].fetch_add(1, std::memory_order_relaxed);
   auto id = static_cast<sim_id>(iccid_offsets_.size());
   iccid_offsets_.push_back(static_cast<std::uint32_t>(arena_.size()));
   arena_.push_back(static_cast<char>(iccid.size()));
@@ -206,6 +211,13 @@ sim_id inventory::add(std::string_view iccid, std::string_view network,
   for (auto imsi : imsis)
     imsis_.put(imsi, id);
   return id;
+}
+
+void inventory::moved(network_id from, network_id to) {
+  if (from == to || from >= max_networks || to >= max_networks)
+    return;
+  sims_per_network_[from].fetch_sub(1, std::memory_order_relaxed);
+  sims_per_network_[to].fetch_add(1, std::memory_order_relaxed);
 }
 
 sim_id inventory::by_imsi(std::uint64_t imsi) const {

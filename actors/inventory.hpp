@@ -12,6 +12,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <shared_mutex>
 #include <span>
@@ -27,6 +28,8 @@ inline constexpr sim_id no_sim = 0xffffffffu;
 
 /// Index of an interned network name.
 using network_id = std::uint16_t;
+/// No network: the name could not be interned (the table is full).
+inline constexpr network_id no_network = 0xffff;
 
 /// An open-addressing hash map from a non-zero 64-bit key to a 32-bit value
 /// (linear probing, load factor <= 1/2, tombstones on erase). 16 bytes a slot.
@@ -65,6 +68,8 @@ public:
 
   /// Adds a SIM with its IMSIs; returns its id. The caller guarantees the
   /// ICCID is new and no IMSI belongs to another SIM (see conflicts()).
+  /// Returns no_sim and adds nothing when the ICCID is longer than 255 bytes
+  /// or its network cannot be interned (max_networks): never throws.
   sim_id add(std::string_view iccid, std::string_view network,
              std::span<const std::uint64_t> imsis);
 
@@ -81,10 +86,19 @@ public:
                  std::span<const std::uint64_t> new_imsis);
 
   /// Interns a network name (thread-safe); its policy is computed once.
+  /// no_network when max_networks other names are interned already.
   network_id intern(std::string_view network);
-  /// The name and R1 policy of an interned network; lock-free.
+  /// The name and R1 policy of an interned network (id != no_network); lock-free.
   const std::string& network_name(network_id id) const { return networks_[id].name; }
   const lock::policy& policy(network_id id) const { return networks_[id].pol; }
+  /// Interned network names so far (ids 0 .. count-1); lock-free.
+  std::size_t network_count() const { return network_count_.load(std::memory_order_acquire); }
+  /// SIMs whose committed network is `id` (added, less moved away); lock-free.
+  std::uint32_t sims_on(network_id id) const {
+    return sims_per_network_[id].load(std::memory_order_relaxed);
+  }
+  /// A SIM's committed network changed (counts for sims_on()).
+  void moved(network_id from, network_id to);
 
   /// SIMs in the index.
   std::size_t size() const;
@@ -109,6 +123,8 @@ private:
   std::vector<sim_id> iccid_table_;          ///< open addressing on hash(iccid), no_sim = empty
   std::vector<network_entry> networks_;            ///< reserved to max_networks, never reallocates
   std::atomic<std::size_t> network_count_{0};
+  /// Per network id, max_networks entries (never reallocates).
+  std::unique_ptr<std::atomic<std::uint32_t>[]> sims_per_network_;
 };
 
 } // namespace imeilock::actors

@@ -7,12 +7,15 @@
 
 #include "actors/context.hpp"
 
+#include "common/fault.hpp"
 #include "common/log.hpp"
 #include "orders/backend.hpp"
 #include "orders/scheduler.hpp"
 #include "orders/webhook.hpp"
 
 #include <caf/actor_system.hpp>
+#include <caf/error.hpp>
+#include <caf/sec.hpp>
 #include <caf/send.hpp>
 #include <caf/stateful_actor.hpp>
 #include <caf/typed_event_based_actor.hpp>
@@ -66,9 +69,11 @@ void carry_out(order_pointer self, orders::action& a) {
   using kind = orders::action::kind;
   switch (a.what) {
     case kind::send: {
-      if (a.o.imsis.empty())
-        if (auto sim = ctx->db->get_sim(a.o.iccid))
-          a.o.imsis = sim->imsis;
+      if (a.o.imsis.empty()) // the webhook body names them; a failed read sends none
+        guarded(fault_site::store_read, [&] {
+          if (auto sim = ctx->db->get_sim(a.o.iccid))
+            a.o.imsis = sim->imsis;
+        });
       auto hdl = caf::actor_cast<order_actor>(self);
       auto id = a.o.id;
       try {
@@ -133,11 +138,26 @@ void step(order_pointer self) {
                      tick_atom::value, *next);
 }
 
+/// An order row the scheduler can work on: every enum a known value (a
+/// corrupted or hand-edited store must not reach lead_time_for()).
+bool usable(const orders::order& o) {
+  return o.type != lock::order_type::none && lock::to_string(o.type) != "unknown" &&
+         lock::to_string(o.reason) != "unknown" && lock::to_string(o.mode) != "unknown" &&
+         (o.status == orders::order_status::queued || o.status == orders::order_status::submitted);
+}
+
+/// CAF's last resort (see registry.cpp): counts; the handlers guard themselves.
+caf::error last_resort(caf::scheduled_actor*, std::exception_ptr& e) {
+  report_fault(fault_site::order_actor, describe(e));
+  return caf::make_error(caf::sec::runtime_error);
+}
+
 order_actor::behavior_type order_behavior(order_pointer self, layer_context* ctx) {
   self->state.ctx = ctx;
   self->state.sched = std::make_unique<orders::scheduler>(ctx->orders_cfg);
+  self->set_exception_handler(last_resort);
   return {
-    [self](new_order& m) {
+    guard(fault_site::order_actor, [self](new_order& m) {
       auto& s = self->state;
       auto now = s.ctx->clock();
       auto rc = s.sched->add(m.o, now);
@@ -151,8 +171,8 @@ order_actor::behavior_type order_behavior(order_pointer self, layer_context* ctx
         log::error("orders.refused", {{"order", m.o.id}, {"error", to_string(rc)}});
       s.ctx->metrics->order_state(m.o.type, "queued");
       step(self);
-    },
-    [self](backend_answer& m) {
+    }),
+    guard(fault_site::order_actor, [self](backend_answer& m) {
       auto& s = self->state;
       auto now = s.ctx->clock();
       auto a = m.accepted ? s.sched->on_submitted(m.id, now)
@@ -160,29 +180,40 @@ order_actor::behavior_type order_behavior(order_pointer self, layer_context* ctx
       if (a)
         carry_out(self, *a);
       step(self);
-    },
-    [self](tick_atom, std::int64_t due) {
+    }),
+    guard(fault_site::order_actor, [self](tick_atom, std::int64_t due) {
       auto& s = self->state;
       if (s.armed && *s.armed == due)
         s.armed.reset();
       step(self);
-    },
-    [self](resume_atom) {
+    }),
+    guard(fault_site::order_actor, [self](resume_atom) {
       auto& s = self->state;
       auto now = s.ctx->clock();
       std::size_t n = 0;
-      for (auto& r : s.ctx->db->open_orders()) {
+      std::size_t skipped = 0;
+      std::vector<store::order_record> open;
+      guarded(fault_site::store_read, [&] { open = s.ctx->db->open_orders(); });
+      for (auto& r : open) {
         auto o = from_record(r);
-        if (auto sim = s.ctx->db->get_sim(o.iccid))
-          o.imsis = sim->imsis;
+        if (!usable(o)) { // kept in the store for an operator to look at
+          if (++skipped <= 10)
+            log::error("orders.row_skipped", {{"order", o.id}, {"iccid", o.iccid},
+                                              {"reason", "an unknown type, reason, mode or status"}});
+          continue;
+        }
+        guarded(fault_site::store_read, [&] {
+          if (auto sim = s.ctx->db->get_sim(o.iccid))
+            o.imsis = sim->imsis;
+        });
         if (s.sched->restore(std::move(o), now) == ec::ok)
           ++n;
       }
       if (n > 0)
         log::notice("orders.resumed", {{"orders", n}});
       step(self);
-    },
-    [self](orders_reload& m) {
+    }),
+    guard(fault_site::order_actor, [self](orders_reload& m) {
       auto& s = self->state;
       // Backends whose settings changed are dropped here and rebuilt from the
       // new settings on their next submission (backend_for). Safe with
@@ -204,7 +235,7 @@ order_actor::behavior_type order_behavior(order_pointer self, layer_context* ctx
       // New lead times or rates may bring the next wake-up forward: step()
       // arms one timer for it unless one already fires at or before it.
       step(self);
-    },
+    }),
     [self](stop_atom) { self->quit(); },
   };
 }

@@ -16,11 +16,14 @@
 
 #include "actors/context.hpp"
 
+#include "common/fault.hpp"
 #include "common/log.hpp"
 #include "lock/eligibility.hpp"
 
 #include <caf/actor_system.hpp>
+#include <caf/error.hpp>
 #include <caf/event_based_actor.hpp>
+#include <caf/sec.hpp>
 #include <caf/send.hpp>
 #include <caf/stateful_actor.hpp>
 #include <caf/typed_event_based_actor.hpp>
@@ -57,6 +60,7 @@ struct write_in_flight {
   /// then name the SIM's first IMSI).
   std::uint64_t imsi = 0;
   bool refused = false; ///< the store refused it (queue full)
+  bool submitted = false; ///< handed to the store: a commit_atom will come
   settle_fn settle;
 };
 
@@ -89,33 +93,25 @@ struct sim_state {
 
 using sim_pointer = sim_actor::stateful_pointer<sim_state>;
 
-/// The API error of a refused order. Exhaustive on purpose (no default): a
-/// new rejection must be mapped here or the build fails (-Wswitch).
+/// The API error of a refused order (rejection_error, shared with the API
+/// tests' fake). none is not a refusal, and a value outside the enum is
+/// memory corruption: our own bug either way (STYLE §4).
 ec rejection_code(lock::rejection r) {
-  switch (r) {
-    // The order can never be accepted as asked: fix the request.
-    case lock::rejection::network_not_eligible:
-    case lock::rejection::activation_lock_not_eligible:
-    case lock::rejection::unbar_mode_required:
-    case lock::rejection::unbar_mode_not_applicable:
-    case lock::rejection::invalid_order:
-      return ec::invalid;
-    // The order clashes with the SIM's current state: may work later.
-    case lock::rejection::not_active:
-    case lock::rejection::already_active:
-    case lock::rejection::order_in_flight:
-    case lock::rejection::nothing_to_unbar:
-    case lock::rejection::already_barred:
-    case lock::rejection::lock_already_enabled:
-    case lock::rejection::lock_not_enabled:
-      return ec::conflict;
-    case lock::rejection::none:
-      break;
-  }
-  // none is not a refusal, and a value outside the enum is memory corruption:
-  // our own bug either way (STYLE §4).
+  auto e = rejection_error(r);
+  if (e != ec::ok)
+    return e;
   log::error("sim.rejection_unmapped", {{"rejection", static_cast<int>(r)}});
   std::abort();
+}
+
+/// The last resort of an actor (CAF calls it for an exception that escaped a
+/// handler; the actor then terminates, CAF 0.17 has no way to resume it).
+/// The handlers catch what they can themselves (guarded, guard_sim), so this
+/// only counts what slipped through.
+template <fault_site Where>
+caf::error last_resort(caf::scheduled_actor*, std::exception_ptr& e) {
+  report_fault(Where, describe(e));
+  return caf::make_error(caf::sec::runtime_error);
 }
 
 /// Starts the write of `out` (plus `extra`), calling `settle` when it is done.
@@ -178,6 +174,7 @@ void begin_write(sim_pointer self, lock::outcome out, std::int64_t at_ms, store:
     w.refused = true;
     ctx->metrics->store_refused->Increment();
   }
+  w.submitted = true;
 }
 
 void process(sim_pointer self, sim_work&& w);
@@ -210,6 +207,7 @@ void on_commit(sim_pointer self, bool ok) {
   auto w = std::move(s.w);
   if (ok) {
     ctx->metrics->moved(s.st, w->next);
+    ctx->inv->moved(s.network, w->next_network);
     s.st = w->next;
     s.network = w->next_network;
     s.remember(w->dedupe_key);
@@ -230,8 +228,10 @@ void on_commit(sim_pointer self, bool ok) {
         ctx->metrics->violations->Increment();
       if (ctx->listener) {
         if (w->imsi == 0) // rare (order outcomes, placements): one indexed read
-          if (auto sim = ctx->db->get_sim(w->iccid); sim && !sim->imsis.empty())
-            w->imsi = sim->imsis.front();
+          guarded(fault_site::store_read, [&] {
+            if (auto sim = ctx->db->get_sim(w->iccid); sim && !sim->imsis.empty())
+              w->imsi = sim->imsis.front();
+          });
         sim_event ev;
         ev.what = n.what;
         ev.iccid = w->iccid;
@@ -242,7 +242,7 @@ void on_commit(sim_pointer self, bool ok) {
         ev.at_ms = ctx->clock();
         if (n.what == lock::notice::violation)
           ev.disconnect = w->disconnect;
-        ctx->listener->on_event(ev);
+        guarded(fault_site::listener, [&] { ctx->listener->on_event(ev); });
       }
     }
   }
@@ -327,7 +327,17 @@ void handle_upsert(sim_pointer self, sim_upsert_msg&& m) {
   // Operator writes are rare: reading the old IMSI set from the store here
   // costs one indexed read from the page cache.
   auto iccid = ctx->inv->iccid(s.id);
-  auto old = ctx->db->get_sim(iccid);
+  std::optional<store::sim_record> old;
+  try {
+    old = ctx->db->get_sim(iccid);
+  } catch (...) { // an unreadable store: refuse, change nothing
+    report_current_exception(fault_site::store_read);
+    write_result r;
+    r.error = ec::store_failed;
+    r.reason = "the SIM could not be read from the store, retry later";
+    m.done(std::move(r));
+    return;
+  }
   bool created = !old.has_value();
   std::vector<std::uint64_t> old_imsis = old ? old->imsis : std::vector<std::uint64_t>{};
   lock::outcome out;
@@ -344,7 +354,7 @@ void handle_upsert(sim_pointer self, sim_upsert_msg&& m) {
   }
   store::change chg;
   chg.sims.push_back({iccid, m.rec.imsis, m.rec.msisdn, m.rec.network, out.next});
-  auto net = ctx->inv->intern(m.rec.network);
+  auto net = m.network;
   out.changed = false; // the sims upsert carries the state
   begin_write(self, std::move(out), at, std::move(chg),
               [self, created, old_imsis = std::move(old_imsis), imsis = m.rec.imsis,
@@ -418,15 +428,32 @@ void enqueue(sim_pointer self, sim_work&& w) {
       return;
     }
     if (auto* p = std::get_if<sim_order>(&w)) {
-      p->done({ec::overloaded, "too many changes pending for this SIM", {}, false, std::nullopt});
+      p->done({ec::overloaded, "too many changes pending for this SIM", {}, false, std::nullopt, {}});
       return;
     }
     if (auto* u = std::get_if<sim_upsert_msg>(&w)) {
-      u->done({ec::overloaded, "too many changes pending for this SIM", {}, false, std::nullopt});
+      u->done({ec::overloaded, "too many changes pending for this SIM", {}, false, std::nullopt, {}});
       return;
     }
   }
   s.queue.push_back(std::move(w));
+}
+
+/// Runs a SIM actor handler; an exception that escapes it is counted and the
+/// actor stays usable: a write that never reached the store is forgotten (the
+/// committed state stays, its caller is not answered: the peer retries, the
+/// API times out) and the queue is worked on.
+template <class F>
+void guard_sim(sim_pointer self, F&& fn) {
+  try {
+    fn();
+  } catch (...) {
+    report_current_exception(fault_site::sim_actor);
+    auto& s = self->state;
+    if (s.w && !s.w->submitted)
+      s.w.reset();
+    guarded(fault_site::sim_actor, [&] { drain(self); });
+  }
 }
 
 sim_actor::behavior_type sim_behavior(sim_pointer self, layer_context* ctx, sim_id id,
@@ -436,9 +463,10 @@ sim_actor::behavior_type sim_behavior(sim_pointer self, layer_context* ctx, sim_
   s.id = id;
   s.network = row.network;
   s.st = row.state;
+  self->set_exception_handler(last_resort<fault_site::sim_actor>);
   return {
-    [self](sim_work& w) { enqueue(self, std::move(w)); },
-    [self](commit_atom, bool ok) { on_commit(self, ok); },
+    [self](sim_work& w) { guard_sim(self, [&] { enqueue(self, std::move(w)); }); },
+    [self](commit_atom, bool ok) { guard_sim(self, [&] { on_commit(self, ok); }); },
     [self](stop_atom) { self->quit(); },
   };
 }
@@ -499,8 +527,9 @@ registry_actor::behavior_type registry_behavior(registry_pointer self, layer_con
     s.rows = std::move(ctx->initial_rows[index]);
   auto sweep_every = std::max<std::chrono::milliseconds>(ctx->cfg.passivate_after / 4, 50ms);
   self->delayed_send(self, sweep_every, sweep_atom::value);
+  self->set_exception_handler(last_resort<fault_site::registry>);
   return {
-    [self](sim_observation& m) {
+    guard(fault_site::registry, [self](sim_observation& m) {
       auto& st = self->state;
       auto it = st.actors.find(st.ctx->local_index(m.sim));
       if (it == st.actors.end() || !it->second.busy) {
@@ -519,15 +548,15 @@ registry_actor::behavior_type registry_behavior(registry_pointer self, layer_con
         }
       }
       forward(self, std::move(m));
-    },
-    [self](sim_order& m) { forward(self, std::move(m)); },
-    [self](sim_upsert_msg& m) {
+    }),
+    guard(fault_site::registry, [self](sim_order& m) { forward(self, std::move(m)); }),
+    guard(fault_site::registry, [self](sim_upsert_msg& m) {
       if (m.created)
-        row_of(self, m.sim).network = self->state.ctx->inv->intern(m.rec.network);
+        row_of(self, m.sim).network = m.network;
       forward(self, std::move(m));
-    },
-    [self](sim_order_outcome& m) { forward(self, std::move(m)); },
-    [self](sim_idle& m) {
+    }),
+    guard(fault_site::registry, [self](sim_order_outcome& m) { forward(self, std::move(m)); }),
+    guard(fault_site::registry, [self](sim_idle& m) {
       auto& st = self->state;
       auto it = st.actors.find(st.ctx->local_index(m.sim));
       if (it == st.actors.end() || it->second.epoch != m.epoch)
@@ -536,7 +565,7 @@ registry_actor::behavior_type registry_behavior(registry_pointer self, layer_con
       auto& row = row_of(self, m.sim);
       row.state = m.state;
       row.network = m.network;
-    },
+    }),
     [self, sweep_every](sweep_atom) {
       auto& st = self->state;
       auto now = st.ctx->clock();

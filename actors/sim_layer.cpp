@@ -13,8 +13,13 @@
 #include <caf/scoped_actor.hpp>
 #include <caf/send.hpp>
 
+#include <prometheus/gauge.h>
+#include <prometheus/registry.h>
+
+#include <algorithm>
 #include <atomic>
 #include <mutex>
+#include <set>
 #include <thread>
 
 namespace imeilock::actors {
@@ -23,10 +28,39 @@ namespace {
 
 log::rate_limiter malformed_limiter{10, std::chrono::seconds{10}};
 
-sim_info to_info(store::sim_record&& r, const lock::eligibility_config& eligibility) {
+using name_list = std::shared_ptr<const std::vector<std::string>>;
+
+sim_info to_info(store::sim_record&& r, const lock::eligibility_config& eligibility,
+                 const std::vector<std::string>& configured) {
   auto policy = lock::policy_for(eligibility, r.network);
-  return {std::move(r.iccid), std::move(r.imsis), std::move(r.msisdn), std::move(r.network),
-          r.state, policy};
+  bool known = std::binary_search(configured.begin(), configured.end(), r.network);
+  return {std::move(r.iccid),
+          std::move(r.imsis),
+          std::move(r.msisdn),
+          std::move(r.network),
+          r.state,
+          policy,
+          known};
+}
+
+/// Every enum of a stored state is a known value (the rules may trust it).
+bool usable(const lock::sim_state& st) {
+  constexpr std::string_view unknown = "unknown";
+  return lock::to_string(st.status) != unknown && lock::to_string(st.lock) != unknown &&
+         lock::to_string(st.bar) != unknown && lock::to_string(st.reason) != unknown &&
+         lock::to_string(st.pending_order) != unknown &&
+         lock::to_string(st.pending_unbar) != unknown;
+}
+
+/// The networks a SIM may be on: those of `orders.networks` and of the
+/// `imei_lock` lists, sorted, each once.
+name_list network_names(const lock::eligibility_config& elig, const orders::orders_config& ocfg) {
+  std::set<std::string> names;
+  for (const auto& [name, net] : ocfg.networks)
+    names.insert(name);
+  names.insert(elig.lock_networks.begin(), elig.lock_networks.end());
+  names.insert(elig.activation_lock_networks.begin(), elig.activation_lock_networks.end());
+  return std::make_shared<const std::vector<std::string>>(names.begin(), names.end());
 }
 
 write_result refused(ec e, std::string reason) {
@@ -52,11 +86,58 @@ struct sim_layer::impl {
   std::mutex create_mtx;                     ///< serialises creating new SIMs
   std::mutex orders_mtx; ///< guards ctx.orders_cfg and ctx.orders between start/stop and reload
   std::size_t rows_bytes = 0;
+  mutable std::mutex networks_mtx;
+  name_list configured; ///< guarded by networks_mtx; replaced whole on reload
+  prometheus::Gauge* unconfigured_gauge = nullptr; ///< imeilock_sims_unconfigured_network
+  std::atomic<std::uint64_t> unconfigured_sims{0};
+
+  name_list networks() const {
+    std::lock_guard g{networks_mtx};
+    return configured;
+  }
+
+  /// SIMs per interned network name that is not configured (any more).
+  std::vector<std::pair<std::string, std::uint64_t>> unconfigured() const {
+    auto known = networks();
+    std::vector<std::pair<std::string, std::uint64_t>> out;
+    auto n = inv->network_count();
+    for (std::size_t i = 0; i < n; ++i) {
+      auto id = static_cast<network_id>(i);
+      auto sims = inv->sims_on(id);
+      const auto& name = inv->network_name(id);
+      if (sims > 0 && !std::binary_search(known->begin(), known->end(), name))
+        out.emplace_back(name, sims);
+    }
+    return out;
+  }
+
+  /// Sets the gauge; with `log_each`, one line per unconfigured network.
+  void report_unconfigured(bool log_each) {
+    std::uint64_t total = 0;
+    for (const auto& [name, sims] : unconfigured()) {
+      total += sims;
+      if (log_each)
+        log::warning("sim_layer.unconfigured_network",
+                     {{"network", name},
+                      {"sims", sims},
+                      {"action", "kept: observations are processed with the network's lock "
+                                 "policy, orders use orders.defaults; move the SIMs to a "
+                                 "configured network or configure it again"}});
+    }
+    unconfigured_sims.store(total);
+    unconfigured_gauge->Set(static_cast<double>(total));
+  }
 
   impl(caf::actor_system& s, const sim_layer_config& cfg, const lock::eligibility_config& elig,
        const orders::orders_config& ocfg, prometheus::Registry& reg, sim_listener* listener,
-       boost::asio::io_context& io)
-    : sys(s), metrics(reg), eligibility(elig) {
+       boost::asio::io_context& io) :
+      sys(s), metrics(reg), eligibility(elig), configured(network_names(elig, ocfg)) {
+    unconfigured_gauge = &prometheus::BuildGauge()
+                              .Name("imeilock_sims_unconfigured_network")
+                              .Help("SIMs whose network is no longer configured (they keep "
+                                    "working; see api/README.md)")
+                              .Register(reg)
+                              .Add({});
     ctx.cfg = cfg;
     ctx.orders_cfg = ocfg;
     db = std::make_unique<store::store>(cfg.store);
@@ -103,12 +184,29 @@ void sim_layer::start() {
   d.inv->reserve(expected);
   for (auto& rows : ctx.initial_rows)
     rows.reserve(expected / shards + 1);
+  std::size_t skipped = 0;
   d.db->load_inventory([&](const store::inventory_row& r) {
+    // A row the index or the rules cannot hold (a corrupted or hand-edited
+    // store) is not served: kept in the store, logged, its IMSIs unknown.
+    auto skip = [&](std::string_view why) {
+      if (++skipped <= 10)
+        log::error("sim_layer.row_skipped", {{"iccid", r.iccid.substr(0, 40)}, {"reason", why}});
+    };
+    if (!usable(r.state))
+      return skip("a state value out of range");
     auto net = d.inv->intern(r.network);
+    if (net == no_network)
+      return skip("more distinct networks than the index holds");
     auto id = d.inv->add(r.iccid, r.network, r.imsis);
+    if (id == no_sim)
+      return skip("ICCID longer than 255 bytes");
+    // Ids are dense and in load order: shard id % shards gets them in order.
     ctx.initial_rows[id % shards].push_back({r.state, net});
     d.metrics.added(r.state);
   });
+  if (skipped > 0)
+    log::error("sim_layer.rows_skipped", {{"rows", skipped}});
+  d.report_unconfigured(true);
   d.rows_bytes = 0;
   for (auto& rows : ctx.initial_rows)
     d.rows_bytes += rows.capacity() * sizeof(compact_row);
@@ -160,6 +258,10 @@ void sim_layer::reload_orders(const orders::orders_config& cfg) {
   std::lock_guard g{d.orders_mtx};
   if (d.stopped)
     return;
+  {
+    std::lock_guard n{d.networks_mtx};
+    d.configured = network_names(d.eligibility, cfg);
+  }
   if (!d.ctx.orders) { // not started: start() spawns the order actor with it
     d.ctx.orders_cfg = cfg;
     return;
@@ -167,6 +269,15 @@ void sim_layer::reload_orders(const orders::orders_config& cfg) {
   // The order actor owns its scheduler's copy; ctx.orders_cfg stays the
   // startup config (nothing reads it after start()).
   caf::anon_send(d.ctx.orders, orders_reload{cfg});
+  d.report_unconfigured(true);
+}
+
+std::vector<std::string> sim_layer::configured_networks() const {
+  return *impl_->networks();
+}
+
+std::uint64_t sim_layer::sims_on_unconfigured_networks() const {
+  return impl_->unconfigured_sims.load();
 }
 
 void sim_layer::submit(observation obs, ack_fn done) {
@@ -217,6 +328,16 @@ void sim_layer::upsert_sim(sim_upsert sim, std::function<void(write_result)> don
     done(refused(ec::invalid, "network: must not be empty"));
     return;
   }
+  if (auto known = d.networks(); !std::binary_search(known->begin(), known->end(), sim.network)) {
+    done(unknown_network(sim.network, *known));
+    return;
+  }
+  auto net = d.inv->intern(sim.network);
+  if (net == no_network) { // more configured networks than the index holds
+    done(refused(ec::invalid, "network \"" + sim.network + "\": the inventory holds at most " +
+                                  std::to_string(inventory::max_networks) + " distinct networks"));
+    return;
+  }
   for (auto imsi : sim.imsis)
     if (imsi == 0 || imsi > 999'999'999'999'999ull) {
       done(refused(ec::invalid, "IMSI " + std::to_string(imsi) + " is not 15 digits"));
@@ -235,12 +356,24 @@ void sim_layer::upsert_sim(sim_upsert sim, std::function<void(write_result)> don
       }
       // Indexed by ICCID now, by IMSI only once the SIM is committed.
       id = d.inv->add(sim.iccid, sim.network, {});
+      if (id == no_sim) { // validated above: cannot happen, but never throw here
+        done(refused(ec::invalid, "the SIM cannot be added to the inventory index"));
+        return;
+      }
       created = true;
     }
   }
   auto shard = d.ctx.shard_of(id);
-  caf::anon_send(shard, sim_upsert_msg{id, std::move(sim), created, now_ms(),
-                                       d.track<write_result>(std::move(done))});
+  // While SIMs sit on unconfigured networks, an upsert may move one away.
+  std::function<void(write_result)> reply = std::move(done);
+  if (d.unconfigured_sims.load() > 0)
+    reply = [&d, inner = std::move(reply)](write_result r) {
+      if (r.error == ec::ok)
+        d.report_unconfigured(false);
+      inner(std::move(r));
+    };
+  caf::anon_send(shard, sim_upsert_msg{id, std::move(sim), net, created, now_ms(),
+                                       d.track<write_result>(std::move(reply))});
 }
 
 void sim_layer::import_sims(std::vector<sim_upsert> sims,
@@ -278,7 +411,7 @@ void sim_layer::get_sim(std::string iccid, std::function<void(std::optional<sim_
     done(std::nullopt);
     return;
   }
-  done(to_info(std::move(*r), impl_->eligibility));
+  done(to_info(std::move(*r), impl_->eligibility, *impl_->networks()));
 }
 
 void sim_layer::list_sims(sim_filter filter, std::string cursor, std::size_t limit,
@@ -293,8 +426,9 @@ void sim_layer::list_sims(sim_filter filter, std::string cursor, std::size_t lim
   if (rows.size() == limit)
     page.next_cursor = rows.back().iccid;
   page.items.reserve(rows.size());
+  auto known = impl_->networks();
   for (auto& r : rows)
-    page.items.push_back(to_info(std::move(r), impl_->eligibility));
+    page.items.push_back(to_info(std::move(r), impl_->eligibility, *known));
   done(std::move(page));
 }
 

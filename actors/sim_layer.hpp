@@ -81,6 +81,9 @@ struct sim_info {
   lock::sim_state state;
   /// What the configured eligibility lists (R1, R13) allow on this SIM's network.
   lock::policy policy;
+  /// False when the SIM's network is no longer in the configuration (removed
+  /// by a reload): the SIM keeps its state and keeps working (api/README.md).
+  bool network_configured = true;
 };
 
 /// Create or update a SIM's identity (not its lock state).
@@ -135,7 +138,49 @@ struct write_result {
   std::vector<std::string> warnings; ///< accepted, but read this (R10 caveat)
   bool created = false;              ///< upsert: a new SIM
   std::optional<order_info> order;   ///< place_order: the new order
+  /// Refused because the network is not configured: the configured names.
+  std::vector<std::string> known_networks;
 };
+
+/// The API error of an order the rules refused (lock::apply): ec::invalid when
+/// the order can never be accepted as asked, ec::conflict when it clashes with
+/// the SIM's current state. ec::ok for rejection::none.
+inline ec rejection_error(lock::rejection r) {
+  switch (r) {
+    case lock::rejection::network_not_eligible:
+    case lock::rejection::activation_lock_not_eligible:
+    case lock::rejection::unbar_mode_required:
+    case lock::rejection::unbar_mode_not_applicable:
+    case lock::rejection::invalid_order:
+      return ec::invalid;
+    case lock::rejection::not_active:
+    case lock::rejection::already_active:
+    case lock::rejection::order_in_flight:
+    case lock::rejection::nothing_to_unbar:
+    case lock::rejection::already_barred:
+    case lock::rejection::lock_already_enabled:
+    case lock::rejection::lock_not_enabled:
+      return ec::conflict;
+    case lock::rejection::none:
+      break;
+  }
+  return ec::ok;
+}
+
+/// The refusal of a SIM upsert whose network is not a configured one
+/// (`orders.networks` and the `imei_lock` lists): ec::invalid, naming the
+/// configured networks. One wording for the SIM layer and the API tests' fake.
+inline write_result unknown_network(const std::string& network, std::vector<std::string> known) {
+  write_result r;
+  r.error = ec::invalid;
+  r.reason = "network \"" + network + "\" is not configured; the configured networks are: ";
+  for (std::size_t i = 0; i < known.size(); ++i)
+    r.reason += (i == 0 ? "" : ", ") + known[i];
+  if (known.empty())
+    r.reason += "(none)";
+  r.known_networks = std::move(known);
+  return r;
+}
 
 struct sim_filter {
   std::optional<lock::lock_state> lock;

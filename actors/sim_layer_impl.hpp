@@ -18,7 +18,10 @@
 #include "lock/eligibility.hpp"
 #include "orders/network.hpp"
 
+#include <cstdint>
 #include <memory>
+#include <string>
+#include <vector>
 
 namespace caf {
 class actor_system;
@@ -64,7 +67,16 @@ public:
   /// and due times) and rebuilds the backends of networks whose backend
   /// settings changed. Before start() the config is taken for start(); after
   /// stop() it is ignored. `cfg` must have passed cfg.validate().
+  /// The configured networks (what a SIM's network may be) follow: SIMs of a
+  /// network no longer configured keep their state and keep working, and are
+  /// reported (a log line per network, imeilock_sims_unconfigured_network).
   void reload_orders(const orders::orders_config& cfg);
+
+  /// The networks a SIM may be on: the names of `orders.networks` and of the
+  /// `imei_lock` lists, sorted. Upserts with any other name are refused.
+  std::vector<std::string> configured_networks() const;
+  /// SIMs whose network is no longer configured (the gauge's value).
+  std::uint64_t sims_on_unconfigured_networks() const;
 
   observation_sink& sink() { return *this; }
   sim_service& service() { return *this; }

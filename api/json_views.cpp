@@ -73,6 +73,8 @@ json sim_json(const actors::sim_info& sim) {
   j["imsis"] = std::move(imsis);
   j["msisdn"] = sim.msisdn.empty() ? json(nullptr) : json(sim.msisdn);
   j["network"] = sim.network;
+  // False once a reload removed the network: the SIM keeps working (api/README.md).
+  j["network_configured"] = sim.network_configured;
   j["pending_order"] =
     sim.state.pending_order_id == 0
       ? json(nullptr)

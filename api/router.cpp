@@ -3,10 +3,12 @@
 #include "api/assets.hpp"
 #include "api/json_views.hpp"
 #include "api/validate.hpp"
+#include "common/fault.hpp"
 
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <atomic>
 #include <set>
 #include <unordered_map>
 #include <unordered_set>
@@ -63,15 +65,21 @@ response service_error(ec e, const std::string& reason) {
 // -- The request in flight and the route table -------------------------------
 
 struct router::call {
+  call(actors::sim_service& svc, request r, respond_fn d, bool is_ready) :
+      service(svc), req(std::move(r)), done(std::move(d)), ready(is_ready) {}
+
   actors::sim_service& service;
   request req;
   std::vector<std::string> params; ///< path parameters in template order
   query_map query;
-  std::string route;
+  std::string route = "unmatched";
   respond_fn done;
   bool ready = false;
+  std::atomic<bool> replied{false}; ///< exactly one answer, even after a fault
 
   void reply(response r) {
+    if (replied.exchange(true))
+      return;
     r.route = route;
     done(std::move(r));
   }
@@ -131,6 +139,14 @@ bool check_iccid(const call_ptr& c) {
   return true;
 }
 
+/// 422 for a SIM whose network is not configured, with the configured names.
+response unknown_network(const actors::write_result& res) {
+  return json_response(422, json{{"error",
+                                  {{"code", "unknown_network"},
+                                   {"message", res.reason},
+                                   {"known_networks", res.known_networks}}}});
+}
+
 response unknown_sim(const std::string& iccid) {
   return error_response(404, "unknown_sim",
                         "no SIM with ICCID " + iccid + ": create it with PUT /v1/sims/" + iccid);
@@ -156,6 +172,10 @@ void put_sim(const call_ptr& c) {
     return;
   }
   c->service.upsert_sim(std::move(up), [c](actors::write_result res) {
+    if (!res.known_networks.empty()) {
+      c->reply(unknown_network(res));
+      return;
+    }
     if (res.error == ec::conflict) {
       // The only conflict of an upsert is an IMSI of another SIM: a bad value (issue 6: 422).
       c->reply(error_response(422, "conflict", res.reason));
@@ -212,6 +232,8 @@ void import_sims(const call_ptr& c) {
         } else {
           item["result"] = "rejected";
           item["reason"] = res.reason.empty() ? std::string{to_string(res.error)} : res.reason;
+          if (!res.known_networks.empty())
+            item["known_networks"] = res.known_networks;
           ++rejected;
         }
       }
@@ -430,8 +452,7 @@ router::access router::authenticate(std::string_view authorization) const {
 }
 
 void router::handle(request req, respond_fn done) {
-  auto c = std::make_shared<call>(call{service_, std::move(req), {}, {}, "unmatched",
-                                       std::move(done), ready_.load()});
+  auto c = std::make_shared<call>(service_, std::move(req), std::move(done), ready_.load());
   target_parts target;
   if (auto err = parse_target(c->req.target, target)) {
     c->reply(*err);
@@ -510,7 +531,15 @@ void router::handle(request req, respond_fn done) {
       return;
     }
   }
-  found->fn(c);
+  try {
+    found->fn(c);
+  } catch (...) {
+    // A bug or a store that cannot be read: answer, count, keep serving.
+    report_current_exception(fault_site::api_request);
+    c->reply(error_response(500, "internal",
+                            "the request failed inside the daemon; it was logged and counted "
+                            "(imeilock_internal_errors_total): retry, or report it"));
+  }
 }
 
 } // namespace imeilock::api

@@ -325,7 +325,7 @@ section parse_root(const std::function<YAML::Node()>& parse) {
   YAML::Node root;
   try {
     root = parse();
-  } catch (const YAML::ParserException& e) {
+  } catch (const YAML::Exception& e) { // ParserException and anything else yaml-cpp raises
     throw error{"", e.mark.line >= 0 ? e.mark.line + 1 : 0, "YAML syntax error: " + e.msg};
   }
   if (!root.IsDefined() || root.IsNull())

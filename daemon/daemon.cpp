@@ -3,6 +3,7 @@
 #include "actors/sim_layer_impl.hpp"
 #include "api/http_server.hpp"
 #include "api/webhooks.hpp"
+#include "common/fault.hpp"
 #include "common/log.hpp"
 #include "daemon/service_manager.hpp"
 #include "metrics/metrics.hpp"
@@ -136,7 +137,7 @@ struct daemon::impl {
     io_guard.emplace(asio::make_work_guard(io));
     auto n_io = or_cores(cfg.process.io_threads);
     for (unsigned i = 0; i < n_io; ++i)
-      io_threads.emplace_back([this] { io.run(); });
+      io_threads.emplace_back([this] { run_guarded(fault_site::io_thread, [this] { io.run(); }); });
 
     webhooks = std::make_unique<api::webhook_notifier>(io, cfg.webhooks, registry);
     listeners.add(webhooks.get());
@@ -223,7 +224,7 @@ struct daemon::impl {
     signals.add(SIGHUP);
     arm_signals();
     arm_watchdog();
-    control.run();
+    run_guarded(fault_site::control, [this] { control.run(); });
   }
 
   void arm_signals() {
@@ -283,7 +284,11 @@ struct daemon::impl {
         log::warning("daemon.reload_partial", {{"component", "api"}, {"reason", *api_err}});
       if (diameter)
         diameter->reload(next.diameter);
-      layer->reload_orders(next.orders); // validated by load_config
+      layer->reload_orders(next.orders); // validated by load_config; the SIMs' networks follow
+      if (next.imei_lock.lock_networks != cfg.imei_lock.lock_networks ||
+          next.imei_lock.activation_lock_networks != cfg.imei_lock.activation_lock_networks ||
+          next.imei_lock.strict != cfg.imei_lock.strict)
+        log::warning("daemon.reload_needs_restart", {{"section", "imei_lock"}});
 
       log::set_level(next.process.log_level);
       if (!(next.metrics == cfg.metrics))
@@ -295,6 +300,9 @@ struct daemon::impl {
       cfg.orders = next.orders;
       log::notice("daemon.reloaded", {{"log_level", log::to_string(cfg.process.log_level)}});
     } catch (const config::error& e) {
+      log::error("daemon.reload_rejected",
+                 {{"reason", e.what()}, {"action", "keeping the running configuration"}});
+    } catch (const std::exception& e) { // a file no loader check foresaw: never fatal
       log::error("daemon.reload_rejected",
                  {{"reason", e.what()}, {"action", "keeping the running configuration"}});
     }

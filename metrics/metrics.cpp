@@ -1,5 +1,6 @@
 #include "metrics/metrics.hpp"
 
+#include "common/fault.hpp"
 #include "common/log.hpp"
 #include "metrics/build_info.hpp" // generated
 
@@ -88,6 +89,21 @@ public:
             static_cast<double>(rl.rlim_cur));
     gauge("process_start_time_seconds", "Start time of the process since unix epoch in seconds.",
           start_time_);
+    // Last-resort guards (common/fault.hpp): every label present from the start.
+    prometheus::MetricFamily guard_family;
+    guard_family.name = "imeilock_internal_errors_total";
+    guard_family.help =
+        "Exceptions caught by a last-resort guard (a bug or an unforeseen input), by "
+        "where; the daemon kept serving";
+    guard_family.type = prometheus::MetricType::Counter;
+    for (std::size_t i = 0; i < fault_site_count; ++i) {
+      auto where = static_cast<fault_site>(i);
+      prometheus::ClientMetric m;
+      m.label.push_back({"where", std::string{to_string(where)}});
+      m.counter.value = static_cast<double>(imeilock::faults(where));
+      guard_family.metric.push_back(std::move(m));
+    }
+    out.push_back(std::move(guard_family));
     return out;
   }
 

@@ -242,6 +242,11 @@ lock::sim_state parse_state_json(std::string_view text) {
   auto j = nlohmann::json::parse(text, nullptr, false);
   if (!j.is_object())
     return s;
+  // A field of the wrong type (a corrupted or hand-edited row) would make
+  // value() throw: such a record reads as the default state, never throws.
+  for (const auto& [key, v] : j.items())
+    if (!v.is_number() && !v.is_boolean())
+      return s;
   auto u8 = [&](const char* k) { return static_cast<std::uint8_t>(j.value(k, 0)); };
   s.status = static_cast<lock::sim_status>(u8("status"));
   s.lock = static_cast<lock::lock_state>(u8("lock"));

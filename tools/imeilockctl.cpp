@@ -310,7 +310,8 @@ private:
       table({"LINE", "ICCID", "RESULT", "REASON"}, rows);
       std::cout << s((*j)["imported"]) << " imported, " << s((*j)["rejected"]) << " rejected\n";
     }
-    return (*j)["rejected"].get<int>() > 0 ? rejected : ok;
+    const auto& n = (*j)["rejected"];
+    return n.is_number() && n.get<double>() > 0 ? rejected : ok;
   }
 
   int sim_put(const std::string& iccid) {

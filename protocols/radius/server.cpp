@@ -1,5 +1,6 @@
 #include "protocols/radius/server.hpp"
 
+#include "common/fault.hpp"
 #include "common/log.hpp"
 #include "protocols/radius/accounting.hpp"
 #include "protocols/radius/clients.hpp"
@@ -642,7 +643,7 @@ bool radius_server::start(std::string& error) {
     raw->thread = std::thread([raw] {
       const std::string name = "radius-io-" + std::to_string(raw->index);
       ::pthread_setname_np(::pthread_self(), name.substr(0, 15).c_str());
-      raw->io.run();
+      run_guarded(fault_site::io_thread, [raw] { raw->io.run(); }); // common/fault.hpp
     });
   }
   d.started = true;

@@ -232,6 +232,7 @@ struct dsl_fixture {
                    actors::sim_upsert_msg{id,
                                           {iccid_value, std::move(imsis), "447700900001", network,
                                            lock::sim_status::active},
+                                          inv.intern(network),
                                           true,
                                           now_ms(),
                                           [out](actors::write_result r) { *out = r; }});

@@ -118,3 +118,22 @@ store:
   CHECK_THROWS_WITH(actors::load(bad, config::load_string("store: {path: ':memory:'}")),
                     Catch::Contains("store.path"));
 }
+
+TEST_CASE("the inventory refuses what it cannot hold instead of throwing", "[inventory]") {
+  actors::inventory inv{lock::eligibility_config{}};
+  for (std::size_t i = 0; i < actors::inventory::max_networks; ++i)
+    REQUIRE(inv.intern("net" + std::to_string(i)) == i);
+  CHECK(inv.intern("one_too_many") == actors::no_network);
+  CHECK(inv.intern("net7") == 7); // known names still resolve
+  std::uint64_t a[] = {234150000000001};
+  CHECK(inv.add("89440000000000000011", "one_too_many", a) == no_sim);
+  CHECK(inv.by_imsi(234150000000001) == no_sim);
+  CHECK(inv.add(std::string(300, '8'), "net1", a) == no_sim);
+  CHECK(inv.size() == 0);
+  auto id = inv.add("89440000000000000011", "net1", a);
+  CHECK(id != no_sim);
+  CHECK(inv.sims_on(1) == 1);
+  inv.moved(1, 2);
+  CHECK(inv.sims_on(1) == 0);
+  CHECK(inv.sims_on(2) == 1);
+}

@@ -6,6 +6,8 @@
 // time moved by the test, is actor_logic_test.cpp's.
 #include "tests/actors/test_support.hpp"
 
+#include "common/fault.hpp"
+
 #include <catch2/catch.hpp>
 
 #include <atomic>
@@ -109,9 +111,11 @@ TEST_CASE("the lock story: enable, first IMEI, a 2nd device raises exactly one b
 TEST_CASE("orders the rules refuse are answered with the reason and change nothing (R1)",
           "[actors]") {
   temp_dir dir;
-  layer_fixture f{config_for(dir), fast_orders(100ms)};
+  auto ocfg = fast_orders(100ms);
+  ocfg.networks.emplace("m2m_private", ocfg.defaults); // configured, not lock-eligible
+  layer_fixture f{config_for(dir), ocfg};
   auto id = iccid(2);
-  REQUIRE(f.upsert(id, {imsi(2)}, "some_other_network").error == ec::ok);
+  REQUIRE(f.upsert(id, {imsi(2)}, "m2m_private").error == ec::ok);
   auto r = f.order(id, lock::order_type::enable_imei_lock);
   CHECK(r.error == ec::invalid);
   CHECK_FALSE(r.reason.empty());
@@ -218,4 +222,107 @@ TEST_CASE("an order with no type is refused as invalid, not as a conflict", "[ac
   CHECK(r.error == ec::invalid);
   CHECK_FALSE(r.reason.empty());
   CHECK(f.orders_of(id).empty());
+}
+
+TEST_CASE("a SIM's network must be a configured one: any other name is refused with the list",
+          "[actors][networks]") {
+  temp_dir dir;
+  auto ocfg = fast_orders(100ms);
+  ocfg.networks.emplace("m2m_private", ocfg.defaults);
+  layer_fixture f{config_for(dir), ocfg};
+  const std::vector<std::string> configured{"ee", "ee_big_data", "m2m_private", "multinet",
+                                            "roamnet901"};
+  CHECK(f.layer->configured_networks() == configured);
+
+  auto r = f.upsert(iccid(80), {imsi(80)}, "vodafone_uk");
+  CHECK(r.error == ec::invalid);
+  CHECK(r.known_networks == configured);
+  CHECK(r.reason.find("vodafone_uk") != std::string::npos);
+  CHECK(r.reason.find("m2m_private") != std::string::npos);
+  CHECK_FALSE(f.sim(iccid(80)));
+
+  // More distinct names than the inventory index could ever intern (1024):
+  // every one refused, nothing indexed, nothing thrown, the layer still serves.
+  for (int i = 0; i < 1100; ++i)
+    REQUIRE(f.upsert(iccid(1000 + static_cast<std::uint64_t>(i)),
+                     {imsi(1000 + static_cast<std::uint64_t>(i))}, "net" + std::to_string(i))
+                .error == ec::invalid);
+  CHECK(f.layer->inventory_size() == 0);
+  REQUIRE(f.upsert(iccid(81), {imsi(81)}, "m2m_private").error == ec::ok);
+  CHECK(f.observe(imsi(81), imei(1)) == ack::ok);
+  CHECK(f.sim(iccid(81))->network_configured);
+}
+
+TEST_CASE("a network removed by a reload: its SIMs keep their state, keep working and are "
+          "reported; they can only move to a configured network",
+          "[actors][networks]") {
+  temp_dir dir;
+  auto ocfg = fast_orders(50ms);
+  ocfg.networks.emplace("m2m_private", ocfg.defaults);
+  layer_fixture f{config_for(dir), ocfg};
+  auto id = iccid(90);
+  REQUIRE(f.upsert(id, {imsi(90)}, "m2m_private").error == ec::ok);
+  REQUIRE(f.upsert(iccid(91), {imsi(91)}, "multinet").error == ec::ok);
+  CHECK(f.observe(imsi(90), imei(1)) == ack::ok);
+  CHECK(f.layer->sims_on_unconfigured_networks() == 0);
+
+  f.layer->reload_orders(fast_orders(50ms)); // m2m_private is gone
+  CHECK(f.layer->sims_on_unconfigured_networks() == 1);
+  auto sim = f.sim(id);
+  REQUIRE(sim);
+  CHECK(sim->network == "m2m_private");
+  CHECK_FALSE(sim->network_configured);
+  CHECK(sim->state.last_seen_imei == imei(1).device); // state kept
+  CHECK(f.sim(iccid(91))->network_configured);
+
+  // Observations are still processed (R5), orders still go through (orders.defaults).
+  CHECK(f.observe(imsi(90), imei(2)) == ack::ok);
+  REQUIRE(f.wait_for([&] { return f.sim(id)->state.last_seen_imei == imei(2).device; }));
+  REQUIRE(f.order(id, lock::order_type::bar).error == ec::ok);
+  REQUIRE(f.wait_for([&] { return f.sim(id)->state.bar == lock::bar_state::barred; }));
+
+  // Its own network is refused like any unknown name; a configured one is accepted.
+  CHECK(f.upsert(id, {imsi(90)}, "m2m_private").error == ec::invalid);
+  REQUIRE(f.upsert(id, {imsi(90)}, "ee").error == ec::ok);
+  CHECK(f.layer->sims_on_unconfigured_networks() == 0);
+  CHECK(f.sim(id)->network_configured);
+  CHECK(f.sim(id)->state.bar == lock::bar_state::barred);
+}
+
+TEST_CASE("SIMs on a network missing from the configuration at startup are loaded and reported",
+          "[actors][networks]") {
+  temp_dir dir;
+  auto ocfg = fast_orders(50ms);
+  ocfg.networks.emplace("m2m_private", ocfg.defaults);
+  {
+    layer_fixture f{config_for(dir), ocfg};
+    REQUIRE(f.upsert(iccid(95), {imsi(95)}, "m2m_private").error == ec::ok);
+    REQUIRE(f.upsert(iccid(96), {imsi(96)}, "m2m_private").error == ec::ok);
+  }
+  layer_fixture f{config_for(dir), fast_orders(50ms)};
+  CHECK(f.layer->inventory_size() == 2);
+  CHECK(f.layer->sims_on_unconfigured_networks() == 2);
+  CHECK(f.observe(imsi(95), imei(3)) == ack::ok);
+  REQUIRE(f.wait_for([&] { return f.sim(iccid(95))->state.last_seen_imei == imei(3).device; }));
+}
+
+TEST_CASE("a store read that fails inside a SIM actor refuses that write, is counted, and the "
+          "actor keeps serving",
+          "[actors][faults]") {
+  temp_dir dir;
+  layer_fixture f{config_for(dir), fast_orders(50ms)};
+  auto id = iccid(97);
+  REQUIRE(f.upsert(id, {imsi(97)}).error == ec::ok);
+  auto before = faults(fault_site::store_read);
+  // The upsert path reads the SIM's IMSIs inside the actor: make that read fail.
+  f.layer->db().exec_on_writer_for_testing("ALTER TABLE imsis RENAME TO imsis_gone");
+  auto r = f.upsert(id, {imsi(97)}, "ee");
+  CHECK(r.error == ec::store_failed);
+  CHECK(faults(fault_site::store_read) == before + 1);
+  // The same SIM actor still answers: an observation that changes the state.
+  CHECK(f.observe(imsi(97), imei(5)) == ack::ok);
+  f.layer->db().exec_on_writer_for_testing("ALTER TABLE imsis_gone RENAME TO imsis");
+  REQUIRE(f.wait_for([&] { return f.sim(id)->state.last_seen_imei == imei(5).device; }));
+  CHECK(f.upsert(id, {imsi(97)}, "ee").error == ec::ok);
+  CHECK(f.sim(id)->network == "ee");
 }

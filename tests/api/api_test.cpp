@@ -172,6 +172,10 @@ TEST_CASE("PUT /v1/sims/{iccid}: bad input gets the right status, a message, and
   };
   std::vector<bad_case> cases{
     {"malformed JSON", path, "{\"imsis\": [", json_type, 400, "malformed_json"},
+    {"nested far too deep", path, std::string(100000, '['), json_type, 400, "malformed_json"},
+    {"a number beyond double", path,
+     R"({"imsis":[1e999],"network":"multinet","status":"active"})", json_type, 400,
+     "malformed_json"},
     {"not an object", path, "[1,2]", json_type, 400, "wrong_type"},
     {"unknown field", path,
      R"({"imsis":["234100000000001"],"network":"multinet","status":"active","colour":"red"})",
@@ -188,7 +192,8 @@ TEST_CASE("PUT /v1/sims/{iccid}: bad input gets the right status, a message, and
      sim_body("234100000000001"), json_type, 422, "invalid_value"},
     {"invalid IMSI", path, sim_body("23410"), json_type, 422, "invalid_value"},
     {"IMSI of another SIM", path, sim_body("234100000000009"), json_type, 422, "conflict"},
-    {"unknown network", path, sim_body("234100000000001", "nowhere"), json_type, 422, "invalid"},
+    {"unknown network", path, sim_body("234100000000001", "nowhere"), json_type, 422,
+     "unknown_network"},
     {"bad status", path, sim_body("234100000000001", "multinet", "sleeping"), json_type, 422,
      "invalid_value"},
     {"bad MSISDN", path,
@@ -216,6 +221,9 @@ TEST_CASE("PUT /v1/sims/{iccid}: bad input gets the right status, a message, and
       CHECK(r.content_type == "application/json");
       CHECK(f.service.writes() == writes);
       CHECK_FALSE(f.service.snapshot(iccid_a));
+      if (bc.code == "unknown_network")
+        CHECK(body(r)["error"]["known_networks"] ==
+              json::array({"ee", "ee_big_data", "multinet", "roamnet901"}));
     }
   }
 }
@@ -340,6 +348,7 @@ TEST_CASE("POST /v1/sims:import imports the valid lines and reports the bad ones
   CHECK(results[3]["reason"].get<std::string>().find("line 2") != std::string::npos);
   CHECK(results[4]["reason"].get<std::string>().find("status") != std::string::npos);
   CHECK(results[5]["reason"].get<std::string>().find("nowhere") != std::string::npos);
+  CHECK(results[5]["known_networks"] == json::array({"ee", "ee_big_data", "multinet", "roamnet901"}));
   CHECK(results[6]["reason"].get<std::string>().find("line 2") != std::string::npos);
   CHECK(f.service.snapshot("89441000000000000018"));
   CHECK(f.service.snapshot("89441000000000000026"));
@@ -388,7 +397,8 @@ TEST_CASE("orders: the Orders tab over the API", "[api]") {
     f.seed_barred_sim();
     auto r = place({{"type", "unbar"}});
     CHECK(r.status == 422);
-    CHECK(body(r)["error"]["message"].get<std::string>().find("unbar_mode") != std::string::npos);
+    CHECK(body(r)["error"]["message"].get<std::string>().find(
+            "keep the existing lock or to update it") != std::string::npos);
     r = place({{"type", "unbar"}, {"unbar_mode", "update_to_last_seen"}});
     REQUIRE(r.status == 202);
     auto j = body(r);
@@ -415,7 +425,7 @@ TEST_CASE("orders: the Orders tab over the API", "[api]") {
     REQUIRE(r.status == 202);
     auto w = body(r)["warnings"];
     REQUIRE(w.size() == 1);
-    CHECK(w[0].get<std::string>().find("third device") != std::string::npos);
+    CHECK(w[0].get<std::string>().find("(3rd) device") != std::string::npos);
     CHECK(f.service.snapshot(iccid_a)->state.lock_imei == device_a);
   }
   SECTION("enable on an eligible live SIM, then a second enable conflicts (409)") {
@@ -436,7 +446,8 @@ TEST_CASE("orders: the Orders tab over the API", "[api]") {
               .status == 201);
     auto r = place({{"type", "activate"}, {"enable_imei_lock", true}});
     CHECK(r.status == 422);
-    CHECK(body(r)["error"]["message"].get<std::string>().find("ee") != std::string::npos);
+    CHECK(body(r)["error"]["message"].get<std::string>().find("not available on this SIM's network") !=
+          std::string::npos);
     r = place({{"type", "activate"}, {"enable_imei_lock", false}});
     CHECK(r.status == 202);
     CHECK(body(r)["enable_imei_lock"] == false);

@@ -97,7 +97,8 @@ TEST_CASE("imeilockctl orders: unbar needs an option, --update-to-last-seen move
   auto iccid = std::string{iccid_a};
   auto r = ctl(f.url(), "order unbar " + iccid);
   CHECK(r.code == 2);
-  CHECK(r.err.find("unbar_mode") != std::string::npos);
+  // The daemon's words (lock::explain), which the fake now returns too.
+  CHECK(r.err.find("keep the existing lock or to update it") != std::string::npos);
 
   SECTION("keep-lock prints the R10 caveat as a warning") {
     r = ctl(f.url(), "order unbar " + iccid + " --keep-lock");
@@ -147,6 +148,13 @@ TEST_CASE("imeilockctl sims import/list/put and a token file", "[ctl]") {
   CHECK(r.out.find("1 imported, 1 rejected") != std::string::npos);
   std::remove(csv.c_str());
   CHECK(ctl(f.url(), "sims import /nonexistent.csv").code == 1);
+
+  r = ctl(f.url(), "sims put 89441000000000000034 --imsi 234100000000003 --network vodafone_uk "
+                   "--status inactive");
+  CHECK(r.code == 2); // refused: not a configured network, and the message lists them
+  CHECK(r.err.find("unknown_network") != std::string::npos);
+  CHECK(r.err.find("multinet, roamnet901") != std::string::npos);
+  CHECK_FALSE(f.service.snapshot("89441000000000000034"));
 
   r = ctl(f.url(), "sims put 89441000000000000034 --imsi 234100000000003 --imsi 234100000000004 "
                    "--network roamnet901 --status inactive --msisdn 447700900003");

@@ -1,20 +1,33 @@
 #include "fake_sim_service.hpp"
 
+#include "lock/eligibility.hpp"
+#include "lock/imei.hpp"
+#include "lock/machine.hpp"
+
 #include <algorithm>
 #include <chrono>
 #include <future>
+#include <variant>
 
 namespace imeilock::api::test {
 
 namespace {
 
-bool lock_eligible(const std::string& network) {
-  return network == "multinet" || network == "roamnet901" || network == "ee" ||
-         network == "ee_big_data";
+/// The daemon's configured networks with the default configuration (the
+/// built-in orders.networks and the imei_lock lists), sorted.
+const std::vector<std::string>& default_networks() {
+  static const std::vector<std::string> names{"ee", "ee_big_data", "multinet", "roamnet901"};
+  return names;
 }
 
 bool known_network(const std::string& network) {
-  return lock_eligible(network) || network == "other";
+  const auto& names = default_networks();
+  return std::binary_search(names.begin(), names.end(), network);
+}
+
+/// R1 as the daemon's default imei_lock section says.
+lock::policy policy_of(const std::string& network) {
+  return lock::policy_for(lock::eligibility_config{}, network);
 }
 
 } // namespace
@@ -86,34 +99,88 @@ void fake_sim_service::record(const std::string& iccid, const std::string& cause
   events_.push_back(std::move(e));
 }
 
-std::optional<std::string> fake_sim_service::check_upsert(const actors::sim_upsert& sim) const {
+actors::write_result fake_sim_service::check_upsert(const actors::sim_upsert& sim) const {
+  // As the SIM layer (actors/sim_layer.cpp): a configured network, then no
+  // IMSI of another SIM (ec::conflict).
   if (!known_network(sim.network))
-    return "unknown network \"" + sim.network + "\": configure it under networks:";
+    return actors::unknown_network(sim.network, default_networks());
+  actors::write_result res;
   for (const auto& [iccid, other] : sims_) {
     if (iccid == sim.iccid)
       continue;
     for (auto imsi : sim.imsis)
-      if (std::find(other.imsis.begin(), other.imsis.end(), imsi) != other.imsis.end())
-        return "the IMSI " + std::to_string(imsi) + " belongs to the SIM " + iccid;
+      if (std::find(other.imsis.begin(), other.imsis.end(), imsi) != other.imsis.end()) {
+        res.error = ec::conflict;
+        res.reason = "IMSI " + std::to_string(imsi) + " belongs to another SIM";
+        return res;
+      }
   }
-  return std::nullopt;
+  return res;
 }
 
 bool fake_sim_service::apply_upsert(const actors::sim_upsert& sim) {
   auto [it, created] = sims_.try_emplace(sim.iccid);
   auto& s = it->second;
+  auto before = s.state;
   s.iccid = sim.iccid;
   s.imsis = sim.imsis;
   s.msisdn = sim.msisdn;
   s.network = sim.network;
+  s.policy = policy_of(sim.network);
   s.state.status = sim.status;
-  s.state.updated_at_ms = now();
+  if (created || s.state != before) { // audited as the SIM actor does
+    s.state.updated_at_ms = now();
+    record(sim.iccid, created ? "inventory_created" : "inventory_updated", before, lock::no_device);
+  }
   ++writes_;
   return created;
 }
 
+void fake_sim_service::apply_outcome(const std::string& iccid, lock::outcome& out) {
+  auto& sim = sims_.at(iccid);
+  // A bar the rules raised (R7) gets its id before anything is kept.
+  for (auto& e : out.effects)
+    if (auto* so = std::get_if<lock::submit_order>(&e); so && so->order_id == 0) {
+      lock::note_order_id(out, next_order_++);
+      break;
+    }
+  sim.state = out.next;
+  for (const auto& a : out.audits) {
+    actors::event_info e;
+    e.id = next_event_++;
+    e.iccid = iccid;
+    e.at_ms = now();
+    e.cause = a.cause;
+    e.before = a.before;
+    e.after = a.after;
+    e.imei = a.imei;
+    e.detail = a.detail;
+    events_.push_back(std::move(e));
+  }
+  std::vector<std::uint64_t> created;
+  for (const auto& e : out.effects)
+    if (const auto* so = std::get_if<lock::submit_order>(&e)) {
+      actors::order_info o;
+      o.id = so->order_id;
+      o.iccid = iccid;
+      o.type = so->type;
+      o.reason = so->reason;
+      o.mode = so->mode;
+      o.with_lock = so->with_lock;
+      o.network = sim.network;
+      o.created_at_ms = now();
+      o.due_at_ms = o.created_at_ms + 60000;
+      orders_[o.id] = o;
+      created.push_back(o.id);
+    }
+  if (auto_complete.load())
+    for (auto id : created)
+      complete(orders_.at(id));
+}
+
 void fake_sim_service::add(actors::sim_info sim) {
   std::lock_guard lock{mutex_};
+  sim.policy = policy_of(sim.network); // as the SIM layer reports it
   sims_[sim.iccid] = std::move(sim);
 }
 
@@ -122,13 +189,9 @@ void fake_sim_service::upsert_sim(actors::sim_upsert sim,
   actors::write_result res;
   {
     std::lock_guard lock{mutex_};
-    if (auto err = check_upsert(sim)) {
-      // As the real SIM layer: an IMSI of another SIM is a conflict.
-      res.error = err->find("belongs to") != std::string::npos ? ec::conflict : ec::invalid;
-      res.reason = *err;
-    } else {
+    res = check_upsert(sim);
+    if (res.error == ec::ok)
       res.created = apply_upsert(sim);
-    }
   }
   post([done = std::move(done), res] { done(res); });
 }
@@ -138,15 +201,12 @@ void fake_sim_service::import_sims(std::vector<actors::sim_upsert> sims,
   std::vector<actors::write_result> results(sims.size());
   {
     std::lock_guard lock{mutex_};
+    // Each SIM on its own, in order, as the SIM layer's import does.
     for (std::size_t i = 0; i < sims.size(); ++i) {
-      if (auto err = check_upsert(sims[i])) {
-        results[i].error = ec::invalid;
-        results[i].reason = *err;
-      }
-    }
-    for (std::size_t i = 0; i < sims.size(); ++i)
+      results[i] = check_upsert(sims[i]);
       if (results[i].error == ec::ok)
         results[i].created = apply_upsert(sims[i]);
+    }
   }
   post([done = std::move(done), results] { done(results); });
 }
@@ -193,76 +253,22 @@ void fake_sim_service::place_order(std::string iccid, actors::order_request req,
   {
     std::lock_guard lock{mutex_};
     auto it = sims_.find(iccid);
-    auto refuse = [&](ec e, std::string why) {
-      res.error = e;
-      res.reason = std::move(why);
-    };
     if (it == sims_.end()) {
-      refuse(ec::unknown_sim, "no such SIM");
+      res.error = ec::unknown_sim;
+      res.reason = "no SIM with ICCID " + iccid;
     } else {
-      auto& st = it->second.state;
-      const auto& net = it->second.network;
-      bool active = st.status == lock::sim_status::active;
-      using lock::order_type;
-      if (st.pending_order_id != 0)
-        refuse(ec::conflict, "an order is already in flight for this SIM: wait for it");
-      else if (req.type == order_type::enable_imei_lock && !lock_eligible(net))
-        refuse(ec::invalid, "IMEI locking is not available on the " + net + " network");
-      else if (req.type == order_type::enable_imei_lock && st.lock != lock::lock_state::off)
-        refuse(ec::conflict, "IMEI locking is already enabled");
-      else if (req.type == order_type::disable_imei_lock && st.lock == lock::lock_state::off)
-        refuse(ec::conflict, "IMEI locking is not enabled");
-      else if ((req.type == order_type::enable_imei_lock || req.type == order_type::bar) && !active)
-        refuse(ec::conflict, "the SIM is not active");
-      else if (req.type == order_type::bar && st.bar != lock::bar_state::none)
-        refuse(ec::conflict, "the SIM is already barred");
-      else if (req.type == order_type::unbar && st.bar != lock::bar_state::barred)
-        refuse(ec::conflict, "nothing to unbar: the SIM is not barred");
-      else if (req.type == order_type::unbar && st.reason == lock::bar_reason::imei_lock &&
-               req.mode == lock::unbar_mode::none)
-        refuse(ec::invalid, "unbar of an IMEI-lock bar needs unbar_mode keep_lock or "
-                            "update_to_last_seen");
-      else if (req.type == order_type::unbar && st.reason == lock::bar_reason::manual &&
-               req.mode != lock::unbar_mode::none)
-        refuse(ec::invalid, "unbar_mode applies only to an IMEI-lock bar");
-      else if (req.type == order_type::activate && active)
-        refuse(ec::conflict, "the SIM is already active");
-      else if (req.type == order_type::activate && req.with_lock && net != "roamnet901")
-        refuse(ec::invalid, "IMEI locking on activation is not available on the " + net +
-                              " network");
-      if (res.error == ec::ok) {
-        if (req.type == order_type::unbar && req.mode == lock::unbar_mode::keep_lock &&
-            st.last_seen_imei != st.lock_imei)
-          res.warnings.push_back(
-            "the SIM was last seen in another device than the locked one: it will not be "
-            "barred again unless it moves to a third device (move it back before unbarring)");
-        actors::order_info o;
-        o.id = next_order_++;
-        o.iccid = iccid;
-        o.type = req.type;
-        o.mode = req.mode;
-        o.with_lock = req.with_lock;
-        o.reason = req.type == order_type::bar ? lock::bar_reason::manual : lock::bar_reason::none;
-        o.network = net;
-        o.created_at_ms = now();
-        o.due_at_ms = o.created_at_ms + 60000;
-        auto before = st;
-        st.pending_order_id = o.id;
-        st.pending_order = o.type;
-        st.pending_unbar = o.mode;
-        if (req.type == order_type::bar) {
-          st.bar = lock::bar_state::bar_pending;
-          st.reason = lock::bar_reason::manual;
-        }
-        if (req.type == order_type::unbar)
-          st.bar = lock::bar_state::unbar_pending;
-        st.updated_at_ms = now();
-        record(iccid, "order_placed:" + std::string{lock::to_string(req.type)}, before,
-               lock::no_device, res.warnings.empty() ? "" : res.warnings.front());
-        auto& stored = orders_[o.id] = o;
-        if (auto_complete.load())
-          complete(stored);
-        res.order = stored;
+      // The real rules (lock::apply), as the SIM actor runs them.
+      lock::order_placed ev{next_order_, req.type, req.mode, req.with_lock};
+      auto out = lock::apply(policy_of(it->second.network), it->second.state, ev, now());
+      if (out.rejected != lock::rejection::none) {
+        res.error = actors::rejection_error(out.rejected);
+        res.reason = std::string{lock::explain(out.rejected)};
+      } else {
+        ++next_order_;
+        res.warnings = out.warnings;
+        apply_outcome(iccid, out);
+        if (auto o = orders_.find(ev.order_id); o != orders_.end())
+          res.order = o->second;
         ++writes_;
       }
     }
@@ -271,97 +277,29 @@ void fake_sim_service::place_order(std::string iccid, actors::order_request req,
 }
 
 void fake_sim_service::complete(actors::order_info& o) {
-  auto& sim = sims_.at(o.iccid);
-  auto& st = sim.state;
-  auto before = st;
-  using lock::order_type;
-  switch (o.type) {
-    case order_type::enable_imei_lock:
-      if (st.last_seen_imei != lock::no_device) {
-        st.lock = lock::lock_state::locked;
-        st.lock_imei = st.last_seen_imei;
-      } else {
-        st.lock = lock::lock_state::awaiting_first_imei;
-      }
-      break;
-    case order_type::disable_imei_lock:
-      st.lock = lock::lock_state::off;
-      st.lock_imei = lock::no_device;
-      break;
-    case order_type::bar:
-      st.bar = lock::bar_state::barred;
-      break;
-    case order_type::unbar:
-      if (o.mode == lock::unbar_mode::update_to_last_seen)
-        st.lock_imei = st.last_seen_imei;
-      st.bar = lock::bar_state::none;
-      st.reason = lock::bar_reason::none;
-      st.trigger_imei = lock::no_device;
-      break;
-    case order_type::activate:
-      st.status = lock::sim_status::active;
-      if (o.with_lock)
-        st.lock = lock::lock_state::awaiting_first_imei;
-      break;
-    case order_type::none: break;
-  }
-  st.pending_order_id = 0;
-  st.pending_order = order_type::none;
-  st.pending_unbar = lock::unbar_mode::none;
-  st.updated_at_ms = now();
   o.status = actors::order_status::completed;
   o.completed_at_ms = now();
-  record(o.iccid, "order_completed:" + std::string{lock::to_string(o.type)}, before,
-         lock::no_device);
+  auto& sim = sims_.at(o.iccid);
+  auto out = lock::apply(policy_of(sim.network), sim.state, lock::order_completed{o.id}, now());
+  apply_outcome(o.iccid, out);
 }
 
 void fake_sim_service::complete_orders() {
   std::lock_guard lock{mutex_};
+  std::vector<std::uint64_t> open;
   for (auto& [id, o] : orders_)
     if (o.status == actors::order_status::queued)
-      complete(o);
+      open.push_back(id);
+  for (auto id : open)
+    complete(orders_.at(id));
 }
 
 void fake_sim_service::observe(const std::string& iccid, lock::device_id imei) {
   std::lock_guard lock{mutex_};
-  auto& st = sims_.at(iccid).state;
-  if (imei == st.last_seen_imei)
-    return;
-  auto before = st;
-  bool imei_bar = st.reason == lock::bar_reason::imei_lock && st.bar != lock::bar_state::none;
-  if (st.lock == lock::lock_state::awaiting_first_imei) { // R6
-    st.lock = lock::lock_state::locked;
-    st.lock_imei = imei;
-  } else if (st.lock == lock::lock_state::locked && imei != st.lock_imei && !imei_bar) { // R7
-    st.bar = lock::bar_state::bar_pending;
-    st.reason = lock::bar_reason::imei_lock;
-    st.trigger_imei = imei;
-    actors::order_info o;
-    o.id = next_order_++;
-    o.iccid = iccid;
-    o.type = lock::order_type::bar;
-    o.reason = lock::bar_reason::imei_lock;
-    o.network = sims_.at(iccid).network;
-    o.created_at_ms = now();
-    o.due_at_ms = o.created_at_ms + 60000;
-    orders_[o.id] = o;
-    st.last_seen_imei = imei;
-    st.updated_at_ms = now();
-    record(iccid, "observation", before, imei, "violation");
-    if (auto_complete.load()) {
-      auto& stored = orders_[o.id];
-      auto b2 = st;
-      st.bar = lock::bar_state::barred;
-      stored.status = actors::order_status::completed;
-      stored.completed_at_ms = now();
-      record(iccid, "order_completed:bar", b2, lock::no_device);
-    }
-    return;
-  }
-  if (!imei_bar) // R9: frozen while an IMEI-lock bar is pending or in force
-    st.last_seen_imei = imei;
-  st.updated_at_ms = now();
-  record(iccid, "observation", before, imei);
+  auto& sim = sims_.at(iccid);
+  auto value = lock::decode_imei(lock::format_imei(imei));
+  auto out = lock::apply(policy_of(sim.network), sim.state, lock::observed{value}, now());
+  apply_outcome(iccid, out);
 }
 
 void fake_sim_service::get_order(std::uint64_t id,

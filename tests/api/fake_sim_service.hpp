@@ -1,8 +1,11 @@
 #pragma once
-// An in-memory sim_service for the API tests, with a simplified copy of the
-// lock rules (the real SIM layer is tested in tests/actors and end to end by
-// the integration tests). Callbacks run on the fake's own thread, as the
-// real SIM layer's do, never on the caller's.
+// An in-memory sim_service for the API tests. It runs the real lock rules
+// (lock::apply) and refuses exactly what the SIM layer refuses (unknown
+// networks with the daemon's default configured names, IMSIs of other SIMs),
+// with the same error codes; only storage and actors are left out (the real
+// SIM layer is tested in tests/actors and end to end by the integration
+// tests). Callbacks run on the fake's own thread, as the real SIM layer's
+// do, never on the caller's.
 
 #include "actors/sim_layer.hpp"
 
@@ -58,8 +61,10 @@ private:
   void record(const std::string& iccid, const std::string& cause, const lock::sim_state& before,
               lock::device_id imei, std::string detail = {});
   void complete(actors::order_info& o);
-  std::optional<std::string> check_upsert(const actors::sim_upsert& sim) const;
+  actors::write_result check_upsert(const actors::sim_upsert& sim) const;
   bool apply_upsert(const actors::sim_upsert& sim);
+  /// Keeps a lock::apply outcome: state, audit records, new orders.
+  void apply_outcome(const std::string& iccid, lock::outcome& out);
   std::int64_t now() const;
 
   mutable std::mutex mutex_;

@@ -163,3 +163,14 @@ TEST_CASE("keys read but absent from the file are reported with their full paths
   CHECK(root.absent_keys() ==
         std::vector<std::string>{"radius.secret", "nets.ee.strict", "api", "api.token"});
 }
+
+TEST_CASE("a key that is not a plain string is a config error, never a yaml-cpp exception") {
+  auto root = config::load_string("? [a, b]\n: 1\n");
+  auto e = error_of([&] { root.finish(); });
+  CHECK(e.message().find("must be a name") != std::string::npos);
+  auto nets = config::load_string("networks:\n  ? {x: 1}\n  : {}\n");
+  e = error_of([&] { nets.named_children("networks"); });
+  CHECK(e.key_path() == "networks");
+  e = error_of([] { config::load_string(std::string(100000, '[')); });
+  CHECK(e.message().find("YAML") == 0);
+}
