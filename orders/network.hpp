@@ -7,7 +7,7 @@
 // Pure data plus the lead-time sampler; no clocks, no I/O. Random draws take
 // an explicit, seeded generator so tests and replays are deterministic.
 //
-// Configuration (`orders:` in imeilockd.yaml; orders/orders.example.yaml
+// Configuration (`orders:` in imeilockd.yaml; config/imeilockd.yaml
 // shows every key with its default and is tested to match this code):
 //
 //   orders:
