@@ -1,6 +1,7 @@
 #include "actors/inventory.hpp"
 
-#include <cassert>
+#include "common/assert.hpp"
+
 #include <mutex>
 
 namespace imeilock::actors {
@@ -77,7 +78,8 @@ void u64_map::grow() {
 }
 
 void u64_map::put(std::uint64_t key, std::uint32_t value) {
-  assert(key != 0 && key != tombstone);
+  // inventory::add/set_imsis never pass 0; ~0 is not a 15-digit number.
+  IMEILOCK_ASSERT(key != 0 && key != tombstone, "u64_map key 0 or tombstone");
   if (2 * (used_ + 1) > slots_.size())
     grow();
   auto mask = slots_.size() - 1;
@@ -209,7 +211,8 @@ sim_id inventory::add(std::string_view iccid, std::string_view network,
     grow_iccids();
   iccid_table_[iccid_slot(iccid)] = id;
   for (auto imsi : imsis)
-    imsis_.put(imsi, id);
+    if (imsi != 0) // not an IMSI (validate_imsi refuses it); a damaged store row
+      imsis_.put(imsi, id);
   return id;
 }
 
@@ -259,7 +262,8 @@ void inventory::set_imsis(sim_id id, std::span<const std::uint64_t> old_imsis,
       imsis_.erase(imsi);
   }
   for (auto imsi : new_imsis)
-    imsis_.put(imsi, id);
+    if (imsi != 0)
+      imsis_.put(imsi, id);
 }
 
 std::size_t inventory::size() const {

@@ -36,7 +36,7 @@ inline constexpr network_id no_network = 0xffff;
 class u64_map {
 public:
   std::optional<std::uint32_t> find(std::uint64_t key) const;
-  /// Inserts or overwrites.
+  /// Inserts or overwrites. `key` must not be 0 or ~0 (IMEILOCK_ASSERT).
   void put(std::uint64_t key, std::uint32_t value);
   void erase(std::uint64_t key);
   std::size_t size() const { return size_; }
@@ -69,7 +69,8 @@ public:
   /// Adds a SIM with its IMSIs; returns its id. The caller guarantees the
   /// ICCID is new and no IMSI belongs to another SIM (see conflicts()).
   /// Returns no_sim and adds nothing when the ICCID is longer than 255 bytes
-  /// or its network cannot be interned (max_networks): never throws.
+  /// or its network cannot be interned (max_networks): never throws. An
+  /// IMSI 0 (not an IMSI: only a damaged store row can hold it) is not indexed.
   sim_id add(std::string_view iccid, std::string_view network,
              std::span<const std::uint64_t> imsis);
 

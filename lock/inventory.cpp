@@ -75,6 +75,9 @@ validated<std::uint64_t> validate_imsi(std::string_view text) {
   std::uint64_t v = 0;
   for (char c : text)
     v = v * 10 + static_cast<std::uint64_t>(c - '0');
+  // MCC 000 is not assigned (E.212), and 0 is the index's empty key.
+  if (v == 0)
+    return refuse<std::uint64_t>("IMSI " + quoted(text) + " is all zeros");
   return validated<std::uint64_t>{v, {}};
 }
 

@@ -33,7 +33,8 @@ struct validated {
 validated<std::string> validate_iccid(std::string_view text);
 
 /// Validates an IMSI (ITU-T E.212 / TS 23.003 §2.2): exactly 15 decimal
-/// digits (MCC + MNC + MSIN). Returns it as an integer (it fits in 50 bits).
+/// digits (MCC + MNC + MSIN), not all zeros. Returns it as an integer (it
+/// fits in 50 bits).
 validated<std::uint64_t> validate_imsi(std::string_view text);
 
 /// The 15-digit form of an IMSI integer (leading zeros restored).

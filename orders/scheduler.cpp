@@ -1,7 +1,8 @@
 #include "orders/scheduler.hpp"
 
+#include "common/assert.hpp"
+
 #include <algorithm>
-#include <cassert>
 #include <cmath>
 #include <limits>
 #include <random>
@@ -53,7 +54,9 @@ token_bucket::token_bucket(double rate_per_second, std::uint32_t burst, std::int
     burst_(static_cast<double>(burst)),
     tokens_(static_cast<double>(burst)),
     last_ms_(now_ms) {
-  assert(rate_per_second > 0 && burst >= 1);
+  // network_config::validate() keeps rate >= 0.001 and burst >= 1.
+  IMEILOCK_ASSERT(rate_per_second > 0 && burst >= 1,
+                  "token bucket needs a positive rate and burst");
 }
 
 void token_bucket::refill(std::int64_t now_ms) {
@@ -89,7 +92,8 @@ std::int64_t token_bucket::next_token_at(std::int64_t now_ms) const {
 
 void token_bucket::reconfigure(double rate_per_second, std::uint32_t burst,
                                std::int64_t now_ms) {
-  assert(rate_per_second > 0 && burst >= 1);
+  IMEILOCK_ASSERT(rate_per_second > 0 && burst >= 1,
+                  "token bucket needs a positive rate and burst");
   refill(now_ms);
   rate_per_ms_ = rate_per_second / 1000.0;
   burst_ = static_cast<double>(burst);
@@ -125,7 +129,10 @@ const scheduler::net_state* scheduler::find_net(std::string_view name) const {
 }
 
 ec scheduler::check_new(const order& o) const {
-  if (o.id == 0 || o.type == lock::order_type::none)
+  // The type may come from the store's contents: one outside the enum is an
+  // error here, never an index into the lead-time table.
+  if (o.id == 0 || o.type == lock::order_type::none ||
+      static_cast<std::uint8_t>(o.type) > static_cast<std::uint8_t>(lock::order_type::unbar))
     return ec::invalid;
   if (orders_.contains(o.id))
     return ec::conflict;
@@ -217,7 +224,9 @@ std::vector<action> scheduler::poll(std::int64_t now_ms) {
     const auto id = due_.begin()->second;
     due_.erase(due_.begin());
     auto it = orders_.find(id);
-    assert(it != orders_.end() && it->second.ph == phase::submitted);
+    // due_ holds exactly the orders in phase::submitted (start_lead_time).
+    IMEILOCK_ASSERT(it != orders_.end() && it->second.ph == phase::submitted,
+                    "a due lead time without its submitted order, id " + std::to_string(id));
     auto& o = it->second.o;
     o.status = order_status::completed;
     o.finished_at_ms = now_ms;

@@ -119,8 +119,9 @@ public:
   explicit scheduler(orders_config cfg, std::uint64_t seed = 0);
 
   /// Accepts a new order (its lifecycle fields are reset: queued, 0 attempts).
-  /// ec::invalid: id 0 or type none; ec::conflict: the id is already open;
-  /// ec::overloaded: the network's queue is full (nothing changed).
+  /// ec::invalid: id 0, type none or outside the enum; ec::conflict: the id
+  /// is already open; ec::overloaded: the network's queue is full (nothing
+  /// changed).
   ec add(order o, std::int64_t now_ms);
 
   /// Takes back an open order loaded from the store after a restart, keeping
@@ -128,7 +129,8 @@ public:
   /// submitted -> completes at its due_at_ms, i.e. with its REMAINING lead
   /// time (immediately if that has passed; a fresh draw if due_at_ms is 0).
   /// Never refused for a full queue (durable orders are never dropped).
-  /// ec::invalid: id 0, type none, or status completed/failed;
+  /// ec::invalid: id 0, type none or outside the enum (a damaged store), or
+  /// status completed/failed;
   /// ec::conflict: the id is already open.
   ec restore(order o, std::int64_t now_ms);
 

@@ -1,12 +1,15 @@
 #include "protocols/diameter/wire.hpp"
 
-#include <cassert>
+#include "common/assert.hpp"
+
 #include <cstring>
 
 namespace imeilock::diameter {
 
 header decode_header(bytes raw) {
-  assert(raw.size() >= header_size);
+  // Callers pass frames check_frame() accepted (length >= header_size), so
+  // no packet can fail this.
+  IMEILOCK_ASSERT(raw.size() >= header_size, "decode_header on a short frame");
   const std::uint8_t* p = raw.data();
   header h;
   h.version = p[0];

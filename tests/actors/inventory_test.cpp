@@ -62,6 +62,18 @@ TEST_CASE("the inventory maps IMSIs and ICCIDs to SIMs and interns networks", "[
   CHECK(inv.by_imsi(234150000000009) == s1);
 }
 
+TEST_CASE("an IMSI 0 from a damaged store row is not indexed and aborts nothing", "[inventory]") {
+  actors::inventory inv{lock::eligibility_config{}};
+  std::uint64_t imsis[] = {0, 234150000000001};
+  auto id = inv.add("89440000000000000011", "multinet", imsis);
+  CHECK(inv.by_imsi(234150000000001) == id);
+  CHECK(inv.by_imsi(0) == no_sim);
+  std::uint64_t next[] = {0};
+  inv.set_imsis(id, imsis, next);
+  CHECK(inv.by_imsi(234150000000001) == no_sim);
+  CHECK(inv.by_imsi(0) == no_sim);
+}
+
 TEST_CASE("the index stays compact: well under 100 bytes per SIM", "[inventory]") {
   actors::inventory inv{lock::eligibility_config{}};
   constexpr std::size_t n = 200000;

@@ -54,6 +54,10 @@ TEST_CASE("IMSI: exactly 15 digits, as an integer", "[inventory]") {
   CHECK_FALSE(validate_imsi("23415099999999a"));
   CHECK_FALSE(validate_imsi("+23415099999999"));
   CHECK_FALSE(validate_imsi(""));
+  // 0 is the IMSI index's empty slot: refused here, never an assertion there.
+  CHECK_FALSE(validate_imsi("000000000000000"));
+  CHECK(validate_imsi("000000000000000").reason.find("all zeros") != std::string::npos);
+  CHECK(validate_imsi("000000000000001"));
 }
 
 TEST_CASE("MSISDN: E.164, optional +, returned as digits", "[inventory]") {

@@ -305,6 +305,17 @@ TEST_CASE("bad and duplicate orders are refused", "[orders]") {
   CHECK(s.restore(make_order(1), t0) == ec::conflict);
 }
 
+TEST_CASE("an order type outside the enum (a damaged store row) is refused, not indexed",
+          "[orders]") {
+  scheduler s{one_network(1.0, 1), 1};
+  auto bad = make_order(7, static_cast<lock::order_type>(9));
+  bad.status = order_status::submitted;
+  CHECK(s.restore(bad, t0) == ec::invalid);
+  CHECK(s.add(make_order(8, static_cast<lock::order_type>(6)), t0) == ec::invalid);
+  CHECK(s.find(7) == nullptr);
+  CHECK(s.add(make_order(9, lock::order_type::unbar), t0) == ec::ok);
+}
+
 TEST_CASE("resume: a submitted order completes with its remaining lead time",
           "[orders][resume]") {
   scheduler s{one_network(1.0, 1), 1};
