@@ -6,11 +6,11 @@ namespace imeilock::actors {
 
 using namespace std::chrono_literals;
 
-std::string sim_layer_config::validate() const {
+expected<void> sim_layer_config::validate() const {
   if (store.path.empty())
-    return "store.path: must not be empty";
+    return error{config::ec::invalid, "must not be empty", "store.path"};
   if (store.path == ":memory:")
-    return "store.path: an in-memory database is not durable";
+    return error{config::ec::invalid, "an in-memory database is not durable", "store.path"};
   return {};
 }
 
@@ -37,8 +37,8 @@ void load(sim_layer_config& cfg, config::section s) {
   st.read_duration("commit_delay", cfg.store.commit_delay, 0ms, 10'000ms);
   st.finish();
   s.finish();
-  if (auto err = cfg.validate(); !err.empty())
-    s.fail({}, err);
+  if (auto valid = cfg.validate(); !valid)
+    s.fail({}, valid.error().describe());
 }
 
 } // namespace imeilock::actors

@@ -17,6 +17,7 @@
 //       readers: 2               # reader connections (API reads)
 //       commit_delay: 0s         # test knob: the writer sleeps before each commit (a slow disk)
 
+#include "config/error.hpp"
 #include "store/store.hpp"
 
 #include <chrono>
@@ -44,8 +45,8 @@ struct sim_layer_config {
   /// The store (SQLite file, durability, group commit).
   store::store_config store;
 
-  /// Empty when consistent, else "key: what is wrong".
-  std::string validate() const;
+  /// Succeeds when consistent, else config::ec::invalid naming the key.
+  expected<void> validate() const;
 };
 
 /// Reads the `sim_layer:` section strictly (config::error on a bad value or

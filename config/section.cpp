@@ -40,11 +40,19 @@ std::string key_text(const YAML::Node& key, const std::string& where) {
 
 } // namespace
 
-error::error(std::string key_path, int line, std::string message)
-  : std::runtime_error(describe(key_path, line, message)),
+error::error(std::string key_path, int line, std::string message) :
+    error(ec::invalid, std::move(key_path), line, std::move(message)) {}
+
+error::error(ec code, std::string key_path, int line, std::string message) :
+    std::runtime_error(describe(key_path, line, message)),
+    code_(code),
     key_path_(std::move(key_path)),
     line_(line),
-    message_(std::move(message)) {
+    message_(std::move(message)) {}
+
+imeilock::error error::to_error() const {
+  return imeilock::error{code_, message_, key_path_.empty() ? std::string{"(root)"} : key_path_,
+                         line_};
 }
 
 std::string endpoint::to_string() const {
@@ -315,7 +323,7 @@ void section::finish() const {
   for (const auto& kv : node_) {
     auto name = key_text(kv.first, path_);
     if (!used_->contains(name))
-      throw error{key_path(name), line_of(kv.first), "unknown key"};
+      throw error{ec::unknown_key, key_path(name), line_of(kv.first), "unknown key"};
   }
 }
 
@@ -326,7 +334,8 @@ section parse_root(const std::function<YAML::Node()>& parse) {
   try {
     root = parse();
   } catch (const YAML::Exception& e) { // ParserException and anything else yaml-cpp raises
-    throw error{"", e.mark.line >= 0 ? e.mark.line + 1 : 0, "YAML syntax error: " + e.msg};
+    throw error{ec::syntax, "", e.mark.line >= 0 ? e.mark.line + 1 : 0,
+                "YAML syntax error: " + e.msg};
   }
   if (!root.IsDefined() || root.IsNull())
     return section{YAML::Node{YAML::NodeType::Map}, ""};
@@ -338,7 +347,7 @@ section parse_root(const std::function<YAML::Node()>& parse) {
 section load_file(const std::string& file_name) {
   std::ifstream in{file_name};
   if (!in)
-    throw error{"", 0, "cannot open configuration file '" + file_name + "'"};
+    throw error{ec::unreadable, "", 0, "cannot open configuration file '" + file_name + "'"};
   std::stringstream buf;
   buf << in.rdbuf();
   auto text = buf.str();

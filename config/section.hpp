@@ -12,6 +12,8 @@
 //     s.finish();                                         // unknown keys -> error
 //   }
 
+#include "config/error.hpp"
+
 #include <yaml-cpp/yaml.h>
 
 #include <chrono>
@@ -25,21 +27,6 @@
 #include <vector>
 
 namespace imeilock::config {
-
-/// A configuration problem. what() reads "<file>:<line>: <key.path>: <message>".
-class error : public std::runtime_error {
-public:
-  error(std::string key_path, int line, std::string message);
-  const std::string& key_path() const { return key_path_; }
-  /// 1-based line in the file, 0 when unknown.
-  int line() const { return line_; }
-  const std::string& message() const { return message_; }
-
-private:
-  std::string key_path_;
-  int line_;
-  std::string message_;
-};
 
 /// A host and port, as written "127.0.0.1:1813", "[::1]:3868" or "*:1813".
 struct endpoint {

@@ -30,9 +30,9 @@ void load(process_config& cfg, config::section s) {
   s.finish();
 }
 
-} // namespace
-
-daemon_config load_config_section(config::section root) {
+/// Reads every section; throws config::error (the reader's idiom) for the
+/// first problem. Only the public functions below call it, through capture().
+daemon_config read_all(config::section root) {
   daemon_config cfg;
   load(cfg.process, root.child("daemon"));
   metrics::load(cfg.metrics, root.child("metrics"));
@@ -45,26 +45,29 @@ daemon_config load_config_section(config::section root) {
   api::load(cfg.webhooks, root.child("webhooks"));
   root.finish();
   // Cross-field checks the components own; the message names the key.
-  auto fail = [&](const std::string& section, const std::string& msg) {
-    throw config::error{section, root.line(section), msg};
+  auto check = [&](const std::string& section, const expected<void>& valid) {
+    if (!valid)
+      throw config::error{section, root.line(section), valid.error().describe()};
   };
-  if (auto msg = cfg.sim_layer.validate(); !msg.empty())
-    fail("sim_layer", msg);
-  if (auto msg = cfg.radius.validate(); !msg.empty())
-    fail("radius", msg);
-  if (auto msg = cfg.diameter.validate(); !msg.empty())
-    fail("diameter", msg);
-  if (auto msg = cfg.orders.validate(); !msg.empty())
-    fail("orders", msg);
+  check("sim_layer", cfg.sim_layer.validate());
+  check("radius", cfg.radius.validate());
+  check("diameter", cfg.diameter.validate());
+  check("orders", cfg.orders.validate());
   return cfg;
 }
 
-daemon_config load_config(const std::string& file_name) {
-  return load_config_section(config::load_file(file_name));
+} // namespace
+
+expected<daemon_config> load_config_section(config::section root) {
+  return config::capture([&] { return read_all(std::move(root)); });
 }
 
-daemon_config load_config_text(const std::string& text) {
-  return load_config_section(config::load_string(text));
+expected<daemon_config> load_config(const std::string& file_name) {
+  return config::capture([&] { return read_all(config::load_file(file_name)); });
+}
+
+expected<daemon_config> load_config_text(const std::string& text) {
+  return config::capture([&] { return read_all(config::load_string(text)); });
 }
 
 } // namespace imeilock::daemon
@@ -87,7 +90,7 @@ std::string random_token() {
 
 } // namespace
 
-std::string resolve_runtime_paths(daemon_config& cfg, const std::string& state_dir) {
+expected<void> resolve_runtime_paths(daemon_config& cfg, const std::string& state_dir) {
   namespace fs = std::filesystem;
   fs::path dir = state_dir.empty() ? fs::current_path() : fs::path{state_dir};
   auto& store_path = cfg.sim_layer.store.path;
@@ -96,8 +99,9 @@ std::string resolve_runtime_paths(daemon_config& cfg, const std::string& state_d
   std::error_code ec;
   fs::create_directories(fs::path{store_path}.parent_path(), ec);
   if (ec)
-    return "cannot create the state directory " + fs::path{store_path}.parent_path().string() +
-           ": " + ec.message();
+    return error{sys_ec::file_failed, "cannot create the state directory " +
+                                          fs::path{store_path}.parent_path().string() + ": " +
+                                          ec.message()};
 
   auto& api = cfg.api;
   if (!api.tokens.empty() || !api.read_only_tokens.empty() || !api.token_file.empty())
@@ -107,12 +111,13 @@ std::string resolve_runtime_paths(daemon_config& cfg, const std::string& state_d
     // O_EXCL + 0600: never overwrite, never readable by others.
     int fd = ::open(token_path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (fd < 0)
-      return "cannot create " + token_path + ": " + std::strerror(errno);
+      return error{sys_ec::file_failed,
+                   "cannot create " + token_path + ": " + std::strerror(errno)};
     auto line = "rw " + random_token() + "\n";
     auto n = ::write(fd, line.data(), line.size());
     ::close(fd);
     if (n != static_cast<ssize_t>(line.size()))
-      return "cannot write " + token_path;
+      return error{sys_ec::file_failed, "cannot write " + token_path};
     log::notice("api.token_created", {{"path", token_path},
                                       {"hint", "imeilockctl --token-file " + token_path}});
   }

@@ -47,16 +47,18 @@ struct daemon_config {
 /// path is placed under `state_dir` ($STATE_DIRECTORY, else the working
 /// directory), and with no API token configured at all a random read-write
 /// token is created (once) in <state_dir>/api-token, mode 0600, and used.
-/// Returns an error message, or an empty string.
-std::string resolve_runtime_paths(daemon_config& cfg, const std::string& state_dir);
+/// sys_ec::file_failed when a directory or the token file cannot be made.
+expected<void> resolve_runtime_paths(daemon_config& cfg, const std::string& state_dir);
 
-/// Loads and validates the file. Throws config::error naming key and line.
-daemon_config load_config(const std::string& file_name);
+/// Loads and validates the file: the configuration, or a config::ec error
+/// whose describe() reads "line N: key.path: what is wrong". Never throws for
+/// what the file holds (the reader's config::error is captured here).
+expected<daemon_config> load_config(const std::string& file_name);
 
 /// Loads from an already parsed root section (tests inspect the section after).
-daemon_config load_config_section(config::section root);
+expected<daemon_config> load_config_section(config::section root);
 
-/// The same, from YAML text (tests).
-daemon_config load_config_text(const std::string& text);
+/// The same, from YAML text (tests, the embedded defaults).
+expected<daemon_config> load_config_text(const std::string& text);
 
 } // namespace imeilock::daemon

@@ -55,26 +55,30 @@ int main(int argc, char** argv) {
                  usage_text);
     return ex_usage;
   }
-  daemon::daemon_config cfg;
-  try {
-    // No --config: the embedded defaults (SQLite in ./var or $STATE_DIRECTORY,
-    // simulated provisioning network, loopback listeners).
-    cfg = config_file.empty() ? daemon::load_config_text("{}") : daemon::load_config(config_file);
-  } catch (const config::error& e) {
+  // No --config: the embedded defaults (SQLite in ./var or $STATE_DIRECTORY,
+  // simulated provisioning network, loopback listeners).
+  auto loaded =
+      config_file.empty() ? daemon::load_config_text("{}") : daemon::load_config(config_file);
+  if (!loaded) {
+    const auto& e = loaded.error();
     std::fprintf(stderr, "imeilockd: invalid configuration %s: %s\n", config_file.c_str(),
-                 e.what());
+                 e.describe().c_str());
     if (!check_only)
-      log::error("config.invalid", {{"file", config_file}, {"key", e.key_path()},
-                                    {"line", e.line()}, {"message", e.message()}});
+      log::error("config.invalid", {{"file", config_file},
+                                    {"key", e.where()},
+                                    {"line", e.line()},
+                                    {"message", e.message()}});
     return ex_config;
   }
+  daemon::daemon_config cfg = std::move(loaded).value();
   if (check_only) {
     std::printf("%s: configuration is valid\n", config_file.c_str());
     return 0;
   }
   const char* state_dir = std::getenv("STATE_DIRECTORY"); // systemd's StateDirectory=
-  if (auto err = daemon::resolve_runtime_paths(cfg, state_dir ? state_dir : ""); !err.empty()) {
-    log::error("daemon.start_failed", {{"component", "state"}, {"reason", err}});
+  if (auto paths = daemon::resolve_runtime_paths(cfg, state_dir ? state_dir : ""); !paths) {
+    log::error("daemon.start_failed",
+               {{"component", "state"}, {"reason", paths.error().describe()}});
     return 1;
   }
   daemon::daemon d{config_file, std::move(cfg)};

@@ -44,9 +44,10 @@ problem find_problem(const eligibility_config& cfg) {
 
 } // namespace
 
-std::string validate(const eligibility_config& cfg) {
-  auto p = find_problem(cfg);
-  return p.message.empty() ? std::string{} : p.key + ": " + p.message;
+expected<void> validate(const eligibility_config& cfg) {
+  if (auto p = find_problem(cfg); !p.message.empty())
+    return error{config::ec::invalid, std::move(p.message), std::move(p.key)};
+  return {};
 }
 
 void load(eligibility_config& cfg, config::section s) {

@@ -25,9 +25,10 @@ struct eligibility_config {
   bool strict = false;
 };
 
-/// Empty when `cfg` is usable, else one sentence naming what is wrong
-/// (empty or duplicate names, an activation network that cannot be locked).
-std::string validate(const eligibility_config& cfg);
+/// Succeeds when `cfg` is usable, else a config::ec::invalid error whose
+/// where() is the key and whose message names what is wrong (empty or
+/// duplicate names, an activation network that cannot be locked).
+expected<void> validate(const eligibility_config& cfg);
 
 /// Reads `lock_networks`, `activation_lock_networks` and `strict` from `s`
 /// (absent keys keep their defaults), then validates. Throws config::error

@@ -1,9 +1,9 @@
 #include "orders/network.hpp"
 
+#include "common/assert.hpp"
 #include "config/section.hpp"
 
 #include <algorithm>
-#include <cassert>
 #include <cmath>
 #include <limits>
 #include <random>
@@ -156,26 +156,27 @@ milliseconds lead_time::sample(rng& gen) const {
   return milliseconds{0};
 }
 
-std::string lead_time::validate() const {
+expected<void> lead_time::validate() const {
+  auto invalid = [](std::string why) { return error{config::ec::invalid, std::move(why)}; };
   switch (model) {
     case kind::fixed:
       if (fixed < milliseconds{0} || fixed > max_duration)
-        return "must be between 0s and 1d";
+        return invalid("must be between 0s and 1d");
       return {};
     case kind::uniform:
       if (min < milliseconds{0} || max > max_duration)
-        return "min and max must be between 0s and 1d";
+        return invalid("min and max must be between 0s and 1d");
       if (min > max)
-        return "min must not exceed max";
+        return invalid("min must not exceed max");
       return {};
     case kind::lognormal:
       if (median <= milliseconds{0} || p95 > max_duration)
-        return "median must be positive and p95 at most 1d";
+        return invalid("median must be positive and p95 at most 1d");
       if (p95 < median)
-        return "p95 must not be below the median";
+        return invalid("p95 must not be below the median");
       return {};
   }
-  return "unknown lead-time model";
+  return invalid("unknown lead-time model");
 }
 
 std::string lead_time::describe() const {
@@ -202,15 +203,18 @@ milliseconds retry_policy::backoff(std::uint32_t failed_attempts) const {
   return milliseconds{std::llround(std::max(wait, 0.0))};
 }
 
-std::string retry_policy::validate() const {
+expected<void> retry_policy::validate() const {
+  auto invalid = [](std::string key, std::string why) {
+    return error{config::ec::invalid, std::move(why), "retry." + key};
+  };
   if (max_attempts < 1 || max_attempts > 1000)
-    return "retry.max_attempts: must be between 1 and 1000";
+    return invalid("max_attempts", "must be between 1 and 1000");
   if (initial_backoff < milliseconds{0} || initial_backoff > max_duration)
-    return "retry.initial_backoff: must be between 0s and 1d";
+    return invalid("initial_backoff", "must be between 0s and 1d");
   if (max_backoff < initial_backoff || max_backoff > max_duration)
-    return "retry.max_backoff: must be between initial_backoff and 1d";
+    return invalid("max_backoff", "must be between initial_backoff and 1d");
   if (!(multiplier >= 1.0 && multiplier <= 10.0))
-    return "retry.multiplier: must be between 1 and 10";
+    return invalid("multiplier", "must be between 1 and 10");
   return {};
 }
 
@@ -224,24 +228,30 @@ std::string_view to_string(backend_config::kind k) {
   return "unknown";
 }
 
-std::string backend_config::validate() const {
+expected<void> backend_config::validate() const {
+  auto invalid = [](std::string key, std::string why) {
+    return error{config::ec::invalid, std::move(why), "backend." + key};
+  };
   if (type == kind::webhook) {
     if (url.rfind("http://", 0) != 0 || url.size() <= 7)
-      return "backend.url: a webhook needs an http:// URL (no TLS; use a proxy for https)";
+      return invalid("url", "a webhook needs an http:// URL (no TLS; use a proxy for https)");
     if (timeout <= milliseconds{0} || timeout > max_duration)
-      return "backend.timeout: must be between 1ms and 1d";
+      return invalid("timeout", "must be between 1ms and 1d");
   }
   if (!(failure_probability >= 0.0 && failure_probability <= 1.0))
-    return "backend.failure_probability: must be between 0 and 1";
+    return invalid("failure_probability", "must be between 0 and 1");
   return {};
 }
 
 // -- network_config --------------------------------------------------------------
 
 std::size_t lead_time_index(lock::order_type type) {
-  assert(type != lock::order_type::none);
+  // Callers pass types the scheduler accepted (check_new refuses none and
+  // values outside the enum, e.g. from a damaged store).
+  IMEILOCK_ASSERT(type != lock::order_type::none, "no lead time for order type none");
   const auto index = static_cast<std::size_t>(type) - 1;
-  assert(index < order_type_count);
+  IMEILOCK_ASSERT(index < order_type_count,
+                  "order type " + std::to_string(static_cast<int>(type)) + " outside the enum");
   return index;
 }
 
@@ -267,20 +277,23 @@ lead_time& network_config::lead_time_for(lock::order_type type) {
   return lead_times[lead_time_index(type)];
 }
 
-std::string network_config::validate() const {
+expected<void> network_config::validate() const {
+  auto invalid = [](std::string key, std::string why) {
+    return error{config::ec::invalid, std::move(why), std::move(key)};
+  };
   if (!(rate_per_second >= 0.001 && rate_per_second <= 100'000.0))
-    return "rate_per_second: must be between 0.001 and 100000";
+    return invalid("rate_per_second", "must be between 0.001 and 100000");
   if (burst < 1 || burst > 1'000'000)
-    return "burst: must be between 1 and 1000000";
+    return invalid("burst", "must be between 1 and 1000000");
   if (max_in_flight < 1 || max_in_flight > 1'000'000)
-    return "max_in_flight: must be between 1 and 1000000";
+    return invalid("max_in_flight", "must be between 1 and 1000000");
   if (max_queue < 1 || max_queue > 10'000'000)
-    return "max_queue: must be between 1 and 10000000";
+    return invalid("max_queue", "must be between 1 and 10000000");
   for (std::size_t i = 0; i < lead_times.size(); ++i)
-    if (auto why = lead_times[i].validate(); !why.empty())
-      return "lead_times." + std::string{lead_time_keys[i]} + ": " + why;
-  if (auto why = retry.validate(); !why.empty())
-    return why;
+    if (auto valid = lead_times[i].validate(); !valid)
+      return std::move(valid.error().within("lead_times." + std::string{lead_time_keys[i]}));
+  if (auto valid = retry.validate(); !valid)
+    return valid;
   return backend.validate();
 }
 
@@ -301,12 +314,12 @@ const network_config& orders_config::network(std::string_view name) const {
   return it == networks.end() ? defaults : it->second;
 }
 
-std::string orders_config::validate() const {
-  if (auto why = defaults.validate(); !why.empty())
-    return "defaults." + why;
+expected<void> orders_config::validate() const {
+  if (auto valid = defaults.validate(); !valid)
+    return std::move(valid.error().within("defaults"));
   for (const auto& [name, net] : networks)
-    if (auto why = net.validate(); !why.empty())
-      return "networks." + name + "." + why;
+    if (auto valid = net.validate(); !valid)
+      return std::move(valid.error().within("networks." + name));
   return {};
 }
 
@@ -348,8 +361,8 @@ void load(network_config& cfg, config::section s) {
   b.read("failure_probability", cfg.backend.failure_probability, 0.0, 1.0);
   b.read("fail_first", cfg.backend.fail_first, 0u, 1'000'000u);
   b.finish();
-  if (auto why = cfg.backend.validate(); !why.empty())
-    b.fail(b.has("url") ? "url" : "type", why.substr(why.find(": ") + 2));
+  if (auto valid = cfg.backend.validate(); !valid)
+    b.fail(b.has("url") ? "url" : "type", valid.error().message());
 
   s.finish();
 }

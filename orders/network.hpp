@@ -38,6 +38,7 @@
 //       failure_probability: 0    # simulated: share of submissions refused (tests, demos)
 //       fail_first: 0             # simulated: refuse the first N submissions
 
+#include "config/error.hpp"
 #include "lock/types.hpp"
 
 #include <array>
@@ -97,8 +98,9 @@ struct lead_time {
   /// Draws one lead time; always within [0, max_duration].
   milliseconds sample(rng& gen) const;
 
-  /// Empty when consistent, else what is wrong ("min must not exceed max").
-  std::string validate() const;
+  /// Succeeds when consistent, else config::ec::invalid saying what is wrong
+  /// ("min must not exceed max"; where() is empty: the caller knows the key).
+  expected<void> validate() const;
 
   /// "5s", "uniform(10s..60s)", "lognormal(median 30s, p95 2m)" for logs.
   std::string describe() const;
@@ -118,7 +120,8 @@ struct retry_policy {
 
   /// Wait after the `failed_attempts`-th failure (1-based).
   milliseconds backoff(std::uint32_t failed_attempts) const;
-  std::string validate() const;
+  /// Succeeds when consistent, else config::ec::invalid at "retry.<key>".
+  expected<void> validate() const;
   friend bool operator==(const retry_policy&, const retry_policy&) = default;
 };
 
@@ -140,7 +143,8 @@ struct backend_config {
   /// simulated: refuse the first N submissions, then accept (tests, demos).
   std::uint32_t fail_first = 0;
 
-  std::string validate() const;
+  /// Succeeds when consistent, else config::ec::invalid at "backend.<key>".
+  expected<void> validate() const;
   friend bool operator==(const backend_config&, const backend_config&) = default;
 };
 
@@ -173,8 +177,9 @@ struct network_config {
   const lead_time& lead_time_for(lock::order_type type) const;
   lead_time& lead_time_for(lock::order_type type);
 
-  /// Empty when consistent, else "key: what is wrong".
-  std::string validate() const;
+  /// Succeeds when consistent, else config::ec::invalid whose where() is the
+  /// key within the network ("lead_times.bar", "retry.max_backoff").
+  expected<void> validate() const;
   friend bool operator==(const network_config&, const network_config&) = default;
 };
 
@@ -204,8 +209,9 @@ struct orders_config {
   /// The settings of network `name` (defaults when not listed).
   const network_config& network(std::string_view name) const;
 
-  /// Empty when consistent, else "networks.<name>.<key>: what is wrong".
-  std::string validate() const;
+  /// Succeeds when consistent, else config::ec::invalid whose where() is
+  /// "networks.<name>.<key>" or "defaults.<key>".
+  expected<void> validate() const;
 };
 
 /// Reads the `orders:` section strictly (unknown keys, bad values and

@@ -49,21 +49,28 @@ bool prefix_contains(const address_prefix& p, const unsigned char* addr, std::si
   return (p.addr[full] & mask) == (addr[full] & mask);
 }
 
-std::string diameter_config::validate() const {
-  if (origin_host.empty()) return "diameter.origin_host must not be empty";
-  if (origin_realm.empty()) return "diameter.origin_realm must not be empty";
-  if (enabled && listen.empty()) return "diameter.listen needs at least one address";
+expected<void> diameter_config::validate() const {
+  auto invalid = [](std::string why) { return error{config::ec::invalid, std::move(why)}; };
+  if (origin_host.empty())
+    return invalid("diameter.origin_host must not be empty");
+  if (origin_realm.empty())
+    return invalid("diameter.origin_realm must not be empty");
+  if (enabled && listen.empty())
+    return invalid("diameter.listen needs at least one address");
   for (std::size_t i = 0; i < peers.size(); ++i) {
-    if (peers[i].origin_host.empty()) return "diameter.peers[" + std::to_string(i) + "].origin_host is empty";
+    if (peers[i].origin_host.empty())
+      return invalid("diameter.peers[" + std::to_string(i) + "].origin_host is empty");
     for (std::size_t j = 0; j < i; ++j) {
       std::string a = peers[i].origin_host, b = peers[j].origin_host;
       std::transform(a.begin(), a.end(), a.begin(), ::tolower);
       std::transform(b.begin(), b.end(), b.begin(), ::tolower);
-      if (a == b) return "diameter.peers: origin_host " + peers[i].origin_host + " appears twice";
+      if (a == b)
+        return invalid("diameter.peers: origin_host " + peers[i].origin_host + " appears twice");
     }
     for (const auto& addr : peers[i].addresses) {
       address_prefix p;
-      if (!parse_prefix(addr, p)) return "diameter.peers[" + std::to_string(i) + "].addresses: bad address " + addr;
+      if (!parse_prefix(addr, p))
+        return invalid("diameter.peers[" + std::to_string(i) + "].addresses: bad address " + addr);
     }
   }
   return {};
@@ -107,7 +114,8 @@ void load(diameter_config& cfg, config::section s) {
   l.read_duration("duplicate_window", lim.duplicate_window, 1s, 3600s);
   l.finish();
   s.finish();
-  if (auto err = cfg.validate(); !err.empty()) s.fail({}, err);
+  if (auto valid = cfg.validate(); !valid)
+    s.fail({}, valid.error().message());
 }
 
 } // namespace imeilock::diameter

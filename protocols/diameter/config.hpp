@@ -67,8 +67,8 @@ struct diameter_config {
   std::uint32_t vendor_id = 0;
   limits_config limits;
 
-  /// Empty when valid, else a message naming the problem.
-  std::string validate() const;
+  /// Succeeds when valid, else config::ec::invalid naming the problem.
+  expected<void> validate() const;
 };
 
 /// Reads `s` into `cfg` strictly (unknown keys and out-of-range values throw

@@ -75,8 +75,9 @@ std::size_t client_table::hash::operator()(const ip_address& a) const {
   return std::hash<std::uint64_t>{}(hi * 0x9e3779b97f4a7c15ull ^ lo);
 }
 
-std::shared_ptr<client_table> client_table::build(const std::vector<client_config>& clients,
-                                                  std::string& error) {
+expected<std::shared_ptr<client_table>>
+client_table::build(const std::vector<client_config>& clients) {
+  auto invalid = [](std::string why) { return error{config::ec::invalid, std::move(why)}; };
   auto t = std::make_shared<client_table>();
   for (const client_config& cc : clients) {
     client c;
@@ -90,25 +91,23 @@ std::shared_ptr<client_table> client_table::build(const std::vector<client_confi
       const std::string_view num = addr.substr(slash + 1);
       auto [ptr, ec] = std::from_chars(num.data(), num.data() + num.size(), b);
       if (ec != std::errc{} || ptr != num.data() + num.size()) {
-        error = "client '" + c.cfg.name + "': bad prefix length in '" + cc.address + "'";
-        return nullptr;
+        return invalid("client '" + c.cfg.name + "': bad prefix length in '" + cc.address + "'");
       }
       bits = b;
       addr = addr.substr(0, slash);
     }
     auto ip = parse_ip(addr);
     if (!ip) {
-      error = "client '" + c.cfg.name + "': '" + cc.address + "' is not an IP address or CIDR block";
-      return nullptr;
+      return invalid("client '" + c.cfg.name + "': '" + cc.address +
+                     "' is not an IP address or CIDR block");
     }
     const unsigned max_bits = ip->is_v4() ? 32 : 128;
     if (bits && *bits > max_bits) {
-      error = "client '" + c.cfg.name + "': prefix /" + std::to_string(*bits) + " is too long";
-      return nullptr;
+      return invalid("client '" + c.cfg.name + "': prefix /" + std::to_string(*bits) +
+                     " is too long");
     }
     if (cc.secret.empty()) {
-      error = "client '" + c.cfg.name + "': secret must not be empty";
-      return nullptr;
+      return invalid("client '" + c.cfg.name + "': secret must not be empty");
     }
     c.prefix = (ip->is_v4() ? 96 : 0) + bits.value_or(max_bits);
     mask_to(*ip, c.prefix);
@@ -116,8 +115,8 @@ std::shared_ptr<client_table> client_table::build(const std::vector<client_confi
     const std::size_t index = t->clients_.size();
     if (c.prefix == 128) {
       if (!t->exact_.emplace(c.network, index).second) {
-        error = "client '" + c.cfg.name + "': address " + c.network.to_string() + " listed twice";
-        return nullptr;
+        return invalid("client '" + c.cfg.name + "': address " + c.network.to_string() +
+                       " listed twice");
       }
     } else {
       t->prefixes_.push_back(index);

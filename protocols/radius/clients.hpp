@@ -41,9 +41,8 @@ struct client {
 /// Immutable once built; the server swaps a new one in on reload.
 class client_table {
 public:
-  /// Builds the table; on a bad entry returns nullptr and sets `error`.
-  static std::shared_ptr<client_table> build(const std::vector<client_config>& clients,
-                                             std::string& error);
+  /// Builds the table, or config::ec::invalid naming the first bad entry.
+  static expected<std::shared_ptr<client_table>> build(const std::vector<client_config>& clients);
   /// The client for `addr`: an exact entry, else the longest matching prefix.
   const client* find(const ip_address& addr) const;
   const std::vector<client>& all() const { return clients_; }

@@ -6,16 +6,18 @@ namespace imeilock::radius {
 
 using namespace std::chrono_literals;
 
-std::string radius_config::validate() const {
+expected<void> radius_config::validate() const {
+  auto invalid = [](std::string key, std::string why) {
+    return error{config::ec::invalid, std::move(why), std::move(key)};
+  };
   if (enabled && listen.empty())
-    return "listen: at least one address is needed";
+    return invalid("listen", "at least one address is needed");
   if (io_threads < 1 || io_threads > 64)
-    return "io_threads: must be between 1 and 64";
+    return invalid("io_threads", "must be between 1 and 64");
   if (duplicate_window < 5s || duplicate_window > 30s)
-    return "duplicate_window: must be between 5s and 30s (RFC 5080 §2.2.2)";
-  std::string error;
-  if (!client_table::build(clients, error))
-    return "clients: " + error;
+    return invalid("duplicate_window", "must be between 5s and 30s (RFC 5080 §2.2.2)");
+  if (auto table = client_table::build(clients); !table)
+    return invalid("clients", table.error().message());
   return {};
 }
 
@@ -48,9 +50,8 @@ void load(radius_config& cfg, config::section s) {
       c.fail("address", "every client needs an address or CIDR block");
     if (cc.secret.empty())
       c.fail("secret", "every client needs a non-empty shared secret");
-    std::string error;
-    if (!client_table::build({cc}, error))
-      c.fail("address", error);
+    if (auto table = client_table::build({cc}); !table)
+      c.fail("address", table.error().message());
     clients.push_back(std::move(cc));
   }
   if (s.has("clients"))
@@ -64,8 +65,8 @@ void load(radius_config& cfg, config::section s) {
   d.finish();
 
   s.finish();
-  if (std::string e = cfg.validate(); !e.empty())
-    s.fail({}, e);
+  if (auto valid = cfg.validate(); !valid)
+    s.fail({}, valid.error().describe());
 }
 
 } // namespace imeilock::radius

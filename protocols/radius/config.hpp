@@ -56,8 +56,8 @@ struct radius_config {
   std::vector<client_config> clients;
   disconnect_config disconnect;
 
-  /// Empty when valid, else a message naming the problem.
-  std::string validate() const;
+  /// Succeeds when valid, else config::ec::invalid naming the problem.
+  expected<void> validate() const;
 };
 
 /// Reads `s` into `cfg` strictly (unknown keys and out-of-range values throw

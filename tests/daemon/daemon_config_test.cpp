@@ -10,8 +10,10 @@
 using namespace imeilock;
 
 TEST_CASE("the shipped example configuration loads and equals the built-in defaults") {
-  auto cfg = daemon::load_config(IMEILOCK_EXAMPLE_CONFIG);
-  daemon::daemon_config defaults = daemon::load_config_text("{}");
+  auto loaded = daemon::load_config(IMEILOCK_EXAMPLE_CONFIG);
+  REQUIRE(loaded);
+  auto& cfg = *loaded;
+  daemon::daemon_config defaults = daemon::load_config_text("{}").value();
   CHECK(cfg.process.workers == defaults.process.workers);
   CHECK(cfg.process.io_threads == defaults.process.io_threads);
   CHECK(cfg.process.log_level == defaults.process.log_level);
@@ -43,8 +45,8 @@ TEST_CASE("a relative store path goes under the state directory, and a token is 
   auto dir = std::filesystem::temp_directory_path() /
              ("imeilockd-cfg-" + std::to_string(::getpid()));
   std::filesystem::remove_all(dir);
-  auto cfg = daemon::load_config_text("{}");
-  REQUIRE(daemon::resolve_runtime_paths(cfg, dir.string()).empty());
+  auto cfg = daemon::load_config_text("{}").value();
+  REQUIRE(daemon::resolve_runtime_paths(cfg, dir.string()));
   CHECK(cfg.sim_layer.store.path == (dir / "imeilockd.db").string());
   CHECK(cfg.api.token_file == (dir / "api-token").string());
   auto perms = std::filesystem::status(dir / "api-token").permissions();
@@ -55,15 +57,17 @@ TEST_CASE("a relative store path goes under the state directory, and a token is 
   CHECK(first.rfind("rw ", 0) == 0);
   CHECK(first.size() == 3 + 32);
   // A second start keeps the same token.
-  auto again = daemon::load_config_text("{}");
-  REQUIRE(daemon::resolve_runtime_paths(again, dir.string()).empty());
+  auto again = daemon::load_config_text("{}").value();
+  REQUIRE(daemon::resolve_runtime_paths(again, dir.string()));
   std::string second;
   std::getline(std::ifstream{dir / "api-token"}, second);
   CHECK(second == first);
   // Configured tokens: no file is made; absolute paths stay.
-  auto configured = daemon::load_config_text(
-    "api:\n  tokens: [example-only-not-a-secret]\nsim_layer:\n  store:\n    path: /tmp/x.db\n");
-  REQUIRE(daemon::resolve_runtime_paths(configured, dir.string()).empty());
+  auto configured =
+      daemon::load_config_text("api:\n  tokens: [example-only-not-a-secret]\nsim_layer:\n  "
+                               "store:\n    path: /tmp/x.db\n")
+          .value();
+  REQUIRE(daemon::resolve_runtime_paths(configured, dir.string()));
   CHECK(configured.api.token_file.empty());
   CHECK(configured.sim_layer.store.path == "/tmp/x.db");
   std::filesystem::remove_all(dir);
@@ -71,7 +75,7 @@ TEST_CASE("a relative store path goes under the state directory, and a token is 
 
 TEST_CASE("the shipped example documents every option the daemon reads") {
   auto root = config::load_file(IMEILOCK_EXAMPLE_CONFIG);
-  (void)daemon::load_config_section(root);
+  REQUIRE(daemon::load_config_section(root));
   std::vector<std::string> undocumented;
   for (const auto& key : root.absent_keys()) {
     // A listed network overrides orders.defaults key by key; the example
@@ -84,21 +88,47 @@ TEST_CASE("the shipped example documents every option the daemon reads") {
 }
 
 TEST_CASE("an unknown top-level section is rejected with its line") {
-  try {
-    daemon::load_config_text("daemon:\n  workers: 1\nradiuss:\n  listen: 1\n");
-    FAIL("expected an error");
-  } catch (const config::error& e) {
-    CHECK(e.key_path() == "radiuss");
-    CHECK(e.line() == 3);
-  }
+  auto r = daemon::load_config_text("daemon:\n  workers: 1\nradiuss:\n  listen: 1\n");
+  REQUIRE_FALSE(r);
+  CHECK(r.error() == config::ec::unknown_key);
+  CHECK(r.error().where() == "radiuss");
+  CHECK(r.error().line() == 3);
+  CHECK(r.error().describe() == "line 3: radiuss: unknown key");
 }
 
 TEST_CASE("log_level must be one of the documented names") {
-  try {
-    daemon::load_config_text("daemon:\n  log_level: loud\n");
-    FAIL("expected an error");
-  } catch (const config::error& e) {
-    CHECK(e.key_path() == "daemon.log_level");
-    CHECK(e.message().find("expected one of error, warning") == 0);
-  }
+  auto r = daemon::load_config_text("daemon:\n  log_level: loud\n");
+  REQUIRE_FALSE(r);
+  CHECK(r.error() == config::ec::invalid);
+  CHECK(r.error().where() == "daemon.log_level");
+  CHECK(r.error().message().find("expected one of error, warning") == 0);
+}
+
+TEST_CASE("loading returns every kind of configuration problem as an error, never throws") {
+  auto syntax = daemon::load_config_text("daemon: [1, 2\n");
+  REQUIRE_FALSE(syntax);
+  CHECK(syntax.error() == config::ec::syntax);
+  CHECK(syntax.error().describe().find("(root): YAML syntax error") != std::string::npos);
+
+  auto missing = daemon::load_config("/nonexistent/imeilockd.yaml");
+  REQUIRE_FALSE(missing);
+  CHECK(missing.error() == config::ec::unreadable);
+  CHECK(missing.error().describe() ==
+        "(root): cannot open configuration file '/nonexistent/imeilockd.yaml'");
+
+  // A cross-field check of a component (validate()) names the section and line.
+  auto inconsistent =
+      daemon::load_config_text("sim_layer:\n  shards: 2\n  store:\n    path: \"\"\n");
+  REQUIRE_FALSE(inconsistent);
+  CHECK(inconsistent.error() == config::ec::invalid);
+  CHECK(inconsistent.error().describe() == "line 2: sim_layer: store.path: must not be empty");
+}
+
+TEST_CASE("runtime paths: a state directory that cannot be created is a file error") {
+  auto cfg =
+      daemon::load_config_text("sim_layer:\n  store:\n    path: /proc/imeilockd/x.db\n").value();
+  auto r = daemon::resolve_runtime_paths(cfg, "/tmp");
+  REQUIRE_FALSE(r);
+  CHECK(r.error() == sys_ec::file_failed);
+  CHECK(r.error().message().find("cannot create the state directory /proc/imeilockd") == 0);
 }

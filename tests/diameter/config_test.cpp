@@ -24,7 +24,7 @@ TEST_CASE("diameter config defaults", "[diameter][config]") {
   CHECK(cfg.origin_host == "imeilockd.localdomain");
   CHECK(cfg.limits.max_message_size == 65536);
   CHECK(cfg.peers.empty());
-  CHECK(cfg.validate().empty());
+  CHECK(cfg.validate());
 }
 
 TEST_CASE("diameter config with peers, watchdog and limits", "[diameter][config]") {

@@ -9,7 +9,7 @@ using namespace imeilock::lock;
 
 TEST_CASE("R1 defaults are the product text's networks", "[eligibility][R1]") {
   eligibility_config cfg;
-  CHECK(validate(cfg).empty());
+  CHECK(validate(cfg));
   for (const char* n : {"multinet", "roamnet901", "ee", "ee_big_data"}) {
     INFO(n);
     CHECK(policy_for(cfg, n).lock_eligible);
@@ -81,7 +81,9 @@ TEST_CASE("R1 configuration errors name the key", "[eligibility][R1]") {
 TEST_CASE("R1 validate() explains what is wrong", "[eligibility][R1]") {
   eligibility_config cfg;
   cfg.activation_lock_networks.push_back("other");
-  auto e = validate(cfg);
-  CHECK(e.find("activation_lock_networks") != std::string::npos);
-  CHECK(e.find("other") != std::string::npos);
+  auto r = validate(cfg);
+  REQUIRE_FALSE(r);
+  CHECK(r.error() == config::ec::invalid);
+  CHECK(r.error().where() == "activation_lock_networks");
+  CHECK(r.error().message().find("other") != std::string::npos);
 }

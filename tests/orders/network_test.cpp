@@ -114,7 +114,7 @@ TEST_CASE("retry backoff grows by the multiplier up to the cap", "[orders][retry
 
 TEST_CASE("built-in configuration: four networks, small bar lead time", "[orders][config]") {
   orders_config cfg;
-  CHECK(cfg.validate().empty());
+  CHECK(cfg.validate());
   CHECK(cfg.networks.size() == 4);
   for (auto name : {"multinet", "roamnet901", "ee", "ee_big_data"})
     CHECK(cfg.networks.contains(name));
@@ -180,7 +180,7 @@ orders:
   CHECK(ee.backend.type == backend_config::kind::webhook);
   CHECK(ee.backend.url == "http://127.0.0.1:8080/orders");
   CHECK(ee.backend.timeout == 2s);
-  CHECK(listed.validate().empty());
+  CHECK(listed.validate());
 }
 
 TEST_CASE("configuration errors name the key and the line", "[orders][config]") {
@@ -221,13 +221,18 @@ TEST_CASE("configuration errors name the key and the line", "[orders][config]") 
 TEST_CASE("validate() catches inconsistent programmatic configs", "[orders][config]") {
   orders_config cfg;
   cfg.networks["ee"].lead_time_for(lock::order_type::unbar) = lead_time::uniform(5s, 1s);
-  CHECK(cfg.validate() == "networks.ee.lead_times.unbar: min must not exceed max");
+  auto invalid = cfg.validate();
+  REQUIRE_FALSE(invalid);
+  CHECK(invalid.error() == config::ec::invalid);
+  CHECK(invalid.error().where() == "networks.ee.lead_times.unbar");
+  CHECK(invalid.error().describe() == "networks.ee.lead_times.unbar: min must not exceed max");
   cfg = orders_config{};
   cfg.defaults.retry.max_attempts = 0;
-  CHECK(cfg.validate() == "defaults.retry.max_attempts: must be between 1 and 1000");
+  CHECK(cfg.validate().error().describe() ==
+        "defaults.retry.max_attempts: must be between 1 and 1000");
   cfg = orders_config{};
   cfg.defaults.burst = 0;
-  CHECK(cfg.validate() == "defaults.burst: must be between 1 and 1000000");
+  CHECK(cfg.validate().error().describe() == "defaults.burst: must be between 1 and 1000000");
 }
 
 TEST_CASE("only activate, bar and unbar go to the network", "[orders][config]") {

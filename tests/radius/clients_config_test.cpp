@@ -25,14 +25,13 @@ radius_config load_yaml(const std::string& yaml) {
 } // namespace
 
 TEST_CASE("clients are found by exact address, else by the longest prefix") {
-  std::string error;
-  auto t = client_table::build({{"all-10", "10.0.0.0/8", "a", false, 0, ""},
-                                {"pgw-net", "10.1.0.0/16", "b", false, 0, ""},
-                                {"pgw-1", "10.1.2.3", "c", false, 0, ""},
-                                {"v6", "2001:db8::/32", "d", false, 0, ""},
-                                {"lo6", "::1", "e", false, 0, ""}},
-                               error);
-  REQUIRE(t);
+  auto built = client_table::build({{"all-10", "10.0.0.0/8", "a", false, 0, ""},
+                                    {"pgw-net", "10.1.0.0/16", "b", false, 0, ""},
+                                    {"pgw-1", "10.1.2.3", "c", false, 0, ""},
+                                    {"v6", "2001:db8::/32", "d", false, 0, ""},
+                                    {"lo6", "::1", "e", false, 0, ""}});
+  REQUIRE(built);
+  const auto& t = *built;
   CHECK(lookup(*t, "10.1.2.3")->cfg.name == "pgw-1");
   CHECK(lookup(*t, "10.1.9.9")->cfg.name == "pgw-net");
   CHECK(lookup(*t, "10.200.0.1")->cfg.name == "all-10");
@@ -44,13 +43,16 @@ TEST_CASE("clients are found by exact address, else by the longest prefix") {
 }
 
 TEST_CASE("bad client entries are refused with the client named") {
-  std::string error;
-  CHECK_FALSE(client_table::build({{"x", "10.0.0.0/33", "s", false, 0, ""}}, error));
-  CHECK(error.find("'x'") != std::string::npos);
-  CHECK_FALSE(client_table::build({{"y", "not-an-ip", "s", false, 0, ""}}, error));
-  CHECK_FALSE(client_table::build({{"z", "10.0.0.1", "", false, 0, ""}}, error));
-  CHECK_FALSE(client_table::build({{"a", "10.0.0.1", "s", false, 0, ""}, {"b", "10.0.0.1", "t", false, 0, ""}}, error));
-  CHECK(error.find("twice") != std::string::npos);
+  auto too_long = client_table::build({{"x", "10.0.0.0/33", "s", false, 0, ""}});
+  REQUIRE_FALSE(too_long);
+  CHECK(too_long.error() == config::ec::invalid);
+  CHECK(too_long.error().message().find("'x'") != std::string::npos);
+  CHECK_FALSE(client_table::build({{"y", "not-an-ip", "s", false, 0, ""}}));
+  CHECK_FALSE(client_table::build({{"z", "10.0.0.1", "", false, 0, ""}}));
+  auto twice = client_table::build(
+      {{"a", "10.0.0.1", "s", false, 0, ""}, {"b", "10.0.0.1", "t", false, 0, ""}});
+  REQUIRE_FALSE(twice);
+  CHECK(twice.error().message().find("twice") != std::string::npos);
 }
 
 TEST_CASE("the radius section loads with documented defaults") {
