@@ -52,20 +52,19 @@ void load(api_config& cfg, config::section s) {
   s.read("ui", cfg.ui);
   s.finish();
   if (!cfg.token_file.empty()) {
-    token_set probe;
-    if (auto err = resolve_tokens(cfg, probe))
-      s.fail("token_file", *err);
+    if (auto probe = resolve_tokens(cfg); !probe)
+      s.fail("token_file", probe.error().message());
   }
 }
 
-std::optional<std::string> resolve_tokens(const api_config& cfg, token_set& out) {
+expected<token_set> resolve_tokens(const api_config& cfg) {
   token_set result;
   result.read_write = cfg.tokens;
   result.read_only = cfg.read_only_tokens;
   if (!cfg.token_file.empty()) {
     std::ifstream in(cfg.token_file);
     if (!in)
-      return "cannot read token file " + cfg.token_file;
+      return error{sys_ec::file_failed, "cannot read token file " + cfg.token_file};
     std::string line;
     int line_no = 0;
     while (std::getline(in, line)) {
@@ -80,19 +79,18 @@ std::optional<std::string> resolve_tokens(const api_config& cfg, token_set& out)
         continue;
       auto where = cfg.token_file + ":" + std::to_string(line_no) + ": ";
       if (!(words >> token) || (words >> extra))
-        return where + "expected 'rw TOKEN' or 'ro TOKEN'";
+        return error{config::ec::invalid, where + "expected 'rw TOKEN' or 'ro TOKEN'"};
       if (auto err = check_token(token))
-        return where + *err;
+        return error{config::ec::invalid, where + *err};
       if (kind == "rw")
         result.read_write.push_back(token);
       else if (kind == "ro")
         result.read_only.push_back(token);
       else
-        return where + "unknown kind '" + kind + "': expected rw or ro";
+        return error{config::ec::invalid, where + "unknown kind '" + kind + "': expected rw or ro"};
     }
   }
-  out = std::move(result);
-  return std::nullopt;
+  return result;
 }
 
 const std::vector<std::string>& webhook_event_names() {

@@ -61,9 +61,10 @@ struct token_set {
   bool empty() const { return read_write.empty() && read_only.empty(); }
 };
 
-/// Collects the tokens of `cfg`, reading its token file. Returns an error
-/// message naming the file and line, or nullopt on success.
-std::optional<std::string> resolve_tokens(const api_config& cfg, token_set& out);
+/// Collects the tokens of `cfg`, reading its token file: sys_ec::file_failed
+/// when the file cannot be read, config::ec::invalid naming "file:line" for
+/// a bad line.
+expected<token_set> resolve_tokens(const api_config& cfg);
 
 /// One receiver of event webhooks.
 struct webhook_target {

@@ -545,10 +545,11 @@ http_server::~http_server() {
   impl_->metrics_alive.store(false);
 }
 
-std::optional<std::string> http_server::start() {
-  token_set tokens;
-  if (auto err = resolve_tokens(impl_->cfg, tokens))
-    return "api: " + *err;
+expected<void> http_server::start() {
+  auto resolved = resolve_tokens(impl_->cfg);
+  if (!resolved)
+    return std::move(resolved.error().within("api"));
+  auto tokens = std::move(*resolved);
   if (tokens.empty())
     log::warning("api.no_tokens",
                  {{"hint", "every /v1 request will get 401: set api.tokens or api.token_file"}});
@@ -565,7 +566,8 @@ std::optional<std::string> http_server::start() {
       tcp::resolver resolver{impl_->io};
       auto results = resolver.resolve(ep.host, std::to_string(ep.port), ec);
       if (ec)
-        return "api: cannot resolve listen address " + name + ": " + ec.message();
+        return error{sys_ec::listen_failed,
+                     "api: cannot resolve listen address " + name + ": " + ec.message()};
       for (const auto& r : results)
         targets.push_back(r.endpoint());
     }
@@ -585,7 +587,7 @@ std::optional<std::string> http_server::start() {
           beast::error_code ignored;
           a->close(ignored);
         }
-        return "api: cannot listen on " + name + ": " + ec.message();
+        return error{sys_ec::listen_failed, "api: cannot listen on " + name + ": " + ec.message()};
       }
       bound.push_back(std::move(acceptor));
     }
@@ -599,7 +601,7 @@ std::optional<std::string> http_server::start() {
     log::info("api.listening", {{"addr", config::endpoint{to_endpoint(a->local_endpoint())}.to_string()}});
     impl_->do_accept(a);
   }
-  return std::nullopt;
+  return {};
 }
 
 std::vector<config::endpoint> http_server::local_endpoints() const {
@@ -638,17 +640,18 @@ void http_server::stop() {
 
 void http_server::set_ready(bool ready) { impl_->routes.set_ready(ready); }
 
-std::optional<std::string> http_server::reload(const api_config& cfg) {
-  token_set tokens;
-  if (auto err = resolve_tokens(cfg, tokens))
-    return "api: " + *err + " (the previous tokens stay in force)";
+expected<void> http_server::reload(const api_config& cfg) {
+  auto resolved = resolve_tokens(cfg);
+  if (!resolved) // the previous tokens stay in force
+    return std::move(resolved.error().within("api"));
+  auto tokens = std::move(*resolved);
   if (cfg.listen != impl_->cfg.listen)
     log::warning("api.listen_changed", {{"hint", "api.listen takes effect at the next restart"}});
   impl_->routes.set_tokens(std::move(tokens));
   impl_->routes.set_ui(cfg.ui);
   std::lock_guard lock{impl_->mutex};
   impl_->lim = limits_of(cfg);
-  return std::nullopt;
+  return {};
 }
 
 } // namespace imeilock::api

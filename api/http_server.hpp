@@ -4,10 +4,10 @@
 // dashboard. Beast stays inside http_server.cpp; this header needs no Boost.
 //
 //   api::http_server api{io, cfg.api, sim_layer, registry};
-//   if (auto err = api.start()) { log::error("api.start", {{"error", *err}}); ... }
+//   if (auto started = api.start(); !started) { log started.error(); ... }
 //   ... once every listener is bound and the store is open:
 //   api.set_ready(true);
-//   ... SIGHUP: if (auto err = api.reload(new_cfg.api)) log it, the old tokens stay.
+//   ... SIGHUP: if (auto r = api.reload(new_cfg.api); !r) log it, the old tokens stay.
 //   api.stop();
 
 #include "actors/sim_layer.hpp"
@@ -15,7 +15,6 @@
 #include "config/section.hpp"
 
 #include <memory>
-#include <optional>
 #include <string>
 #include <vector>
 
@@ -38,9 +37,10 @@ public:
   http_server(const http_server&) = delete;
   http_server& operator=(const http_server&) = delete;
 
-  /// Binds every configured address and starts accepting. Returns an error
-  /// naming the address that failed (nothing stays bound then), or nullopt.
-  [[nodiscard]] std::optional<std::string> start();
+  /// Binds every configured address and starts accepting. sys_ec::listen_failed
+  /// naming the address that failed (nothing stays bound then); the token
+  /// file's errors as resolve_tokens() gives them.
+  expected<void> start();
 
   /// The addresses actually bound (the real port when the config said 0).
   std::vector<config::endpoint> local_endpoints() const;
@@ -53,8 +53,8 @@ public:
 
   /// Applies a new configuration's tokens, limits, timeouts and `ui` switch.
   /// Listen addresses need a restart (a change is logged). On error (e.g. an
-  /// unreadable token file) nothing changes and the message says why.
-  [[nodiscard]] std::optional<std::string> reload(const api_config& cfg);
+  /// unreadable token file) nothing changes and the error says why.
+  expected<void> reload(const api_config& cfg);
 
   struct impl;
 

@@ -105,9 +105,8 @@ int main(int argc, char** argv) {
   prometheus::Registry registry;
   sink.start();
   radius::radius_server server{cfg, sink, registry};
-  std::string error;
-  if (!server.start(error)) {
-    std::cerr << error << "\n";
+  if (auto started = server.start(); !started) {
+    std::cerr << started.error().describe() << "\n";
     return 1;
   }
   std::printf("PORT %u\n", unsigned{server.local_endpoints().at(0).port});

@@ -110,7 +110,8 @@ struct daemon::impl {
     return s;
   }
 
-  bool fail(std::string_view component, const std::string& reason) {
+  bool fail(std::string_view component, const error& why) {
+    const auto reason = why.describe();
     log::error("daemon.start_failed", {{"component", component}, {"reason", reason}});
     service_manager::status("failed to start " + std::string{component} + ": " + reason);
     return false;
@@ -123,8 +124,8 @@ struct daemon::impl {
                  {"config", config_file.empty() ? std::string{"(embedded defaults)"} : config_file}});
 
     metrics = std::make_unique<metrics::metrics_server>(cfg.metrics);
-    if (auto err = metrics->start())
-      return fail("metrics", *err);
+    if (auto started = metrics->start(); !started)
+      return fail("metrics", started.error());
     auto& registry = metrics->registry();
 
     // CAF: work sharing with an explicit worker count, never its own config
@@ -146,31 +147,32 @@ struct daemon::impl {
       listeners.add(disconnect.get());
     }
 
+    // The store reports a file it cannot open or migrate by throwing from
+    // the layer's constructor (store::store); it becomes an error here.
     try {
       layer = std::make_unique<actors::sim_layer>(*system, cfg.sim_layer, cfg.imei_lock,
                                                   cfg.orders, registry, &listeners, io);
       layer->start();
     } catch (const std::exception& e) {
-      return fail("store", e.what());
+      return fail("store", error{sys_ec::store_unavailable, e.what()});
     }
     if (disconnect)
       wire_disconnect_audit();
 
     api = std::make_unique<api::http_server>(io, cfg.api, layer->service(), registry);
-    if (auto err = api->start())
-      return fail("api", *err);
+    if (auto started = api->start(); !started)
+      return fail("api", started.error());
 
     if (cfg.radius.enabled) {
       radius = std::make_unique<radius::radius_server>(cfg.radius, layer->sink(), registry);
-      std::string err;
-      if (!radius->start(err))
-        return fail("radius", err);
+      if (auto started = radius->start(); !started)
+        return fail("radius", started.error());
     }
     if (cfg.diameter.enabled) {
       diameter =
         std::make_unique<diameter::diameter_server>(io, cfg.diameter, layer->sink(), registry);
-      if (auto err = diameter->start(); !err.empty())
-        return fail("diameter", err);
+      if (auto started = diameter->start(); !started)
+        return fail("diameter", started.error());
     }
 
     api->set_ready(true);
@@ -269,44 +271,61 @@ struct daemon::impl {
     service_manager::reloading();
     log::notice("daemon.reloading", {{"config", config_file}});
     try {
-      auto next = load_config(config_file);
-      const char* state_dir = std::getenv("STATE_DIRECTORY");
-      if (auto err = resolve_runtime_paths(next, state_dir ? state_dir : ""); !err.empty())
-        throw config::error{"", 0, err};
-      if (next.sim_layer.store.path != cfg.sim_layer.store.path)
-        log::warning("daemon.reload_needs_restart", {{"section", "sim_layer.store.path"}});      // Validate what the components check themselves before touching anything.
-      std::string err;
-      if (radius && !radius->reload(next.radius, err))
-        throw config::error{"radius", 0, err};
-      if (disconnect && !disconnect->reload(next.radius, err))
-        log::warning("daemon.reload_partial", {{"component", "disconnect"}, {"reason", err}});
-      if (auto api_err = api->reload(next.api))
-        log::warning("daemon.reload_partial", {{"component", "api"}, {"reason", *api_err}});
-      if (diameter)
-        diameter->reload(next.diameter);
-      layer->reload_orders(next.orders); // validated by load_config; the SIMs' networks follow
-      if (next.imei_lock.lock_networks != cfg.imei_lock.lock_networks ||
-          next.imei_lock.activation_lock_networks != cfg.imei_lock.activation_lock_networks ||
-          next.imei_lock.strict != cfg.imei_lock.strict)
-        log::warning("daemon.reload_needs_restart", {{"section", "imei_lock"}});
-
-      log::set_level(next.process.log_level);
-      if (!(next.metrics == cfg.metrics))
-        log::warning("daemon.reload_needs_restart", {{"section", "metrics"}});
-      cfg.process.log_level = next.process.log_level;
-      cfg.radius = next.radius;
-      cfg.diameter = next.diameter;
-      cfg.api = next.api;
-      cfg.orders = next.orders;
-      log::notice("daemon.reloaded", {{"log_level", log::to_string(cfg.process.log_level)}});
-    } catch (const config::error& e) {
-      log::error("daemon.reload_rejected",
-                 {{"reason", e.what()}, {"action", "keeping the running configuration"}});
+      if (auto applied = apply_reload(); !applied)
+        log::error("daemon.reload_rejected", {{"reason", applied.error().describe()},
+                                              {"action", "keeping the running configuration"}});
+      else
+        log::notice("daemon.reloaded", {{"log_level", log::to_string(cfg.process.log_level)}});
     } catch (const std::exception& e) { // a file no loader check foresaw: never fatal
       log::error("daemon.reload_rejected",
                  {{"reason", e.what()}, {"action", "keeping the running configuration"}});
     }
     service_manager::ready(summary());
+  }
+
+  /// Loads the file and applies it. An error before anything was applied
+  /// (file, paths, RADIUS settings) leaves the running configuration intact.
+  expected<void> apply_reload() {
+    auto loaded = load_config(config_file);
+    if (!loaded)
+      return loaded.error();
+    auto& next = *loaded;
+    const char* state_dir = std::getenv("STATE_DIRECTORY");
+    if (auto paths = resolve_runtime_paths(next, state_dir ? state_dir : ""); !paths)
+      return paths;
+    if (next.sim_layer.store.path != cfg.sim_layer.store.path)
+      log::warning("daemon.reload_needs_restart", {{"section", "sim_layer.store.path"}});
+    // Validate what the components check themselves before touching anything.
+    if (radius) {
+      if (auto applied = radius->reload(next.radius); !applied)
+        return applied;
+    }
+    if (disconnect) {
+      if (auto applied = disconnect->reload(next.radius); !applied)
+        log::warning("daemon.reload_partial",
+                     {{"component", "disconnect"}, {"reason", applied.error().describe()}});
+    }
+    if (auto applied = api->reload(next.api); !applied)
+      log::warning("daemon.reload_partial", {{"component", "api"},
+                                             {"reason", applied.error().describe()},
+                                             {"action", "the previous tokens stay in force"}});
+    if (diameter)
+      diameter->reload(next.diameter);
+    layer->reload_orders(next.orders); // validated by load_config; the SIMs' networks follow
+    if (next.imei_lock.lock_networks != cfg.imei_lock.lock_networks ||
+        next.imei_lock.activation_lock_networks != cfg.imei_lock.activation_lock_networks ||
+        next.imei_lock.strict != cfg.imei_lock.strict)
+      log::warning("daemon.reload_needs_restart", {{"section", "imei_lock"}});
+
+    log::set_level(next.process.log_level);
+    if (!(next.metrics == cfg.metrics))
+      log::warning("daemon.reload_needs_restart", {{"section", "metrics"}});
+    cfg.process.log_level = next.process.log_level;
+    cfg.radius = next.radius;
+    cfg.diameter = next.diameter;
+    cfg.api = next.api;
+    cfg.orders = next.orders;
+    return {};
   }
 
   void begin_stop() {

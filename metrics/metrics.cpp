@@ -126,17 +126,18 @@ metrics_server::metrics_server(metrics_config cfg) :
 
 metrics_server::~metrics_server() = default;
 
-std::optional<std::string> metrics_server::start() {
+expected<void> metrics_server::start() {
   auto addr = cfg_.listen.to_string();
   try {
     exposer_ = std::make_unique<prometheus::Exposer>(addr, cfg_.threads);
   } catch (const std::exception& e) {
-    return "cannot serve /metrics on " + addr + ": " + e.what();
+    // prometheus-cpp (civetweb) reports a failed bind by throwing.
+    return error{sys_ec::listen_failed, "cannot serve /metrics on " + addr + ": " + e.what()};
   }
   exposer_->RegisterCollectable(registry_);
   exposer_->RegisterCollectable(process_);
   log::info("metrics.listening", {{"addr", addr}, {"port", port()}});
-  return std::nullopt;
+  return {};
 }
 
 std::uint16_t metrics_server::port() const {

@@ -4,11 +4,11 @@
 // prometheus-cpp's exposer at http://<listen>/metrics, plus the metrics every
 // production daemon has from the start: build info and process metrics.
 
+#include "common/error.hpp"
 #include "config/section.hpp"
 
 #include <chrono>
 #include <memory>
-#include <optional>
 #include <string>
 
 namespace prometheus {
@@ -41,8 +41,8 @@ public:
   prometheus::Registry& registry() { return *registry_; }
   std::shared_ptr<prometheus::Registry> shared_registry() { return registry_; }
 
-  /// Binds the listener. Returns an error message naming the address if it cannot.
-  std::optional<std::string> start();
+  /// Binds the listener; sys_ec::listen_failed naming the address if it cannot.
+  expected<void> start();
   /// The bound port (useful with port 0), 0 before start().
   std::uint16_t port() const;
   const metrics_config& config() const { return cfg_; }

@@ -913,12 +913,14 @@ diameter_server::~diameter_server() {
   });
 }
 
-std::string diameter_server::start() {
+expected<void> diameter_server::start() {
   auto& s = *impl_;
   for (const auto& ep : s.cfg.listen) {
     boost::system::error_code ec;
     auto addr = asio::ip::make_address(ep.host, ec);
-    if (ec) return "diameter: cannot listen on " + ep.to_string() + ": not an IP address";
+    if (ec)
+      return error{sys_ec::listen_failed,
+                   "diameter: cannot listen on " + ep.to_string() + ": not an IP address"};
     tcp::endpoint endpoint{addr, ep.port};
     auto acc = std::make_unique<tcp::acceptor>(s.strand);
     acc->open(endpoint.protocol(), ec);
@@ -928,7 +930,8 @@ std::string diameter_server::start() {
     if (!ec) acc->listen(asio::socket_base::max_listen_connections, ec);
     if (ec) {
       s.acceptors.clear();
-      return "diameter: cannot listen on " + ep.to_string() + ": " + ec.message();
+      return error{sys_ec::listen_failed,
+                   "diameter: cannot listen on " + ep.to_string() + ": " + ec.message()};
     }
     s.acceptors.push_back(std::move(acc));
   }

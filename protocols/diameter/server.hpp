@@ -53,9 +53,9 @@ public:
   diameter_server(const diameter_server&) = delete;
   diameter_server& operator=(const diameter_server&) = delete;
 
-  /// Binds every listener and starts accepting. Returns an empty string on
-  /// success, else an error naming the address that could not be bound.
-  std::string start();
+  /// Binds every listener and starts accepting; sys_ec::listen_failed naming
+  /// the address that could not be bound.
+  expected<void> start();
 
   /// The bound addresses (after start(); port 0 resolved to the real port).
   std::vector<config::endpoint> local_endpoints() const;

@@ -297,20 +297,22 @@ struct disconnect_sender::impl : std::enable_shared_from_this<impl> {
 disconnect_sender::disconnect_sender(boost::asio::io_context& io, const radius_config& cfg,
                                      prometheus::Registry& registry)
   : impl_(std::make_shared<impl>(io, registry)) {
-  std::string error;
-  reload(cfg, error);
+  // The daemon's configuration passed radius_config::validate(), which builds
+  // the same table: this cannot fail for it, and a table-less sender only
+  // skips events (no client to send to).
+  (void)reload(cfg);
 }
 
 disconnect_sender::~disconnect_sender() { stop(); }
 
-bool disconnect_sender::reload(const radius_config& cfg, std::string& error) {
-  auto table = client_table::build(cfg.clients, error);
+expected<void> disconnect_sender::reload(const radius_config& cfg) {
+  auto table = client_table::build(cfg.clients);
   if (!table)
-    return false;
+    return std::move(table.error().within("radius.clients"));
   std::lock_guard lock{impl_->cfg_mutex};
   impl_->cfg = cfg.disconnect;
-  impl_->clients = std::move(table);
-  return true;
+  impl_->clients = std::move(*table);
+  return {};
 }
 
 void disconnect_sender::set_result_hook(std::function<void(const disconnect_result&)> hook) {

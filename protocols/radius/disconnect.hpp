@@ -65,8 +65,9 @@ public:
   /// to the SIM's audit log). Set before events arrive.
   void set_result_hook(std::function<void(const disconnect_result&)> hook);
 
-  /// New clients/secrets/ports/timeouts; thread-safe.
-  bool reload(const radius_config& cfg, std::string& error);
+  /// New clients/secrets/ports/timeouts; thread-safe. config::ec::invalid
+  /// (nothing changes) when a client entry is bad.
+  expected<void> reload(const radius_config& cfg);
 
   /// Closes the sockets; pending requests end without an outcome.
   void stop();

@@ -549,11 +549,12 @@ struct radius_server::impl {
 
   impl(const radius_config& c, actors::observation_sink& s, prometheus::Registry& r) : cfg(c), sink(s), m(r) {}
 
-  std::shared_ptr<const settings> make_settings(const radius_config& c, std::string& error) {
+  expected<std::shared_ptr<const settings>> make_settings(const radius_config& c) {
     auto st = std::make_shared<settings>();
-    st->clients = client_table::build(c.clients, error);
-    if (!st->clients)
-      return nullptr;
+    auto table = client_table::build(c.clients);
+    if (!table)
+      return std::move(table.error().within("radius.clients"));
+    st->clients = std::move(*table);
     for (client& cl : st->clients->all_mutable())
       cl.user = m.for_client(cl.cfg.name);
     st->user_name = c.user_name;
@@ -561,7 +562,7 @@ struct radius_server::impl {
     st->cache_entries = c.duplicate_cache_entries;
     st->max_in_flight = c.max_in_flight;
     st->with_disconnect = c.disconnect.enabled;
-    return st;
+    return std::shared_ptr<const settings>{std::move(st)};
   }
 };
 
@@ -571,26 +572,21 @@ radius_server::radius_server(const radius_config& cfg, actors::observation_sink&
 
 radius_server::~radius_server() { stop(); }
 
-bool radius_server::start(std::string& error) {
+expected<void> radius_server::start() {
   impl& d = *impl_;
-  if (d.started) {
-    error = "radius server already started";
-    return false;
-  }
-  if (std::string e = d.cfg.validate(); !e.empty()) {
-    error = "radius: " + e;
-    return false;
-  }
+  IMEILOCK_ASSERT(!d.started, "radius_server::start() called twice");
+  if (auto valid = d.cfg.validate(); !valid)
+    return std::move(valid.error().within("radius"));
   if (!d.cfg.enabled) {
     log::info("radius.disabled", {});
-    return true;
+    return {};
   }
-  auto st = d.make_settings(d.cfg, error);
+  auto st = d.make_settings(d.cfg);
   if (!st)
-    return false;
+    return st.error();
   {
     std::lock_guard lock{d.settings_mutex};
-    d.current = st;
+    d.current = std::move(*st);
   }
   d.generation.fetch_add(1, std::memory_order_release);
 
@@ -603,10 +599,9 @@ bool radius_server::start(std::string& error) {
     const std::string host = ep.host == "*" ? std::string{"0.0.0.0"} : ep.host;
     boost::system::error_code ec;
     const auto addr = asio::ip::make_address(host, ec);
-    if (ec) {
-      error = "radius: cannot listen on " + ep.to_string() + ": not an IP address";
-      return false;
-    }
+    if (ec)
+      return error{sys_ec::listen_failed,
+                   "radius: cannot listen on " + ep.to_string() + ": not an IP address"};
     udp::endpoint where{addr, ep.port};
     for (auto& w : d.workers) {
       auto s = std::make_unique<worker::socket_state>(w->io);
@@ -624,10 +619,10 @@ bool radius_server::start(std::string& error) {
       if (!ec)
         s->sock.bind(where, ec);
       if (ec) {
-        error = "radius: cannot listen on " + ep.to_string() + ": " + ec.message();
         for (auto& ww : d.workers)
           ww->sockets.clear();
-        return false;
+        return error{sys_ec::listen_failed,
+                     "radius: cannot listen on " + ep.to_string() + ": " + ec.message()};
       }
       // Port 0: the first socket picks the port, the others share it.
       where.port(s->sock.local_endpoint().port());
@@ -652,29 +647,27 @@ bool radius_server::start(std::string& error) {
     addrs += (addrs.empty() ? "" : ",") + b.to_string();
   log::info("radius.listening", {{"addr", addrs}, {"threads", d.cfg.io_threads},
                                  {"clients", d.cfg.clients.size()}});
-  return true;
+  return {};
 }
 
 std::vector<config::endpoint> radius_server::local_endpoints() const { return impl_->bound; }
 
-bool radius_server::reload(const radius_config& cfg, std::string& error) {
+expected<void> radius_server::reload(const radius_config& cfg) {
   impl& d = *impl_;
-  if (std::string e = cfg.validate(); !e.empty()) {
-    error = "radius: " + e;
-    return false;
-  }
-  auto st = d.make_settings(cfg, error);
+  if (auto valid = cfg.validate(); !valid)
+    return std::move(valid.error().within("radius"));
+  auto st = d.make_settings(cfg);
   if (!st)
-    return false;
+    return st.error();
   if (!(cfg.listen == d.cfg.listen) || cfg.io_threads != d.cfg.io_threads)
     log::warning("radius.reload_needs_restart", {{"what", "listen/io_threads"}});
   {
     std::lock_guard lock{d.settings_mutex};
-    d.current = st;
+    d.current = std::move(*st);
   }
   d.generation.fetch_add(1, std::memory_order_release);
   log::info("radius.reloaded", {{"clients", cfg.clients.size()}});
-  return true;
+  return {};
 }
 
 void radius_server::stop() {

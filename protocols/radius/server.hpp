@@ -12,7 +12,7 @@
 // (recvmmsg/sendmmsg). Asio stays out of this header.
 //
 //   radius::radius_server server{cfg.radius, sim_layer, registry};
-//   if (std::string err; !server.start(err)) { log::error(...); return 1; }
+//   if (auto started = server.start(); !started) { log started.error(); return 1; }
 //   ...  server.reload(new_cfg.radius);   // SIGHUP: clients, window, rules
 //   server.stop();                        // stop reading, drain, close
 
@@ -53,9 +53,10 @@ public:
   radius_server& operator=(const radius_server&) = delete;
 
   /// Opens every listener and starts the I/O threads (none when `enabled`
-  /// is false). False with `error`
-  /// naming the address ("cannot listen on 127.0.0.1:1813: Address in use").
-  bool start(std::string& error);
+  /// is false). sys_ec::listen_failed naming the address ("cannot listen on
+  /// 127.0.0.1:1813: Address in use"), config::ec::invalid for a
+  /// configuration that fails validate(). Called once (IMEILOCK_ASSERT).
+  expected<void> start();
 
   /// The bound addresses, one per configured listener, with the real port
   /// when the configuration said 0.
@@ -63,9 +64,9 @@ public:
 
   /// Applies a new configuration from any thread: clients and secrets,
   /// duplicate window, cache size, in-flight limit, User-Name rules.
-  /// Listener and thread changes need a restart (logged). False with
-  /// `error` if `cfg` is invalid; the running configuration is then kept.
-  bool reload(const radius_config& cfg, std::string& error);
+  /// Listener and thread changes need a restart (logged). config::ec::invalid
+  /// if `cfg` is invalid; the running configuration is then kept.
+  expected<void> reload(const radius_config& cfg);
 
   /// Stops reading, waits up to drain_timeout for requests in flight to be
   /// answered, closes the sockets and joins the threads. Idempotent.

@@ -117,13 +117,14 @@ TEST_CASE("reload swaps the tokens, a bad token file keeps the old ones", "[api]
   api_config cfg;
   cfg.listen = {config::endpoint{"127.0.0.1", 0}};
   cfg.tokens = {"fresh-token-0123456789abcdef"};
-  REQUIRE_FALSE(f.server().reload(cfg));
+  REQUIRE(f.server().reload(cfg));
   CHECK(c.request("GET", "/v1/sims", rw_token).status == 401);
   CHECK(c.request("GET", "/v1/sims", "fresh-token-0123456789abcdef").status == 200);
   cfg.token_file = "/nonexistent/tokens";
-  auto err = f.server().reload(cfg);
-  REQUIRE(err);
-  CHECK(err->find("/nonexistent/tokens") != std::string::npos);
+  auto refused = f.server().reload(cfg);
+  REQUIRE_FALSE(refused);
+  CHECK(refused.error() == sys_ec::file_failed);
+  CHECK(refused.error().describe().find("/nonexistent/tokens") != std::string::npos);
   CHECK(c.request("GET", "/v1/sims", "fresh-token-0123456789abcdef").status == 200);
 }
 

@@ -73,17 +73,23 @@ TEST_CASE("api: token file with rw and ro lines, errors name the file and line",
   api_config cfg;
   cfg.tokens = {"rw-conf-0123456789abcdef"};
   cfg.token_file = file;
-  token_set tokens;
-  REQUIRE_FALSE(resolve_tokens(cfg, tokens));
+  auto resolved = resolve_tokens(cfg);
+  REQUIRE(resolved);
+  const auto& tokens = *resolved;
   CHECK(tokens.read_write.size() == 2);
   CHECK(tokens.read_only == std::vector<std::string>{"ro-file-0123456789abcdef"});
   {
     std::ofstream out(file);
     out << "rw rw-file-0123456789abcdef\nadmin x-0123456789abcdef\n";
   }
-  auto err = resolve_tokens(cfg, tokens);
-  REQUIRE(err);
-  CHECK(err->find(file + ":2") != std::string::npos);
+  auto bad = resolve_tokens(cfg);
+  REQUIRE_FALSE(bad);
+  CHECK(bad.error() == config::ec::invalid);
+  CHECK(bad.error().message().find(file + ":2") != std::string::npos);
+  cfg.token_file = file + ".missing";
+  auto missing = resolve_tokens(cfg);
+  REQUIRE_FALSE(missing);
+  CHECK(missing.error() == sys_ec::file_failed);
   CHECK_THROWS_WITH(load_api("api:\n  token_file: " + file + "\n"), Catch::Contains("unknown kind"));
   std::remove(file.c_str());
 }

@@ -31,8 +31,8 @@ server_fixture::server_fixture(const std::function<void(api_config&)>& tweak)
   if (tweak)
     tweak(cfg);
   impl_->server = std::make_unique<http_server>(impl_->io, cfg, service, impl_->registry);
-  if (auto err = impl_->server->start())
-    throw std::runtime_error(*err);
+  if (auto started = impl_->server->start(); !started)
+    throw std::runtime_error(started.error().describe());
   impl_->server->set_ready(true);
   auto eps = impl_->server->local_endpoints();
   if (eps.empty())

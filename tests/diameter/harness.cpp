@@ -90,8 +90,8 @@ int main(int argc, char** argv) {
   prometheus::Registry registry;
   recording_sink sink{record, answer};
   diameter::diameter_server server{io, cfg, sink, registry};
-  if (auto err = server.start(); !err.empty()) {
-    std::cerr << err << "\n";
+  if (auto started = server.start(); !started) {
+    std::cerr << started.error().describe() << "\n";
     return 1;
   }
   for (const auto& ep : server.local_endpoints()) std::cout << "listening " << ep.host << " " << ep.port << "\n";

@@ -90,7 +90,7 @@ diameter_config base_config() {
 struct harness {
   explicit harness(diameter_config c = base_config()) : cfg(std::move(c)) {
     server = std::make_unique<diameter_server>(io, cfg, sink, registry);
-    REQUIRE(server->start().empty());
+    REQUIRE(server->start());
     port = server->local_endpoints().at(0).port;
     // Two io threads, as the daemon may run: everything must hold on the server's strand.
     thread = std::thread([this] { io.run(); });
@@ -584,8 +584,11 @@ TEST_CASE("start() names the address it cannot bind", "[diameter][server]") {
   prometheus::Registry reg;
   test_sink sink;
   diameter_server second{io, cfg, sink, reg};
-  const auto err = second.start();
-  CHECK(err.find("127.0.0.1:" + std::to_string(h.port)) != std::string::npos);
+  const auto started = second.start();
+  REQUIRE_FALSE(started);
+  CHECK(started.error() == sys_ec::listen_failed);
+  CHECK(started.error().message().find("127.0.0.1:" + std::to_string(h.port)) !=
+        std::string::npos);
 }
 
 TEST_CASE("IPv6 listener", "[diameter][server]") {

@@ -149,18 +149,14 @@ bool parse_ack(const std::string& s, actors::ack& out) {
   return true;
 }
 
-bool load_config(const std::string& file, radius::radius_config& cfg, std::string& error) {
-  try {
+expected<radius::radius_config> load_config(const std::string& file) {
+  return config::capture([&] {
     auto root = config::load_file(file);
     radius::radius_config fresh;
     radius::load(fresh, root.child("radius"));
     root.finish();
-    cfg = std::move(fresh);
-    return true;
-  } catch (const config::error& e) {
-    error = e.what();
-    return false;
-  }
+    return fresh;
+  });
 }
 
 } // namespace
@@ -186,16 +182,21 @@ int main(int argc, char** argv) {
     }
   }
   radius::radius_config cfg;
-  std::string error;
-  if (config_file.empty() || !load_config(config_file, cfg, error)) {
-    std::cerr << "config: " << error << "\n";
+  if (config_file.empty()) {
+    std::cerr << "config: --config is required\n";
+    return 78;
+  }
+  if (auto loaded = load_config(config_file); loaded) {
+    cfg = std::move(*loaded);
+  } else {
+    std::cerr << "config: " << loaded.error().describe() << "\n";
     return 78;
   }
   prometheus::Registry registry;
   sink.start();
   radius::radius_server server{cfg, sink, registry};
-  if (!server.start(error)) {
-    std::cerr << error << "\n";
+  if (auto started = server.start(); !started) {
+    std::cerr << started.error().describe() << "\n";
     return 1;
   }
   boost::asio::io_context control;
@@ -234,10 +235,12 @@ int main(int argc, char** argv) {
       prometheus::TextSerializer{}.Serialize(text, registry.Collect());
       say(text.str() + "END");
     } else if (line.rfind("reload ", 0) == 0) {
-      radius::radius_config fresh;
-      if (!load_config(line.substr(7), fresh, error) || !server.reload(fresh, error) ||
-          !dsender.reload(fresh, error))
-        say("RELOAD_FAILED " + error);
+      auto fresh = load_config(line.substr(7));
+      expected<void> applied = fresh ? server.reload(*fresh) : expected<void>{fresh.error()};
+      if (applied)
+        applied = dsender.reload(*fresh);
+      if (!applied)
+        say("RELOAD_FAILED " + applied.error().describe());
       else
         say("RELOADED");
     } else if (line == "violation") {
