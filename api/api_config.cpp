@@ -1,5 +1,7 @@
 #include "api/api_config.hpp"
 
+#include "config/tls.hpp"
+
 #include <algorithm>
 #include <fstream>
 #include <sstream>
@@ -105,10 +107,8 @@ void load(webhook_config& cfg, config::section s) {
   for (auto& t : s.children("targets")) {
     webhook_target target;
     t.read("url", target.url);
-    if (target.url.rfind("http://", 0) != 0)
-      t.fail("url", target.url.rfind("https://", 0) == 0
-                      ? "https is not supported yet: use http:// behind a TLS proxy"
-                      : "expected an http:// URL");
+    if (std::string why; !http::parse_url(target.url, &why))
+      t.fail("url", why);
     t.read("events", target.events);
     for (const auto& e : target.events) {
       const auto& names = webhook_event_names();
@@ -131,6 +131,8 @@ void load(webhook_config& cfg, config::section s) {
     }
     if (target.secret.empty())
       t.fail("secret", "a target needs a secret (or secret_file) to sign its deliveries");
+    if (t.has("tls"))
+      config::load(target.tls, t.child("tls"));
     t.finish();
     cfg.targets.push_back(std::move(target));
   }

@@ -3,6 +3,7 @@
 // tokens (`api:` section) and the event webhooks (`webhooks:` section).
 // Every default below is the one the daemon runs with when the key is absent.
 
+#include "common/http_url.hpp"
 #include "config/section.hpp"
 
 #include <chrono>
@@ -68,7 +69,7 @@ expected<token_set> resolve_tokens(const api_config& cfg);
 
 /// One receiver of event webhooks.
 struct webhook_target {
-  /// http://host[:port]/path (https is not supported yet: put a TLS proxy in front).
+  /// http://host[:port]/path or https://host[:port]/path.
   std::string url;
   /// Event names sent to this URL (see webhook_event_names()); empty = all.
   std::vector<std::string> events;
@@ -76,6 +77,10 @@ struct webhook_target {
   std::string secret;
   /// File holding the key (trailing newline ignored); used when `secret` is empty.
   std::string secret_file;
+  /// https: CA file (empty: system store) and optional client certificate.
+  http::tls_files tls;
+
+  friend bool operator==(const webhook_target&, const webhook_target&) = default;
 };
 
 /// The `webhooks:` section.
@@ -90,6 +95,8 @@ struct webhook_config {
   std::chrono::milliseconds max_backoff = 5min;
   /// Connect + send + answer, per attempt.
   std::chrono::milliseconds timeout = 10s;
+
+  friend bool operator==(const webhook_config&, const webhook_config&) = default;
 };
 
 /// Reads `webhooks:` strictly; reads each secret_file.

@@ -99,9 +99,20 @@ public:
       queued_(queued.Add({{"target", target_.url}})) {
     url_ = http::parse_url(target_.url);
     options_.timeout = cfg_.timeout;
+    if (url_ && url_->tls()) {
+      options_.tls = http::make_tls_context(target_.tls, &tls_error_);
+      if (!options_.tls) {
+        tls_error_ = "tls." + tls_error_;
+        log::error("webhook.tls_unusable", {{"target", target_.url}, {"reason", tls_error_}});
+      }
+    }
     for (const auto& e : target_.events)
       events_.push_back(e);
   }
+
+  const webhook_target& target() const { return target_; }
+  /// Why this target's TLS settings cannot be used; empty when they can.
+  const std::string& tls_error() const { return tls_error_; }
 
   bool wants(std::string_view event) const {
     return events_.empty() || std::find(events_.begin(), events_.end(), event) != events_.end();
@@ -170,6 +181,8 @@ private:
   void attempt() {
     if (!url_)
       return give_up("the URL cannot be parsed");
+    if (!tls_error_.empty())
+      return give_up(tls_error_);
     ++current_->attempts;
     http::request req{
         "POST",
@@ -238,6 +251,7 @@ private:
   webhook_config cfg_;
   std::optional<http::url> url_; ///< nullopt: unparsable, every delivery gives up
   http::options options_;
+  std::string tls_error_; ///< https settings unusable: every delivery gives up
   std::vector<std::string> events_;
   net::steady_timer timer_;
   std::shared_ptr<http::pending> inflight_; ///< the POST in flight (strand only)
@@ -258,17 +272,29 @@ private:
 
 } // namespace
 
+using worker_list = std::vector<std::shared_ptr<target_worker>>;
+
 struct webhook_notifier::impl {
-  webhook_config cfg;
-  std::vector<std::shared_ptr<target_worker>> workers;
+  net::io_context* io = nullptr;
+  prometheus::Family<prometheus::Counter>* results = nullptr;
+  prometheus::Family<prometheus::Gauge>* queued = nullptr;
   std::atomic<std::uint64_t> sequence{0};
   std::string instance; ///< makes delivery ids unique across restarts
+
+  mutable std::mutex mutex; ///< guards cfg and workers (replaced whole by reload)
+  webhook_config cfg;
+  std::shared_ptr<const worker_list> workers = std::make_shared<worker_list>();
+
+  std::shared_ptr<const worker_list> snapshot() const {
+    std::lock_guard lock{mutex};
+    return workers;
+  }
 };
 
 webhook_notifier::webhook_notifier(net::io_context& io, const webhook_config& cfg,
                                    prometheus::Registry& registry)
   : impl_(std::make_shared<impl>()) {
-  impl_->cfg = cfg;
+  impl_->io = &io;
   impl_->instance = std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
                                      std::chrono::system_clock::now().time_since_epoch())
                                      .count());
@@ -282,18 +308,65 @@ webhook_notifier::webhook_notifier(net::io_context& io, const webhook_config& cf
                    .Name("imeilock_webhook_queued")
                    .Help("Webhook deliveries waiting or in flight, by target")
                    .Register(registry);
-  for (const auto& t : impl_->cfg.targets)
-    impl_->workers.push_back(std::make_shared<target_worker>(io, t, impl_->cfg, results, queued));
+  impl_->results = &results;
+  impl_->queued = &queued;
+  impl_->cfg = cfg;
+  auto workers = std::make_shared<worker_list>();
+  for (const auto& t : cfg.targets)
+    workers->push_back(std::make_shared<target_worker>(io, t, cfg, results, queued));
+  impl_->workers = std::move(workers);
+}
+
+std::optional<std::string> webhook_notifier::reload(const webhook_config& next) {
+  std::lock_guard lock{impl_->mutex};
+  if (next == impl_->cfg)
+    return std::nullopt;
+  auto shared_settings = [](webhook_config c) {
+    c.targets.clear();
+    return c;
+  };
+  bool same_settings = shared_settings(next) == shared_settings(impl_->cfg);
+  auto fresh = std::make_shared<worker_list>();
+  std::vector<bool> kept(impl_->workers->size(), false);
+  std::size_t changed = 0;
+  for (const auto& t : next.targets) {
+    std::shared_ptr<target_worker> w;
+    for (std::size_t i = 0; same_settings && !w && i < kept.size(); ++i)
+      if (!kept[i] && (*impl_->workers)[i]->target() == t) {
+        kept[i] = true;
+        w = (*impl_->workers)[i];
+      }
+    if (!w) {
+      w = std::make_shared<target_worker>(*impl_->io, t, next, *impl_->results, *impl_->queued);
+      if (!w->tls_error().empty())
+        return "webhook " + t.url + ": " + w->tls_error(); // nothing changed yet
+      ++changed;
+    }
+    fresh->push_back(std::move(w));
+  }
+  std::size_t removed = 0;
+  for (std::size_t i = 0; i < kept.size(); ++i)
+    if (!kept[i]) {
+      (*impl_->workers)[i]->stop();
+      ++removed;
+    }
+  impl_->workers = std::move(fresh);
+  impl_->cfg = next;
+  log::notice(
+      "webhook.reloaded",
+      {{"targets", next.targets.size()}, {"new", changed}, {"replaced_or_removed", removed}});
+  return std::nullopt;
 }
 
 webhook_notifier::~webhook_notifier() { stop(); }
 
 void webhook_notifier::on_event(const actors::sim_event& ev) {
-  if (impl_->workers.empty())
+  auto workers = impl_->snapshot();
+  if (workers->empty())
     return;
   auto event = std::string{webhook_event_name(ev.what)};
   std::string body;
-  for (auto& w : impl_->workers) {
+  for (const auto& w : *workers) {
     if (!w->wants(event))
       continue;
     if (body.empty())
@@ -304,13 +377,13 @@ void webhook_notifier::on_event(const actors::sim_event& ev) {
 }
 
 void webhook_notifier::stop() {
-  for (auto& w : impl_->workers)
+  for (const auto& w : *impl_->snapshot())
     w->stop();
 }
 
 std::size_t webhook_notifier::pending() const {
   std::size_t n = 0;
-  for (const auto& w : impl_->workers)
+  for (const auto& w : *impl_->snapshot())
     n += w->pending();
   return n;
 }

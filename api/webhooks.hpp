@@ -12,6 +12,17 @@
 // answer within `timeout`, is retried with exponential backoff up to
 // `max_attempts`. Each target has its own bounded queue and delivers in order.
 //
+// https targets verify the server's certificate (chain against the system CA
+// store or the target's tls.ca_file, dates, host name) and may present a
+// client certificate; a failed check is a failed attempt like a refused
+// connection, retried and counted, its reason ("certificate has expired",
+// "hostname mismatch", "unknown CA") in the webhook.retry / gave_up log lines.
+//
+// reload() applies a changed `webhooks:` section without a restart: targets
+// whose settings are unchanged keep their queue; new or changed ones
+// (URL, secret, events, tls) start afresh and the ones they replace stop,
+// dropping (and counting) what they still had queued.
+//
 //   api::webhook_notifier hooks{io, cfg.webhooks, registry};
 //   sim_layer.add_listener(hooks);   // the SIM layer calls on_event()
 //   ...
@@ -21,6 +32,7 @@
 #include "api/api_config.hpp"
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -52,6 +64,10 @@ public:
 
   /// Queues `ev` for every target subscribed to it. Thread-safe, non-blocking.
   void on_event(const actors::sim_event& ev) override;
+
+  /// Applies `next` (SIGHUP). Returns an error and changes nothing when a
+  /// new target's TLS files cannot be used. Thread-safe with on_event().
+  std::optional<std::string> reload(const webhook_config& next);
 
   /// Stops delivering; queued deliveries are dropped (counted). Idempotent.
   void stop();

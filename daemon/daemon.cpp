@@ -309,6 +309,10 @@ struct daemon::impl {
       log::warning("daemon.reload_partial", {{"component", "api"},
                                              {"reason", applied.error().describe()},
                                              {"action", "the previous tokens stay in force"}});
+    if (auto hooks_err = webhooks->reload(next.webhooks))
+      log::warning("daemon.reload_partial", {{"component", "webhooks"}, {"reason", *hooks_err}});
+    else
+      cfg.webhooks = next.webhooks;
     if (diameter)
       diameter->reload(next.diameter);
     layer->reload_orders(next.orders); // validated by load_config; the SIMs' networks follow

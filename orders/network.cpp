@@ -2,6 +2,7 @@
 
 #include "common/assert.hpp"
 #include "config/section.hpp"
+#include "config/tls.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -233,8 +234,10 @@ expected<void> backend_config::validate() const {
     return error{config::ec::invalid, std::move(why), "backend." + key};
   };
   if (type == kind::webhook) {
-    if (url.rfind("http://", 0) != 0 || url.size() <= 7)
-      return invalid("url", "a webhook needs an http:// URL (no TLS; use a proxy for https)");
+    if (url.empty())
+      return invalid("url", "a webhook needs an http:// or https:// URL");
+    if (std::string why; !http::parse_url(url, &why))
+      return invalid("url", why);
     if (timeout <= milliseconds{0} || timeout > max_duration)
       return invalid("timeout", "must be between 1ms and 1d");
   }
@@ -358,6 +361,7 @@ void load(network_config& cfg, config::section s) {
   b.read("url", cfg.backend.url);
   b.read_duration("timeout", cfg.backend.timeout, milliseconds{1}, max_duration);
   b.read("bearer_token_file", cfg.backend.bearer_token_file);
+  config::load(cfg.backend.tls, b.child("tls"));
   b.read("failure_probability", cfg.backend.failure_probability, 0.0, 1.0);
   b.read("fail_first", cfg.backend.fail_first, 0u, 1'000'000u);
   b.finish();

@@ -32,12 +32,14 @@
 //     retry: { max_attempts: 5, initial_backoff: 1s, max_backoff: 1m, multiplier: 2 }
 //     backend:
 //       type: simulated           # simulated | webhook
-//       url: http://127.0.0.1:8080/orders   # webhook only; plain HTTP
+//       url: http://127.0.0.1:8080/orders   # webhook only; http:// or https://
 //       timeout: 5s               # webhook: whole request (connect+send+answer)
 //       bearer_token_file: ""     # webhook: "Authorization: Bearer <file content>"
+//       tls: { ca_file: "", client_cert: "", client_key: "" }   # https webhook
 //       failure_probability: 0    # simulated: share of submissions refused (tests, demos)
 //       fail_first: 0             # simulated: refuse the first N submissions
 
+#include "common/http_url.hpp"
 #include "config/error.hpp"
 #include "lock/types.hpp"
 
@@ -130,14 +132,16 @@ struct backend_config {
   enum class kind : std::uint8_t { simulated, webhook };
 
   kind type = kind::simulated;
-  /// webhook: "http://host[:port][/path]" (plain HTTP only; put a TLS-terminating
-  /// proxy in front for HTTPS). Required for webhook.
+  /// webhook: "http://host[:port][/path]" or "https://...". Required for webhook.
   std::string url;
   /// webhook: limit on one whole request (resolve, connect, send, answer).
   milliseconds timeout{5'000};
   /// webhook: file whose content (trimmed) is sent as "Authorization: Bearer ...";
   /// empty = no Authorization header. Read when the backend is created.
   std::string bearer_token_file;
+  /// webhook over https: CA file (empty: the system store), optional client
+  /// certificate and key. Read when the backend is created.
+  http::tls_files tls;
   /// simulated: probability that a submission is refused, 0..1 (tests, demos).
   double failure_probability = 0.0;
   /// simulated: refuse the first N submissions, then accept (tests, demos).

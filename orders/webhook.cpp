@@ -16,9 +16,11 @@ namespace {
 class webhook_backend final : public provisioning_backend {
 public:
   webhook_backend(boost::asio::io_context& io, std::string url_text, http::url url,
-                  std::chrono::milliseconds timeout, std::string bearer_token) :
+                  std::chrono::milliseconds timeout, std::string bearer_token,
+                  std::shared_ptr<http::tls_context> tls) :
       io_(io), url_text_(std::move(url_text)), url_(std::move(url)) {
     options_.timeout = timeout;
+    options_.tls = std::move(tls);
     options_.body_limit = 64 * 1024;
     headers_.emplace_back("Content-Type", "application/json");
     if (!bearer_token.empty())
@@ -77,8 +79,14 @@ std::unique_ptr<provisioning_backend> make_webhook_backend(const backend_config&
   std::string token;
   if (!cfg.bearer_token_file.empty())
     token = read_token(cfg.bearer_token_file);
+  std::shared_ptr<http::tls_context> tls;
+  if (url->tls()) {
+    tls = http::make_tls_context(cfg.tls, &error);
+    if (!tls)
+      throw std::runtime_error("webhook tls." + error);
+  }
   return std::make_unique<webhook_backend>(io, cfg.url, std::move(*url), cfg.timeout,
-                                           std::move(token));
+                                           std::move(token), std::move(tls));
 }
 
 std::unique_ptr<provisioning_backend>

@@ -5,9 +5,12 @@
 // reset connection, a name that does not resolve — is a failed submission
 // with a reason, which the scheduler retries with backoff.
 //
-// Plain HTTP only (no TLS): run it on loopback / a management network, or put
-// a TLS-terminating proxy in front. One connection per order
-// ("Connection: close"): orders are rare next to accounting traffic.
+// http:// or https:// (TLS: the server's certificate verified against the
+// system CA store or backend.tls.ca_file, and its host name; an optional
+// client certificate). A failed check ("certificate has expired", "hostname
+// mismatch", "unknown CA") is a failed submission like any other. One
+// connection per order ("Connection: close"): orders are rare next to
+// accounting traffic.
 //
 // The HTTP exchange is common/http_client's; this file only builds the
 // request and reads the status. Asio stays out of this header (TOOLCHAIN.md:
@@ -26,9 +29,10 @@ class io_context;
 namespace imeilock::orders {
 
 /// Creates the webhook backend for `cfg` (type webhook). Reads
-/// cfg.bearer_token_file now. Throws std::runtime_error naming the problem
-/// (bad URL, as http::parse_url words it; unreadable token file). `io` must outlive the backend and
-/// be run by someone; `done` callbacks run on io's threads.
+/// cfg.bearer_token_file and, for https, cfg.tls's files now. Throws
+/// std::runtime_error naming the problem (bad URL, as http::parse_url words
+/// it; unreadable token file; unusable CA file or client certificate). `io` must outlive the
+/// backend and be run by someone; `done` callbacks run on io's threads.
 std::unique_ptr<provisioning_backend> make_webhook_backend(const backend_config& cfg,
                                                            boost::asio::io_context& io);
 

@@ -14,7 +14,7 @@ test_pkgs=(
   catch2 clang libclang-rt-14-dev sqlite3 curl python3 python3-pyrad
   freeradius-utils freeradius erlang-base erlang-diameter erlang-dev
   freediameterd libfreediameter-dev tshark prometheus systemd-container
-  iproute2 procps chromium python3-yaml
+  iproute2 procps chromium python3-yaml openssl
 )
 
 pkgs=("${build_pkgs[@]}")

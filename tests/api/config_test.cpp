@@ -106,8 +106,30 @@ TEST_CASE("webhooks: targets with events and secrets, bad ones refused", "[api][
   CHECK(cfg.targets[0].events.size() == 2);
   CHECK(cfg.max_attempts == 3u);
   CHECK(load_hooks("{}\n").targets.empty());
-  CHECK_THROWS_WITH(load_hooks("webhooks:\n  targets:\n    - url: https://x/\n      secret: a\n"),
-                    Catch::Contains("https"));
+  CHECK_THROWS_WITH(load_hooks("webhooks:\n  targets:\n    - url: ftp://x/\n      secret: a\n"),
+                    Catch::Contains("expected an http:// or https:// URL"));
+  CHECK_THROWS_WITH(load_hooks("webhooks:\n  targets:\n    - url: http://x:0/\n      secret: a\n"),
+                    Catch::Contains("bad port"));
+}
+
+TEST_CASE("webhooks: https targets take a CA file and a client certificate", "[api][config]") {
+  auto cfg = load_hooks("webhooks:\n  targets:\n    - url: https://hooks.example/in\n"
+                        "      secret: a\n");
+  REQUIRE(cfg.targets.size() == 1);
+  CHECK(cfg.targets[0].tls == http::tls_files{}); // the system CA store, no client certificate
+  cfg = load_hooks("webhooks:\n  targets:\n    - url: https://hooks.example/in\n"
+                   "      secret: a\n      tls:\n        ca_file: /etc/hostname\n"
+                   "        client_cert: /etc/hostname\n        client_key: /etc/hostname\n");
+  CHECK(cfg.targets[0].tls == http::tls_files{"/etc/hostname", "/etc/hostname", "/etc/hostname"});
+  CHECK_THROWS_WITH(load_hooks("webhooks:\n  targets:\n    - url: https://x/\n      secret: a\n"
+                               "      tls: {ca_file: /nonexistent/ca.pem}\n"),
+                    Catch::Contains("tls.ca_file") && Catch::Contains("cannot read"));
+  CHECK_THROWS_WITH(load_hooks("webhooks:\n  targets:\n    - url: https://x/\n      secret: a\n"
+                               "      tls: {client_cert: /etc/hostname}\n"),
+                    Catch::Contains("client_key"));
+  CHECK_THROWS_WITH(load_hooks("webhooks:\n  targets:\n    - url: https://x/\n      secret: a\n"
+                               "      tls: {verify: false}\n"),
+                    Catch::Contains("verify"));
   CHECK_THROWS_WITH(load_hooks("webhooks:\n  targets:\n    - url: http://x/\n      events: [boom]\n"
                                "      secret: a\n"),
                     Catch::Contains("unknown event 'boom'"));

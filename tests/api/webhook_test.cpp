@@ -124,7 +124,7 @@ TEST_CASE("webhooks: retried after failures, delivered in order, signed, filtere
   cfg.max_attempts = 5;
   cfg.timeout = std::chrono::seconds{5};
   cfg.targets.push_back({"http://127.0.0.1:" + *port + "/hooks/imei", {"violation", "unbar_completed"},
-                         "s3cret-webhook-key", ""});
+                         "s3cret-webhook-key", "", {}});
   webhook_notifier hooks{t.io, cfg, registry};
 
   auto started = std::chrono::steady_clock::now();
@@ -167,7 +167,7 @@ TEST_CASE("webhooks: a dead target is given up after max_attempts, the queue is 
   cfg.max_attempts = 2;
   cfg.queue_size = 3;
   cfg.timeout = std::chrono::seconds{2};
-  cfg.targets.push_back({"http://127.0.0.1:" + std::to_string(closed_port()) + "/", {}, "k", ""});
+  cfg.targets.push_back({"http://127.0.0.1:" + std::to_string(closed_port()) + "/", {}, "k", "", {}});
   webhook_notifier hooks{t.io, cfg, registry};
 
   auto started = std::chrono::steady_clock::now();
@@ -180,4 +180,50 @@ TEST_CASE("webhooks: a dead target is given up after max_attempts, the queue is 
   INFO(text);
   CHECK(text.find("result=\"gave_up\"") != std::string::npos);
   CHECK(text.find("result=\"dropped\",target=\"http://127.0.0.1") != std::string::npos);
+}
+
+TEST_CASE("webhooks: reload moves a target to a new URL; unusable TLS files change nothing",
+          "[webhooks][integration]") {
+  auto out_a = temp_file("imeilock-webhook-a");
+  auto out_b = temp_file("imeilock-webhook-b");
+  child_process sink_a{{"python3", WEBHOOK_SINK, "--out", out_a}};
+  child_process sink_b{{"python3", WEBHOOK_SINK, "--out", out_b}};
+  auto port_a = sink_a.read_line(std::chrono::seconds{10});
+  auto port_b = sink_b.read_line(std::chrono::seconds{10});
+  REQUIRE(port_a);
+  REQUIRE(port_b);
+
+  io_thread t;
+  prometheus::Registry registry;
+  webhook_config cfg;
+  cfg.targets.push_back({"http://127.0.0.1:" + *port_a + "/a", {}, "key-a", "", {}});
+  webhook_notifier hooks{t.io, cfg, registry};
+  CHECK(!hooks.reload(cfg)); // unchanged: nothing to do
+
+  hooks.on_event(event(lock::notice::violation, 1));
+  REQUIRE(wait_for([&] { return read_lines(out_a).size() == 1 && hooks.pending() == 0; }));
+
+  auto next = cfg;
+  next.targets[0] = {"http://127.0.0.1:" + *port_b + "/b", {}, "key-b", "", {}};
+  CHECK(!hooks.reload(next));
+  hooks.on_event(event(lock::notice::violation, 2));
+  REQUIRE(wait_for([&] { return read_lines(out_b).size() == 1 && hooks.pending() == 0; }));
+  auto b = read_lines(out_b)[0];
+  CHECK(b["path"] == "/b");
+  CHECK(b["headers"]["x-imeilock-signature"] ==
+        "sha256=" + hmac_sha256_hex("key-b", b["body"].get<std::string>()));
+  CHECK(read_lines(out_a).size() == 1); // the old target got nothing more
+
+  // A new https target whose CA file is gone: refused, the running target stays.
+  auto broken = next;
+  broken.targets.push_back(
+    {"https://127.0.0.1:" + *port_a + "/", {}, "k", "", {"/nonexistent/ca.pem", "", ""}});
+  auto err = hooks.reload(broken);
+  REQUIRE(err);
+  CHECK_THAT(*err, Catch::Contains("tls.ca_file '/nonexistent/ca.pem'"));
+  hooks.on_event(event(lock::notice::violation, 3));
+  REQUIRE(wait_for([&] { return read_lines(out_b).size() == 2 && hooks.pending() == 0; }));
+  CHECK(read_lines(out_a).size() == 1);
+  std::remove(out_a.c_str());
+  std::remove(out_b.c_str());
 }

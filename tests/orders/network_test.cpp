@@ -210,9 +210,12 @@ TEST_CASE("configuration errors name the key and the line", "[orders][config]") 
   CHECK_THAT(load_error("orders:\n  defaults:\n    backend: {type: carrier_pigeon}\n"),
              Catch::Contains("backend.type: expected simulated or webhook"));
   CHECK_THAT(load_error("orders:\n  defaults:\n    backend: {type: webhook}\n"),
-             Catch::Contains("backend.type: a webhook needs an http:// URL"));
-  CHECK_THAT(load_error("orders:\n  defaults:\n    backend: {type: webhook, url: https://x}\n"),
-             Catch::Contains("backend.url: a webhook needs an http:// URL"));
+             Catch::Contains("backend.type: a webhook needs an http:// or https:// URL"));
+  CHECK_THAT(load_error("orders:\n  defaults:\n    backend: {type: webhook, url: ftp://x}\n"),
+             Catch::Contains("backend.url: expected an http:// or https:// URL"));
+  CHECK_THAT(
+      load_error("orders:\n  defaults:\n    backend:\n      tls: {client_cert: /etc/hostname}\n"),
+      Catch::Contains("backend.tls.client_key"));
   CHECK_THAT(load_error("orders:\n  defaults:\n    backend: {failure_probability: 2}\n"),
              Catch::Contains("backend.failure_probability: must be between 0 and 1"));
   CHECK_THAT(load_error("orders:\n  sede: 1\n"), Catch::Contains("orders.sede: unknown key"));

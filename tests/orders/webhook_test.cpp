@@ -4,6 +4,7 @@
 
 #include "orders/scheduler.hpp"
 #include "orders/webhook.hpp"
+#include "tests/common/child_process.hpp"
 
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
@@ -285,8 +286,12 @@ TEST_CASE("webhook: configuration problems are reported when the backend is made
           "[orders][webhook]") {
   io_runner runner;
   // The URL is common/http_url's to judge (tested there); its message is passed on.
-  CHECK_THROWS_WITH(make_webhook_backend(webhook("https://x/"), runner.io),
-                    Catch::Contains("no TLS"));
+  CHECK_THROWS_WITH(make_webhook_backend(webhook("ftp://x/"), runner.io),
+                    Catch::Contains("expected an http:// or https:// URL"));
+  auto tls = webhook("https://127.0.0.1:1/");
+  tls.tls.ca_file = "/nonexistent/ca.pem";
+  CHECK_THROWS_WITH(make_webhook_backend(tls, runner.io),
+                    Catch::StartsWith("webhook tls.ca_file '/nonexistent/ca.pem': "));
   CHECK_THROWS_WITH(make_webhook_backend(webhook("http://host:0/"), runner.io),
                     "webhook url: bad port '0' (expected 1-65535) in 'http://host:0/'");
   auto cfg = webhook("http://127.0.0.1:1/");
@@ -295,4 +300,41 @@ TEST_CASE("webhook: configuration problems are reported when the backend is made
                     Catch::Contains("cannot read bearer_token_file"));
   // The simulated backend needs nothing.
   CHECK(make_backend(backend_config{}, runner.io)->describe() == "simulated");
+}
+
+TEST_CASE("webhook: over https with the CA file and a client certificate; an expired "
+          "certificate is a failed submission saying so",
+          "[orders][webhook][tls]") {
+  // tests/common/http_test_server.py --tls: throwaway certificates made now.
+  auto dir = std::filesystem::temp_directory_path() /
+             ("imeilock-orders-tls-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  imeilock::test::child_process server{
+    {IMEILOCK_PYTHON, IMEILOCK_HTTP_TEST_SERVER, "--tls", dir.string()}};
+  auto line = server.read_line(30s);
+  REQUIRE(line);
+  auto ports = nlohmann::json::parse(*line);
+  auto at = [&](const char* which) {
+    return "https://127.0.0.1:" + std::to_string(ports[which].get<int>()) + "/echo";
+  };
+  io_runner runner;
+
+  auto cfg = webhook(at("mtls"));
+  cfg.tls = {(dir / "ca.pem").string(), (dir / "client.pem").string(),
+             (dir / "client.key").string()};
+  auto r = submit_and_wait(*make_webhook_backend(cfg, runner.io), sample_order());
+  CHECK(r.accepted);
+  CHECK(r.http_status == 200);
+
+  cfg.url = at("expired");
+  r = submit_and_wait(*make_webhook_backend(cfg, runner.io), sample_order());
+  CHECK_FALSE(r.accepted);
+  CHECK(r.http_status == 0);
+  CHECK_THAT(r.reason, Catch::Contains("certificate has expired"));
+
+  cfg.url = at("wrong_host");
+  r = submit_and_wait(*make_webhook_backend(cfg, runner.io), sample_order());
+  CHECK_FALSE(r.accepted);
+  CHECK_THAT(r.reason, Catch::Contains("hostname mismatch"));
+  std::filesystem::remove_all(dir);
 }
