@@ -15,6 +15,7 @@
 #include <openssl/x509_vfy.h>
 #include <openssl/x509v3.h>
 
+#include <fstream>
 #include <optional>
 #include <type_traits>
 
@@ -38,6 +39,16 @@ std::shared_ptr<tls_context> make_tls_context(const tls_files& files, std::strin
       *why = what + ": " + ec.message();
     return nullptr;
   };
+  // OpenSSL words a missing file as a bare system error ("asio.ssl error"):
+  // say it first.
+  for (const auto& [key, file] :
+       {std::pair{"ca_file", &files.ca_file}, std::pair{"client_cert", &files.client_cert},
+        std::pair{"client_key", &files.client_key}})
+    if (!file->empty() && !std::ifstream{*file}) {
+      if (why)
+        *why = std::string{key} + " '" + *file + "': cannot read";
+      return nullptr;
+    }
   auto out = std::make_shared<tls_context>();
   auto& ctx = out->ctx;
   error_code ec;

@@ -220,7 +220,7 @@ TEST_CASE("webhooks: reload moves a target to a new URL; unusable TLS files chan
     {"https://127.0.0.1:" + *port_a + "/", {}, "k", "", {"/nonexistent/ca.pem", "", ""}});
   auto err = hooks.reload(broken);
   REQUIRE(err);
-  CHECK_THAT(*err, Catch::Contains("tls.ca_file '/nonexistent/ca.pem'"));
+  CHECK_THAT(*err, Catch::Contains("tls.ca_file '/nonexistent/ca.pem': cannot read"));
   hooks.on_event(event(lock::notice::violation, 3));
   REQUIRE(wait_for([&] { return read_lines(out_b).size() == 2 && hooks.pending() == 0; }));
   CHECK(read_lines(out_a).size() == 1);

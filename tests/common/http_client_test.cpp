@@ -377,7 +377,10 @@ TEST_CASE("make_tls_context names the file that is missing or wrong", "[http_cli
   tls_server server;
   std::string why;
   CHECK(http::make_tls_context({"/nonexistent/ca.pem", "", ""}, &why) == nullptr);
-  CHECK_THAT(why, Catch::StartsWith("ca_file '/nonexistent/ca.pem': "));
+  CHECK(why == "ca_file '/nonexistent/ca.pem': cannot read");
+  // Not PEM at all.
+  CHECK(http::make_tls_context({server.file("serial"), "", ""}, &why) == nullptr);
+  CHECK_THAT(why, Catch::StartsWith("ca_file '" + server.file("serial") + "': "));
   CHECK(http::make_tls_context({"", server.file("client.pem"), server.file("good.key")}, &why) ==
         nullptr);
   CHECK_THAT(why, Catch::StartsWith("client_key '") && Catch::Contains("mismatch"));
