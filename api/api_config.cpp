@@ -89,7 +89,8 @@ expected<token_set> resolve_tokens(const api_config& cfg) {
       else if (kind == "ro")
         result.read_only.push_back(token);
       else
-        return error{config::ec::invalid, where + "unknown kind '" + kind + "': expected rw or ro"};
+        return error{config::ec::invalid,
+                     where.append("unknown kind '").append(kind).append("': expected rw or ro")};
     }
   }
   return result;
@@ -115,7 +116,7 @@ void load(webhook_config& cfg, config::section s) {
       if (std::find(names.begin(), names.end(), e) == names.end()) {
         std::string all;
         for (const auto& n : names)
-          all += (all.empty() ? "" : ", ") + n;
+          all.append(all.empty() ? "" : ", ").append(n);
         t.fail("events", "unknown event '" + e + "'; known: " + all);
       }
     }

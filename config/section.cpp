@@ -118,7 +118,7 @@ bool parse_duration(std::string_view text, std::chrono::milliseconds& out) {
   return true;
 }
 
-section::section(YAML::Node node, std::string path) : node_(std::move(node)), path_(std::move(path)) {
+section::section(const YAML::Node& node, std::string path) : node_(node), path_(std::move(path)) {
   if (node_.IsDefined() && !node_.IsNull() && !node_.IsMap())
     fail({}, "expected a mapping of keys to values");
 }

@@ -47,7 +47,7 @@ class section {
 public:
   /// An empty section (the key was absent): every read keeps its default.
   section() = default;
-  section(YAML::Node node, std::string path);
+  section(const YAML::Node& node, std::string path);
 
   const std::string& path() const { return path_; }
   bool has(std::string_view key) const;

@@ -17,7 +17,7 @@ struct problem {
 };
 
 /// Empty message if every name is non-empty and appears once.
-problem check_names(const std::vector<std::string>& list, std::string key) {
+problem check_names(const std::vector<std::string>& list, const std::string& key) {
   for (std::size_t i = 0; i < list.size(); ++i) {
     if (list[i].empty())
       return {key, "a network name is empty"};

@@ -205,7 +205,7 @@ milliseconds retry_policy::backoff(std::uint32_t failed_attempts) const {
 }
 
 expected<void> retry_policy::validate() const {
-  auto invalid = [](std::string key, std::string why) {
+  auto invalid = [](const std::string& key, std::string why) {
     return error{config::ec::invalid, std::move(why), "retry." + key};
   };
   if (max_attempts < 1 || max_attempts > 1000)
@@ -230,7 +230,7 @@ std::string_view to_string(backend_config::kind k) {
 }
 
 expected<void> backend_config::validate() const {
-  auto invalid = [](std::string key, std::string why) {
+  auto invalid = [](const std::string& key, std::string why) {
     return error{config::ec::invalid, std::move(why), "backend." + key};
   };
   if (type == kind::webhook) {
@@ -281,7 +281,7 @@ lead_time& network_config::lead_time_for(lock::order_type type) {
 }
 
 expected<void> network_config::validate() const {
-  auto invalid = [](std::string key, std::string why) {
+  auto invalid = [](const std::string& key, std::string why) {
     return error{config::ec::invalid, std::move(why), std::move(key)};
   };
   if (!(rate_per_second >= 0.001 && rate_per_second <= 100'000.0))
