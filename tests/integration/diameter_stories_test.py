@@ -7,7 +7,7 @@ every encoding of DESIGN.md section 4. Rule numbers from the design (R1-R15).
 
 The Erlang client (diameter_client/imeilock_stories_client.erl) runs as one
 long-lived `erl` that reads a command per line and answers one line each;
-it and the dictionaries (tests/diameter/erlang/*.dia) are compiled at test
+it and the dictionaries (tests/protocols/diameter/erlang/*.dia) are compiled at test
 time into a temporary directory."""
 import os
 import select
@@ -22,7 +22,7 @@ import harness as h  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CLIENT_SRC = os.path.join(HERE, "diameter_client", "imeilock_stories_client")
-DIA_DIR = os.path.join(HERE, "..", "diameter", "erlang")
+DIA_DIR = os.path.join(HERE, "..", "protocols", "diameter", "erlang")
 
 LEAD = 1.5  # seconds: bar lead time of the test network
 CLIENT_TW_MS = 3000  # the Erlang client's watchdog: below the daemon's, so it sends the DWRs

@@ -38,7 +38,7 @@ def radclient(port, imsi, imeisv, status="Interim-Update", session="sess-1"):
     return r.returncode == 0
 
 
-PYRAD_DICT = os.path.join(os.path.dirname(__file__), "..", "radius", "dictionary.pyrad")
+PYRAD_DICT = os.path.join(os.path.dirname(__file__), "..", "protocols", "radius", "dictionary.pyrad")
 
 
 def pyrad_send(port, imsi, imeisv, status, session):

@@ -14,7 +14,7 @@
 %% | {uei_tbcd, Digits} | {uei_mac, Text} | {ti, Imei, Sv} | {imeisv, Digits}
 %% | {ps, Imei} (the same inside Service-Information/PS-Information).
 %% Every answer line starts with "@@ " (anything else is the VM's logging).
-%% The dictionaries are tests/diameter/erlang/imeilock_{rf,gy}.dia (the
+%% The dictionaries are tests/protocols/diameter/erlang/imeilock_{rf,gy}.dia (the
 %% interop test's), turned into codecs at start-up in a temporary directory:
 %%
 %%   erl -noshell -pa TMP -eval '{ok,_} = compile:file(".../imeilock_stories_client",

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Integration tests of the RADIUS front-end against real peers on loopback.
 
-The server runs in tests/radius/radius_harness (the real radius_server and
+The server runs in tests/protocols/radius/radius_harness (the real radius_server and
 disconnect_sender; a recording sink stands in for the SIM layer). Peers:
 radclient (freeradius-utils), pyrad (python3-pyrad), raw sockets for broken
 input, and a pyrad-based RFC 5176 receiver for Disconnect-Requests.
