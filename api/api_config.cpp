@@ -117,7 +117,7 @@ void load(webhook_config& cfg, config::section s) {
         std::string all;
         for (const auto& n : names)
           all.append(all.empty() ? "" : ", ").append(n);
-        t.fail("events", "unknown event '" + e + "'; known: " + all);
+        t.fail("events", std::string("unknown event '").append(e).append("'; known: ").append(all));
       }
     }
     t.read("secret", target.secret);

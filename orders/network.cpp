@@ -281,7 +281,7 @@ lead_time& network_config::lead_time_for(lock::order_type type) {
 }
 
 expected<void> network_config::validate() const {
-  auto invalid = [](const std::string& key, std::string why) {
+  auto invalid = [](std::string key, std::string why) {
     return error{config::ec::invalid, std::move(why), std::move(key)};
   };
   if (!(rate_per_second >= 0.001 && rate_per_second <= 100'000.0))

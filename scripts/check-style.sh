@@ -3,8 +3,11 @@
 # repository, and .clang-tidy (a focused check set; warnings are errors) on
 # the CAF-free production code (see below).
 #   scripts/check-style.sh BUILD_DIR          both
+#   scripts/check-style.sh --tidy BUILD_DIR   only clang-tidy (what scripts/test.sh runs today)
 #   scripts/check-style.sh --format-only      only clang-format (no build needed)
 #   scripts/check-style.sh --fix-format       rewrite the files instead of checking
+# The test command runs only --tidy until the tree has been reformatted once:
+# that touches most files and waits for a moment when no branch is in flight.
 # Environment: JOBS (default: nproc).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,12 +15,17 @@ jobs=${JOBS:-$(nproc)}
 
 mapfile -t sources < <(git ls-files '*.cpp' '*.hpp' '*.h' '*.c' | grep -v '^fuzz/corpus/')
 
+format_check=1
 case "${1:-}" in
   --fix-format)
     clang-format -i "${sources[@]}"
     exit 0 ;;
+  --tidy)
+    format_check=0
+    shift ;;
 esac
 
+if ((format_check)); then
 echo "-- clang-format: ${#sources[@]} files"
 if ! clang-format --dry-run --Werror "${sources[@]}" 2>/tmp/imeilock-format.$$; then
   grep 'error:' /tmp/imeilock-format.$$ | cut -d: -f1 | sort | uniq -c | sed 's/^/   /'
@@ -26,6 +34,7 @@ if ! clang-format --dry-run --Werror "${sources[@]}" 2>/tmp/imeilock-format.$$; 
   exit 1
 fi
 rm -f /tmp/imeilock-format.$$
+fi
 [[ "${1:-}" == "--format-only" ]] && exit 0
 
 build=${1:?usage: scripts/check-style.sh BUILD_DIR | --format-only | --fix-format}
@@ -68,4 +77,4 @@ if ! run-clang-tidy -quiet -j "$jobs" -p "$db_dir" "${units[@]}" > "$log" 2>&1; 
   exit 1
 fi
 rm -f "$log"
-echo "style: clang-format and clang-tidy clean"
+echo "clang-tidy: clean"

@@ -25,6 +25,9 @@ cmake --build "$build" -j "$jobs"
 echo "== tests"
 (cd "$build" && ctest --output-on-failure --timeout 600 -j "$jobs")
 
+echo "== clang-tidy on the CAF-free core (.clang-tidy)"
+scripts/check-style.sh --tidy "$build"
+
 if [[ "${SKIP_SANITIZE:-0}" != 1 ]]; then
   # The unit tests, the actors (deterministic and real-thread) and the protocol
   # and API servers over loopback with their real clients (labels in
