@@ -71,7 +71,7 @@ class dae_receiver(threading.Thread):
     def __init__(self, secret):
         super().__init__(daemon=True)
         from pyrad import dictionary
-        self.dict = dictionary.Dictionary(os.path.join(HERE, "..", "radius", "dictionary.pyrad"))
+        self.dict = dictionary.Dictionary(os.path.join(HERE, "..", "protocols", "radius", "dictionary.pyrad"))
         self.secret = secret
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.bind(("127.0.0.1", 0))
