@@ -28,8 +28,11 @@ bad() { echo "FAIL: $*"; fails=$((fails + 1)); }
 conffiles=$(dpkg-deb --ctrl-tarfile "$deb" | tar -xO ./conffiles 2>/dev/null || true)
 echo "conffiles: $conffiles"
 grep -qxF "$conffile" <<<"$conffiles" || bad "$conffile is not a conffile"
+# The listing is read whole first: `tar | grep -q` under pipefail fails when
+# grep exits early and tar gets SIGPIPE.
+control=$(dpkg-deb --ctrl-tarfile "$deb" | tar -t)
 for script in postinst prerm postrm; do
-  dpkg-deb --ctrl-tarfile "$deb" | tar -t | grep -qx "./$script" || bad "no $script"
+  grep -qx "./$script" <<<"$control" || bad "no $script"
 done
 
 depends=$(dpkg-deb -f "$deb" Depends)

@@ -91,7 +91,13 @@ class Harness:
         return self.wait_for(until, timeout)
 
     def wait_for(self, pred, timeout=20):
-        """Returns the first output line matching pred (others are kept in self.seen)."""
+        """Returns the first output line matching pred (others are kept in self.seen).
+        Lines an earlier wait passed over count too: the harness may print an
+        outcome (e.g. a Disconnect ACK) before the line an earlier wait was for."""
+        for i, line in enumerate(self.seen):
+            if pred(line):
+                del self.seen[i]
+                return line
         deadline = time.time() + timeout
         while time.time() < deadline:
             try:
