@@ -59,7 +59,7 @@ orders::provisioning_backend& backend_for(order_pointer self, const std::string&
 
 void persist(order_pointer self, const orders::order& o) {
   store::change chg;
-  chg.orders.push_back(to_record(o));
+  chg.orders.push_back(o);
   if (!self->state.ctx->db->submit(std::move(chg), nullptr))
     self->state.ctx->metrics->store_refused->Increment();
 }
@@ -192,10 +192,9 @@ order_actor::behavior_type order_behavior(order_pointer self, layer_context* ctx
       auto now = s.ctx->clock();
       std::size_t n = 0;
       std::size_t skipped = 0;
-      std::vector<store::order_record> open;
+      std::vector<orders::order> open;
       guarded(fault_site::store_read, [&] { open = s.ctx->db->open_orders(); });
-      for (auto& r : open) {
-        auto o = from_record(r);
+      for (auto& o : open) {
         if (!usable(o)) { // kept in the store for an operator to look at
           if (++skipped <= 10)
             log::error("orders.row_skipped", {{"order", o.id}, {"iccid", o.iccid},

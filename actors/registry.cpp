@@ -144,7 +144,7 @@ void begin_write(sim_pointer self, lock::outcome out, std::int64_t at_ms, store:
       o.with_lock = so->with_lock;
       o.created_at_ms = at_ms;
       o.status = orders::order_status::queued;
-      chg.orders.push_back(to_record(o));
+      chg.orders.push_back(o);
       w.new_orders.push_back(std::move(o));
     } else if (auto* n = std::get_if<lock::notify>(&e)) {
       w.notices.push_back(*n);
@@ -308,7 +308,7 @@ void handle_order(sim_pointer self, sim_order&& m) {
                 r.warnings = std::move(warnings);
                 for (auto& o : created)
                   if (o.id == id)
-                    r.order = to_info(to_record(o));
+                    r.order = o;
                 done(std::move(r));
               });
 }
@@ -327,7 +327,7 @@ void handle_upsert(sim_pointer self, sim_upsert_msg&& m) {
   // Operator writes are rare: reading the old IMSI set from the store here
   // costs one indexed read from the page cache.
   auto iccid = ctx->inv->iccid(s.id);
-  std::optional<store::sim_record> old;
+  std::optional<lock::sim_record> old;
   try {
     old = ctx->db->get_sim(iccid);
   } catch (...) { // an unreadable store: refuse, change nothing
@@ -387,7 +387,7 @@ void handle_outcome(sim_pointer self, sim_order_outcome&& m) {
     ev = lock::order_failed{m.o.id, m.o.failure_reason};
   auto out = lock::apply(ctx->inv->policy(s.network), s.st, ev, at);
   store::change chg;
-  chg.orders.push_back(to_record(m.o)); // closed in the same transaction as the state
+  chg.orders.push_back(m.o); // closed in the same transaction as the state
   // Every audit goes into the change, also the one (changed == false) the
   // machine returns for an outcome that matches no order in flight.
   begin_write(self, std::move(out), at, std::move(chg), [](bool, bool, const auto&) {});

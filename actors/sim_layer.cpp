@@ -30,17 +30,11 @@ log::rate_limiter malformed_limiter{10, std::chrono::seconds{10}};
 
 using name_list = std::shared_ptr<const std::vector<std::string>>;
 
-sim_info to_info(store::sim_record&& r, const lock::eligibility_config& eligibility,
+sim_info to_info(lock::sim_record&& r, const lock::eligibility_config& eligibility,
                  const std::vector<std::string>& configured) {
   auto policy = lock::policy_for(eligibility, r.network);
   bool known = std::binary_search(configured.begin(), configured.end(), r.network);
-  return {std::move(r.iccid),
-          std::move(r.imsis),
-          std::move(r.msisdn),
-          std::move(r.network),
-          r.state,
-          policy,
-          known};
+  return {std::move(r), policy, known};
 }
 
 /// Every enum of a stored state is a known value (the rules may trust it).
@@ -416,12 +410,8 @@ void sim_layer::get_sim(std::string iccid, std::function<void(std::optional<sim_
 
 void sim_layer::list_sims(sim_filter filter, std::string cursor, std::size_t limit,
                           std::function<void(sim_page)> done) {
-  store::sim_filter f;
-  f.lock = filter.lock;
-  f.bar = filter.bar;
-  f.network = filter.network;
   limit = std::clamp<std::size_t>(limit, 1, 10'000);
-  auto rows = impl_->db->list_sims(f, cursor, limit);
+  auto rows = impl_->db->list_sims(filter, cursor, limit);
   sim_page page;
   if (rows.size() == limit)
     page.next_cursor = rows.back().iccid;
@@ -448,20 +438,14 @@ void sim_layer::place_order(std::string iccid, order_request req,
                  sim_order{id, req, now_ms(), d.track<write_result>(std::move(done))});
 }
 
-void sim_layer::get_order(std::uint64_t id, std::function<void(std::optional<order_info>)> done) {
-  auto r = impl_->db->get_order(id);
-  if (!r) {
-    done(std::nullopt);
-    return;
-  }
-  done(to_info(*r));
+void sim_layer::get_order(std::uint64_t id,
+                          std::function<void(std::optional<orders::order>)> done) {
+  done(impl_->db->get_order(id));
 }
 
-void sim_layer::list_orders(std::string iccid, std::function<void(std::vector<order_info>)> done) {
-  std::vector<order_info> out;
-  for (auto& r : impl_->db->list_orders(iccid))
-    out.push_back(to_info(r));
-  done(std::move(out));
+void sim_layer::list_orders(std::string iccid,
+                            std::function<void(std::vector<orders::order>)> done) {
+  done(impl_->db->list_orders(iccid));
 }
 
 void sim_layer::list_events(std::string iccid, std::size_t limit,

@@ -10,7 +10,9 @@
 #include "common/error.hpp"
 #include "lock/imei.hpp"
 #include "lock/machine.hpp"
+#include "lock/sim.hpp"
 #include "lock/types.hpp"
+#include "orders/order.hpp"
 
 #include <cstdint>
 #include <functional>
@@ -37,16 +39,16 @@ struct disconnect_target {
 
 /// One accounting message, reduced to what the lock needs (DESIGN §1).
 struct observation {
-  std::uint64_t imsi = 0;       ///< 15-digit IMSI as an integer
-  std::string msisdn;           ///< may be empty
-  lock::imei_value imei;        ///< absent/malformed -> no lock event (R2, R3)
+  std::uint64_t imsi = 0; ///< 15-digit IMSI as an integer
+  std::string msisdn;     ///< may be empty
+  lock::imei_value imei;  ///< absent/malformed -> no lock event (R2, R3)
   source_kind source = source_kind::radius;
-  std::string peer;             ///< NAS address / Diameter Origin-Host, for the audit log
+  std::string peer; ///< NAS address / Diameter Origin-Host, for the audit log
   /// Application-level idempotency: a retransmit of the same accounting
   /// record (even with a new RADIUS Identifier / hop-by-hop id) carries the
   /// same key and must not cause a second state change or order. 0: none.
   std::uint64_t dedupe_key = 0;
-  std::int64_t at_ms = 0;       ///< receive time, unix ms
+  std::int64_t at_ms = 0;                              ///< receive time, unix ms
   std::shared_ptr<const disconnect_target> disconnect; ///< RADIUS sessions only
 };
 
@@ -72,14 +74,10 @@ public:
 
 // -- Operator side -----------------------------------------------------------
 
-/// A SIM of the inventory with its lock state.
-struct sim_info {
-  std::string iccid;
-  std::vector<std::uint64_t> imsis;
-  std::string msisdn;
-  std::string network; ///< configured network name, e.g. "multinet", "roamnet901"
-  lock::sim_state state;
-  /// What the configured eligibility lists (R1, R13) allow on this SIM's network.
+/// A SIM of the inventory with its lock state (the one SIM type,
+/// lock::sim_record), and what the configured eligibility lists (R1, R13)
+/// allow on its network.
+struct sim_info : lock::sim_record {
   lock::policy policy;
   /// False when the SIM's network is no longer in the configuration (removed
   /// by a reload): the SIM keeps its state and keeps working (api/README.md).
@@ -93,24 +91,6 @@ struct sim_upsert {
   std::string msisdn;
   std::string network;
   lock::sim_status status = lock::sim_status::inactive;
-};
-
-enum class order_status : std::uint8_t { queued, submitted, completed, failed };
-
-struct order_info {
-  std::uint64_t id = 0;
-  std::string iccid;
-  lock::order_type type = lock::order_type::none;
-  lock::bar_reason reason = lock::bar_reason::none;
-  lock::unbar_mode mode = lock::unbar_mode::none;
-  bool with_lock = false;
-  order_status status = order_status::queued;
-  std::string network;
-  std::int64_t created_at_ms = 0;
-  std::int64_t due_at_ms = 0;        ///< when the lead time runs out (0 unknown)
-  std::int64_t completed_at_ms = 0;  ///< completion or failure time, 0 while open
-  std::uint32_t attempts = 0;
-  std::string failure_reason;
 };
 
 /// One audit record (R14).
@@ -137,7 +117,7 @@ struct write_result {
   std::string reason;                ///< why refused (the operator reads it)
   std::vector<std::string> warnings; ///< accepted, but read this (R10 caveat)
   bool created = false;              ///< upsert: a new SIM
-  std::optional<order_info> order;   ///< place_order: the new order
+  std::optional<orders::order> order; ///< place_order: the new order
   /// Refused because the network is not configured: the configured names.
   std::vector<std::string> known_networks;
 };
@@ -182,11 +162,7 @@ inline write_result unknown_network(const std::string& network, std::vector<std:
   return r;
 }
 
-struct sim_filter {
-  std::optional<lock::lock_state> lock;
-  std::optional<lock::bar_state> bar;
-  std::optional<std::string> network;
-};
+using lock::sim_filter;
 
 struct sim_page {
   std::vector<sim_info> items;
@@ -207,8 +183,10 @@ public:
                          std::function<void(sim_page)> done) = 0;
   virtual void place_order(std::string iccid, order_request req,
                            std::function<void(write_result)> done) = 0;
-  virtual void get_order(std::uint64_t id, std::function<void(std::optional<order_info>)> done) = 0;
-  virtual void list_orders(std::string iccid, std::function<void(std::vector<order_info>)> done) = 0;
+  virtual void get_order(std::uint64_t id,
+                         std::function<void(std::optional<orders::order>)> done) = 0;
+  virtual void list_orders(std::string iccid,
+                           std::function<void(std::vector<orders::order>)> done) = 0;
   /// Newest first, at most `limit`.
   virtual void list_events(std::string iccid, std::size_t limit,
                            std::function<void(std::vector<event_info>)> done) = 0;

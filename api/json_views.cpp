@@ -1,5 +1,6 @@
 #include "api/json_views.hpp"
 
+#include "common/fields.hpp"
 #include "lock/inventory.hpp"
 
 #include <cstdio>
@@ -32,57 +33,62 @@ json imei_json(lock::device_id device) {
   return lock::format_imei(device);
 }
 
-std::string_view to_string(actors::order_status s) {
-  switch (s) {
-    case actors::order_status::queued: return "queued";
-    case actors::order_status::submitted: return "submitted";
-    case actors::order_status::completed: return "completed";
-    case actors::order_status::failed: return "failed";
-  }
-  return "unknown";
-}
-
 namespace {
 
-json optional_enum(std::string_view text, bool present) {
-  return present ? json(text) : json(nullptr);
+/// Writes the view of every field of `list` that has one into `j`.
+/// `top_level`: the owner is shown on its own (not as part of something else).
+template <class List, class Owner>
+void write_view(json& j, const List& list, const Owner& o, bool top_level) {
+  fields::for_each_field(list, [&](const auto& f) {
+    using T = typename std::remove_cvref_t<decltype(f)>::value_type;
+    const auto& v = f.api;
+    if (v.how == fields::shape::hidden || (v.top_level_only && !top_level))
+      return;
+    if (v.shown != nullptr && !v.shown(o)) {
+      j[json::json_pointer(std::string(v.null_at.empty() ? v.path : v.null_at))] = nullptr;
+      return;
+    }
+    auto& out = j[json::json_pointer(std::string(v.path))];
+    const T& value = f.get(o);
+    using fields::shape;
+    if constexpr (std::is_enum_v<T>) {
+      if (v.how == shape::name_or_null && value == T{})
+        out = nullptr;
+      else
+        out = to_string(value); // lock:: or orders:: spelling, found by ADL
+    } else if constexpr (fields::is_text<T>) {
+      out = v.how == shape::text_or_null && value.empty() ? json(nullptr) : json(value);
+    } else if constexpr (std::is_same_v<T, bool>) {
+      out = value;
+    } else {
+      if (v.how == shape::imei_or_null)
+        out = imei_json(static_cast<lock::device_id>(value));
+      else if (v.how == shape::time_or_null)
+        out = time_json(static_cast<std::int64_t>(value));
+      else
+        out = value;
+    }
+  });
 }
 
 } // namespace
 
 json state_json(const lock::sim_state& s) {
-  return {
-    {"status", lock::to_string(s.status)},
-    {"lock",
-     {{"state", lock::to_string(s.lock)},
-      {"imei", imei_json(s.lock == lock::lock_state::locked ? s.lock_imei : lock::no_device)}}},
-    {"last_seen_imei", imei_json(s.last_seen_imei)},
-    {"bar",
-     {{"state", lock::to_string(s.bar)},
-      {"reason", optional_enum(lock::to_string(s.reason), s.reason != lock::bar_reason::none)},
-      {"trigger_imei", imei_json(s.trigger_imei)}}},
-  };
+  json j = json::object();
+  write_view(j, lock::sim_state_fields, s, false);
+  return j;
 }
 
 json sim_json(const actors::sim_info& sim) {
+  json j = json::object();
+  write_view(j, lock::sim_identity_fields, static_cast<const lock::sim_record&>(sim), true);
+  write_view(j, lock::sim_state_fields, sim.state, true);
   json imsis = json::array();
   for (auto imsi : sim.imsis)
     imsis.push_back(lock::format_imsi(imsi));
-  json j = state_json(sim.state);
-  j["iccid"] = sim.iccid;
   j["imsis"] = std::move(imsis);
-  j["msisdn"] = sim.msisdn.empty() ? json(nullptr) : json(sim.msisdn);
-  j["network"] = sim.network;
   // False once a reload removed the network: the SIM keeps working (api/README.md).
   j["network_configured"] = sim.network_configured;
-  j["pending_order"] =
-    sim.state.pending_order_id == 0
-      ? json(nullptr)
-      : json{{"id", sim.state.pending_order_id},
-             {"type", lock::to_string(sim.state.pending_order)},
-             {"unbar_mode", optional_enum(lock::to_string(sim.state.pending_unbar),
-                                          sim.state.pending_unbar != lock::unbar_mode::none)}};
-  j["updated_at"] = time_json(sim.state.updated_at_ms);
   // What the configured lists allow on this network (R1, R13), so clients
   // (the dashboard's activation tick box) need not guess.
   j["eligibility"] = {{"imei_lock", sim.policy.lock_eligible},
@@ -90,34 +96,21 @@ json sim_json(const actors::sim_info& sim) {
   return j;
 }
 
-json order_json(const actors::order_info& o) {
-  return {
-    {"id", o.id},
-    {"iccid", o.iccid},
-    {"type", lock::to_string(o.type)},
-    {"status", to_string(o.status)},
-    {"unbar_mode", optional_enum(lock::to_string(o.mode), o.mode != lock::unbar_mode::none)},
-    {"enable_imei_lock",
-     o.type == lock::order_type::activate ? json(o.with_lock) : json(nullptr)},
-    {"bar_reason", optional_enum(lock::to_string(o.reason), o.reason != lock::bar_reason::none)},
-    {"network", o.network},
-    {"created_at", time_json(o.created_at_ms)},
-    {"due_at", time_json(o.due_at_ms)},
-    {"completed_at", time_json(o.completed_at_ms)},
-    {"attempts", o.attempts},
-    {"failure_reason", o.failure_reason.empty() ? json(nullptr) : json(o.failure_reason)},
-  };
+json order_json(const orders::order& o) {
+  json j = json::object();
+  write_view(j, orders::order_fields, o, true);
+  return j;
 }
 
 json event_json(const actors::event_info& e) {
   return {
-    {"id", e.id},
-    {"at", time_json(e.at_ms)},
-    {"cause", e.cause},
-    {"imei", imei_json(e.imei)},
-    {"detail", e.detail.empty() ? json(nullptr) : json(e.detail)},
-    {"before", state_json(e.before)},
-    {"after", state_json(e.after)},
+      {"id", e.id},
+      {"at", time_json(e.at_ms)},
+      {"cause", e.cause},
+      {"imei", imei_json(e.imei)},
+      {"detail", e.detail.empty() ? json(nullptr) : json(e.detail)},
+      {"before", state_json(e.before)},
+      {"after", state_json(e.after)},
   };
 }
 

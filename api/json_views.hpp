@@ -2,6 +2,8 @@
 // The JSON forms of SIMs, orders and audit events, exactly as the API
 // documents them (api/openapi.json). IMEIs are 15 digits with the computed
 // Luhn digit, null where unknown; times are RFC 3339 UTC, null where unknown.
+// Generated from the field lists (lock/sim.hpp, orders/order.hpp): each
+// field's `api` view says where and how it appears.
 
 #include "actors/sim_layer.hpp"
 
@@ -21,9 +23,8 @@ nlohmann::json state_json(const lock::sim_state& s);
 /// GET /v1/sims/{iccid}.
 nlohmann::json sim_json(const actors::sim_info& sim);
 /// GET /v1/orders/{id}.
-nlohmann::json order_json(const actors::order_info& order);
+nlohmann::json order_json(const orders::order& order);
 /// One item of GET /v1/sims/{iccid}/events.
 nlohmann::json event_json(const actors::event_info& event);
-std::string_view to_string(actors::order_status s);
 
 } // namespace imeilock::api

@@ -337,7 +337,7 @@ void get_order(const call_ptr& c) {
                             "an order id is a positive whole number, not \"" + c->params[0] + "\""));
     return;
   }
-  c->service.get_order(id, [c](std::optional<actors::order_info> order) {
+  c->service.get_order(id, [c](std::optional<orders::order> order) {
     if (!order)
       c->reply(error_response(404, "unknown_order", "no order with id " + c->params[0]));
     else
@@ -360,7 +360,7 @@ void with_sim(const call_ptr& c, Next next) {
 
 void list_sim_orders(const call_ptr& c) {
   with_sim(c, [c] {
-    c->service.list_orders(c->params[0], [c](std::vector<actors::order_info> orders) {
+    c->service.list_orders(c->params[0], [c](std::vector<orders::order> orders) {
       std::sort(orders.begin(), orders.end(),
                 [](const auto& a, const auto& b) { return a.id > b.id; });
       json items = json::array();

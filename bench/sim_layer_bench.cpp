@@ -168,7 +168,7 @@ int main(int argc, char** argv) {
     for (std::size_t base = 0; base < sims; base += chunk) {
       store::change c;
       for (std::size_t i = base; i < std::min(sims, base + chunk); ++i) {
-        store::sim_record r{iccid(i), {imsi(i)}, "", "multinet", {}};
+        lock::sim_record r{iccid(i), {imsi(i)}, "", "multinet", {}};
         r.state.status = lock::sim_status::active;
         r.state.last_seen_imei = device(i).device;
         c.sims.push_back(std::move(r));

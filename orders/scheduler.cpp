@@ -26,16 +26,6 @@ std::uint64_t pick_seed(std::uint64_t explicit_seed, std::uint64_t config_seed) 
 
 } // namespace
 
-std::string_view to_string(order_status s) {
-  switch (s) {
-    case order_status::queued: return "queued";
-    case order_status::submitted: return "submitted";
-    case order_status::completed: return "completed";
-    case order_status::failed: return "failed";
-  }
-  return "unknown";
-}
-
 std::string_view to_string(action::kind k) {
   switch (k) {
     case action::kind::send: return "send";

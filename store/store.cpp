@@ -1,5 +1,6 @@
 #include "store/store.hpp"
 
+#include "common/fields.hpp"
 #include "common/log.hpp"
 
 #include <nlohmann/json.hpp>
@@ -70,7 +71,8 @@ public:
     auto p = sqlite3_column_text(stmt_, col);
     if (p == nullptr)
       return {};
-    return {reinterpret_cast<const char*>(p), static_cast<std::size_t>(sqlite3_column_bytes(stmt_, col))};
+    return {reinterpret_cast<const char*>(p),
+            static_cast<std::size_t>(sqlite3_column_bytes(stmt_, col))};
   }
   bool is_null(int col) const { return sqlite3_column_type(stmt_, col) == SQLITE_NULL; }
 
@@ -149,7 +151,7 @@ private:
 // (IMEI TAC+SNR) as integers; before/after states in the audit as compact JSON.
 // Migration i takes the schema from user_version i to i+1.
 const char* const migrations[] = {
-  R"sql(
+    R"sql(
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE sims (
   iccid TEXT PRIMARY KEY,
@@ -204,35 +206,173 @@ CREATE INDEX audit_by_iccid ON audit (iccid, id);
 };
 static_assert(std::size(migrations) == store::schema_version);
 
-/// The compact JSON of a state in the audit log (hand-written: it is on the
-/// write path of every change).
+// -- Generated from the field lists (lock/sim.hpp, orders/order.hpp) ---------------
+
+/// All columns of the sims table, in table order: identity, then lock state.
+constexpr std::size_t sim_identity_count = fields::count<decltype(lock::sim_identity_fields)>;
+constexpr std::size_t sim_state_count = fields::count<decltype(lock::sim_state_fields)>;
+constexpr std::size_t sim_column_count = sim_identity_count + sim_state_count;
+
+/// "a, b, c" of the names of `list`, each with `prefix` in front.
+template <class List>
+std::string column_list(const List& list, std::string_view prefix = {}) {
+  std::string out;
+  fields::for_each_field(list, [&](const auto& f) {
+    if (!out.empty())
+      out += ", ";
+    out += prefix;
+    out += f.name;
+  });
+  return out;
+}
+
+/// "?first, ?first+1, ..." (n placeholders).
+std::string placeholders(std::size_t first, std::size_t n) {
+  std::string out;
+  for (std::size_t i = 0; i < n; ++i) {
+    if (i > 0)
+      out += ", ";
+    out += '?';
+    out += std::to_string(first + i);
+  }
+  return out;
+}
+
+/// The columns of a sims row, as every statement reads them.
+std::string sim_columns(std::string_view prefix = {}) {
+  return column_list(lock::sim_identity_fields, prefix) + ", " +
+         column_list(lock::sim_state_fields, prefix);
+}
+
+/// The statements generated from the field lists, built once. Their texts
+/// live as long as the process, so cached statements can key on them.
+struct generated_sql {
+  std::string upsert_sim;     ///< ?1.. = identity, then state
+  std::string update_state;   ///< ?1 = iccid, ?2.. = state
+  std::string select_sim;     ///< ?1 = iccid
+  std::string list_sims_head; ///< "SELECT <sim columns> FROM sims"
+  std::string load_inventory; ///< every SIM joined with its IMSIs (last column)
+  std::string upsert_order;   ///< ?1.. = the order fields
+  std::string get_order;      ///< ?1 = id
+  std::string orders_of_sim;  ///< ?1 = iccid, newest first
+  std::string open_orders;    ///< queued or submitted, by id
+
+  generated_sql() {
+    upsert_sim = "INSERT INTO sims (" + sim_columns() + ") VALUES (" +
+                 placeholders(1, sim_column_count) + ") ON CONFLICT (iccid) DO UPDATE SET ";
+    bool first = true;
+    auto set_excluded = [&](const auto& f) {
+      if (f.name == "iccid")
+        return;
+      if (!first)
+        upsert_sim += ", ";
+      first = false;
+      upsert_sim.append(f.name).append(" = excluded.").append(f.name);
+    };
+    fields::for_each_field(lock::sim_identity_fields, set_excluded);
+    fields::for_each_field(lock::sim_state_fields, set_excluded);
+
+    update_state = "UPDATE sims SET ";
+    fields::for_each_field_indexed(lock::sim_state_fields, [&](const auto& f, std::size_t i) {
+      if (i > 0)
+        update_state += ", ";
+      update_state.append(f.name).append(" = ?").append(std::to_string(i + 2));
+    });
+    update_state += " WHERE iccid = ?1";
+
+    list_sims_head = "SELECT " + sim_columns() + " FROM sims";
+    select_sim = list_sims_head + " WHERE iccid = ?1";
+    load_inventory = "SELECT " + sim_columns("s.") +
+                     ", i.imsi FROM sims s LEFT JOIN imsis i ON i.iccid = s.iccid ORDER BY s.iccid";
+
+    upsert_order = "INSERT OR REPLACE INTO orders (" + column_list(orders::order_fields) +
+                   ") VALUES (" + placeholders(1, fields::count<decltype(orders::order_fields)>) +
+                   ")";
+    const auto select_order = "SELECT " + column_list(orders::order_fields) + " FROM orders";
+    get_order = select_order + " WHERE id = ?1";
+    orders_of_sim = select_order + " WHERE iccid = ?1 ORDER BY id DESC";
+    open_orders = select_order + " WHERE status < 2 ORDER BY id";
+  }
+};
+
+const generated_sql& sql() {
+  static const generated_sql g;
+  return g;
+}
+
+/// Binds the fields of `list` from `o`, starting at parameter `first`.
+template <class List, class Owner>
+void bind_fields(statement& s, int first, const List& list, const Owner& o) {
+  fields::for_each_field_indexed(list, [&](const auto& f, std::size_t i) {
+    using T = typename std::remove_cvref_t<decltype(f)>::value_type;
+    const int at = first + static_cast<int>(i);
+    if constexpr (fields::is_text<T>)
+      s.bind(at, std::string_view{f.get(o)});
+    else
+      s.bind(at, fields::to_integer(f.get(o)));
+  });
+}
+
+/// Reads the fields of `list` into `o`, starting at column `first`.
+template <class List, class Owner>
+void read_fields(const statement& s, int first, const List& list, Owner& o) {
+  fields::for_each_field_indexed(list, [&](const auto& f, std::size_t i) {
+    using T = typename std::remove_cvref_t<decltype(f)>::value_type;
+    const int at = first + static_cast<int>(i);
+    if constexpr (fields::is_text<T>)
+      f.get(o) = s.text(at);
+    else
+      f.get(o) = fields::from_integer<T>(s.i64(at));
+  });
+}
+
+/// Binds a whole SIM (identity, then state) starting at parameter 1.
+void bind_sim(statement& s, const lock::sim_record& r) {
+  bind_fields(s, 1, lock::sim_identity_fields, r);
+  bind_fields(s, 1 + static_cast<int>(sim_identity_count), lock::sim_state_fields, r.state);
+}
+
+/// Reads a whole SIM (without its IMSIs) starting at column `first`.
+lock::sim_record read_sim(const statement& s, int first = 0) {
+  lock::sim_record r;
+  read_fields(s, first, lock::sim_identity_fields, r);
+  read_fields(s, first + static_cast<int>(sim_identity_count), lock::sim_state_fields, r.state);
+  return r;
+}
+
+orders::order read_order(const statement& s) {
+  orders::order o;
+  read_fields(s, 0, orders::order_fields, o);
+  return o;
+}
+
+/// The compact JSON of a state in the audit log: the state columns as keys,
+/// integers as stored, bool as true/false (on the write path of every change:
+/// no JSON library).
 std::string state_json(const lock::sim_state& s) {
   std::string out;
   out.reserve(256);
-  auto field = [&](const char* key, auto value, bool first = false) {
-    if (!first)
+  out += '{';
+  fields::for_each_field_indexed(lock::sim_state_fields, [&](const auto& f, std::size_t i) {
+    using T = typename std::remove_cvref_t<decltype(f)>::value_type;
+    if (i > 0)
       out += ',';
     out += '"';
-    out += key;
+    out += f.name;
     out += "\":";
-    char buf[24];
-    auto r = std::to_chars(buf, buf + sizeof buf, value);
-    out.append(buf, r.ptr);
-  };
-  out += '{';
-  field("status", static_cast<int>(s.status), true);
-  field("lock", static_cast<int>(s.lock));
-  field("lock_imei", s.lock_imei);
-  field("last_seen_imei", s.last_seen_imei);
-  field("trigger_imei", s.trigger_imei);
-  field("bar", static_cast<int>(s.bar));
-  field("reason", static_cast<int>(s.reason));
-  field("pending_order", static_cast<int>(s.pending_order));
-  field("pending_order_id", s.pending_order_id);
-  field("pending_unbar", static_cast<int>(s.pending_unbar));
-  out += ",\"activate_with_lock\":";
-  out += s.activate_with_lock ? "true" : "false";
-  field("updated_at_ms", s.updated_at_ms);
+    const T& v = f.get(s);
+    if constexpr (std::is_same_v<T, bool>) {
+      out += v ? "true" : "false";
+    } else {
+      char buf[24];
+      std::to_chars_result r;
+      if constexpr (std::is_enum_v<T>)
+        r = std::to_chars(buf, buf + sizeof buf, static_cast<int>(v));
+      else
+        r = std::to_chars(buf, buf + sizeof buf, v);
+      out.append(buf, r.ptr);
+    }
+  });
   out += '}';
   return out;
 }
@@ -247,85 +387,23 @@ lock::sim_state parse_state_json(std::string_view text) {
   for (const auto& [key, v] : j.items())
     if (!v.is_number() && !v.is_boolean())
       return s;
-  auto u8 = [&](const char* k) { return static_cast<std::uint8_t>(j.value(k, 0)); };
-  s.status = static_cast<lock::sim_status>(u8("status"));
-  s.lock = static_cast<lock::lock_state>(u8("lock"));
-  s.lock_imei = j.value("lock_imei", std::uint64_t{0});
-  s.last_seen_imei = j.value("last_seen_imei", std::uint64_t{0});
-  s.trigger_imei = j.value("trigger_imei", std::uint64_t{0});
-  s.bar = static_cast<lock::bar_state>(u8("bar"));
-  s.reason = static_cast<lock::bar_reason>(u8("reason"));
-  s.pending_order = static_cast<lock::order_type>(u8("pending_order"));
-  s.pending_order_id = j.value("pending_order_id", std::uint64_t{0});
-  s.pending_unbar = static_cast<lock::unbar_mode>(u8("pending_unbar"));
-  s.activate_with_lock = j.value("activate_with_lock", false);
-  s.updated_at_ms = j.value("updated_at_ms", std::int64_t{0});
+  fields::for_each_field(lock::sim_state_fields, [&](const auto& f) {
+    using T = typename std::remove_cvref_t<decltype(f)>::value_type;
+    const std::string key{f.name};
+    if constexpr (std::is_enum_v<T>)
+      f.get(s) = static_cast<T>(static_cast<std::underlying_type_t<T>>(j.value(key, 0)));
+    else
+      f.get(s) = j.value(key, T{});
+  });
   return s;
 }
 
-std::int64_t i64(std::uint64_t v) { return static_cast<std::int64_t>(v); }
-std::int64_t i64(bool v) { return v ? 1 : 0; }
+std::int64_t i64(std::uint64_t v) {
+  return static_cast<std::int64_t>(v);
+}
 template <class E>
-  requires std::is_enum_v<E>
-std::int64_t i64(E v) { return static_cast<std::int64_t>(v); }
-
-// The state columns, in this order, everywhere a sims row is read.
-#define SIM_STATE_COLUMNS                                                                  \
-  "status, lock, lock_imei, last_seen_imei, trigger_imei, bar, reason, pending_order, "    \
-  "pending_order_id, pending_unbar, activate_with_lock, updated_at_ms"
-
-/// Binds the 12 state columns starting at parameter `first`.
-void bind_state(statement& s, int first, const lock::sim_state& st) {
-  s.bind(first + 0, i64(st.status)).bind(first + 1, i64(st.lock))
-    .bind(first + 2, i64(st.lock_imei)).bind(first + 3, i64(st.last_seen_imei))
-    .bind(first + 4, i64(st.trigger_imei)).bind(first + 5, i64(st.bar))
-    .bind(first + 6, i64(st.reason)).bind(first + 7, i64(st.pending_order))
-    .bind(first + 8, i64(st.pending_order_id)).bind(first + 9, i64(st.pending_unbar))
-    .bind(first + 10, i64(st.activate_with_lock)).bind(first + 11, st.updated_at_ms);
-}
-
-/// Reads the 12 state columns starting at column `first`.
-lock::sim_state read_state(const statement& s, int first) {
-  lock::sim_state st;
-  auto u8 = [&](int c) { return static_cast<std::uint8_t>(s.i64(first + c)); };
-  auto u64 = [&](int c) { return static_cast<std::uint64_t>(s.i64(first + c)); };
-  st.status = static_cast<lock::sim_status>(u8(0));
-  st.lock = static_cast<lock::lock_state>(u8(1));
-  st.lock_imei = u64(2);
-  st.last_seen_imei = u64(3);
-  st.trigger_imei = u64(4);
-  st.bar = static_cast<lock::bar_state>(u8(5));
-  st.reason = static_cast<lock::bar_reason>(u8(6));
-  st.pending_order = static_cast<lock::order_type>(u8(7));
-  st.pending_order_id = u64(8);
-  st.pending_unbar = static_cast<lock::unbar_mode>(u8(9));
-  st.activate_with_lock = s.i64(first + 10) != 0;
-  st.updated_at_ms = s.i64(first + 11);
-  return st;
-}
-
-#define ORDER_COLUMNS                                                                      \
-  "id, iccid, network, type, reason, mode, with_lock, status, created_at_ms, due_at_ms, "  \
-  "submitted_at_ms, completed_at_ms, retry_at_ms, attempts, failure_reason"
-
-order_record read_order(const statement& s) {
-  order_record o;
-  o.id = static_cast<std::uint64_t>(s.i64(0));
-  o.iccid = s.text(1);
-  o.network = s.text(2);
-  o.type = static_cast<lock::order_type>(s.i64(3));
-  o.reason = static_cast<lock::bar_reason>(s.i64(4));
-  o.mode = static_cast<lock::unbar_mode>(s.i64(5));
-  o.with_lock = s.i64(6) != 0;
-  o.status = static_cast<order_status>(s.i64(7));
-  o.created_at_ms = s.i64(8);
-  o.due_at_ms = s.i64(9);
-  o.submitted_at_ms = s.i64(10);
-  o.completed_at_ms = s.i64(11);
-  o.retry_at_ms = s.i64(12);
-  o.attempts = static_cast<std::uint32_t>(s.i64(13));
-  o.failure_reason = s.text(14);
-  return o;
+requires std::is_enum_v<E> std::int64_t i64(E v) {
+  return static_cast<std::int64_t>(v);
 }
 
 /// Errors after which the whole transaction is gone or the disk is unusable:
@@ -543,19 +621,10 @@ struct store::impl {
 
   void apply(const change& c) {
     for (auto& s : c.sims) {
-      auto& up = writer->prepare(
-        "INSERT INTO sims (iccid, msisdn, network, " SIM_STATE_COLUMNS ") "
-        "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15) "
-        "ON CONFLICT (iccid) DO UPDATE SET msisdn = excluded.msisdn, network = excluded.network, "
-        "status = excluded.status, lock = excluded.lock, lock_imei = excluded.lock_imei, "
-        "last_seen_imei = excluded.last_seen_imei, trigger_imei = excluded.trigger_imei, "
-        "bar = excluded.bar, reason = excluded.reason, pending_order = excluded.pending_order, "
-        "pending_order_id = excluded.pending_order_id, pending_unbar = excluded.pending_unbar, "
-        "activate_with_lock = excluded.activate_with_lock, updated_at_ms = excluded.updated_at_ms");
+      auto& up = writer->prepare(sql().upsert_sim.c_str());
       {
         reset_guard g{up};
-        up.bind(1, s.iccid).bind(2, s.msisdn).bind(3, s.network);
-        bind_state(up, 4, s.state);
+        bind_sim(up, s);
         up.run();
       }
       auto& del = writer->prepare("DELETE FROM imsis WHERE iccid = ?1");
@@ -570,36 +639,32 @@ struct store::impl {
       }
     }
     for (auto& u : c.states) {
-      auto& st = writer->prepare(
-        "UPDATE sims SET status = ?2, lock = ?3, lock_imei = ?4, last_seen_imei = ?5, "
-        "trigger_imei = ?6, bar = ?7, reason = ?8, pending_order = ?9, pending_order_id = ?10, "
-        "pending_unbar = ?11, activate_with_lock = ?12, updated_at_ms = ?13 WHERE iccid = ?1");
+      auto& st = writer->prepare(sql().update_state.c_str());
       reset_guard g{st};
       st.bind(1, u.iccid);
-      bind_state(st, 2, u.state);
+      bind_fields(st, 2, lock::sim_state_fields, u.state);
       st.run();
       if (sqlite3_changes(writer->get()) != 1)
         throw sqlite_error(SQLITE_NOTFOUND, "state update for unknown SIM " + u.iccid);
     }
     for (auto& o : c.orders) {
-      auto& st = writer->prepare(
-        "INSERT OR REPLACE INTO orders (" ORDER_COLUMNS ") "
-        "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)");
+      auto& st = writer->prepare(sql().upsert_order.c_str());
       reset_guard g{st};
-      st.bind(1, i64(o.id)).bind(2, o.iccid).bind(3, o.network).bind(4, i64(o.type))
-        .bind(5, i64(o.reason)).bind(6, i64(o.mode)).bind(7, i64(o.with_lock))
-        .bind(8, i64(o.status)).bind(9, o.created_at_ms).bind(10, o.due_at_ms)
-        .bind(11, o.submitted_at_ms).bind(12, o.completed_at_ms).bind(13, o.retry_at_ms)
-        .bind(14, static_cast<std::int64_t>(o.attempts)).bind(15, o.failure_reason);
+      bind_fields(st, 1, orders::order_fields, o);
       st.run();
     }
     for (auto& a : c.audits) {
-      auto& st = writer->prepare(
-        "INSERT INTO audit (iccid, at_ms, cause, before, after, imei, detail) "
-        "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)");
+      auto& st =
+          writer->prepare("INSERT INTO audit (iccid, at_ms, cause, before, after, imei, detail) "
+                          "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)");
       reset_guard g{st};
-      st.bind(1, a.iccid).bind(2, a.at_ms).bind(3, a.cause).bind(4, state_json(a.before))
-        .bind(5, state_json(a.after)).bind(6, i64(a.imei)).bind(7, a.detail);
+      st.bind(1, a.iccid)
+          .bind(2, a.at_ms)
+          .bind(3, a.cause)
+          .bind(4, state_json(a.before))
+          .bind(5, state_json(a.after))
+          .bind(6, i64(a.imei))
+          .bind(7, a.detail);
       st.run();
     }
   }
@@ -611,8 +676,9 @@ store::store(store_config cfg) : impl_(std::make_unique<impl>(std::move(cfg), st
   } catch (const sqlite_error& e) {
     throw std::runtime_error(impl_->cfg.path + ": " + e.what());
   }
-  next_order_id_.store(static_cast<std::uint64_t>(
-                         impl_->writer->scalar("SELECT COALESCE(MAX(id), 0) FROM orders")) + 1);
+  next_order_id_.store(
+      static_cast<std::uint64_t>(impl_->writer->scalar("SELECT COALESCE(MAX(id), 0) FROM orders")) +
+      1);
   impl_->thread = std::thread([this] { impl_->run(); });
 }
 
@@ -676,16 +742,14 @@ void store::set_commit_observer(std::function<void(double, std::size_t, bool)> f
   impl_->observer = std::move(fn);
 }
 
-std::optional<sim_record> store::get_sim(const std::string& iccid) {
-  return impl_->with_reader([&](connection& c) -> std::optional<sim_record> {
-    auto& s = c.prepare("SELECT iccid, msisdn, network, " SIM_STATE_COLUMNS
-                        " FROM sims WHERE iccid = ?1");
+std::optional<lock::sim_record> store::get_sim(const std::string& iccid) {
+  return impl_->with_reader([&](connection& c) -> std::optional<lock::sim_record> {
+    auto& s = c.prepare(sql().select_sim.c_str());
     reset_guard g{s};
     s.bind(1, iccid);
     if (!s.step())
       return std::nullopt;
-    sim_record r{std::string(s.text(0)), {}, std::string(s.text(1)), std::string(s.text(2)),
-                 read_state(s, 3)};
+    auto r = read_sim(s);
     auto& im = c.prepare("SELECT imsi FROM imsis WHERE iccid = ?1 ORDER BY imsi");
     reset_guard g2{im};
     im.bind(1, iccid);
@@ -695,20 +759,19 @@ std::optional<sim_record> store::get_sim(const std::string& iccid) {
   });
 }
 
-std::vector<sim_record> store::list_sims(const sim_filter& filter, const std::string& cursor,
-                                         std::size_t limit) {
-  std::string sql = "SELECT iccid, msisdn, network, " SIM_STATE_COLUMNS
-                    " FROM sims WHERE iccid > ?1";
+std::vector<lock::sim_record> store::list_sims(const lock::sim_filter& filter,
+                                               const std::string& cursor, std::size_t limit) {
+  std::string text = sql().list_sims_head + " WHERE iccid > ?1";
   if (filter.lock)
-    sql += " AND lock = ?2";
+    text += " AND lock = ?2";
   if (filter.bar)
-    sql += " AND bar = ?3";
+    text += " AND bar = ?3";
   if (filter.network)
-    sql += " AND network = ?4";
-  sql += " ORDER BY iccid LIMIT ?5";
+    text += " AND network = ?4";
+  text += " ORDER BY iccid LIMIT ?5";
   return impl_->with_reader([&](connection& c) {
-    std::vector<sim_record> out;
-    statement s{c.get(), sql.c_str(), false};
+    std::vector<lock::sim_record> out;
+    statement s{c.get(), text.c_str(), false};
     s.bind(1, cursor).bind(5, static_cast<std::int64_t>(limit));
     if (filter.lock)
       s.bind(2, i64(*filter.lock));
@@ -717,8 +780,7 @@ std::vector<sim_record> store::list_sims(const sim_filter& filter, const std::st
     if (filter.network)
       s.bind(4, *filter.network);
     while (s.step())
-      out.push_back({std::string(s.text(0)), {}, std::string(s.text(1)), std::string(s.text(2)),
-                     read_state(s, 3)});
+      out.push_back(read_sim(s));
     auto& im = c.prepare("SELECT imsi FROM imsis WHERE iccid = ?1 ORDER BY imsi");
     for (auto& r : out) {
       reset_guard g{im};
@@ -730,9 +792,9 @@ std::vector<sim_record> store::list_sims(const sim_filter& filter, const std::st
   });
 }
 
-std::optional<order_record> store::get_order(std::uint64_t id) {
-  return impl_->with_reader([&](connection& c) -> std::optional<order_record> {
-    auto& s = c.prepare("SELECT " ORDER_COLUMNS " FROM orders WHERE id = ?1");
+std::optional<orders::order> store::get_order(std::uint64_t id) {
+  return impl_->with_reader([&](connection& c) -> std::optional<orders::order> {
+    auto& s = c.prepare(sql().get_order.c_str());
     reset_guard g{s};
     s.bind(1, i64(id));
     if (!s.step())
@@ -741,10 +803,10 @@ std::optional<order_record> store::get_order(std::uint64_t id) {
   });
 }
 
-std::vector<order_record> store::list_orders(const std::string& iccid) {
+std::vector<orders::order> store::list_orders(const std::string& iccid) {
   return impl_->with_reader([&](connection& c) {
-    std::vector<order_record> out;
-    auto& s = c.prepare("SELECT " ORDER_COLUMNS " FROM orders WHERE iccid = ?1 ORDER BY id DESC");
+    std::vector<orders::order> out;
+    auto& s = c.prepare(sql().orders_of_sim.c_str());
     reset_guard g{s};
     s.bind(1, iccid);
     while (s.step())
@@ -753,10 +815,10 @@ std::vector<order_record> store::list_orders(const std::string& iccid) {
   });
 }
 
-std::vector<order_record> store::open_orders() {
+std::vector<orders::order> store::open_orders() {
   return impl_->with_reader([&](connection& c) {
-    std::vector<order_record> out;
-    auto& s = c.prepare("SELECT " ORDER_COLUMNS " FROM orders WHERE status < 2 ORDER BY id");
+    std::vector<orders::order> out;
+    auto& s = c.prepare(sql().open_orders.c_str());
     reset_guard g{s};
     while (s.step())
       out.push_back(read_order(s));
@@ -792,38 +854,31 @@ std::optional<std::string> store::iccid_of(std::uint64_t imsi) {
 }
 
 std::uint64_t store::count_sims() {
-  return impl_->with_reader(
-    [](connection& c) { return static_cast<std::uint64_t>(c.scalar("SELECT COUNT(*) FROM sims")); });
+  return impl_->with_reader([](connection& c) {
+    return static_cast<std::uint64_t>(c.scalar("SELECT COUNT(*) FROM sims"));
+  });
 }
 
 void store::load_inventory(const std::function<void(const inventory_row&)>& fn) {
   impl_->with_reader([&](connection& c) {
     // One pass over sims joined with their IMSIs, grouped by ICCID.
-    statement s{c.get(),
-                "SELECT s.iccid, s.network, " SIM_STATE_COLUMNS ", i.imsi FROM sims s "
-                "LEFT JOIN imsis i ON i.iccid = s.iccid ORDER BY s.iccid",
-                false};
-    std::string iccid;
-    std::string network;
-    lock::sim_state state;
-    std::vector<std::uint64_t> imsis;
+    statement s{c.get(), sql().load_inventory.c_str(), false};
+    constexpr int imsi_column = static_cast<int>(sim_column_count);
+    lock::sim_record sim;
     bool have = false;
     auto emit = [&] {
       if (have)
-        fn(inventory_row{iccid, network, imsis, state});
+        fn(inventory_row{sim.iccid, sim.network, sim.imsis, sim.state});
     };
     while (s.step()) {
       auto id = s.text(0);
-      if (!have || id != iccid) {
+      if (!have || id != sim.iccid) {
         emit();
-        iccid = id;
-        network = s.text(1);
-        state = read_state(s, 2);
-        imsis.clear();
+        sim = read_sim(s);
         have = true;
       }
-      if (!s.is_null(14))
-        imsis.push_back(static_cast<std::uint64_t>(s.i64(14)));
+      if (!s.is_null(imsi_column))
+        sim.imsis.push_back(static_cast<std::uint64_t>(s.i64(imsi_column)));
     }
     emit();
   });

@@ -14,8 +14,14 @@
 //
 // No CAF, no prometheus: counters are plain atomics (`store::stats`) and the
 // commit latency is reported through `on_commit`, both read by actors/.
+//
+// It stores the types every layer uses (lock::sim_record, orders::order); the
+// columns and row readers are generated from their field lists
+// (lock/sim.hpp, orders/order.hpp).
 
+#include "lock/sim.hpp"
 #include "lock/types.hpp"
+#include "orders/order.hpp"
 
 #include <atomic>
 #include <chrono>
@@ -29,37 +35,6 @@
 #include <vector>
 
 namespace imeilock::store {
-
-/// Order lifecycle (DESIGN §3). Stored as its integer value.
-enum class order_status : std::uint8_t { queued = 0, submitted = 1, completed = 2, failed = 3 };
-
-/// A SIM: identity and lock state.
-struct sim_record {
-  std::string iccid;
-  std::vector<std::uint64_t> imsis; ///< every IMSI of the SIM (MultiNet: several)
-  std::string msisdn;
-  std::string network;              ///< configured network name
-  lock::sim_state state;
-};
-
-/// One order (DESIGN §3) and where it is in its lifecycle.
-struct order_record {
-  std::uint64_t id = 0;
-  std::string iccid;
-  std::string network;
-  lock::order_type type = lock::order_type::none;
-  lock::bar_reason reason = lock::bar_reason::none;
-  lock::unbar_mode mode = lock::unbar_mode::none;
-  bool with_lock = false;
-  order_status status = order_status::queued;
-  std::int64_t created_at_ms = 0;
-  std::int64_t due_at_ms = 0;       ///< when the lead time runs out, 0 unknown
-  std::int64_t submitted_at_ms = 0; ///< 0 until submitted to the backend
-  std::int64_t completed_at_ms = 0; ///< completion or failure, 0 while open
-  std::int64_t retry_at_ms = 0;     ///< queued after a failed submission: not before this
-  std::uint32_t attempts = 0;
-  std::string failure_reason;
-};
 
 /// One transition of one SIM (R14).
 struct audit_record {
@@ -82,10 +57,10 @@ struct state_update {
 /// Everything one caller wants committed atomically. The writer commits many
 /// changes in one transaction (group commit); each change is all-or-nothing.
 struct change {
-  std::vector<sim_record> sims;     ///< upserts; `imsis` replaces the SIM's IMSI set
-  std::vector<state_update> states; ///< lock state of existing SIMs
-  std::vector<order_record> orders; ///< insert or replace by id
-  std::vector<audit_record> audits; ///< appended
+  std::vector<lock::sim_record> sims; ///< upserts; `imsis` replaces the SIM's IMSI set
+  std::vector<state_update> states;   ///< lock state of existing SIMs
+  std::vector<orders::order> orders;  ///< insert or replace by id (`imsis` not stored)
+  std::vector<audit_record> audits;   ///< appended
   bool empty() const { return sims.empty() && states.empty() && orders.empty() && audits.empty(); }
 };
 
@@ -100,13 +75,6 @@ struct inventory_row {
   std::string_view network;
   std::span<const std::uint64_t> imsis;
   lock::sim_state state;
-};
-
-/// Filter for list_sims(); unset fields match everything.
-struct sim_filter {
-  std::optional<lock::lock_state> lock;
-  std::optional<lock::bar_state> bar;
-  std::optional<std::string> network;
 };
 
 /// Store settings (the `store` part of sim_layer_config).
@@ -138,12 +106,12 @@ struct store_config {
 
 /// Counters for the metrics layer; monotonic unless said otherwise.
 struct stats {
-  std::atomic<std::uint64_t> commits{0};          ///< transactions committed
-  std::atomic<std::uint64_t> commit_failures{0};  ///< transactions rolled back
+  std::atomic<std::uint64_t> commits{0};         ///< transactions committed
+  std::atomic<std::uint64_t> commit_failures{0}; ///< transactions rolled back
   std::atomic<std::uint64_t> changes_committed{0};
-  std::atomic<std::uint64_t> changes_failed{0};   ///< done(false) for a store error
-  std::atomic<std::uint64_t> changes_refused{0};  ///< submit() over max_queue
-  std::atomic<std::uint64_t> queue_depth{0};      ///< gauge: changes waiting
+  std::atomic<std::uint64_t> changes_failed{0};  ///< done(false) for a store error
+  std::atomic<std::uint64_t> changes_refused{0}; ///< submit() over max_queue
+  std::atomic<std::uint64_t> queue_depth{0};     ///< gauge: changes waiting
 };
 
 /// The store. Thread-safe: submit() and every read may be called from any thread.
@@ -170,22 +138,22 @@ public:
 
   /// A new order id, unique for the life of the database (counter initialised
   /// from max(orders.id) at open).
-  std::uint64_t allocate_order_id() { return next_order_id_.fetch_add(1) ; }
+  std::uint64_t allocate_order_id() { return next_order_id_.fetch_add(1); }
 
   // -- Reads (committed state; reader connections; any thread) ---------------
-  std::optional<sim_record> get_sim(const std::string& iccid);
+  std::optional<lock::sim_record> get_sim(const std::string& iccid);
   /// SIMs ordered by ICCID, starting after `cursor` (an ICCID, empty: first).
-  std::vector<sim_record> list_sims(const sim_filter& filter, const std::string& cursor,
-                                    std::size_t limit);
-  std::optional<order_record> get_order(std::uint64_t id);
+  std::vector<lock::sim_record> list_sims(const lock::sim_filter& filter, const std::string& cursor,
+                                          std::size_t limit);
+  std::optional<orders::order> get_order(std::uint64_t id);
   /// Orders of one SIM, newest first.
-  std::vector<order_record> list_orders(const std::string& iccid);
+  std::vector<orders::order> list_orders(const std::string& iccid);
   /// Audit records of one SIM, newest first, at most `limit`.
   std::vector<audit_record> list_events(const std::string& iccid, std::size_t limit);
   /// The ICCID owning `imsi`, if any.
   std::optional<std::string> iccid_of(std::uint64_t imsi);
   /// Orders still queued or submitted (startup: resume them).
-  std::vector<order_record> open_orders();
+  std::vector<orders::order> open_orders();
   /// Calls `fn` for every SIM (startup: build the compact inventory).
   void load_inventory(const std::function<void(const inventory_row&)>& fn);
   /// Number of SIMs in the database.

@@ -203,7 +203,7 @@ TEST_CASE("a violation raises exactly one bar, the SIM keeps working, and is bar
   auto open = f.db->list_orders(id);
   REQUIRE(open.size() == 2); // the enable order and the bar
   CHECK(open.front().type == lock::order_type::bar);
-  CHECK(open.front().status == store::order_status::submitted);
+  CHECK(open.front().status == orders::order_status::submitted);
   CHECK(open.front().due_at_ms == t0 + 300);
 
   // R8: the SIM keeps working meanwhile; further devices raise no 2nd bar.
@@ -226,8 +226,8 @@ TEST_CASE("a violation raises exactly one bar, the SIM keeps working, and is bar
   CHECK(s.bar == lock::bar_state::barred);
   CHECK(s.last_seen_imei == imei(200).device); // R9: frozen at the trigger
   auto done = f.db->list_orders(id).front();
-  CHECK(done.status == store::order_status::completed);
-  CHECK(done.completed_at_ms == t0 + 300);
+  CHECK(done.status == orders::order_status::completed);
+  CHECK(done.finished_at_ms == t0 + 300);
   f.settle();
   CHECK(bar_orders(*f.db, id) == 1);
   CHECK(rec.count(lock::notice::bar_completed) == 1);
@@ -339,8 +339,8 @@ TEST_CASE("a restart resumes open orders with their remaining lead time", "[acto
   CHECK(f.committed(id).bar == lock::bar_state::barred);
   auto orders = f.db->list_orders(id);
   REQUIRE(orders.size() == 1);
-  CHECK(orders[0].status == store::order_status::completed);
-  CHECK(orders[0].completed_at_ms == due);
+  CHECK(orders[0].status == orders::order_status::completed);
+  CHECK(orders[0].finished_at_ms == due);
   // The inventory came back from the store: observations are routed.
   auto seen = f.observe(imsi(30), imei(1));
   f.settle();
@@ -384,17 +384,17 @@ TEST_CASE("a reload (SIGHUP) gives orders placed afterwards the new lead time an
   CHECK(f.committed(after).bar == lock::bar_state::barred);
   auto done = f.db->list_orders(after);
   REQUIRE(done.size() == 1);
-  CHECK(done[0].status == store::order_status::completed);
+  CHECK(done[0].status == orders::order_status::completed);
   CHECK(done[0].attempts == 2);
-  CHECK(done[0].completed_at_ms == t0 + 110);
+  CHECK(done[0].finished_at_ms == t0 + 110);
 
   // The open order kept its state and due time.
   f.advance(std::chrono::milliseconds{t0 + 2999 - f.now_ms()});
   CHECK(f.committed(before).bar == lock::bar_state::bar_pending);
-  CHECK(f.db->list_orders(before).at(0).status == store::order_status::submitted);
+  CHECK(f.db->list_orders(before).at(0).status == orders::order_status::submitted);
   f.advance(1ms);
   CHECK(f.committed(before).bar == lock::bar_state::barred);
-  CHECK(f.db->list_orders(before).at(0).completed_at_ms == t0 + 3000);
+  CHECK(f.db->list_orders(before).at(0).finished_at_ms == t0 + 3000);
 }
 
 TEST_CASE("events name the IMSI of the observation, or the SIM's first IMSI for order outcomes",

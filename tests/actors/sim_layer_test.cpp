@@ -87,7 +87,7 @@ TEST_CASE("the lock story: enable, first IMEI, a 2nd device raises exactly one b
   for (auto& o : orders)
     if (o.type == lock::order_type::bar) {
       ++bars;
-      CHECK(o.status == actors::order_status::completed);
+      CHECK(o.status == orders::order_status::completed);
       CHECK(o.reason == lock::bar_reason::imei_lock);
     }
   CHECK(bars == 1);

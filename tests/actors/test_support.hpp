@@ -155,9 +155,9 @@ struct layer_fixture {
     return out;
   }
 
-  std::vector<actors::order_info> orders_of(std::string id) {
-    std::vector<actors::order_info> out;
-    layer->list_orders(std::move(id), [&](std::vector<actors::order_info> v) { out = std::move(v); });
+  std::vector<orders::order> orders_of(std::string id) {
+    std::vector<orders::order> out;
+    layer->list_orders(std::move(id), [&](std::vector<orders::order> v) { out = std::move(v); });
     return out;
   }
 

@@ -160,7 +160,7 @@ void fake_sim_service::apply_outcome(const std::string& iccid, lock::outcome& ou
   std::vector<std::uint64_t> created;
   for (const auto& e : out.effects)
     if (const auto* so = std::get_if<lock::submit_order>(&e)) {
-      actors::order_info o;
+      orders::order o;
       o.id = so->order_id;
       o.iccid = iccid;
       o.type = so->type;
@@ -276,9 +276,9 @@ void fake_sim_service::place_order(std::string iccid, actors::order_request req,
   post([done = std::move(done), res] { done(res); });
 }
 
-void fake_sim_service::complete(actors::order_info& o) {
-  o.status = actors::order_status::completed;
-  o.completed_at_ms = now();
+void fake_sim_service::complete(orders::order& o) {
+  o.status = orders::order_status::completed;
+  o.finished_at_ms = now();
   auto& sim = sims_.at(o.iccid);
   auto out = lock::apply(policy_of(sim.network), sim.state, lock::order_completed{o.id}, now());
   apply_outcome(o.iccid, out);
@@ -288,7 +288,7 @@ void fake_sim_service::complete_orders() {
   std::lock_guard lock{mutex_};
   std::vector<std::uint64_t> open;
   for (auto& [id, o] : orders_)
-    if (o.status == actors::order_status::queued)
+    if (o.status == orders::order_status::queued)
       open.push_back(id);
   for (auto id : open)
     complete(orders_.at(id));
@@ -303,8 +303,8 @@ void fake_sim_service::observe(const std::string& iccid, lock::device_id imei) {
 }
 
 void fake_sim_service::get_order(std::uint64_t id,
-                                 std::function<void(std::optional<actors::order_info>)> done) {
-  std::optional<actors::order_info> o;
+                                 std::function<void(std::optional<orders::order>)> done) {
+  std::optional<orders::order> o;
   {
     std::lock_guard lock{mutex_};
     if (auto it = orders_.find(id); it != orders_.end())
@@ -314,8 +314,8 @@ void fake_sim_service::get_order(std::uint64_t id,
 }
 
 void fake_sim_service::list_orders(std::string iccid,
-                                   std::function<void(std::vector<actors::order_info>)> done) {
-  std::vector<actors::order_info> out;
+                                   std::function<void(std::vector<orders::order>)> done) {
+  std::vector<orders::order> out;
   {
     std::lock_guard lock{mutex_};
     for (const auto& [id, o] : orders_)

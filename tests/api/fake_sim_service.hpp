@@ -32,8 +32,8 @@ public:
                  std::function<void(actors::sim_page)> done) override;
   void place_order(std::string iccid, actors::order_request req,
                    std::function<void(actors::write_result)> done) override;
-  void get_order(std::uint64_t id, std::function<void(std::optional<actors::order_info>)> done) override;
-  void list_orders(std::string iccid, std::function<void(std::vector<actors::order_info>)> done) override;
+  void get_order(std::uint64_t id, std::function<void(std::optional<orders::order>)> done) override;
+  void list_orders(std::string iccid, std::function<void(std::vector<orders::order>)> done) override;
   void list_events(std::string iccid, std::size_t limit,
                    std::function<void(std::vector<actors::event_info>)> done) override;
 
@@ -60,7 +60,7 @@ private:
   void post(std::function<void()> fn);
   void record(const std::string& iccid, const std::string& cause, const lock::sim_state& before,
               lock::device_id imei, std::string detail = {});
-  void complete(actors::order_info& o);
+  void complete(orders::order& o);
   actors::write_result check_upsert(const actors::sim_upsert& sim) const;
   bool apply_upsert(const actors::sim_upsert& sim);
   /// Keeps a lock::apply outcome: state, audit records, new orders.
@@ -69,7 +69,7 @@ private:
 
   mutable std::mutex mutex_;
   std::map<std::string, actors::sim_info> sims_;
-  std::map<std::uint64_t, actors::order_info> orders_;
+  std::map<std::uint64_t, orders::order> orders_;
   std::vector<actors::event_info> events_;
   std::uint64_t next_order_ = 1;
   std::uint64_t next_event_ = 1;

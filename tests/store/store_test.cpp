@@ -1,6 +1,8 @@
 // The store on real SQLite files in a temporary directory.
 #include "store/store.hpp"
 
+#include "common/fields.hpp"
+
 #include <catch2/catch.hpp>
 #include <sqlite3.h>
 
@@ -40,9 +42,9 @@ store::store_config config_for(const temp_dir& dir) {
   return cfg;
 }
 
-store::sim_record sim(std::string iccid, std::vector<std::uint64_t> imsis,
+lock::sim_record sim(std::string iccid, std::vector<std::uint64_t> imsis,
                       std::string network = "multinet") {
-  store::sim_record r;
+  lock::sim_record r;
   r.iccid = std::move(iccid);
   r.imsis = std::move(imsis);
   r.msisdn = "447700900123";
@@ -59,7 +61,7 @@ bool commit(store::store& db, store::change c) {
   return f.get();
 }
 
-store::change sims_change(std::vector<store::sim_record> sims) {
+store::change sims_change(std::vector<lock::sim_record> sims) {
   store::change c;
   c.sims = std::move(sims);
   return c;
@@ -112,14 +114,14 @@ TEST_CASE("SIMs, orders and audit records round-trip", "[store]") {
   s.state.pending_order_id = 7;
   s.state.updated_at_ms = 1'700'000'000'123;
 
-  store::order_record o;
+  orders::order o;
   o.id = db.allocate_order_id();
   o.iccid = s.iccid;
   o.network = "multinet";
   o.type = lock::order_type::unbar;
   o.reason = lock::bar_reason::imei_lock;
   o.mode = lock::unbar_mode::update_to_last_seen;
-  o.status = store::order_status::submitted;
+  o.status = orders::order_status::submitted;
   o.created_at_ms = 10;
   o.due_at_ms = 20;
   o.submitted_at_ms = 15;
@@ -155,7 +157,7 @@ TEST_CASE("SIMs, orders and audit records round-trip", "[store]") {
   REQUIRE(go);
   CHECK(go->type == lock::order_type::unbar);
   CHECK(go->mode == lock::unbar_mode::update_to_last_seen);
-  CHECK(go->status == store::order_status::submitted);
+  CHECK(go->status == orders::order_status::submitted);
   CHECK(go->attempts == 2);
   CHECK(go->failure_reason == "none yet");
   CHECK(go->due_at_ms == 20);
@@ -177,15 +179,15 @@ TEST_CASE("SIMs, orders and audit records round-trip", "[store]") {
     auto st = s.state;
     st.bar = lock::bar_state::barred;
     u.states.push_back({s.iccid, st});
-    o.status = store::order_status::completed;
-    o.completed_at_ms = 30;
+    o.status = orders::order_status::completed;
+    o.finished_at_ms = 30;
     u.orders.push_back(o);
     REQUIRE(commit(db, std::move(u)));
     auto again = db.get_sim(s.iccid);
     CHECK(again->state.bar == lock::bar_state::barred);
     CHECK(again->imsis == s.imsis);
     CHECK(db.open_orders().empty());
-    CHECK(db.get_order(o.id)->completed_at_ms == 30);
+    CHECK(db.get_order(o.id)->finished_at_ms == 30);
   }
 
   SECTION("a state update for an unknown SIM fails alone") {
@@ -196,6 +198,64 @@ TEST_CASE("SIMs, orders and audit records round-trip", "[store]") {
   }
 }
 
+TEST_CASE("the field lists name every column of the schema, in table order", "[store]") {
+  temp_dir dir;
+  { store::store db{config_for(dir)}; }
+  sqlite3* raw = nullptr;
+  REQUIRE(sqlite3_open(dir.db().c_str(), &raw) == SQLITE_OK);
+  auto columns = [&](const char* table) {
+    std::vector<std::string> out;
+    sqlite3_stmt* st = nullptr;
+    sqlite3_prepare_v2(raw, (std::string("PRAGMA table_info(") + table + ")").c_str(), -1, &st,
+                       nullptr);
+    while (sqlite3_step(st) == SQLITE_ROW)
+      out.emplace_back(reinterpret_cast<const char*>(sqlite3_column_text(st, 1)));
+    sqlite3_finalize(st);
+    return out;
+  };
+  std::vector<std::string> sims;
+  fields::for_each_field(lock::sim_identity_fields, [&](const auto& f) { sims.emplace_back(f.name); });
+  fields::for_each_field(lock::sim_state_fields, [&](const auto& f) { sims.emplace_back(f.name); });
+  CHECK(columns("sims") == sims);
+  std::vector<std::string> orders;
+  fields::for_each_field(orders::order_fields, [&](const auto& f) { orders.emplace_back(f.name); });
+  CHECK(columns("orders") == orders);
+  sqlite3_close(raw);
+}
+
+TEST_CASE("the audit log's state JSON keeps its stored form", "[store]") {
+  temp_dir dir;
+  store::store db{config_for(dir)};
+  REQUIRE(commit(db, sims_change({sim("8944000000000000001", {234150000000001})})));
+  store::audit_record a;
+  a.iccid = "8944000000000000001";
+  a.cause = "observation";
+  a.after.status = lock::sim_status::active;
+  a.after.lock = lock::lock_state::locked;
+  a.after.lock_imei = 35349001234567;
+  a.after.pending_order_id = 12;
+  a.after.activate_with_lock = true;
+  a.after.updated_at_ms = 1'700'000'000'123;
+  store::change c;
+  c.audits.push_back(a);
+  REQUIRE(commit(db, std::move(c)));
+  sqlite3* raw = nullptr;
+  REQUIRE(sqlite3_open(dir.db().c_str(), &raw) == SQLITE_OK);
+  sqlite3_stmt* st = nullptr;
+  sqlite3_prepare_v2(raw, "SELECT after FROM audit", -1, &st, nullptr);
+  REQUIRE(sqlite3_step(st) == SQLITE_ROW);
+  // Byte for byte what earlier versions wrote (and what they read back).
+  CHECK(std::string(reinterpret_cast<const char*>(sqlite3_column_text(st, 0))) ==
+        R"({"status":1,"lock":2,"lock_imei":35349001234567,"last_seen_imei":0,)"
+        R"("trigger_imei":0,"bar":0,"reason":0,"pending_order":0,"pending_order_id":12,)"
+        R"("pending_unbar":0,"activate_with_lock":true,"updated_at_ms":1700000000123})");
+  sqlite3_finalize(st);
+  sqlite3_close(raw);
+  auto ev = db.list_events(a.iccid, 1);
+  REQUIRE(ev.size() == 1);
+  CHECK(ev[0].after == a.after);
+}
+
 TEST_CASE("order ids continue after a restart", "[store]") {
   temp_dir dir;
   {
@@ -203,7 +263,7 @@ TEST_CASE("order ids continue after a restart", "[store]") {
     REQUIRE(commit(db, sims_change({sim("8944000000000000001", {234150000000001})})));
     store::change c;
     for (int i = 0; i < 3; ++i) {
-      store::order_record o;
+      orders::order o;
       o.id = db.allocate_order_id();
       o.iccid = "8944000000000000001";
       o.network = "multinet";
@@ -219,7 +279,7 @@ TEST_CASE("order ids continue after a restart", "[store]") {
 TEST_CASE("list_sims pages by ICCID and filters", "[store]") {
   temp_dir dir;
   store::store db{config_for(dir)};
-  std::vector<store::sim_record> sims;
+  std::vector<lock::sim_record> sims;
   for (int i = 0; i < 25; ++i) {
     auto s = sim("89440000000000001" + std::to_string(10 + i),
                  {234150000000100ull + static_cast<std::uint64_t>(i)},
@@ -241,7 +301,7 @@ TEST_CASE("list_sims pages by ICCID and filters", "[store]") {
   }
   CHECK(seen.size() == 25);
   CHECK(std::is_sorted(seen.begin(), seen.end()));
-  store::sim_filter f;
+  lock::sim_filter f;
   f.lock = lock::lock_state::locked;
   CHECK(db.list_sims(f, "", 100).size() == 5);
   f.network = "ee";
@@ -359,7 +419,7 @@ TEST_CASE("a full disk fails the whole batch, loses nothing committed, and recov
   // Cap the file at its current size: the next write that needs a page fails
   // with SQLITE_FULL, exactly as a full disk does.
   db.exec_on_writer_for_testing("PRAGMA max_page_count=1");
-  std::vector<store::sim_record> many;
+  std::vector<lock::sim_record> many;
   for (int i = 0; i < 300; ++i)
     many.push_back(sim("8945" + std::to_string(100000000000000 + i),
                        {234160000000000ull + static_cast<std::uint64_t>(i)}));

@@ -1,0 +1,95 @@
+#pragma once
+// A SIM of the inventory, the one type every layer uses for it (STYLE.md §10),
+// and its field lists: the columns the store persists (in this order), the
+// keys of the audit log's compact state JSON and the operator view's shape
+// are all generated from sim_identity_fields and sim_state_fields. Adding a
+// field to a SIM is one line here (and a schema migration). Pure data.
+
+#include "common/fields.hpp"
+#include "lock/types.hpp"
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <tuple>
+#include <vector>
+
+namespace imeilock::lock {
+
+/// A SIM: identity and lock state.
+struct sim_record {
+  std::string iccid;
+  std::vector<std::uint64_t> imsis; ///< every IMSI of the SIM (MultiNet: several), ascending
+  std::string msisdn;               ///< E.164 digits, may be empty
+  std::string network;              ///< configured network name
+  sim_state state;
+
+  friend bool operator==(const sim_record&, const sim_record&) = default;
+};
+
+/// Filter for listing SIMs; unset fields match everything.
+struct sim_filter {
+  std::optional<lock_state> lock;
+  std::optional<bar_state> bar;
+  std::optional<std::string> network;
+};
+
+namespace detail {
+inline bool locked(const sim_state& s) {
+  return s.lock == lock_state::locked;
+}
+inline bool has_pending_order(const sim_state& s) {
+  return s.pending_order_id != 0;
+}
+} // namespace detail
+
+/// The identity columns of a SIM (its IMSIs are a set of their own). The
+/// ICCID, first, is the key.
+inline constexpr auto sim_identity_fields = std::make_tuple(
+    fields::field<sim_record, std::string>{
+        "iccid", &sim_record::iccid, {fields::shape::text, "/iccid"}},
+    fields::field<sim_record, std::string>{
+        "msisdn", &sim_record::msisdn, {fields::shape::text_or_null, "/msisdn"}},
+    fields::field<sim_record, std::string>{
+        "network", &sim_record::network, {fields::shape::text, "/network"}});
+
+/// The lock-state columns of a SIM (DESIGN §2), and how the operator sees
+/// each: `lock.imei` only while locked, `pending_order` as one object or null.
+inline constexpr auto sim_state_fields = std::make_tuple(
+    fields::field<sim_state, sim_status>{
+        "status", &sim_state::status, {fields::shape::name, "/status"}},
+    fields::field<sim_state, lock_state>{
+        "lock", &sim_state::lock, {fields::shape::name, "/lock/state"}},
+    fields::field<sim_state, device_id>{
+        "lock_imei",
+        &sim_state::lock_imei,
+        {fields::shape::imei_or_null, "/lock/imei", &detail::locked}},
+    fields::field<sim_state, device_id>{"last_seen_imei",
+                                        &sim_state::last_seen_imei,
+                                        {fields::shape::imei_or_null, "/last_seen_imei"}},
+    fields::field<sim_state, device_id>{"trigger_imei",
+                                        &sim_state::trigger_imei,
+                                        {fields::shape::imei_or_null, "/bar/trigger_imei"}},
+    fields::field<sim_state, bar_state>{
+        "bar", &sim_state::bar, {fields::shape::name, "/bar/state"}},
+    fields::field<sim_state, bar_reason>{
+        "reason", &sim_state::reason, {fields::shape::name_or_null, "/bar/reason"}},
+    fields::field<sim_state, order_type>{"pending_order",
+                                         &sim_state::pending_order,
+                                         {fields::shape::name, "/pending_order/type",
+                                          &detail::has_pending_order, "/pending_order", true}},
+    fields::field<sim_state, std::uint64_t>{"pending_order_id",
+                                            &sim_state::pending_order_id,
+                                            {fields::shape::number, "/pending_order/id",
+                                             &detail::has_pending_order, "/pending_order", true}},
+    fields::field<sim_state, unbar_mode>{"pending_unbar",
+                                         &sim_state::pending_unbar,
+                                         {fields::shape::name_or_null, "/pending_order/unbar_mode",
+                                          &detail::has_pending_order, "/pending_order", true}},
+    fields::field<sim_state, bool>{"activate_with_lock", &sim_state::activate_with_lock},
+    fields::field<sim_state, std::int64_t>{
+        "updated_at_ms",
+        &sim_state::updated_at_ms,
+        {fields::shape::time_or_null, "/updated_at", nullptr, {}, true}});
+
+} // namespace imeilock::lock
