@@ -18,7 +18,7 @@
 // no request/response bookkeeping, no timeouts, no blocking bridges).
 
 #include "actors/inventory.hpp"
-#include "actors/sim_layer.hpp"
+#include "actors/ports.hpp"
 #include "orders/network.hpp"
 #include "orders/order.hpp"
 

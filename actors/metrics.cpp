@@ -1,6 +1,6 @@
 #include "actors/metrics.hpp"
 
-#include "actors/sim_layer.hpp"
+#include "actors/ports.hpp"
 
 #include <prometheus/counter.h>
 #include <prometheus/gauge.h>

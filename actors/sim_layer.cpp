@@ -3,11 +3,11 @@
 // (anon_send, never a scoped_actor per request: TOOLCHAIN pitfall 5); reads
 // go straight to the store's reader connections.
 
-#include "actors/sim_layer_impl.hpp"
+#include "actors/sim_layer.hpp"
 
 #include "actors/context.hpp"
 #include "common/log.hpp"
-#include "lock/inventory.hpp"
+#include "lock/identifiers.hpp"
 
 #include <caf/actor_system.hpp>
 #include <caf/scoped_actor.hpp>

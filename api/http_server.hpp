@@ -10,7 +10,7 @@
 //   ... SIGHUP: if (auto r = api.reload(new_cfg.api); !r) log it, the old tokens stay.
 //   api.stop();
 
-#include "actors/sim_layer.hpp"
+#include "actors/ports.hpp"
 #include "api/api_config.hpp"
 #include "config/section.hpp"
 

@@ -1,7 +1,7 @@
 #include "api/json_views.hpp"
 
 #include "common/fields.hpp"
-#include "lock/inventory.hpp"
+#include "lock/identifiers.hpp"
 
 #include <cstdio>
 #include <ctime>

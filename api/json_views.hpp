@@ -5,7 +5,7 @@
 // Generated from the field lists (lock/sim.hpp, orders/order.hpp): each
 // field's `api` view says where and how it appears.
 
-#include "actors/sim_layer.hpp"
+#include "actors/ports.hpp"
 
 #include <nlohmann/json.hpp>
 

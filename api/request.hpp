@@ -5,7 +5,7 @@
 // router calls exactly this code; the fuzzers in fuzz/api_*.cpp feed it
 // arbitrary bytes. Every problem becomes an error answer, never an exception.
 
-#include "actors/sim_layer.hpp"
+#include "actors/ports.hpp"
 
 #include <nlohmann/json_fwd.hpp>
 

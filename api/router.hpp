@@ -4,7 +4,7 @@
 // exactly once, from any thread). http_server feeds it from Beast; tests can
 // call it directly.
 
-#include "actors/sim_layer.hpp"
+#include "actors/ports.hpp"
 #include "api/api_config.hpp"
 #include "api/request.hpp"
 

@@ -1,6 +1,6 @@
 #include "api/validate.hpp"
 
-#include "lock/inventory.hpp"
+#include "lock/identifiers.hpp"
 
 #include <algorithm>
 #include <map>

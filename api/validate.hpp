@@ -2,7 +2,7 @@
 // Checks of operator-supplied SIM identities, with messages that say what to
 // fix, and the CSV import format. No I/O.
 
-#include "actors/sim_layer.hpp"
+#include "actors/ports.hpp"
 
 #include <cstdint>
 #include <optional>

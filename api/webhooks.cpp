@@ -3,7 +3,7 @@
 #include "api/json_views.hpp"
 #include "common/http_client.hpp"
 #include "common/log.hpp"
-#include "lock/inventory.hpp"
+#include "lock/identifiers.hpp"
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>

@@ -28,7 +28,7 @@
 //   ...
 //   hooks.stop();
 
-#include "actors/sim_layer.hpp"
+#include "actors/ports.hpp"
 #include "api/api_config.hpp"
 
 #include <memory>

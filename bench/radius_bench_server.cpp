@@ -4,7 +4,7 @@
 //
 //   radius_bench_server --listen 127.0.0.1:0 --secret S [--threads N] [--ack inline|thread]
 // Prints "PORT <port>" then serves until stdin closes.
-#include "actors/sim_layer.hpp"
+#include "actors/ports.hpp"
 #include "common/log.hpp"
 #include "protocols/radius/server.hpp"
 

@@ -8,7 +8,7 @@
 //   bench_sim_layer [--sims 1000000] [--seconds 3] [--actors 100000] [--workers 2]
 //                   [--submitters 2] [--dir /tmp]
 
-#include "actors/sim_layer_impl.hpp"
+#include "actors/sim_layer.hpp"
 #include "lock/imei.hpp"
 #include "store/store.hpp"
 

@@ -1,6 +1,6 @@
 #include "daemon/daemon.hpp"
 
-#include "actors/sim_layer_impl.hpp"
+#include "actors/sim_layer.hpp"
 #include "api/http_server.hpp"
 #include "api/webhooks.hpp"
 #include "common/fault.hpp"

@@ -1,6 +1,6 @@
 #include "protocols/diameter/server.hpp"
 
-#include "actors/sim_layer.hpp"
+#include "actors/ports.hpp"
 #include "common/log.hpp"
 #include "protocols/diameter/answer_cache.hpp"
 #include "protocols/diameter/messages.hpp"

@@ -4,7 +4,7 @@
 // kind, what a Disconnect-Request would need, and an idempotency key that
 // survives retransmits with a new Identifier. Pure.
 
-#include "actors/sim_layer.hpp"
+#include "actors/ports.hpp"
 #include "protocols/radius/codec.hpp"
 
 #include <cstdint>

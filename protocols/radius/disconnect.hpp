@@ -8,7 +8,7 @@
 // authenticator with exponential backoff, and its outcome (ACK, NAK with
 // Error-Cause, timeout) goes to metrics, the log and an audit hook.
 
-#include "actors/sim_layer.hpp"
+#include "actors/ports.hpp"
 #include "protocols/radius/config.hpp"
 
 #include <cstdint>

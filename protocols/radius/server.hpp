@@ -16,7 +16,7 @@
 //   ...  server.reload(new_cfg.radius);   // SIGHUP: clients, window, rules
 //   server.stop();                        // stop reading, drain, close
 
-#include "actors/sim_layer.hpp"
+#include "actors/ports.hpp"
 #include "config/section.hpp"
 #include "protocols/radius/config.hpp"
 

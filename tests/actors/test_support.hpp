@@ -3,7 +3,7 @@
 // explicit workers), an on-disk store in a temporary directory, and
 // synchronous helpers around the callback API.
 
-#include "actors/sim_layer_impl.hpp"
+#include "actors/sim_layer.hpp"
 #include "lock/imei.hpp"
 #include "store/store.hpp"
 

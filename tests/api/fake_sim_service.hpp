@@ -7,7 +7,7 @@
 // tests). Callbacks run on the fake's own thread, as the real SIM layer's
 // do, never on the caller's.
 
-#include "actors/sim_layer.hpp"
+#include "actors/ports.hpp"
 
 #include <atomic>
 #include <condition_variable>

@@ -7,7 +7,7 @@
 // CONFIG.yaml holds a `diameter:` section. Prints "listening HOST PORT" per
 // listener on stdout; SIGTERM/SIGINT -> stop() (DPR to every peer) -> exit 0.
 
-#include "actors/sim_layer.hpp"
+#include "actors/ports.hpp"
 #include "common/log.hpp"
 #include "config/section.hpp"
 #include "lock/imei.hpp"

@@ -3,7 +3,7 @@
 // the SIM layer's ack, duplicates, overload, error answers, framing errors,
 // watchdogs in both directions, DPR in both directions and metrics.
 
-#include "actors/sim_layer.hpp"
+#include "actors/ports.hpp"
 #include "protocols/diameter/messages.hpp"
 #include "protocols/diameter/requests.hpp"
 #include "protocols/diameter/server.hpp"

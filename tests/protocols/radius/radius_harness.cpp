@@ -13,7 +13,7 @@
 //   reload FILE           -> "RELOADED" or "RELOAD_FAILED <why>"
 //   violation             -> a Disconnect-Request for the last observation's session
 //   quit                  -> stop and exit 0
-#include "actors/sim_layer.hpp"
+#include "actors/ports.hpp"
 #include "common/log.hpp"
 #include "config/section.hpp"
 #include "protocols/radius/config.hpp"

@@ -1,4 +1,4 @@
-#include "lock/inventory.hpp"
+#include "lock/identifiers.hpp"
 
 #include <algorithm>
 

@@ -1,6 +1,6 @@
 // Inventory identifiers: ICCID (E.118), IMSI (E.212), MSISDN (E.164).
 
-#include "lock/inventory.hpp"
+#include "lock/identifiers.hpp"
 
 #include <catch2/catch.hpp>
 
