@@ -1,8 +1,8 @@
 #pragma once
 // Every typed actor interface of the SIM layer, and the messages they
 // exchange (STYLE.md §1). Included only by the few CAF translation units of
-// actors/ (registry.cpp, order_actor.cpp, sim_layer.cpp) and their tests:
-// never from a widely included header.
+// actors/ (registry.cpp, sim_actor.cpp, order_actor.cpp, sim_layer.cpp) and
+// their tests: never from a widely included header.
 //
 // The protocol in one picture:
 //

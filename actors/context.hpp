@@ -7,11 +7,14 @@
 #include "actors/inventory.hpp"
 #include "actors/metrics.hpp"
 #include "actors/sim_layer_config.hpp"
+#include "common/fault.hpp"
 #include "orders/network.hpp"
 #include "orders/order.hpp"
 #include "store/store.hpp"
 
+#include <caf/error.hpp>
 #include <caf/fwd.hpp>
+#include <caf/sec.hpp>
 #include <prometheus/counter.h>
 #include <prometheus/gauge.h>
 #include <prometheus/histogram.h>
@@ -67,6 +70,20 @@ struct layer_context {
     return static_cast<std::uint32_t>(id / shards.size());
   }
 };
+
+/// Spawns the actor of SIM `id` from its compact row, as a child of `parent`
+/// (its registry shard), started lazily (sim_actor.cpp).
+sim_actor spawn_sim_actor(caf::local_actor& parent, layer_context* ctx, sim_id id,
+                          compact_row row);
+/// The last resort of an actor (CAF calls it for an exception that escaped a
+/// handler; the actor then terminates, CAF 0.17 has no way to resume it).
+/// The handlers catch what they can themselves (guarded, guard_sim), so this
+/// only counts what slipped through.
+template <fault_site Where>
+inline caf::error last_resort(caf::scheduled_actor*, std::exception_ptr& e) {
+  report_fault(Where, describe(e));
+  return caf::make_error(caf::sec::runtime_error);
+}
 
 /// Spawns registry shard `index` (registry.cpp).
 registry_actor spawn_registry_shard(caf::actor_system& sys, layer_context* ctx, std::uint32_t index);
