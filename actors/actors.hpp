@@ -29,6 +29,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <variant>
 
 namespace imeilock::actors {
@@ -40,6 +41,10 @@ struct sim_observation {
   sim_id sim = no_sim;
   observation obs;
   ack_fn done;
+  /// What lock::apply made of it, when the shard decided it from the SIM's
+  /// row with nothing in flight (the actor's state is that row): the actor
+  /// carries it out instead of applying the observation a second time.
+  std::optional<lock::outcome> decided{};
 };
 
 /// An operator order for a SIM (API place_order).

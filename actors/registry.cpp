@@ -99,18 +99,20 @@ registry_actor::behavior_type registry_behavior(registry_pointer self, layer_con
       auto it = st.actors.find(st.ctx->local_index(m.sim));
       if (it == st.actors.end() || !it->second.busy) {
         // Nothing in flight: the row is the state. The common case.
-        if (m.obs.imei.status != lock::imei_status::ok) {
-          m.done(ack::ok); // R3
+        const lock::observed ev{m.obs.imei};
+        if (!lock::is_lock_event(ev)) {
+          m.done(ack::ok); // R2/R3
           return;
         }
         auto& row = row_of(self, m.sim);
-        auto at = m.obs.at_ms != 0 ? m.obs.at_ms : st.ctx->clock();
-        auto out = lock::apply(st.ctx->inv->policy(row.network), row.state,
-                               lock::observed{m.obs.imei}, at);
+        if (m.obs.at_ms == 0)
+          m.obs.at_ms = st.ctx->clock();
+        auto out = lock::apply(st.ctx->inv->policy(row.network), row.state, ev, m.obs.at_ms);
         if (!out.changed && out.effects.empty()) {
           m.done(ack::ok);
           return;
         }
+        m.decided = std::move(out); // the SIM actor carries it out as decided here
       }
       forward(self, std::move(m));
     }),

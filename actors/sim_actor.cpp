@@ -55,7 +55,7 @@ struct write_in_flight {
   settle_fn settle;
 };
 
-struct sim_state {
+struct sim_actor_state {
   static inline const char* name = "imeilock.sim";
 
   layer_context* ctx = nullptr;
@@ -82,7 +82,7 @@ struct sim_state {
   }
 };
 
-using sim_pointer = sim_actor::stateful_pointer<sim_state>;
+using sim_pointer = sim_actor::stateful_pointer<sim_actor_state>;
 
 /// The API error of a refused order (rejection_error, shared with the API
 /// tests' fake). none is not a refusal, and a value outside the enum is
@@ -233,7 +233,8 @@ void on_commit(sim_pointer self, bool ok) {
 void handle_observation(sim_pointer self, sim_observation&& m) {
   auto& s = self->state;
   auto& obs = m.obs;
-  if (obs.imei.status != lock::imei_status::ok) { // R3
+  const lock::observed ev{obs.imei};
+  if (!lock::is_lock_event(ev)) { // R2/R3: nothing to apply, nothing to remember
     m.done(ack::ok);
     return;
   }
@@ -243,7 +244,9 @@ void handle_observation(sim_pointer self, sim_observation&& m) {
     return;
   }
   auto at = obs.at_ms != 0 ? obs.at_ms : s.ctx->clock();
-  auto out = lock::apply(s.ctx->inv->policy(s.network), s.st, lock::observed{obs.imei}, at);
+  // Decided by the shard from this very state when the actor was idle.
+  auto out = m.decided ? std::move(*m.decided)
+                       : lock::apply(s.ctx->inv->policy(s.network), s.st, ev, at);
   if (!out.changed && out.effects.empty()) {
     s.remember(obs.dedupe_key);
     m.done(ack::ok);
@@ -417,6 +420,10 @@ void enqueue(sim_pointer self, sim_work&& w) {
       return;
     }
   }
+  // Decided against a state that the write in flight is about to change
+  // (the shard forwards decisions only to idle actors: defensive).
+  if (auto* o = std::get_if<sim_observation>(&w))
+    o->decided.reset();
   s.queue.push_back(std::move(w));
 }
 

@@ -281,11 +281,12 @@ void sim_layer::submit(observation obs, ack_fn done) {
     done(ack::shutting_down);
     return;
   }
-  if (obs.imei.status == lock::imei_status::malformed) { // R2: counted, then no IMEI
+  // R2: a malformed IMEI is counted here; the rules treat it as absent
+  // (lock::is_lock_event).
+  if (obs.imei.status == lock::imei_status::malformed) {
     d.metrics.malformed_imeis->Increment();
     log::write_limited(malformed_limiter, log::level::info, "sim.malformed_imei",
                        {{"imsi", obs.imsi}, {"peer", obs.peer}});
-    obs.imei = {};
   }
   auto id = d.inv->by_imsi(obs.imsi);
   if (id == no_sim) { // R15

@@ -90,8 +90,7 @@ private:
 };
 
 void step::on(const observed& e) {
-  // R2/R3: no IMEI, or one we could not read, is no event at all.
-  if (e.imei.status != imei_status::ok || e.imei.device == no_device)
+  if (!is_lock_event(e)) // R2/R3
     return;
   const device_id d = e.imei.device;
   imei_ = d;

@@ -72,6 +72,13 @@ struct observed {
   imei_value imei;
 };
 
+/// R2/R3: whether an observation is a lock event at all. No IMEI, or one we
+/// could not read (counted by the caller, then treated as absent), is not:
+/// apply() returns the state unchanged, and callers may answer at once.
+constexpr bool is_lock_event(const observed& e) {
+  return e.imei.status == imei_status::ok && e.imei.device != no_device;
+}
+
 /// An operator places an order (DESIGN §3). `order_id` (non-zero) is assigned
 /// by the caller before apply() so the machine can remember it as pending.
 struct order_placed {
