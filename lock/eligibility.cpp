@@ -50,15 +50,6 @@ expected<void> validate(const eligibility_config& cfg) {
   return {};
 }
 
-void load(eligibility_config& cfg, config::section s) {
-  s.read("lock_networks", cfg.lock_networks);
-  s.read("activation_lock_networks", cfg.activation_lock_networks);
-  s.read("strict", cfg.strict);
-  s.finish();
-  if (auto p = find_problem(cfg); !p.message.empty())
-    s.fail(p.key, p.message);
-}
-
 policy policy_for(const eligibility_config& cfg, std::string_view network) {
   policy p;
   p.lock_eligible = !network.empty() && contains(cfg.lock_networks, network);

@@ -1,8 +1,9 @@
 #pragma once
 // R1 as configuration: which networks may use IMEI locking, and which may
-// set it at activation (R13). Loaded from the `lock:` section of the YAML.
+// set it at activation (R13). Pure data and checks: the daemon reads it from
+// the `imei_lock:` section of the YAML (daemon/imei_lock_config.hpp).
 
-#include "config/section.hpp"
+#include "config/error.hpp"
 #include "lock/machine.hpp"
 
 #include <string>
@@ -29,11 +30,6 @@ struct eligibility_config {
 /// where() is the key and whose message names what is wrong (empty or
 /// duplicate names, an activation network that cannot be locked).
 expected<void> validate(const eligibility_config& cfg);
-
-/// Reads `lock_networks`, `activation_lock_networks` and `strict` from `s`
-/// (absent keys keep their defaults), then validates. Throws config::error
-/// naming the key for a wrong type, an invalid list or an unknown key.
-void load(eligibility_config& cfg, config::section s);
 
 /// The rules' view of one network (R1): eligibility and strict mode.
 /// An unknown or empty network name is eligible for nothing.

@@ -1,0 +1,65 @@
+// R1 as configuration: the `imei_lock:` section of the YAML.
+
+#include "daemon/imei_lock_config.hpp"
+
+#include <catch2/catch.hpp>
+
+using namespace imeilock;
+using imeilock::daemon::load;
+using imeilock::lock::eligibility_config;
+using imeilock::lock::policy_for;
+
+TEST_CASE("R1 lists and strict mode load from YAML", "[eligibility][R1]") {
+  eligibility_config cfg;
+  auto root = config::load_string("lock:\n"
+                                  "  lock_networks: [ee, three]\n"
+                                  "  activation_lock_networks: [three]\n"
+                                  "  strict: true\n");
+  load(cfg, root.child("lock"));
+  root.finish();
+  CHECK(policy_for(cfg, "three").lock_eligible);
+  CHECK(policy_for(cfg, "three").lock_on_activation_eligible);
+  CHECK(policy_for(cfg, "three").strict);
+  CHECK_FALSE(policy_for(cfg, "multinet").lock_eligible);
+  CHECK_FALSE(policy_for(cfg, "roamnet901").lock_on_activation_eligible);
+}
+
+TEST_CASE("R1 an absent section keeps the defaults", "[eligibility][R1]") {
+  eligibility_config cfg;
+  load(cfg, config::section{});
+  CHECK(cfg.lock_networks.size() == 4);
+  CHECK(cfg.activation_lock_networks == std::vector<std::string>{"roamnet901"});
+  CHECK_FALSE(cfg.strict);
+}
+
+TEST_CASE("R1 configuration errors name the key", "[eligibility][R1]") {
+  auto load_text = [](const std::string& text) {
+    eligibility_config cfg;
+    auto root = config::load_string(text);
+    load(cfg, root.child("lock"));
+  };
+  SECTION("activation network not lockable") {
+    try {
+      load_text("lock:\n  lock_networks: [ee]\n  activation_lock_networks: [roamnet901]\n");
+      FAIL("expected config::error");
+    } catch (const config::error& e) {
+      CHECK(e.key_path() == "lock.activation_lock_networks");
+      CHECK(e.message().find("roamnet901") != std::string::npos);
+      CHECK(e.line() == 3);
+    }
+  }
+  SECTION("duplicate name") {
+    CHECK_THROWS_AS(load_text("lock:\n  lock_networks: [ee, ee]\n  activation_lock_networks: []\n"),
+                    config::error);
+  }
+  SECTION("empty name") {
+    CHECK_THROWS_AS(load_text("lock:\n  lock_networks: ['']\n  activation_lock_networks: []\n"),
+                    config::error);
+  }
+  SECTION("unknown key (a typo)") {
+    CHECK_THROWS_AS(load_text("lock:\n  stritc: true\n"), config::error);
+  }
+  SECTION("wrong type") {
+    CHECK_THROWS_AS(load_text("lock:\n  strict: maybe\n"), config::error);
+  }
+}
