@@ -8,8 +8,9 @@
 //                           metrics.registry(), &listener, io};
 //   layer.start();                       // load inventory, resume orders
 //   layer.reload_orders(next.orders);    // on SIGHUP
-//   radius.set_sink(layer.sink());       // observation_sink&
-//   api.set_service(layer.service());    // sim_service&
+//   radius_server radius{cfg.radius, layer.sink(), registry};   // observation_sink&
+//   diameter_server diameter{io, cfg.diameter, layer.sink(), registry};
+//   http_server api{io, cfg.api, layer.service(), registry};    // sim_service&
 //   ...
 //   layer.stop();                        // drain, stop actors, flush the store
 

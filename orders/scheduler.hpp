@@ -15,12 +15,15 @@
 // step back only delays things). The scheduler never calls the backend or
 // the store: it returns actions and the owner carries them out.
 //
-// How the order actor drives it (all on the actor's thread; not thread-safe):
+// How the order actor (actors/order_actor.cpp) drives it (all on the
+// actor's thread; not thread-safe):
 //
 //   on start:      for each open order in the store: restore(o, now)
 //                  then step(now)
-//   on new order:  add(o, now) -> ec::ok: persist o (queued); then step(now)
-//                               -> ec::overloaded / conflict / invalid: refuse
+//   on new order:  the SIM actor has persisted o (queued) with the SIM's new
+//                  state already; add(o, now) -> ec::ok; on ec::overloaded
+//                  restore(o, now) instead (a durable order is never dropped,
+//                  only late); then step(now)
 //   on backend ok:     carry_out(on_submitted(id, now));          step(now)
 //   on backend failed: carry_out(on_submit_failed(id, why, now)); step(now)
 //   on timer:      step(now)
@@ -34,8 +37,13 @@
 //                    send:      backend(a.o.network).submit(a.o, done -> post result to self)
 //                    submitted: persist a.o (status submitted, due_at_ms)
 //                    retry:     persist a.o (status queued, attempts, retry_at_ms, failure_reason)
-//                    completed: persist a.o; tell the SIM actor (order_completed)
-//                    failed:    persist a.o; tell the SIM actor (order_failed, a.o.failure_reason)
+//                    completed,
+//                    failed:    hand a.o to the SIM actor (through its registry
+//                               shard), which applies order_completed /
+//                               order_failed and persists the order's final
+//                               state in the same transaction as the SIM's
+//                               new state; persist a.o alone only when the SIM
+//                               is no longer in the inventory
 
 #include "common/error.hpp"
 #include "orders/network.hpp"

@@ -38,7 +38,9 @@ struct client {
   void* user = nullptr;
 };
 
-/// Immutable once built; the server swaps a new one in on reload.
+/// Built, then completed by the server (each client's `user` slot, through
+/// all_mutable()) before it is published; from then on read-only on the
+/// packet path. A reload builds and swaps in a new table.
 class client_table {
 public:
   /// Builds the table, or config::ec::invalid naming the first bad entry.
