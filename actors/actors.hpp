@@ -29,6 +29,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <variant>
 
@@ -43,8 +44,10 @@ struct sim_observation {
   ack_fn done;
   /// What lock::apply made of it, when the shard decided it from the SIM's
   /// row with nothing in flight (the actor's state is that row): the actor
-  /// carries it out instead of applying the observation a second time.
-  std::optional<lock::outcome> decided{};
+  /// carries it out instead of applying the observation a second time. A
+  /// pointer: set only for the few observations that change something, so
+  /// the message stays small on the path that changes nothing.
+  std::shared_ptr<lock::outcome> decided{};
 };
 
 /// An operator order for a SIM (API place_order).

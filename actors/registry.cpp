@@ -112,7 +112,7 @@ registry_actor::behavior_type registry_behavior(registry_pointer self, layer_con
           m.done(ack::ok);
           return;
         }
-        m.decided = std::move(out); // the SIM actor carries it out as decided here
+        m.decided = std::make_shared<lock::outcome>(std::move(out)); // carried out as decided
       }
       forward(self, std::move(m));
     }),
