@@ -1,7 +1,7 @@
 #pragma once
 // The `imei_lock:` section of imeilockd.yaml: R1 eligibility lists and strict
 // mode, read into lock::eligibility_config. The YAML reader stays up here so
-// that lock/ needs no YAML (it only checks the values: lock::find_problem).
+// that lock/ needs no YAML (it only checks the values: lock::validate).
 
 #include "config/section.hpp"
 #include "lock/eligibility.hpp"
