@@ -37,7 +37,7 @@ daemon_config read_all(config::section root) {
   daemon_config cfg;
   load(cfg.process, root.child("daemon"));
   metrics::load(cfg.metrics, root.child("metrics"));
-  load(cfg.imei_lock, root.child("imei_lock"));
+  daemon::load(cfg.imei_lock, root.child("imei_lock"));
   orders::load(cfg.orders, root.child("orders"));
   actors::load(cfg.sim_layer, root.child("sim_layer"));
   radius::load(cfg.radius, root.child("radius"));
