@@ -126,55 +126,55 @@ using counts_atom = caf::atom_constant<caf::atom("counts")>;
 /// One SIM's lock state machine: a thin shell over lock::apply that persists
 /// every change before it acknowledges, one write in flight at a time.
 using sim_actor = caf::typed_actor<
-  // Work forwarded by the registry, handled in arrival order:
-  //  - an observation: apply it; ack after any change is committed;
-  //  - an operator order: check, persist with its order, answer, hand it on;
-  //  - an identity upsert: persist, update the index, answer;
-  //  - an order completed or failed: apply, persist with the order's final state.
-  caf::reacts_to<sim_work>,
-  // The store committed (true) or rolled back (false) this SIM's write.
-  caf::reacts_to<commit_atom, bool>,
-  // The registry passivates this (idle) actor: quit now.
-  caf::reacts_to<stop_atom>>;
+    // Work forwarded by the registry, handled in arrival order:
+    //  - an observation: apply it; ack after any change is committed;
+    //  - an operator order: check, persist with its order, answer, hand it on;
+    //  - an identity upsert: persist, update the index, answer;
+    //  - an order completed or failed: apply, persist with the order's final state.
+    caf::reacts_to<sim_work>,
+    // The store committed (true) or rolled back (false) this SIM's write.
+    caf::reacts_to<commit_atom, bool>,
+    // The registry passivates this (idle) actor: quit now.
+    caf::reacts_to<stop_atom>>;
 
 /// One shard of the IMSI -> SIM registry: owns the compact rows of its SIMs
 /// (sim_id % shards), answers unchanged observations itself whenever the SIM
 /// has nothing in flight, spawns SIM actors for changes and passivates idle
 /// ones.
 using registry_actor = caf::typed_actor<
-  // An observation for one of this shard's SIMs.
-  caf::reacts_to<sim_observation>,
-  // An operator order for one of this shard's SIMs.
-  caf::reacts_to<sim_order>,
-  // An identity upsert for one of this shard's SIMs (adds the row if new).
-  caf::reacts_to<sim_upsert_msg>,
-  // An order outcome: re-spawns the SIM actor if passivated, forwards.
-  caf::reacts_to<sim_order_outcome>,
-  // A SIM actor went idle: its row is the state again.
-  caf::reacts_to<sim_idle>,
-  // Timer: look for idle SIM actors.
-  caf::reacts_to<sweep_atom>,
-  // Stop every SIM actor, then quit.
-  caf::reacts_to<stop_atom>,
-  // Tests and benchmarks: how many SIM actors are alive.
-  caf::replies_to<counts_atom>::with<registry_counts>>;
+    // An observation for one of this shard's SIMs.
+    caf::reacts_to<sim_observation>,
+    // An operator order for one of this shard's SIMs.
+    caf::reacts_to<sim_order>,
+    // An identity upsert for one of this shard's SIMs (adds the row if new).
+    caf::reacts_to<sim_upsert_msg>,
+    // An order outcome: re-spawns the SIM actor if passivated, forwards.
+    caf::reacts_to<sim_order_outcome>,
+    // A SIM actor went idle: its row is the state again.
+    caf::reacts_to<sim_idle>,
+    // Timer: look for idle SIM actors.
+    caf::reacts_to<sweep_atom>,
+    // Stop every SIM actor, then quit.
+    caf::reacts_to<stop_atom>,
+    // Tests and benchmarks: how many SIM actors are alive.
+    caf::replies_to<counts_atom>::with<registry_counts>>;
 
 /// The order actor of this node: a thin shell over orders::scheduler that
 /// owns time (one timer at a time), calls the provisioning backends and
 /// reports outcomes to the SIMs through the registry.
 using order_actor = caf::typed_actor<
-  // A SIM actor persisted this order (queued): schedule it.
-  caf::reacts_to<new_order>,
-  // A backend answered a submission.
-  caf::reacts_to<backend_answer>,
-  // The one timer fired (its due time, unix ms).
-  caf::reacts_to<tick_atom, std::int64_t>,
-  // Startup: load open orders from the store and resume them.
-  caf::reacts_to<resume_atom>,
-  // SIGHUP: reconfigure the scheduler, rebuild changed backends, re-arm the timer.
-  caf::reacts_to<orders_reload>,
-  // Quit.
-  caf::reacts_to<stop_atom>>;
+    // A SIM actor persisted this order (queued): schedule it.
+    caf::reacts_to<new_order>,
+    // A backend answered a submission.
+    caf::reacts_to<backend_answer>,
+    // The one timer fired (its due time, unix ms).
+    caf::reacts_to<tick_atom, std::int64_t>,
+    // Startup: load open orders from the store and resume them.
+    caf::reacts_to<resume_atom>,
+    // SIGHUP: reconfigure the scheduler, rebuild changed backends, re-arm the timer.
+    caf::reacts_to<orders_reload>,
+    // Quit.
+    caf::reacts_to<stop_atom>>;
 
 } // namespace imeilock::actors
 

@@ -33,8 +33,8 @@ namespace imeilock::actors {
 /// Unix time in milliseconds.
 inline std::int64_t now_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
-           std::chrono::system_clock::now().time_since_epoch())
-    .count();
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
 }
 
 /// A passivated SIM: its lock state and network, 56 bytes.
@@ -73,8 +73,7 @@ struct layer_context {
 
 /// Spawns the actor of SIM `id` from its compact row, as a child of `parent`
 /// (its registry shard), started lazily (sim_actor.cpp).
-sim_actor spawn_sim_actor(caf::local_actor& parent, layer_context* ctx, sim_id id,
-                          compact_row row);
+sim_actor spawn_sim_actor(caf::local_actor& parent, layer_context* ctx, sim_id id, compact_row row);
 /// The last resort of an actor (CAF calls it for an exception that escaped a
 /// handler; the actor then terminates, CAF 0.17 has no way to resume it).
 /// The handlers catch what they can themselves (guarded, guard_sim), so this
@@ -86,7 +85,8 @@ inline caf::error last_resort(caf::scheduled_actor*, std::exception_ptr& e) {
 }
 
 /// Spawns registry shard `index` (registry.cpp).
-registry_actor spawn_registry_shard(caf::actor_system& sys, layer_context* ctx, std::uint32_t index);
+registry_actor spawn_registry_shard(caf::actor_system& sys, layer_context* ctx,
+                                    std::uint32_t index);
 /// Spawns the order actor (order_actor.cpp).
 order_actor spawn_order_actor(caf::actor_system& sys, layer_context* ctx);
 

@@ -64,7 +64,7 @@ void u64_map::reserve(std::size_t n) {
 
 void u64_map::grow() {
   // Rehash at the same size when tombstones are the problem, else double.
-  std::size_t target = slots_.empty()                      ? 16
+  std::size_t target = slots_.empty()                    ? 16
                        : 4 * (size_ + 1) > slots_.size() ? slots_.size() * 2
                                                          : slots_.size();
   std::vector<slot> old;

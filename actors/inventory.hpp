@@ -121,8 +121,8 @@ private:
   u64_map imsis_;
   std::vector<std::uint32_t> iccid_offsets_; ///< per sim id: offset of [len][digits] in arena_
   std::vector<char> arena_;
-  std::vector<sim_id> iccid_table_;          ///< open addressing on hash(iccid), no_sim = empty
-  std::vector<network_entry> networks_;            ///< reserved to max_networks, never reallocates
+  std::vector<sim_id> iccid_table_;     ///< open addressing on hash(iccid), no_sim = empty
+  std::vector<network_entry> networks_; ///< reserved to max_networks, never reallocates
   std::atomic<std::size_t> network_count_{0};
   /// Per network id, max_networks entries (never reallocates).
   std::unique_ptr<std::atomic<std::uint32_t>[]> sims_per_network_;

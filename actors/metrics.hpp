@@ -34,18 +34,18 @@ struct layer_metrics {
   std::array<prometheus::Gauge*, 4> sims_by_bar{};
   /// imeilock_sim_observations_total{result}: observations by their answer.
   std::array<prometheus::Counter*, 5> observations{};
-  prometheus::Counter* change_events = nullptr;   ///< imeilock_sim_change_events_total (R5)
-  prometheus::Counter* violations = nullptr;      ///< imeilock_sim_violations_total (R7)
-  prometheus::Counter* bars_raised = nullptr;     ///< imeilock_sim_bars_raised_total
-  prometheus::Counter* unknown_imsis = nullptr;   ///< imeilock_sim_unknown_imsis_total (R15)
-  prometheus::Counter* malformed_imeis = nullptr; ///< imeilock_sim_malformed_imeis_total (R2)
-  prometheus::Counter* deduplicated = nullptr;    ///< imeilock_sim_deduplicated_total
-  prometheus::Gauge* actors_alive = nullptr;      ///< imeilock_sim_actors
-  prometheus::Counter* passivations = nullptr;    ///< imeilock_sim_passivations_total
+  prometheus::Counter* change_events = nullptr;    ///< imeilock_sim_change_events_total (R5)
+  prometheus::Counter* violations = nullptr;       ///< imeilock_sim_violations_total (R7)
+  prometheus::Counter* bars_raised = nullptr;      ///< imeilock_sim_bars_raised_total
+  prometheus::Counter* unknown_imsis = nullptr;    ///< imeilock_sim_unknown_imsis_total (R15)
+  prometheus::Counter* malformed_imeis = nullptr;  ///< imeilock_sim_malformed_imeis_total (R2)
+  prometheus::Counter* deduplicated = nullptr;     ///< imeilock_sim_deduplicated_total
+  prometheus::Gauge* actors_alive = nullptr;       ///< imeilock_sim_actors
+  prometheus::Counter* passivations = nullptr;     ///< imeilock_sim_passivations_total
   prometheus::Histogram* commit_seconds = nullptr; ///< imeilock_store_commit_seconds
-  prometheus::Counter* commits_ok = nullptr;      ///< imeilock_store_commits_total{result="ok"}
-  prometheus::Counter* commits_failed = nullptr;  ///< imeilock_store_commits_total{result="failed"}
-  prometheus::Counter* store_refused = nullptr;   ///< imeilock_store_refused_total (queue full)
+  prometheus::Counter* commits_ok = nullptr;       ///< imeilock_store_commits_total{result="ok"}
+  prometheus::Counter* commits_failed = nullptr; ///< imeilock_store_commits_total{result="failed"}
+  prometheus::Counter* store_refused = nullptr;  ///< imeilock_store_refused_total (queue full)
   prometheus::Histogram* lead_time_seconds = nullptr; ///< imeilock_orders_lead_time_seconds
 
   /// One observation answered.

@@ -94,8 +94,10 @@ void carry_out(order_pointer self, orders::action& a) {
     case kind::retry:
       ctx->metrics->order_state(a.o.type, "retry");
       log::write_limited(order_log_limiter, log::level::warning, "orders.retry",
-                         {{"order", a.o.id}, {"network", a.o.network},
-                          {"reason", a.o.failure_reason}, {"attempts", a.o.attempts}});
+                         {{"order", a.o.id},
+                          {"network", a.o.network},
+                          {"reason", a.o.failure_reason},
+                          {"attempts", a.o.attempts}});
       persist(self, a.o);
       break;
     case kind::completed:
@@ -104,11 +106,11 @@ void carry_out(order_pointer self, orders::action& a) {
       ctx->metrics->order_state(a.o.type, done ? "completed" : "failed");
       if (done && a.o.finished_at_ms >= a.o.created_at_ms)
         ctx->metrics->lead_time_seconds->Observe(
-          static_cast<double>(a.o.finished_at_ms - a.o.created_at_ms) / 1000.0);
+            static_cast<double>(a.o.finished_at_ms - a.o.created_at_ms) / 1000.0);
       if (!done)
-        log::write_limited(order_log_limiter, log::level::warning, "orders.failed",
-                           {{"order", a.o.id}, {"iccid", a.o.iccid},
-                            {"reason", a.o.failure_reason}});
+        log::write_limited(
+            order_log_limiter, log::level::warning, "orders.failed",
+            {{"order", a.o.id}, {"iccid", a.o.iccid}, {"reason", a.o.failure_reason}});
       auto sim = ctx->inv->by_iccid(a.o.iccid);
       if (sim == no_sim)
         persist(self, a.o); // the SIM is gone: close the order on its own
@@ -157,85 +159,93 @@ order_actor::behavior_type order_behavior(order_pointer self, layer_context* ctx
   self->state.sched = std::make_unique<orders::scheduler>(ctx->orders_cfg);
   self->set_exception_handler(last_resort);
   return {
-    guard(fault_site::order_actor, [self](new_order& m) {
-      auto& s = self->state;
-      auto now = s.ctx->clock();
-      auto rc = s.sched->add(m.o, now);
-      if (rc == ec::overloaded) {
-        // The order is durable already: it is never dropped, only late.
-        rc = s.sched->restore(m.o, now);
-        log::write_limited(order_log_limiter, log::level::warning, "orders.queue_full",
-                           {{"network", m.o.network}, {"order", m.o.id}});
-      }
-      if (rc != ec::ok && rc != ec::conflict)
-        log::error("orders.refused", {{"order", m.o.id}, {"error", to_string(rc)}});
-      s.ctx->metrics->order_state(m.o.type, "queued");
-      step(self);
-    }),
-    guard(fault_site::order_actor, [self](backend_answer& m) {
-      auto& s = self->state;
-      auto now = s.ctx->clock();
-      auto a = m.accepted ? s.sched->on_submitted(m.id, now)
-                          : s.sched->on_submit_failed(m.id, m.reason, now);
-      if (a)
-        carry_out(self, *a);
-      step(self);
-    }),
-    guard(fault_site::order_actor, [self](tick_atom, std::int64_t due) {
-      auto& s = self->state;
-      if (s.armed && *s.armed == due)
-        s.armed.reset();
-      step(self);
-    }),
-    guard(fault_site::order_actor, [self](resume_atom) {
-      auto& s = self->state;
-      auto now = s.ctx->clock();
-      std::size_t n = 0;
-      std::size_t skipped = 0;
-      std::vector<orders::order> open;
-      guarded(fault_site::store_read, [&] { open = s.ctx->db->open_orders(); });
-      for (auto& o : open) {
-        if (!usable(o)) { // kept in the store for an operator to look at
-          if (++skipped <= 10)
-            log::error("orders.row_skipped", {{"order", o.id}, {"iccid", o.iccid},
-                                              {"reason", "an unknown type, reason, mode or status"}});
-          continue;
-        }
-        guarded(fault_site::store_read, [&] {
-          if (auto sim = s.ctx->db->get_sim(o.iccid))
-            o.imsis = sim->imsis;
-        });
-        if (s.sched->restore(std::move(o), now) == ec::ok)
-          ++n;
-      }
-      if (n > 0)
-        log::notice("orders.resumed", {{"orders", n}});
-      step(self);
-    }),
-    guard(fault_site::order_actor, [self](orders_reload& m) {
-      auto& s = self->state;
-      // Backends whose settings changed are dropped here and rebuilt from the
-      // new settings on their next submission (backend_for). Safe with
-      // submissions in flight: a webhook request owns copies of what it
-      // needs, and its answer comes back by order id.
-      std::vector<std::string> rebuilt;
-      for (auto it = s.backends.begin(); it != s.backends.end();) {
-        if (s.sched->config().network(it->first).backend != m.cfg.network(it->first).backend) {
-          rebuilt.push_back(it->first);
-          it = s.backends.erase(it);
-        } else {
-          ++it;
-        }
-      }
-      s.sched->reconfigure(std::move(m.cfg), s.ctx->clock());
-      for (auto& network : rebuilt)
-        log::notice("orders.backend_changed", {{"network", network}});
-      log::notice("orders.reloaded", {{"open_orders", s.sched->size()}});
-      // New lead times or rates may bring the next wake-up forward: step()
-      // arms one timer for it unless one already fires at or before it.
-      step(self);
-    }),
-    [self](stop_atom) { self->quit(); },
+      guard(fault_site::order_actor,
+            [self](new_order& m) {
+              auto& s = self->state;
+              auto now = s.ctx->clock();
+              auto rc = s.sched->add(m.o, now);
+              if (rc == ec::overloaded) {
+                // The order is durable already: it is never dropped, only late.
+                rc = s.sched->restore(m.o, now);
+                log::write_limited(order_log_limiter, log::level::warning, "orders.queue_full",
+                                   {{"network", m.o.network}, {"order", m.o.id}});
+              }
+              if (rc != ec::ok && rc != ec::conflict)
+                log::error("orders.refused", {{"order", m.o.id}, {"error", to_string(rc)}});
+              s.ctx->metrics->order_state(m.o.type, "queued");
+              step(self);
+            }),
+      guard(fault_site::order_actor,
+            [self](backend_answer& m) {
+              auto& s = self->state;
+              auto now = s.ctx->clock();
+              auto a = m.accepted ? s.sched->on_submitted(m.id, now)
+                                  : s.sched->on_submit_failed(m.id, m.reason, now);
+              if (a)
+                carry_out(self, *a);
+              step(self);
+            }),
+      guard(fault_site::order_actor,
+            [self](tick_atom, std::int64_t due) {
+              auto& s = self->state;
+              if (s.armed && *s.armed == due)
+                s.armed.reset();
+              step(self);
+            }),
+      guard(fault_site::order_actor,
+            [self](resume_atom) {
+              auto& s = self->state;
+              auto now = s.ctx->clock();
+              std::size_t n = 0;
+              std::size_t skipped = 0;
+              std::vector<orders::order> open;
+              guarded(fault_site::store_read, [&] { open = s.ctx->db->open_orders(); });
+              for (auto& o : open) {
+                if (!usable(o)) { // kept in the store for an operator to look at
+                  if (++skipped <= 10)
+                    log::error("orders.row_skipped",
+                               {{"order", o.id},
+                                {"iccid", o.iccid},
+                                {"reason", "an unknown type, reason, mode or status"}});
+                  continue;
+                }
+                guarded(fault_site::store_read, [&] {
+                  if (auto sim = s.ctx->db->get_sim(o.iccid))
+                    o.imsis = sim->imsis;
+                });
+                if (s.sched->restore(std::move(o), now) == ec::ok)
+                  ++n;
+              }
+              if (n > 0)
+                log::notice("orders.resumed", {{"orders", n}});
+              step(self);
+            }),
+      guard(fault_site::order_actor,
+            [self](orders_reload& m) {
+              auto& s = self->state;
+              // Backends whose settings changed are dropped here and rebuilt from the
+              // new settings on their next submission (backend_for). Safe with
+              // submissions in flight: a webhook request owns copies of what it
+              // needs, and its answer comes back by order id.
+              std::vector<std::string> rebuilt;
+              for (auto it = s.backends.begin(); it != s.backends.end();) {
+                if (s.sched->config().network(it->first).backend !=
+                    m.cfg.network(it->first).backend) {
+                  rebuilt.push_back(it->first);
+                  it = s.backends.erase(it);
+                } else {
+                  ++it;
+                }
+              }
+              s.sched->reconfigure(std::move(m.cfg), s.ctx->clock());
+              for (auto& network : rebuilt)
+                log::notice("orders.backend_changed", {{"network", network}});
+              log::notice("orders.reloaded", {{"open_orders", s.sched->size()}});
+              // New lead times or rates may bring the next wake-up forward: step()
+              // arms one timer for it unless one already fires at or before it.
+              step(self);
+            }),
+      [self](stop_atom) { self->quit(); },
   };
 }
 

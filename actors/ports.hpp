@@ -114,9 +114,9 @@ struct order_request {
 /// The answer to an operator write. error == ec::ok means accepted.
 struct write_result {
   ec error = ec::ok;
-  std::string reason;                ///< why refused (the operator reads it)
-  std::vector<std::string> warnings; ///< accepted, but read this (R10 caveat)
-  bool created = false;              ///< upsert: a new SIM
+  std::string reason;                 ///< why refused (the operator reads it)
+  std::vector<std::string> warnings;  ///< accepted, but read this (R10 caveat)
+  bool created = false;               ///< upsert: a new SIM
   std::optional<orders::order> order; ///< place_order: the new order
   /// Refused because the network is not configured: the configured names.
   std::vector<std::string> known_networks;

@@ -94,74 +94,79 @@ registry_actor::behavior_type registry_behavior(registry_pointer self, layer_con
   self->delayed_send(self, sweep_every, sweep_atom::value);
   self->set_exception_handler(last_resort<fault_site::registry>);
   return {
-    guard(fault_site::registry, [self](sim_observation& m) {
-      auto& st = self->state;
-      auto it = st.actors.find(st.ctx->local_index(m.sim));
-      if (it == st.actors.end() || !it->second.busy) {
-        // Nothing in flight: the row is the state. The common case.
-        const lock::observed ev{m.obs.imei};
-        if (!lock::is_lock_event(ev)) {
-          m.done(ack::ok); // R2/R3
-          return;
+      guard(fault_site::registry,
+            [self](sim_observation& m) {
+              auto& st = self->state;
+              auto it = st.actors.find(st.ctx->local_index(m.sim));
+              if (it == st.actors.end() || !it->second.busy) {
+                // Nothing in flight: the row is the state. The common case.
+                const lock::observed ev{m.obs.imei};
+                if (!lock::is_lock_event(ev)) {
+                  m.done(ack::ok); // R2/R3
+                  return;
+                }
+                auto& row = row_of(self, m.sim);
+                if (m.obs.at_ms == 0)
+                  m.obs.at_ms = st.ctx->clock();
+                auto out =
+                    lock::apply(st.ctx->inv->policy(row.network), row.state, ev, m.obs.at_ms);
+                if (!out.changed && out.effects.empty()) {
+                  m.done(ack::ok);
+                  return;
+                }
+                m.decided =
+                    std::make_shared<lock::outcome>(std::move(out)); // carried out as decided
+              }
+              forward(self, std::move(m));
+            }),
+      guard(fault_site::registry, [self](sim_order& m) { forward(self, std::move(m)); }),
+      guard(fault_site::registry,
+            [self](sim_upsert_msg& m) {
+              if (m.created)
+                row_of(self, m.sim).network = m.network;
+              forward(self, std::move(m));
+            }),
+      guard(fault_site::registry, [self](sim_order_outcome& m) { forward(self, std::move(m)); }),
+      guard(fault_site::registry,
+            [self](sim_idle& m) {
+              auto& st = self->state;
+              auto it = st.actors.find(st.ctx->local_index(m.sim));
+              if (it == st.actors.end() || it->second.epoch != m.epoch)
+                return; // forwarded more since: still busy, it reports again
+              it->second.busy = false;
+              auto& row = row_of(self, m.sim);
+              row.state = m.state;
+              row.network = m.network;
+            }),
+      [self, sweep_every](sweep_atom) {
+        auto& st = self->state;
+        auto now = st.ctx->clock();
+        auto idle = st.ctx->cfg.passivate_after.count();
+        std::size_t stopped = 0;
+        for (auto it = st.actors.begin(); it != st.actors.end();) {
+          if (!it->second.busy && now - it->second.last_ms >= idle) {
+            self->send(it->second.hdl, stop_atom::value);
+            it = st.actors.erase(it);
+            ++stopped;
+          } else {
+            ++it;
+          }
         }
-        auto& row = row_of(self, m.sim);
-        if (m.obs.at_ms == 0)
-          m.obs.at_ms = st.ctx->clock();
-        auto out = lock::apply(st.ctx->inv->policy(row.network), row.state, ev, m.obs.at_ms);
-        if (!out.changed && out.effects.empty()) {
-          m.done(ack::ok);
-          return;
+        if (stopped > 0) {
+          st.ctx->metrics->actors_alive->Decrement(static_cast<double>(stopped));
+          st.ctx->metrics->passivations->Increment(static_cast<double>(stopped));
         }
-        m.decided = std::make_shared<lock::outcome>(std::move(out)); // carried out as decided
-      }
-      forward(self, std::move(m));
-    }),
-    guard(fault_site::registry, [self](sim_order& m) { forward(self, std::move(m)); }),
-    guard(fault_site::registry, [self](sim_upsert_msg& m) {
-      if (m.created)
-        row_of(self, m.sim).network = m.network;
-      forward(self, std::move(m));
-    }),
-    guard(fault_site::registry, [self](sim_order_outcome& m) { forward(self, std::move(m)); }),
-    guard(fault_site::registry, [self](sim_idle& m) {
-      auto& st = self->state;
-      auto it = st.actors.find(st.ctx->local_index(m.sim));
-      if (it == st.actors.end() || it->second.epoch != m.epoch)
-        return; // forwarded more since: still busy, it reports again
-      it->second.busy = false;
-      auto& row = row_of(self, m.sim);
-      row.state = m.state;
-      row.network = m.network;
-    }),
-    [self, sweep_every](sweep_atom) {
-      auto& st = self->state;
-      auto now = st.ctx->clock();
-      auto idle = st.ctx->cfg.passivate_after.count();
-      std::size_t stopped = 0;
-      for (auto it = st.actors.begin(); it != st.actors.end();) {
-        if (!it->second.busy && now - it->second.last_ms >= idle) {
-          self->send(it->second.hdl, stop_atom::value);
-          it = st.actors.erase(it);
-          ++stopped;
-        } else {
-          ++it;
-        }
-      }
-      if (stopped > 0) {
-        st.ctx->metrics->actors_alive->Decrement(static_cast<double>(stopped));
-        st.ctx->metrics->passivations->Increment(static_cast<double>(stopped));
-      }
-      self->delayed_send(self, sweep_every, sweep_atom::value);
-    },
-    [self](stop_atom) {
-      auto& st = self->state;
-      for (auto& [local, a] : st.actors)
-        self->send(a.hdl, stop_atom::value);
-      st.ctx->metrics->actors_alive->Decrement(static_cast<double>(st.actors.size()));
-      st.actors.clear();
-      self->quit();
-    },
-    [self](counts_atom) { return registry_counts{self->state.actors.size()}; },
+        self->delayed_send(self, sweep_every, sweep_atom::value);
+      },
+      [self](stop_atom) {
+        auto& st = self->state;
+        for (auto& [local, a] : st.actors)
+          self->send(a.hdl, stop_atom::value);
+        st.ctx->metrics->actors_alive->Decrement(static_cast<double>(st.actors.size()));
+        st.actors.clear();
+        self->quit();
+      },
+      [self](counts_atom) { return registry_counts{self->state.actors.size()}; },
   };
 }
 

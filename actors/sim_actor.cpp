@@ -36,7 +36,7 @@ using namespace std::chrono_literals;
 /// Called once the in-flight write is settled: committed, or not (and then
 /// whether the store refused it for overload), with the orders it created.
 using settle_fn =
-  std::function<void(bool ok, bool refused, const std::vector<orders::order>& new_orders)>;
+    std::function<void(bool ok, bool refused, const std::vector<orders::order>& new_orders)>;
 
 /// What a SIM actor keeps only while a write is in flight.
 struct write_in_flight {
@@ -50,7 +50,7 @@ struct write_in_flight {
   /// The IMSI the observation came in on; 0 for other causes (the notices
   /// then name the SIM's first IMSI).
   std::uint64_t imsi = 0;
-  bool refused = false; ///< the store refused it (queue full)
+  bool refused = false;   ///< the store refused it (queue full)
   bool submitted = false; ///< handed to the store: a commit_atom will come
   settle_fn settle;
 };
@@ -62,10 +62,10 @@ struct sim_actor_state {
   sim_id id = no_sim;
   network_id network = 0;
   std::uint8_t key_pos = 0;
-  std::uint32_t received = 0; ///< messages handled from the shard (its epoch)
-  lock::sim_state st; ///< committed state (the ICCID is in the inventory index)
+  std::uint32_t received = 0;         ///< messages handled from the shard (its epoch)
+  lock::sim_state st;                 ///< committed state (the ICCID is in the inventory index)
   std::unique_ptr<write_in_flight> w; ///< set while a write is in flight
-  std::vector<sim_work> queue;       ///< events waiting behind the write
+  std::vector<sim_work> queue;        ///< events waiting behind the write
 
   /// Recent dedupe keys (observations already applied).
   std::array<std::uint64_t, 4> keys{};
@@ -170,7 +170,8 @@ void drain(sim_pointer self) {
     std::size_t i = 0;
     for (; i < pending.size() && !s.writing(); ++i)
       process(self, std::move(pending[i]));
-    s.queue.insert(s.queue.end(), std::make_move_iterator(pending.begin() + static_cast<std::ptrdiff_t>(i)),
+    s.queue.insert(s.queue.end(),
+                   std::make_move_iterator(pending.begin() + static_cast<std::ptrdiff_t>(i)),
                    std::make_move_iterator(pending.end()));
   }
   if (!s.writing()) {
@@ -245,16 +246,17 @@ void handle_observation(sim_pointer self, sim_observation&& m) {
   }
   auto at = obs.at_ms != 0 ? obs.at_ms : s.ctx->clock();
   // Decided by the shard from this very state when the actor was idle.
-  auto out = m.decided ? std::move(*m.decided)
-                       : lock::apply(s.ctx->inv->policy(s.network), s.st, ev, at);
+  auto out =
+      m.decided ? std::move(*m.decided) : lock::apply(s.ctx->inv->policy(s.network), s.st, ev, at);
   if (!out.changed && out.effects.empty()) {
     s.remember(obs.dedupe_key);
     m.done(ack::ok);
     return;
   }
-  begin_write(self, std::move(out), at, {}, [done = std::move(m.done)](bool ok, bool refused, const auto&) {
-    done(ok ? ack::ok : refused ? ack::overloaded : ack::store_failed);
-  });
+  begin_write(self, std::move(out), at, {},
+              [done = std::move(m.done)](bool ok, bool refused, const auto&) {
+                done(ok ? ack::ok : refused ? ack::overloaded : ack::store_failed);
+              });
   s.w->disconnect = obs.disconnect;
   s.w->dedupe_key = obs.dedupe_key;
   s.w->imsi = obs.imsi;
@@ -280,7 +282,7 @@ void handle_order(sim_pointer self, sim_order&& m) {
   auto warnings = out.warnings;
   begin_write(self, std::move(out), at, {},
               [done = std::move(m.done), warnings = std::move(warnings), id = ev.order_id](
-                bool ok, bool refused, const std::vector<orders::order>& created) mutable {
+                  bool ok, bool refused, const std::vector<orders::order>& created) mutable {
                 write_result r;
                 if (!ok) {
                   r.error = refused ? ec::overloaded : ec::store_failed;
@@ -381,18 +383,18 @@ void handle_outcome(sim_pointer self, sim_order_outcome&& m) {
 
 void process(sim_pointer self, sim_work&& w) {
   std::visit(
-    [&](auto&& m) {
-      using T = std::decay_t<decltype(m)>;
-      if constexpr (std::is_same_v<T, sim_observation>)
-        handle_observation(self, std::move(m));
-      else if constexpr (std::is_same_v<T, sim_order>)
-        handle_order(self, std::move(m));
-      else if constexpr (std::is_same_v<T, sim_upsert_msg>)
-        handle_upsert(self, std::move(m));
-      else
-        handle_outcome(self, std::move(m));
-    },
-    std::move(w));
+      [&](auto&& m) {
+        using T = std::decay_t<decltype(m)>;
+        if constexpr (std::is_same_v<T, sim_observation>)
+          handle_observation(self, std::move(m));
+        else if constexpr (std::is_same_v<T, sim_order>)
+          handle_order(self, std::move(m));
+        else if constexpr (std::is_same_v<T, sim_upsert_msg>)
+          handle_upsert(self, std::move(m));
+        else
+          handle_outcome(self, std::move(m));
+      },
+      std::move(w));
 }
 
 /// Runs `w` now, or queues it behind the write in flight (shedding when the
@@ -412,11 +414,13 @@ void enqueue(sim_pointer self, sim_work&& w) {
       return;
     }
     if (auto* p = std::get_if<sim_order>(&w)) {
-      p->done({ec::overloaded, "too many changes pending for this SIM", {}, false, std::nullopt, {}});
+      p->done(
+          {ec::overloaded, "too many changes pending for this SIM", {}, false, std::nullopt, {}});
       return;
     }
     if (auto* u = std::get_if<sim_upsert_msg>(&w)) {
-      u->done({ec::overloaded, "too many changes pending for this SIM", {}, false, std::nullopt, {}});
+      u->done(
+          {ec::overloaded, "too many changes pending for this SIM", {}, false, std::nullopt, {}});
       return;
     }
   }
@@ -453,9 +457,9 @@ sim_actor::behavior_type sim_behavior(sim_pointer self, layer_context* ctx, sim_
   s.st = row.state;
   self->set_exception_handler(last_resort<fault_site::sim_actor>);
   return {
-    [self](sim_work& w) { guard_sim(self, [&] { enqueue(self, std::move(w)); }); },
-    [self](commit_atom, bool ok) { guard_sim(self, [&] { on_commit(self, ok); }); },
-    [self](stop_atom) { self->quit(); },
+      [self](sim_work& w) { guard_sim(self, [&] { enqueue(self, std::move(w)); }); },
+      [self](commit_atom, bool ok) { guard_sim(self, [&] { on_commit(self, ok); }); },
+      [self](stop_atom) { self->quit(); },
   };
 }
 

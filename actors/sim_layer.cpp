@@ -161,8 +161,8 @@ struct sim_layer::impl {
 sim_layer::sim_layer(caf::actor_system& sys, const sim_layer_config& cfg,
                      const lock::eligibility_config& eligibility,
                      const orders::orders_config& orders_cfg, prometheus::Registry& registry,
-                     sim_listener* listener, boost::asio::io_context& io)
-  : impl_(std::make_unique<impl>(sys, cfg, eligibility, orders_cfg, registry, listener, io)) {}
+                     sim_listener* listener, boost::asio::io_context& io) :
+    impl_(std::make_unique<impl>(sys, cfg, eligibility, orders_cfg, registry, listener, io)) {}
 
 sim_layer::~sim_layer() {
   stop();
@@ -213,9 +213,9 @@ void sim_layer::start() {
     ctx.shards.push_back(spawn_registry_shard(d.sys, &ctx, i));
   caf::anon_send(ctx.orders, resume_atom::value);
   d.running = true;
-  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-              std::chrono::steady_clock::now() - t0)
-              .count();
+  auto ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0)
+          .count();
   log::notice("sim_layer.started", {{"sims", d.inv->size()},
                                     {"shards", shards},
                                     {"store", ctx.cfg.store.path},
@@ -238,8 +238,8 @@ void sim_layer::stop() {
          std::chrono::steady_clock::now() < deadline)
     std::this_thread::sleep_for(std::chrono::milliseconds{2});
   if (d.in_flight.load() > 0 || d.api_in_flight.load() > 0)
-    log::warning("sim_layer.stop_timeout", {{"observations", d.in_flight.load()},
-                                            {"writes", d.api_in_flight.load()}});
+    log::warning("sim_layer.stop_timeout",
+                 {{"observations", d.in_flight.load()}, {"writes", d.api_in_flight.load()}});
   for (auto& s : d.ctx.shards)
     caf::anon_send(s, stop_atom::value);
   caf::anon_send(d.ctx.orders, stop_atom::value);
@@ -453,8 +453,8 @@ void sim_layer::list_events(std::string iccid, std::size_t limit,
                             std::function<void(std::vector<event_info>)> done) {
   std::vector<event_info> out;
   for (auto& a : impl_->db->list_events(iccid, limit))
-    out.push_back({a.id, std::move(a.iccid), a.at_ms, std::move(a.cause), a.before, a.after,
-                   a.imei, std::move(a.detail)});
+    out.push_back({a.id, std::move(a.iccid), a.at_ms, std::move(a.cause), a.before, a.after, a.imei,
+                   std::move(a.detail)});
   done(std::move(out));
 }
 
@@ -479,8 +479,7 @@ std::size_t sim_layer::sim_actors_alive() {
   caf::scoped_actor self{impl_->sys};
   for (auto& s : impl_->ctx.shards)
     self->request(s, caf::infinite, counts_atom::value)
-      .receive([&](const registry_counts& c) { total += c.active; },
-               [](const caf::error&) {});
+        .receive([&](const registry_counts& c) { total += c.active; }, [](const caf::error&) {});
   return total;
 }
 

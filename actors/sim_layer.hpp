@@ -95,7 +95,8 @@ public:
   void place_order(std::string iccid, order_request req,
                    std::function<void(write_result)> done) override;
   void get_order(std::uint64_t id, std::function<void(std::optional<orders::order>)> done) override;
-  void list_orders(std::string iccid, std::function<void(std::vector<orders::order>)> done) override;
+  void list_orders(std::string iccid,
+                   std::function<void(std::vector<orders::order>)> done) override;
   void list_events(std::string iccid, std::size_t limit,
                    std::function<void(std::vector<event_info>)> done) override;
 

@@ -5,13 +5,13 @@
 //   sim_layer:
 //     shards: 2                  # registry shards; one per CAF worker is right
 //     passivate_after: 60s       # a SIM actor idle this long is folded back into its compact row
-//     max_in_flight: 100000      # observations handed over and not yet acknowledged; beyond: overloaded
-//     max_queued_per_sim: 256    # events waiting behind one SIM's write; beyond: overloaded
-//     stop_timeout: 5s           # stop(): how long to wait for in-flight work to drain
+//     max_in_flight: 100000      # observations handed over and not yet acknowledged; beyond:
+//     overloaded max_queued_per_sim: 256    # events waiting behind one SIM's write; beyond:
+//     overloaded stop_timeout: 5s           # stop(): how long to wait for in-flight work to drain
 //     store:
 //       path: /var/lib/imeilockd/imeilockd.db
-//       synchronous: normal      # normal: survives kill -9; full: also power loss (fsync per commit)
-//       max_queue: 65536         # changes waiting for the writer; beyond: store overloaded
+//       synchronous: normal      # normal: survives kill -9; full: also power loss (fsync per
+//       commit) max_queue: 65536         # changes waiting for the writer; beyond: store overloaded
 //       max_queue_wait: 2s       # the oldest waiting longer than this: store overloaded (0s: off)
 //       max_batch: 4096          # most changes in one group commit
 //       readers: 2               # reader connections (API reads)

@@ -16,8 +16,8 @@ constexpr std::size_t min_token_length = 16;
 bool token_chars_ok(const std::string& t) {
   // RFC 6750 §2.1 b64token characters.
   return std::all_of(t.begin(), t.end(), [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '-' || c == '.' || c == '_' || c == '~' || c == '+' || c == '/' || c == '=';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '.' || c == '_' || c == '~' || c == '+' || c == '/' || c == '=';
   });
 }
 
@@ -99,8 +99,8 @@ expected<token_set> resolve_tokens(const api_config& cfg) {
 const std::vector<std::string>& webhook_event_names() {
   // The lock::notice values, spelled as the "event" field carries them.
   static const std::vector<std::string> names{
-    "change_event", "violation",       "lock_set_first_imei", "lock_enabled", "lock_disabled",
-    "bar_completed", "unbar_completed", "order_failed",        "activated"};
+      "change_event",  "violation",       "lock_set_first_imei", "lock_enabled", "lock_disabled",
+      "bar_completed", "unbar_completed", "order_failed",        "activated"};
   return names;
 }
 

@@ -47,8 +47,12 @@ struct limits {
 };
 
 limits limits_of(const api_config& cfg) {
-  return {cfg.max_header_bytes, cfg.max_body_bytes,  cfg.idle_timeout,
-          cfg.header_timeout,   cfg.request_timeout, cfg.max_connections,
+  return {cfg.max_header_bytes,
+          cfg.max_body_bytes,
+          cfg.idle_timeout,
+          cfg.header_timeout,
+          cfg.request_timeout,
+          cfg.max_connections,
           cfg.max_connections_per_source};
 }
 
@@ -65,7 +69,9 @@ net::ip::address source_of(const net::ip::address& a) {
   return net::ip::address_v6(bytes);
 }
 
-std::string str(beast::string_view s) { return std::string(s.data(), s.size()); }
+std::string str(beast::string_view s) {
+  return std::string(s.data(), s.size());
+}
 
 config::endpoint to_endpoint(const tcp::endpoint& ep) {
   return {ep.address().to_string(), ep.port()};
@@ -91,55 +97,57 @@ class session;
 /// can delay nobody who has one, whatever they open.
 struct http_server::impl : std::enable_shared_from_this<http_server::impl> {
   impl(net::io_context& io_context, const api_config& config, actors::sim_service& service,
-       prometheus::Registry& registry)
-    : io(io_context), cfg(config), routes(service), lim(limits_of(config)),
+       prometheus::Registry& registry) :
+      io(io_context),
+      cfg(config),
+      routes(service),
+      lim(limits_of(config)),
       requests(prometheus::BuildCounter()
-                 .Name("imeilock_api_requests_total")
-                 .Help("HTTP API requests answered, by method, route template and status code")
-                 .Register(registry)),
+                   .Name("imeilock_api_requests_total")
+                   .Help("HTTP API requests answered, by method, route template and status code")
+                   .Register(registry)),
       latency(prometheus::BuildHistogram()
-                .Name("imeilock_api_request_duration_seconds")
-                .Help("HTTP API time from a complete request to its answer, by route template")
-                .Register(registry)),
+                  .Name("imeilock_api_request_duration_seconds")
+                  .Help("HTTP API time from a complete request to its answer, by route template")
+                  .Register(registry)),
       connections(prometheus::BuildGauge()
-                    .Name("imeilock_api_connections")
-                    .Help("HTTP API connections open")
-                    .Register(registry)
-                    .Add({})),
+                      .Name("imeilock_api_connections")
+                      .Help("HTTP API connections open")
+                      .Register(registry)
+                      .Add({})),
       rejected_connections(
-        prometheus::BuildCounter()
-          .Name("imeilock_api_connections_rejected_total")
-          .Help("HTTP API connections closed at once, every slot held by a connection with a "
-                "valid token, by the limit reached (max_connections, per_source)")
-          .Register(registry)),
+          prometheus::BuildCounter()
+              .Name("imeilock_api_connections_rejected_total")
+              .Help("HTTP API connections closed at once, every slot held by a connection with a "
+                    "valid token, by the limit reached (max_connections, per_source)")
+              .Register(registry)),
       evicted_connections(
-        prometheus::BuildCounter()
-          .Name("imeilock_api_connections_evicted_total")
-          .Help("HTTP API connections without a valid token closed to make room for a new one, "
-                "by the limit reached (max_connections, per_source)")
-          .Register(registry)),
+          prometheus::BuildCounter()
+              .Name("imeilock_api_connections_evicted_total")
+              .Help("HTTP API connections without a valid token closed to make room for a new one, "
+                    "by the limit reached (max_connections, per_source)")
+              .Register(registry)),
       header_timeouts(prometheus::BuildCounter()
-                        .Name("imeilock_api_header_timeouts_total")
-                        .Help("HTTP API connections closed for not sending a complete request "
-                              "head within api.header_timeout")
-                        .Register(registry)
-                        .Add({})) {
+                          .Name("imeilock_api_header_timeouts_total")
+                          .Help("HTTP API connections closed for not sending a complete request "
+                                "head within api.header_timeout")
+                          .Register(registry)
+                          .Add({})) {
     routes.set_ui(config.ui);
   }
 
-  void count(const std::string& method, const std::string& route, unsigned status,
-             double seconds) {
+  void count(const std::string& method, const std::string& route, unsigned status, double seconds) {
     // Label values come from a bounded set, whatever clients send.
-    static const std::array<std::string_view, 6> methods{"GET", "HEAD", "PUT", "POST", "DELETE",
-                                                         "PATCH"};
+    static const std::array<std::string_view, 6> methods{"GET",  "HEAD",   "PUT",
+                                                         "POST", "DELETE", "PATCH"};
     auto known = std::find(methods.begin(), methods.end(), method) != methods.end();
     requests
-      .Add({{"method", known ? method : std::string{"other"}},
-            {"route", route},
-            {"code", std::to_string(status)}})
-      .Increment();
+        .Add({{"method", known ? method : std::string{"other"}},
+              {"route", route},
+              {"code", std::to_string(status)}})
+        .Increment();
     static const prometheus::Histogram::BucketBoundaries buckets{
-      0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
+        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
     latency.Add({{"route", route}}, buckets).Observe(seconds);
   }
 
@@ -199,9 +207,8 @@ namespace {
 /// answer, repeat while keep-alive. Runs on its own strand.
 class session : public std::enable_shared_from_this<session> {
 public:
-  session(tcp::socket socket, std::shared_ptr<http_server::impl> server)
-    : stream_(std::move(socket)), server_(std::move(server)),
-      timer_(stream_.get_executor()) {
+  session(tcp::socket socket, std::shared_ptr<http_server::impl> server) :
+      stream_(std::move(socket)), server_(std::move(server)), timer_(stream_.get_executor()) {
     server_->connections.Increment();
   }
 
@@ -269,14 +276,14 @@ private:
     served_ = true;
     auto& req = parser_->get();
     if (!trusted_ && server_->routes.authenticate(str(req[http::field::authorization])) !=
-                       router::access::none) {
+                         router::access::none) {
       trusted_ = true;
       server_->trust(this);
     }
     if (beast::iequals(req[http::field::expect], "100-continue") && !parser_->is_done()) {
       // RFC 9110 §10.1.1: tell the client to send the body.
       auto cont = std::make_shared<http::response<http::empty_body>>(http::status::continue_,
-                                                                      req.version());
+                                                                     req.version());
       http::async_write(stream_, *cont,
                         [self = shared_from_this(), cont](beast::error_code wec, std::size_t) {
                           if (wec)
@@ -302,21 +309,21 @@ private:
 
   void on_read_error(beast::error_code ec) {
     if (ec == http::error::body_limit)
-      return reply_and_close(error_response(
-        413, "body_too_large",
-        "the body is larger than " + std::to_string(lim_.max_body_bytes) +
-          " bytes (api.max_body_bytes): split the import into smaller files"));
+      return reply_and_close(
+          error_response(413, "body_too_large",
+                         "the body is larger than " + std::to_string(lim_.max_body_bytes) +
+                             " bytes (api.max_body_bytes): split the import into smaller files"));
     if (ec == http::error::header_limit)
-      return reply_and_close(error_response(
-        431, "header_too_large",
-        "the request head is larger than " + std::to_string(lim_.max_header_bytes) +
-          " bytes (api.max_header_bytes)"));
+      return reply_and_close(error_response(431, "header_too_large",
+                                            "the request head is larger than " +
+                                                std::to_string(lim_.max_header_bytes) +
+                                                " bytes (api.max_header_bytes)"));
     if (ec == http::error::end_of_stream || ec == beast::error::timeout ||
         ec == net::error::operation_aborted || ec == net::error::connection_reset || closing_)
       return close_now();
     if (ec.category() == http::make_error_code(http::error::bad_method).category())
       return reply_and_close(
-        error_response(400, "bad_request", "malformed HTTP request: " + ec.message()));
+          error_response(400, "bad_request", "malformed HTTP request: " + ec.message()));
     close_now();
   }
 
@@ -346,23 +353,22 @@ private:
       self->keep_alive_ = false;
       self->write(std::move(r));
     });
-    server_->routes.handle(
-      std::move(req), [self = shared_from_this(), answered](response r) {
-        if (answered->exchange(true))
-          return;
-        net::post(self->stream_.get_executor(), [self, r = std::move(r)]() mutable {
-          self->timer_.cancel();
-          self->write(std::move(r));
-        });
+    server_->routes.handle(std::move(req), [self = shared_from_this(), answered](response r) {
+      if (answered->exchange(true))
+        return;
+      net::post(self->stream_.get_executor(), [self, r = std::move(r)]() mutable {
+        self->timer_.cancel();
+        self->write(std::move(r));
       });
+    });
   }
 
   void reply_and_close(response r) {
     keep_alive_ = false;
     version_ = 11;
     method_ = parser_ && !parser_->get().method_string().empty()
-                ? str(parser_->get().method_string())
-                : std::string{"-"};
+                  ? str(parser_->get().method_string())
+                  : std::string{"-"};
     started_ = std::chrono::steady_clock::now();
     write(std::move(r));
   }
@@ -429,20 +435,19 @@ private:
 } // namespace
 
 void http_server::impl::do_accept(const std::shared_ptr<tcp::acceptor>& acceptor) {
-  acceptor->async_accept(
-    net::make_strand(io),
-    [this, acceptor, self = shared_from_this()](beast::error_code ec, tcp::socket socket) {
-      if (ec == net::error::operation_aborted || !acceptor->is_open())
-        return;
-      if (!ec) {
-        admit(std::move(socket));
-      } else {
-        static log::rate_limiter limiter;
-        log::write_limited(limiter, log::level::warning, "api.accept_failed",
-                           {{"error", ec.message()}});
-      }
-      do_accept(acceptor);
-    });
+  acceptor->async_accept(net::make_strand(io), [this, acceptor, self = shared_from_this()](
+                                                   beast::error_code ec, tcp::socket socket) {
+    if (ec == net::error::operation_aborted || !acceptor->is_open())
+      return;
+    if (!ec) {
+      admit(std::move(socket));
+    } else {
+      static log::rate_limiter limiter;
+      log::write_limited(limiter, log::level::warning, "api.accept_failed",
+                         {{"error", ec.message()}});
+    }
+    do_accept(acceptor);
+  });
 }
 
 void http_server::impl::admit(tcp::socket socket) {
@@ -490,8 +495,8 @@ void http_server::impl::admit(tcp::socket socket) {
   if (limit) {
     static log::rate_limiter limiter;
     log::write_limited(
-      limiter, log::level::warning, s ? "api.connection_evicted" : "api.connection_rejected",
-      {{"limit", limit}, {"peer", config::endpoint{to_endpoint(remote)}.to_string()}});
+        limiter, log::level::warning, s ? "api.connection_evicted" : "api.connection_rejected",
+        {{"limit", limit}, {"peer", config::endpoint{to_endpoint(remote)}.to_string()}});
     (s ? evicted_connections : rejected_connections).Add({{"limit", limit}}).Increment();
   }
   if (victim)
@@ -536,9 +541,8 @@ void http_server::impl::trust(session* s) {
 }
 
 http_server::http_server(net::io_context& io, const api_config& cfg, actors::sim_service& service,
-                         prometheus::Registry& registry)
-  : impl_(std::make_shared<impl>(io, cfg, service, registry)) {
-}
+                         prometheus::Registry& registry) :
+    impl_(std::make_shared<impl>(io, cfg, service, registry)) {}
 
 http_server::~http_server() {
   stop();
@@ -598,7 +602,8 @@ expected<void> http_server::start() {
     impl_->acceptors = bound;
   }
   for (auto& a : bound) {
-    log::info("api.listening", {{"addr", config::endpoint{to_endpoint(a->local_endpoint())}.to_string()}});
+    log::info("api.listening",
+              {{"addr", config::endpoint{to_endpoint(a->local_endpoint())}.to_string()}});
     impl_->do_accept(a);
   }
   return {};
@@ -638,7 +643,9 @@ void http_server::stop() {
     s->close();
 }
 
-void http_server::set_ready(bool ready) { impl_->routes.set_ready(ready); }
+void http_server::set_ready(bool ready) {
+  impl_->routes.set_ready(ready);
+}
 
 expected<void> http_server::reload(const api_config& cfg) {
   auto resolved = resolve_tokens(cfg);

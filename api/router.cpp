@@ -31,30 +31,42 @@ bool same_secret(std::string_view a, std::string_view b) {
 
 unsigned status_for(ec e) {
   switch (e) {
-    case ec::ok: return 200;
-    case ec::unknown_sim: return 404;
-    case ec::conflict: return 409;
-    case ec::invalid: return 422;
+    case ec::ok:
+      return 200;
+    case ec::unknown_sim:
+      return 404;
+    case ec::conflict:
+      return 409;
+    case ec::invalid:
+      return 422;
     case ec::overloaded:
     case ec::store_failed:
-    case ec::shutting_down: return 503;
-    case ec::backend_failed: return 502;
+    case ec::shutting_down:
+      return 503;
+    case ec::backend_failed:
+      return 502;
   }
   return 500;
 }
 
 std::string_view default_message(ec e) {
   switch (e) {
-    case ec::overloaded: return "the daemon is over capacity: retry shortly";
-    case ec::store_failed: return "the change could not be made durable: nothing was changed, retry";
-    case ec::shutting_down: return "the daemon is shutting down: retry against another node";
-    case ec::backend_failed: return "the provisioning backend failed";
-    default: return "refused";
+    case ec::overloaded:
+      return "the daemon is over capacity: retry shortly";
+    case ec::store_failed:
+      return "the change could not be made durable: nothing was changed, retry";
+    case ec::shutting_down:
+      return "the daemon is shutting down: retry against another node";
+    case ec::backend_failed:
+      return "the provisioning backend failed";
+    default:
+      return "refused";
   }
 }
 
 response service_error(ec e, const std::string& reason) {
-  auto r = error_response(status_for(e), to_string(e), reason.empty() ? default_message(e) : reason);
+  auto r =
+      error_response(status_for(e), to_string(e), reason.empty() ? default_message(e) : reason);
   if (status_for(e) == 503)
     r.headers.emplace_back("Retry-After", "1");
   return r;
@@ -113,15 +125,21 @@ void reply_asset(const call_ptr& c, std::string_view name) {
   c->reply(std::move(r));
 }
 
-void get_healthz(const call_ptr& c) { c->reply(json_response(200, {{"status", "ok"}})); }
+void get_healthz(const call_ptr& c) {
+  c->reply(json_response(200, {{"status", "ok"}}));
+}
 
 void get_readyz(const call_ptr& c) {
   c->reply(c->ready ? json_response(200, {{"status", "ready"}})
                     : json_response(503, {{"status", "not_ready"}}));
 }
 
-void get_openapi(const call_ptr& c) { reply_asset(c, "openapi.json"); }
-void get_ui(const call_ptr& c) { reply_asset(c, "ui/index.html"); }
+void get_openapi(const call_ptr& c) {
+  reply_asset(c, "openapi.json");
+}
+void get_ui(const call_ptr& c) {
+  reply_asset(c, "ui/index.html");
+}
 void get_ui_asset(const call_ptr& c) {
   if (c->params[0] == "index.html" || c->params[0].find('/') != std::string::npos) {
     c->reply(error_response(404, "not_found", "no such file"));
@@ -240,7 +258,7 @@ void import_sims(const call_ptr& c) {
       items.push_back(std::move(item));
     }
     c->reply(json_response(
-      200, {{"imported", imported}, {"rejected", rejected}, {"results", std::move(items)}}));
+        200, {{"imported", imported}, {"rejected", rejected}, {"results", std::move(items)}}));
   };
   std::vector<actors::sim_upsert> valid;
   for (const auto& line : parsed.lines)
@@ -251,14 +269,14 @@ void import_sims(const call_ptr& c) {
     return;
   }
   auto expected = valid.size();
-  c->service.import_sims(std::move(valid), [c, finish, expected](
-                                             std::vector<actors::write_result> results) mutable {
-    if (results.size() != expected) {
-      c->reply(error_response(500, "internal", "the SIM layer answered the import badly"));
-      return;
-    }
-    finish(std::move(results));
-  });
+  c->service.import_sims(
+      std::move(valid), [c, finish, expected](std::vector<actors::write_result> results) mutable {
+        if (results.size() != expected) {
+          c->reply(error_response(500, "internal", "the SIM layer answered the import badly"));
+          return;
+        }
+        finish(std::move(results));
+      });
 }
 
 void list_sims(const call_ptr& c) {
@@ -319,7 +337,9 @@ void place_order(const call_ptr& c) {
     if (res.order) {
       j = order_json(*res.order);
     } else {
-      j = {{"id", nullptr}, {"iccid", c->params[0]}, {"type", lock::to_string(req.type)},
+      j = {{"id", nullptr},
+           {"iccid", c->params[0]},
+           {"type", lock::to_string(req.type)},
            {"status", "completed"}};
     }
     j["warnings"] = res.warnings;
@@ -333,8 +353,9 @@ void place_order(const call_ptr& c) {
 void get_order(const call_ptr& c) {
   std::uint64_t id = 0;
   if (!parse_u64(c->params[0], id) || id == 0) {
-    c->reply(error_response(422, "invalid_value",
-                            "an order id is a positive whole number, not \"" + c->params[0] + "\""));
+    c->reply(
+        error_response(422, "invalid_value",
+                       "an order id is a positive whole number, not \"" + c->params[0] + "\""));
     return;
   }
   c->service.get_order(id, [c](std::optional<orders::order> order) {
@@ -389,20 +410,21 @@ void list_sim_events(const call_ptr& c) {
 
 const std::vector<route_def>& route_table() {
   static const std::vector<route_def> table{
-    {{"GET", "/healthz", false, true}, {}, get_healthz},
-    {{"GET", "/readyz", false, true}, {}, get_readyz},
-    {{"GET", "/v1/openapi.json", false, true}, {}, get_openapi},
-    {{"GET", "/ui", false, true}, {}, get_ui},
-    {{"GET", "/ui/{file}", false, true}, {}, get_ui_asset},
-    {{"GET", "/v1/sims", false, false}, {"lock_state", "bar_state", "network", "limit", "cursor"},
-     list_sims},
-    {{"POST", "/v1/sims:import", true, false}, {}, import_sims},
-    {{"GET", "/v1/sims/{iccid}", false, false}, {}, get_sim},
-    {{"PUT", "/v1/sims/{iccid}", true, false}, {}, put_sim},
-    {{"GET", "/v1/sims/{iccid}/orders", false, false}, {}, list_sim_orders},
-    {{"POST", "/v1/sims/{iccid}/orders", true, false}, {}, place_order},
-    {{"GET", "/v1/sims/{iccid}/events", false, false}, {"limit"}, list_sim_events},
-    {{"GET", "/v1/orders/{id}", false, false}, {}, get_order},
+      {{"GET", "/healthz", false, true}, {}, get_healthz},
+      {{"GET", "/readyz", false, true}, {}, get_readyz},
+      {{"GET", "/v1/openapi.json", false, true}, {}, get_openapi},
+      {{"GET", "/ui", false, true}, {}, get_ui},
+      {{"GET", "/ui/{file}", false, true}, {}, get_ui_asset},
+      {{"GET", "/v1/sims", false, false},
+       {"lock_state", "bar_state", "network", "limit", "cursor"},
+       list_sims},
+      {{"POST", "/v1/sims:import", true, false}, {}, import_sims},
+      {{"GET", "/v1/sims/{iccid}", false, false}, {}, get_sim},
+      {{"PUT", "/v1/sims/{iccid}", true, false}, {}, put_sim},
+      {{"GET", "/v1/sims/{iccid}/orders", false, false}, {}, list_sim_orders},
+      {{"POST", "/v1/sims/{iccid}/orders", true, false}, {}, place_order},
+      {{"GET", "/v1/sims/{iccid}/events", false, false}, {"limit"}, list_sim_events},
+      {{"GET", "/v1/orders/{id}", false, false}, {}, get_order},
   };
   return table;
 }
@@ -419,9 +441,8 @@ const std::vector<route_info>& routes() {
   return list;
 }
 
-router::router(actors::sim_service& service)
-  : service_(service), tokens_(std::make_shared<const token_set>()) {
-}
+router::router(actors::sim_service& service) :
+    service_(service), tokens_(std::make_shared<const token_set>()) {}
 
 void router::set_tokens(token_set tokens) {
   auto fresh = std::make_shared<const token_set>(std::move(tokens));
@@ -481,8 +502,7 @@ void router::handle(request req, respond_fn done) {
       r.headers.emplace_back("Allow", allowed);
       c->reply(std::move(r));
     } else {
-      c->reply(error_response(404, "not_found",
-                              "no such route; see /v1/openapi.json for the API"));
+      c->reply(error_response(404, "not_found", "no such route; see /v1/openapi.json for the API"));
     }
     return;
   }
@@ -501,15 +521,15 @@ void router::handle(request req, respond_fn done) {
         none_configured = tokens_->empty();
       }
       auto r = error_response(
-        401, "unauthorized",
-        none_configured ? "no API tokens are configured: set api.tokens or api.token_file"
-        : c->req.authorization.empty()
-          ? "send the header Authorization: Bearer <token>"
-          : "the bearer token is not valid: check the token you were given");
+          401, "unauthorized",
+          none_configured ? "no API tokens are configured: set api.tokens or api.token_file"
+          : c->req.authorization.empty()
+              ? "send the header Authorization: Bearer <token>"
+              : "the bearer token is not valid: check the token you were given");
       r.headers.emplace_back("WWW-Authenticate",
                              c->req.authorization.empty()
-                               ? "Bearer realm=\"imeilockd\""
-                               : "Bearer realm=\"imeilockd\", error=\"invalid_token\"");
+                                 ? "Bearer realm=\"imeilockd\""
+                                 : "Bearer realm=\"imeilockd\", error=\"invalid_token\"");
       c->reply(std::move(r));
       return;
     }
@@ -524,10 +544,10 @@ void router::handle(request req, respond_fn done) {
       std::string list;
       for (auto q : found->query)
         list += (list.empty() ? "" : ", ") + std::string{q};
-      c->reply(error_response(400, "unknown_parameter",
-                              "unknown query parameter \"" + key + "\"" +
-                                (list.empty() ? ": this route takes none"
-                                              : ": this route takes " + list)));
+      c->reply(error_response(
+          400, "unknown_parameter",
+          "unknown query parameter \"" + key + "\"" +
+              (list.empty() ? ": this route takes none" : ": this route takes " + list)));
       return;
     }
   }

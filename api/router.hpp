@@ -57,7 +57,6 @@ public:
   struct call; ///< one request in progress (router.cpp)
 
 private:
-
   actors::sim_service& service_;
   mutable std::mutex tokens_mutex_;
   std::shared_ptr<const token_set> tokens_;

@@ -103,7 +103,8 @@ std::optional<std::string> network_problem(std::string_view network) {
             });
   if (!ok)
     return "a network is a configured name such as multinet, roamnet901, ee or ee_big_data "
-           "(lower case, digits, _ or -), not \"" + std::string{network} + "\"";
+           "(lower case, digits, _ or -), not \"" +
+           std::string{network} + "\"";
   return std::nullopt;
 }
 

@@ -38,7 +38,7 @@ struct csv_line {
 /// A parsed CSV import body.
 struct csv_import {
   std::optional<std::string> header_error; ///< the whole body is refused
-  std::vector<csv_line> lines;              ///< data lines, blank lines skipped
+  std::vector<csv_line> lines;             ///< data lines, blank lines skipped
 };
 
 /// The most data lines one import may hold (8 MiB of real lines is about

@@ -30,28 +30,37 @@ namespace net = boost::asio;
 
 std::string_view webhook_event_name(lock::notice what) {
   switch (what) {
-    case lock::notice::change_event: return "change_event";
-    case lock::notice::violation: return "violation";
-    case lock::notice::lock_set_first_imei: return "lock_set_first_imei";
-    case lock::notice::lock_enabled: return "lock_enabled";
-    case lock::notice::lock_disabled: return "lock_disabled";
-    case lock::notice::bar_completed: return "bar_completed";
-    case lock::notice::unbar_completed: return "unbar_completed";
-    case lock::notice::order_failed: return "order_failed";
-    case lock::notice::activated: return "activated";
+    case lock::notice::change_event:
+      return "change_event";
+    case lock::notice::violation:
+      return "violation";
+    case lock::notice::lock_set_first_imei:
+      return "lock_set_first_imei";
+    case lock::notice::lock_enabled:
+      return "lock_enabled";
+    case lock::notice::lock_disabled:
+      return "lock_disabled";
+    case lock::notice::bar_completed:
+      return "bar_completed";
+    case lock::notice::unbar_completed:
+      return "unbar_completed";
+    case lock::notice::order_failed:
+      return "order_failed";
+    case lock::notice::activated:
+      return "activated";
   }
   return "unknown";
 }
 
 std::string webhook_payload(const actors::sim_event& ev) {
   nlohmann::json j{
-    {"event", webhook_event_name(ev.what)},
-    {"iccid", ev.iccid},
-    {"imsi", ev.imsi == 0 ? nlohmann::json(nullptr) : nlohmann::json(lock::format_imsi(ev.imsi))},
-    {"imei", imei_json(ev.imei)},
-    {"locked_imei", imei_json(ev.locked_imei)},
-    {"order_id", ev.order_id == 0 ? nlohmann::json(nullptr) : nlohmann::json(ev.order_id)},
-    {"at", time_json(ev.at_ms)},
+      {"event", webhook_event_name(ev.what)},
+      {"iccid", ev.iccid},
+      {"imsi", ev.imsi == 0 ? nlohmann::json(nullptr) : nlohmann::json(lock::format_imsi(ev.imsi))},
+      {"imei", imei_json(ev.imei)},
+      {"locked_imei", imei_json(ev.locked_imei)},
+      {"order_id", ev.order_id == 0 ? nlohmann::json(nullptr) : nlohmann::json(ev.order_id)},
+      {"at", time_json(ev.at_ms)},
   };
   return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
@@ -204,8 +213,9 @@ private:
       return; // stopped meanwhile
     if (r.ok()) {
       delivered_.Increment();
-      log::debug("webhook.delivered", {{"target", target_.url}, {"delivery", current_->id},
-                                       {"attempts", current_->attempts}});
+      log::debug(
+          "webhook.delivered",
+          {{"target", target_.url}, {"delivery", current_->id}, {"attempts", current_->attempts}});
       current_.reset();
       return next();
     }
@@ -219,14 +229,16 @@ private:
     // Exponential backoff with +-20 % jitter, so many daemons do not retry in step.
     auto base = cfg_.initial_backoff * (1LL << std::min<std::uint32_t>(current_->attempts - 1, 30));
     auto delay = std::min<std::chrono::milliseconds>(
-      std::chrono::duration_cast<std::chrono::milliseconds>(base), cfg_.max_backoff);
+        std::chrono::duration_cast<std::chrono::milliseconds>(base), cfg_.max_backoff);
     std::uniform_real_distribution<double> jitter{0.8, 1.2};
     delay = std::chrono::milliseconds{
-      static_cast<std::int64_t>(static_cast<double>(delay.count()) * jitter(rng_))};
+        static_cast<std::int64_t>(static_cast<double>(delay.count()) * jitter(rng_))};
     static log::rate_limiter limiter;
     log::write_limited(limiter, log::level::notice, "webhook.retry",
-                       {{"target", target_.url}, {"delivery", current_->id},
-                        {"attempt", current_->attempts}, {"error", why},
+                       {{"target", target_.url},
+                        {"delivery", current_->id},
+                        {"attempt", current_->attempts},
+                        {"error", why},
                         {"retry_in_ms", static_cast<std::int64_t>(delay.count())}});
     timer_.expires_after(delay);
     timer_.async_wait([self = shared_from_this()](boost::system::error_code ec) {
@@ -238,9 +250,11 @@ private:
 
   void give_up(const std::string& why) {
     gave_up_.Increment();
-    log::warning("webhook.gave_up", {{"target", target_.url}, {"delivery", current_->id},
+    log::warning("webhook.gave_up", {{"target", target_.url},
+                                     {"delivery", current_->id},
                                      {"event", current_->event},
-                                     {"attempts", current_->attempts}, {"error", why}});
+                                     {"attempts", current_->attempts},
+                                     {"error", why}});
     current_.reset();
     next();
   }
@@ -255,7 +269,7 @@ private:
   std::vector<std::string> events_;
   net::steady_timer timer_;
   std::shared_ptr<http::pending> inflight_; ///< the POST in flight (strand only)
-  std::optional<delivery> current_; ///< the one being attempted (strand only)
+  std::optional<delivery> current_;         ///< the one being attempted (strand only)
   std::minstd_rand rng_{std::random_device{}()};
 
   mutable std::mutex mutex_; ///< guards queue_, busy_, stopped_
@@ -292,22 +306,22 @@ struct webhook_notifier::impl {
 };
 
 webhook_notifier::webhook_notifier(net::io_context& io, const webhook_config& cfg,
-                                   prometheus::Registry& registry)
-  : impl_(std::make_shared<impl>()) {
+                                   prometheus::Registry& registry) :
+    impl_(std::make_shared<impl>()) {
   impl_->io = &io;
   impl_->instance = std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                     std::chrono::system_clock::now().time_since_epoch())
-                                     .count());
+                                       std::chrono::system_clock::now().time_since_epoch())
+                                       .count());
   auto& results = prometheus::BuildCounter()
-                    .Name("imeilock_webhook_deliveries_total")
-                    .Help("Webhook deliveries by target and result: delivered, retried (one "
-                          "failed attempt), gave_up (max_attempts reached), dropped (queue full "
-                          "or shutdown)")
-                    .Register(registry);
+                      .Name("imeilock_webhook_deliveries_total")
+                      .Help("Webhook deliveries by target and result: delivered, retried (one "
+                            "failed attempt), gave_up (max_attempts reached), dropped (queue full "
+                            "or shutdown)")
+                      .Register(registry);
   auto& queued = prometheus::BuildGauge()
-                   .Name("imeilock_webhook_queued")
-                   .Help("Webhook deliveries waiting or in flight, by target")
-                   .Register(registry);
+                     .Name("imeilock_webhook_queued")
+                     .Help("Webhook deliveries waiting or in flight, by target")
+                     .Register(registry);
   impl_->results = &results;
   impl_->queued = &queued;
   impl_->cfg = cfg;
@@ -358,7 +372,9 @@ std::optional<std::string> webhook_notifier::reload(const webhook_config& next) 
   return std::nullopt;
 }
 
-webhook_notifier::~webhook_notifier() { stop(); }
+webhook_notifier::~webhook_notifier() {
+  stop();
+}
 
 void webhook_notifier::on_event(const actors::sim_event& ev) {
   auto workers = impl_->snapshot();
@@ -371,8 +387,8 @@ void webhook_notifier::on_event(const actors::sim_event& ev) {
       continue;
     if (body.empty())
       body = webhook_payload(ev);
-    w->enqueue({event, body,
-                impl_->instance + "-" + std::to_string(impl_->sequence.fetch_add(1) + 1), 0});
+    w->enqueue(
+        {event, body, impl_->instance + "-" + std::to_string(impl_->sequence.fetch_add(1) + 1), 0});
   }
 }
 

@@ -6,12 +6,13 @@
 #include <freeDiameter/extension.h>
 
 static struct dict_object *d_app, *d_acr, *d_type, *d_number;
-static struct disp_hdl *acr_handler;
+static struct disp_hdl* acr_handler;
 
-static int echo_avp(struct msg *req, struct msg *ans, struct dict_object *model) {
+static int echo_avp(struct msg* req, struct msg* ans, struct dict_object* model) {
   struct avp *src = NULL, *copy = NULL;
-  struct avp_hdr *hdr = NULL;
-  if (fd_msg_search_avp(req, model, &src) != 0 || src == NULL) return 0;
+  struct avp_hdr* hdr = NULL;
+  if (fd_msg_search_avp(req, model, &src) != 0 || src == NULL)
+    return 0;
   CHECK_FCT(fd_msg_avp_hdr(src, &hdr));
   CHECK_FCT(fd_msg_avp_new(model, 0, &copy));
   CHECK_FCT(fd_msg_avp_setvalue(copy, hdr->avp_value));
@@ -19,9 +20,12 @@ static int echo_avp(struct msg *req, struct msg *ans, struct dict_object *model)
   return 0;
 }
 
-static int on_acr(struct msg **msg, struct avp *avp, struct session *sess, void *opaque, enum disp_action *act) {
+static int on_acr(struct msg** msg, struct avp* avp, struct session* sess, void* opaque,
+                  enum disp_action* act) {
   struct msg *ans, *req;
-  (void)avp; (void)sess; (void)opaque;
+  (void)avp;
+  (void)sess;
+  (void)opaque;
   req = *msg;
   CHECK_FCT(fd_msg_new_answer_from_req(fd_g_config->cnf_dict, msg, 0));
   ans = *msg;
@@ -34,21 +38,25 @@ static int on_acr(struct msg **msg, struct avp *avp, struct session *sess, void 
 }
 
 /* Accept every peer, without TLS (loopback benchmark only). */
-static int accept_peer(struct peer_info *info, int *auth, int (**cb2)(struct peer_info *)) {
+static int accept_peer(struct peer_info* info, int* auth, int (**cb2)(struct peer_info*)) {
   (void)cb2;
   info->config.pic_flags.sec |= PI_SEC_NONE;
   *auth = 1;
   return 0;
 }
 
-static int entry(char *conffile) {
+static int entry(char* conffile) {
   application_id_t acct = 3;
   struct disp_when when;
   (void)conffile;
-  CHECK_FCT(fd_dict_search(fd_g_config->cnf_dict, DICT_APPLICATION, APPLICATION_BY_ID, &acct, &d_app, ENOENT));
-  CHECK_FCT(fd_dict_search(fd_g_config->cnf_dict, DICT_COMMAND, CMD_BY_NAME, "Accounting-Request", &d_acr, ENOENT));
-  CHECK_FCT(fd_dict_search(fd_g_config->cnf_dict, DICT_AVP, AVP_BY_NAME, "Accounting-Record-Type", &d_type, ENOENT));
-  CHECK_FCT(fd_dict_search(fd_g_config->cnf_dict, DICT_AVP, AVP_BY_NAME, "Accounting-Record-Number", &d_number, ENOENT));
+  CHECK_FCT(fd_dict_search(fd_g_config->cnf_dict, DICT_APPLICATION, APPLICATION_BY_ID, &acct,
+                           &d_app, ENOENT));
+  CHECK_FCT(fd_dict_search(fd_g_config->cnf_dict, DICT_COMMAND, CMD_BY_NAME, "Accounting-Request",
+                           &d_acr, ENOENT));
+  CHECK_FCT(fd_dict_search(fd_g_config->cnf_dict, DICT_AVP, AVP_BY_NAME, "Accounting-Record-Type",
+                           &d_type, ENOENT));
+  CHECK_FCT(fd_dict_search(fd_g_config->cnf_dict, DICT_AVP, AVP_BY_NAME, "Accounting-Record-Number",
+                           &d_number, ENOENT));
   memset(&when, 0, sizeof when);
   when.app = d_app;
   when.command = d_acr;

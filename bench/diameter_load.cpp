@@ -23,8 +23,9 @@
 // (TAC 86xxxxxx numbered per SIM) instead of flipping between two, and each
 // 2001 answer to a request that carried a SIM's newest IMEI appends
 // "<imsi> <14-digit IMEI>" to FILE: the acknowledged changes.
-// Last line: "result answers=... rate=... changes_pct=... p50_us=... p99_us=... p999_us=... errors=... too_busy=...
-// missing=..." (errors counts every answer other than 2001 and the answers still missing 5 s after the end).
+// Last line: "result answers=... rate=... changes_pct=... p50_us=... p99_us=... p999_us=...
+// errors=... too_busy=... missing=..." (errors counts every answer other than 2001 and the answers
+// still missing 5 s after the end).
 
 #include "bench/load_support.hpp"
 #include "protocols/diameter/messages.hpp"
@@ -90,7 +91,7 @@ struct connection {
   std::vector<std::uint8_t> rbuf = std::vector<std::uint8_t>(1 << 20);
   std::size_t rlen = 0;
   std::vector<std::uint8_t> wbuf;
-  std::vector<clk::time_point> sent; ///< by hop-by-hop slot
+  std::vector<clk::time_point> sent;  ///< by hop-by-hop slot
   std::vector<std::uint32_t> sim;     ///< by slot (--record-acked)
   std::vector<std::uint32_t> version; ///< by slot: the SIM's IMEI version sent
   std::vector<std::uint32_t> free_slots;
@@ -107,8 +108,10 @@ int connect_to(const options& o) {
   sockaddr_in a{};
   a.sin_family = AF_INET;
   a.sin_port = htons(static_cast<std::uint16_t>(o.port));
-  if (inet_pton(AF_INET, o.host.c_str(), &a.sin_addr) != 1) die("address");
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) die("connect");
+  if (inet_pton(AF_INET, o.host.c_str(), &a.sin_addr) != 1)
+    die("address");
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0)
+    die("connect");
   int one = 1;
   ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   return fd;
@@ -121,9 +124,11 @@ std::vector<std::uint8_t> read_message(int fd) {
   auto need = [&](std::size_t n) {
     while (have < n) {
       pollfd p{fd, POLLIN, 0};
-      if (::poll(&p, 1, 5000) <= 0) die("handshake timeout");
+      if (::poll(&p, 1, 5000) <= 0)
+        die("handshake timeout");
       ssize_t r = ::recv(fd, b.data() + have, n - have, 0);
-      if (r <= 0) die("handshake read");
+      if (r <= 0)
+        die("handshake read");
       have += static_cast<std::size_t>(r);
     }
   };
@@ -136,7 +141,8 @@ std::vector<std::uint8_t> read_message(int fd) {
 std::uint32_t result_code(bytes msg) {
   avp a;
   std::uint32_t v = 0;
-  if (find_avp(msg.subspan(header_size), avp_code::result_code, 0, a)) a.u32(v);
+  if (find_avp(msg.subspan(header_size), avp_code::result_code, 0, a))
+    a.u32(v);
   return v;
 }
 
@@ -145,13 +151,16 @@ std::string imeisv_for(int i, bool alternate = false, std::uint32_t version = 0)
   if (version > 0) // a new device: TAC 86 + the version number
     std::snprintf(buf, sizeof buf, "86%06u%06d%02d", version % 1000000, i % 1000000, i % 100);
   else
-    std::snprintf(buf, sizeof buf, "35349001%06d%02d", (i + (alternate ? 500000 : 0)) % 1000000, i % 100);
+    std::snprintf(buf, sizeof buf, "35349001%06d%02d", (i + (alternate ? 500000 : 0)) % 1000000,
+                  i % 100);
   return buf;
 }
 
 double percentile(std::vector<std::uint32_t>& v, double p) {
-  if (v.empty()) return 0;
-  const std::size_t k = std::min(v.size() - 1, static_cast<std::size_t>(p * static_cast<double>(v.size())));
+  if (v.empty())
+    return 0;
+  const std::size_t k =
+      std::min(v.size() - 1, static_cast<std::size_t>(p * static_cast<double>(v.size())));
   std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(k), v.end());
   return v[k];
 }
@@ -162,24 +171,42 @@ int main(int argc, char** argv) {
   options o;
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string k = argv[i], v = argv[i + 1];
-    if (k == "--host") o.host = v;
-    else if (k == "--port") o.port = std::stoi(v);
-    else if (k == "--connections") o.connections = std::stoi(v);
-    else if (k == "--window") o.window = std::stoi(v);
-    else if (k == "--duration") o.duration = std::stod(v);
-    else if (k == "--warmup") o.warmup = std::stod(v);
-    else if (k == "--sims") o.sims = std::stoi(v);
-    else if (k == "--first-sim") o.first_sim = std::stoi(v);
-    else if (k == "--ccr-percent") o.ccr_percent = std::stoi(v);
-    else if (k == "--rate") o.rate = std::stod(v);
-    else if (k == "--origin-host") o.origin_host = v;
-    else if (k == "--realm") o.realm = v;
-    else if (k == "--compat") o.compat = v == "1" || v == "yes" || v == "true";
-    else if (k == "--distinct-peers") o.distinct_peers = v == "1" || v == "yes" || v == "true";
-    else if (k == "--imei-change-percent") o.imei_change_percent = std::stod(v);
-    else if (k == "--seed") o.seed = std::stoull(v);
-    else if (k == "--interval") o.interval = std::stod(v);
-    else if (k == "--record-acked") o.record_acked = v;
+    if (k == "--host")
+      o.host = v;
+    else if (k == "--port")
+      o.port = std::stoi(v);
+    else if (k == "--connections")
+      o.connections = std::stoi(v);
+    else if (k == "--window")
+      o.window = std::stoi(v);
+    else if (k == "--duration")
+      o.duration = std::stod(v);
+    else if (k == "--warmup")
+      o.warmup = std::stod(v);
+    else if (k == "--sims")
+      o.sims = std::stoi(v);
+    else if (k == "--first-sim")
+      o.first_sim = std::stoi(v);
+    else if (k == "--ccr-percent")
+      o.ccr_percent = std::stoi(v);
+    else if (k == "--rate")
+      o.rate = std::stod(v);
+    else if (k == "--origin-host")
+      o.origin_host = v;
+    else if (k == "--realm")
+      o.realm = v;
+    else if (k == "--compat")
+      o.compat = v == "1" || v == "yes" || v == "true";
+    else if (k == "--distinct-peers")
+      o.distinct_peers = v == "1" || v == "yes" || v == "true";
+    else if (k == "--imei-change-percent")
+      o.imei_change_percent = std::stod(v);
+    else if (k == "--seed")
+      o.seed = std::stoull(v);
+    else if (k == "--interval")
+      o.interval = std::stod(v);
+    else if (k == "--record-acked")
+      o.record_acked = v;
     else {
       std::fprintf(stderr, "unknown option %s\n", k.c_str());
       return 64;
@@ -217,15 +244,20 @@ int main(int argc, char** argv) {
       t.bytes.clear(); // build_charging_request appends
       build_charging_request(t.bytes, s);
       avp a;
-      const std::uint32_t code = k == 0 ? avp_code::accounting_record_number : avp_code::cc_request_number;
-      if (!find_avp(bytes{t.bytes.data(), t.bytes.size()}.subspan(header_size), code, 0, a)) return false;
+      const std::uint32_t code =
+          k == 0 ? avp_code::accounting_record_number : avp_code::cc_request_number;
+      if (!find_avp(bytes{t.bytes.data(), t.bytes.size()}.subspan(header_size), code, 0, a))
+        return false;
       t.number_offset = static_cast<std::size_t>(a.data.data() - t.bytes.data());
       if (o.compat) {
         avp_reader r{bytes{t.bytes.data(), t.bytes.size()}.subspan(header_size)};
         avp x;
         while (r.next(x)) {
-          const bool base = x.vendor == 0 && x.code != avp_code::subscription_id && x.code != avp_code::user_equipment_info;
-          if (!base) t.bytes[static_cast<std::size_t>(x.raw.data() - t.bytes.data()) + 4] &= static_cast<std::uint8_t>(~avp_flag::mandatory);
+          const bool base = x.vendor == 0 && x.code != avp_code::subscription_id &&
+                            x.code != avp_code::user_equipment_info;
+          if (!base)
+            t.bytes[static_cast<std::size_t>(x.raw.data() - t.bytes.data()) + 4] &=
+                static_cast<std::uint8_t>(~avp_flag::mandatory);
         }
       }
     }
@@ -237,14 +269,16 @@ int main(int argc, char** argv) {
   const int variants = o.imei_change_percent > 0 && o.record_acked.empty() ? 2 : 1;
   std::vector<request_template> acrs_by_variant[2], ccrs_by_variant[2];
   for (int variant = 0; variant < variants; ++variant) {
-  auto& acrs = acrs_by_variant[variant];
-  auto& ccrs = ccrs_by_variant[variant];
-  acrs.resize(static_cast<std::size_t>(o.sims));
-  if (o.ccr_percent > 0) ccrs.resize(static_cast<std::size_t>(o.sims));
-  for (int i = 0; i < o.sims; ++i)
-    if (!build_templates(i, imeisv_for(o.first_sim + i, variant == 1), acrs[static_cast<std::size_t>(i)],
-                         o.ccr_percent > 0 ? &ccrs[static_cast<std::size_t>(i)] : nullptr))
-      return 3;
+    auto& acrs = acrs_by_variant[variant];
+    auto& ccrs = ccrs_by_variant[variant];
+    acrs.resize(static_cast<std::size_t>(o.sims));
+    if (o.ccr_percent > 0)
+      ccrs.resize(static_cast<std::size_t>(o.sims));
+    for (int i = 0; i < o.sims; ++i)
+      if (!build_templates(i, imeisv_for(o.first_sim + i, variant == 1),
+                           acrs[static_cast<std::size_t>(i)],
+                           o.ccr_percent > 0 ? &ccrs[static_cast<std::size_t>(i)] : nullptr))
+        return 3;
   }
   std::vector<std::uint32_t> record_numbers(static_cast<std::size_t>(o.sims), 0);
   std::vector<std::uint8_t> alternate(static_cast<std::size_t>(o.sims), 0);
@@ -254,7 +288,8 @@ int main(int argc, char** argv) {
   std::vector<std::uint32_t> version(recording ? static_cast<std::size_t>(o.sims) : 0, 0);
   std::vector<std::uint32_t> acked_version(version.size(), 0);
   std::FILE* acked_out = nullptr;
-  if (recording && !(acked_out = std::fopen(o.record_acked.c_str(), "w"))) die(o.record_acked.c_str());
+  if (recording && !(acked_out = std::fopen(o.record_acked.c_str(), "w")))
+    die(o.record_acked.c_str());
   std::uint64_t acked_changes = 0, too_busy = 0;
 
   // Connect and exchange capabilities.
@@ -264,20 +299,24 @@ int main(int argc, char** argv) {
     auto& cn = conns[c];
     cn.fd = connect_to(o);
     std::vector<std::uint8_t> cer;
-    const std::string host = (o.distinct_peers && c > 0) ? "c" + std::to_string(c) + "." + o.origin_host : o.origin_host;
+    const std::string host =
+        (o.distinct_peers && c > 0) ? "c" + std::to_string(c) + "." + o.origin_host : o.origin_host;
     build_cer(cer, host, o.realm, application::credit_control, application::accounting, 1, 1);
-    if (::send(cn.fd, cer.data(), cer.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(cer.size())) die("send CER");
+    if (::send(cn.fd, cer.data(), cer.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(cer.size()))
+      die("send CER");
     auto cea = read_message(cn.fd);
     if (result_code(bytes{cea.data(), cea.size()}) != result::success) {
       std::fprintf(stderr, "CEA Result-Code %u\n", result_code(bytes{cea.data(), cea.size()}));
       return 2;
     }
     std::size_t slots = 1;
-    while (slots < static_cast<std::size_t>(o.window)) slots <<= 1;
+    while (slots < static_cast<std::size_t>(o.window))
+      slots <<= 1;
     cn.sent.resize(slots);
     cn.sim.resize(slots);
     cn.version.resize(slots);
-    for (std::uint32_t s = 0; s < static_cast<std::uint32_t>(o.window); ++s) cn.free_slots.push_back(s);
+    for (std::uint32_t s = 0; s < static_cast<std::uint32_t>(o.window); ++s)
+      cn.free_slots.push_back(s);
     epoll_event ev{};
     ev.events = EPOLLIN;
     ev.data.u64 = c;
@@ -299,21 +338,25 @@ int main(int argc, char** argv) {
   std::uint32_t e2e = (static_cast<std::uint32_t>(run_started) & 0xfffU) << 20 |
                       (static_cast<std::uint32_t>(::getpid()) & 0xfffffU);
   const auto start = clk::now();
-  const auto measure_from = start + std::chrono::duration_cast<clk::duration>(std::chrono::duration<double>(o.warmup));
-  const auto end = measure_from + std::chrono::duration_cast<clk::duration>(std::chrono::duration<double>(o.duration));
+  const auto measure_from =
+      start + std::chrono::duration_cast<clk::duration>(std::chrono::duration<double>(o.warmup));
+  const auto end = measure_from + std::chrono::duration_cast<clk::duration>(
+                                      std::chrono::duration<double>(o.duration));
   std::vector<std::uint8_t> reply;
   local_identity me;
   me.origin_host = o.origin_host;
   me.origin_realm = o.realm;
   bool running = true;
-  auto next_interval = start + std::chrono::duration_cast<clk::duration>(std::chrono::duration<double>(o.interval));
+  auto next_interval =
+      start + std::chrono::duration_cast<clk::duration>(std::chrono::duration<double>(o.interval));
   auto interval_start = start;
 
   auto fill = [&](connection& cn, clk::time_point now) {
     while (!cn.free_slots.empty() && running) {
       if (o.rate > 0) {
         const double elapsed = std::chrono::duration<double>(now - start).count();
-        if (static_cast<double>(sent_total) >= elapsed * o.rate) break;
+        if (static_cast<double>(sent_total) >= elapsed * o.rate)
+          break;
       }
       const std::uint32_t slot = cn.free_slots.back();
       cn.free_slots.pop_back();
@@ -325,8 +368,10 @@ int main(int argc, char** argv) {
         if (recording) {
           // A new device: rebuild this SIM's requests with the next IMEI.
           ++version[sim];
-          if (!build_templates(static_cast<int>(sim), imeisv_for(o.first_sim + static_cast<int>(sim), false, version[sim]),
-                               acrs_by_variant[0][sim], o.ccr_percent > 0 ? &ccrs_by_variant[0][sim] : nullptr)) {
+          if (!build_templates(static_cast<int>(sim),
+                               imeisv_for(o.first_sim + static_cast<int>(sim), false, version[sim]),
+                               acrs_by_variant[0][sim],
+                               o.ccr_percent > 0 ? &ccrs_by_variant[0][sim] : nullptr)) {
             std::fprintf(stderr, "cannot rebuild a request\n");
             std::exit(3);
           }
@@ -351,21 +396,27 @@ int main(int argc, char** argv) {
     }
     std::size_t off = 0;
     while (off < cn.wbuf.size()) {
-      ssize_t w = ::send(cn.fd, cn.wbuf.data() + off, cn.wbuf.size() - off, MSG_NOSIGNAL | MSG_DONTWAIT);
-      if (w <= 0) break;
+      ssize_t w =
+          ::send(cn.fd, cn.wbuf.data() + off, cn.wbuf.size() - off, MSG_NOSIGNAL | MSG_DONTWAIT);
+      if (w <= 0)
+        break;
       off += static_cast<std::size_t>(w);
     }
     cn.wbuf.erase(cn.wbuf.begin(), cn.wbuf.begin() + static_cast<std::ptrdiff_t>(off));
   };
 
-  for (auto& cn : conns) fill(cn, clk::now());
+  for (auto& cn : conns)
+    fill(cn, clk::now());
   epoll_event events[64];
   while (true) {
     auto now = clk::now();
-    if (now >= end) running = false;
+    if (now >= end)
+      running = false;
     int outstanding = 0;
-    for (auto& cn : conns) outstanding += cn.outstanding;
-    if (!running && outstanding == 0) break;
+    for (auto& cn : conns)
+      outstanding += cn.outstanding;
+    if (!running && outstanding == 0)
+      break;
     if (!running && now >= end + std::chrono::seconds{5}) {
       std::fprintf(stderr, "%d answers missing at the end\n", outstanding);
       errors += static_cast<std::uint64_t>(outstanding);
@@ -381,12 +432,14 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "server closed a connection\n");
         return 2;
       }
-      if (r < 0) continue;
+      if (r < 0)
+        continue;
       cn.rlen += static_cast<std::size_t>(r);
       std::size_t off = 0;
       while (true) {
         std::uint32_t len = 0;
-        const auto st = check_frame(bytes{cn.rbuf.data() + off, cn.rlen - off}, cn.rbuf.size(), len);
+        const auto st =
+            check_frame(bytes{cn.rbuf.data() + off, cn.rlen - off}, cn.rbuf.size(), len);
         if (st != frame_status::complete) {
           if (st != frame_status::need_more) {
             std::fprintf(stderr, "bad frame from server: %s\n", std::string{to_string(st)}.c_str());
@@ -406,9 +459,11 @@ int main(int argc, char** argv) {
           }
           continue;
         }
-        if (h.command != command::accounting && h.command != command::credit_control) continue;
+        if (h.command != command::accounting && h.command != command::credit_control)
+          continue;
         const std::uint32_t slot = h.hop_by_hop & 0xffffU;
-        if (slot >= static_cast<std::uint32_t>(o.window)) continue;
+        if (slot >= static_cast<std::uint32_t>(o.window))
+          continue;
         ++answers;
         ++interval_answers;
         if (const auto rc = result_code(msg); rc != result::success) {
@@ -416,18 +471,21 @@ int main(int argc, char** argv) {
             ++too_busy;
             ++interval_busy;
           }
-          if (errors++ == 0) std::fprintf(stderr, "first error answer: Result-Code %u\n", rc);
+          if (errors++ == 0)
+            std::fprintf(stderr, "first error answer: Result-Code %u\n", rc);
         } else if (recording && cn.version[slot] > acked_version[cn.sim[slot]]) {
           // An acknowledged change: the SIM's IMEI of that version is durable.
           const std::uint32_t sim = cn.sim[slot];
           acked_version[sim] = cn.version[slot];
           ++acked_changes;
           const int g = o.first_sim + static_cast<int>(sim);
-          std::fprintf(acked_out, "2341500%08d %.14s\n", g % 100000000, imeisv_for(g, false, cn.version[slot]).c_str());
+          std::fprintf(acked_out, "2341500%08d %.14s\n", g % 100000000,
+                       imeisv_for(g, false, cn.version[slot]).c_str());
         }
         const auto us = static_cast<std::uint32_t>(
-          std::chrono::duration_cast<std::chrono::microseconds>(now - cn.sent[slot]).count());
-        if (o.interval > 0) interval_us.push_back(us);
+            std::chrono::duration_cast<std::chrono::microseconds>(now - cn.sent[slot]).count());
+        if (o.interval > 0)
+          interval_us.push_back(us);
         if (cn.sent[slot] >= measure_from && cn.sent[slot] < end) {
           ++measured_answers;
           latencies_us.push_back(us);
@@ -438,39 +496,52 @@ int main(int argc, char** argv) {
       std::memmove(cn.rbuf.data(), cn.rbuf.data() + off, cn.rlen - off);
       cn.rlen -= off;
     }
-    for (auto& cn : conns) fill(cn, now);
+    for (auto& cn : conns)
+      fill(cn, now);
     if (o.interval > 0 && now >= next_interval) {
       const double secs = std::chrono::duration<double>(now - interval_start).count();
       std::printf("INTERVAL t=%.0f rate=%.0f p50_us=%.0f p99_us=%.0f p999_us=%.0f too_busy=%llu\n",
-                  std::chrono::duration<double>(now - start).count(), static_cast<double>(interval_answers) / secs,
-                  percentile(interval_us, 0.50), percentile(interval_us, 0.99), percentile(interval_us, 0.999),
+                  std::chrono::duration<double>(now - start).count(),
+                  static_cast<double>(interval_answers) / secs, percentile(interval_us, 0.50),
+                  percentile(interval_us, 0.99), percentile(interval_us, 0.999),
                   static_cast<unsigned long long>(interval_busy));
       std::fflush(stdout);
       interval_us.clear();
       interval_answers = interval_busy = 0;
       interval_start = now;
-      next_interval += std::chrono::duration_cast<clk::duration>(std::chrono::duration<double>(o.interval));
+      next_interval +=
+          std::chrono::duration_cast<clk::duration>(std::chrono::duration<double>(o.interval));
     }
   }
   std::sort(latencies_us.begin(), latencies_us.end());
   auto pct = [&](double p) -> double {
-    if (latencies_us.empty()) return 0;
-    return latencies_us[std::min(latencies_us.size() - 1, static_cast<std::size_t>(p * static_cast<double>(latencies_us.size())))];
+    if (latencies_us.empty())
+      return 0;
+    return latencies_us[std::min(
+        latencies_us.size() - 1,
+        static_cast<std::size_t>(p * static_cast<double>(latencies_us.size())))];
   };
   const double rate = static_cast<double>(measured_answers) / o.duration;
   const double changes_pct =
-    sent_total > 0 ? 100.0 * static_cast<double>(imei_changes) / static_cast<double>(sent_total) : 0;
-  if (acked_out) std::fclose(acked_out);
-  std::printf("connections=%d window=%d sims=%d ccr_percent=%d duration=%.1fs sent=%llu imei_changes=%llu "
-              "acked_changes=%llu\n",
-              o.connections, o.window, o.sims, o.ccr_percent, o.duration, static_cast<unsigned long long>(sent_total),
-              static_cast<unsigned long long>(imei_changes), static_cast<unsigned long long>(acked_changes));
-  std::printf("result answers=%llu rate=%.0f changes_pct=%.2f p50_us=%.0f p99_us=%.0f p999_us=%.0f max_us=%.0f "
+      sent_total > 0 ? 100.0 * static_cast<double>(imei_changes) / static_cast<double>(sent_total)
+                     : 0;
+  if (acked_out)
+    std::fclose(acked_out);
+  std::printf(
+      "connections=%d window=%d sims=%d ccr_percent=%d duration=%.1fs sent=%llu imei_changes=%llu "
+      "acked_changes=%llu\n",
+      o.connections, o.window, o.sims, o.ccr_percent, o.duration,
+      static_cast<unsigned long long>(sent_total), static_cast<unsigned long long>(imei_changes),
+      static_cast<unsigned long long>(acked_changes));
+  std::printf("result answers=%llu rate=%.0f changes_pct=%.2f p50_us=%.0f p99_us=%.0f p999_us=%.0f "
+              "max_us=%.0f "
               "errors=%llu too_busy=%llu missing=%llu\n",
-              static_cast<unsigned long long>(measured_answers), rate, changes_pct, pct(0.50), pct(0.99), pct(0.999),
+              static_cast<unsigned long long>(measured_answers), rate, changes_pct, pct(0.50),
+              pct(0.99), pct(0.999),
               latencies_us.empty() ? 0.0 : static_cast<double>(latencies_us.back()),
               static_cast<unsigned long long>(errors), static_cast<unsigned long long>(too_busy),
               static_cast<unsigned long long>(missing));
-  for (auto& cn : conns) ::close(cn.fd);
+  for (auto& cn : conns)
+    ::close(cn.fd);
   return errors == 0 ? 0 : 1;
 }

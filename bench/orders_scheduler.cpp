@@ -44,8 +44,8 @@ int main(int argc, char** argv) {
   cfg.defaults.burst = 1'000'000;
   cfg.defaults.max_in_flight = 1'000'000;
   cfg.defaults.max_queue = 10'000'000;
-  cfg.defaults.lead_time_for(lock::order_type::bar) =
-    lead_time::from_median_p95(std::chrono::milliseconds{5'000}, std::chrono::milliseconds{20'000});
+  cfg.defaults.lead_time_for(lock::order_type::bar) = lead_time::from_median_p95(
+      std::chrono::milliseconds{5'000}, std::chrono::milliseconds{20'000});
   const char* networks[] = {"multinet", "roamnet901", "ee", "ee_big_data"};
   scheduler s{cfg, 1};
   std::int64_t now = 1'700'000'000'000;

@@ -90,9 +90,12 @@ int main(int argc, char** argv) {
       if (!config::parse_endpoint(v, ep))
         return 2;
       cfg.listen.push_back(ep);
-    } else if (a == "--secret") secret = v;
-    else if (a == "--threads") cfg.io_threads = static_cast<std::uint32_t>(std::stoul(v));
-    else if (a == "--ack") sink.inline_ack = v == "inline";
+    } else if (a == "--secret")
+      secret = v;
+    else if (a == "--threads")
+      cfg.io_threads = static_cast<std::uint32_t>(std::stoul(v));
+    else if (a == "--ack")
+      sink.inline_ack = v == "inline";
     else {
       std::cerr << "unknown option " << a << "\n";
       return 2;

@@ -75,8 +75,8 @@ struct options {
   double timeout = 1.0; ///< a request unanswered this long counts as lost
   double imei_change_percent = 0;
   std::uint64_t seed = 1;
-  double rate = 0;     ///< requests/s, open loop; 0 = keep `window` outstanding
-  double interval = 0; ///< seconds between interval lines; 0 = none
+  double rate = 0;          ///< requests/s, open loop; 0 = keep `window` outstanding
+  double interval = 0;      ///< seconds between interval lines; 0 = none
   std::string record_acked; ///< file for the acknowledged changes; empty = none
 };
 
@@ -115,7 +115,8 @@ std::vector<std::uint8_t> vsa(std::uint8_t type, const std::string& value) {
 }
 
 /// The Interim-Update SIM `i` sends, with Identifier `ident`.
-std::vector<std::uint8_t> make_request(std::size_t i, std::uint8_t ident, const std::string& secret) {
+std::vector<std::uint8_t> make_request(std::size_t i, std::uint8_t ident,
+                                       const std::string& secret) {
   char imsi[32];
   std::snprintf(imsi, sizeof imsi, "23415%010zu", i % 10000000000);
   char imeisv[32];
@@ -154,7 +155,8 @@ struct slot {
 double percentile(std::vector<std::uint32_t>& v, double p) {
   if (v.empty())
     return 0;
-  const std::size_t k = std::min(v.size() - 1, static_cast<std::size_t>(p * static_cast<double>(v.size())));
+  const std::size_t k =
+      std::min(v.size() - 1, static_cast<std::size_t>(p * static_cast<double>(v.size())));
   std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(k), v.end());
   return v[k] / 1000.0;
 }
@@ -170,19 +172,32 @@ int main(int argc, char** argv) {
       const auto colon = v.rfind(':');
       o.host = v.substr(0, colon);
       o.port = std::atoi(v.c_str() + colon + 1);
-    } else if (a == "--secret") o.secret = v;
-    else if (a == "--sims") o.sims = std::stoul(v);
-    else if (a == "--first-sim") o.first_sim = std::stoul(v);
-    else if (a == "--window") o.window = std::stoul(v);
-    else if (a == "--seconds") o.seconds = std::stod(v);
-    else if (a == "--warmup") o.warmup = std::stod(v);
-    else if (a == "--sockets") o.sockets = std::stoul(v);
-    else if (a == "--imei-change-percent") o.imei_change_percent = std::stod(v);
-    else if (a == "--seed") o.seed = std::stoull(v);
-    else if (a == "--rate") o.rate = std::stod(v);
-    else if (a == "--timeout") o.timeout = std::stod(v);
-    else if (a == "--interval") o.interval = std::stod(v);
-    else if (a == "--record-acked") o.record_acked = v;
+    } else if (a == "--secret")
+      o.secret = v;
+    else if (a == "--sims")
+      o.sims = std::stoul(v);
+    else if (a == "--first-sim")
+      o.first_sim = std::stoul(v);
+    else if (a == "--window")
+      o.window = std::stoul(v);
+    else if (a == "--seconds")
+      o.seconds = std::stod(v);
+    else if (a == "--warmup")
+      o.warmup = std::stod(v);
+    else if (a == "--sockets")
+      o.sockets = std::stoul(v);
+    else if (a == "--imei-change-percent")
+      o.imei_change_percent = std::stod(v);
+    else if (a == "--seed")
+      o.seed = std::stoull(v);
+    else if (a == "--rate")
+      o.rate = std::stod(v);
+    else if (a == "--timeout")
+      o.timeout = std::stod(v);
+    else if (a == "--interval")
+      o.interval = std::stod(v);
+    else if (a == "--record-acked")
+      o.record_acked = v;
     else {
       std::fprintf(stderr, "unknown option %s\n", a.c_str());
       return 2;
@@ -236,7 +251,8 @@ int main(int argc, char** argv) {
       } else {
         alternate[sim] ^= 1;
         char serial[8];
-        std::snprintf(serial, sizeof serial, "%06zu", (sim + (alternate[sim] ? 500000 : 0)) % 1000000);
+        std::snprintf(serial, sizeof serial, "%06zu",
+                      (sim + (alternate[sim] ? 500000 : 0)) % 1000000);
         std::memcpy(p.data() + off.imei_serial, serial, 6);
       }
     }
@@ -283,14 +299,19 @@ int main(int argc, char** argv) {
 
   std::size_t next_sim = 0;
   std::size_t outstanding = 0;
-  std::uint64_t answered = 0, lost = 0, bad = 0, sent_total = 0, skipped = 0, stale = 0, due_total = 0;
+  std::uint64_t answered = 0, lost = 0, bad = 0, sent_total = 0, skipped = 0, stale = 0,
+                due_total = 0;
   const bool check_all = recording || o.rate > 0;
   const auto t0 = steady::now();
-  const auto measure_from = t0 + std::chrono::duration_cast<steady::duration>(std::chrono::duration<double>(o.warmup));
-  const auto end = measure_from + std::chrono::duration_cast<steady::duration>(std::chrono::duration<double>(o.seconds));
-  const auto timeout = std::chrono::duration_cast<steady::duration>(std::chrono::duration<double>(o.timeout));
+  const auto measure_from =
+      t0 + std::chrono::duration_cast<steady::duration>(std::chrono::duration<double>(o.warmup));
+  const auto end = measure_from + std::chrono::duration_cast<steady::duration>(
+                                      std::chrono::duration<double>(o.seconds));
+  const auto timeout =
+      std::chrono::duration_cast<steady::duration>(std::chrono::duration<double>(o.timeout));
   std::uint64_t measured = 0;
-  auto next_interval = t0 + std::chrono::duration_cast<steady::duration>(std::chrono::duration<double>(o.interval));
+  auto next_interval =
+      t0 + std::chrono::duration_cast<steady::duration>(std::chrono::duration<double>(o.interval));
   auto interval_start = t0;
 
   constexpr std::size_t batch = 64;
@@ -312,7 +333,8 @@ int main(int argc, char** argv) {
     // Open loop: what the rate asks for by now; closed loop: the window.
     std::uint64_t due = 0;
     if (o.rate > 0) {
-      const auto want = static_cast<std::uint64_t>(std::chrono::duration<double>(now - t0).count() * o.rate);
+      const auto want =
+          static_cast<std::uint64_t>(std::chrono::duration<double>(now - t0).count() * o.rate);
       due = want > due_total ? want - due_total : 0;
       due_total += due;
     }
@@ -382,7 +404,8 @@ int main(int argc, char** argv) {
             auto pr = parse(bytes{d.data(), len});
             const auto ok = [&](const std::array<std::uint8_t, 16>& auth) {
               return pr.packet && pr.packet->packet_code() == code::accounting_response &&
-                     verify_response_authenticator(*pr.packet, bytes{auth.data(), 16}, as_bytes(o.secret));
+                     verify_response_authenticator(*pr.packet, bytes{auth.data(), 16},
+                                                   as_bytes(o.secret));
             };
             if (!ok(sl.current())) {
               if (check_all && std::any_of(sl.auth.begin(), sl.auth.end(), ok)) {
@@ -399,9 +422,9 @@ int main(int argc, char** argv) {
           ++answered;
           if (recording && sl.version > 0)
             record(sl.sim, sl.version);
-          const auto ns = static_cast<std::uint32_t>(
-            std::min<std::int64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(rnow - sl.sent).count(),
-                                   std::numeric_limits<std::uint32_t>::max()));
+          const auto ns = static_cast<std::uint32_t>(std::min<std::int64_t>(
+              std::chrono::duration_cast<std::chrono::nanoseconds>(rnow - sl.sent).count(),
+              std::numeric_limits<std::uint32_t>::max()));
           if (sl.sent >= measure_from) {
             ++measured;
             latencies.push_back(ns);
@@ -429,14 +452,16 @@ int main(int argc, char** argv) {
       const double secs = std::chrono::duration<double>(rnow - interval_start).count();
       const double t = std::chrono::duration<double>(rnow - t0).count();
       std::printf("INTERVAL t=%.0f rate=%.0f p50_us=%.0f p99_us=%.0f p999_us=%.0f lost=%llu\n", t,
-                  static_cast<double>(interval_answered) / secs, percentile(interval_latencies, 0.50),
-                  percentile(interval_latencies, 0.99), percentile(interval_latencies, 0.999),
+                  static_cast<double>(interval_answered) / secs,
+                  percentile(interval_latencies, 0.50), percentile(interval_latencies, 0.99),
+                  percentile(interval_latencies, 0.999),
                   static_cast<unsigned long long>(interval_lost));
       std::fflush(stdout);
       interval_latencies.clear();
       interval_answered = interval_lost = 0;
       interval_start = rnow;
-      next_interval += std::chrono::duration_cast<steady::duration>(std::chrono::duration<double>(o.interval));
+      next_interval +=
+          std::chrono::duration_cast<steady::duration>(std::chrono::duration<double>(o.interval));
     }
   }
   const double rate = static_cast<double>(measured) / o.seconds;
@@ -444,18 +469,21 @@ int main(int argc, char** argv) {
   const double p99 = percentile(latencies, 0.99);
   const double p999 = percentile(latencies, 0.999);
   const double changes_pct =
-    prepared > 0 ? 100.0 * static_cast<double>(imei_changes) / static_cast<double>(prepared) : 0;
+      prepared > 0 ? 100.0 * static_cast<double>(imei_changes) / static_cast<double>(prepared) : 0;
   if (acked_out)
     std::fclose(acked_out);
-  std::printf("sims=%zu window=%zu sockets=%zu seconds=%.1f sent=%llu answered=%llu lost=%llu bad=%llu "
-              "imei_changes=%llu skipped=%llu stale=%llu acked_changes=%llu\n",
-              o.sims, o.window, o.sockets, o.seconds, static_cast<unsigned long long>(sent_total),
-              static_cast<unsigned long long>(answered), static_cast<unsigned long long>(lost),
-              static_cast<unsigned long long>(bad), static_cast<unsigned long long>(imei_changes),
-              static_cast<unsigned long long>(skipped), static_cast<unsigned long long>(stale),
-              static_cast<unsigned long long>(acked_changes));
-  std::printf("RESULT rate=%.0f changes_pct=%.2f p50_us=%.0f p99_us=%.0f p999_us=%.0f lost=%llu bad=%llu\n", rate,
-              changes_pct, p50, p99, p999, static_cast<unsigned long long>(lost), static_cast<unsigned long long>(bad));
+  std::printf(
+      "sims=%zu window=%zu sockets=%zu seconds=%.1f sent=%llu answered=%llu lost=%llu bad=%llu "
+      "imei_changes=%llu skipped=%llu stale=%llu acked_changes=%llu\n",
+      o.sims, o.window, o.sockets, o.seconds, static_cast<unsigned long long>(sent_total),
+      static_cast<unsigned long long>(answered), static_cast<unsigned long long>(lost),
+      static_cast<unsigned long long>(bad), static_cast<unsigned long long>(imei_changes),
+      static_cast<unsigned long long>(skipped), static_cast<unsigned long long>(stale),
+      static_cast<unsigned long long>(acked_changes));
+  std::printf(
+      "RESULT rate=%.0f changes_pct=%.2f p50_us=%.0f p99_us=%.0f p999_us=%.0f lost=%llu bad=%llu\n",
+      rate, changes_pct, p50, p99, p999, static_cast<unsigned long long>(lost),
+      static_cast<unsigned long long>(bad));
   for (int fd : fds)
     ::close(fd);
   return bad == 0 ? 0 : 1;

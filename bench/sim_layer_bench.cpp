@@ -17,8 +17,8 @@
 #include <caf/actor_system_config.hpp>
 #include <caf/atom.hpp>
 #include <malloc.h>
-#include <sys/resource.h>
 #include <prometheus/registry.h>
+#include <sys/resource.h>
 
 #include <atomic>
 #include <chrono>
@@ -48,7 +48,9 @@ std::size_t rss_bytes() {
 double cpu_seconds() {
   rusage ru{};
   getrusage(RUSAGE_SELF, &ru);
-  auto tv = [](const timeval& t) { return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_usec) / 1e6; };
+  auto tv = [](const timeval& t) {
+    return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_usec) / 1e6;
+  };
   return tv(ru.ru_utime) + tv(ru.ru_stime);
 }
 
@@ -59,8 +61,12 @@ struct rate {
   double cores = 0; ///< CPU seconds / wall seconds
 };
 
-std::string iccid(std::uint64_t n) { return "8944" + std::to_string(100000000000000ull + n); }
-std::uint64_t imsi(std::uint64_t n) { return 234'150'000'000'000ull + n; }
+std::string iccid(std::uint64_t n) {
+  return "8944" + std::to_string(100000000000000ull + n);
+}
+std::uint64_t imsi(std::uint64_t n) {
+  return 234'150'000'000'000ull + n;
+}
 lock::imei_value device(std::uint64_t n) {
   lock::imei_value v;
   v.status = lock::imei_status::ok;
@@ -73,7 +79,7 @@ lock::imei_value device(std::uint64_t n) {
 /// observation number i's (sim, device).
 template <class Pick>
 rate drive(actors::sim_layer& layer, std::size_t threads, std::chrono::seconds duration,
-             std::size_t window, Pick pick, std::atomic<std::uint64_t>& not_ok) {
+           std::size_t window, Pick pick, std::atomic<std::uint64_t>& not_ok) {
   std::atomic<std::uint64_t> acked{0};
   std::atomic<bool> stop{false};
   std::vector<std::thread> ts;
@@ -157,8 +163,9 @@ int main(int argc, char** argv) {
   cfg.max_queued_per_sim = 100'000;
   orders::orders_config ocfg;
 
-  std::printf("sim_layer bench: %zu SIMs, %zu CAF workers (sharing), %zu shards, %zu submitter threads\n",
-              sims, workers, static_cast<std::size_t>(cfg.shards), submitters);
+  std::printf(
+      "sim_layer bench: %zu SIMs, %zu CAF workers (sharing), %zu shards, %zu submitter threads\n",
+      sims, workers, static_cast<std::size_t>(cfg.shards), submitters);
   {
     actors::sim_layer layer{sys, cfg, lock::eligibility_config{}, ocfg, registry, nullptr, io};
 
@@ -186,19 +193,22 @@ int main(int argc, char** argv) {
     auto load_s = std::chrono::duration<double>(clk::now() - t0).count();
     malloc_trim(0);
     auto rss1 = rss_bytes();
-    std::printf("inventory loaded: %.1f s; resident per passivated SIM: %.0f B (index + rows: %.0f B)\n",
-                load_s, static_cast<double>(rss1 - rss0) / static_cast<double>(sims),
-                static_cast<double>(layer.inventory_bytes()) / static_cast<double>(sims));
+    std::printf(
+        "inventory loaded: %.1f s; resident per passivated SIM: %.0f B (index + rows: %.0f B)\n",
+        load_s, static_cast<double>(rss1 - rss0) / static_cast<double>(sims),
+        static_cast<double>(layer.inventory_bytes()) / static_cast<double>(sims));
 
     std::atomic<std::uint64_t> not_ok{0};
     auto window = std::size_t{4096};
-    auto r = drive(layer, submitters, std::chrono::seconds{seconds}, window,
-                      [&](std::uint64_t i) {
-                        auto s = (i * 2654435761u) % sims;
-                        return std::pair{s, s};
-                      },
-                      not_ok);
-    std::printf("unchanged observations, passivated SIMs: %.0f /s, %.0f per CPU-s, %.2f cores busy (not ok: %llu)\n",
+    auto r = drive(
+        layer, submitters, std::chrono::seconds{seconds}, window,
+        [&](std::uint64_t i) {
+          auto s = (i * 2654435761u) % sims;
+          return std::pair{s, s};
+        },
+        not_ok);
+    std::printf("unchanged observations, passivated SIMs: %.0f /s, %.0f per CPU-s, %.2f cores busy "
+                "(not ok: %llu)\n",
                 r.per_second, r.per_cpu_second, r.cores,
                 static_cast<unsigned long long>(not_ok.load()));
 
@@ -228,38 +238,44 @@ int main(int argc, char** argv) {
     malloc_trim(0);
     auto rss3 = rss_bytes();
     auto alive = layer.sim_actors_alive();
-    std::printf("durable state changes (one per SIM, spawning its actor): %.0f /s, %.0f per CPU-s (not ok: %llu)\n",
+    std::printf("durable state changes (one per SIM, spawning its actor): %.0f /s, %.0f per CPU-s "
+                "(not ok: %llu)\n",
                 static_cast<double>(live) / spawn_s, static_cast<double>(live) / spawn_cpu,
                 static_cast<unsigned long long>(not_ok.load()));
     std::printf("SIM actors alive: %zu; resident per live SIM actor: %.0f B\n", alive,
                 alive ? static_cast<double>(rss3 - rss2) / static_cast<double>(alive) : 0.0);
 
     not_ok = 0;
-    r = drive(layer, submitters, std::chrono::seconds{seconds}, window,
-                 [&](std::uint64_t i) {
-                   auto s = (i * 2654435761u) % live;
-                   return std::pair{s, s + 10'000'000};
-                 },
-                 not_ok);
-    std::printf("unchanged observations, SIMs with a live actor: %.0f /s, %.0f per CPU-s, %.2f cores busy (not ok: %llu)\n",
+    r = drive(
+        layer, submitters, std::chrono::seconds{seconds}, window,
+        [&](std::uint64_t i) {
+          auto s = (i * 2654435761u) % live;
+          return std::pair{s, s + 10'000'000};
+        },
+        not_ok);
+    std::printf("unchanged observations, SIMs with a live actor: %.0f /s, %.0f per CPU-s, %.2f "
+                "cores busy (not ok: %llu)\n",
                 r.per_second, r.per_cpu_second, r.cores,
                 static_cast<unsigned long long>(not_ok.load()));
 
     // Durable changes: every observation moves last seen (toggling devices).
     not_ok = 0;
-    r = drive(layer, submitters, std::chrono::seconds{seconds}, window,
-                 [&](std::uint64_t i) {
-                   auto s = i % live;
-                   auto round = i / live;
-                   return std::pair{s, s + (round % 2 ? 10'000'000 : 20'000'000)};
-                 },
-                 not_ok);
+    r = drive(
+        layer, submitters, std::chrono::seconds{seconds}, window,
+        [&](std::uint64_t i) {
+          auto s = i % live;
+          auto round = i / live;
+          return std::pair{s, s + (round % 2 ? 10'000'000 : 20'000'000)};
+        },
+        not_ok);
     auto& c = layer.db().counters();
-    std::printf("durable state changes, steady: %.0f /s, %.0f per CPU-s, %.2f cores busy (not ok: %llu; %llu commits, %.1f changes/commit)\n",
-                r.per_second, r.per_cpu_second, r.cores, static_cast<unsigned long long>(not_ok.load()),
+    std::printf("durable state changes, steady: %.0f /s, %.0f per CPU-s, %.2f cores busy (not ok: "
+                "%llu; %llu commits, %.1f changes/commit)\n",
+                r.per_second, r.per_cpu_second, r.cores,
+                static_cast<unsigned long long>(not_ok.load()),
                 static_cast<unsigned long long>(c.commits.load()),
                 static_cast<double>(c.changes_committed.load()) /
-                  static_cast<double>(std::max<std::uint64_t>(1, c.commits.load())));
+                    static_cast<double>(std::max<std::uint64_t>(1, c.commits.load())));
     layer.stop();
   }
   std::error_code ec;

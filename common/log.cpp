@@ -33,11 +33,21 @@ void append_value(std::string& line, std::string_view v) {
   line += '"';
   for (char c : v) {
     switch (c) {
-      case '"': line += "\\\""; break;
-      case '\\': line += "\\\\"; break;
-      case '\n': line += "\\n"; break;
-      case '\r': line += "\\r"; break;
-      case '\t': line += "\\t"; break;
+      case '"':
+        line += "\\\"";
+        break;
+      case '\\':
+        line += "\\\\";
+        break;
+      case '\n':
+        line += "\\n";
+        break;
+      case '\r':
+        line += "\\r";
+        break;
+      case '\t':
+        line += "\\t";
+        break;
       default:
         if (static_cast<unsigned char>(c) < 0x20) {
           char buf[8];
@@ -77,11 +87,16 @@ bool parse_level(std::string_view text, level& out) {
 
 std::string_view to_string(level lvl) {
   switch (lvl) {
-    case level::err: return "error";
-    case level::warning: return "warning";
-    case level::notice: return "notice";
-    case level::info: return "info";
-    case level::debug: return "debug";
+    case level::err:
+      return "error";
+    case level::warning:
+      return "warning";
+    case level::notice:
+      return "notice";
+    case level::info:
+      return "info";
+    case level::debug:
+      return "debug";
   }
   return "unknown";
 }

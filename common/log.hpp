@@ -47,11 +47,21 @@ using fields = std::initializer_list<field>;
 /// Writes one event line if `lvl` is enabled.
 void write(level lvl, std::string_view event, fields fs = {});
 
-inline void error(std::string_view event, fields fs = {}) { write(level::err, event, fs); }
-inline void warning(std::string_view event, fields fs = {}) { write(level::warning, event, fs); }
-inline void notice(std::string_view event, fields fs = {}) { write(level::notice, event, fs); }
-inline void info(std::string_view event, fields fs = {}) { write(level::info, event, fs); }
-inline void debug(std::string_view event, fields fs = {}) { write(level::debug, event, fs); }
+inline void error(std::string_view event, fields fs = {}) {
+  write(level::err, event, fs);
+}
+inline void warning(std::string_view event, fields fs = {}) {
+  write(level::warning, event, fs);
+}
+inline void notice(std::string_view event, fields fs = {}) {
+  write(level::notice, event, fs);
+}
+inline void info(std::string_view event, fields fs = {}) {
+  write(level::info, event, fs);
+}
+inline void debug(std::string_view event, fields fs = {}) {
+  write(level::debug, event, fs);
+}
 
 /// Redirects output into a string (tests); pass nullptr to go back to stderr.
 void capture_for_testing(std::string* sink);
@@ -62,8 +72,8 @@ void capture_for_testing(std::string* sink);
 class rate_limiter {
 public:
   explicit rate_limiter(std::uint32_t burst = 10,
-                        std::chrono::milliseconds period = std::chrono::seconds{1})
-    : burst_(burst), period_ns_(std::chrono::nanoseconds{period}.count()) {}
+                        std::chrono::milliseconds period = std::chrono::seconds{1}) :
+      burst_(burst), period_ns_(std::chrono::nanoseconds{period}.count()) {}
 
   /// True if this event may be logged; `suppressed` gets the number dropped
   /// since the last one let through.

@@ -1,8 +1,8 @@
 #include "config/section.hpp"
 
+#include <cctype>
 #include <charconv>
 #include <cmath>
-#include <cctype>
 #include <fstream>
 #include <functional>
 #include <memory>
@@ -207,7 +207,7 @@ void section::read(std::string_view key, endpoint& out) {
     return;
   if (!n.IsScalar() || !parse_endpoint(n.Scalar(), out))
     fail(key, "expected host:port (e.g. 127.0.0.1:1813 or [::1]:1813), got '" +
-                (n.IsScalar() ? n.Scalar() : std::string{"a non-scalar"}) + "'");
+                  (n.IsScalar() ? n.Scalar() : std::string{"a non-scalar"}) + "'");
 }
 
 void section::read(std::string_view key, std::vector<endpoint>& out) {
@@ -259,8 +259,8 @@ bool section::read_integer(std::string_view key, long long& out, long long min, 
   if (s.empty() || ec != std::errc{} || ptr != s.data() + s.size())
     fail(key, "expected a whole number, got '" + s + "'");
   if (value < min || value > max)
-    fail(key, "must be between " + std::to_string(min) + " and " + std::to_string(max) +
-                ", got " + s);
+    fail(key,
+         "must be between " + std::to_string(min) + " and " + std::to_string(max) + ", got " + s);
   out = value;
   return true;
 }
@@ -276,7 +276,7 @@ void section::read_duration(std::string_view key, std::chrono::milliseconds& out
     fail(key, "expected a duration such as 250ms, 5s, 2m or 1h, got '" + s + "'");
   if (value < min || value > max)
     fail(key, "must be between " + std::to_string(min.count()) + "ms and " +
-                std::to_string(max.count()) + "ms, got " + s);
+                  std::to_string(max.count()) + "ms, got " + s);
   out = value;
 }
 

@@ -19,10 +19,10 @@
 #include <chrono>
 #include <concepts>
 #include <cstdint>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <string_view>
-#include <memory>
 #include <unordered_set>
 #include <vector>
 
@@ -97,9 +97,8 @@ private:
   YAML::Node node_;
   std::string path_;
   std::shared_ptr<std::unordered_set<std::string>> used_ =
-    std::make_shared<std::unordered_set<std::string>>();
-  std::shared_ptr<std::vector<std::string>> absent_ =
-    std::make_shared<std::vector<std::string>>();
+      std::make_shared<std::unordered_set<std::string>>();
+  std::shared_ptr<std::vector<std::string>> absent_ = std::make_shared<std::vector<std::string>>();
 };
 
 /// Parses a YAML file into its root section; syntax errors become

@@ -119,9 +119,10 @@ struct daemon::impl {
 
   bool start() {
     log::set_level(cfg.process.log_level);
-    log::notice("daemon.starting",
-                {{"version", metrics::version_string()},
-                 {"config", config_file.empty() ? std::string{"(embedded defaults)"} : config_file}});
+    log::notice(
+        "daemon.starting",
+        {{"version", metrics::version_string()},
+         {"config", config_file.empty() ? std::string{"(embedded defaults)"} : config_file}});
 
     metrics = std::make_unique<metrics::metrics_server>(cfg.metrics);
     if (auto started = metrics->start(); !started)
@@ -150,8 +151,8 @@ struct daemon::impl {
     // The store reports a file it cannot open or migrate by throwing from
     // the layer's constructor (store::store); it becomes an error here.
     try {
-      layer = std::make_unique<actors::sim_layer>(*system, cfg.sim_layer, cfg.imei_lock,
-                                                  cfg.orders, registry, &listeners, io);
+      layer = std::make_unique<actors::sim_layer>(*system, cfg.sim_layer, cfg.imei_lock, cfg.orders,
+                                                  registry, &listeners, io);
       layer->start();
     } catch (const std::exception& e) {
       return fail("store", error{sys_ec::store_unavailable, e.what()});
@@ -170,7 +171,7 @@ struct daemon::impl {
     }
     if (cfg.diameter.enabled) {
       diameter =
-        std::make_unique<diameter::diameter_server>(io, cfg.diameter, layer->sink(), registry);
+          std::make_unique<diameter::diameter_server>(io, cfg.diameter, layer->sink(), registry);
       if (auto started = diameter->start(); !started)
         return fail("diameter", started.error());
     }
@@ -387,8 +388,7 @@ struct daemon::impl {
 };
 
 daemon::daemon(std::string config_file, daemon_config cfg) :
-  impl_(std::make_unique<impl>(std::move(config_file), std::move(cfg))) {
-}
+    impl_(std::make_unique<impl>(std::move(config_file), std::move(cfg))) {}
 
 daemon::~daemon() = default;
 

@@ -24,7 +24,8 @@ void load(process_config& cfg, config::section s) {
     std::string text;
     s.read("log_level", text);
     if (!log::parse_level(text, cfg.log_level))
-      s.fail("log_level", "expected one of error, warning, notice, info, debug; got '" + text + "'");
+      s.fail("log_level",
+             "expected one of error, warning, notice, info, debug; got '" + text + "'");
   }
   s.read_duration("shutdown_timeout", cfg.shutdown_timeout, std::chrono::seconds{1},
                   std::chrono::minutes{10});
@@ -119,8 +120,8 @@ expected<void> resolve_runtime_paths(daemon_config& cfg, const std::string& stat
     ::close(fd);
     if (n != static_cast<ssize_t>(line.size()))
       return error{sys_ec::file_failed, "cannot write " + token_path};
-    log::notice("api.token_created", {{"path", token_path},
-                                      {"hint", "imeilockctl --token-file " + token_path}});
+    log::notice("api.token_created",
+                {{"path", token_path}, {"hint", "imeilockctl --token-file " + token_path}});
   }
   api.token_file = token_path;
   return {};

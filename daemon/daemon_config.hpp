@@ -4,10 +4,10 @@
 // only says which key holds which component. Documented example with every
 // default: config/imeilockd.yaml.
 
-#include "common/log.hpp"
-#include "config/section.hpp"
 #include "actors/sim_layer_config.hpp"
 #include "api/api_config.hpp"
+#include "common/log.hpp"
+#include "config/section.hpp"
 #include "lock/eligibility.hpp"
 #include "metrics/metrics.hpp"
 #include "orders/network.hpp"
@@ -32,15 +32,15 @@ struct process_config {
 };
 
 struct daemon_config {
-  process_config process;                 ///< `daemon:`
-  metrics::metrics_config metrics;        ///< `metrics:`
-  lock::eligibility_config imei_lock;     ///< `imei_lock:` (R1 eligibility, strict mode)
-  orders::orders_config orders;           ///< `orders:` (networks, rate limits, lead times, backends)
-  actors::sim_layer_config sim_layer;     ///< `sim_layer:` (registry, SIM actors, store)
-  radius::radius_config radius;           ///< `radius:`
-  diameter::diameter_config diameter;     ///< `diameter:`
-  api::api_config api;                    ///< `api:`
-  api::webhook_config webhooks;           ///< `webhooks:`
+  process_config process;             ///< `daemon:`
+  metrics::metrics_config metrics;    ///< `metrics:`
+  lock::eligibility_config imei_lock; ///< `imei_lock:` (R1 eligibility, strict mode)
+  orders::orders_config orders;       ///< `orders:` (networks, rate limits, lead times, backends)
+  actors::sim_layer_config sim_layer; ///< `sim_layer:` (registry, SIM actors, store)
+  radius::radius_config radius;       ///< `radius:`
+  diameter::diameter_config diameter; ///< `diameter:`
+  api::api_config api;                ///< `api:`
+  api::webhook_config webhooks;       ///< `webhooks:`
 };
 
 /// Makes the configuration runnable where it was started: a relative store

@@ -18,7 +18,7 @@ constexpr int ex_usage = 64;  // sysexits.h EX_USAGE
 constexpr int ex_config = 78; // sysexits.h EX_CONFIG
 
 constexpr const char* usage_text =
-  R"(Usage: imeilockd [--config FILE]     run the daemon (no FILE: embedded defaults)
+    R"(Usage: imeilockd [--config FILE]     run the daemon (no FILE: embedded defaults)
        imeilockd --check-config FILE validate FILE and exit (0 ok, 78 invalid)
        imeilockd --version           print the version
        imeilockd --help              this text

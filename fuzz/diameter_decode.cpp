@@ -12,7 +12,8 @@ using namespace imeilock::diameter;
 namespace {
 
 void check(bool ok) {
-  if (!ok) std::abort();
+  if (!ok)
+    std::abort();
 }
 
 /// Every answer we build must itself be a well-formed frame.
@@ -47,8 +48,8 @@ void one_frame(bytes msg) {
     case message_kind::cer: {
       cer_info info;
       auto err = parse_cer(msg, info);
-      build_cea(out, h, self, err ? err.result_code : result::success, {host_address{1, {127, 0, 0, 1}}},
-                err.failed_avp, err.message);
+      build_cea(out, h, self, err ? err.result_code : result::success,
+                {host_address{1, {127, 0, 0, 1}}}, err.failed_avp, err.message);
       check_answer(out);
       return;
     }
@@ -66,7 +67,8 @@ void one_frame(bytes msg) {
       decode_limits lim;
       lim.max_avp_depth = 4;
       auto err = parse_charging_request(msg, lim, req);
-      build_charging_answer(out, req.ctx, self, err ? err.result_code : result::success, err.failed_avp, err.message);
+      build_charging_answer(out, req.ctx, self, err ? err.result_code : result::success,
+                            err.failed_avp, err.message);
       check_answer(out);
       if (!err) {
         (void)imsi_to_integer(req.imsi);
@@ -75,7 +77,8 @@ void one_frame(bytes msg) {
       }
       return;
     }
-    default: return;
+    default:
+      return;
   }
 }
 
@@ -87,7 +90,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   while (off < stream.size()) {
     std::uint32_t len = 0;
     const auto st = check_frame(stream.subspan(off), 65536, len);
-    if (st != frame_status::complete) break; // the server closes the connection here
+    if (st != frame_status::complete)
+      break; // the server closes the connection here
     check(len >= header_size && len % 4 == 0 && off + len <= stream.size());
     one_frame(stream.subspan(off, len));
     off += len;

@@ -31,14 +31,16 @@ problem check_names(const std::vector<std::string>& list, const std::string& key
 problem find_problem(const eligibility_config& cfg) {
   if (auto p = check_names(cfg.lock_networks, "lock_networks"); !p.message.empty())
     return p;
-  if (auto p = check_names(cfg.activation_lock_networks, "activation_lock_networks"); !p.message.empty())
+  if (auto p = check_names(cfg.activation_lock_networks, "activation_lock_networks");
+      !p.message.empty())
     return p;
   // R13 turns the lock on at activation: a network where the lock may not be
   // enabled at all cannot have it enabled at activation either.
   for (const auto& name : cfg.activation_lock_networks)
     if (!contains(cfg.lock_networks, name))
       return {"activation_lock_networks",
-              "network \"" + name + "\" is not in lock_networks, so IMEI locking cannot be enabled on it"};
+              "network \"" + name +
+                  "\" is not in lock_networks, so IMEI locking cannot be enabled on it"};
   return {};
 }
 
@@ -53,7 +55,8 @@ expected<void> validate(const eligibility_config& cfg) {
 policy policy_for(const eligibility_config& cfg, std::string_view network) {
   policy p;
   p.lock_eligible = !network.empty() && contains(cfg.lock_networks, network);
-  p.lock_on_activation_eligible = p.lock_eligible && contains(cfg.activation_lock_networks, network);
+  p.lock_on_activation_eligible =
+      p.lock_eligible && contains(cfg.activation_lock_networks, network);
   p.strict = cfg.strict;
   return p;
 }

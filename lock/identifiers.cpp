@@ -7,7 +7,8 @@ namespace imeilock::lock {
 namespace {
 
 bool all_digits(std::string_view text) {
-  return !text.empty() && std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; });
+  return !text.empty() &&
+         std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; });
 }
 
 template <class T>
@@ -56,8 +57,9 @@ validated<std::string> validate_iccid(std::string_view text) {
     return refuse<std::string>("ICCID " + quoted(text) + " has " + std::to_string(text.size()) +
                                " digits; an ICCID has 18 to 20 (ITU-T E.118)");
   if (!text.starts_with("89"))
-    return refuse<std::string>("ICCID " + quoted(text) +
-                               " must start with 89, the telecom industry identifier (ITU-T E.118)");
+    return refuse<std::string>(
+        "ICCID " + quoted(text) +
+        " must start with 89, the telecom industry identifier (ITU-T E.118)");
   if (text.size() >= 19 && !luhn_valid(text))
     return refuse<std::string>("ICCID " + quoted(text) +
                                " has a wrong check digit (Luhn): check it for a typo");
@@ -103,8 +105,9 @@ validated<std::string> validate_msisdn(std::string_view text) {
     return refuse<std::string>("MSISDN " + quoted(text) + " has " + std::to_string(digits.size()) +
                                " digits; an international number (E.164) has 7 to 15");
   if (digits.front() == '0')
-    return refuse<std::string>("MSISDN " + quoted(text) +
-                               " starts with 0: give it in international form with its country code");
+    return refuse<std::string>(
+        "MSISDN " + quoted(text) +
+        " starts with 0: give it in international form with its country code");
   return validated<std::string>{std::string{digits}, {}};
 }
 

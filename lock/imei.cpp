@@ -18,7 +18,9 @@ struct digit_string {
   std::size_t n = 0;
 };
 
-imei_value malformed() { return imei_value{imei_status::malformed, no_device, std::nullopt}; }
+imei_value malformed() {
+  return imei_value{imei_status::malformed, no_device, std::nullopt};
+}
 
 /// R2: TAC + SNR (the first 14 digits) are the device; digits 15-16 of an
 /// IMEISV are the software version; a 15th IMEI digit (check or spare) is

@@ -49,8 +49,8 @@ struct imei_value {
 /// trailing filler), or an all-zero TAC+SNR is `malformed`. Never throws.
 imei_value decode_imei(std::span<const std::uint8_t> raw);
 inline imei_value decode_imei(std::string_view raw) {
-  return decode_imei(std::span<const std::uint8_t>{
-    reinterpret_cast<const std::uint8_t*>(raw.data()), raw.size()});
+  return decode_imei(
+      std::span<const std::uint8_t>{reinterpret_cast<const std::uint8_t*>(raw.data()), raw.size()});
 }
 
 /// The Luhn check digit (0-9) of a 14-digit device identity (TS 23.003 Annex B:

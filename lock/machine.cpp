@@ -14,8 +14,8 @@ std::string show(device_id d) {
 /// being built, and what the audit record will say.
 class step {
 public:
-  step(const policy& pol, const sim_state& before, std::int64_t now_ms)
-    : pol_(pol), before_(before), now_(now_ms) {
+  step(const policy& pol, const sim_state& before, std::int64_t now_ms) :
+      pol_(pol), before_(before), now_(now_ms) {
     out_.next = before;
   }
 
@@ -30,7 +30,8 @@ public:
       out_.changed = true;
     }
     if (out_.changed || keep_audit_)
-      out_.audits.push_back(audit{std::move(cause_), before_, out_.next, imei_, std::move(detail_)});
+      out_.audits.push_back(
+          audit{std::move(cause_), before_, out_.next, imei_, std::move(detail_)});
     return std::move(out_);
   }
 
@@ -41,7 +42,8 @@ private:
     out_.effects.emplace_back(notify{what, imei, out_.next.lock_imei, order_id});
   }
 
-  void submit(std::uint64_t id, order_type type, bar_reason reason, unbar_mode mode, bool with_lock) {
+  void submit(std::uint64_t id, order_type type, bar_reason reason, unbar_mode mode,
+              bool with_lock) {
     out_.effects.emplace_back(submit_order{id, type, reason, mode, with_lock});
   }
 
@@ -58,11 +60,12 @@ private:
     if (id != 0 && s().pending_order != order_type::none && s().pending_order_id == id)
       return true;
     cause_ = std::string{what} + ":unexpected";
-    detail_ = "ignored: order " + std::to_string(id) + " is not the order in flight (" +
-              (s().pending_order == order_type::none
-                 ? std::string{"none"}
-                 : std::string{to_string(s().pending_order)} + " " + std::to_string(s().pending_order_id)) +
-              ")";
+    detail_ =
+        "ignored: order " + std::to_string(id) + " is not the order in flight (" +
+        (s().pending_order == order_type::none ? std::string{"none"}
+                                               : std::string{to_string(s().pending_order)} + " " +
+                                                     std::to_string(s().pending_order_id)) +
+        ")";
     keep_audit_ = true;
     return false;
   }
@@ -143,7 +146,8 @@ void step::violation(device_id d, bool change) {
   s().last_seen_imei = d;
   s().trigger_imei = d;
   tell(notice::violation, d);
-  const std::string what = "R7: violation, locked to " + show(locked_to) + " but seen in " + show(d);
+  const std::string what =
+      "R7: violation, locked to " + show(locked_to) + " but seen in " + show(d);
 
   if (s().bar == bar_state::none) {
     raise_imei_lock_bar();
@@ -310,8 +314,9 @@ void step::on(const order_completed& e) {
         // A violation happened while this manual bar was being lifted: the
         // SIM is in a device it is not locked to, so bar it again (R7).
         raise_imei_lock_bar();
-        detail_ = "R7: unbarred, and barred again for the violation seen while the unbar was pending (" +
-                  show(s().trigger_imei) + ")";
+        detail_ =
+            "R7: unbarred, and barred again for the violation seen while the unbar was pending (" +
+            show(s().trigger_imei) + ")";
         break;
       }
       if (s().pending_unbar == unbar_mode::update_to_last_seen && s().lock != lock_state::off &&
@@ -398,7 +403,8 @@ void note_order_id(outcome& o, std::uint64_t order_id) {
   for (auto& a : o.audits)
     note_order_id(a.after, order_id);
   for (auto& eff : o.effects)
-    if (auto* n = std::get_if<notify>(&eff); n != nullptr && n->what == notice::violation && n->order_id == 0)
+    if (auto* n = std::get_if<notify>(&eff);
+        n != nullptr && n->what == notice::violation && n->order_id == 0)
       n->order_id = order_id;
 }
 
@@ -411,45 +417,70 @@ std::string keep_lock_warning(const sim_state& state, bool strict) {
   const std::string seen = show(state.last_seen_imei);
   if (strict)
     return "The SIM was last seen in IMEI " + seen + ", not in IMEI " + locked +
-           " it is locked to. Strict enforcement is on: it will be barred again at its next use in any "
-           "device other than IMEI " + locked + ".";
+           " it is locked to. Strict enforcement is on: it will be barred again at its next use in "
+           "any "
+           "device other than IMEI " +
+           locked + ".";
   return "The SIM was last seen in IMEI " + seen + ", not in IMEI " + locked +
          " it is locked to (while barred, last seen stays at the first device used after the bar "
          "triggered). Keeping the existing lock, it will not be barred again unless it is used in "
-         "another (3rd) device: it can use data in IMEI " + seen + " while showing as locked to IMEI " +
-         locked + ". Move the SIM back into the original device before unbarring with this option.";
+         "another (3rd) device: it can use data in IMEI " +
+         seen + " while showing as locked to IMEI " + locked +
+         ". Move the SIM back into the original device before unbarring with this option.";
 }
 
 std::string_view to_string(notice n) {
   switch (n) {
-    case notice::change_event: return "change_event";
-    case notice::violation: return "violation";
-    case notice::lock_set_first_imei: return "lock_set_first_imei";
-    case notice::lock_enabled: return "lock_enabled";
-    case notice::lock_disabled: return "lock_disabled";
-    case notice::bar_completed: return "bar_completed";
-    case notice::unbar_completed: return "unbar_completed";
-    case notice::order_failed: return "order_failed";
-    case notice::activated: return "activated";
+    case notice::change_event:
+      return "change_event";
+    case notice::violation:
+      return "violation";
+    case notice::lock_set_first_imei:
+      return "lock_set_first_imei";
+    case notice::lock_enabled:
+      return "lock_enabled";
+    case notice::lock_disabled:
+      return "lock_disabled";
+    case notice::bar_completed:
+      return "bar_completed";
+    case notice::unbar_completed:
+      return "unbar_completed";
+    case notice::order_failed:
+      return "order_failed";
+    case notice::activated:
+      return "activated";
   }
   return "unknown";
 }
 
 std::string_view to_string(rejection r) {
   switch (r) {
-    case rejection::none: return "none";
-    case rejection::network_not_eligible: return "network_not_eligible";
-    case rejection::activation_lock_not_eligible: return "activation_lock_not_eligible";
-    case rejection::not_active: return "not_active";
-    case rejection::already_active: return "already_active";
-    case rejection::order_in_flight: return "order_in_flight";
-    case rejection::nothing_to_unbar: return "nothing_to_unbar";
-    case rejection::unbar_mode_required: return "unbar_mode_required";
-    case rejection::unbar_mode_not_applicable: return "unbar_mode_not_applicable";
-    case rejection::already_barred: return "already_barred";
-    case rejection::lock_already_enabled: return "lock_already_enabled";
-    case rejection::lock_not_enabled: return "lock_not_enabled";
-    case rejection::invalid_order: return "invalid_order";
+    case rejection::none:
+      return "none";
+    case rejection::network_not_eligible:
+      return "network_not_eligible";
+    case rejection::activation_lock_not_eligible:
+      return "activation_lock_not_eligible";
+    case rejection::not_active:
+      return "not_active";
+    case rejection::already_active:
+      return "already_active";
+    case rejection::order_in_flight:
+      return "order_in_flight";
+    case rejection::nothing_to_unbar:
+      return "nothing_to_unbar";
+    case rejection::unbar_mode_required:
+      return "unbar_mode_required";
+    case rejection::unbar_mode_not_applicable:
+      return "unbar_mode_not_applicable";
+    case rejection::already_barred:
+      return "already_barred";
+    case rejection::lock_already_enabled:
+      return "lock_already_enabled";
+    case rejection::lock_not_enabled:
+      return "lock_not_enabled";
+    case rejection::invalid_order:
+      return "invalid_order";
   }
   return "unknown";
 }
@@ -461,7 +492,8 @@ std::string_view explain(rejection r) {
     case rejection::network_not_eligible:
       return "IMEI locking is not available on this SIM's network.";
     case rejection::activation_lock_not_eligible:
-      return "IMEI locking on activation is not available on this SIM's network: activate without it, "
+      return "IMEI locking on activation is not available on this SIM's network: activate without "
+             "it, "
              "then enable IMEI locking if the network allows it.";
     case rejection::not_active:
       return "The SIM is not active: activate it first.";
@@ -472,7 +504,8 @@ std::string_view explain(rejection r) {
     case rejection::nothing_to_unbar:
       return "The SIM is not barred, so there is nothing to unbar.";
     case rejection::unbar_mode_required:
-      return "The SIM was barred by IMEI locking: choose to keep the existing lock or to update it to "
+      return "The SIM was barred by IMEI locking: choose to keep the existing lock or to update it "
+             "to "
              "the last seen IMEI.";
     case rejection::unbar_mode_not_applicable:
       return "The SIM was barred manually, not by IMEI locking: unbar it without a lock option.";

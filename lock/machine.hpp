@@ -119,15 +119,15 @@ struct submit_order {
 
 /// Something an operator's systems may want to hear about (webhooks, metrics).
 enum class notice : std::uint8_t {
-  change_event,          ///< R5: an IMEI different from last seen (not sent while frozen, R9)
-  violation,             ///< R7: a change while locked to another device; order_id = the bar
-  lock_set_first_imei,   ///< R6: imei = the device the SIM is now locked to
-  lock_enabled,          ///< R4/R13 took effect (imei = lock, none while awaiting)
-  lock_disabled,         ///< R12: locked_imei = the lock that was cleared
-  bar_completed,         ///< the SIM is barred now (imei = trigger for an IMEI-lock bar)
-  unbar_completed,       ///< the SIM is unbarred (or, if a violation overtook it, barred again)
-  order_failed,          ///< an order failed for good; its pending state was reverted
-  activated,             ///< the SIM is active
+  change_event,        ///< R5: an IMEI different from last seen (not sent while frozen, R9)
+  violation,           ///< R7: a change while locked to another device; order_id = the bar
+  lock_set_first_imei, ///< R6: imei = the device the SIM is now locked to
+  lock_enabled,        ///< R4/R13 took effect (imei = lock, none while awaiting)
+  lock_disabled,       ///< R12: locked_imei = the lock that was cleared
+  bar_completed,       ///< the SIM is barred now (imei = trigger for an IMEI-lock bar)
+  unbar_completed,     ///< the SIM is unbarred (or, if a violation overtook it, barred again)
+  order_failed,        ///< an order failed for good; its pending state was reverted
+  activated,           ///< the SIM is active
 };
 
 /// The text of a notice ("change_event", "violation", ...), for webhooks and logs.
@@ -147,18 +147,18 @@ using effect = std::variant<submit_order, notify>;
 /// Why an order was refused. The text says what to do about it.
 enum class rejection : std::uint8_t {
   none,
-  network_not_eligible,       ///< R1
+  network_not_eligible,         ///< R1
   activation_lock_not_eligible, ///< R1/R13
-  not_active,                 ///< the SIM must be active (enable, bar)
-  already_active,             ///< activate on an active SIM
-  order_in_flight,            ///< one order at a time per SIM (the machine's R7 bar included)
-  nothing_to_unbar,           ///< unbar without a bar in force
-  unbar_mode_required,        ///< unbar of an IMEI-lock bar needs keep_lock/update_to_last_seen
-  unbar_mode_not_applicable,  ///< a mode given for a manual bar
-  already_barred,             ///< bar while barred or bar pending
-  lock_already_enabled,       ///< enable while locked/awaiting
-  lock_not_enabled,           ///< disable while off
-  invalid_order,              ///< order id 0 or order type none (a caller bug)
+  not_active,                   ///< the SIM must be active (enable, bar)
+  already_active,               ///< activate on an active SIM
+  order_in_flight,              ///< one order at a time per SIM (the machine's R7 bar included)
+  nothing_to_unbar,             ///< unbar without a bar in force
+  unbar_mode_required,          ///< unbar of an IMEI-lock bar needs keep_lock/update_to_last_seen
+  unbar_mode_not_applicable,    ///< a mode given for a manual bar
+  already_barred,               ///< bar while barred or bar pending
+  lock_already_enabled,         ///< enable while locked/awaiting
+  lock_not_enabled,             ///< disable while off
+  invalid_order,                ///< order id 0 or order type none (a caller bug)
 };
 
 /// The API spelling of a rejection ("network_not_eligible").
@@ -179,7 +179,7 @@ struct audit {
 /// The result of one event.
 struct outcome {
   sim_state next;
-  bool changed = false;            ///< next != the state passed in (persist when true)
+  bool changed = false;                 ///< next != the state passed in (persist when true)
   rejection rejected = rejection::none; ///< for order_placed: refused, nothing changed
   std::vector<std::string> warnings;    ///< e.g. the R10 caveat
   std::vector<effect> effects;

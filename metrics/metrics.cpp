@@ -30,10 +30,9 @@ class process_collector : public prometheus::Collectable {
 public:
   process_collector() {
     // Start time: boot time + starttime ticks; simpler and exact enough: now.
-    start_time_ = static_cast<double>(
-                    std::chrono::duration_cast<std::chrono::milliseconds>(
-                      std::chrono::system_clock::now().time_since_epoch())
-                      .count()) /
+    start_time_ = static_cast<double>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                          std::chrono::system_clock::now().time_since_epoch())
+                                          .count()) /
                   1000.0;
   }
 
@@ -66,8 +65,8 @@ public:
       // f[0] is field 3 (state); utime=14, stime=15, num_threads=20, vsize=23, rss=24.
       if (f.size() > 21) {
         double cpu = (std::stod(f[11]) + std::stod(f[12])) / ticks;
-        gauge("process_cpu_seconds_total", "Total user and system CPU time spent in seconds.",
-              cpu, true);
+        gauge("process_cpu_seconds_total", "Total user and system CPU time spent in seconds.", cpu,
+              true);
         gauge("process_virtual_memory_bytes", "Virtual memory size in bytes.", std::stod(f[20]));
         gauge("process_resident_memory_bytes", "Resident memory size in bytes.",
               std::stod(f[21]) * page);
@@ -112,16 +111,17 @@ private:
 };
 
 metrics_server::metrics_server(metrics_config cfg) :
-  cfg_(std::move(cfg)),
-  registry_(std::make_shared<prometheus::Registry>()),
-  process_(std::make_shared<process_collector>()) {
+    cfg_(std::move(cfg)),
+    registry_(std::make_shared<prometheus::Registry>()),
+    process_(std::make_shared<process_collector>()) {
   prometheus::BuildGauge()
-    .Name("imeilock_build_info")
-    .Help("Build information of the running imeilockd; the value is always 1.")
-    .Register(*registry_)
-    .Add({{"version", build_version}, {"revision", build_git_revision},
-          {"compiler", build_compiler}})
-    .Set(1);
+      .Name("imeilock_build_info")
+      .Help("Build information of the running imeilockd; the value is always 1.")
+      .Register(*registry_)
+      .Add({{"version", build_version},
+            {"revision", build_git_revision},
+            {"compiler", build_compiler}})
+      .Set(1);
 }
 
 metrics_server::~metrics_server() = default;

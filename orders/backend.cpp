@@ -14,30 +14,42 @@ namespace {
 // library needs only lock/types.hpp and not the lock library.
 std::string_view spell(lock::order_type t) {
   switch (t) {
-    case lock::order_type::none: return "none";
-    case lock::order_type::activate: return "activate";
-    case lock::order_type::enable_imei_lock: return "enable_imei_lock";
-    case lock::order_type::disable_imei_lock: return "disable_imei_lock";
-    case lock::order_type::bar: return "bar";
-    case lock::order_type::unbar: return "unbar";
+    case lock::order_type::none:
+      return "none";
+    case lock::order_type::activate:
+      return "activate";
+    case lock::order_type::enable_imei_lock:
+      return "enable_imei_lock";
+    case lock::order_type::disable_imei_lock:
+      return "disable_imei_lock";
+    case lock::order_type::bar:
+      return "bar";
+    case lock::order_type::unbar:
+      return "unbar";
   }
   return "none";
 }
 
 std::string_view spell(lock::bar_reason r) {
   switch (r) {
-    case lock::bar_reason::none: return "none";
-    case lock::bar_reason::imei_lock: return "imei_lock";
-    case lock::bar_reason::manual: return "manual";
+    case lock::bar_reason::none:
+      return "none";
+    case lock::bar_reason::imei_lock:
+      return "imei_lock";
+    case lock::bar_reason::manual:
+      return "manual";
   }
   return "none";
 }
 
 std::string_view spell(lock::unbar_mode m) {
   switch (m) {
-    case lock::unbar_mode::none: return "none";
-    case lock::unbar_mode::keep_lock: return "keep_lock";
-    case lock::unbar_mode::update_to_last_seen: return "update_to_last_seen";
+    case lock::unbar_mode::none:
+      return "none";
+    case lock::unbar_mode::keep_lock:
+      return "keep_lock";
+    case lock::unbar_mode::update_to_last_seen:
+      return "update_to_last_seen";
   }
   return "none";
 }
@@ -67,26 +79,25 @@ std::string to_json(const order& o) {
   for (auto imsi : o.imsis)
     imsis.push_back(imsi_text(imsi));
   nlohmann::json body{
-    {"order_id", o.id},
-    {"iccid", o.iccid},
-    {"imsis", std::move(imsis)},
-    {"network", o.network},
-    {"type", spell(o.type)},
-    {"reason", spell(o.reason)},
-    {"unbar_mode", spell(o.mode)},
-    {"with_lock", o.with_lock},
-    {"created_at", rfc3339(o.created_at_ms)},
+      {"order_id", o.id},
+      {"iccid", o.iccid},
+      {"imsis", std::move(imsis)},
+      {"network", o.network},
+      {"type", spell(o.type)},
+      {"reason", spell(o.reason)},
+      {"unbar_mode", spell(o.mode)},
+      {"with_lock", o.with_lock},
+      {"created_at", rfc3339(o.created_at_ms)},
   };
   // Replace invalid UTF-8 (an ICCID is digits, but a bad inventory row must
   // not throw here) instead of raising type_error.
   return body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
-simulated_backend::simulated_backend(const backend_config& cfg, std::uint64_t seed)
-  : fail_first_(cfg.fail_first),
+simulated_backend::simulated_backend(const backend_config& cfg, std::uint64_t seed) :
+    fail_first_(cfg.fail_first),
     failure_probability_(cfg.failure_probability),
-    gen_(seed != 0 ? seed : std::random_device{}()) {
-}
+    gen_(seed != 0 ? seed : std::random_device{}()) {}
 
 void simulated_backend::submit(const order& o, submit_done done) {
   (void)o;

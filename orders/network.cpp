@@ -45,7 +45,7 @@ std::string format_duration(milliseconds d) {
 }
 
 constexpr std::array<std::string_view, order_type_count> lead_time_keys{
-  "activate", "enable_imei_lock", "disable_imei_lock", "bar", "unbar"};
+    "activate", "enable_imei_lock", "disable_imei_lock", "bar", "unbar"};
 
 /// Reads one lead-time model: "5s" (fixed), {min, max} (uniform) or
 /// {median, p95} (lognormal).
@@ -63,7 +63,8 @@ void load_lead_time(lead_time& out, config::section parent, std::string_view key
     milliseconds value{};
     if (!config::parse_duration(text, value))
       parent.fail(key, "expected a duration such as 5s, or {min: 10s, max: 60s}, or "
-                       "{median: 30s, p95: 2m}; got '" + text + "'");
+                       "{median: 30s, p95: 2m}; got '" +
+                           text + "'");
     if (value > max_duration)
       parent.fail(key, "must be at most 1d, got " + text);
     out = lead_time::constant(value);
@@ -82,8 +83,8 @@ void load_lead_time(lead_time& out, config::section parent, std::string_view key
     s.read_duration("max", hi, milliseconds{0}, max_duration);
     s.finish();
     if (lo > hi)
-      s.fail("min", "min (" + format_duration(lo) + ") must not exceed max (" +
-                      format_duration(hi) + ")");
+      s.fail("min",
+             "min (" + format_duration(lo) + ") must not exceed max (" + format_duration(hi) + ")");
     out = lead_time::uniform(lo, hi);
   } else {
     if (!s.has("median") || !s.has("p95"))
@@ -94,7 +95,7 @@ void load_lead_time(lead_time& out, config::section parent, std::string_view key
     s.finish();
     if (p95 < median)
       s.fail("p95", "p95 (" + format_duration(p95) + ") must not be below the median (" +
-                      format_duration(median) + ")");
+                        format_duration(median) + ")");
     out = lead_time::from_median_p95(median, p95);
   }
 }
@@ -148,8 +149,8 @@ milliseconds lead_time::sample(rng& gen) const {
       if (p95 <= median)
         return clamp(static_cast<double>(median.count()));
       const double mu = std::log(static_cast<double>(median.count()));
-      const double sigma = std::log(static_cast<double>(p95.count()) /
-                                    static_cast<double>(median.count())) / z95;
+      const double sigma =
+          std::log(static_cast<double>(p95.count()) / static_cast<double>(median.count())) / z95;
       const double value = std::exp(mu + sigma * standard_normal(gen));
       return clamp(std::min(value, 10.0 * static_cast<double>(p95.count())));
     }
@@ -223,8 +224,10 @@ expected<void> retry_policy::validate() const {
 
 std::string_view to_string(backend_config::kind k) {
   switch (k) {
-    case backend_config::kind::simulated: return "simulated";
-    case backend_config::kind::webhook: return "webhook";
+    case backend_config::kind::simulated:
+      return "simulated";
+    case backend_config::kind::webhook:
+      return "webhook";
   }
   return "unknown";
 }
@@ -346,8 +349,8 @@ void load(network_config& cfg, config::section s) {
   if (cfg.retry.max_backoff < cfg.retry.initial_backoff)
     r.fail(r.has("max_backoff") ? "max_backoff" : "initial_backoff",
            "max_backoff (" + format_duration(cfg.retry.max_backoff) +
-             ") must not be below initial_backoff (" +
-             format_duration(cfg.retry.initial_backoff) + ")");
+               ") must not be below initial_backoff (" +
+               format_duration(cfg.retry.initial_backoff) + ")");
 
   auto b = s.child("backend");
   std::string type{to_string(cfg.backend.type)};

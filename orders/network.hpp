@@ -115,10 +115,10 @@ struct lead_time {
 /// min(max_backoff, initial_backoff * multiplier^(n-1)); after max_attempts
 /// failed attempts the order fails for good with the last reason.
 struct retry_policy {
-  std::uint32_t max_attempts = 5;       ///< total attempts including the first, 1..1000
-  milliseconds initial_backoff{1'000};  ///< wait after the first failure
-  milliseconds max_backoff{60'000};     ///< cap on any wait, >= initial_backoff
-  double multiplier = 2.0;              ///< growth per failure, 1.0..10.0
+  std::uint32_t max_attempts = 5;      ///< total attempts including the first, 1..1000
+  milliseconds initial_backoff{1'000}; ///< wait after the first failure
+  milliseconds max_backoff{60'000};    ///< cap on any wait, >= initial_backoff
+  double multiplier = 2.0;             ///< growth per failure, 1.0..10.0
 
   /// Wait after the `failed_attempts`-th failure (1-based).
   milliseconds backoff(std::uint32_t failed_attempts) const;
@@ -168,11 +168,11 @@ struct network_config {
   /// Lead time per order type, indexed by lead_time_index().
   /// Defaults: activate 10s, bar 5s, unbar 5s, enable/disable_imei_lock 0s.
   std::array<lead_time, order_type_count> lead_times{
-    lead_time::constant(milliseconds{10'000}), // activate
-    lead_time::constant(milliseconds{0}),      // enable_imei_lock
-    lead_time::constant(milliseconds{0}),      // disable_imei_lock
-    lead_time::constant(milliseconds{5'000}),  // bar
-    lead_time::constant(milliseconds{5'000}),  // unbar
+      lead_time::constant(milliseconds{10'000}), // activate
+      lead_time::constant(milliseconds{0}),      // enable_imei_lock
+      lead_time::constant(milliseconds{0}),      // disable_imei_lock
+      lead_time::constant(milliseconds{5'000}),  // bar
+      lead_time::constant(milliseconds{5'000}),  // unbar
   };
   retry_policy retry;
   backend_config backend;

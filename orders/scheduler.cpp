@@ -28,19 +28,24 @@ std::uint64_t pick_seed(std::uint64_t explicit_seed, std::uint64_t config_seed) 
 
 std::string_view to_string(action::kind k) {
   switch (k) {
-    case action::kind::send: return "send";
-    case action::kind::submitted: return "submitted";
-    case action::kind::retry: return "retry";
-    case action::kind::completed: return "completed";
-    case action::kind::failed: return "failed";
+    case action::kind::send:
+      return "send";
+    case action::kind::submitted:
+      return "submitted";
+    case action::kind::retry:
+      return "retry";
+    case action::kind::completed:
+      return "completed";
+    case action::kind::failed:
+      return "failed";
   }
   return "unknown";
 }
 
 // -- token_bucket ----------------------------------------------------------------
 
-token_bucket::token_bucket(double rate_per_second, std::uint32_t burst, std::int64_t now_ms)
-  : rate_per_ms_(rate_per_second / 1000.0),
+token_bucket::token_bucket(double rate_per_second, std::uint32_t burst, std::int64_t now_ms) :
+    rate_per_ms_(rate_per_second / 1000.0),
     burst_(static_cast<double>(burst)),
     tokens_(static_cast<double>(burst)),
     last_ms_(now_ms) {
@@ -80,8 +85,7 @@ std::int64_t token_bucket::next_token_at(std::int64_t now_ms) const {
   return base + std::max<std::int64_t>(1, static_cast<std::int64_t>(wait));
 }
 
-void token_bucket::reconfigure(double rate_per_second, std::uint32_t burst,
-                               std::int64_t now_ms) {
+void token_bucket::reconfigure(double rate_per_second, std::uint32_t burst, std::int64_t now_ms) {
   IMEILOCK_ASSERT(rate_per_second > 0 && burst >= 1,
                   "token bucket needs a positive rate and burst");
   refill(now_ms);
@@ -92,9 +96,8 @@ void token_bucket::reconfigure(double rate_per_second, std::uint32_t burst,
 
 // -- scheduler --------------------------------------------------------------------
 
-scheduler::scheduler(orders_config cfg, std::uint64_t seed)
-  : cfg_(std::move(cfg)), gen_(pick_seed(seed, cfg_.seed)) {
-}
+scheduler::scheduler(orders_config cfg, std::uint64_t seed) :
+    cfg_(std::move(cfg)), gen_(pick_seed(seed, cfg_.seed)) {}
 
 void scheduler::reconfigure(orders_config cfg, std::int64_t now_ms) {
   cfg_ = std::move(cfg);
@@ -356,8 +359,7 @@ std::vector<std::pair<std::string, network_stats>> scheduler::all_stats() const 
       out.emplace_back(name, stats(name));
   for (const auto& [name, n] : nets_)
     out.emplace_back(name, stats_of(n));
-  std::sort(out.begin(), out.end(),
-            [](const auto& a, const auto& b) { return a.first < b.first; });
+  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
   return out;
 }
 

@@ -195,7 +195,7 @@ private:
   struct net_state {
     explicit net_state(token_bucket b) : bucket(b) {}
     token_bucket bucket;
-    std::deque<std::uint64_t> ready;                      ///< FIFO of queued ids
+    std::deque<std::uint64_t> ready;                          ///< FIFO of queued ids
     std::set<std::pair<std::int64_t, std::uint64_t>> retries; ///< (retry_at, id)
     std::size_t sending = 0;
     std::size_t submitted = 0;

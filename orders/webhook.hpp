@@ -38,8 +38,7 @@ std::unique_ptr<provisioning_backend> make_webhook_backend(const backend_config&
 
 /// Creates the backend `cfg` asks for: simulated or webhook. `seed` is for
 /// the simulated backend's failure draws.
-std::unique_ptr<provisioning_backend> make_backend(const backend_config& cfg,
-                                                   boost::asio::io_context& io,
-                                                   std::uint64_t seed = 1);
+std::unique_ptr<provisioning_backend>
+make_backend(const backend_config& cfg, boost::asio::io_context& io, std::uint64_t seed = 1);
 
 } // namespace imeilock::orders

@@ -3,11 +3,10 @@
 # repository, and .clang-tidy (a focused check set; warnings are errors) on
 # the CAF-free production code (see below).
 #   scripts/check-style.sh BUILD_DIR          both
-#   scripts/check-style.sh --tidy BUILD_DIR   only clang-tidy (what scripts/test.sh runs today)
+#   scripts/check-style.sh --tidy BUILD_DIR   only clang-tidy
 #   scripts/check-style.sh --format-only      only clang-format (no build needed)
 #   scripts/check-style.sh --fix-format       rewrite the files instead of checking
-# The test command runs only --tidy until the tree has been reformatted once:
-# that touches most files and waits for a moment when no branch is in flight.
+# scripts/test.sh runs --format-only before it builds and --tidy after the tests.
 # Environment: JOBS (default: nproc).
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -18,6 +18,9 @@ scripts/install-deps.sh
 # ccache keyed on paths relative to the checkout, so any clone reuses the cache.
 export CCACHE_BASEDIR="$root" CCACHE_NOHASHDIR=true
 
+echo "== clang-format (.clang-format, every C/C++ file; fix: scripts/check-style.sh --fix-format)"
+scripts/check-style.sh --format-only
+
 echo "== build ($build)"
 cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DIMEILOCK_WERROR=ON
 cmake --build "$build" -j "$jobs"

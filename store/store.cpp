@@ -695,7 +695,8 @@ store::~store() {
 bool store::submit(change chg, done_fn done) {
   {
     std::lock_guard g{impl_->mtx};
-    if (!impl_->stopping && impl_->queue.size() < impl_->cfg.max_queue && !impl_->waited_too_long()) {
+    if (!impl_->stopping && impl_->queue.size() < impl_->cfg.max_queue &&
+        !impl_->waited_too_long()) {
       impl_->queue.push_back({std::move(chg), std::move(done), {}});
       stats_.queue_depth.store(impl_->queue.size(), std::memory_order_relaxed);
       impl_->cv.notify_one();

@@ -69,7 +69,7 @@ struct options {
   std::string token;
   bool as_json = false;
   int timeout_s = 30;
-  std::vector<std::string> args;                  ///< positional
+  std::vector<std::string> args;                         ///< positional
   std::map<std::string, std::vector<std::string>> flags; ///< --name value(s) or "" for switches
 };
 
@@ -87,7 +87,8 @@ std::string s(const json& v) {
 }
 
 /// Prints rows as aligned columns.
-void table(const std::vector<std::string>& head, const std::vector<std::vector<std::string>>& rows) {
+void table(const std::vector<std::string>& head,
+           const std::vector<std::vector<std::string>>& rows) {
   std::vector<std::size_t> width(head.size());
   for (std::size_t i = 0; i < head.size(); ++i)
     width[i] = head[i].size();
@@ -110,8 +111,8 @@ void table(const std::vector<std::string>& head, const std::vector<std::vector<s
 
 class cli {
 public:
-  explicit cli(options o)
-    : opt_(std::move(o)), client_(opt_.url, std::chrono::seconds{opt_.timeout_s}) {
+  explicit cli(options o) :
+      opt_(std::move(o)), client_(opt_.url, std::chrono::seconds{opt_.timeout_s}) {
     std::string why;
     if (!client_.valid(&why))
       usage_fail(why);
@@ -204,26 +205,27 @@ private:
 
   void print_sim(const json& j) {
     std::vector<std::vector<std::string>> rows{
-      {"iccid", s(j["iccid"])},
-      {"imsis", [&] {
-         std::string out;
-         for (const auto& i : j["imsis"])
-           out += (out.empty() ? "" : ", ") + s(i);
-         return out;
-       }()},
-      {"msisdn", s(j["msisdn"])},
-      {"network", s(j["network"])},
-      {"status", s(j["status"])},
-      {"lock", s(j["lock"]["state"])},
-      {"locked imei", s(j["lock"]["imei"])},
-      {"last seen imei", s(j["last_seen_imei"])},
-      {"bar", s(j["bar"]["state"])},
-      {"bar reason", s(j["bar"]["reason"])},
-      {"trigger imei", s(j["bar"]["trigger_imei"])},
-      {"pending order", j["pending_order"].is_null()
-                          ? std::string{"-"}
-                          : "#" + s(j["pending_order"]["id"]) + " " + s(j["pending_order"]["type"])},
-      {"updated", s(j["updated_at"])},
+        {"iccid", s(j["iccid"])},
+        {"imsis",
+         [&] {
+           std::string out;
+           for (const auto& i : j["imsis"])
+             out += (out.empty() ? "" : ", ") + s(i);
+           return out;
+         }()},
+        {"msisdn", s(j["msisdn"])},
+        {"network", s(j["network"])},
+        {"status", s(j["status"])},
+        {"lock", s(j["lock"]["state"])},
+        {"locked imei", s(j["lock"]["imei"])},
+        {"last seen imei", s(j["last_seen_imei"])},
+        {"bar", s(j["bar"]["state"])},
+        {"bar reason", s(j["bar"]["reason"])},
+        {"trigger imei", s(j["bar"]["trigger_imei"])},
+        {"pending order", j["pending_order"].is_null() ? std::string{"-"}
+                                                       : "#" + s(j["pending_order"]["id"]) + " " +
+                                                             s(j["pending_order"]["type"])},
+        {"updated", s(j["updated_at"])},
     };
     for (const auto& r : rows)
       std::cout << r[0] << ":" << std::string(16 - r[0].size(), ' ') << r[1] << "\n";
@@ -256,8 +258,9 @@ private:
     json all = json::array();
     std::vector<std::vector<std::string>> rows;
     while (true) {
-      auto target = "/v1/sims" + query +
-                    (cursor.empty() ? "" : (query.empty() ? "?" : "&") + std::string{"cursor="} + cursor);
+      auto target =
+          "/v1/sims" + query +
+          (cursor.empty() ? "" : (query.empty() ? "?" : "&") + std::string{"cursor="} + cursor);
       int code = ok;
       auto j = call("GET", target, code);
       if (!j)
@@ -273,8 +276,9 @@ private:
         break;
     }
     if (opt_.as_json) {
-      std::cout << json{{"items", all}, {"next_cursor", cursor.empty() ? json(nullptr) : json(cursor)}}
-                     .dump(2)
+      std::cout << json{{"items", all},
+                        {"next_cursor", cursor.empty() ? json(nullptr) : json(cursor)}}
+                       .dump(2)
                 << "\n";
     } else {
       table({"ICCID", "NETWORK", "STATUS", "LOCK", "LOCKED IMEI", "LAST SEEN IMEI", "BAR"}, rows);
@@ -315,9 +319,10 @@ private:
   }
 
   int sim_put(const std::string& iccid) {
-    json body{{"imsis", opt_.flags.count("imsi") ? opt_.flags.at("imsi") : std::vector<std::string>{}},
-              {"network", value("network")},
-              {"status", value("status")}};
+    json body{
+        {"imsis", opt_.flags.count("imsi") ? opt_.flags.at("imsi") : std::vector<std::string>{}},
+        {"network", value("network")},
+        {"status", value("status")}};
     if (flag("msisdn"))
       body["msisdn"] = value("msisdn");
     int code = ok;
@@ -361,8 +366,7 @@ private:
     if (opt_.as_json) {
       std::cout << j->dump(2) << "\n";
     } else {
-      std::cout << "order " << s((*j)["id"]) << " " << s((*j)["type"]) << " "
-                << s((*j)["status"]);
+      std::cout << "order " << s((*j)["id"]) << " " << s((*j)["type"]) << " " << s((*j)["status"]);
       if (j->contains("due_at") && !(*j)["due_at"].is_null())
         std::cout << ", due " << s((*j)["due_at"]);
       std::cout << "\n";
@@ -376,8 +380,9 @@ private:
     std::string option = s(o.value("unbar_mode", json(nullptr)));
     if (o.value("enable_imei_lock", json(nullptr)) == json(true))
       option = "with lock";
-    return {s(o["id"]), s(o["type"]), option, s(o["status"]), s(o["created_at"]),
-            s(o["due_at"]), s(o["completed_at"]), s(o["failure_reason"])};
+    return {s(o["id"]),           s(o["type"]),          option,
+            s(o["status"]),       s(o["created_at"]),    s(o["due_at"]),
+            s(o["completed_at"]), s(o["failure_reason"])};
   }
 
   int order_get(const std::string& id) {
@@ -447,10 +452,10 @@ options parse_args(int argc, char** argv) {
     o.token = tok;
   // Flags that take a value; the others are switches.
   static const std::vector<std::string> with_value{
-    "url", "token-file", "timeout", "lock-state", "bar-state", "network", "limit",
-    "cursor", "imsi", "msisdn", "status"};
-  static const std::vector<std::string> switches{"json", "all", "keep-lock",
-                                                 "update-to-last-seen", "lock"};
+      "url",   "token-file", "timeout", "lock-state", "bar-state", "network",
+      "limit", "cursor",     "imsi",    "msisdn",     "status"};
+  static const std::vector<std::string> switches{"json", "all", "keep-lock", "update-to-last-seen",
+                                                 "lock"};
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
     if (arg == "-h" || arg == "--help") {

@@ -19,19 +19,21 @@ public:
   using answer_ptr = std::shared_ptr<const std::vector<std::uint8_t>>;
 
   /// `capacity` 0 disables the cache.
-  answer_cache(std::size_t capacity, std::chrono::milliseconds window)
-    : capacity_(capacity), window_ms_(window.count()) {}
+  answer_cache(std::size_t capacity, std::chrono::milliseconds window) :
+      capacity_(capacity), window_ms_(window.count()) {}
 
   /// The stored answer for `key`, or nullptr if none or older than the window.
   answer_ptr find(std::uint64_t key, std::int64_t now_ms) const {
     auto it = map_.find(key);
-    if (it == map_.end() || now_ms - it->second.at_ms > window_ms_) return nullptr;
+    if (it == map_.end() || now_ms - it->second.at_ms > window_ms_)
+      return nullptr;
     return it->second.answer;
   }
 
   /// Stores (or replaces) the answer for `key`.
   void insert(std::uint64_t key, answer_ptr answer, std::int64_t now_ms) {
-    if (capacity_ == 0 || key == 0) return;
+    if (capacity_ == 0 || key == 0)
+      return;
     map_[key] = entry{std::move(answer), now_ms};
     order_.emplace_back(key, now_ms);
     evict(now_ms);
@@ -51,7 +53,8 @@ public:
       order_.pop_front();
       auto it = map_.find(key);
       // Only the newest insertion of a key owns the entry.
-      if (it != map_.end() && it->second.at_ms == at) map_.erase(it);
+      if (it != map_.end() && it->second.at_ms == at)
+        map_.erase(it);
     }
   }
 

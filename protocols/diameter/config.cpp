@@ -15,18 +15,21 @@ bool parse_prefix(const std::string& text, address_prefix& out) {
   if (auto slash = text.find('/'); slash != std::string::npos) {
     addr = text.substr(0, slash);
     const std::string b = text.substr(slash + 1);
-    if (b.empty() || b.size() > 3 || !std::all_of(b.begin(), b.end(), [](char c) { return c >= '0' && c <= '9'; }))
+    if (b.empty() || b.size() > 3 ||
+        !std::all_of(b.begin(), b.end(), [](char c) { return c >= '0' && c <= '9'; }))
       return false;
     bits = std::stol(b);
   }
   address_prefix p;
   if (inet_pton(AF_INET, addr.c_str(), p.addr) == 1) {
     p.family = 4;
-    if (bits > 32) return false;
+    if (bits > 32)
+      return false;
     p.bits = bits < 0 ? 32 : static_cast<std::uint32_t>(bits);
   } else if (inet_pton(AF_INET6, addr.c_str(), p.addr) == 1) {
     p.family = 6;
-    if (bits > 128) return false;
+    if (bits > 128)
+      return false;
     p.bits = bits < 0 ? 128 : static_cast<std::uint32_t>(bits);
   } else {
     return false;
@@ -41,10 +44,13 @@ bool prefix_contains(const address_prefix& p, const unsigned char* addr, std::si
     addr += 12;
     len = 4;
   }
-  if ((p.family == 4) != (len == 4)) return false;
+  if ((p.family == 4) != (len == 4))
+    return false;
   const std::uint32_t full = p.bits / 8, rest = p.bits % 8;
-  if (std::memcmp(p.addr, addr, full) != 0) return false;
-  if (rest == 0) return true;
+  if (std::memcmp(p.addr, addr, full) != 0)
+    return false;
+  if (rest == 0)
+    return true;
   const auto mask = static_cast<unsigned char>(0xff << (8 - rest));
   return (p.addr[full] & mask) == (addr[full] & mask);
 }
@@ -93,10 +99,12 @@ void load(diameter_config& cfg, config::section s) {
       p.read("origin_host", pc.origin_host);
       p.read("realm", pc.realm);
       p.read("addresses", pc.addresses);
-      if (pc.origin_host.empty()) p.fail("origin_host", "required");
+      if (pc.origin_host.empty())
+        p.fail("origin_host", "required");
       for (const auto& a : pc.addresses) {
         address_prefix pre;
-        if (!parse_prefix(a, pre)) p.fail("addresses", "not an address or CIDR prefix: " + a);
+        if (!parse_prefix(a, pre))
+          p.fail("addresses", "not an address or CIDR prefix: " + a);
       }
       p.finish();
       cfg.peers.push_back(std::move(pc));

@@ -7,7 +7,9 @@ namespace imeilock::diameter {
 
 namespace {
 
-bytes body_of(bytes msg) { return msg.subspan(header_size); }
+bytes body_of(bytes msg) {
+  return msg.subspan(header_size);
+}
 
 /// A zero-filled copy of an AVP header for Failed-AVP when the AVP itself
 /// cannot be carried (RFC 6733 §7.1.5 5014: "the offending AVP header and a
@@ -19,7 +21,8 @@ std::vector<std::uint8_t> header_only(bytes seq, std::size_t offset) {
   std::memcpy(h.data(), seq.data() + offset, avail < h.size() ? avail : h.size());
   const bool v = (h[4] & avp_flag::vendor) != 0;
   const std::size_t hlen = v ? 12 : 8;
-  if (!v) std::memset(h.data() + 8, 0, 4);
+  if (!v)
+    std::memset(h.data() + 8, 0, 4);
   store_u24(h.data() + 5, static_cast<std::uint32_t>(hlen));
   return {h.begin(), h.begin() + static_cast<std::ptrdiff_t>(hlen)};
 }
@@ -42,7 +45,8 @@ std::vector<std::uint8_t> missing_example(std::uint32_t code, std::size_t value_
   return v;
 }
 
-request_error make_error(std::uint32_t code, std::vector<std::uint8_t> failed, std::string_view msg) {
+request_error make_error(std::uint32_t code, std::vector<std::uint8_t> failed,
+                         std::string_view msg) {
   request_error e;
   e.result_code = code;
   e.failed_avp = std::move(failed);
@@ -55,38 +59,40 @@ request_error make_error(std::uint32_t code, std::vector<std::uint8_t> failed, s
 /// 480..485) and credit control (RFC 4006 §8: 411..461). An unknown AVP with
 /// the M bit outside these gets 5001 (RFC 6733 §7.1.5).
 bool known_base_avp(std::uint32_t code) {
-  return (code >= 1 && code <= 255) || (code >= 257 && code <= 299) || (code >= 411 && code <= 461) ||
-         (code >= 480 && code <= 485);
+  return (code >= 1 && code <= 255) || (code >= 257 && code <= 299) ||
+         (code >= 411 && code <= 461) || (code >= 480 && code <= 485);
 }
 
 /// The raw IMEI candidates found while walking a request.
 struct imei_candidates {
-  bytes uei;          ///< User-Equipment-Info-Value of type IMEISV
+  bytes uei; ///< User-Equipment-Info-Value of type IMEISV
   bool has_uei = false;
-  bytes ti_imei;      ///< Terminal-Information/IMEI
-  bytes ti_sv;        ///< Terminal-Information/Software-Version
+  bytes ti_imei; ///< Terminal-Information/IMEI
+  bytes ti_sv;   ///< Terminal-Information/Software-Version
   bool has_ti = false;
-  bytes imeisv;       ///< 3GPP-IMEISV
+  bytes imeisv; ///< 3GPP-IMEISV
   bool has_imeisv = false;
 };
 
 /// Walks AVPs that may carry identities, at any depth we descend into.
 class identity_walker {
 public:
-  identity_walker(charging_request& out, imei_candidates& c, std::uint32_t max_depth)
-    : out_(out), c_(c), max_depth_(max_depth) {}
+  identity_walker(charging_request& out, imei_candidates& c, std::uint32_t max_depth) :
+      out_(out), c_(c), max_depth_(max_depth) {}
 
   /// Handles `a` if it is an identity AVP (or a group holding some).
   /// Returns true if handled. `depth` is a's depth (top level = 1).
   /// Errors inside groups are reported against `top` (the top-level AVP).
   bool visit(const avp& a, std::uint32_t depth, const avp& top, request_error& err) {
     if (a.is(avp_code::subscription_id)) {
-      if (!descend(a, depth, top, err)) return true;
+      if (!descend(a, depth, top, err))
+        return true;
       subscription(a);
       return true;
     }
     if (a.is(avp_code::user_equipment_info)) {
-      if (!descend(a, depth, top, err)) return true;
+      if (!descend(a, depth, top, err))
+        return true;
       equipment(a);
       return true;
     }
@@ -98,15 +104,19 @@ public:
       return true;
     }
     if (a.is(avp_code::terminal_information, vendor_3gpp)) {
-      if (!descend(a, depth, top, err)) return true;
+      if (!descend(a, depth, top, err))
+        return true;
       terminal(a);
       return true;
     }
-    if (a.is(avp_code::service_information, vendor_3gpp) || a.is(avp_code::ps_information, vendor_3gpp)) {
-      if (!descend(a, depth, top, err)) return true;
+    if (a.is(avp_code::service_information, vendor_3gpp) ||
+        a.is(avp_code::ps_information, vendor_3gpp)) {
+      if (!descend(a, depth, top, err))
+        return true;
       avp_reader r{a.data};
       avp inner;
-      while (r.next(inner) && !err) visit(inner, depth + 1, top, err);
+      while (r.next(inner) && !err)
+        visit(inner, depth + 1, top, err);
       return true;
     }
     return false;
@@ -115,7 +125,8 @@ public:
 private:
   /// Checks that a Grouped AVP's content can be walked and is not too deep.
   bool descend(const avp& a, std::uint32_t depth, const avp& top, request_error& err) {
-    if (err) return false;
+    if (err)
+      return false;
     if (depth > max_depth_) {
       err = make_error(result::invalid_avp_value, header_only(top.raw, 0), "AVP nesting too deep");
       return false;
@@ -126,7 +137,8 @@ private:
     }
     if (r.error() != avp_error::none) {
       // RFC 6733 §7.1.5: for a Grouped AVP its header with an empty payload suffices.
-      err = make_error(result::invalid_avp_length, header_only(top.raw, 0), "invalid AVP length in group");
+      err = make_error(result::invalid_avp_length, header_only(top.raw, 0),
+                       "invalid AVP length in group");
       return false;
     }
     return true;
@@ -135,30 +147,40 @@ private:
   void subscription(const avp& a) {
     avp t, d;
     std::uint32_t type = 0;
-    if (!find_avp(a.data, avp_code::subscription_id_type, 0, t) || !t.u32(type)) return;
-    if (!find_avp(a.data, avp_code::subscription_id_data, 0, d)) return;
+    if (!find_avp(a.data, avp_code::subscription_id_type, 0, t) || !t.u32(type))
+      return;
+    if (!find_avp(a.data, avp_code::subscription_id_data, 0, d))
+      return;
     // RFC 4006 §8.47: 0 END_USER_E164, 1 END_USER_IMSI.
-    if (type == 1 && out_.imsi.empty()) out_.imsi.assign(d.text());
-    else if (type == 0 && out_.msisdn.empty()) out_.msisdn.assign(d.text());
+    if (type == 1 && out_.imsi.empty())
+      out_.imsi.assign(d.text());
+    else if (type == 0 && out_.msisdn.empty())
+      out_.msisdn.assign(d.text());
   }
 
   void equipment(const avp& a) {
     avp t, v;
     std::uint32_t type = 0;
-    if (!find_avp(a.data, avp_code::user_equipment_info_type, 0, t) || !t.u32(type)) return;
+    if (!find_avp(a.data, avp_code::user_equipment_info_type, 0, t) || !t.u32(type))
+      return;
     // RFC 4006 §8.50: 0 IMEISV; MAC, EUI64 and MODIFIED_EUI64 are not devices we lock.
-    if (type != 0 || c_.has_uei) return;
-    if (!find_avp(a.data, avp_code::user_equipment_info_value, 0, v)) return;
+    if (type != 0 || c_.has_uei)
+      return;
+    if (!find_avp(a.data, avp_code::user_equipment_info_value, 0, v))
+      return;
     c_.uei = v.data;
     c_.has_uei = true;
   }
 
   void terminal(const avp& a) {
-    if (c_.has_ti) return;
+    if (c_.has_ti)
+      return;
     avp i, s;
-    if (!find_avp(a.data, avp_code::imei, vendor_3gpp, i)) return;
+    if (!find_avp(a.data, avp_code::imei, vendor_3gpp, i))
+      return;
     c_.ti_imei = i.data;
-    if (find_avp(a.data, avp_code::software_version, vendor_3gpp, s)) c_.ti_sv = s.data;
+    if (find_avp(a.data, avp_code::software_version, vendor_3gpp, s))
+      c_.ti_sv = s.data;
     c_.has_ti = true;
   }
 
@@ -169,14 +191,16 @@ private:
 
 bool all_digits(bytes b) {
   for (auto ch : b)
-    if (ch < '0' || ch > '9') return false;
+    if (ch < '0' || ch > '9')
+      return false;
   return true;
 }
 
 /// Terminal-Information: IMEI (14 or 15 digits) + Software-Version (2 digits)
 /// form the IMEISV (TS 29.272 §7.3.3-7.3.5).
 lock::imei_value decode_terminal(bytes imei, bytes sv) {
-  if (sv.size() == 2 && all_digits(sv) && (imei.size() == 14 || imei.size() == 15) && all_digits(imei)) {
+  if (sv.size() == 2 && all_digits(sv) && (imei.size() == 14 || imei.size() == 15) &&
+      all_digits(imei)) {
     std::array<std::uint8_t, 16> s{};
     std::memcpy(s.data(), imei.data(), 14);
     s[14] = sv[0];
@@ -191,23 +215,35 @@ lock::imei_value decode_terminal(bytes imei, bytes sv) {
 message_kind classify(const header& h) {
   const bool req = h.is_request();
   switch (h.command) {
-    case command::capabilities_exchange: return req ? message_kind::cer : message_kind::cea;
-    case command::device_watchdog: return req ? message_kind::dwr : message_kind::dwa;
-    case command::disconnect_peer: return req ? message_kind::dpr : message_kind::dpa;
-    case command::accounting: return req ? message_kind::acr : message_kind::other_answer;
-    case command::credit_control: return req ? message_kind::ccr : message_kind::other_answer;
-    default: return req ? message_kind::other_request : message_kind::other_answer;
+    case command::capabilities_exchange:
+      return req ? message_kind::cer : message_kind::cea;
+    case command::device_watchdog:
+      return req ? message_kind::dwr : message_kind::dwa;
+    case command::disconnect_peer:
+      return req ? message_kind::dpr : message_kind::dpa;
+    case command::accounting:
+      return req ? message_kind::acr : message_kind::other_answer;
+    case command::credit_control:
+      return req ? message_kind::ccr : message_kind::other_answer;
+    default:
+      return req ? message_kind::other_request : message_kind::other_answer;
   }
 }
 
 std::string_view command_name(std::uint32_t c) {
   switch (c) {
-    case command::capabilities_exchange: return "CE";
-    case command::accounting: return "AC";
-    case command::credit_control: return "CC";
-    case command::device_watchdog: return "DW";
-    case command::disconnect_peer: return "DP";
-    default: return "other";
+    case command::capabilities_exchange:
+      return "CE";
+    case command::accounting:
+      return "AC";
+    case command::credit_control:
+      return "CC";
+    case command::device_watchdog:
+      return "DW";
+    case command::disconnect_peer:
+      return "DP";
+    default:
+      return "other";
   }
 }
 
@@ -222,10 +258,12 @@ request_error check_request_header(const header& h) {
         return {};
       return make_error(result::command_unsupported, {}, "command not supported");
     case application::accounting:
-      if (h.command == command::accounting) return {};
+      if (h.command == command::accounting)
+        return {};
       return make_error(result::command_unsupported, {}, "command not supported");
     case application::credit_control:
-      if (h.command == command::credit_control) return {};
+      if (h.command == command::credit_control)
+        return {};
       return make_error(result::command_unsupported, {}, "command not supported");
     default:
       // RFC 6733 §7.1.3: 3007 for a request of an application we do not support.
@@ -240,8 +278,8 @@ request_error parse_charging_request(bytes msg, const decode_limits& lim, chargi
   const bytes body = body_of(msg);
 
   request_error err;
-  bool session = false, host = false, realm = false, dest_realm = false, rec_type = false, rec_num = false,
-       auth_app = false, svc_ctx = false, type_ok = false, num_ok = false;
+  bool session = false, host = false, realm = false, dest_realm = false, rec_type = false,
+       rec_num = false, auth_app = false, svc_ctx = false, type_ok = false, num_ok = false;
   imei_candidates cand;
   identity_walker walker{out, cand, lim.max_avp_depth};
 
@@ -252,44 +290,56 @@ request_error parse_charging_request(bytes msg, const decode_limits& lim, chargi
       std::uint32_t v = 0;
       switch (a.code) {
         case avp_code::session_id:
-          if (!session) out.ctx.session_id.assign(a.text());
+          if (!session)
+            out.ctx.session_id.assign(a.text());
           session = true;
           continue;
         case avp_code::origin_host:
-          if (!host) out.origin_host.assign(a.text());
+          if (!host)
+            out.origin_host.assign(a.text());
           host = true;
           continue;
         case avp_code::origin_realm:
-          if (!realm) out.origin_realm.assign(a.text());
+          if (!realm)
+            out.origin_realm.assign(a.text());
           realm = true;
           continue;
-        case avp_code::destination_realm: dest_realm = true; continue;
+        case avp_code::destination_realm:
+          dest_realm = true;
+          continue;
         case avp_code::proxy_info: {
           const auto p = copy_padded(a);
           out.ctx.proxy_info.insert(out.ctx.proxy_info.end(), p.begin(), p.end());
           continue;
         }
         case avp_code::acct_application_id:
-          if (!a.u32(v)) err = make_error(result::invalid_avp_length, copy_padded(a), "invalid AVP length");
+          if (!a.u32(v))
+            err = make_error(result::invalid_avp_length, copy_padded(a), "invalid AVP length");
           out.ctx.has_acct_application_id = true;
           out.ctx.acct_application_id = v;
           continue;
         case avp_code::auth_application_id:
-          if (!a.u32(v)) err = make_error(result::invalid_avp_length, copy_padded(a), "invalid AVP length");
+          if (!a.u32(v))
+            err = make_error(result::invalid_avp_length, copy_padded(a), "invalid AVP length");
           out.ctx.auth_application_id = v;
           auth_app = true;
           continue;
-        case avp_code::service_context_id: svc_ctx = true; continue;
-        default: break;
+        case avp_code::service_context_id:
+          svc_ctx = true;
+          continue;
+        default:
+          break;
       }
-      const bool type_avp = acr ? a.code == avp_code::accounting_record_type : a.code == avp_code::cc_request_type;
-      const bool num_avp =
-        acr ? a.code == avp_code::accounting_record_number : a.code == avp_code::cc_request_number;
+      const bool type_avp =
+          acr ? a.code == avp_code::accounting_record_type : a.code == avp_code::cc_request_type;
+      const bool num_avp = acr ? a.code == avp_code::accounting_record_number
+                               : a.code == avp_code::cc_request_number;
       if (type_avp) {
         if (!a.u32(v)) {
           err = make_error(result::invalid_avp_length, copy_padded(a), "invalid AVP length");
         } else if (v < 1 || v > 4) {
-          // RFC 6733 §9.8.1 / RFC 4006 §8.3: EVENT 1, START/INITIAL 2, INTERIM/UPDATE 3, STOP/TERMINATION 4.
+          // RFC 6733 §9.8.1 / RFC 4006 §8.3: EVENT 1, START/INITIAL 2, INTERIM/UPDATE 3,
+          // STOP/TERMINATION 4.
           err = make_error(result::invalid_avp_value, copy_padded(a), "invalid record type");
         } else if (!rec_type) {
           out.ctx.record_type = v;
@@ -299,7 +349,8 @@ request_error parse_charging_request(bytes msg, const decode_limits& lim, chargi
         continue;
       }
       if (num_avp) {
-        if (!a.u32(v)) err = make_error(result::invalid_avp_length, copy_padded(a), "invalid AVP length");
+        if (!a.u32(v))
+          err = make_error(result::invalid_avp_length, copy_padded(a), "invalid AVP length");
         else if (!rec_num) {
           out.ctx.record_number = v;
           num_ok = true;
@@ -309,26 +360,37 @@ request_error parse_charging_request(bytes msg, const decode_limits& lim, chargi
       }
     }
     const avp top = a;
-    if (walker.visit(a, 1, top, err)) continue;
+    if (walker.visit(a, 1, top, err))
+      continue;
     // RFC 6733 §7.1.5: an AVP with the M bit we do not understand -> 5001.
     // 3GPP vendor AVPs are tolerated: we are a tap on Rf/Gy, not a charging
     // system, and TS 32.299 defines hundreds of them.
-    if (a.mandatory() && ((a.vendor == 0 && !known_base_avp(a.code)) || (a.vendor != 0 && a.vendor != vendor_3gpp)))
+    if (a.mandatory() &&
+        ((a.vendor == 0 && !known_base_avp(a.code)) || (a.vendor != 0 && a.vendor != vendor_3gpp)))
       err = make_error(result::avp_unsupported, copy_padded(a), "AVP not supported");
   }
   if (!err && r.error() != avp_error::none)
-    err = make_error(result::invalid_avp_length, header_only(body, r.error_offset()), "invalid AVP length");
+    err = make_error(result::invalid_avp_length, header_only(body, r.error_offset()),
+                     "invalid AVP length");
 
   // Echo the record's type and number whenever both were read intact, even in an error answer.
   out.ctx.has_record = type_ok && num_ok;
-  if (err) return err;
+  if (err)
+    return err;
 
   // RFC 6733 §9.7.1 (ACR) and RFC 4006 §3.1 (CCR): required AVPs, in ABNF order.
-  if (!session) return make_error(result::missing_avp, missing_example(avp_code::session_id, 1), "missing Session-Id");
-  if (!host) return make_error(result::missing_avp, missing_example(avp_code::origin_host, 1), "missing Origin-Host");
-  if (!realm) return make_error(result::missing_avp, missing_example(avp_code::origin_realm, 1), "missing Origin-Realm");
+  if (!session)
+    return make_error(result::missing_avp, missing_example(avp_code::session_id, 1),
+                      "missing Session-Id");
+  if (!host)
+    return make_error(result::missing_avp, missing_example(avp_code::origin_host, 1),
+                      "missing Origin-Host");
+  if (!realm)
+    return make_error(result::missing_avp, missing_example(avp_code::origin_realm, 1),
+                      "missing Origin-Realm");
   if (!dest_realm)
-    return make_error(result::missing_avp, missing_example(avp_code::destination_realm, 1), "missing Destination-Realm");
+    return make_error(result::missing_avp, missing_example(avp_code::destination_realm, 1),
+                      "missing Destination-Realm");
   if (acr) {
     if (!rec_type)
       return make_error(result::missing_avp, missing_example(avp_code::accounting_record_type, 4),
@@ -344,7 +406,8 @@ request_error parse_charging_request(bytes msg, const decode_limits& lim, chargi
       return make_error(result::missing_avp, missing_example(avp_code::service_context_id, 1),
                         "missing Service-Context-Id");
     if (!rec_type)
-      return make_error(result::missing_avp, missing_example(avp_code::cc_request_type, 4), "missing CC-Request-Type");
+      return make_error(result::missing_avp, missing_example(avp_code::cc_request_type, 4),
+                        "missing CC-Request-Type");
     if (!rec_num)
       return make_error(result::missing_avp, missing_example(avp_code::cc_request_number, 4),
                         "missing CC-Request-Number");
@@ -370,23 +433,40 @@ request_error parse_cer(bytes msg, cer_info& out) {
   avp_reader r{body_of(msg)};
   avp a;
   while (r.next(a)) {
-    if (a.vendor != 0) continue;
+    if (a.vendor != 0)
+      continue;
     std::uint32_t v = 0;
     switch (a.code) {
-      case avp_code::origin_host: out.origin_host.assign(a.text()); host = true; break;
-      case avp_code::origin_realm: out.origin_realm.assign(a.text()); realm = true; break;
-      case avp_code::host_ip_address: ip = true; break;
-      case avp_code::vendor_id: vendor = true; break;
-      case avp_code::product_name: out.product_name.assign(a.text()); product = true; break;
+      case avp_code::origin_host:
+        out.origin_host.assign(a.text());
+        host = true;
+        break;
+      case avp_code::origin_realm:
+        out.origin_realm.assign(a.text());
+        realm = true;
+        break;
+      case avp_code::host_ip_address:
+        ip = true;
+        break;
+      case avp_code::vendor_id:
+        vendor = true;
+        break;
+      case avp_code::product_name:
+        out.product_name.assign(a.text());
+        product = true;
+        break;
       case avp_code::origin_state_id:
-        if (a.u32(v)) out.origin_state_id = v;
+        if (a.u32(v))
+          out.origin_state_id = v;
         break;
       case avp_code::auth_application_id:
-        if (!a.u32(v)) return make_error(result::invalid_avp_length, copy_padded(a), "invalid AVP length");
+        if (!a.u32(v))
+          return make_error(result::invalid_avp_length, copy_padded(a), "invalid AVP length");
         out.auth_applications.push_back(v);
         break;
       case avp_code::acct_application_id:
-        if (!a.u32(v)) return make_error(result::invalid_avp_length, copy_padded(a), "invalid AVP length");
+        if (!a.u32(v))
+          return make_error(result::invalid_avp_length, copy_padded(a), "invalid AVP length");
         out.acct_applications.push_back(v);
         break;
       case avp_code::vendor_specific_application_id: {
@@ -394,27 +474,40 @@ request_error parse_cer(bytes msg, cer_info& out) {
         avp in;
         while (g.next(in)) {
           if (in.vendor == 0 && in.u32(v)) {
-            if (in.code == avp_code::auth_application_id) out.auth_applications.push_back(v);
-            if (in.code == avp_code::acct_application_id) out.acct_applications.push_back(v);
+            if (in.code == avp_code::auth_application_id)
+              out.auth_applications.push_back(v);
+            if (in.code == avp_code::acct_application_id)
+              out.acct_applications.push_back(v);
           }
         }
         if (g.error() != avp_error::none)
-          return make_error(result::invalid_avp_length, header_only(a.raw, 0), "invalid AVP length in group");
+          return make_error(result::invalid_avp_length, header_only(a.raw, 0),
+                            "invalid AVP length in group");
         break;
       }
-      default: break;
+      default:
+        break;
     }
   }
   if (r.error() != avp_error::none)
-    return make_error(result::invalid_avp_length, header_only(body_of(msg), r.error_offset()), "invalid AVP length");
+    return make_error(result::invalid_avp_length, header_only(body_of(msg), r.error_offset()),
+                      "invalid AVP length");
   // RFC 6733 §5.3.1 CER ABNF.
-  if (!host) return make_error(result::missing_avp, missing_example(avp_code::origin_host, 1), "missing Origin-Host");
-  if (!realm) return make_error(result::missing_avp, missing_example(avp_code::origin_realm, 1), "missing Origin-Realm");
+  if (!host)
+    return make_error(result::missing_avp, missing_example(avp_code::origin_host, 1),
+                      "missing Origin-Host");
+  if (!realm)
+    return make_error(result::missing_avp, missing_example(avp_code::origin_realm, 1),
+                      "missing Origin-Realm");
   if (!ip)
-    return make_error(result::missing_avp, missing_example(avp_code::host_ip_address, 6), "missing Host-IP-Address");
-  if (!vendor) return make_error(result::missing_avp, missing_example(avp_code::vendor_id, 4), "missing Vendor-Id");
+    return make_error(result::missing_avp, missing_example(avp_code::host_ip_address, 6),
+                      "missing Host-IP-Address");
+  if (!vendor)
+    return make_error(result::missing_avp, missing_example(avp_code::vendor_id, 4),
+                      "missing Vendor-Id");
   if (!product)
-    return make_error(result::missing_avp, missing_example(avp_code::product_name, 1), "missing Product-Name");
+    return make_error(result::missing_avp, missing_example(avp_code::product_name, 1),
+                      "missing Product-Name");
   return {};
 }
 
@@ -424,35 +517,53 @@ request_error parse_base(bytes msg, base_info& out) {
   avp_reader r{body_of(msg)};
   avp a;
   while (r.next(a)) {
-    if (a.vendor != 0) continue;
+    if (a.vendor != 0)
+      continue;
     std::uint32_t v = 0;
     switch (a.code) {
-      case avp_code::origin_host: out.origin_host.assign(a.text()); host = true; break;
-      case avp_code::origin_realm: out.origin_realm.assign(a.text()); realm = true; break;
+      case avp_code::origin_host:
+        out.origin_host.assign(a.text());
+        host = true;
+        break;
+      case avp_code::origin_realm:
+        out.origin_realm.assign(a.text());
+        realm = true;
+        break;
       case avp_code::result_code:
-        if (a.u32(v)) out.result_code = v;
+        if (a.u32(v))
+          out.result_code = v;
         break;
       case avp_code::disconnect_cause:
-        if (!a.u32(v)) return make_error(result::invalid_avp_length, copy_padded(a), "invalid AVP length");
+        if (!a.u32(v))
+          return make_error(result::invalid_avp_length, copy_padded(a), "invalid AVP length");
         out.disconnect_cause = v;
         cause = true;
         break;
-      default: break;
+      default:
+        break;
     }
   }
   if (r.error() != avp_error::none)
-    return make_error(result::invalid_avp_length, header_only(body_of(msg), r.error_offset()), "invalid AVP length");
-  if (!out.hdr.is_request()) return {};
-  if (!host) return make_error(result::missing_avp, missing_example(avp_code::origin_host, 1), "missing Origin-Host");
-  if (!realm) return make_error(result::missing_avp, missing_example(avp_code::origin_realm, 1), "missing Origin-Realm");
+    return make_error(result::invalid_avp_length, header_only(body_of(msg), r.error_offset()),
+                      "invalid AVP length");
+  if (!out.hdr.is_request())
+    return {};
+  if (!host)
+    return make_error(result::missing_avp, missing_example(avp_code::origin_host, 1),
+                      "missing Origin-Host");
+  if (!realm)
+    return make_error(result::missing_avp, missing_example(avp_code::origin_realm, 1),
+                      "missing Origin-Realm");
   if (out.hdr.command == command::disconnect_peer && !cause)
-    return make_error(result::missing_avp, missing_example(avp_code::disconnect_cause, 4), "missing Disconnect-Cause");
+    return make_error(result::missing_avp, missing_example(avp_code::disconnect_cause, 4),
+                      "missing Disconnect-Cause");
   return {};
 }
 
 namespace {
 
-void add_failed(message_writer& w, bytes failed_avp, std::string_view error_message, const local_identity& self) {
+void add_failed(message_writer& w, bytes failed_avp, std::string_view error_message,
+                const local_identity& self) {
   if (!error_message.empty()) {
     // RFC 6733 §7.3, §7.4: Error-Message and Error-Reporting-Host carry no M bit.
     w.add_string(avp_code::error_message, error_message, 0);
@@ -468,22 +579,26 @@ void add_failed(message_writer& w, bytes failed_avp, std::string_view error_mess
 std::uint8_t answer_flags(const header& request, std::uint32_t result_code) {
   std::uint8_t f = request.flags & cmd_flag::proxiable;
   // RFC 6733 §7.1.3: protocol errors (3xxx) are answered with the E bit.
-  if (result_code >= 3000 && result_code < 4000) f |= cmd_flag::error;
+  if (result_code >= 3000 && result_code < 4000)
+    f |= cmd_flag::error;
   return f;
 }
 
 } // namespace
 
-void build_charging_answer(std::vector<std::uint8_t>& out, const answer_context& ctx, const local_identity& self,
-                           std::uint32_t result_code, bytes failed_avp, std::string_view error_message) {
+void build_charging_answer(std::vector<std::uint8_t>& out, const answer_context& ctx,
+                           const local_identity& self, std::uint32_t result_code, bytes failed_avp,
+                           std::string_view error_message) {
   if (result_code >= 3000 && result_code < 4000) {
-    build_error_answer(out, ctx.request, ctx.session_id, self, result_code, failed_avp, error_message);
+    build_error_answer(out, ctx.request, ctx.session_id, self, result_code, failed_avp,
+                       error_message);
     return;
   }
   const header& h = ctx.request;
   message_writer w{out};
   w.begin(answer_flags(h, result_code), h.command, h.application, h.hop_by_hop, h.end_to_end);
-  if (!ctx.session_id.empty()) w.add_string(avp_code::session_id, ctx.session_id);
+  if (!ctx.session_id.empty())
+    w.add_string(avp_code::session_id, ctx.session_id);
   w.add_u32(avp_code::result_code, result_code);
   w.add_string(avp_code::origin_host, self.origin_host);
   w.add_string(avp_code::origin_realm, self.origin_realm);
@@ -493,7 +608,8 @@ void build_charging_answer(std::vector<std::uint8_t>& out, const answer_context&
       w.add_u32(avp_code::accounting_record_type, ctx.record_type);
       w.add_u32(avp_code::accounting_record_number, ctx.record_number);
     }
-    if (ctx.has_acct_application_id) w.add_u32(avp_code::acct_application_id, ctx.acct_application_id);
+    if (ctx.has_acct_application_id)
+      w.add_u32(avp_code::acct_application_id, ctx.acct_application_id);
   } else {
     // RFC 4006 §3.2: Auth-Application-Id, CC-Request-Type and -Number are echoed.
     w.add_u32(avp_code::auth_application_id, application::credit_control);
@@ -505,17 +621,21 @@ void build_charging_answer(std::vector<std::uint8_t>& out, const answer_context&
   add_failed(w, failed_avp, error_message, self);
   w.add_u32(avp_code::origin_state_id, self.origin_state_id);
   // RFC 6733 §6.2: Proxy-Info AVPs are copied to the answer in the same order.
-  if (!ctx.proxy_info.empty()) w.append_avps(ctx.proxy_info);
+  if (!ctx.proxy_info.empty())
+    w.append_avps(ctx.proxy_info);
   w.finish();
 }
 
-void build_error_answer(std::vector<std::uint8_t>& out, const header& h, std::string_view session_id,
-                        const local_identity& self, std::uint32_t result_code, bytes failed_avp,
+void build_error_answer(std::vector<std::uint8_t>& out, const header& h,
+                        std::string_view session_id, const local_identity& self,
+                        std::uint32_t result_code, bytes failed_avp,
                         std::string_view error_message) {
   message_writer w{out};
   w.begin(answer_flags(h, result_code), h.command, h.application, h.hop_by_hop, h.end_to_end);
-  // RFC 6733 §7.2 answer-message: 0*1< Session-Id > { Origin-Host } { Origin-Realm } { Result-Code } ...
-  if (!session_id.empty()) w.add_string(avp_code::session_id, session_id);
+  // RFC 6733 §7.2 answer-message: 0*1< Session-Id > { Origin-Host } { Origin-Realm } { Result-Code
+  // } ...
+  if (!session_id.empty())
+    w.add_string(avp_code::session_id, session_id);
   w.add_string(avp_code::origin_host, self.origin_host);
   w.add_string(avp_code::origin_realm, self.origin_realm);
   w.add_u32(avp_code::result_code, result_code);
@@ -525,11 +645,11 @@ void build_error_answer(std::vector<std::uint8_t>& out, const header& h, std::st
 }
 
 void build_cea(std::vector<std::uint8_t>& out, const header& h, const local_identity& self,
-               std::uint32_t result_code, const std::vector<host_address>& addresses, bytes failed_avp,
-               std::string_view error_message) {
+               std::uint32_t result_code, const std::vector<host_address>& addresses,
+               bytes failed_avp, std::string_view error_message) {
   message_writer w{out};
-  w.begin(answer_flags(h, result_code), command::capabilities_exchange, application::common, h.hop_by_hop,
-          h.end_to_end);
+  w.begin(answer_flags(h, result_code), command::capabilities_exchange, application::common,
+          h.hop_by_hop, h.end_to_end);
   w.add_u32(avp_code::result_code, result_code);
   w.add_string(avp_code::origin_host, self.origin_host);
   w.add_string(avp_code::origin_realm, self.origin_realm);
@@ -605,17 +725,22 @@ namespace {
 constexpr std::uint64_t fnv_offset = 14695981039346656037ULL;
 constexpr std::uint64_t fnv_prime = 1099511628211ULL;
 std::uint64_t fnv(std::uint64_t h, std::string_view s) {
-  for (unsigned char c : s) h = (h ^ c) * fnv_prime;
+  for (unsigned char c : s)
+    h = (h ^ c) * fnv_prime;
   return h;
 }
 std::uint64_t fnv_u32(std::uint64_t h, std::uint32_t v) {
-  for (int i = 0; i < 4; ++i) h = (h ^ ((v >> (8 * i)) & 0xffU)) * fnv_prime;
+  for (int i = 0; i < 4; ++i)
+    h = (h ^ ((v >> (8 * i)) & 0xffU)) * fnv_prime;
   return h;
 }
-std::uint64_t nonzero(std::uint64_t h) { return h == 0 ? 1 : h; }
+std::uint64_t nonzero(std::uint64_t h) {
+  return h == 0 ? 1 : h;
+}
 } // namespace
 
-std::uint64_t record_key(std::string_view session_id, std::uint32_t command_code, std::uint32_t record_number) {
+std::uint64_t record_key(std::string_view session_id, std::uint32_t command_code,
+                         std::uint32_t record_number) {
   return nonzero(fnv_u32(fnv_u32(fnv(fnv_offset, session_id), command_code), record_number));
 }
 
@@ -625,10 +750,12 @@ std::uint64_t end_to_end_key(std::string_view origin_host, std::uint32_t end_to_
 }
 
 std::uint64_t imsi_to_integer(std::string_view digits) {
-  if (digits.size() < 5 || digits.size() > 15) return 0;
+  if (digits.size() < 5 || digits.size() > 15)
+    return 0;
   std::uint64_t v = 0;
   for (char c : digits) {
-    if (c < '0' || c > '9') return 0;
+    if (c < '0' || c > '9')
+      return 0;
     v = v * 10 + static_cast<std::uint64_t>(c - '0');
   }
   return v;

@@ -34,7 +34,16 @@ struct request_error {
 
 /// What kind of message a frame holds, from its header alone.
 enum class message_kind : std::uint8_t {
-  cer, cea, dwr, dwa, dpr, dpa, acr, ccr, other_request, other_answer,
+  cer,
+  cea,
+  dwr,
+  dwa,
+  dpr,
+  dpa,
+  acr,
+  ccr,
+  other_request,
+  other_answer,
 };
 message_kind classify(const header& h);
 /// "CER", "ACR", ... for logs and metric labels.
@@ -43,15 +52,15 @@ std::string_view command_name(std::uint32_t command);
 /// Everything needed to answer a request later (after the SIM layer's ack),
 /// owning its strings so the frame buffer can be reused meanwhile.
 struct answer_context {
-  header request;                      ///< the request's header
-  std::string session_id;              ///< empty: the request had none
-  bool has_record = false;             ///< record type/number present and valid
-  std::uint32_t record_type = 0;       ///< Accounting-Record-Type or CC-Request-Type
-  std::uint32_t record_number = 0;     ///< Accounting-Record-Number or CC-Request-Number
+  header request;                  ///< the request's header
+  std::string session_id;          ///< empty: the request had none
+  bool has_record = false;         ///< record type/number present and valid
+  std::uint32_t record_type = 0;   ///< Accounting-Record-Type or CC-Request-Type
+  std::uint32_t record_number = 0; ///< Accounting-Record-Number or CC-Request-Number
   bool has_acct_application_id = false;
   std::uint32_t acct_application_id = 0;
   std::uint32_t auth_application_id = 0; ///< CCR: echoed in the CCA (RFC 4006 §3.2)
-  std::vector<std::uint8_t> proxy_info; ///< Proxy-Info AVPs to echo, in order (RFC 6733 §6.2)
+  std::vector<std::uint8_t> proxy_info;  ///< Proxy-Info AVPs to echo, in order (RFC 6733 §6.2)
 };
 
 /// An ACR or CCR, reduced to what the lock needs.
@@ -95,8 +104,8 @@ struct base_info {
   header hdr;
   std::string origin_host;
   std::string origin_realm;
-  std::uint32_t result_code = 0;       ///< answers only
-  std::uint32_t disconnect_cause = 0;  ///< DPR only
+  std::uint32_t result_code = 0;      ///< answers only
+  std::uint32_t disconnect_cause = 0; ///< DPR only
 };
 /// Parses DWR/DPR (5005 if Origin-Host/Origin-Realm, or a DPR's
 /// Disconnect-Cause, is missing) and DWA/DPA/CEA (no checks beyond framing).
@@ -152,7 +161,8 @@ void build_dpr(std::vector<std::uint8_t>& out, const local_identity& self, std::
 /// Dedupe key of an accounting record (RFC 6733 §9.4: Session-Id +
 /// Accounting-Record-Number identify a record; CCRs likewise with
 /// CC-Request-Number, RFC 4006 §8.2). Never 0.
-std::uint64_t record_key(std::string_view session_id, std::uint32_t command, std::uint32_t record_number);
+std::uint64_t record_key(std::string_view session_id, std::uint32_t command,
+                         std::uint32_t record_number);
 /// Dedupe key of a retransmission (RFC 6733 §3: End-to-End Identifier +
 /// Origin-Host are unique for at least 4 minutes). Never 0.
 std::uint64_t end_to_end_key(std::string_view origin_host, std::uint32_t end_to_end);

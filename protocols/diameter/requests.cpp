@@ -12,7 +12,8 @@ std::array<std::uint8_t, 8> to_tbcd(const std::string& digits) {
   for (std::size_t i = 0; i < digits.size() && i < 16; ++i) {
     const auto d = static_cast<std::uint8_t>(digits[i] - '0');
     auto& b = out[i / 2];
-    b = (i % 2 == 0) ? static_cast<std::uint8_t>((b & 0xf0) | d) : static_cast<std::uint8_t>((b & 0x0f) | (d << 4));
+    b = (i % 2 == 0) ? static_cast<std::uint8_t>((b & 0xf0) | d)
+                     : static_cast<std::uint8_t>((b & 0x0f) | (d << 4));
   }
   return out;
 }
@@ -34,7 +35,8 @@ void add_identities(message_writer& w, const charging_spec& s) {
 
 void add_imei(message_writer& w, const charging_spec& s) {
   switch (s.form) {
-    case imei_form::none: return;
+    case imei_form::none:
+      return;
     case imei_form::uei_ascii:
     case imei_form::uei_hex:
     case imei_form::uei_tbcd: {
@@ -52,9 +54,11 @@ void add_imei(message_writer& w, const charging_spec& s) {
       return;
     }
     case imei_form::terminal_information: {
-      const auto g = w.begin_group(avp_code::terminal_information, avp_flag::mandatory, vendor_3gpp);
+      const auto g =
+          w.begin_group(avp_code::terminal_information, avp_flag::mandatory, vendor_3gpp);
       w.add_string(avp_code::imei, s.imeisv.substr(0, 14) + "0", avp_flag::mandatory, vendor_3gpp);
-      w.add_string(avp_code::software_version, s.imeisv.substr(14, 2), avp_flag::mandatory, vendor_3gpp);
+      w.add_string(avp_code::software_version, s.imeisv.substr(14, 2), avp_flag::mandatory,
+                   vendor_3gpp);
       w.end_group(g);
       return;
     }
@@ -69,8 +73,9 @@ void add_imei(message_writer& w, const charging_spec& s) {
 void build_charging_request(std::vector<std::uint8_t>& out, const charging_spec& s) {
   const bool acr = s.command == command::accounting;
   message_writer w{out};
-  w.begin(static_cast<std::uint8_t>(cmd_flag::request | cmd_flag::proxiable | s.extra_flags), s.command,
-          acr ? application::accounting : application::credit_control, s.hop_by_hop, s.end_to_end);
+  w.begin(static_cast<std::uint8_t>(cmd_flag::request | cmd_flag::proxiable | s.extra_flags),
+          s.command, acr ? application::accounting : application::credit_control, s.hop_by_hop,
+          s.end_to_end);
   w.add_string(avp_code::session_id, s.session_id);
   w.add_string(avp_code::origin_host, s.origin_host);
   w.add_string(avp_code::origin_realm, s.origin_realm);
@@ -100,10 +105,12 @@ void build_charging_request(std::vector<std::uint8_t>& out, const charging_spec&
   w.finish();
 }
 
-void build_cer(std::vector<std::uint8_t>& out, const std::string& origin_host, const std::string& origin_realm,
-               std::uint32_t auth_app, std::uint32_t acct_app, std::uint32_t hop_by_hop, std::uint32_t end_to_end) {
+void build_cer(std::vector<std::uint8_t>& out, const std::string& origin_host,
+               const std::string& origin_realm, std::uint32_t auth_app, std::uint32_t acct_app,
+               std::uint32_t hop_by_hop, std::uint32_t end_to_end) {
   message_writer w{out};
-  w.begin(cmd_flag::request, command::capabilities_exchange, application::common, hop_by_hop, end_to_end);
+  w.begin(cmd_flag::request, command::capabilities_exchange, application::common, hop_by_hop,
+          end_to_end);
   w.add_string(avp_code::origin_host, origin_host);
   w.add_string(avp_code::origin_realm, origin_realm);
   const std::array<std::uint8_t, 6> ip{0, 1, 127, 0, 0, 1};
@@ -111,8 +118,10 @@ void build_cer(std::vector<std::uint8_t>& out, const std::string& origin_host, c
   w.add_u32(avp_code::vendor_id, 0);
   w.add_string(avp_code::product_name, "imeilock-test", 0);
   w.add_u32(avp_code::origin_state_id, 1);
-  if (auth_app != 0) w.add_u32(avp_code::auth_application_id, auth_app);
-  if (acct_app != 0) w.add_u32(avp_code::acct_application_id, acct_app);
+  if (auth_app != 0)
+    w.add_u32(avp_code::auth_application_id, auth_app);
+  if (acct_app != 0)
+    w.add_u32(avp_code::acct_application_id, acct_app);
   w.finish();
 }
 

@@ -32,20 +32,20 @@ struct charging_spec {
   std::string imsi;                ///< Subscription-Id type 1, empty: none
   std::string msisdn;              ///< Subscription-Id type 0, empty: none
   imei_form form = imei_form::none;
-  std::string imeisv;              ///< 16 digits (14 identity + 2 SVN)
+  std::string imeisv; ///< 16 digits (14 identity + 2 SVN)
   /// Put identities inside Service-Information / PS-Information (TS 32.299).
   bool nested = false;
   std::uint32_t hop_by_hop = 1;
   std::uint32_t end_to_end = 1;
-  std::uint8_t extra_flags = 0;    ///< e.g. cmd_flag::retransmit
+  std::uint8_t extra_flags = 0; ///< e.g. cmd_flag::retransmit
 };
 
 /// Appends the request to `out`.
 void build_charging_request(std::vector<std::uint8_t>& out, const charging_spec& spec);
 
 /// A CER advertising `auth_app` and `acct_app` (0xffffffff relay; 0: omit).
-void build_cer(std::vector<std::uint8_t>& out, const std::string& origin_host, const std::string& origin_realm,
-               std::uint32_t auth_app, std::uint32_t acct_app, std::uint32_t hop_by_hop = 1,
-               std::uint32_t end_to_end = 1);
+void build_cer(std::vector<std::uint8_t>& out, const std::string& origin_host,
+               const std::string& origin_realm, std::uint32_t auth_app, std::uint32_t acct_app,
+               std::uint32_t hop_by_hop = 1, std::uint32_t end_to_end = 1);
 
 } // namespace imeilock::diameter

@@ -36,13 +36,15 @@ using strand_t = asio::strand<asio::io_context::executor_type>;
 namespace {
 
 std::int64_t unix_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
-    .count();
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
 }
 
 bool iequals(std::string_view a, std::string_view b) {
   return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-           return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
+           return std::tolower(static_cast<unsigned char>(x)) ==
+                  std::tolower(static_cast<unsigned char>(y));
          });
 }
 
@@ -63,7 +65,8 @@ bool in_prefixes(const std::vector<address_prefix>& prefixes, const asio::ip::ad
     len = 16;
   }
   for (const auto& pre : prefixes)
-    if (prefix_contains(pre, buf, len)) return true;
+    if (prefix_contains(pre, buf, len))
+      return true;
   return false;
 }
 
@@ -75,51 +78,53 @@ namespace detail {
 
 /// The server's Prometheus families (names imeilock_diameter_*).
 struct server_metrics {
-  explicit server_metrics(prometheus::Registry& reg)
-    : peers(prometheus::BuildGauge()
-              .Name("imeilock_diameter_peers")
-              .Help("Configured Diameter peers by state (open: at least one connection past CER)")
-              .Register(reg)),
-      connections(prometheus::BuildGauge()
-                    .Name("imeilock_diameter_connections")
-                    .Help("Diameter transport connections by state")
-                    .Register(reg)),
-      requests(prometheus::BuildCounter()
-                 .Name("imeilock_diameter_requests_total")
-                 .Help("Diameter requests received, by command")
-                 .Register(reg)),
-      answers(prometheus::BuildCounter()
-                .Name("imeilock_diameter_answers_total")
-                .Help("Diameter answers sent, by command and Result-Code")
+  explicit server_metrics(prometheus::Registry& reg) :
+      peers(prometheus::BuildGauge()
+                .Name("imeilock_diameter_peers")
+                .Help("Configured Diameter peers by state (open: at least one connection past CER)")
                 .Register(reg)),
-      watchdog(prometheus::BuildCounter()
-                 .Name("imeilock_diameter_watchdog_failures_total")
-                 .Help("Peers closed because they did not answer a DWR within Tw (RFC 3539)")
-                 .Register(reg)
-                 .Add({})),
-      discarded(prometheus::BuildCounter()
-                  .Name("imeilock_diameter_discarded_frames_total")
-                  .Help("Diameter frames discarded (and their connection closed), by reason")
-                  .Register(reg)),
-      rejected(prometheus::BuildCounter()
-                 .Name("imeilock_diameter_rejected_connections_total")
-                 .Help("Connections refused at accept or CER, or evicted while waiting for CER, by reason")
-                 .Register(reg)),
-      duplicates(prometheus::BuildCounter()
-                   .Name("imeilock_diameter_duplicates_total")
-                   .Help("Retransmitted ACR/CCR answered again without a second observation, by kind")
+      connections(prometheus::BuildGauge()
+                      .Name("imeilock_diameter_connections")
+                      .Help("Diameter transport connections by state")
+                      .Register(reg)),
+      requests(prometheus::BuildCounter()
+                   .Name("imeilock_diameter_requests_total")
+                   .Help("Diameter requests received, by command")
                    .Register(reg)),
+      answers(prometheus::BuildCounter()
+                  .Name("imeilock_diameter_answers_total")
+                  .Help("Diameter answers sent, by command and Result-Code")
+                  .Register(reg)),
+      watchdog(prometheus::BuildCounter()
+                   .Name("imeilock_diameter_watchdog_failures_total")
+                   .Help("Peers closed because they did not answer a DWR within Tw (RFC 3539)")
+                   .Register(reg)
+                   .Add({})),
+      discarded(prometheus::BuildCounter()
+                    .Name("imeilock_diameter_discarded_frames_total")
+                    .Help("Diameter frames discarded (and their connection closed), by reason")
+                    .Register(reg)),
+      rejected(prometheus::BuildCounter()
+                   .Name("imeilock_diameter_rejected_connections_total")
+                   .Help("Connections refused at accept or CER, or evicted while waiting for CER, "
+                         "by reason")
+                   .Register(reg)),
+      duplicates(
+          prometheus::BuildCounter()
+              .Name("imeilock_diameter_duplicates_total")
+              .Help("Retransmitted ACR/CCR answered again without a second observation, by kind")
+              .Register(reg)),
       observations(prometheus::BuildCounter()
-                     .Name("imeilock_diameter_observations_total")
-                     .Help("ACR/CCR handed to the SIM layer, by IMEI status")
-                     .Register(reg)),
-      latency_family(prometheus::BuildHistogram()
-                       .Name("imeilock_diameter_processing_seconds")
-                       .Help("ACR/CCR processing time, frame received to answer queued")
+                       .Name("imeilock_diameter_observations_total")
+                       .Help("ACR/CCR handed to the SIM layer, by IMEI status")
                        .Register(reg)),
-      latency(latency_family.Add({}, prometheus::Histogram::BucketBoundaries{
-                                       0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
-                                       0.25, 0.5, 1, 2.5})),
+      latency_family(prometheus::BuildHistogram()
+                         .Name("imeilock_diameter_processing_seconds")
+                         .Help("ACR/CCR processing time, frame received to answer queued")
+                         .Register(reg)),
+      latency(latency_family.Add(
+          {}, prometheus::Histogram::BucketBoundaries{0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
+                                                      0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5})),
       imei_ok(observations.Add({{"imei", "ok"}})),
       imei_absent(observations.Add({{"imei", "absent"}})),
       imei_malformed(observations.Add({{"imei", "malformed"}})),
@@ -130,20 +135,27 @@ struct server_metrics {
   prometheus::Counter& answer(std::uint32_t cmd, std::uint32_t rc) {
     const std::uint64_t key = (std::uint64_t{cmd} << 32) | rc;
     auto it = answer_cache.find(key);
-    if (it != answer_cache.end()) return *it->second;
-    auto& c = answers.Add({{"command", std::string{command_name(cmd)} + "A"}, {"result_code", std::to_string(rc)}});
+    if (it != answer_cache.end())
+      return *it->second;
+    auto& c = answers.Add(
+        {{"command", std::string{command_name(cmd)} + "A"}, {"result_code", std::to_string(rc)}});
     answer_cache.emplace(key, &c);
     return c;
   }
   prometheus::Counter& request(std::uint32_t cmd) {
     auto it = request_cache.find(cmd);
-    if (it != request_cache.end()) return *it->second;
+    if (it != request_cache.end())
+      return *it->second;
     auto& c = requests.Add({{"command", std::string{command_name(cmd)} + "R"}});
     request_cache.emplace(cmd, &c);
     return c;
   }
-  void discard(std::string_view reason) { discarded.Add({{"reason", std::string{reason}}}).Increment(); }
-  void reject(std::string_view reason) { rejected.Add({{"reason", std::string{reason}}}).Increment(); }
+  void discard(std::string_view reason) {
+    discarded.Add({{"reason", std::string{reason}}}).Increment();
+  }
+  void reject(std::string_view reason) {
+    rejected.Add({{"reason", std::string{reason}}}).Increment();
+  }
 
   prometheus::Family<prometheus::Gauge>& peers;
   prometheus::Family<prometheus::Gauge>& connections;
@@ -176,10 +188,14 @@ struct peer_entry {
 enum class conn_state : std::uint8_t { wait_cer, open, closing, closed };
 std::string_view to_string(conn_state s) {
   switch (s) {
-    case conn_state::wait_cer: return "wait_cer";
-    case conn_state::open: return "open";
-    case conn_state::closing: return "closing";
-    case conn_state::closed: return "closed";
+    case conn_state::wait_cer:
+      return "wait_cer";
+    case conn_state::open:
+      return "open";
+    case conn_state::closing:
+      return "closing";
+    case conn_state::closed:
+      return "closed";
   }
   return "unknown";
 }
@@ -201,9 +217,14 @@ using namespace detail;
 
 struct server_impl : std::enable_shared_from_this<server_impl> {
   server_impl(asio::io_context& io_, const diameter_config& cfg_, actors::observation_sink& sink_,
-              prometheus::Registry& reg)
-    : io(io_), strand(asio::make_strand(io_)), cfg(cfg_), sink(sink_), metrics(reg),
-      cache(cfg_.limits.duplicate_cache_entries, cfg_.limits.duplicate_window), stop_timer(strand),
+              prometheus::Registry& reg) :
+      io(io_),
+      strand(asio::make_strand(io_)),
+      cfg(cfg_),
+      sink(sink_),
+      metrics(reg),
+      cache(cfg_.limits.duplicate_cache_entries, cfg_.limits.duplicate_window),
+      stop_timer(strand),
       rng(static_cast<std::uint32_t>(unix_ms())) {
     self.origin_host = cfg.origin_host;
     self.origin_realm = cfg.origin_realm;
@@ -214,7 +235,8 @@ struct server_impl : std::enable_shared_from_this<server_impl> {
     next_e2e = (static_cast<std::uint32_t>(unix_ms() / 1000) & 0xfffU) << 20;
     next_hbh = rng();
     for (auto s : {conn_state::wait_cer, conn_state::open, conn_state::closing})
-      conn_gauges[static_cast<int>(s)] = &metrics.connections.Add({{"state", std::string{to_string(s)}}});
+      conn_gauges[static_cast<int>(s)] =
+          &metrics.connections.Add({{"state", std::string{to_string(s)}}});
     peers_open = &metrics.peers.Add({{"state", "open"}});
     peers_down = &metrics.peers.Add({{"state", "down"}});
     update_peer_gauges();
@@ -227,11 +249,13 @@ struct server_impl : std::enable_shared_from_this<server_impl> {
       e.cfg = p;
       for (const auto& a : p.addresses) {
         address_prefix pre;
-        if (parse_prefix(a, pre)) e.prefixes.push_back(pre);
+        if (parse_prefix(a, pre))
+          e.prefixes.push_back(pre);
       }
       // Keep the connection count of peers that stay.
       for (const auto& old : peers)
-        if (iequals(old.cfg.origin_host, p.origin_host)) e.open_connections = old.open_connections;
+        if (iequals(old.cfg.origin_host, p.origin_host))
+          e.open_connections = old.open_connections;
       next.push_back(std::move(e));
     }
     peers = std::move(next);
@@ -239,14 +263,16 @@ struct server_impl : std::enable_shared_from_this<server_impl> {
 
   peer_entry* find_peer(std::string_view host) {
     for (auto& p : peers)
-      if (iequals(p.cfg.origin_host, host)) return &p;
+      if (iequals(p.cfg.origin_host, host))
+        return &p;
     return nullptr;
   }
 
   void update_peer_gauges() {
     double open = 0;
     for (const auto& p : peers)
-      if (p.open_connections > 0) open += 1;
+      if (p.open_connections > 0)
+        open += 1;
     peers_open->Set(open);
     peers_down->Set(static_cast<double>(peers.size()) - open);
   }
@@ -260,7 +286,8 @@ struct server_impl : std::enable_shared_from_this<server_impl> {
 
   /// True if `addr` is in the address list of a configured peer.
   bool configured_address(const asio::ip::address& addr) const {
-    return std::any_of(peers.begin(), peers.end(), [&](const peer_entry& p) { return in_prefixes(p.prefixes, addr); });
+    return std::any_of(peers.begin(), peers.end(),
+                       [&](const peer_entry& p) { return in_prefixes(p.prefixes, addr); });
   }
 
   /// Issue 9: at max_connections, the connection a newcomer from `from` may
@@ -301,8 +328,11 @@ namespace detail {
 
 /// One transport connection with a peer (RFC 6733 §5.6 responder side).
 struct connection : std::enable_shared_from_this<connection> {
-  connection(std::shared_ptr<server_impl> s, tcp::socket sock_)
-    : srv(std::move(s)), sock(std::move(sock_)), watchdog_timer(srv->strand), cer_timer(srv->strand),
+  connection(std::shared_ptr<server_impl> s, tcp::socket sock_) :
+      srv(std::move(s)),
+      sock(std::move(sock_)),
+      watchdog_timer(srv->strand),
+      cer_timer(srv->strand),
       close_timer(srv->strand) {
     rbuf.resize(std::min<std::size_t>(srv->cfg.limits.max_message_size, 65536));
   }
@@ -312,9 +342,11 @@ struct connection : std::enable_shared_from_this<connection> {
     // Small answers must leave at once: Nagle + delayed ACK costs 40 ms per answer.
     sock.set_option(tcp::no_delay(true), ec);
     auto remote = sock.remote_endpoint(ec);
-    if (!ec) remote_addr = remote.address();
+    if (!ec)
+      remote_addr = remote.address();
     auto local = sock.local_endpoint(ec);
-    if (!ec) local_addr = local.address();
+    if (!ec)
+      local_addr = local.address();
     set_state(conn_state::wait_cer);
     cer_timer.expires_after(srv->cfg.cer_timeout);
     cer_timer.async_wait([self = shared_from_this()](boost::system::error_code e) {
@@ -327,13 +359,16 @@ struct connection : std::enable_shared_from_this<connection> {
   }
 
   void set_state(conn_state s) {
-    if (state != conn_state::closed) srv->conn_gauges[static_cast<int>(state)]->Decrement();
+    if (state != conn_state::closed)
+      srv->conn_gauges[static_cast<int>(state)]->Decrement();
     if (state == conn_state::open && peer) {
-      if (peer->open_connections > 0) --peer->open_connections;
+      if (peer->open_connections > 0)
+        --peer->open_connections;
       srv->update_peer_gauges();
     }
     state = s;
-    if (s != conn_state::closed) srv->conn_gauges[static_cast<int>(s)]->Increment();
+    if (s != conn_state::closed)
+      srv->conn_gauges[static_cast<int>(s)]->Increment();
     if (s == conn_state::open && peer) {
       ++peer->open_connections;
       srv->update_peer_gauges();
@@ -343,7 +378,8 @@ struct connection : std::enable_shared_from_this<connection> {
   // -- reading ---------------------------------------------------------------
 
   void do_read() {
-    if (reading || state == conn_state::closed || close_after_write || read_paused()) return;
+    if (reading || state == conn_state::closed || close_after_write || read_paused())
+      return;
     if (rlen == rbuf.size()) {
       // Only a frame whose declared length fits max_message_size gets here
       // (check_frame ran first), so growth is bounded by the limit.
@@ -362,7 +398,8 @@ struct connection : std::enable_shared_from_this<connection> {
   }
 
   void on_read(boost::system::error_code ec, std::size_t n) {
-    if (state == conn_state::closed) return;
+    if (state == conn_state::closed)
+      return;
     if (ec) {
       if (ec != asio::error::eof && ec != asio::error::operation_aborted)
         log::debug("diameter.read_error", {{"peer", peer_name()}, {"error", ec.message()}});
@@ -374,7 +411,8 @@ struct connection : std::enable_shared_from_this<connection> {
     std::size_t off = 0;
     while (state != conn_state::closed) {
       std::uint32_t len = 0;
-      const auto st = check_frame(bytes{rbuf.data() + off, rlen - off}, srv->cfg.limits.max_message_size, len);
+      const auto st =
+          check_frame(bytes{rbuf.data() + off, rlen - off}, srv->cfg.limits.max_message_size, len);
       if (st == frame_status::need_more) {
         if (st == frame_status::need_more && len > rbuf.size() && rlen - off >= 4) {
           // A complete header announced a frame larger than the buffer: grow once to its length.
@@ -391,23 +429,27 @@ struct connection : std::enable_shared_from_this<connection> {
         srv->metrics.discard(to_string(st));
         std::uint64_t suppressed = 0;
         if (frame_log_limiter.allow(suppressed))
-          log::warning("diameter.framing_error",
-                       {{"peer", peer_name()}, {"reason", to_string(st)}, {"suppressed", suppressed}});
+          log::warning(
+              "diameter.framing_error",
+              {{"peer", peer_name()}, {"reason", to_string(st)}, {"suppressed", suppressed}});
         close();
         return;
       }
       handle(bytes{rbuf.data() + off, len});
       off += len;
       // A refused CER: nothing after it is read; the connection closes once the CEA is out.
-      if (close_after_write) return;
+      if (close_after_write)
+        return;
     }
-    if (state == conn_state::closed) return;
+    if (state == conn_state::closed)
+      return;
     if (off > 0) {
       std::memmove(rbuf.data(), rbuf.data() + off, rlen - off);
       rlen -= off;
     }
     // Keep the buffer small again after a large frame.
-    if (rlen == 0 && rbuf.size() > 65536) rbuf.resize(65536);
+    if (rlen == 0 && rbuf.size() > 65536)
+      rbuf.resize(65536);
     do_read();
   }
 
@@ -416,7 +458,8 @@ struct connection : std::enable_shared_from_this<connection> {
   void handle(bytes msg) {
     const header h = decode_header(msg);
     const message_kind kind = classify(h);
-    if (h.is_request()) srv->metrics.request(h.command).Increment();
+    if (h.is_request())
+      srv->metrics.request(h.command).Increment();
     if (state == conn_state::wait_cer) {
       // RFC 6733 §5.6: in Wait-CER only a CER is acceptable.
       if (kind != message_kind::cer) {
@@ -428,20 +471,31 @@ struct connection : std::enable_shared_from_this<connection> {
       return;
     }
     switch (kind) {
-      case message_kind::cer: handle_cer(msg, h); return;
-      case message_kind::dwr: handle_dwr(msg, h); return;
-      case message_kind::dpr: handle_dpr(msg, h); return;
+      case message_kind::cer:
+        handle_cer(msg, h);
+        return;
+      case message_kind::dwr:
+        handle_dwr(msg, h);
+        return;
+      case message_kind::dpr:
+        handle_dpr(msg, h);
+        return;
       case message_kind::acr:
-      case message_kind::ccr: handle_charging(msg, h); return;
+      case message_kind::ccr:
+        handle_charging(msg, h);
+        return;
       case message_kind::dwa:
-        if (dwr_outstanding && h.hop_by_hop == dwr_hbh) dwr_outstanding = false;
+        if (dwr_outstanding && h.hop_by_hop == dwr_hbh)
+          dwr_outstanding = false;
         return;
       case message_kind::dpa:
-        if (dpr_sent && h.hop_by_hop == dpr_hbh) close();
+        if (dpr_sent && h.hop_by_hop == dpr_hbh)
+          close();
         return;
       case message_kind::other_request: {
         auto err = check_request_header(h);
-        if (!err) err.result_code = result::command_unsupported;
+        if (!err)
+          err.result_code = result::command_unsupported;
         answer_error(msg, h, err);
         return;
       }
@@ -456,7 +510,8 @@ struct connection : std::enable_shared_from_this<connection> {
   void answer_error(bytes msg, const header& h, const request_error& err) {
     avp sid;
     std::string_view session;
-    if (find_avp(msg.subspan(header_size), avp_code::session_id, 0, sid)) session = sid.text();
+    if (find_avp(msg.subspan(header_size), avp_code::session_id, 0, sid))
+      session = sid.text();
     std::vector<std::uint8_t> out;
     build_error_answer(out, h, session, srv->self, err.result_code, err.failed_avp, err.message);
     srv->metrics.answer(h.command, err.result_code).Increment();
@@ -466,7 +521,8 @@ struct connection : std::enable_shared_from_this<connection> {
   std::vector<host_address> host_addresses() const {
     host_address a;
     auto addr = local_addr;
-    if (addr.is_v6() && addr.to_v6().is_v4_mapped()) addr = asio::ip::make_address_v4(asio::ip::v4_mapped, addr.to_v6());
+    if (addr.is_v6() && addr.to_v6().is_v4_mapped())
+      addr = asio::ip::make_address_v4(asio::ip::v4_mapped, addr.to_v6());
     if (addr.is_v4()) {
       a.family = 1;
       auto b = addr.to_v4().to_bytes();
@@ -479,20 +535,26 @@ struct connection : std::enable_shared_from_this<connection> {
     return {a};
   }
 
-  void refuse_cer(const header& h, std::uint32_t rc, std::string_view reason, std::string_view message) {
+  void refuse_cer(const header& h, std::uint32_t rc, std::string_view reason,
+                  std::string_view message) {
     std::vector<std::uint8_t> out;
     build_cea(out, h, srv->self, rc, host_addresses(), {}, message);
     srv->metrics.answer(h.command, rc).Increment();
     srv->metrics.reject(reason);
-    log::warning("diameter.cer_refused", {{"peer", peer_name()}, {"origin_host", cer_host},
-                                          {"remote", remote_addr.to_string()}, {"result_code", rc},
+    log::warning("diameter.cer_refused", {{"peer", peer_name()},
+                                          {"origin_host", cer_host},
+                                          {"remote", remote_addr.to_string()},
+                                          {"result_code", rc},
                                           {"reason", reason}});
     send(out);
     close_after_write = true;
-    if (!writing) close();
+    if (!writing)
+      close();
   }
 
-  bool address_allowed(const peer_entry& p) const { return p.prefixes.empty() || in_prefixes(p.prefixes, remote_addr); }
+  bool address_allowed(const peer_entry& p) const {
+    return p.prefixes.empty() || in_prefixes(p.prefixes, remote_addr);
+  }
 
   void handle_cer(bytes msg, const header& h) {
     if (auto err = check_request_header(h)) {
@@ -514,22 +576,27 @@ struct connection : std::enable_shared_from_this<connection> {
     }
     peer_entry* p = srv->find_peer(info.origin_host);
     // RFC 6733 §5.3: a CER from an unknown peer is answered 3010 and the connection closed.
-    if (!p || (!p->cfg.realm.empty() && !iequals(p->cfg.realm, info.origin_realm)) || !address_allowed(*p)) {
+    if (!p || (!p->cfg.realm.empty() && !iequals(p->cfg.realm, info.origin_realm)) ||
+        !address_allowed(*p)) {
       refuse_cer(h, result::unknown_peer, p ? "address_or_realm" : "unknown_peer", "unknown peer");
       return;
     }
     bool common = false;
     for (auto lists : {&info.auth_applications, &info.acct_applications})
       for (auto app : *lists)
-        if (app == application::accounting || app == application::credit_control || app == application::relay)
+        if (app == application::accounting || app == application::credit_control ||
+            app == application::relay)
           common = true;
     // RFC 6733 §5.3: no common application -> 5010 DIAMETER_NO_COMMON_APPLICATION, then close.
     if (!common) {
-      refuse_cer(h, result::no_common_application, "no_common_application", "no common application");
+      refuse_cer(h, result::no_common_application, "no_common_application",
+                 "no common application");
       return;
     }
-    if (state == conn_state::wait_cer && p->open_connections >= srv->cfg.limits.max_connections_per_peer) {
-      refuse_cer(h, result::unable_to_comply, "peer_connection_limit", "too many connections from this peer");
+    if (state == conn_state::wait_cer &&
+        p->open_connections >= srv->cfg.limits.max_connections_per_peer) {
+      refuse_cer(h, result::unable_to_comply, "peer_connection_limit",
+                 "too many connections from this peer");
       return;
     }
     std::vector<std::uint8_t> out;
@@ -540,7 +607,8 @@ struct connection : std::enable_shared_from_this<connection> {
       peer_host = p->cfg.origin_host;
       cer_timer.cancel();
       set_state(conn_state::open);
-      log::info("diameter.peer_open", {{"peer", peer_host}, {"remote", remote_addr.to_string()},
+      log::info("diameter.peer_open", {{"peer", peer_host},
+                                       {"remote", remote_addr.to_string()},
                                        {"product", info.product_name}});
       arm_watchdog(srv->jittered_tw_ms());
     }
@@ -549,7 +617,8 @@ struct connection : std::enable_shared_from_this<connection> {
   }
 
   void handle_dwr(bytes msg, const header& h) {
-    if (auto err = check_request_header(h)) return answer_error(msg, h, err);
+    if (auto err = check_request_header(h))
+      return answer_error(msg, h, err);
     base_info info;
     auto err = parse_base(msg, info);
     std::vector<std::uint8_t> out;
@@ -559,20 +628,24 @@ struct connection : std::enable_shared_from_this<connection> {
   }
 
   void handle_dpr(bytes msg, const header& h) {
-    if (auto err = check_request_header(h)) return answer_error(msg, h, err);
+    if (auto err = check_request_header(h))
+      return answer_error(msg, h, err);
     base_info info;
     auto err = parse_base(msg, info);
     std::vector<std::uint8_t> out;
     build_dpa(out, h, srv->self, err ? err.result_code : result::success);
     srv->metrics.answer(h.command, err ? err.result_code : result::success).Increment();
     send(out);
-    if (err) return;
-    log::info("diameter.peer_disconnect", {{"peer", peer_name()}, {"cause", info.disconnect_cause}});
+    if (err)
+      return;
+    log::info("diameter.peer_disconnect",
+              {{"peer", peer_name()}, {"cause", info.disconnect_cause}});
     // RFC 6733 §5.4: the DPR sender closes after our DPA; close ourselves if it does not.
     set_state(conn_state::closing);
     close_timer.expires_after(srv->cfg.dpr_timeout);
     close_timer.async_wait([self = shared_from_this()](boost::system::error_code e) {
-      if (!e) self->close();
+      if (!e)
+        self->close();
     });
   }
 
@@ -580,7 +653,8 @@ struct connection : std::enable_shared_from_this<connection> {
 
   void handle_charging(bytes msg, const header& h) {
     const auto received = steady::now();
-    if (auto err = check_request_header(h)) return answer_error(msg, h, err);
+    if (auto err = check_request_header(h))
+      return answer_error(msg, h, err);
     charging_request req;
     if (auto err = parse_charging_request(msg, srv->lim, req)) {
       std::vector<std::uint8_t> out;
@@ -594,7 +668,8 @@ struct connection : std::enable_shared_from_this<connection> {
     const std::uint64_t e2e = end_to_end_key(req.origin_host, h.end_to_end);
     // RFC 6733 §9.4 / §3: a retransmitted record gets the same answer, no second observation.
     auto cached = srv->cache.find(rec, now_ms);
-    if (!cached) cached = srv->cache.find(e2e, now_ms);
+    if (!cached)
+      cached = srv->cache.find(e2e, now_ms);
     if (cached) {
       std::vector<std::uint8_t> out(cached->begin(), cached->end());
       store_u32(out.data() + 12, h.hop_by_hop);
@@ -630,9 +705,15 @@ struct connection : std::enable_shared_from_this<connection> {
       return;
     }
     switch (req.imei.status) {
-      case lock::imei_status::ok: srv->metrics.imei_ok.Increment(); break;
-      case lock::imei_status::absent: srv->metrics.imei_absent.Increment(); break;
-      case lock::imei_status::malformed: srv->metrics.imei_malformed.Increment(); break;
+      case lock::imei_status::ok:
+        srv->metrics.imei_ok.Increment();
+        break;
+      case lock::imei_status::absent:
+        srv->metrics.imei_absent.Increment();
+        break;
+      case lock::imei_status::malformed:
+        srv->metrics.imei_malformed.Increment();
+        break;
     }
     actors::observation obs;
     obs.imsi = imsi;
@@ -653,8 +734,10 @@ struct connection : std::enable_shared_from_this<connection> {
   }
 
   void on_answered() {
-    if (pending > 0) --pending;
-    if (dpr_wanted && pending == 0) send_dpr(dpr_cause);
+    if (pending > 0)
+      --pending;
+    if (dpr_wanted && pending == 0)
+      send_dpr(dpr_cause);
   }
 
   // -- watchdog (RFC 3539) -----------------------------------------------------
@@ -662,12 +745,14 @@ struct connection : std::enable_shared_from_this<connection> {
   void arm_watchdog(std::uint32_t ms) {
     watchdog_timer.expires_after(std::chrono::milliseconds{ms});
     watchdog_timer.async_wait([self = shared_from_this()](boost::system::error_code e) {
-      if (!e) self->on_watchdog();
+      if (!e)
+        self->on_watchdog();
     });
   }
 
   void on_watchdog() {
-    if (state != conn_state::open) return;
+    if (state != conn_state::open)
+      return;
     const auto now = steady::now();
     const auto tw = std::chrono::milliseconds{srv->jittered_tw_ms()};
     if (dwr_outstanding && now - dwr_sent_at >= std::chrono::milliseconds{srv->cfg.watchdog}) {
@@ -690,13 +775,13 @@ struct connection : std::enable_shared_from_this<connection> {
     }
     if (dwr_outstanding) {
       const auto left = std::chrono::milliseconds{srv->cfg.watchdog} - (now - dwr_sent_at);
-      arm_watchdog(static_cast<std::uint32_t>(
-        std::max<std::int64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(left).count(), 1)));
+      arm_watchdog(static_cast<std::uint32_t>(std::max<std::int64_t>(
+          std::chrono::duration_cast<std::chrono::milliseconds>(left).count(), 1)));
       return;
     }
     const auto left = tw - (now - last_rx);
-    arm_watchdog(static_cast<std::uint32_t>(
-      std::max<std::int64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(left).count(), 1)));
+    arm_watchdog(static_cast<std::uint32_t>(std::max<std::int64_t>(
+        std::chrono::duration_cast<std::chrono::milliseconds>(left).count(), 1)));
   }
 
   // -- DPR we send ---------------------------------------------------------------
@@ -707,14 +792,18 @@ struct connection : std::enable_shared_from_this<connection> {
       close();
       return;
     }
-    if (state != conn_state::open) return;
+    if (state != conn_state::open)
+      return;
     dpr_cause = cause;
-    if (pending == 0) send_dpr(cause);
-    else dpr_wanted = true;
+    if (pending == 0)
+      send_dpr(cause);
+    else
+      dpr_wanted = true;
   }
 
   void send_dpr(std::uint32_t cause) {
-    if (dpr_sent || state == conn_state::closed) return;
+    if (dpr_sent || state == conn_state::closed)
+      return;
     dpr_wanted = false;
     dpr_sent = true;
     std::vector<std::uint8_t> out;
@@ -727,36 +816,42 @@ struct connection : std::enable_shared_from_this<connection> {
   // -- writing -------------------------------------------------------------------
 
   void send(const std::vector<std::uint8_t>& msg) {
-    if (state == conn_state::closed) return;
+    if (state == conn_state::closed)
+      return;
     wpend.insert(wpend.end(), msg.begin(), msg.end());
-    if (!writing) start_write();
+    if (!writing)
+      start_write();
   }
 
   void start_write() {
-    if (wpend.empty() || state == conn_state::closed) return;
+    if (wpend.empty() || state == conn_state::closed)
+      return;
     wwrite.swap(wpend);
     wpend.clear();
     writing = true;
-    asio::async_write(sock, asio::buffer(wwrite), [self = shared_from_this()](boost::system::error_code ec, std::size_t) {
-      self->writing = false;
-      self->wwrite.clear();
-      if (ec) {
-        self->close();
-        return;
-      }
-      if (!self->wpend.empty()) {
-        self->start_write();
-      } else if (self->close_after_write) {
-        self->close();
-        return;
-      }
-      self->do_read(); // resumes a read paused by a full write buffer
-    });
+    asio::async_write(sock, asio::buffer(wwrite),
+                      [self = shared_from_this()](boost::system::error_code ec, std::size_t) {
+                        self->writing = false;
+                        self->wwrite.clear();
+                        if (ec) {
+                          self->close();
+                          return;
+                        }
+                        if (!self->wpend.empty()) {
+                          self->start_write();
+                        } else if (self->close_after_write) {
+                          self->close();
+                          return;
+                        }
+                        self->do_read(); // resumes a read paused by a full write buffer
+                      });
   }
 
   void close() {
-    if (state == conn_state::closed) return;
-    if (state == conn_state::open) log::info("diameter.peer_closed", {{"peer", peer_name()}});
+    if (state == conn_state::closed)
+      return;
+    if (state == conn_state::open)
+      log::info("diameter.peer_closed", {{"peer", peer_name()}});
     set_state(conn_state::closed);
     boost::system::error_code ec;
     sock.shutdown(tcp::socket::shutdown_both, ec);
@@ -802,8 +897,10 @@ struct connection : std::enable_shared_from_this<connection> {
 
 void server_impl::accept(tcp::acceptor& acc) {
   // The new socket is created on our strand, so all its handlers are serialised.
-  acc.async_accept(strand, [self = shared_from_this(), &acc](boost::system::error_code ec, tcp::socket sock) {
-    if (ec == asio::error::operation_aborted || self->stopping) return;
+  acc.async_accept(strand, [self = shared_from_this(), &acc](boost::system::error_code ec,
+                                                             tcp::socket sock) {
+    if (ec == asio::error::operation_aborted || self->stopping)
+      return;
     if (!ec) {
       if (self->conns.size() >= self->cfg.limits.max_connections) {
         // Issue 9: make room by evicting a connection still waiting for CER, if the policy allows.
@@ -835,7 +932,8 @@ void server_impl::accept(tcp::acceptor& acc) {
       // E.g. EMFILE: log (rate-limited) and retry a little later instead of spinning.
       std::uint64_t suppressed = 0;
       if (frame_log_limiter.allow(suppressed))
-        log::warning("diameter.accept_error", {{"error", ec.message()}, {"suppressed", suppressed}});
+        log::warning("diameter.accept_error",
+                     {{"error", ec.message()}, {"suppressed", suppressed}});
       auto t = std::make_shared<asio::steady_timer>(self->strand, std::chrono::milliseconds{100});
       t->async_wait([self, t, &acc](boost::system::error_code) { self->accept(acc); });
       return;
@@ -847,9 +945,12 @@ void server_impl::accept(tcp::acceptor& acc) {
 std::shared_ptr<connection> server_impl::cer_wait_victim(const asio::ip::address& from) {
   std::shared_ptr<connection> oldest_waiting;
   for (const auto& c : conns) { // accept order: oldest first
-    if (c->state != conn_state::wait_cer) continue;
-    if (!configured_address(c->remote_addr)) return c;
-    if (!oldest_waiting) oldest_waiting = c;
+    if (c->state != conn_state::wait_cer)
+      continue;
+    if (!configured_address(c->remote_addr))
+      return c;
+    if (!oldest_waiting)
+      oldest_waiting = c;
   }
   return configured_address(from) ? oldest_waiting : nullptr;
 }
@@ -858,7 +959,7 @@ void server_impl::on_ack(const std::shared_ptr<pending_request>& p, actors::ack 
   in_flight.erase(p->record);
   in_flight.erase(p->e2e);
   const std::uint32_t rc =
-    (a == actors::ack::ok || a == actors::ack::unknown_sim) ? result::success : result::too_busy;
+      (a == actors::ack::ok || a == actors::ack::unknown_sim) ? result::success : result::too_busy;
   auto answer = std::make_shared<std::vector<std::uint8_t>>();
   build_charging_answer(*answer, p->ctx, self, rc);
   if (rc == result::success) {
@@ -887,7 +988,8 @@ void server_impl::remove(connection* c) {
 }
 
 void server_impl::finish_stop_if_done() {
-  if (!stopping || !conns.empty() || !stop_done) return;
+  if (!stopping || !conns.empty() || !stop_done)
+    return;
   stop_timer.cancel();
   auto done = std::move(stop_done);
   stop_done = nullptr;
@@ -896,8 +998,8 @@ void server_impl::finish_stop_if_done() {
 }
 
 diameter_server::diameter_server(boost::asio::io_context& io, const diameter_config& cfg,
-                                 actors::observation_sink& sink, prometheus::Registry& registry)
-  : impl_(std::make_shared<server_impl>(io, cfg, sink, registry)) {}
+                                 actors::observation_sink& sink, prometheus::Registry& registry) :
+    impl_(std::make_shared<server_impl>(io, cfg, sink, registry)) {}
 
 diameter_server::~diameter_server() {
   // Best effort if stop() was not awaited: close everything on the strand.
@@ -909,7 +1011,8 @@ diameter_server::~diameter_server() {
       a->close(ec);
     }
     auto copy = s->conns;
-    for (auto& c : copy) c->close();
+    for (auto& c : copy)
+      c->close();
   });
 }
 
@@ -924,10 +1027,14 @@ expected<void> diameter_server::start() {
     tcp::endpoint endpoint{addr, ep.port};
     auto acc = std::make_unique<tcp::acceptor>(s.strand);
     acc->open(endpoint.protocol(), ec);
-    if (!ec) acc->set_option(asio::socket_base::reuse_address(true), ec);
-    if (!ec && addr.is_v6()) acc->set_option(asio::ip::v6_only(true), ec);
-    if (!ec) acc->bind(endpoint, ec);
-    if (!ec) acc->listen(asio::socket_base::max_listen_connections, ec);
+    if (!ec)
+      acc->set_option(asio::socket_base::reuse_address(true), ec);
+    if (!ec && addr.is_v6())
+      acc->set_option(asio::ip::v6_only(true), ec);
+    if (!ec)
+      acc->bind(endpoint, ec);
+    if (!ec)
+      acc->listen(asio::socket_base::max_listen_connections, ec);
     if (ec) {
       s.acceptors.clear();
       return error{sys_ec::listen_failed,
@@ -937,8 +1044,9 @@ expected<void> diameter_server::start() {
   }
   for (auto& acc : s.acceptors) {
     auto local = acc->local_endpoint();
-    log::info("diameter.listening", {{"addr", local.address().to_string() + ":" + std::to_string(local.port())},
-                                     {"origin_host", s.self.origin_host}});
+    log::info("diameter.listening",
+              {{"addr", local.address().to_string() + ":" + std::to_string(local.port())},
+               {"origin_host", s.self.origin_host}});
     asio::post(s.strand, [impl = impl_, a = acc.get()] { impl->accept(*a); });
   }
   return {};
@@ -949,7 +1057,8 @@ std::vector<config::endpoint> diameter_server::local_endpoints() const {
   for (const auto& acc : impl_->acceptors) {
     boost::system::error_code ec;
     auto local = acc->local_endpoint(ec);
-    if (!ec) out.push_back({local.address().to_string(), local.port()});
+    if (!ec)
+      out.push_back({local.address().to_string(), local.port()});
   }
   return out;
 }
@@ -958,7 +1067,8 @@ void diameter_server::stop(std::function<void()> done) {
   auto s = impl_;
   asio::post(s->strand, [s, done = std::move(done)]() mutable {
     if (s->stopping && !s->stop_done) {
-      if (done) asio::post(s->strand, std::move(done));
+      if (done)
+        asio::post(s->strand, std::move(done));
       return;
     }
     s->stopping = true;
@@ -969,13 +1079,17 @@ void diameter_server::stop(std::function<void()> done) {
     }
     log::info("diameter.stopping", {{"connections", s->conns.size()}});
     auto copy = s->conns;
-    for (auto& c : copy) c->request_disconnect(disconnect_cause::rebooting);
+    for (auto& c : copy)
+      c->request_disconnect(disconnect_cause::rebooting);
     s->stop_timer.expires_after(s->cfg.dpr_timeout);
     s->stop_timer.async_wait([s](boost::system::error_code ec) {
-      if (ec) return;
+      if (ec)
+        return;
       auto left = s->conns;
-      if (!left.empty()) log::warning("diameter.stop_timeout", {{"connections", left.size()}});
-      for (auto& c : left) c->close();
+      if (!left.empty())
+        log::warning("diameter.stop_timeout", {{"connections", left.size()}});
+      for (auto& c : left)
+        c->close();
       s->finish_stop_if_done();
     });
     s->finish_stop_if_done();
@@ -996,7 +1110,8 @@ void diameter_server::reload(const diameter_config& cfg) {
     // Re-point connections at the new peer table; drop peers no longer configured.
     auto copy = s->conns;
     for (auto& c : copy) {
-      if (c->state == conn_state::wait_cer) continue;
+      if (c->state == conn_state::wait_cer)
+        continue;
       c->peer = s->find_peer(c->peer_host);
       if (!c->peer) {
         log::notice("diameter.peer_removed", {{"peer", c->peer_host}});
@@ -1004,9 +1119,11 @@ void diameter_server::reload(const diameter_config& cfg) {
       }
     }
     // Recount open connections per peer from scratch.
-    for (auto& p : s->peers) p.open_connections = 0;
+    for (auto& p : s->peers)
+      p.open_connections = 0;
     for (auto& c : s->conns)
-      if (c->state == conn_state::open && c->peer) ++c->peer->open_connections;
+      if (c->state == conn_state::open && c->peer)
+        ++c->peer->open_connections;
     s->update_peer_gauges();
     log::info("diameter.reloaded", {{"peers", s->peers.size()}});
   });

@@ -47,8 +47,8 @@ struct server_impl;
 /// A Diameter node listening for peers.
 class diameter_server {
 public:
-  diameter_server(boost::asio::io_context& io, const diameter_config& cfg, actors::observation_sink& sink,
-                  prometheus::Registry& registry);
+  diameter_server(boost::asio::io_context& io, const diameter_config& cfg,
+                  actors::observation_sink& sink, prometheus::Registry& registry);
   ~diameter_server();
   diameter_server(const diameter_server&) = delete;
   diameter_server& operator=(const diameter_server&) = delete;

@@ -24,33 +24,46 @@ header decode_header(bytes raw) {
 
 std::string_view to_string(frame_status s) {
   switch (s) {
-    case frame_status::complete: return "complete";
-    case frame_status::need_more: return "need_more";
-    case frame_status::bad_version: return "bad_version";
-    case frame_status::bad_length: return "bad_length";
-    case frame_status::too_long: return "too_long";
+    case frame_status::complete:
+      return "complete";
+    case frame_status::need_more:
+      return "need_more";
+    case frame_status::bad_version:
+      return "bad_version";
+    case frame_status::bad_length:
+      return "bad_length";
+    case frame_status::too_long:
+      return "too_long";
   }
   return "unknown";
 }
 
 frame_status check_frame(bytes buf, std::size_t max_message_size, std::uint32_t& length) {
-  if (buf.empty()) return frame_status::need_more;
+  if (buf.empty())
+    return frame_status::need_more;
   // RFC 6733 §3: Version MUST be 1; checked on the first byte so garbage is
   // refused before we wait for a length that will never come.
-  if (buf[0] != version) return frame_status::bad_version;
-  if (buf.size() < 4) return frame_status::need_more;
+  if (buf[0] != version)
+    return frame_status::bad_version;
+  if (buf.size() < 4)
+    return frame_status::need_more;
   length = load_u24(buf.data() + 1);
   // RFC 6733 §3: the length includes the header and is always a multiple of 4.
-  if (length < header_size || (length & 3U) != 0) return frame_status::bad_length;
-  if (length > max_message_size) return frame_status::too_long;
-  if (buf.size() < length) return frame_status::need_more;
+  if (length < header_size || (length & 3U) != 0)
+    return frame_status::bad_length;
+  if (length > max_message_size)
+    return frame_status::too_long;
+  if (buf.size() < length)
+    return frame_status::need_more;
   return frame_status::complete;
 }
 
 bool avp_reader::next(avp& out) {
-  if (error_ != avp_error::none) return false;
+  if (error_ != avp_error::none)
+    return false;
   const std::size_t left = data_.size() - pos_;
-  if (left == 0) return false;
+  if (left == 0)
+    return false;
   if (left < 8) {
     error_ = avp_error::truncated_header;
     return false;
@@ -105,11 +118,13 @@ void message_writer::begin(std::uint8_t flags, std::uint32_t command_code, std::
   store_u32(p + 16, end_to_end);
 }
 
-std::size_t message_writer::put_avp_header(std::uint32_t code, std::uint8_t flags, std::uint32_t vendor,
-                                           std::size_t value_len) {
+std::size_t message_writer::put_avp_header(std::uint32_t code, std::uint8_t flags,
+                                           std::uint32_t vendor, std::size_t value_len) {
   const bool v = vendor != 0;
-  if (v) flags |= avp_flag::vendor;
-  else flags = static_cast<std::uint8_t>(flags & ~avp_flag::vendor);
+  if (v)
+    flags |= avp_flag::vendor;
+  else
+    flags = static_cast<std::uint8_t>(flags & ~avp_flag::vendor);
   const std::size_t hdr = v ? 12 : 8;
   const std::size_t at = out_.size();
   out_.resize(at + hdr + pad4(value_len), 0);
@@ -117,13 +132,16 @@ std::size_t message_writer::put_avp_header(std::uint32_t code, std::uint8_t flag
   store_u32(p, code);
   p[4] = flags;
   store_u24(p + 5, static_cast<std::uint32_t>(hdr + value_len));
-  if (v) store_u32(p + 8, vendor);
+  if (v)
+    store_u32(p + 8, vendor);
   return at + hdr;
 }
 
-void message_writer::add_raw(std::uint32_t code, std::uint8_t flags, std::uint32_t vendor, bytes value) {
+void message_writer::add_raw(std::uint32_t code, std::uint8_t flags, std::uint32_t vendor,
+                             bytes value) {
   const std::size_t at = put_avp_header(code, flags, vendor, value.size());
-  if (!value.empty()) std::memcpy(out_.data() + at, value.data(), value.size());
+  if (!value.empty())
+    std::memcpy(out_.data() + at, value.data(), value.size());
 }
 
 void message_writer::add_string(std::uint32_t code, std::string_view value, std::uint8_t flags,
@@ -155,7 +173,8 @@ void message_writer::append_avps(bytes encoded) {
   out_.insert(out_.end(), encoded.begin(), encoded.end());
 }
 
-std::size_t message_writer::begin_group(std::uint32_t code, std::uint8_t flags, std::uint32_t vendor) {
+std::size_t message_writer::begin_group(std::uint32_t code, std::uint8_t flags,
+                                        std::uint32_t vendor) {
   const std::size_t at = out_.size();
   put_avp_header(code, flags, vendor, 0);
   return at;

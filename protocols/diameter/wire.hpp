@@ -95,8 +95,8 @@ inline constexpr std::uint32_t user_equipment_info_type = 459;
 inline constexpr std::uint32_t user_equipment_info_value = 460;
 inline constexpr std::uint32_t accounting_record_type = 480;
 inline constexpr std::uint32_t accounting_record_number = 485;
-inline constexpr std::uint32_t service_information = 873; ///< vendor 10415 (TS 32.299)
-inline constexpr std::uint32_t ps_information = 874;      ///< vendor 10415 (TS 32.299)
+inline constexpr std::uint32_t service_information = 873;   ///< vendor 10415 (TS 32.299)
+inline constexpr std::uint32_t ps_information = 874;        ///< vendor 10415 (TS 32.299)
 inline constexpr std::uint32_t terminal_information = 1401; ///< vendor 10415 (TS 29.272)
 inline constexpr std::uint32_t imei = 1402;                 ///< vendor 10415
 inline constexpr std::uint32_t software_version = 1403;     ///< vendor 10415
@@ -131,7 +131,8 @@ inline std::uint32_t load_u24(const std::uint8_t* p) {
   return (std::uint32_t{p[0]} << 16) | (std::uint32_t{p[1]} << 8) | p[2];
 }
 inline std::uint32_t load_u32(const std::uint8_t* p) {
-  return (std::uint32_t{p[0]} << 24) | (std::uint32_t{p[1]} << 16) | (std::uint32_t{p[2]} << 8) | p[3];
+  return (std::uint32_t{p[0]} << 24) | (std::uint32_t{p[1]} << 16) | (std::uint32_t{p[2]} << 8) |
+         p[3];
 }
 inline void store_u24(std::uint8_t* p, std::uint32_t v) {
   p[0] = static_cast<std::uint8_t>(v >> 16);
@@ -145,7 +146,9 @@ inline void store_u32(std::uint8_t* p, std::uint32_t v) {
   p[3] = static_cast<std::uint8_t>(v);
 }
 /// AVP data is padded to a multiple of 4 bytes (RFC 6733 §4).
-constexpr std::size_t pad4(std::size_t n) { return (n + 3) & ~std::size_t{3}; }
+constexpr std::size_t pad4(std::size_t n) {
+  return (n + 3) & ~std::size_t{3};
+}
 
 /// The fixed message header (RFC 6733 §3).
 struct header {
@@ -167,11 +170,11 @@ header decode_header(bytes raw);
 
 /// What the next frame of a byte stream looks like.
 enum class frame_status : std::uint8_t {
-  complete,      ///< `length` bytes form one message
-  need_more,     ///< not enough bytes yet to tell / to hold the message
-  bad_version,   ///< version != 1: the stream cannot be resynchronised
-  bad_length,    ///< length < 20 or not a multiple of 4 (RFC 6733 §3)
-  too_long,      ///< length above the configured maximum
+  complete,    ///< `length` bytes form one message
+  need_more,   ///< not enough bytes yet to tell / to hold the message
+  bad_version, ///< version != 1: the stream cannot be resynchronised
+  bad_length,  ///< length < 20 or not a multiple of 4 (RFC 6733 §3)
+  too_long,    ///< length above the configured maximum
 };
 std::string_view to_string(frame_status s);
 
@@ -195,7 +198,8 @@ struct avp {
   }
   /// Unsigned32/Enumerated/Integer32 value; false if the length is not 4.
   bool u32(std::uint32_t& out) const {
-    if (data.size() != 4) return false;
+    if (data.size() != 4)
+      return false;
     out = load_u32(data.data());
     return true;
   }
@@ -240,8 +244,8 @@ public:
   void begin(std::uint8_t flags, std::uint32_t command, std::uint32_t application,
              std::uint32_t hop_by_hop, std::uint32_t end_to_end);
   void add_raw(std::uint32_t code, std::uint8_t flags, std::uint32_t vendor, bytes value);
-  void add_string(std::uint32_t code, std::string_view value, std::uint8_t flags = avp_flag::mandatory,
-                  std::uint32_t vendor = 0);
+  void add_string(std::uint32_t code, std::string_view value,
+                  std::uint8_t flags = avp_flag::mandatory, std::uint32_t vendor = 0);
   void add_u32(std::uint32_t code, std::uint32_t value, std::uint8_t flags = avp_flag::mandatory,
                std::uint32_t vendor = 0);
   void add_u64(std::uint32_t code, std::uint64_t value, std::uint8_t flags = avp_flag::mandatory,

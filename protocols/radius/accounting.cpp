@@ -8,12 +8,18 @@ namespace imeilock::radius {
 
 std::string_view status_label(std::uint32_t status) {
   switch (status) {
-    case 1: return "start";
-    case 2: return "stop";
-    case 3: return "interim";
-    case 7: return "on";
-    case 8: return "off";
-    default: return "other";
+    case 1:
+      return "start";
+    case 2:
+      return "stop";
+    case 3:
+      return "interim";
+    case 7:
+      return "on";
+    case 8:
+      return "off";
+    default:
+      return "other";
   }
 }
 
@@ -132,8 +138,8 @@ std::string format_ipv4(bytes value) {
 }
 
 bool make_observation(const packet_view& p, const user_name_rules& rules,
-                      std::string_view source_address, std::int64_t at_ms,
-                      actors::observation& obs, bool with_disconnect) {
+                      std::string_view source_address, std::int64_t at_ms, actors::observation& obs,
+                      bool with_disconnect) {
   const std::uint64_t imsi = extract_imsi(p, rules);
   if (imsi == 0)
     return false;

@@ -60,8 +60,8 @@ std::uint64_t dedupe_key(const packet_view& p, std::string_view source_address);
 /// Disconnect target (a few allocations) is built only `with_disconnect`.
 /// Returns false (obs untouched) when the request has no usable IMSI.
 bool make_observation(const packet_view& p, const user_name_rules& rules,
-                      std::string_view source_address, std::int64_t at_ms,
-                      actors::observation& obs, bool with_disconnect);
+                      std::string_view source_address, std::int64_t at_ms, actors::observation& obs,
+                      bool with_disconnect);
 
 /// Formats 4 octets as dotted IPv4 ("" if not 4 octets).
 std::string format_ipv4(bytes value);

@@ -9,7 +9,8 @@
 namespace imeilock::radius {
 namespace {
 
-constexpr std::array<std::uint8_t, 12> v4_mapped_prefix = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+constexpr std::array<std::uint8_t, 12> v4_mapped_prefix = {0, 0, 0, 0, 0,    0,
+                                                           0, 0, 0, 0, 0xff, 0xff};
 
 bool prefix_matches(const ip_address& net, const ip_address& addr, unsigned bits) {
   const unsigned whole = bits / 8;

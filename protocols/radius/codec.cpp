@@ -7,21 +7,36 @@ namespace imeilock::radius {
 
 std::string_view to_string(discard_reason r) {
   switch (r) {
-    case discard_reason::too_short: return "too_short";
-    case discard_reason::oversize: return "oversize";
-    case discard_reason::bad_length_field: return "bad_length_field";
-    case discard_reason::length_mismatch: return "length_mismatch";
-    case discard_reason::attribute_too_short: return "attribute_too_short";
-    case discard_reason::attribute_overrun: return "attribute_overrun";
-    case discard_reason::unexpected_code: return "unexpected_code";
-    case discard_reason::unknown_client: return "unknown_client";
-    case discard_reason::bad_authenticator: return "bad_authenticator";
-    case discard_reason::bad_message_authenticator: return "bad_message_authenticator";
-    case discard_reason::missing_status_type: return "missing_status_type";
-    case discard_reason::in_progress: return "in_progress";
-    case discard_reason::overloaded: return "overloaded";
-    case discard_reason::not_durable: return "not_durable";
-    case discard_reason::shutting_down: return "shutting_down";
+    case discard_reason::too_short:
+      return "too_short";
+    case discard_reason::oversize:
+      return "oversize";
+    case discard_reason::bad_length_field:
+      return "bad_length_field";
+    case discard_reason::length_mismatch:
+      return "length_mismatch";
+    case discard_reason::attribute_too_short:
+      return "attribute_too_short";
+    case discard_reason::attribute_overrun:
+      return "attribute_overrun";
+    case discard_reason::unexpected_code:
+      return "unexpected_code";
+    case discard_reason::unknown_client:
+      return "unknown_client";
+    case discard_reason::bad_authenticator:
+      return "bad_authenticator";
+    case discard_reason::bad_message_authenticator:
+      return "bad_message_authenticator";
+    case discard_reason::missing_status_type:
+      return "missing_status_type";
+    case discard_reason::in_progress:
+      return "in_progress";
+    case discard_reason::overloaded:
+      return "overloaded";
+    case discard_reason::not_durable:
+      return "not_durable";
+    case discard_reason::shutting_down:
+      return "shutting_down";
   }
   return "unknown";
 }
@@ -142,10 +157,9 @@ namespace {
 /// HMAC-MD5 over `packet` with `auth_field` in place of octets 4..19 and the
 /// Message-Authenticator value (16 octets at `ma_at`) zeroed.
 md5_digest message_auth_hmac(bytes packet, bytes auth_field, std::size_t ma_at, bytes secret) {
-  return hmac_md5(secret, {packet.first(4), auth_field,
-                           packet.subspan(header_size, ma_at - header_size),
-                           bytes{zero16, authenticator_size},
-                           packet.subspan(ma_at + authenticator_size)});
+  return hmac_md5(secret,
+                  {packet.first(4), auth_field, packet.subspan(header_size, ma_at - header_size),
+                   bytes{zero16, authenticator_size}, packet.subspan(ma_at + authenticator_size)});
 }
 
 message_auth_status check_message_auth(const packet_view& p, bytes auth_field, bytes secret) {
@@ -166,8 +180,8 @@ message_auth_status check_message_auth(const packet_view& p, bytes auth_field, b
     return message_auth_status::absent;
   const md5_digest expect = message_auth_hmac(raw, auth_field, found, secret);
   return std::equal(expect.begin(), expect.end(), raw.begin() + static_cast<std::ptrdiff_t>(found))
-           ? message_auth_status::ok
-           : message_auth_status::bad;
+             ? message_auth_status::ok
+             : message_auth_status::bad;
 }
 
 } // namespace
@@ -203,7 +217,8 @@ std::size_t accounting_response_size(const packet_view& request) {
   return len;
 }
 
-std::size_t write_accounting_response(const packet_view& request, bytes secret, std::span<std::uint8_t> out) {
+std::size_t write_accounting_response(const packet_view& request, bytes secret,
+                                      std::span<std::uint8_t> out) {
   std::size_t len = header_size;
   request.for_each([&](const attribute& a) {
     if (a.type == attr::proxy_state && len + 2 + a.value.size() <= out.size()) {
@@ -218,7 +233,8 @@ std::size_t write_accounting_response(const packet_view& request, bytes secret, 
   out[1] = request.identifier();
   out[2] = static_cast<std::uint8_t>(len >> 8);
   out[3] = static_cast<std::uint8_t>(len);
-  const authenticator a = response_authenticator(out.first(len), request.authenticator_bytes(), secret);
+  const authenticator a =
+      response_authenticator(out.first(len), request.authenticator_bytes(), secret);
   std::copy(a.begin(), a.end(), out.begin() + 4);
   return len;
 }
@@ -246,8 +262,9 @@ bool packet_builder::add(std::uint8_t type, std::string_view value) {
 }
 
 bool packet_builder::add_u32(std::uint8_t type, std::uint32_t value) {
-  const std::uint8_t v[4] = {static_cast<std::uint8_t>(value >> 24), static_cast<std::uint8_t>(value >> 16),
-                             static_cast<std::uint8_t>(value >> 8), static_cast<std::uint8_t>(value)};
+  const std::uint8_t v[4] = {
+      static_cast<std::uint8_t>(value >> 24), static_cast<std::uint8_t>(value >> 16),
+      static_cast<std::uint8_t>(value >> 8), static_cast<std::uint8_t>(value)};
   return add(type, bytes{v, 4});
 }
 
@@ -266,7 +283,8 @@ void packet_builder::set_length() {
 std::vector<std::uint8_t> packet_builder::finish_request(bytes secret) {
   std::fill(buf_.begin() + 4, buf_.begin() + 4 + authenticator_size, std::uint8_t{0});
   if (message_auth_at_ != 0) {
-    const md5_digest m = message_auth_hmac(buf_, bytes{zero16, authenticator_size}, message_auth_at_, secret);
+    const md5_digest m =
+        message_auth_hmac(buf_, bytes{zero16, authenticator_size}, message_auth_at_, secret);
     std::memcpy(buf_.data() + message_auth_at_, m.data(), m.size());
   }
   const authenticator a = request_authenticator(buf_, secret);

@@ -188,7 +188,8 @@ std::array<std::uint8_t, header_size> make_accounting_response(std::uint8_t iden
 /// copied in order (RFC 2865 §5.33: a proxy relies on getting them back).
 /// Writes into `out`, which needs accounting_response_size(request) octets;
 /// returns the length written.
-std::size_t write_accounting_response(const packet_view& request, bytes secret, std::span<std::uint8_t> out);
+std::size_t write_accounting_response(const packet_view& request, bytes secret,
+                                      std::span<std::uint8_t> out);
 /// The length of that response: 20 + the Proxy-State attributes.
 std::size_t accounting_response_size(const packet_view& request);
 

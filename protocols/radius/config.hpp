@@ -29,9 +29,9 @@ struct client_config {
 /// The Disconnect-Request sender (RFC 5176), off by default.
 struct disconnect_config {
   bool enabled = false;
-  std::uint16_t port = 3799;                     ///< RFC 5176 §3.1 default DAE port
-  std::chrono::milliseconds timeout{1000};       ///< first retransmission timeout
-  std::uint32_t retries = 3;                     ///< retransmissions after the first send (backoff x2)
+  std::uint16_t port = 3799;               ///< RFC 5176 §3.1 default DAE port
+  std::chrono::milliseconds timeout{1000}; ///< first retransmission timeout
+  std::uint32_t retries = 3;               ///< retransmissions after the first send (backoff x2)
 };
 
 /// The whole `radius:` section.

@@ -24,11 +24,16 @@ using udp = asio::ip::udp;
 
 std::string_view to_string(disconnect_outcome o) {
   switch (o) {
-    case disconnect_outcome::ack: return "ack";
-    case disconnect_outcome::nak: return "nak";
-    case disconnect_outcome::timeout: return "timeout";
-    case disconnect_outcome::no_client: return "no_client";
-    case disconnect_outcome::send_error: return "send_error";
+    case disconnect_outcome::ack:
+      return "ack";
+    case disconnect_outcome::nak:
+      return "nak";
+    case disconnect_outcome::timeout:
+      return "timeout";
+    case disconnect_outcome::no_client:
+      return "no_client";
+    case disconnect_outcome::send_error:
+      return "send_error";
   }
   return "unknown";
 }
@@ -37,8 +42,8 @@ namespace {
 
 std::int64_t unix_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
-           std::chrono::system_clock::now().time_since_epoch())
-    .count();
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
 }
 
 /// One Disconnect-Request in flight.
@@ -76,19 +81,20 @@ struct disconnect_sender::impl : std::enable_shared_from_this<impl> {
   udp::endpoint rx_from;
   bool stopped = false;
 
-  impl(asio::io_context& i, prometheus::Registry& r)
-    : io(i),
+  impl(asio::io_context& i, prometheus::Registry& r) :
+      io(i),
       family(prometheus::BuildCounter()
-               .Name("imeilock_radius_disconnect_total")
-               .Help("Disconnect-Requests (RFC 5176) by outcome")
-               .Register(r)),
+                 .Name("imeilock_radius_disconnect_total")
+                 .Help("Disconnect-Requests (RFC 5176) by outcome")
+                 .Register(r)),
       sent(prometheus::BuildCounter()
-             .Name("imeilock_radius_disconnect_sent_total")
-             .Help("Disconnect-Request datagrams sent, retransmissions included")
-             .Register(r)
-             .Add({})) {
+               .Name("imeilock_radius_disconnect_sent_total")
+               .Help("Disconnect-Request datagrams sent, retransmissions included")
+               .Register(r)
+               .Add({})) {
     for (std::size_t i2 = 0; i2 < outcomes.size(); ++i2)
-      outcomes[i2] = &family.Add({{"outcome", std::string{to_string(static_cast<disconnect_outcome>(i2))}}});
+      outcomes[i2] =
+          &family.Add({{"outcome", std::string{to_string(static_cast<disconnect_outcome>(i2))}}});
   }
 
   void finish(std::unique_ptr<pending> p, disconnect_outcome o, std::uint32_t cause = 0) {
@@ -98,9 +104,13 @@ struct disconnect_sender::impl : std::enable_shared_from_this<impl> {
     outcomes[static_cast<std::size_t>(o)]->Increment();
     const log::level lvl = o == disconnect_outcome::ack ? log::level::info : log::level::warning;
     log::write(lvl, "radius.disconnect",
-               {{"outcome", to_string(o)}, {"nas", p->result.nas_address}, {"port", p->result.nas_port},
-                {"session", p->result.acct_session_id}, {"iccid", p->result.iccid},
-                {"error_cause", p->result.error_cause}, {"attempts", p->result.attempts}});
+               {{"outcome", to_string(o)},
+                {"nas", p->result.nas_address},
+                {"port", p->result.nas_port},
+                {"session", p->result.acct_session_id},
+                {"iccid", p->result.iccid},
+                {"error_cause", p->result.error_cause},
+                {"attempts", p->result.attempts}});
     std::function<void(const disconnect_result&)> h;
     {
       std::lock_guard lock{cfg_mutex};
@@ -128,13 +138,14 @@ struct disconnect_sender::impl : std::enable_shared_from_this<impl> {
 
   void receive(udp::socket* s) {
     auto self = shared_from_this();
-    s->async_receive_from(asio::buffer(rx), rx_from, [this, self, s](boost::system::error_code ec, std::size_t n) {
-      if (stopped || ec == asio::error::operation_aborted)
-        return;
-      if (!ec)
-        on_response(n);
-      receive(s);
-    });
+    s->async_receive_from(asio::buffer(rx), rx_from,
+                          [this, self, s](boost::system::error_code ec, std::size_t n) {
+                            if (stopped || ec == asio::error::operation_aborted)
+                              return;
+                            if (!ec)
+                              on_response(n);
+                            receive(s);
+                          });
   }
 
   void on_response(std::size_t n) {
@@ -152,7 +163,8 @@ struct disconnect_sender::impl : std::enable_shared_from_this<impl> {
       return;
     const bytes secret = as_bytes(slot->secret);
     if (!verify_response_authenticator(r, slot->request_auth, secret) ||
-        check_response_message_authenticator(r, slot->request_auth, secret) == message_auth_status::bad) {
+        check_response_message_authenticator(r, slot->request_auth, secret) ==
+            message_auth_status::bad) {
       std::uint64_t suppressed = 0;
       if (log_limit.allow(suppressed))
         log::warning("radius.disconnect_bad_response", {{"nas", slot->result.nas_address}});
@@ -163,7 +175,9 @@ struct disconnect_sender::impl : std::enable_shared_from_this<impl> {
     std::uint32_t cause = 0;
     if (auto ec = r.find(attr::error_cause))
       cause = read_u32(*ec).value_or(0);
-    finish(std::move(p), r.packet_code() == code::disconnect_ack ? disconnect_outcome::ack : disconnect_outcome::nak,
+    finish(std::move(p),
+           r.packet_code() == code::disconnect_ack ? disconnect_outcome::ack
+                                                   : disconnect_outcome::nak,
            cause);
     start_waiting();
   }
@@ -295,15 +309,17 @@ struct disconnect_sender::impl : std::enable_shared_from_this<impl> {
 };
 
 disconnect_sender::disconnect_sender(boost::asio::io_context& io, const radius_config& cfg,
-                                     prometheus::Registry& registry)
-  : impl_(std::make_shared<impl>(io, registry)) {
+                                     prometheus::Registry& registry) :
+    impl_(std::make_shared<impl>(io, registry)) {
   // The daemon's configuration passed radius_config::validate(), which builds
   // the same table: this cannot fail for it, and a table-less sender only
   // skips events (no client to send to).
   (void)reload(cfg);
 }
 
-disconnect_sender::~disconnect_sender() { stop(); }
+disconnect_sender::~disconnect_sender() {
+  stop();
+}
 
 expected<void> disconnect_sender::reload(const radius_config& cfg) {
   auto table = client_table::build(cfg.clients);
@@ -331,7 +347,8 @@ void disconnect_sender::on_event(const actors::sim_event& ev) {
   disconnect(*ev.disconnect, ev.iccid, ev.imsi);
 }
 
-void disconnect_sender::disconnect(const actors::disconnect_target& target, std::string iccid, std::uint64_t imsi) {
+void disconnect_sender::disconnect(const actors::disconnect_target& target, std::string iccid,
+                                   std::uint64_t imsi) {
   auto d = impl_;
   asio::post(d->io, [d, target, iccid = std::move(iccid), imsi]() mutable {
     if (!d->stopped)

@@ -7,11 +7,11 @@
 #include "protocols/radius/codec.hpp"
 #include "protocols/radius/response_cache.hpp"
 
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/udp.hpp>
 #include <boost/asio/ip/v6_only.hpp>
 #include <boost/asio/post.hpp>
-#include <boost/asio/executor_work_guard.hpp>
 #include <boost/container/small_vector.hpp>
 #include <prometheus/counter.h>
 #include <prometheus/family.h>
@@ -55,24 +55,32 @@ constexpr std::size_t status_labels = 6;
 
 std::size_t status_index(std::uint32_t status) {
   switch (status) {
-    case 1: return 0;
-    case 2: return 1;
-    case 3: return 2;
-    case 7: return 3;
-    case 8: return 4;
-    default: return 5;
+    case 1:
+      return 0;
+    case 2:
+      return 1;
+    case 3:
+      return 2;
+    case 7:
+      return 3;
+    case 8:
+      return 4;
+    default:
+      return 5;
   }
 }
-constexpr const char* status_names[status_labels] = {"start", "stop", "interim", "on", "off", "other"};
+constexpr const char* status_names[status_labels] = {"start", "stop", "interim",
+                                                     "on",    "off",  "other"};
 
 /// Latency buckets, seconds: 50 µs .. 2 s.
 const prometheus::Histogram::BucketBoundaries latency_buckets = {
-  0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2};
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
+    0.025,   0.05,   0.1,     0.25,   0.5,   1,      2};
 
 std::int64_t unix_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
-           std::chrono::system_clock::now().time_since_epoch())
-    .count();
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
 }
 
 /// A peer's socket address, big enough for IPv4 and IPv6.
@@ -127,41 +135,45 @@ struct metrics {
   std::mutex clients_mutex;
   std::map<std::string, std::unique_ptr<client_metrics>> clients;
 
-  explicit metrics(prometheus::Registry& r)
-    : requests(prometheus::BuildCounter()
-                 .Name("imeilock_radius_requests_total")
-                 .Help("Valid Accounting-Requests by client and Acct-Status-Type (duplicates excluded)")
-                 .Register(r)),
+  explicit metrics(prometheus::Registry& r) :
+      requests(
+          prometheus::BuildCounter()
+              .Name("imeilock_radius_requests_total")
+              .Help(
+                  "Valid Accounting-Requests by client and Acct-Status-Type (duplicates excluded)")
+              .Register(r)),
       responses(prometheus::BuildCounter()
-                  .Name("imeilock_radius_responses_total")
-                  .Help("Accounting-Responses sent by client (resent duplicates excluded)")
-                  .Register(r)),
+                    .Name("imeilock_radius_responses_total")
+                    .Help("Accounting-Responses sent by client (resent duplicates excluded)")
+                    .Register(r)),
       discards(prometheus::BuildCounter()
-                 .Name("imeilock_radius_discards_total")
-                 .Help("Datagrams silently discarded (RFC 2865 §3), by reason")
-                 .Register(r)),
-      duplicates(prometheus::BuildCounter()
-                   .Name("imeilock_radius_duplicates_total")
-                   .Help("Retransmitted requests (RFC 5080 §2.2.2): resent from the cache or dropped in progress")
+                   .Name("imeilock_radius_discards_total")
+                   .Help("Datagrams silently discarded (RFC 2865 §3), by reason")
                    .Register(r)),
-      observations(prometheus::BuildCounter()
-                     .Name("imeilock_radius_observations_total")
-                     .Help("Observations handed to the SIM layer, by its answer")
+      duplicates(prometheus::BuildCounter()
+                     .Name("imeilock_radius_duplicates_total")
+                     .Help("Retransmitted requests (RFC 5080 §2.2.2): resent from the cache or "
+                           "dropped in progress")
                      .Register(r)),
-      latency_family(prometheus::BuildHistogram()
-                       .Name("imeilock_radius_processing_seconds")
-                       .Help("From reading an Accounting-Request to sending its response")
+      observations(prometheus::BuildCounter()
+                       .Name("imeilock_radius_observations_total")
+                       .Help("Observations handed to the SIM layer, by its answer")
                        .Register(r)),
+      latency_family(prometheus::BuildHistogram()
+                         .Name("imeilock_radius_processing_seconds")
+                         .Help("From reading an Accounting-Request to sending its response")
+                         .Register(r)),
       resent(duplicates.Add({{"kind", "resent"}})),
       in_progress(duplicates.Add({{"kind", "in_progress"}})),
       no_imsi(prometheus::BuildCounter()
-                .Name("imeilock_radius_no_imsi_total")
-                .Help("Session records answered without an observation: no usable IMSI")
-                .Register(r)
-                .Add({})),
+                  .Name("imeilock_radius_no_imsi_total")
+                  .Help("Session records answered without an observation: no usable IMSI")
+                  .Register(r)
+                  .Add({})),
       latency(latency_family.Add({}, latency_buckets)) {
     for (std::size_t i = 0; i < discard_reason_count; ++i)
-      discard[i] = &discards.Add({{"reason", std::string{to_string(static_cast<discard_reason>(i))}}});
+      discard[i] =
+          &discards.Add({{"reason", std::string{to_string(static_cast<discard_reason>(i))}}});
     const char* ack_names[] = {"ok", "unknown_sim", "overloaded", "store_failed", "shutting_down"};
     for (std::size_t i = 0; i < acks.size(); ++i)
       acks[i] = &observations.Add({{"ack", ack_names[i]}});
@@ -244,12 +256,12 @@ struct worker : std::enable_shared_from_this<worker> {
 
   // Stats, written by this thread only, read by stats() racily but atomically.
   std::atomic<std::uint64_t> st_received{0}, st_answered{0}, st_resent{0}, st_in_progress{0},
-    st_submitted{0}, st_no_imsi{0};
+      st_submitted{0}, st_no_imsi{0};
   std::array<std::atomic<std::uint64_t>, discard_reason_count> st_discarded{};
 
-  worker(actors::observation_sink& s, metrics& mm, log::rate_limiter& rl, std::atomic<std::uint64_t>& gen,
-         std::mutex& smu, std::shared_ptr<const settings>& ss)
-    : sink(s), m(mm), log_limit(rl), generation(gen), settings_mutex(smu), shared_settings(ss) {}
+  worker(actors::observation_sink& s, metrics& mm, log::rate_limiter& rl,
+         std::atomic<std::uint64_t>& gen, std::mutex& smu, std::shared_ptr<const settings>& ss) :
+      sink(s), m(mm), log_limit(rl), generation(gen), settings_mutex(smu), shared_settings(ss) {}
 
   static void bump(std::atomic<std::uint64_t>& c, std::uint64_t n = 1) {
     c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
@@ -323,14 +335,18 @@ struct worker : std::enable_shared_from_this<worker> {
       std::uint16_t port = 0;
       const ip_address ip = to_ip(from, port);
       if (suppressed)
-        log::notice("radius.discard", {{"reason", to_string(r)}, {"from", ip.to_string()}, {"port", port},
+        log::notice("radius.discard", {{"reason", to_string(r)},
+                                       {"from", ip.to_string()},
+                                       {"port", port},
                                        {"suppressed", suppressed}});
       else
-        log::notice("radius.discard", {{"reason", to_string(r)}, {"from", ip.to_string()}, {"port", port}});
+        log::notice("radius.discard",
+                    {{"reason", to_string(r)}, {"from", ip.to_string()}, {"port", port}});
     }
   }
 
-  void queue_send(std::size_t s, const peer_address& to, socklen_t to_len, const response_bytes& data) {
+  void queue_send(std::size_t s, const peer_address& to, socklen_t to_len,
+                  const response_bytes& data) {
     auto& o = sockets[s]->out.emplace_back();
     o.to = to;
     o.to_len = to_len;
@@ -347,8 +363,8 @@ struct worker : std::enable_shared_from_this<worker> {
     latency_dirty = true;
   }
 
-  void on_datagram(std::size_t s, bytes data, bool truncated, const peer_address& from, socklen_t from_len,
-                   clock_type::time_point now, std::int64_t now_ms) {
+  void on_datagram(std::size_t s, bytes data, bool truncated, const peer_address& from,
+                   socklen_t from_len, clock_type::time_point now, std::int64_t now_ms) {
     if (truncated || data.size() > max_packet_size)
       return discard(discard_reason::oversize, from);
     std::uint16_t port = 0;
@@ -405,12 +421,13 @@ struct worker : std::enable_shared_from_this<worker> {
     ctx.received = now;
     ctx.client = cm;
     ctx.response.resize(accounting_response_size(p));
-    ctx.response.resize(write_accounting_response(p, secret, {ctx.response.data(), ctx.response.size()}));
+    ctx.response.resize(
+        write_accounting_response(p, secret, {ctx.response.data(), ctx.response.size()}));
 
     actors::observation obs;
     const bool session = carries_session(*status);
-    const bool has_obs =
-      session && make_observation(p, cfg->user_name, ip.to_string(), now_ms, obs, cfg->with_disconnect);
+    const bool has_obs = session && make_observation(p, cfg->user_name, ip.to_string(), now_ms, obs,
+                                                     cfg->with_disconnect);
     if (!has_obs) {
       // Accounting-On/Off and records we cannot use: RFC 2866 §4.1 asks for
       // an answer once the record is handled; there is nothing to commit.
@@ -463,7 +480,7 @@ struct worker : std::enable_shared_from_this<worker> {
     // DESIGN §5: not durable or shed: no answer, the NAS retries. Forget the
     // request so that the retransmit is processed afresh.
     cache.forget(ctx.key, ctx.seq);
-    const discard_reason r = a == actors::ack::overloaded      ? discard_reason::overloaded
+    const discard_reason r = a == actors::ack::overloaded     ? discard_reason::overloaded
                              : a == actors::ack::store_failed ? discard_reason::not_durable
                                                               : discard_reason::shutting_down;
     discard(r, ctx.from);
@@ -547,7 +564,8 @@ struct radius_server::impl {
   bool started = false;
   bool stopped = false;
 
-  impl(const radius_config& c, actors::observation_sink& s, prometheus::Registry& r) : cfg(c), sink(s), m(r) {}
+  impl(const radius_config& c, actors::observation_sink& s, prometheus::Registry& r) :
+      cfg(c), sink(s), m(r) {}
 
   expected<std::shared_ptr<const settings>> make_settings(const radius_config& c) {
     auto st = std::make_shared<settings>();
@@ -567,10 +585,12 @@ struct radius_server::impl {
 };
 
 radius_server::radius_server(const radius_config& cfg, actors::observation_sink& sink,
-                             prometheus::Registry& registry)
-  : impl_(std::make_shared<impl>(cfg, sink, registry)) {}
+                             prometheus::Registry& registry) :
+    impl_(std::make_shared<impl>(cfg, sink, registry)) {}
 
-radius_server::~radius_server() { stop(); }
+radius_server::~radius_server() {
+  stop();
+}
 
 expected<void> radius_server::start() {
   impl& d = *impl_;
@@ -591,7 +611,8 @@ expected<void> radius_server::start() {
   d.generation.fetch_add(1, std::memory_order_release);
 
   for (std::uint32_t t = 0; t < d.cfg.io_threads; ++t) {
-    auto w = std::make_shared<worker>(d.sink, d.m, d.log_limit, d.generation, d.settings_mutex, d.current);
+    auto w = std::make_shared<worker>(d.sink, d.m, d.log_limit, d.generation, d.settings_mutex,
+                                      d.current);
     w->index = t;
     d.workers.push_back(std::move(w));
   }
@@ -609,11 +630,14 @@ expected<void> radius_server::start() {
       if (!ec && addr.is_v6())
         s->sock.set_option(asio::ip::v6_only(true), ec);
       if (!ec)
-        s->sock.set_option(asio::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>{true}, ec);
+        s->sock.set_option(asio::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>{true},
+                           ec);
       if (!ec) {
         boost::system::error_code ignore; // the kernel may cap the buffer sizes; not fatal
-        s->sock.set_option(asio::socket_base::receive_buffer_size{static_cast<int>(d.cfg.socket_buffer)}, ignore);
-        s->sock.set_option(asio::socket_base::send_buffer_size{static_cast<int>(d.cfg.socket_buffer)}, ignore);
+        s->sock.set_option(
+            asio::socket_base::receive_buffer_size{static_cast<int>(d.cfg.socket_buffer)}, ignore);
+        s->sock.set_option(
+            asio::socket_base::send_buffer_size{static_cast<int>(d.cfg.socket_buffer)}, ignore);
         s->sock.non_blocking(true, ec);
       }
       if (!ec)
@@ -645,12 +669,14 @@ expected<void> radius_server::start() {
   std::string addrs;
   for (const auto& b : d.bound)
     addrs += (addrs.empty() ? "" : ",") + b.to_string();
-  log::info("radius.listening", {{"addr", addrs}, {"threads", d.cfg.io_threads},
-                                 {"clients", d.cfg.clients.size()}});
+  log::info("radius.listening",
+            {{"addr", addrs}, {"threads", d.cfg.io_threads}, {"clients", d.cfg.clients.size()}});
   return {};
 }
 
-std::vector<config::endpoint> radius_server::local_endpoints() const { return impl_->bound; }
+std::vector<config::endpoint> radius_server::local_endpoints() const {
+  return impl_->bound;
+}
 
 expected<void> radius_server::reload(const radius_config& cfg) {
   impl& d = *impl_;

@@ -33,12 +33,12 @@ namespace imeilock::radius {
 
 /// Counters a test or the daemon can read without scraping (sums over threads).
 struct server_stats {
-  std::uint64_t received = 0;     ///< datagrams read
-  std::uint64_t answered = 0;     ///< Accounting-Responses sent (fresh, not resent)
-  std::uint64_t resent = 0;       ///< duplicates answered from the response cache
-  std::uint64_t in_progress = 0;  ///< duplicates dropped while still being processed
-  std::uint64_t submitted = 0;    ///< observations handed to the SIM layer
-  std::uint64_t no_imsi = 0;      ///< session records without a usable IMSI (answered)
+  std::uint64_t received = 0;    ///< datagrams read
+  std::uint64_t answered = 0;    ///< Accounting-Responses sent (fresh, not resent)
+  std::uint64_t resent = 0;      ///< duplicates answered from the response cache
+  std::uint64_t in_progress = 0; ///< duplicates dropped while still being processed
+  std::uint64_t submitted = 0;   ///< observations handed to the SIM layer
+  std::uint64_t no_imsi = 0;     ///< session records without a usable IMSI (answered)
   std::uint64_t discarded[discard_reason_count] = {};
   std::uint64_t discarded_total() const;
 };

@@ -125,8 +125,7 @@ store:
   actors::sim_layer_config bad;
   CHECK_THROWS_WITH(actors::load(bad, config::load_string("store: {synchronous: sometimes}")),
                     Catch::Contains("synchronous"));
-  CHECK_THROWS_WITH(actors::load(bad, config::load_string("shardz: 2")),
-                    Catch::Contains("shardz"));
+  CHECK_THROWS_WITH(actors::load(bad, config::load_string("shardz: 2")), Catch::Contains("shardz"));
   CHECK_THROWS_WITH(actors::load(bad, config::load_string("store: {path: ':memory:'}")),
                     Catch::Contains("store.path"));
 }

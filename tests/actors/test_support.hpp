@@ -56,7 +56,9 @@ inline std::string iccid(std::uint64_t n) {
   return body + static_cast<char>('0' + (10 - sum % 10) % 10);
 }
 
-inline std::uint64_t imsi(std::uint64_t n) { return 234'150'000'000'000ull + n; }
+inline std::uint64_t imsi(std::uint64_t n) {
+  return 234'150'000'000'000ull + n;
+}
 
 /// A 15-digit IMEI of device n (check digit computed).
 inline lock::imei_value imei(std::uint64_t n) {
@@ -104,8 +106,7 @@ struct layer_fixture {
   std::unique_ptr<actors::sim_layer> layer;
 
   layer_fixture(const actors::sim_layer_config& cfg, const orders::orders_config& ocfg,
-                actors::sim_listener* listener = nullptr,
-                lock::eligibility_config elig = {}) {
+                actors::sim_listener* listener = nullptr, lock::eligibility_config elig = {}) {
     layer = std::make_unique<actors::sim_layer>(sys, cfg, elig, ocfg, registry, listener, io);
     layer->start();
   }

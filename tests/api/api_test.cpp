@@ -37,9 +37,9 @@ std::string error_code(const client_response& r) {
 
 std::string sim_body(const std::string& imsi, const std::string& network = "multinet",
                      const std::string& status = "active") {
-  return json{{"imsis", {imsi}}, {"msisdn", "+447700900001"}, {"network", network},
-              {"status", status}}
-    .dump();
+  return json{
+      {"imsis", {imsi}}, {"msisdn", "+447700900001"}, {"network", network}, {"status", status}}
+      .dump();
 }
 
 bool luhn_ok(const std::string& digits) {
@@ -71,7 +71,8 @@ TEST_CASE("healthz and readyz follow the daemon's readiness", "[api]") {
   CHECK(body(r)["status"] == "not_ready");
 }
 
-TEST_CASE("auth: 401 without or with a wrong token, 403 for a read-only token on a write", "[api]") {
+TEST_CASE("auth: 401 without or with a wrong token, 403 for a read-only token on a write",
+          "[api]") {
   server_fixture f;
   http_client c{f.url()};
   auto r = c.request("GET", "/v1/sims");
@@ -160,7 +161,7 @@ TEST_CASE("PUT /v1/sims/{iccid}: bad input gets the right status, a message, and
   auto path = std::string{"/v1/sims/"} + iccid_a;
   REQUIRE(c.request("PUT", std::string{"/v1/sims/"} + iccid_b, rw_token,
                     sim_body("234100000000009"), json_type)
-            .status == 201);
+              .status == 201);
   auto writes = f.service.writes();
 
   struct bad_case {
@@ -172,46 +173,47 @@ TEST_CASE("PUT /v1/sims/{iccid}: bad input gets the right status, a message, and
     std::string code;
   };
   std::vector<bad_case> cases{
-    {"malformed JSON", path, "{\"imsis\": [", json_type, 400, "malformed_json"},
-    {"nested far too deep", path, std::string(100000, '['), json_type, 400, "malformed_json"},
-    {"a number beyond double", path,
-     R"({"imsis":[1e999],"network":"multinet","status":"active"})", json_type, 400,
-     "malformed_json"},
-    {"not an object", path, "[1,2]", json_type, 400, "wrong_type"},
-    {"unknown field", path,
-     R"({"imsis":["234100000000001"],"network":"multinet","status":"active","colour":"red"})",
-     json_type, 400, "unknown_field"},
-    {"wrong type", path, R"({"imsis":"234100000000001","network":"multinet","status":"active"})",
-     json_type, 400, "wrong_type"},
-    {"wrong item type", path, R"({"imsis":[234100000000001],"network":"multinet","status":"active"})",
-     json_type, 400, "wrong_type"},
-    {"missing field", path, R"({"imsis":["234100000000001"],"status":"active"})", json_type, 400,
-     "missing_field"},
-    {"invalid ICCID", "/v1/sims/8944100000000000001X", sim_body("234100000000001"), json_type,
-     422, "invalid_value"},
-    {"ICCID with a wrong check digit", "/v1/sims/89441000000000000019",
-     sim_body("234100000000001"), json_type, 422, "invalid_value"},
-    {"invalid IMSI", path, sim_body("23410"), json_type, 422, "invalid_value"},
-    {"IMSI of another SIM", path, sim_body("234100000000009"), json_type, 422, "conflict"},
-    {"unknown network", path, sim_body("234100000000001", "nowhere"), json_type, 422,
-     "unknown_network"},
-    {"bad status", path, sim_body("234100000000001", "multinet", "sleeping"), json_type, 422,
-     "invalid_value"},
-    {"bad MSISDN", path,
-     R"({"imsis":["234100000000001"],"msisdn":"abc","network":"multinet","status":"active"})",
-     json_type, 422, "invalid_value"},
-    {"iccid in body differs", path,
-     R"({"iccid":"89441000000000000026","imsis":["234100000000001"],"network":"multinet","status":"active"})",
-     json_type, 422, "invalid_value"},
-    {"wrong content type", path, sim_body("234100000000001"), "text/plain", 415,
-     "unsupported_media_type"},
-    {"no content type", path, sim_body("234100000000001"), "", 415, "unsupported_media_type"},
-    // fuzz/api_request_body: a number beyond a double threw past the router.
-    {"number out of range", path,
-     R"({"imsis":["234100000000001"],"network":"multinet","status":"active","n":7777e77777})",
-     json_type, 400, "malformed_json"},
-    // nlohmann::json built every level of this before failing: 8 MiB cost 5 s and 600 MiB.
-    {"nesting too deep", path, std::string(100000, '['), json_type, 400, "malformed_json"},
+      {"malformed JSON", path, "{\"imsis\": [", json_type, 400, "malformed_json"},
+      {"nested far too deep", path, std::string(100000, '['), json_type, 400, "malformed_json"},
+      {"a number beyond double", path,
+       R"({"imsis":[1e999],"network":"multinet","status":"active"})", json_type, 400,
+       "malformed_json"},
+      {"not an object", path, "[1,2]", json_type, 400, "wrong_type"},
+      {"unknown field", path,
+       R"({"imsis":["234100000000001"],"network":"multinet","status":"active","colour":"red"})",
+       json_type, 400, "unknown_field"},
+      {"wrong type", path, R"({"imsis":"234100000000001","network":"multinet","status":"active"})",
+       json_type, 400, "wrong_type"},
+      {"wrong item type", path,
+       R"({"imsis":[234100000000001],"network":"multinet","status":"active"})", json_type, 400,
+       "wrong_type"},
+      {"missing field", path, R"({"imsis":["234100000000001"],"status":"active"})", json_type, 400,
+       "missing_field"},
+      {"invalid ICCID", "/v1/sims/8944100000000000001X", sim_body("234100000000001"), json_type,
+       422, "invalid_value"},
+      {"ICCID with a wrong check digit", "/v1/sims/89441000000000000019",
+       sim_body("234100000000001"), json_type, 422, "invalid_value"},
+      {"invalid IMSI", path, sim_body("23410"), json_type, 422, "invalid_value"},
+      {"IMSI of another SIM", path, sim_body("234100000000009"), json_type, 422, "conflict"},
+      {"unknown network", path, sim_body("234100000000001", "nowhere"), json_type, 422,
+       "unknown_network"},
+      {"bad status", path, sim_body("234100000000001", "multinet", "sleeping"), json_type, 422,
+       "invalid_value"},
+      {"bad MSISDN", path,
+       R"({"imsis":["234100000000001"],"msisdn":"abc","network":"multinet","status":"active"})",
+       json_type, 422, "invalid_value"},
+      {"iccid in body differs", path,
+       R"({"iccid":"89441000000000000026","imsis":["234100000000001"],"network":"multinet","status":"active"})",
+       json_type, 422, "invalid_value"},
+      {"wrong content type", path, sim_body("234100000000001"), "text/plain", 415,
+       "unsupported_media_type"},
+      {"no content type", path, sim_body("234100000000001"), "", 415, "unsupported_media_type"},
+      // fuzz/api_request_body: a number beyond a double threw past the router.
+      {"number out of range", path,
+       R"({"imsis":["234100000000001"],"network":"multinet","status":"active","n":7777e77777})",
+       json_type, 400, "malformed_json"},
+      // nlohmann::json built every level of this before failing: 8 MiB cost 5 s and 600 MiB.
+      {"nesting too deep", path, std::string(100000, '['), json_type, 400, "malformed_json"},
   };
   for (const auto& bc : cases) {
     SECTION(bc.name) {
@@ -285,22 +287,23 @@ TEST_CASE("GET /v1/sims filters and pages with a cursor", "[api]") {
   http_client c{f.url()};
   for (const char* iccid : {"89441000000000000026", "89441000000000000034", "89441000000000000042"})
     REQUIRE(c.request("PUT", std::string{"/v1/sims/"} + iccid, rw_token,
-                      sim_body("2341000000000" + std::string{iccid}.substr(18, 2), "ee"),
-                      json_type)
-              .status == 201);
+                      sim_body("2341000000000" + std::string{iccid}.substr(18, 2), "ee"), json_type)
+                .status == 201);
   auto r = c.request("GET", "/v1/sims?bar_state=barred", ro_token);
   REQUIRE(r.status == 200);
   auto j = body(r);
   REQUIRE(j["items"].size() == 1);
   CHECK(j["items"][0]["iccid"] == iccid_a);
   CHECK(j["next_cursor"].is_null());
-  CHECK(body(c.request("GET", "/v1/sims?lock_state=off&network=ee", ro_token))["items"].size() == 3);
+  CHECK(body(c.request("GET", "/v1/sims?lock_state=off&network=ee", ro_token))["items"].size() ==
+        3);
 
   std::set<std::string> seen;
   std::string cursor;
   int pages = 0;
   do {
-    r = c.request("GET", "/v1/sims?limit=2" + (cursor.empty() ? "" : "&cursor=" + cursor), ro_token);
+    r = c.request("GET", "/v1/sims?limit=2" + (cursor.empty() ? "" : "&cursor=" + cursor),
+                  ro_token);
     REQUIRE(r.status == 200);
     j = body(r);
     CHECK(j["items"].size() <= 2);
@@ -320,18 +323,20 @@ TEST_CASE("GET /v1/sims filters and pages with a cursor", "[api]") {
   CHECK(error_code(r) == "unknown_parameter");
 }
 
-TEST_CASE("POST /v1/sims:import imports the valid lines and reports the bad ones by line", "[api]") {
+TEST_CASE("POST /v1/sims:import imports the valid lines and reports the bad ones by line",
+          "[api]") {
   server_fixture f;
   http_client c{f.url()};
-  std::string csv = "iccid,imsis,msisdn,network,status\r\n"
-                    "89441000000000000018,234100000000001;234100000000002,447700900001,multinet,active\r\n"
-                    "89441000000000000019,234100000000003,447700900002,multinet,active\r\n"
-                    "\r\n"
-                    "89441000000000000026,234100000000004,,roamnet901,inactive\r\n"
-                    "89441000000000000034,234100000000002,,ee,active\r\n"
-                    "89441000000000000042,234100000000005,,ee,sleeping\r\n"
-                    "89441000000000000059,234100000000006,,nowhere,active\r\n"
-                    "89441000000000000018,234100000000007,,ee,active\r\n";
+  std::string csv =
+      "iccid,imsis,msisdn,network,status\r\n"
+      "89441000000000000018,234100000000001;234100000000002,447700900001,multinet,active\r\n"
+      "89441000000000000019,234100000000003,447700900002,multinet,active\r\n"
+      "\r\n"
+      "89441000000000000026,234100000000004,,roamnet901,inactive\r\n"
+      "89441000000000000034,234100000000002,,ee,active\r\n"
+      "89441000000000000042,234100000000005,,ee,sleeping\r\n"
+      "89441000000000000059,234100000000006,,nowhere,active\r\n"
+      "89441000000000000018,234100000000007,,ee,active\r\n";
   auto r = c.request("POST", "/v1/sims:import", rw_token, csv, "text/csv; charset=utf-8");
   REQUIRE(r.status == 200);
   auto j = body(r);
@@ -349,7 +354,8 @@ TEST_CASE("POST /v1/sims:import imports the valid lines and reports the bad ones
   CHECK(results[3]["reason"].get<std::string>().find("line 2") != std::string::npos);
   CHECK(results[4]["reason"].get<std::string>().find("status") != std::string::npos);
   CHECK(results[5]["reason"].get<std::string>().find("nowhere") != std::string::npos);
-  CHECK(results[5]["known_networks"] == json::array({"ee", "ee_big_data", "multinet", "roamnet901"}));
+  CHECK(results[5]["known_networks"] ==
+        json::array({"ee", "ee_big_data", "multinet", "roamnet901"}));
   CHECK(results[6]["reason"].get<std::string>().find("line 2") != std::string::npos);
   CHECK(f.service.snapshot("89441000000000000018"));
   CHECK(f.service.snapshot("89441000000000000026"));
@@ -374,8 +380,8 @@ TEST_CASE("POST /v1/sims:import imports the valid lines and reports the bad ones
     r = c.request("POST", "/v1/sims:import", rw_token,
                   "iccid,imsi,network\n89441000000000000042,234100000000005,ee\n", "text/csv");
     CHECK(r.status == 422);
-    CHECK(body(r)["error"]["message"].get<std::string>().find("iccid,imsis,msisdn,network,status") !=
-          std::string::npos);
+    CHECK(body(r)["error"]["message"].get<std::string>().find(
+              "iccid,imsis,msisdn,network,status") != std::string::npos);
     CHECK(f.service.writes() == writes);
   }
   SECTION("JSON is not CSV") {
@@ -392,14 +398,16 @@ TEST_CASE("orders: the Orders tab over the API", "[api]") {
   server_fixture f;
   http_client c{f.url()};
   auto orders = std::string{"/v1/sims/"} + iccid_a + "/orders";
-  auto place = [&](const json& j) { return c.request("POST", orders, rw_token, j.dump(), json_type); };
+  auto place = [&](const json& j) {
+    return c.request("POST", orders, rw_token, j.dump(), json_type);
+  };
 
   SECTION("unbar of an IMEI-lock bar needs an option; update_to_last_seen locks to B (R11)") {
     f.seed_barred_sim();
     auto r = place({{"type", "unbar"}});
     CHECK(r.status == 422);
     CHECK(body(r)["error"]["message"].get<std::string>().find(
-            "keep the existing lock or to update it") != std::string::npos);
+              "keep the existing lock or to update it") != std::string::npos);
     r = place({{"type", "unbar"}, {"unbar_mode", "update_to_last_seen"}});
     REQUIRE(r.status == 202);
     auto j = body(r);
@@ -414,8 +422,8 @@ TEST_CASE("orders: the Orders tab over the API", "[api]") {
     auto order = c.request("GET", "/v1/orders/" + std::to_string(j["id"].get<int>()), ro_token);
     REQUIRE(order.status == 200);
     auto o = body(order);
-    for (const auto* key : {"id", "iccid", "type", "status", "created_at", "due_at",
-                            "completed_at", "failure_reason"})
+    for (const auto* key : {"id", "iccid", "type", "status", "created_at", "due_at", "completed_at",
+                            "failure_reason"})
       CHECK(o.contains(key));
     CHECK(o["status"] == "completed");
     CHECK(o["failure_reason"].is_null());
@@ -432,7 +440,7 @@ TEST_CASE("orders: the Orders tab over the API", "[api]") {
   SECTION("enable on an eligible live SIM, then a second enable conflicts (409)") {
     REQUIRE(c.request("PUT", std::string{"/v1/sims/"} + iccid_a, rw_token,
                       sim_body("234100000000001"), json_type)
-              .status == 201);
+                .status == 201);
     f.service.observe(iccid_a, device_c);
     auto r = place({{"type", "enable_imei_lock"}});
     REQUIRE(r.status == 202);
@@ -444,11 +452,11 @@ TEST_CASE("orders: the Orders tab over the API", "[api]") {
   SECTION("activation with locking: refused where the network does not allow it") {
     REQUIRE(c.request("PUT", std::string{"/v1/sims/"} + iccid_a, rw_token,
                       sim_body("234100000000001", "ee", "inactive"), json_type)
-              .status == 201);
+                .status == 201);
     auto r = place({{"type", "activate"}, {"enable_imei_lock", true}});
     CHECK(r.status == 422);
-    CHECK(body(r)["error"]["message"].get<std::string>().find("not available on this SIM's network") !=
-          std::string::npos);
+    CHECK(body(r)["error"]["message"].get<std::string>().find(
+              "not available on this SIM's network") != std::string::npos);
     r = place({{"type", "activate"}, {"enable_imei_lock", false}});
     CHECK(r.status == 202);
     CHECK(body(r)["enable_imei_lock"] == false);
@@ -463,17 +471,17 @@ TEST_CASE("orders: the Orders tab over the API", "[api]") {
       std::string code;
     };
     for (const auto& bc : std::vector<bad_case>{
-           {R"({"type":"unbar","unbar_mode":"keep_lock","urgent":true})", 400, "unknown_field"},
-           {R"({"type":7})", 400, "wrong_type"},
-           {R"({"type":"activate","enable_imei_lock":"yes"})", 400, "wrong_type"},
-           {R"({})", 400, "missing_field"},
-           {R"({"type":"teleport"})", 422, "invalid_value"},
-           {R"({"type":"unbar","unbar_mode":"sometimes"})", 422, "invalid_value"},
-           {R"({"type":"bar","unbar_mode":"keep_lock"})", 422, "invalid_value"},
-           {R"({"type":"bar","enable_imei_lock":true})", 422, "invalid_value"},
-           {R"({"type":"unbar",)", 400, "malformed_json"},
-           {R"({"type":"bar","n":-1e400})", 400, "malformed_json"},
-           {R"({"type":"bar","n":)" + std::string(40, '{') + "}", 400, "malformed_json"},
+             {R"({"type":"unbar","unbar_mode":"keep_lock","urgent":true})", 400, "unknown_field"},
+             {R"({"type":7})", 400, "wrong_type"},
+             {R"({"type":"activate","enable_imei_lock":"yes"})", 400, "wrong_type"},
+             {R"({})", 400, "missing_field"},
+             {R"({"type":"teleport"})", 422, "invalid_value"},
+             {R"({"type":"unbar","unbar_mode":"sometimes"})", 422, "invalid_value"},
+             {R"({"type":"bar","unbar_mode":"keep_lock"})", 422, "invalid_value"},
+             {R"({"type":"bar","enable_imei_lock":true})", 422, "invalid_value"},
+             {R"({"type":"unbar",)", 400, "malformed_json"},
+             {R"({"type":"bar","n":-1e400})", 400, "malformed_json"},
+             {R"({"type":"bar","n":)" + std::string(40, '{') + "}", 400, "malformed_json"},
          }) {
       auto r = c.request("POST", orders, rw_token, bc.body, json_type);
       INFO(bc.body << " -> " << r.body);
@@ -499,7 +507,7 @@ TEST_CASE("GET orders and events of a SIM, newest first", "[api]") {
   f.service.complete_orders();
   REQUIRE(c.request("POST", base + "/orders", rw_token,
                     R"({"type":"unbar","unbar_mode":"keep_lock"})", json_type)
-            .status == 202);
+              .status == 202);
   auto r = c.request("GET", base + "/orders", ro_token);
   REQUIRE(r.status == 200);
   auto items = body(r)["items"];
@@ -562,8 +570,10 @@ TEST_CASE("keep-alive: many requests on one connection, and two servers' clients
     t.join();
   CHECK(good == 200);
   auto text = f.metrics();
-  CHECK(text.find(R"(imeilock_api_requests_total{code="200",method="GET",route="/v1/sims/{iccid}"} 200)") !=
-        std::string::npos);
+  CHECK(
+      text.find(
+          R"(imeilock_api_requests_total{code="200",method="GET",route="/v1/sims/{iccid}"} 200)") !=
+      std::string::npos);
   CHECK(text.find("imeilock_api_request_duration_seconds_bucket") != std::string::npos);
 }
 

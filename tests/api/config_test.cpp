@@ -60,7 +60,8 @@ TEST_CASE("api: every key read, unknown keys and bad values refused with the key
   CHECK_FALSE(cfg.ui);
   CHECK_THROWS_WITH(load_api("api:\n  tokenz: [x]\n"), Catch::Contains("api.tokenz"));
   CHECK_THROWS_WITH(load_api("api:\n  tokens: [short]\n"), Catch::Contains("at least 16"));
-  CHECK_THROWS_WITH(load_api("api:\n  max_body_bytes: 10\n"), Catch::Contains("api.max_body_bytes"));
+  CHECK_THROWS_WITH(load_api("api:\n  max_body_bytes: 10\n"),
+                    Catch::Contains("api.max_body_bytes"));
   CHECK_THROWS_WITH(load_api("api:\n  listen: nowhere\n"), Catch::Contains("api.listen"));
 }
 
@@ -90,7 +91,8 @@ TEST_CASE("api: token file with rw and ro lines, errors name the file and line",
   auto missing = resolve_tokens(cfg);
   REQUIRE_FALSE(missing);
   CHECK(missing.error() == sys_ec::file_failed);
-  CHECK_THROWS_WITH(load_api("api:\n  token_file: " + file + "\n"), Catch::Contains("unknown kind"));
+  CHECK_THROWS_WITH(load_api("api:\n  token_file: " + file + "\n"),
+                    Catch::Contains("unknown kind"));
   std::remove(file.c_str());
 }
 

@@ -34,13 +34,13 @@ std::string slurp(const std::string& file) {
 }
 
 /// Runs imeilockctl with `args` (already shell-quoted where needed).
-run_result ctl(const std::string& url, const std::string& args, const std::string& token = rw_token) {
+run_result ctl(const std::string& url, const std::string& args,
+               const std::string& token = rw_token) {
   static int seq = 0;
   auto base = "/tmp/imeilockctl-test-" + std::to_string(getpid()) + "-" + std::to_string(++seq);
-  std::string cmd = (token.empty() ? std::string{"env -u IMEILOCK_TOKEN "}
-                                   : "IMEILOCK_TOKEN=" + token + " ") +
-                    IMEILOCKCTL + " --url " + url + " " + args + " >" + base + ".out 2>" + base +
-                    ".err";
+  std::string cmd =
+      (token.empty() ? std::string{"env -u IMEILOCK_TOKEN "} : "IMEILOCK_TOKEN=" + token + " ") +
+      IMEILOCKCTL + " --url " + url + " " + args + " >" + base + ".out 2>" + base + ".err";
   int status = std::system(cmd.c_str());
   run_result r;
   r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
@@ -75,7 +75,8 @@ TEST_CASE("imeilockctl exit codes: 1 usage, 2 refused, 3 unreachable", "[ctl]") 
   CHECK(ctl(f.url(), "").code == 1);
   CHECK(ctl(f.url(), "--frobnicate sims list").code == 1);
   CHECK(ctl(f.url(), "sims get").code == 1);
-  CHECK(ctl(f.url(), "order unbar " + std::string{iccid_a} + " --keep-lock --update-to-last-seen").code == 1);
+  CHECK(ctl(f.url(), "order unbar " + std::string{iccid_a} + " --keep-lock --update-to-last-seen")
+            .code == 1);
   auto r = ctl(f.url(), "sims get " + std::string{iccid_b});
   CHECK(r.code == 2);
   CHECK(r.err.find("unknown_sim") != std::string::npos);
@@ -91,7 +92,8 @@ TEST_CASE("imeilockctl exit codes: 1 usage, 2 refused, 3 unreachable", "[ctl]") 
   CHECK(ctl(f.url(), "--help").code == 0);
 }
 
-TEST_CASE("imeilockctl orders: unbar needs an option, --update-to-last-seen moves the lock", "[ctl]") {
+TEST_CASE("imeilockctl orders: unbar needs an option, --update-to-last-seen moves the lock",
+          "[ctl]") {
   server_fixture f;
   f.seed_barred_sim();
   auto iccid = std::string{iccid_a};

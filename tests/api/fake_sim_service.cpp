@@ -80,8 +80,8 @@ void fake_sim_service::post(std::function<void()> fn) {
 
 std::int64_t fake_sim_service::now() const {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
-           std::chrono::system_clock::now().time_since_epoch())
-    .count();
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
 }
 
 void fake_sim_service::record(const std::string& iccid, const std::string& cause,

@@ -27,13 +27,15 @@ public:
   void upsert_sim(actors::sim_upsert sim, std::function<void(actors::write_result)> done) override;
   void import_sims(std::vector<actors::sim_upsert> sims,
                    std::function<void(std::vector<actors::write_result>)> done) override;
-  void get_sim(std::string iccid, std::function<void(std::optional<actors::sim_info>)> done) override;
+  void get_sim(std::string iccid,
+               std::function<void(std::optional<actors::sim_info>)> done) override;
   void list_sims(actors::sim_filter filter, std::string cursor, std::size_t limit,
                  std::function<void(actors::sim_page)> done) override;
   void place_order(std::string iccid, actors::order_request req,
                    std::function<void(actors::write_result)> done) override;
   void get_order(std::uint64_t id, std::function<void(std::optional<orders::order>)> done) override;
-  void list_orders(std::string iccid, std::function<void(std::vector<orders::order>)> done) override;
+  void list_orders(std::string iccid,
+                   std::function<void(std::vector<orders::order>)> done) override;
   void list_events(std::string iccid, std::size_t limit,
                    std::function<void(std::vector<actors::event_info>)> done) override;
 

@@ -15,15 +15,14 @@ struct server_fixture::impl {
   // io_context still hold connections that count in it.
   prometheus::Registry registry;
   boost::asio::io_context io;
-  boost::asio::executor_work_guard<boost::asio::io_context::executor_type> guard{
-    io.get_executor()};
+  boost::asio::executor_work_guard<boost::asio::io_context::executor_type> guard{io.get_executor()};
   std::unique_ptr<http_server> server;
   std::thread thread;
   std::string url;
 };
 
-server_fixture::server_fixture(const std::function<void(api_config&)>& tweak)
-  : impl_(std::make_unique<impl>()) {
+server_fixture::server_fixture(const std::function<void(api_config&)>& tweak) :
+    impl_(std::make_unique<impl>()) {
   api_config cfg;
   cfg.listen = {config::endpoint{"127.0.0.1", 0}};
   cfg.tokens = {rw_token};
@@ -52,9 +51,13 @@ server_fixture::~server_fixture() {
   impl_->thread.join();
 }
 
-http_server& server_fixture::server() { return *impl_->server; }
+http_server& server_fixture::server() {
+  return *impl_->server;
+}
 
-std::string server_fixture::url() const { return impl_->url; }
+std::string server_fixture::url() const {
+  return impl_->url;
+}
 
 std::string server_fixture::metrics() const {
   return prometheus::TextSerializer{}.Serialize(impl_->registry.Collect());

@@ -123,8 +123,11 @@ TEST_CASE("webhooks: retried after failures, delivered in order, signed, filtere
   cfg.initial_backoff = std::chrono::milliseconds{50};
   cfg.max_attempts = 5;
   cfg.timeout = std::chrono::seconds{5};
-  cfg.targets.push_back({"http://127.0.0.1:" + *port + "/hooks/imei", {"violation", "unbar_completed"},
-                         "s3cret-webhook-key", "", {}});
+  cfg.targets.push_back({"http://127.0.0.1:" + *port + "/hooks/imei",
+                         {"violation", "unbar_completed"},
+                         "s3cret-webhook-key",
+                         "",
+                         {}});
   webhook_notifier hooks{t.io, cfg, registry};
 
   auto started = std::chrono::steady_clock::now();
@@ -167,7 +170,8 @@ TEST_CASE("webhooks: a dead target is given up after max_attempts, the queue is 
   cfg.max_attempts = 2;
   cfg.queue_size = 3;
   cfg.timeout = std::chrono::seconds{2};
-  cfg.targets.push_back({"http://127.0.0.1:" + std::to_string(closed_port()) + "/", {}, "k", "", {}});
+  cfg.targets.push_back(
+      {"http://127.0.0.1:" + std::to_string(closed_port()) + "/", {}, "k", "", {}});
   webhook_notifier hooks{t.io, cfg, registry};
 
   auto started = std::chrono::steady_clock::now();
@@ -217,7 +221,7 @@ TEST_CASE("webhooks: reload moves a target to a new URL; unusable TLS files chan
   // A new https target whose CA file is gone: refused, the running target stays.
   auto broken = next;
   broken.targets.push_back(
-    {"https://127.0.0.1:" + *port_a + "/", {}, "k", "", {"/nonexistent/ca.pem", "", ""}});
+      {"https://127.0.0.1:" + *port_a + "/", {}, "k", "", {"/nonexistent/ca.pem", "", ""}});
   auto err = hooks.reload(broken);
   REQUIRE(err);
   CHECK_THAT(*err, Catch::Contains("tls.ca_file '/nonexistent/ca.pem': cannot read"));

@@ -19,14 +19,17 @@ struct captured {
 
 TEST_CASE("log lines carry the sd-daemon priority prefix and key=value fields") {
   captured out;
-  log::warning("radius.discard", {{"reason", "bad_authenticator"}, {"client", "10.0.0.1"}, {"n", 3}});
+  log::warning("radius.discard",
+               {{"reason", "bad_authenticator"}, {"client", "10.0.0.1"}, {"n", 3}});
   CHECK(out.text == "<4>radius.discard reason=bad_authenticator client=10.0.0.1 n=3\n");
 }
 
 TEST_CASE("values with spaces, quotes or control characters are quoted and escaped") {
   captured out;
-  log::error("config.invalid", {{"message", "expected a \"number\""}, {"raw", "a\nb"}, {"empty", ""}});
-  CHECK(out.text == "<3>config.invalid message=\"expected a \\\"number\\\"\" raw=\"a\\nb\" empty=\"\"\n");
+  log::error("config.invalid",
+             {{"message", "expected a \"number\""}, {"raw", "a\nb"}, {"empty", ""}});
+  CHECK(out.text ==
+        "<3>config.invalid message=\"expected a \\\"number\\\"\" raw=\"a\\nb\" empty=\"\"\n");
 }
 
 TEST_CASE("events above the configured level are not written") {

@@ -42,8 +42,8 @@ TEST_CASE("the shipped example configuration loads and equals the built-in defau
 }
 
 TEST_CASE("a relative store path goes under the state directory, and a token is created once") {
-  auto dir = std::filesystem::temp_directory_path() /
-             ("imeilockd-cfg-" + std::to_string(::getpid()));
+  auto dir =
+      std::filesystem::temp_directory_path() / ("imeilockd-cfg-" + std::to_string(::getpid()));
   std::filesystem::remove_all(dir);
   auto cfg = daemon::load_config_text("{}").value();
   REQUIRE(daemon::resolve_runtime_paths(cfg, dir.string()));

@@ -19,7 +19,9 @@ inline const std::string imei_a = "352099001761481";
 inline const std::string imei_b = "356938035643809";
 inline const std::string imei_c = "490154203237518";
 inline const std::string imei_d = "353490012345670";
-inline device_id dev(const std::string& imei) { return decode_imei(imei).device; }
+inline device_id dev(const std::string& imei) {
+  return decode_imei(imei).device;
+}
 
 /// One SIM driven through apply() the way the SIM actor drives it.
 class sim {
@@ -54,11 +56,14 @@ public:
   }
 
   /// The SIM is used in a device (an accounting message with this IMEI).
-  const outcome& seen(const std::string& raw_imei) { return apply_event(observed{decode_imei(raw_imei)}); }
+  const outcome& seen(const std::string& raw_imei) {
+    return apply_event(observed{decode_imei(raw_imei)});
+  }
   /// An accounting message without an IMEI.
   const outcome& seen_without_imei() { return apply_event(observed{}); }
 
-  const outcome& place(order_type type, unbar_mode mode = unbar_mode::none, bool with_lock = false) {
+  const outcome& place(order_type type, unbar_mode mode = unbar_mode::none,
+                       bool with_lock = false) {
     return apply_event(order_placed{next_id_++, type, mode, with_lock});
   }
   /// The order in flight completes / fails.

@@ -116,10 +116,12 @@ TEST_CASE("R2 8-byte TBCD with swapped nibbles and an F filler", "[imei][R2]") {
     CHECK_FALSE(v.svn.has_value());
   }
   SECTION("a nibble A-E is malformed") {
-    CHECK(decode_bytes({0x53, 0x02, 0x99, 0x00, 0x71, 0x16, 0x84, 0x3A}).status == imei_status::malformed);
+    CHECK(decode_bytes({0x53, 0x02, 0x99, 0x00, 0x71, 0x16, 0x84, 0x3A}).status ==
+          imei_status::malformed);
   }
   SECTION("a filler before the end is malformed") {
-    CHECK(decode_bytes({0x53, 0x02, 0xF9, 0x00, 0x71, 0x16, 0x84, 0x32}).status == imei_status::malformed);
+    CHECK(decode_bytes({0x53, 0x02, 0xF9, 0x00, 0x71, 0x16, 0x84, 0x32}).status ==
+          imei_status::malformed);
   }
   SECTION("eight ASCII digits are a truncated text, not TBCD") {
     CHECK(decode_imei("35209900").status == imei_status::malformed);
@@ -133,9 +135,9 @@ TEST_CASE("R2 8-byte TBCD with swapped nibbles and an F filler", "[imei][R2]") {
 TEST_CASE("R2 R3 absent and malformed values are no device", "[imei][R2][R3]") {
   CHECK(decode_imei("").status == imei_status::absent);
   CHECK(decode_imei(std::string_view{}).device == no_device);
-  for (const char* bad : {"3520990017614", "35209900176148231", "35209900176148x", " 352099001761481",
-                          "352099001761481 ", "-35209900176148", "000000000000000", "0000000000000000",
-                          "1234567", "abcdefghijklmnop"}) {
+  for (const char* bad : {"3520990017614", "35209900176148231", "35209900176148x",
+                          " 352099001761481", "352099001761481 ", "-35209900176148",
+                          "000000000000000", "0000000000000000", "1234567", "abcdefghijklmnop"}) {
     INFO(bad);
     auto v = decode_imei(bad);
     CHECK(v.status == imei_status::malformed);
@@ -147,7 +149,7 @@ TEST_CASE("R2 R3 absent and malformed values are no device", "[imei][R2][R3]") {
 
 TEST_CASE("R2 parse_imei_strict checks what an operator typed", "[imei][R2]") {
   CHECK(parse_imei_strict("352099001761481") == spec_example);
-  CHECK(parse_imei_strict("352099001761480") == spec_example); // spare 0
+  CHECK(parse_imei_strict("352099001761480") == spec_example);   // spare 0
   CHECK_FALSE(parse_imei_strict("352099001761482").has_value()); // typo caught by Luhn
   CHECK(parse_imei_strict("35209900176148") == spec_example);
   CHECK(parse_imei_strict("3520990017614823") == spec_example);
@@ -158,7 +160,8 @@ TEST_CASE("R2 parse_imei_strict checks what an operator typed", "[imei][R2]") {
 }
 
 TEST_CASE("R2 format and parse round-trip for any identity", "[imei][R2]") {
-  for (device_id d : {device_id{1}, spec_example, device_id{99'999'999'999'999ULL}, device_id{1234567890123ULL}}) {
+  for (device_id d : {device_id{1}, spec_example, device_id{99'999'999'999'999ULL},
+                      device_id{1234567890123ULL}}) {
     auto text = format_imei(d);
     REQUIRE(text.size() == 15);
     CHECK(parse_imei_strict(text) == d);

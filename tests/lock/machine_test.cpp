@@ -32,7 +32,8 @@ sim barred_in_b(policy pol = sim::eligible()) {
 
 } // namespace
 
-TEST_CASE("R1 eligibility: enable only on eligible networks, refused with the reason", "[machine][R1]") {
+TEST_CASE("R1 eligibility: enable only on eligible networks, refused with the reason",
+          "[machine][R1]") {
   sim s{sim::ineligible()};
   s.seen(imei_a);
   auto before = s.state;
@@ -71,11 +72,13 @@ TEST_CASE("R3 no IMEI, no event", "[machine][R3]") {
   CHECK(s.state == before);
   // A malformed IMEI counts as no IMEI (R2).
   CHECK_FALSE(s.seen("12345").changed);
-  CHECK_FALSE(s.apply_event(observed{imei_value{imei_status::malformed, no_device, std::nullopt}}).changed);
+  CHECK_FALSE(
+      s.apply_event(observed{imei_value{imei_status::malformed, no_device, std::nullopt}}).changed);
   CHECK(s.bars_submitted() == 0);
 }
 
-TEST_CASE("R4 enable on a live SIM locks to last seen, else awaits the first IMEI", "[machine][R4]") {
+TEST_CASE("R4 enable on a live SIM locks to last seen, else awaits the first IMEI",
+          "[machine][R4]") {
   SECTION("with a known last seen IMEI") {
     sim s;
     s.seen(imei_a);
@@ -175,7 +178,8 @@ TEST_CASE("R8 the SIM keeps working until the bar completes", "[machine][R8]") {
   CHECK(s.count(notice::bar_completed) == 1);
 }
 
-TEST_CASE("R9 last seen stays frozen at the trigger while the bar is pending or in force", "[machine][R9]") {
+TEST_CASE("R9 last seen stays frozen at the trigger while the bar is pending or in force",
+          "[machine][R9]") {
   auto s = locked_to_a();
   s.seen(imei_b);
   const auto& o = s.seen(imei_c);
@@ -200,7 +204,8 @@ TEST_CASE("R10 unbar keeping the lock: lock unchanged, warning when not in the o
     CHECK(o.rejected == rejection::none);
     REQUIRE(o.warnings.size() == 1);
     const auto& w = o.warnings[0];
-    CHECK(w.find("will not be barred again unless it is used in another (3rd) device") != std::string::npos);
+    CHECK(w.find("will not be barred again unless it is used in another (3rd) device") !=
+          std::string::npos);
     CHECK(w.find(imei_a) != std::string::npos);
     CHECK(w.find(imei_b) != std::string::npos);
     CHECK(w.find("Move the SIM back into the original device") != std::string::npos);
@@ -227,7 +232,8 @@ TEST_CASE("R10 unbar keeping the lock: lock unchanged, warning when not in the o
   }
 }
 
-TEST_CASE("R11 unbar updating to last seen locks to the first device after the bar", "[machine][R11]") {
+TEST_CASE("R11 unbar updating to last seen locks to the first device after the bar",
+          "[machine][R11]") {
   auto s = locked_to_a();
   s.seen(imei_b);
   s.seen(imei_c);
@@ -328,7 +334,8 @@ TEST_CASE("orders are two-phase and one at a time", "[machine][orders]") {
   CHECK(s.place(order_type::unbar).rejected == rejection::order_in_flight);
   s.complete();
   CHECK(s.state.bar == bar_state::barred);
-  CHECK(s.place(order_type::unbar, unbar_mode::keep_lock).rejected == rejection::unbar_mode_not_applicable);
+  CHECK(s.place(order_type::unbar, unbar_mode::keep_lock).rejected ==
+        rejection::unbar_mode_not_applicable);
   CHECK(s.place(order_type::unbar).rejected == rejection::none);
   s.complete();
   CHECK(s.state.bar == bar_state::none);
@@ -464,7 +471,8 @@ TEST_CASE("a violation while a disable is in flight raises no bar", "[machine][R
   }
 }
 
-TEST_CASE("strict mode bars on any other device, closing the R10 caveat", "[machine][strict][R10]") {
+TEST_CASE("strict mode bars on any other device, closing the R10 caveat",
+          "[machine][strict][R10]") {
   policy strict{true, false, true};
   auto s = barred_in_b(strict);
   const auto& o = s.place(order_type::unbar, unbar_mode::keep_lock);

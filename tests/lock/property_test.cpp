@@ -18,7 +18,7 @@ using namespace imeilock::lock;
 namespace {
 
 constexpr std::array<device_id, 4> devices{35209900176148ULL, 35693803564380ULL, 49015420323751ULL,
-                                          35349001234567ULL};
+                                           35349001234567ULL};
 
 struct order_in_flight {
   std::uint64_t id = 0;
@@ -30,7 +30,8 @@ struct order_in_flight {
 /// would hold for it.
 class run {
 public:
-  run(std::mt19937_64& rng, policy pol, sim_state initial) : rng_(rng), pol_(pol), state_(initial) {}
+  run(std::mt19937_64& rng, policy pol, sim_state initial) :
+      rng_(rng), pol_(pol), state_(initial) {}
 
   void step_once() {
     const event ev = random_event();
@@ -135,7 +136,8 @@ private:
           ++violations_;
       }
     }
-    if (const auto* p = std::get_if<order_placed>(&ev); p != nullptr && o.rejected == rejection::none) {
+    if (const auto* p = std::get_if<order_placed>(&ev);
+        p != nullptr && o.rejected == rejection::none) {
       REQUIRE(p->order_id != 0);
       REQUIRE(before.pending_order == order_type::none); // one order at a time
       REQUIRE(submits == 1);

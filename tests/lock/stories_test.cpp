@@ -121,7 +121,8 @@ TEST_CASE("story: activation with lock on an EE SIM is refused", "[story][R1][R1
   CHECK(s.state.status == sim_status::inactive);
 }
 
-TEST_CASE("story: enable on a network that is not eligible is refused with the reason", "[story][R1]") {
+TEST_CASE("story: enable on a network that is not eligible is refused with the reason",
+          "[story][R1]") {
   sim s{sim::ineligible()};
   s.seen(imei_a);
   const auto& o = s.place(order_type::enable_imei_lock);
@@ -179,7 +180,8 @@ TEST_CASE("story: a new software version (IMEISV digits 15-16) is the same devic
   CHECK(s.count(notice::change_event) == 1);
 }
 
-TEST_CASE("story: an IMEI with a spare 0 instead of the Luhn digit is the same device", "[story][R2]") {
+TEST_CASE("story: an IMEI with a spare 0 instead of the Luhn digit is the same device",
+          "[story][R2]") {
   sim s;
   s.seen("352099001761481");
   s.order(order_type::enable_imei_lock);

@@ -27,7 +27,8 @@ void round_trip(std::initializer_list<E> values) {
 TEST_CASE("enum names round-trip through parse", "[types]") {
   round_trip({sim_status::inactive, sim_status::active});
   round_trip({lock_state::off, lock_state::awaiting_first_imei, lock_state::locked});
-  round_trip({bar_state::none, bar_state::bar_pending, bar_state::barred, bar_state::unbar_pending});
+  round_trip(
+      {bar_state::none, bar_state::bar_pending, bar_state::barred, bar_state::unbar_pending});
   round_trip({bar_reason::none, bar_reason::imei_lock, bar_reason::manual});
   round_trip({order_type::none, order_type::activate, order_type::enable_imei_lock,
               order_type::disable_imei_lock, order_type::bar, order_type::unbar});

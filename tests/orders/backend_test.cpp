@@ -100,8 +100,8 @@ TEST_CASE("scheduler + simulated backend: a flaky network still gets every order
           "[orders][simulated]") {
   orders_config cfg;
   cfg.networks.clear(); // every network uses `defaults`
-  cfg.defaults.retry = retry_policy{5, std::chrono::milliseconds{100},
-                                    std::chrono::milliseconds{1000}, 2.0};
+  cfg.defaults.retry =
+      retry_policy{5, std::chrono::milliseconds{100}, std::chrono::milliseconds{1000}, 2.0};
   backend_config bc;
   bc.fail_first = 3;
   simulated_backend backend{bc};

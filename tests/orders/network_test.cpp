@@ -192,21 +192,24 @@ TEST_CASE("configuration errors name the key and the line", "[orders][config]") 
              Catch::Contains("orders.defaults.rate_per_second"));
   CHECK_THAT(load_error("orders:\n  networks:\n    ee:\n      lead_times:\n        bar: fast\n"),
              Catch::Contains("line 5") && Catch::Contains("orders.networks.ee.lead_times.bar") &&
-               Catch::Contains("expected a duration"));
+                 Catch::Contains("expected a duration"));
   CHECK_THAT(load_error("orders:\n  defaults:\n    lead_times:\n      bar: {min: 9s, max: 2s}\n"),
              Catch::Contains("lead_times.bar.min: min (9s) must not exceed max (2s)"));
-  CHECK_THAT(load_error("orders:\n  defaults:\n    lead_times:\n      bar: {median: 9s, p95: 2s}\n"),
-             Catch::Contains("lead_times.bar.p95: p95 (2s) must not be below the median (9s)"));
+  CHECK_THAT(
+      load_error("orders:\n  defaults:\n    lead_times:\n      bar: {median: 9s, p95: 2s}\n"),
+      Catch::Contains("lead_times.bar.p95: p95 (2s) must not be below the median (9s)"));
   CHECK_THAT(load_error("orders:\n  defaults:\n    lead_times:\n      bar: {min: 1s, p95: 2s}\n"),
              Catch::Contains("either min and max"));
   CHECK_THAT(load_error("orders:\n  defaults:\n    lead_times:\n      bar: {min: 1s}\n"),
              Catch::Contains("needs both min and max"));
-  CHECK_THAT(load_error("orders:\n  defaults:\n    lead_times:\n      bar: {median: 1s, p95: 2s, x: 1}\n"),
-             Catch::Contains("lead_times.bar.x: unknown key"));
+  CHECK_THAT(
+      load_error("orders:\n  defaults:\n    lead_times:\n      bar: {median: 1s, p95: 2s, x: 1}\n"),
+      Catch::Contains("lead_times.bar.x: unknown key"));
   CHECK_THAT(load_error("orders:\n  defaults:\n    lead_times:\n      barr: 1s\n"),
              Catch::Contains("lead_times.barr: unknown key"));
-  CHECK_THAT(load_error("orders:\n  defaults:\n    retry: {initial_backoff: 10s, max_backoff: 1s}\n"),
-             Catch::Contains("retry.max_backoff: max_backoff (1s) must not be below"));
+  CHECK_THAT(
+      load_error("orders:\n  defaults:\n    retry: {initial_backoff: 10s, max_backoff: 1s}\n"),
+      Catch::Contains("retry.max_backoff: max_backoff (1s) must not be below"));
   CHECK_THAT(load_error("orders:\n  defaults:\n    backend: {type: carrier_pigeon}\n"),
              Catch::Contains("backend.type: expected simulated or webhook"));
   CHECK_THAT(load_error("orders:\n  defaults:\n    backend: {type: webhook}\n"),

@@ -137,7 +137,8 @@ TEST_CASE("in-flight limit: no more than max_in_flight submitted at once", "[ord
   CHECK(s.stats("net").queued == 1);
 }
 
-TEST_CASE("lifecycle: queued -> submitted -> completed after the lead time", "[orders][lead_time]") {
+TEST_CASE("lifecycle: queued -> submitted -> completed after the lead time",
+          "[orders][lead_time]") {
   scheduler s{one_network(10.0, 10), 1};
   REQUIRE(s.add(make_order(1), t0) == ec::ok);
   CHECK(s.find(1)->status == order_status::queued);
@@ -154,7 +155,7 @@ TEST_CASE("lifecycle: queued -> submitted -> completed after the lead time", "[o
   CHECK(sub->o.status == order_status::submitted);
   CHECK(sub->o.submitted_at_ms == t0 + 20);
   CHECK(sub->o.due_at_ms == t0 + 20 + 5'000); // bar: 5 s after submission
-  CHECK_FALSE(s.on_submitted(1, t0 + 21)); // a duplicate answer is ignored
+  CHECK_FALSE(s.on_submitted(1, t0 + 21));    // a duplicate answer is ignored
 
   CHECK(s.next_wakeup(t0 + 20) == t0 + 5'020);
   CHECK(s.poll(t0 + 5'019).empty());
@@ -316,8 +317,7 @@ TEST_CASE("an order type outside the enum (a damaged store row) is refused, not 
   CHECK(s.add(make_order(9, lock::order_type::unbar), t0) == ec::ok);
 }
 
-TEST_CASE("resume: a submitted order completes with its remaining lead time",
-          "[orders][resume]") {
+TEST_CASE("resume: a submitted order completes with its remaining lead time", "[orders][resume]") {
   scheduler s{one_network(1.0, 1), 1};
   auto o = make_order(1);
   o.status = order_status::submitted;
@@ -334,8 +334,7 @@ TEST_CASE("resume: a submitted order completes with its remaining lead time",
   CHECK(ids_of(a, kind::completed) == std::vector<std::uint64_t>{1});
 }
 
-TEST_CASE("resume: a submitted order whose due time passed completes at once",
-          "[orders][resume]") {
+TEST_CASE("resume: a submitted order whose due time passed completes at once", "[orders][resume]") {
   scheduler s{one_network(1.0, 1), 1};
   auto o = make_order(1);
   o.status = order_status::submitted;
@@ -398,7 +397,8 @@ TEST_CASE("unknown networks use the defaults, stats list every network", "[order
   std::vector<std::string> names;
   for (const auto& [name, st] : all)
     names.push_back(name);
-  CHECK(names == std::vector<std::string>{"ee", "ee_big_data", "multinet", "nowhere", "roamnet901"});
+  CHECK(names ==
+        std::vector<std::string>{"ee", "ee_big_data", "multinet", "nowhere", "roamnet901"});
   CHECK(s.stats("nowhere").queued == 1);
   CHECK(s.stats("nowhere").sending == 2);
   CHECK(s.stats("ee").depth() == 0);

@@ -249,11 +249,11 @@ TEST_CASE("webhook: connection refused is a failure with the reason", "[orders][
   {
     boost::asio::io_context tmp;
     boost::asio::ip::tcp::acceptor acceptor{
-      tmp, boost::asio::ip::tcp::endpoint{boost::asio::ip::make_address("127.0.0.1"), 0}};
+        tmp, boost::asio::ip::tcp::endpoint{boost::asio::ip::make_address("127.0.0.1"), 0}};
     port = acceptor.local_endpoint().port();
   }
   auto backend = make_webhook_backend(
-    webhook("http://127.0.0.1:" + std::to_string(port) + "/ok", 2s), runner.io);
+      webhook("http://127.0.0.1:" + std::to_string(port) + "/ok", 2s), runner.io);
   auto r = submit_and_wait(*backend, sample_order());
   CHECK_FALSE(r.accepted);
   CHECK_THAT(r.reason, Catch::StartsWith("connect: "));
@@ -278,7 +278,8 @@ TEST_CASE("webhook: many orders at once each get their answer", "[orders][webhoo
   }
   std::set<std::uint64_t> ids;
   for (const auto& req : server.requests())
-    ids.insert(nlohmann::json::parse(req["body"].get<std::string>())["order_id"].get<std::uint64_t>());
+    ids.insert(
+        nlohmann::json::parse(req["body"].get<std::string>())["order_id"].get<std::uint64_t>());
   CHECK(ids.size() == n);
 }
 
@@ -310,7 +311,7 @@ TEST_CASE("webhook: over https with the CA file and a client certificate; an exp
              ("imeilock-orders-tls-" + std::to_string(::getpid()));
   std::filesystem::create_directories(dir);
   imeilock::test::child_process server{
-    {IMEILOCK_PYTHON, IMEILOCK_HTTP_TEST_SERVER, "--tls", dir.string()}};
+      {IMEILOCK_PYTHON, IMEILOCK_HTTP_TEST_SERVER, "--tls", dir.string()}};
   auto line = server.read_line(30s);
   REQUIRE(line);
   auto ports = nlohmann::json::parse(*line);

@@ -43,7 +43,7 @@ store::store_config config_for(const temp_dir& dir) {
 }
 
 lock::sim_record sim(std::string iccid, std::vector<std::uint64_t> imsis,
-                      std::string network = "multinet") {
+                     std::string network = "multinet") {
   lock::sim_record r;
   r.iccid = std::move(iccid);
   r.imsis = std::move(imsis);
@@ -214,7 +214,8 @@ TEST_CASE("the field lists name every column of the schema, in table order", "[s
     return out;
   };
   std::vector<std::string> sims;
-  fields::for_each_field(lock::sim_identity_fields, [&](const auto& f) { sims.emplace_back(f.name); });
+  fields::for_each_field(lock::sim_identity_fields,
+                         [&](const auto& f) { sims.emplace_back(f.name); });
   fields::for_each_field(lock::sim_state_fields, [&](const auto& f) { sims.emplace_back(f.name); });
   CHECK(columns("sims") == sims);
   std::vector<std::string> orders;
@@ -282,8 +283,7 @@ TEST_CASE("list_sims pages by ICCID and filters", "[store]") {
   std::vector<lock::sim_record> sims;
   for (int i = 0; i < 25; ++i) {
     auto s = sim("89440000000000001" + std::to_string(10 + i),
-                 {234150000000100ull + static_cast<std::uint64_t>(i)},
-                 i % 2 ? "ee" : "multinet");
+                 {234150000000100ull + static_cast<std::uint64_t>(i)}, i % 2 ? "ee" : "multinet");
     if (i % 5 == 0)
       s.state.lock = lock::lock_state::locked;
     sims.push_back(s);
@@ -385,7 +385,8 @@ TEST_CASE("an overloaded queue refuses with done(false)", "[store]") {
   CHECK(db.counters().changes_refused.load() == 1);
 }
 
-TEST_CASE("a change waiting longer than max_queue_wait makes the store refuse until the writer catches up",
+TEST_CASE("a change waiting longer than max_queue_wait makes the store refuse until the writer "
+          "catches up",
           "[store]") {
   temp_dir dir;
   auto cfg = config_for(dir);
@@ -393,20 +394,24 @@ TEST_CASE("a change waiting longer than max_queue_wait makes the store refuse un
   cfg.max_queue_wait = std::chrono::milliseconds{100};
   store::store db{cfg};
   std::promise<bool> a, b, d;
-  REQUIRE(db.submit(sims_change({sim("8944000000000000001", {1})}), [&](bool ok) { a.set_value(ok); }));
+  REQUIRE(
+      db.submit(sims_change({sim("8944000000000000001", {1})}), [&](bool ok) { a.set_value(ok); }));
   // Once the writer holds the first change, the second one waits in the queue.
   for (int i = 0; i < 500 && db.counters().queue_depth.load() != 0; ++i)
     std::this_thread::sleep_for(std::chrono::milliseconds{1});
-  REQUIRE(db.submit(sims_change({sim("8944000000000000002", {2})}), [&](bool ok) { b.set_value(ok); }));
+  REQUIRE(
+      db.submit(sims_change({sim("8944000000000000002", {2})}), [&](bool ok) { b.set_value(ok); }));
   std::this_thread::sleep_for(std::chrono::milliseconds{300});
   bool refused_ok = true;
-  CHECK_FALSE(db.submit(sims_change({sim("8944000000000000003", {3})}), [&](bool ok) { refused_ok = ok; }));
+  CHECK_FALSE(
+      db.submit(sims_change({sim("8944000000000000003", {3})}), [&](bool ok) { refused_ok = ok; }));
   CHECK_FALSE(refused_ok);
   CHECK(db.counters().changes_refused.load() == 1);
   // What was accepted commits; with the queue empty again, changes are taken.
   CHECK(a.get_future().get());
   CHECK(b.get_future().get());
-  CHECK(db.submit(sims_change({sim("8944000000000000004", {4})}), [&](bool ok) { d.set_value(ok); }));
+  CHECK(
+      db.submit(sims_change({sim("8944000000000000004", {4})}), [&](bool ok) { d.set_value(ok); }));
   CHECK(d.get_future().get());
   CHECK(db.get_sim("8944000000000000002"));
   CHECK_FALSE(db.get_sim("8944000000000000003"));

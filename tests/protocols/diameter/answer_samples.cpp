@@ -17,7 +17,8 @@ void dump(const char* name, std::uint32_t rc, const buf& b) {
   std::printf("# %s %u\n", name, rc);
   for (std::size_t i = 0; i < b.size(); i += 16) {
     std::printf("%06zx", i);
-    for (std::size_t j = i; j < b.size() && j < i + 16; ++j) std::printf(" %02x", b[j]);
+    for (std::size_t j = i; j < b.size() && j < i + 16; ++j)
+      std::printf(" %02x", b[j]);
     std::printf("\n");
   }
 }
@@ -44,7 +45,8 @@ void answer_for(const char* name, buf req) {
   buf out;
   const header h = decode_header(msg);
   if (auto err = check_request_header(h)) {
-    build_error_answer(out, h, "client.example.net;1;1", self, err.result_code, err.failed_avp, err.message);
+    build_error_answer(out, h, "client.example.net;1;1", self, err.result_code, err.failed_avp,
+                       err.message);
     dump(name, err.result_code, out);
     return;
   }
@@ -57,9 +59,11 @@ void answer_for(const char* name, buf req) {
 
 buf without(buf b, std::uint32_t code) {
   avp a;
-  if (!find_avp(bytes{b.data(), b.size()}.subspan(header_size), code, 0, a)) return b;
+  if (!find_avp(bytes{b.data(), b.size()}.subspan(header_size), code, 0, a))
+    return b;
   const auto off = static_cast<std::size_t>(a.raw.data() - b.data());
-  b.erase(b.begin() + static_cast<std::ptrdiff_t>(off), b.begin() + static_cast<std::ptrdiff_t>(off + pad4(a.raw.size())));
+  b.erase(b.begin() + static_cast<std::ptrdiff_t>(off),
+          b.begin() + static_cast<std::ptrdiff_t>(off + pad4(a.raw.size())));
   store_u24(b.data() + 1, static_cast<std::uint32_t>(b.size()));
   return b;
 }
@@ -85,13 +89,16 @@ int main() {
   {
     buf b = request(command::accounting);
     avp a;
-    find_avp(bytes{b.data(), b.size()}.subspan(header_size), avp_code::accounting_record_type, 0, a);
+    find_avp(bytes{b.data(), b.size()}.subspan(header_size), avp_code::accounting_record_type, 0,
+             a);
     b[static_cast<std::size_t>(a.data.data() - b.data()) + 3] = 9;
     answer_for("ACA-5004", b);
   }
-  answer_for("ACA-5014", with(without(request(command::accounting), avp_code::accounting_record_number),
-                              avp_code::accounting_record_number, avp_flag::mandatory, 0, {0, 1}));
-  answer_for("ACA-5001", with(request(command::accounting), 99999, avp_flag::mandatory, 0, {1, 2, 3, 4}));
+  answer_for("ACA-5014",
+             with(without(request(command::accounting), avp_code::accounting_record_number),
+                  avp_code::accounting_record_number, avp_flag::mandatory, 0, {0, 1}));
+  answer_for("ACA-5001",
+             with(request(command::accounting), 99999, avp_flag::mandatory, 0, {1, 2, 3, 4}));
   {
     buf b = request(command::accounting);
     store_u24(b.data() + 5, 258);
@@ -118,7 +125,8 @@ int main() {
   buf cer;
   build_cer(cer, "pgw1.example.net", "example.net", 4, 3);
   const header ch = decode_header(bytes{cer.data(), cer.size()});
-  const std::vector<host_address> addrs{host_address{1, {127, 0, 0, 1}}, host_address{2, buf(16, 0)}};
+  const std::vector<host_address> addrs{host_address{1, {127, 0, 0, 1}},
+                                        host_address{2, buf(16, 0)}};
   for (std::uint32_t rc : {result::success, result::unknown_peer, result::no_common_application}) {
     buf out;
     build_cea(out, ch, self, rc, addrs, {}, rc == result::success ? "" : "refused");

@@ -18,14 +18,17 @@ namespace {
 
 using buf = std::vector<std::uint8_t>;
 
-bytes view(const buf& b) { return bytes{b.data(), b.size()}; }
+bytes view(const buf& b) {
+  return bytes{b.data(), b.size()};
+}
 
 /// The AVPs of a message (top level).
 std::vector<avp> avps_of(const buf& msg) {
   std::vector<avp> out;
   avp_reader r{view(msg).subspan(header_size)};
   avp a;
-  while (r.next(a)) out.push_back(a);
+  while (r.next(a))
+    out.push_back(a);
   REQUIRE(r.error() == avp_error::none);
   return out;
 }
@@ -77,12 +80,15 @@ buf replace_avp(const buf& msg, std::uint32_t code, const buf& repl) {
   const auto off = static_cast<std::size_t>(a.raw.data() - msg.data());
   buf out(msg.begin(), msg.begin() + static_cast<std::ptrdiff_t>(off));
   out.insert(out.end(), repl.begin(), repl.end());
-  out.insert(out.end(), msg.begin() + static_cast<std::ptrdiff_t>(off + pad4(a.raw.size())), msg.end());
+  out.insert(out.end(), msg.begin() + static_cast<std::ptrdiff_t>(off + pad4(a.raw.size())),
+             msg.end());
   store_u24(out.data() + 1, static_cast<std::uint32_t>(out.size()));
   return out;
 }
 
-buf remove_avp(const buf& msg, std::uint32_t code) { return replace_avp(msg, code, {}); }
+buf remove_avp(const buf& msg, std::uint32_t code) {
+  return replace_avp(msg, code, {});
+}
 
 buf append_avp(buf msg, const buf& extra) {
   msg.insert(msg.end(), extra.begin(), extra.end());
@@ -109,8 +115,8 @@ local_identity me() {
 
 TEST_CASE("header and framing from real bytes (RFC 6733 §3)", "[diameter][wire]") {
   // A DWR: version 1, length 0x30, flags R, command 280, app 0, hbh 0x11223344, e2e 0x55667788.
-  const buf dwr = {0x01, 0x00, 0x00, 0x30, 0x80, 0x00, 0x01, 0x18, 0x00, 0x00, 0x00, 0x00, 0x11, 0x22, 0x33, 0x44,
-                   0x55, 0x66, 0x77, 0x88,
+  const buf dwr = {0x01, 0x00, 0x00, 0x30, 0x80, 0x00, 0x01, 0x18, 0x00, 0x00, 0x00, 0x00, 0x11,
+                   0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88,
                    // Origin-Host "a.b" (264, M, len 11) + 1 pad
                    0x00, 0x00, 0x01, 0x08, 0x40, 0x00, 0x00, 0x0b, 'a', '.', 'b', 0x00,
                    // Origin-Realm "b" (296, M, len 9) + 3 pad
@@ -147,7 +153,8 @@ TEST_CASE("framing errors: version, length alignment, limits, truncation", "[dia
   buf b = encode(acr_spec());
   std::uint32_t len = 0;
   SECTION("truncated frame waits for more") {
-    for (std::size_t n : {std::size_t{0}, std::size_t{1}, std::size_t{3}, std::size_t{19}, b.size() - 1})
+    for (std::size_t n :
+         {std::size_t{0}, std::size_t{1}, std::size_t{3}, std::size_t{19}, b.size() - 1})
       CHECK(check_frame(bytes{b.data(), n}, 65536, len) == frame_status::need_more);
   }
   SECTION("version 2") {
@@ -192,13 +199,14 @@ TEST_CASE("AVP encoding: vendor flag, padding, grouped lengths", "[diameter][wir
   CHECK(inner.text() == "1");
 }
 
-TEST_CASE("ACR identities in every IMEI encoding (R2), top level and nested", "[diameter][extract]") {
+TEST_CASE("ACR identities in every IMEI encoding (R2), top level and nested",
+          "[diameter][extract]") {
   const auto [form, source] = GENERATE(table<imei_form, std::string_view>({
-    {imei_form::uei_ascii, "uei"},
-    {imei_form::uei_hex, "uei"},
-    {imei_form::uei_tbcd, "uei"},
-    {imei_form::terminal_information, "terminal_information"},
-    {imei_form::imeisv_3gpp, "3gpp_imeisv"},
+      {imei_form::uei_ascii, "uei"},
+      {imei_form::uei_hex, "uei"},
+      {imei_form::uei_tbcd, "uei"},
+      {imei_form::terminal_information, "terminal_information"},
+      {imei_form::imeisv_3gpp, "3gpp_imeisv"},
   }));
   const bool nested = GENERATE(false, true);
   const std::uint32_t cmd = GENERATE(command::accounting, command::credit_control);
@@ -242,15 +250,16 @@ TEST_CASE("no IMEI is absent, a bad IMEI is malformed (R2, R3)", "[diameter][ext
   CHECK(imsi_to_integer("1234567890123456") == 0);
 }
 
-TEST_CASE("5005 MISSING_AVP names the first missing AVP with a zero-filled example", "[diameter][errors]") {
+TEST_CASE("5005 MISSING_AVP names the first missing AVP with a zero-filled example",
+          "[diameter][errors]") {
   const buf acr = encode(acr_spec());
   const auto [code, value_len] = GENERATE(table<std::uint32_t, std::size_t>({
-    {avp_code::session_id, 1},
-    {avp_code::origin_host, 1},
-    {avp_code::origin_realm, 1},
-    {avp_code::destination_realm, 1},
-    {avp_code::accounting_record_type, 4},
-    {avp_code::accounting_record_number, 4},
+      {avp_code::session_id, 1},
+      {avp_code::origin_host, 1},
+      {avp_code::origin_realm, 1},
+      {avp_code::destination_realm, 1},
+      {avp_code::accounting_record_type, 4},
+      {avp_code::accounting_record_number, 4},
   }));
   charging_request req;
   auto err = parse_charging_request(view(remove_avp(acr, code)), {}, req);
@@ -264,14 +273,16 @@ TEST_CASE("5005 MISSING_AVP names the first missing AVP with a zero-filled examp
   CHECK(in.code == code);
   CHECK(in.vendor == 0);
   REQUIRE(in.data.size() == value_len);
-  for (auto byte : in.data) CHECK(byte == 0);
+  for (auto byte : in.data)
+    CHECK(byte == 0);
 }
 
 TEST_CASE("5005 for a CCR without CC-Request-Type", "[diameter][errors]") {
   auto s = acr_spec();
   s.command = command::credit_control;
   charging_request req;
-  auto err = parse_charging_request(view(remove_avp(encode(s), avp_code::cc_request_type)), {}, req);
+  auto err =
+      parse_charging_request(view(remove_avp(encode(s), avp_code::cc_request_type)), {}, req);
   REQUIRE(err.result_code == result::missing_avp);
   buf ans;
   build_charging_answer(ans, req.ctx, me(), err.result_code, err.failed_avp);
@@ -284,7 +295,8 @@ TEST_CASE("5004 INVALID_AVP_VALUE for an unknown Accounting-Record-Type", "[diam
   message_writer w{bad};
   w.add_u32(avp_code::accounting_record_type, 9);
   charging_request req;
-  auto err = parse_charging_request(view(replace_avp(encode(acr_spec()), avp_code::accounting_record_type, bad)), {}, req);
+  auto err = parse_charging_request(
+      view(replace_avp(encode(acr_spec()), avp_code::accounting_record_type, bad)), {}, req);
   REQUIRE(err.result_code == result::invalid_avp_value);
   buf ans;
   build_charging_answer(ans, req.ctx, me(), err.result_code, err.failed_avp);
@@ -295,14 +307,16 @@ TEST_CASE("5004 INVALID_AVP_VALUE for an unknown Accounting-Record-Type", "[diam
   CHECK(v == 9);
 }
 
-TEST_CASE("5014 INVALID_AVP_LENGTH: short Unsigned32 and an AVP running past the message", "[diameter][errors]") {
+TEST_CASE("5014 INVALID_AVP_LENGTH: short Unsigned32 and an AVP running past the message",
+          "[diameter][errors]") {
   const buf acr = encode(acr_spec());
   SECTION("Accounting-Record-Number of 3 bytes") {
     charging_request req;
-    auto err = parse_charging_request(
-      view(replace_avp(acr, avp_code::accounting_record_number,
-                       avp_bytes(avp_code::accounting_record_number, avp_flag::mandatory, 0, {0, 0, 1}))),
-      {}, req);
+    auto err =
+        parse_charging_request(view(replace_avp(acr, avp_code::accounting_record_number,
+                                                avp_bytes(avp_code::accounting_record_number,
+                                                          avp_flag::mandatory, 0, {0, 0, 1}))),
+                               {}, req);
     REQUIRE(err.result_code == result::invalid_avp_length);
     buf ans;
     build_charging_answer(ans, req.ctx, me(), err.result_code, err.failed_avp);
@@ -314,7 +328,8 @@ TEST_CASE("5014 INVALID_AVP_LENGTH: short Unsigned32 and an AVP running past the
     {
       avp_reader r{view(b).subspan(header_size)};
       avp a;
-      while (r.next(a)) last = a;
+      while (r.next(a))
+        last = a;
     }
     const auto off = static_cast<std::size_t>(last.raw.data() - b.data());
     store_u24(b.data() + off + 5, 4000);
@@ -334,11 +349,13 @@ TEST_CASE("5014 INVALID_AVP_LENGTH: short Unsigned32 and an AVP running past the
     REQUIRE(err.result_code == result::invalid_avp_length);
   }
   SECTION("broken group inside Service-Information") {
-    buf inner = avp_bytes(avp_code::ps_information, avp_flag::mandatory, vendor_3gpp, {0, 0, 0, 1, 0x40, 0, 0, 99});
+    buf inner = avp_bytes(avp_code::ps_information, avp_flag::mandatory, vendor_3gpp,
+                          {0, 0, 0, 1, 0x40, 0, 0, 99});
     charging_request req;
     auto err = parse_charging_request(
-      view(append_avp(acr, avp_bytes(avp_code::service_information, avp_flag::mandatory, vendor_3gpp, inner))), {},
-      req);
+        view(append_avp(acr, avp_bytes(avp_code::service_information, avp_flag::mandatory,
+                                       vendor_3gpp, inner))),
+        {}, req);
     REQUIRE(err.result_code == result::invalid_avp_length);
     buf ans;
     build_charging_answer(ans, req.ctx, me(), err.result_code, err.failed_avp);
@@ -350,7 +367,8 @@ TEST_CASE("5001 AVP_UNSUPPORTED for an unknown AVP with the M bit", "[diameter][
   const buf acr = encode(acr_spec());
   SECTION("vendor 0") {
     charging_request req;
-    auto err = parse_charging_request(view(append_avp(acr, avp_bytes(99999, avp_flag::mandatory, 0, {1, 2, 3}))), {}, req);
+    auto err = parse_charging_request(
+        view(append_avp(acr, avp_bytes(99999, avp_flag::mandatory, 0, {1, 2, 3}))), {}, req);
     REQUIRE(err.result_code == result::avp_unsupported);
     buf ans;
     build_charging_answer(ans, req.ctx, me(), err.result_code, err.failed_avp);
@@ -362,17 +380,20 @@ TEST_CASE("5001 AVP_UNSUPPORTED for an unknown AVP with the M bit", "[diameter][
   }
   SECTION("unknown vendor") {
     charging_request req;
-    auto err = parse_charging_request(view(append_avp(acr, avp_bytes(1, avp_flag::mandatory, 9999, {1}))), {}, req);
+    auto err = parse_charging_request(
+        view(append_avp(acr, avp_bytes(1, avp_flag::mandatory, 9999, {1}))), {}, req);
     REQUIRE(err.result_code == result::avp_unsupported);
   }
   SECTION("without the M bit it is ignored") {
     charging_request req;
-    CHECK_FALSE(parse_charging_request(view(append_avp(acr, avp_bytes(99999, 0, 0, {1}))), {}, req));
+    CHECK_FALSE(
+        parse_charging_request(view(append_avp(acr, avp_bytes(99999, 0, 0, {1}))), {}, req));
   }
   SECTION("3GPP vendor AVPs are tolerated (tap deployment)") {
     charging_request req;
     CHECK_FALSE(parse_charging_request(
-      view(append_avp(acr, avp_bytes(1032, avp_flag::mandatory, vendor_3gpp, {0, 0, 3, 0xec}))), {}, req));
+        view(append_avp(acr, avp_bytes(1032, avp_flag::mandatory, vendor_3gpp, {0, 0, 3, 0xec}))),
+        {}, req));
   }
 }
 
@@ -421,7 +442,8 @@ TEST_CASE("header errors: 3008, 3001, 3007 travel with the E bit", "[diameter][e
   }
 }
 
-TEST_CASE("ACA echoes Accounting-Record-Type/-Number, CCA CC-Request-Type/-Number", "[diameter][answers]") {
+TEST_CASE("ACA echoes Accounting-Record-Type/-Number, CCA CC-Request-Type/-Number",
+          "[diameter][answers]") {
   auto s = acr_spec();
   s.record_type = 3;
   s.record_number = 12345;
@@ -484,7 +506,8 @@ TEST_CASE("Proxy-Info is echoed in order (RFC 6733 §6.2)", "[diameter][answers]
   build_charging_answer(aca, req.ctx, me(), result::success);
   std::vector<std::string> hosts;
   for (const auto& a : avps_of(aca)) {
-    if (a.code != avp_code::proxy_info) continue;
+    if (a.code != avp_code::proxy_info)
+      continue;
     avp h;
     REQUIRE(find_avp(a.data, avp_code::proxy_host, 0, h));
     hosts.emplace_back(h.text());
@@ -530,7 +553,8 @@ TEST_CASE("DWR/DPR parsing, DWA/DPA/DWR/DPR building", "[diameter][base]") {
   CHECK(info.disconnect_cause == disconnect_cause::rebooting);
   CHECK(info.origin_host == "imeilockd.test");
   base_info no_cause;
-  CHECK(parse_base(view(remove_avp(dpr, avp_code::disconnect_cause)), no_cause).result_code == result::missing_avp);
+  CHECK(parse_base(view(remove_avp(dpr, avp_code::disconnect_cause)), no_cause).result_code ==
+        result::missing_avp);
 
   buf dwr;
   build_dwr(dwr, me(), 1, 2);

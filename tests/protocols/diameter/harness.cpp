@@ -32,17 +32,19 @@ namespace {
 class recording_sink final : public actors::observation_sink {
 public:
   recording_sink(std::string file, actors::ack answer) : answer_(answer) {
-    if (!file.empty()) out_.open(file, std::ios::trunc);
+    if (!file.empty())
+      out_.open(file, std::ios::trunc);
   }
   void submit(actors::observation obs, actors::ack_fn done) override {
     if (out_.is_open()) {
       std::lock_guard lk{mu_};
       out_ << "imsi=" << obs.imsi << " msisdn=" << (obs.msisdn.empty() ? "-" : obs.msisdn)
-           << " imei=" << (obs.imei.status == lock::imei_status::ok ? lock::format_imei(obs.imei.device) : "-")
+           << " imei="
+           << (obs.imei.status == lock::imei_status::ok ? lock::format_imei(obs.imei.device) : "-")
            << " svn=" << (obs.imei.svn ? std::to_string(*obs.imei.svn) : "-") << " status="
            << (obs.imei.status == lock::imei_status::ok       ? "ok"
                : obs.imei.status == lock::imei_status::absent ? "absent"
-                                                               : "malformed")
+                                                              : "malformed")
            << " peer=" << obs.peer << " key=" << obs.dedupe_key << "\n";
       out_.flush();
     }
@@ -59,7 +61,8 @@ private:
 
 int main(int argc, char** argv) {
   if (argc < 2) {
-    std::cerr << "usage: diameter_harness CONFIG.yaml [--record FILE] [--ack MODE] [--threads N] [--metrics FILE]\n";
+    std::cerr << "usage: diameter_harness CONFIG.yaml [--record FILE] [--ack MODE] [--threads N] "
+                 "[--metrics FILE]\n";
     return 64;
   }
   std::string record, metrics_file;
@@ -67,12 +70,16 @@ int main(int argc, char** argv) {
   unsigned threads = 1;
   for (int i = 2; i + 1 < argc; i += 2) {
     std::string k = argv[i], v = argv[i + 1];
-    if (k == "--record") record = v;
-    else if (k == "--metrics") metrics_file = v;
-    else if (k == "--threads") threads = static_cast<unsigned>(std::stoul(v));
-    else if (k == "--ack") answer = v == "overloaded" ? actors::ack::overloaded
-                                  : v == "unknown_sim" ? actors::ack::unknown_sim
-                                                       : actors::ack::ok;
+    if (k == "--record")
+      record = v;
+    else if (k == "--metrics")
+      metrics_file = v;
+    else if (k == "--threads")
+      threads = static_cast<unsigned>(std::stoul(v));
+    else if (k == "--ack")
+      answer = v == "overloaded"    ? actors::ack::overloaded
+               : v == "unknown_sim" ? actors::ack::unknown_sim
+                                    : actors::ack::ok;
     else {
       std::cerr << "unknown option " << k << "\n";
       return 64;
@@ -94,16 +101,17 @@ int main(int argc, char** argv) {
     std::cerr << started.error().describe() << "\n";
     return 1;
   }
-  for (const auto& ep : server.local_endpoints()) std::cout << "listening " << ep.host << " " << ep.port << "\n";
+  for (const auto& ep : server.local_endpoints())
+    std::cout << "listening " << ep.host << " " << ep.port << "\n";
   std::cout.flush();
   boost::asio::signal_set signals{io, SIGTERM, SIGINT};
-  signals.async_wait([&](boost::system::error_code, int) {
-    server.stop([&] { io.stop(); });
-  });
+  signals.async_wait([&](boost::system::error_code, int) { server.stop([&] { io.stop(); }); });
   std::vector<std::thread> pool;
-  for (unsigned i = 1; i < threads; ++i) pool.emplace_back([&] { io.run(); });
+  for (unsigned i = 1; i < threads; ++i)
+    pool.emplace_back([&] { io.run(); });
   io.run();
-  for (auto& t : pool) t.join();
+  for (auto& t : pool)
+    t.join();
   if (!metrics_file.empty()) {
     std::ofstream m{metrics_file};
     m << prometheus::TextSerializer{}.Serialize(registry.Collect());

@@ -56,7 +56,8 @@ public:
       std::lock_guard lk{mu_};
       h.swap(held);
     }
-    for (auto& f : h) f(actors::ack::ok);
+    for (auto& f : h)
+      f(actors::ack::ok);
   }
   std::size_t count() {
     std::lock_guard lk{mu_};
@@ -109,7 +110,8 @@ struct harness {
   double metric(const std::string& prefix) {
     const auto text = prometheus::TextSerializer{}.Serialize(registry.Collect());
     const auto at = text.find("\n" + prefix + " ");
-    if (at == std::string::npos) return -1;
+    if (at == std::string::npos)
+      return -1;
     return std::stod(text.substr(at + prefix.size() + 2));
   }
 
@@ -144,15 +146,20 @@ struct peer {
   /// Adopts a connected socket.
   peer(int connected, std::nullptr_t) : fd(connected) {}
   ~peer() { ::close(fd); }
-  void send(const buf& b) { REQUIRE(::send(fd, b.data(), b.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(b.size())); }
+  void send(const buf& b) {
+    REQUIRE(::send(fd, b.data(), b.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(b.size()));
+  }
 
   /// Reads exactly n bytes within the deadline; false on timeout or EOF (sets eof).
   bool read_exact(std::uint8_t* p, std::size_t n, std::chrono::steady_clock::time_point deadline) {
     while (n > 0) {
-      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
-      if (left.count() <= 0) return false;
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          deadline - std::chrono::steady_clock::now());
+      if (left.count() <= 0)
+        return false;
       pollfd pf{fd, POLLIN, 0};
-      if (::poll(&pf, 1, static_cast<int>(left.count())) <= 0) return false;
+      if (::poll(&pf, 1, static_cast<int>(left.count())) <= 0)
+        return false;
       const ssize_t r = ::recv(fd, p, n, 0);
       if (r <= 0) {
         eof = true;
@@ -167,11 +174,14 @@ struct peer {
   std::optional<buf> recv(std::chrono::milliseconds timeout = 3000ms) {
     const auto deadline = std::chrono::steady_clock::now() + timeout;
     buf b(4);
-    if (!read_exact(b.data(), 4, deadline)) return std::nullopt;
+    if (!read_exact(b.data(), 4, deadline))
+      return std::nullopt;
     const auto len = load_u24(b.data() + 1);
-    if (len < header_size) return std::nullopt;
+    if (len < header_size)
+      return std::nullopt;
     b.resize(len);
-    if (!read_exact(b.data() + 4, len - 4, deadline)) return std::nullopt;
+    if (!read_exact(b.data() + 4, len - 4, deadline))
+      return std::nullopt;
     return b;
   }
   /// True if the server closes the connection within the timeout.
@@ -182,32 +192,37 @@ struct peer {
       pollfd pf{fd, POLLIN, 0};
       if (::poll(&pf, 1, 100) > 0) {
         const ssize_t r = ::recv(fd, tmp, sizeof tmp, 0);
-        if (r <= 0) return true;
+        if (r <= 0)
+          return true;
       }
     }
     return false;
   }
   /// CER as `host`; returns the CEA's Result-Code.
-  std::uint32_t handshake(const std::string& host = "pgw1.example.net", const std::string& realm = "example.net",
-                          std::uint32_t auth = 4, std::uint32_t acct = 3) {
+  std::uint32_t handshake(const std::string& host = "pgw1.example.net",
+                          const std::string& realm = "example.net", std::uint32_t auth = 4,
+                          std::uint32_t acct = 3) {
     buf cer;
     build_cer(cer, host, realm, auth, acct, 1, 1);
     send(cer);
     auto cea = recv();
     REQUIRE(cea);
-    REQUIRE(decode_header(bytes{cea->data(), cea->size()}).command == command::capabilities_exchange);
+    REQUIRE(decode_header(bytes{cea->data(), cea->size()}).command ==
+            command::capabilities_exchange);
     return result_of(*cea);
   }
   static std::uint32_t result_of(const buf& m) {
     avp a;
     std::uint32_t v = 0;
-    if (find_avp(bytes{m.data(), m.size()}.subspan(header_size), avp_code::result_code, 0, a)) a.u32(v);
+    if (find_avp(bytes{m.data(), m.size()}.subspan(header_size), avp_code::result_code, 0, a))
+      a.u32(v);
     return v;
   }
   static std::uint32_t u32_of(const buf& m, std::uint32_t code) {
     avp a;
     std::uint32_t v = 0;
-    if (find_avp(bytes{m.data(), m.size()}.subspan(header_size), code, 0, a)) a.u32(v);
+    if (find_avp(bytes{m.data(), m.size()}.subspan(header_size), code, 0, a))
+      a.u32(v);
     return v;
   }
   int fd = -1;
@@ -251,7 +266,8 @@ TEST_CASE("unknown peer gets CEA 3010 and is closed (RFC 6733 §5.3)", "[diamete
 TEST_CASE("no common application gets CEA 5010 and is closed", "[diameter][server]") {
   harness h;
   peer p{h.port};
-  CHECK(p.handshake("pgw1.example.net", "example.net", 16777251, 0) == result::no_common_application);
+  CHECK(p.handshake("pgw1.example.net", "example.net", 16777251, 0) ==
+        result::no_common_application);
   CHECK(p.closed_within(2s));
 }
 
@@ -263,7 +279,8 @@ TEST_CASE("anything before CER closes the connection", "[diameter][server]") {
   CHECK(h.metric("imeilock_diameter_discarded_frames_total{reason=\"before_cer\"}") == 1);
 }
 
-TEST_CASE("ACR and CCR become observations; answers leave only after the ack", "[diameter][server]") {
+TEST_CASE("ACR and CCR become observations; answers leave only after the ack",
+          "[diameter][server]") {
   harness h;
   h.sink.hold = true;
   peer p{h.port};
@@ -304,7 +321,8 @@ TEST_CASE("ACR and CCR become observations; answers leave only after the ack", "
   CHECK(h.metric("imeilock_diameter_processing_seconds_count") == 2);
 }
 
-TEST_CASE("a retransmitted record is answered again without a second observation", "[diameter][server]") {
+TEST_CASE("a retransmitted record is answered again without a second observation",
+          "[diameter][server]") {
   harness h;
   peer p{h.port};
   REQUIRE(p.handshake() == result::success);
@@ -353,7 +371,8 @@ TEST_CASE("overload: 3004 DIAMETER_TOO_BUSY with the E bit", "[diameter][server]
     h.sink.hold = true;
     peer p{h.port};
     REQUIRE(p.handshake() == result::success);
-    for (std::uint32_t i = 1; i <= 3; ++i) p.send(encode(acr(i, i)));
+    for (std::uint32_t i = 1; i <= 3; ++i)
+      p.send(encode(acr(i, i)));
     auto a = p.recv();
     REQUIRE(a);
     CHECK(peer::result_of(*a) == 3004);
@@ -364,7 +383,8 @@ TEST_CASE("overload: 3004 DIAMETER_TOO_BUSY with the E bit", "[diameter][server]
   }
 }
 
-TEST_CASE("errors over the wire: 5005, 3001, 3007, 3008 keep the connection", "[diameter][server]") {
+TEST_CASE("errors over the wire: 5005, 3001, 3007, 3008 keep the connection",
+          "[diameter][server]") {
   harness h;
   peer p{h.port};
   REQUIRE(p.handshake() == result::success);
@@ -373,7 +393,8 @@ TEST_CASE("errors over the wire: 5005, 3001, 3007, 3008 keep the connection", "[
     charging_spec s = acr(1, 1);
     buf b;
     message_writer w{b};
-    w.begin(cmd_flag::request | cmd_flag::proxiable, command::accounting, application::accounting, 1, 1);
+    w.begin(cmd_flag::request | cmd_flag::proxiable, command::accounting, application::accounting,
+            1, 1);
     w.add_string(avp_code::session_id, s.session_id);
     w.add_string(avp_code::origin_host, s.origin_host);
     w.add_string(avp_code::origin_realm, s.origin_realm);
@@ -504,7 +525,8 @@ TEST_CASE("DWR from the peer is answered; DPR from the peer gets DPA", "[diamete
   CHECK(p.closed_within(4s)); // we close if the DPR sender does not
 }
 
-TEST_CASE("a peer that stops answering watchdogs is declared down and closed (RFC 3539)", "[diameter][server][slow]") {
+TEST_CASE("a peer that stops answering watchdogs is declared down and closed (RFC 3539)",
+          "[diameter][server][slow]") {
   harness h; // Tw = 6 s, jittered +-2 s
   peer p{h.port};
   REQUIRE(p.handshake() == result::success);
@@ -544,13 +566,15 @@ TEST_CASE("a peer answering watchdogs stays up", "[diameter][server][slow]") {
   CHECK(h.metric("imeilock_diameter_watchdog_failures_total") == 0);
 }
 
-TEST_CASE("stop() sends DPR (REBOOTING), answers pending requests first, and completes", "[diameter][server]") {
+TEST_CASE("stop() sends DPR (REBOOTING), answers pending requests first, and completes",
+          "[diameter][server]") {
   auto h = std::make_unique<harness>();
   h->sink.hold = true;
   peer p{h->port};
   REQUIRE(p.handshake() == result::success);
   p.send(encode(acr(1, 1)));
-  for (int i = 0; i < 50 && h->sink.count() == 0; ++i) std::this_thread::sleep_for(10ms);
+  for (int i = 0; i < 50 && h->sink.count() == 0; ++i)
+    std::this_thread::sleep_for(10ms);
   REQUIRE(h->sink.count() == 1);
   std::promise<void> stopped;
   auto fut = stopped.get_future();
@@ -587,8 +611,7 @@ TEST_CASE("start() names the address it cannot bind", "[diameter][server]") {
   const auto started = second.start();
   REQUIRE_FALSE(started);
   CHECK(started.error() == sys_ec::listen_failed);
-  CHECK(started.error().message().find("127.0.0.1:" + std::to_string(h.port)) !=
-        std::string::npos);
+  CHECK(started.error().message().find("127.0.0.1:" + std::to_string(h.port)) != std::string::npos);
 }
 
 TEST_CASE("IPv6 listener", "[diameter][server]") {
@@ -643,7 +666,8 @@ TEST_CASE("reload: a peer removed from the configuration gets DPR and new CERs f
   REQUIRE(dpr);
   const auto hdr = decode_header(bytes{dpr->data(), dpr->size()});
   CHECK(hdr.command == command::disconnect_peer);
-  CHECK(peer::u32_of(*dpr, avp_code::disconnect_cause) == disconnect_cause::do_not_want_to_talk_to_you);
+  CHECK(peer::u32_of(*dpr, avp_code::disconnect_cause) ==
+        disconnect_cause::do_not_want_to_talk_to_you);
   peer q{h.port};
   CHECK(q.handshake() == result::unknown_peer);
   peer r{h.port};
@@ -664,7 +688,8 @@ TEST_CASE("an observation without IMSI is answered and not handed over", "[diame
   CHECK(h.metric("imeilock_diameter_observations_total{imei=\"no_imsi\"}") == 1);
 }
 
-TEST_CASE("max_connections idle connections from unknown addresses do not keep a configured peer out (issue 9)",
+TEST_CASE("max_connections idle connections from unknown addresses do not keep a configured peer "
+          "out (issue 9)",
           "[diameter][server]") {
   auto cfg = base_config();
   cfg.limits.max_connections = 8;
@@ -674,7 +699,7 @@ TEST_CASE("max_connections idle connections from unknown addresses do not keep a
     const auto deadline = std::chrono::steady_clock::now() + 5s;
     while (std::chrono::steady_clock::now() < deadline) {
       if (h.metric("imeilock_diameter_connections{state=\"wait_cer\"}") +
-            h.metric("imeilock_diameter_connections{state=\"open\"}") ==
+              h.metric("imeilock_diameter_connections{state=\"open\"}") ==
           n)
         return true;
       std::this_thread::sleep_for(5ms);
@@ -702,12 +727,15 @@ TEST_CASE("max_connections idle connections from unknown addresses do not keep a
   auto aca = pgw.recv();
   REQUIRE(aca);
   CHECK(peer::result_of(*aca) == 2001);
-  CHECK(h.metric("imeilock_diameter_rejected_connections_total{reason=\"evicted_in_cer_wait\"}") == 4);
+  CHECK(h.metric("imeilock_diameter_rejected_connections_total{reason=\"evicted_in_cer_wait\"}") ==
+        4);
 
-  CHECK(h.metric("imeilock_diameter_rejected_connections_total{reason=\"connection_limit\"}") == -1);
+  CHECK(h.metric("imeilock_diameter_rejected_connections_total{reason=\"connection_limit\"}") ==
+        -1);
 }
 
-TEST_CASE("open peers are never evicted: with every slot past CER a newcomer is refused", "[diameter][server]") {
+TEST_CASE("open peers are never evicted: with every slot past CER a newcomer is refused",
+          "[diameter][server]") {
   auto cfg = base_config();
   cfg.limits.max_connections = 2;
   harness h{cfg};
@@ -718,7 +746,8 @@ TEST_CASE("open peers are never evicted: with every slot past CER a newcomer is 
   peer stranger{h.port, "127.0.0.2"};
   CHECK(stranger.closed_within(2s));
   CHECK(h.metric("imeilock_diameter_rejected_connections_total{reason=\"connection_limit\"}") == 1);
-  CHECK(h.metric("imeilock_diameter_rejected_connections_total{reason=\"evicted_in_cer_wait\"}") == -1);
+  CHECK(h.metric("imeilock_diameter_rejected_connections_total{reason=\"evicted_in_cer_wait\"}") ==
+        -1);
   // Both peers are still served.
   a.send(encode(acr(1, 1)));
   b.send(encode(acr(2, 2)));

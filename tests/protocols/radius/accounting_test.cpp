@@ -48,7 +48,8 @@ request gateway_request(std::uint8_t id, std::uint32_t status, std::uint32_t del
 
 } // namespace
 
-TEST_CASE("the radclient Start becomes an observation with IMSI, MSISDN, IMEI and Disconnect target") {
+TEST_CASE(
+    "the radclient Start becomes an observation with IMSI, MSISDN, IMEI and Disconnect target") {
   request r{from_hex(samples::start_with_ma_hex)};
   actors::observation obs;
   REQUIRE(make_observation(r.view(), {}, "127.0.0.1", 1234, obs, true));
@@ -133,7 +134,8 @@ TEST_CASE("a request without any IMSI gives no observation") {
   CHECK_FALSE(make_observation(r.view(), {}, "192.0.2.9", 0, obs, true));
 }
 
-TEST_CASE("dedupe_key survives a retransmit with a new Identifier and Acct-Delay-Time (RFC 5080 §2.2.2)") {
+TEST_CASE("dedupe_key survives a retransmit with a new Identifier and Acct-Delay-Time (RFC 5080 "
+          "§2.2.2)") {
   const auto first = dedupe_key(gateway_request(10, 3, 0).view(), "10.0.0.2");
   CHECK(first == dedupe_key(gateway_request(11, 3, 5).view(), "10.0.0.2"));
   CHECK(first != dedupe_key(gateway_request(12, 3, 0, 2000).view(), "10.0.0.2")); // a new interim

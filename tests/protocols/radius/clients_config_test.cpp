@@ -125,6 +125,7 @@ TEST_CASE("radius config errors name the key") {
   fails_with("radius:\n  listen_on: 1.2.3.4:1\n", "radius.listen_on");
   fails_with("radius:\n  clients:\n    - address: 10.0.0.1\n", "secret");
   fails_with("radius:\n  clients:\n    - address: 10.0.0.0/40\n      secret: x\n", "address");
-  fails_with("radius:\n  clients:\n    - address: 1.2.3.4\n      secret: x\n      scret: y\n", "scret");
+  fails_with("radius:\n  clients:\n    - address: 1.2.3.4\n      secret: x\n      scret: y\n",
+             "scret");
   fails_with("radius:\n  disconnect:\n    port: 0\n", "radius.disconnect.port");
 }

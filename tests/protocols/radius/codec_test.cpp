@@ -21,7 +21,9 @@ std::string hex(bytes b) {
   return s;
 }
 
-bytes secret() { return as_bytes(samples::secret); }
+bytes secret() {
+  return as_bytes(samples::secret);
+}
 
 discard_reason reason_of(const std::vector<std::uint8_t>& d) {
   auto r = parse(d);
@@ -35,7 +37,8 @@ TEST_CASE("MD5 matches the RFC 1321 test suite", "[md5]") {
   CHECK(hex(md5_of(as_bytes(""))) == "d41d8cd98f00b204e9800998ecf8427e");
   CHECK(hex(md5_of(as_bytes("abc"))) == "900150983cd24fb0d6963f7d28e17f72");
   CHECK(hex(md5_of(as_bytes("message digest"))) == "f96b697d7cb7938d525a2f31aaf161d0");
-  CHECK(hex(md5_of(as_bytes("12345678901234567890123456789012345678901234567890123456789012345678901234567890"))) ==
+  CHECK(hex(md5_of(as_bytes(
+            "12345678901234567890123456789012345678901234567890123456789012345678901234567890"))) ==
         "57edf4a22be3c955ac49da2e2107b67a");
   CHECK(hex(md5_of({as_bytes("message "), as_bytes("digest")})) ==
         "f96b697d7cb7938d525a2f31aaf161d0");
@@ -81,7 +84,8 @@ TEST_CASE("radclient's Message-Authenticator on an Accounting-Request verifies (
   REQUIRE(r.packet);
   CHECK(verify_request_authenticator(*r.packet, secret()));
   CHECK(check_request_message_authenticator(*r.packet, secret()) == message_auth_status::ok);
-  CHECK(check_request_message_authenticator(*r.packet, as_bytes("other")) == message_auth_status::bad);
+  CHECK(check_request_message_authenticator(*r.packet, as_bytes("other")) ==
+        message_auth_status::bad);
 
   SECTION("a flipped bit in the Message-Authenticator is caught") {
     d[d.size() - 1] ^= 1;
@@ -95,7 +99,8 @@ TEST_CASE("the Accounting-Response authenticator equals pyrad's (RFC 2866 §4.2)
   const auto d = from_hex(samples::interim_hex);
   auto r = parse(d);
   REQUIRE(r.packet);
-  const auto resp = make_accounting_response(r.packet->identifier(), r.packet->authenticator_bytes(), secret());
+  const auto resp =
+      make_accounting_response(r.packet->identifier(), r.packet->authenticator_bytes(), secret());
   CHECK(hex(resp) == samples::interim_response_hex);
   auto rp = parse(resp);
   REQUIRE(rp.packet);
@@ -106,11 +111,13 @@ TEST_CASE("malformed datagrams are refused with a reason (RFC 2865 §3, §5)") {
   const auto good = from_hex(samples::interim_hex);
 
   SECTION("shorter than a header") {
-    CHECK(reason_of(std::vector<std::uint8_t>(good.begin(), good.begin() + 19)) == discard_reason::too_short);
+    CHECK(reason_of(std::vector<std::uint8_t>(good.begin(), good.begin() + 19)) ==
+          discard_reason::too_short);
     CHECK(reason_of({}) == discard_reason::too_short);
   }
   SECTION("truncated: the datagram is shorter than Length") {
-    CHECK(reason_of(std::vector<std::uint8_t>(good.begin(), good.end() - 1)) == discard_reason::length_mismatch);
+    CHECK(reason_of(std::vector<std::uint8_t>(good.begin(), good.end() - 1)) ==
+          discard_reason::length_mismatch);
   }
   SECTION("Length below 20") {
     auto d = good;
@@ -173,7 +180,8 @@ TEST_CASE("a malformed vendor attribute is skipped, not fatal (RFC 6929 §2.8)")
   CHECK(verify_request_authenticator(*r.packet, secret()));
 }
 
-TEST_CASE("built requests carry a verifiable Request Authenticator and Message-Authenticator (RFC 5176 §3.5)") {
+TEST_CASE("built requests carry a verifiable Request Authenticator and Message-Authenticator (RFC "
+          "5176 §3.5)") {
   packet_builder b(code::disconnect_request, 42);
   b.add(attr::acct_session_id, "sess-1");
   b.add_u32(attr::nas_ip_address, 0x0a000001);
@@ -193,8 +201,8 @@ TEST_CASE("built requests carry a verifiable Request Authenticator and Message-A
     auto ar = parse(a);
     REQUIRE(ar.packet);
     CHECK(verify_response_authenticator(*ar.packet, r.packet->authenticator_bytes(), secret()));
-    CHECK(check_response_message_authenticator(*ar.packet, r.packet->authenticator_bytes(), secret()) ==
-          message_auth_status::ok);
+    CHECK(check_response_message_authenticator(*ar.packet, r.packet->authenticator_bytes(),
+                                               secret()) == message_auth_status::ok);
     CHECK(read_u32(*ar.packet->find(attr::error_cause)) == 503u);
   }
 }
@@ -221,7 +229,8 @@ TEST_CASE("a Message-Authenticator of the wrong length is bad") {
   CHECK(check_request_message_authenticator(*r.packet, secret()) == message_auth_status::bad);
 }
 
-TEST_CASE("the Accounting-Response carries the request's Proxy-State attributes in order (RFC 2865 §5.33)") {
+TEST_CASE("the Accounting-Response carries the request's Proxy-State attributes in order (RFC 2865 "
+          "§5.33)") {
   packet_builder b(code::accounting_request, 9);
   b.add_u32(attr::acct_status_type, 1);
   b.add(attr::proxy_state, "proxy-a");

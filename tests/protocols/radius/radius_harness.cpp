@@ -20,8 +20,8 @@
 #include "protocols/radius/disconnect.hpp"
 #include "protocols/radius/server.hpp"
 
-#include <boost/asio/io_context.hpp>
 #include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
 #include <prometheus/registry.h>
 #include <prometheus/text_serializer.h>
 
@@ -111,10 +111,12 @@ struct harness_sink : actors::observation_sink {
       std::ostringstream j;
       j << "{\"imsi\":\"" << obs.imsi << "\",\"msisdn\":\"" << json_escape(obs.msisdn)
         << "\",\"imei_status\":\""
-        << (obs.imei.status == lock::imei_status::ok ? "ok"
-            : obs.imei.status == lock::imei_status::absent ? "absent" : "malformed")
-        << "\",\"device\":\"" << obs.imei.device << "\",\"svn\":" << (obs.imei.svn ? int{*obs.imei.svn} : -1)
-        << ",\"dedupe_key\":\"" << obs.dedupe_key << "\",\"peer\":\"" << json_escape(obs.peer) << "\"";
+        << (obs.imei.status == lock::imei_status::ok       ? "ok"
+            : obs.imei.status == lock::imei_status::absent ? "absent"
+                                                           : "malformed")
+        << "\",\"device\":\"" << obs.imei.device
+        << "\",\"svn\":" << (obs.imei.svn ? int{*obs.imei.svn} : -1) << ",\"dedupe_key\":\""
+        << obs.dedupe_key << "\",\"peer\":\"" << json_escape(obs.peer) << "\"";
       if (obs.disconnect)
         j << ",\"session\":\"" << json_escape(obs.disconnect->acct_session_id) << "\",\"nas\":\""
           << json_escape(obs.disconnect->nas_address) << "\"";
@@ -140,12 +142,18 @@ struct harness_sink : actors::observation_sink {
 };
 
 bool parse_ack(const std::string& s, actors::ack& out) {
-  if (s == "ok") out = actors::ack::ok;
-  else if (s == "unknown_sim") out = actors::ack::unknown_sim;
-  else if (s == "overloaded") out = actors::ack::overloaded;
-  else if (s == "store_failed") out = actors::ack::store_failed;
-  else if (s == "shutting_down") out = actors::ack::shutting_down;
-  else return false;
+  if (s == "ok")
+    out = actors::ack::ok;
+  else if (s == "unknown_sim")
+    out = actors::ack::unknown_sim;
+  else if (s == "overloaded")
+    out = actors::ack::overloaded;
+  else if (s == "store_failed")
+    out = actors::ack::store_failed;
+  else if (s == "shutting_down")
+    out = actors::ack::shutting_down;
+  else
+    return false;
   return true;
 }
 
@@ -167,15 +175,19 @@ int main(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     auto next = [&]() -> std::string { return i + 1 < argc ? argv[++i] : std::string{}; };
-    if (a == "--config") config_file = next();
+    if (a == "--config")
+      config_file = next();
     else if (a == "--ack") {
       if (!parse_ack(next(), sink.answer)) {
         std::cerr << "bad --ack\n";
         return 2;
       }
-    } else if (a == "--ack-delay-ms") sink.delay = std::chrono::milliseconds{std::stoi(next())};
-    else if (a == "--ack-thread") sink.inline_ack = next() == "inline";
-    else if (a == "--quiet") sink.quiet = true;
+    } else if (a == "--ack-delay-ms")
+      sink.delay = std::chrono::milliseconds{std::stoi(next())};
+    else if (a == "--ack-thread")
+      sink.inline_ack = next() == "inline";
+    else if (a == "--quiet")
+      sink.quiet = true;
     else {
       std::cerr << "unknown argument " << a << "\n";
       return 2;
@@ -222,9 +234,9 @@ int main(int argc, char** argv) {
     if (line == "stats") {
       const auto st = server.stats();
       std::ostringstream j;
-      j << "{\"received\":" << st.received << ",\"answered\":" << st.answered << ",\"resent\":" << st.resent
-        << ",\"in_progress\":" << st.in_progress << ",\"submitted\":" << st.submitted
-        << ",\"no_imsi\":" << st.no_imsi << ",\"discarded\":{";
+      j << "{\"received\":" << st.received << ",\"answered\":" << st.answered
+        << ",\"resent\":" << st.resent << ",\"in_progress\":" << st.in_progress
+        << ",\"submitted\":" << st.submitted << ",\"no_imsi\":" << st.no_imsi << ",\"discarded\":{";
       for (std::size_t i = 0; i < radius::discard_reason_count; ++i)
         j << (i ? "," : "") << "\"" << radius::to_string(static_cast<radius::discard_reason>(i))
           << "\":" << st.discarded[i];
