@@ -78,7 +78,11 @@ std::optional<url> parse_url(std::string_view text, std::string* why) {
   if (end != std::string_view::npos) {
     auto target = rest.substr(end);
     target = target.substr(0, target.find('#')); // a fragment never goes on the wire
-    out.target = target.starts_with('/') ? std::string{target} : "/" + std::string{target};
+    // Built by appending: `"/" + std::string{target}` trips GCC 12's -Wrestrict
+    // false positive at -O3 (Release builds with warnings as errors).
+    if (target.starts_with('/'))
+      out.target.clear(); // else keep the default "/" in front
+    out.target.append(target);
   }
   if (authority.find('@') != std::string_view::npos)
     return fail("user:password@ is not supported (use a bearer token)");
