@@ -11,6 +11,7 @@
 //                 [--compat 1 (identity AVPs without the M bit)] [--distinct-peers 1]
 //                 [--imei-change-percent 0] [--seed 1] [--interval 0] [--record-acked FILE]
 //                 [--first-sim 0 (the SIMs are first-sim .. first-sim + sims - 1)]
+//                 [--requests 0 (send exactly N, no warm-up, then wait for the answers)]
 //
 // --imei-change-percent P: each send flips, with probability P/100, the SIM
 // between two IMEIs (serial i and i+500000), so about P% of observations
@@ -76,8 +77,9 @@ struct options {
   bool distinct_peers = false;
   double imei_change_percent = 0;
   unsigned long long seed = 1;
-  double interval = 0;      ///< seconds between interval lines; 0 = none
-  std::string record_acked; ///< file for the acknowledged changes; empty = none
+  double interval = 0;        ///< seconds between interval lines; 0 = none
+  std::string record_acked;   ///< file for the acknowledged changes; empty = none
+  std::uint64_t requests = 0; ///< send exactly this many (bench/instructions.sh); 0 = `duration`
 };
 
 /// A precomputed request with the offsets to patch per send.
@@ -207,6 +209,8 @@ int main(int argc, char** argv) {
       o.interval = std::stod(v);
     else if (k == "--record-acked")
       o.record_acked = v;
+    else if (k == "--requests")
+      o.requests = std::stoull(v);
     else {
       std::fprintf(stderr, "unknown option %s\n", k.c_str());
       return 64;
@@ -337,11 +341,17 @@ int main(int argc, char** argv) {
   std::uint32_t next_sim = 0, gen = 0;
   std::uint32_t e2e = (static_cast<std::uint32_t>(run_started) & 0xfffU) << 20 |
                       (static_cast<std::uint32_t>(::getpid()) & 0xfffffU);
+  if (o.requests > 0)
+    o.warmup = 0;
   const auto start = clk::now();
   const auto measure_from =
       start + std::chrono::duration_cast<clk::duration>(std::chrono::duration<double>(o.warmup));
-  const auto end = measure_from + std::chrono::duration_cast<clk::duration>(
-                                      std::chrono::duration<double>(o.duration));
+  if (o.requests > 0)
+    o.duration = 24 * 3600.0; // bounded by the count instead
+  auto end = measure_from +
+             std::chrono::duration_cast<clk::duration>(std::chrono::duration<double>(o.duration));
+  // How long answers may still come after the end.
+  const auto drain = std::chrono::seconds{o.requests > 0 ? 60 : 5};
   std::vector<std::uint8_t> reply;
   local_identity me;
   me.origin_host = o.origin_host;
@@ -352,7 +362,7 @@ int main(int argc, char** argv) {
   auto interval_start = start;
 
   auto fill = [&](connection& cn, clk::time_point now) {
-    while (!cn.free_slots.empty() && running) {
+    while (!cn.free_slots.empty() && running && (o.requests == 0 || sent_total < o.requests)) {
       if (o.rate > 0) {
         const double elapsed = std::chrono::duration<double>(now - start).count();
         if (static_cast<double>(sent_total) >= elapsed * o.rate)
@@ -410,6 +420,8 @@ int main(int argc, char** argv) {
   epoll_event events[64];
   while (true) {
     auto now = clk::now();
+    if (running && o.requests > 0 && sent_total >= o.requests)
+      end = now; // all sent: wait for the answers
     if (now >= end)
       running = false;
     int outstanding = 0;
@@ -417,7 +429,7 @@ int main(int argc, char** argv) {
       outstanding += cn.outstanding;
     if (!running && outstanding == 0)
       break;
-    if (!running && now >= end + std::chrono::seconds{5}) {
+    if (!running && now >= end + drain) {
       std::fprintf(stderr, "%d answers missing at the end\n", outstanding);
       errors += static_cast<std::uint64_t>(outstanding);
       missing = static_cast<std::uint64_t>(outstanding);
@@ -521,6 +533,8 @@ int main(int argc, char** argv) {
         latencies_us.size() - 1,
         static_cast<std::size_t>(p * static_cast<double>(latencies_us.size())))];
   };
+  if (o.requests > 0)
+    o.duration = std::chrono::duration<double>(end - start).count();
   const double rate = static_cast<double>(measured_answers) / o.duration;
   const double changes_pct =
       sent_total > 0 ? 100.0 * static_cast<double>(imei_changes) / static_cast<double>(sent_total)

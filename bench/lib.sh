@@ -35,6 +35,7 @@ bench_cleanup() {
 # api_port=N" log line), and an inventory of SIMs whose IMSIs are the
 # generators' (234150000000000 + i), loaded with POST /v1/sims:import.
 api_token=bench-token-not-a-secret
+# IMEILOCKD_READY_SECONDS (30): how long to wait for daemon.ready.
 start_imeilockd() { # extra YAML appended -> sets d_pid d_radius d_diameter d_api d_metrics
   mkdir -p "$work/d"
   cat > "$work/d/imeilockd.yaml" <<YAML
@@ -57,7 +58,7 @@ YAML
   d_pid=$!
   pids+=($d_pid)
   local ready=
-  for _ in $(seq 300); do
+  for _ in $(seq $((${IMEILOCKD_READY_SECONDS:-30} * 10))); do
     ready=$(grep -m1 '^<5>daemon\.ready' "$work/d/daemon.log" 2>/dev/null || true)
     [[ -n $ready ]] && break
     kill -0 "$d_pid" 2>/dev/null || { echo "imeilockd exited:"; cat "$work/d/daemon.log"; exit 1; }
@@ -98,23 +99,30 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN{if (a == "-" || b == "-" || b <= 0) pri
 # p99s p999s cpus (space-separated figures per round, "-" for a failed run),
 # each row's ratio to the peer of the medians and round by round, the daemon's
 # RSS ($d_pid; $rss0 after loading), error lines of its log, and whether it
-# still runs.
-print_summary() { # peer unit (e.g. freeradius req)
-  local peer=$1 unit=$2 who m peer_m
+# still runs. CEILING (optional, a row of `servers`, e.g. the UDP echo): a
+# second ratio column, and its ratios per round.
+print_summary() { # peer unit [ceiling] (e.g. freeradius req echo)
+  local peer=$1 unit=$2 ceil=${3:-} who m peer_m ceil_m base
   echo
   echo "medians over $rounds rounds (load average now $(cut -d' ' -f1-3 /proc/loadavg))"
-  printf '%-14s %10s %8s %8s %9s %11s %16s\n' server "$unit/s" p50_us p99_us p99.9_us "cpu_us/$unit" "x $peer"
+  printf '%-14s %10s %8s %8s %9s %11s %16s %s\n' server "$unit/s" p50_us p99_us p99.9_us "cpu_us/$unit" "x $peer" \
+    "${ceil:+x $ceil}"
   peer_m=$(median ${rates[$peer]})
+  [[ -n $ceil ]] && ceil_m=$(median ${rates[$ceil]})
   for who in "${servers[@]}"; do
     m=$(median ${rates[$who]})
-    printf '%-14s %10s %8s %8s %9s %11s %16s\n' "$who" "$m" "$(median ${p50s[$who]})" "$(median ${p99s[$who]})" \
-      "$(median ${p999s[$who]})" "$(median ${cpus[$who]})" "$(ratio "$m" "$peer_m")x"
+    printf '%-14s %10s %8s %8s %9s %11s %16s %s\n' "$who" "$m" "$(median ${p50s[$who]})" "$(median ${p99s[$who]})" \
+      "$(median ${p999s[$who]})" "$(median ${cpus[$who]})" "$(ratio "$m" "$peer_m")x" \
+      "${ceil:+$(ratio "$m" "$ceil_m")x}"
   done
   # Ratio per round (side by side in time), the figure a noisy machine distorts least.
-  for who in "${servers[@]:1}"; do
-    local a=(${rates[$who]}) b=(${rates[$peer]}) out=() i
-    for i in "${!a[@]}"; do out+=("$(ratio "${a[$i]}" "${b[$i]}")"); done
-    echo "ratio $who/$peer per round: ${out[*]}"
+  for base in "$peer" $ceil; do
+    for who in "${servers[@]:1}"; do
+      [[ $who == "$base" ]] && continue
+      local a=(${rates[$who]}) b=(${rates[$base]}) out=() i
+      for i in "${!a[@]}"; do out+=("$(ratio "${a[$i]}" "${b[$i]}")"); done
+      echo "ratio $who/$base per round: ${out[*]}"
+    done
   done
   echo "imeilockd RSS after the rounds: $(rss_kb "$d_pid") kB (after loading SIMs: $rss0 kB)"
   grep -E '^<[0-3]>' "$work/d/daemon.log" | head -5 | sed 's/^/daemon log: /' || true

@@ -11,6 +11,7 @@
 //               [--window 64] [--seconds 10] [--warmup 1] [--sockets 8]
 //               [--imei-change-percent 0] [--seed 1] [--rate 0] [--timeout 1]
 //               [--interval 0] [--record-acked FILE] [--first-sim 0]
+//               [--requests 0] [--verify 1]
 //
 // Every send is a distinct packet: Acct-Input-Octets grows per send and the
 // Request Authenticator is recomputed, so a server's RFC 5080 response cache
@@ -35,6 +36,12 @@
 // request on a reused Identifier counts as `stale`, not as an answer.
 //
 // --first-sim F: the SIMs are F .. F + sims - 1 (IMSI 234150000000000 + i).
+//
+// --requests N: send exactly N requests (no warm-up), wait for their answers
+// (or --timeout), and stop: a fixed amount of work for bench/instructions.sh;
+// the rate is then over the time it took. --verify 0: check no answer (for a
+// server that is not RADIUS, the UDP echo of bench/udp_echo_server.cpp);
+// every datagram back on an Identifier answers it.
 //
 // Last line: "RESULT rate=<req/s> changes_pct=.. p50_us=.. p99_us=.. p999_us=.. lost=.. bad=.."
 #include "bench/load_support.hpp"
@@ -75,9 +82,11 @@ struct options {
   double timeout = 1.0; ///< a request unanswered this long counts as lost
   double imei_change_percent = 0;
   std::uint64_t seed = 1;
-  double rate = 0;          ///< requests/s, open loop; 0 = keep `window` outstanding
-  double interval = 0;      ///< seconds between interval lines; 0 = none
-  std::string record_acked; ///< file for the acknowledged changes; empty = none
+  double rate = 0;            ///< requests/s, open loop; 0 = keep `window` outstanding
+  double interval = 0;        ///< seconds between interval lines; 0 = none
+  std::string record_acked;   ///< file for the acknowledged changes; empty = none
+  std::uint64_t requests = 0; ///< send exactly this many, then stop; 0 = run for `seconds`
+  bool verify = true;         ///< check answers' Response Authenticators
 };
 
 /// Where to patch a precomputed request per send.
@@ -198,12 +207,20 @@ int main(int argc, char** argv) {
       o.interval = std::stod(v);
     else if (a == "--record-acked")
       o.record_acked = v;
+    else if (a == "--requests")
+      o.requests = std::stoull(v);
+    else if (a == "--verify")
+      o.verify = v != "0";
     else {
       std::fprintf(stderr, "unknown option %s\n", a.c_str());
       return 2;
     }
   }
   o.sockets = std::clamp<std::size_t>(o.sockets, 1, 256);
+  if (o.requests > 0) {
+    o.warmup = 0;
+    o.seconds = 24 * 3600.0; // bounded by the count instead
+  }
   o.window = std::clamp<std::size_t>(o.window, 1, 200 * o.sockets);
 
   std::vector<std::vector<std::uint8_t>> packets(o.sims);
@@ -293,7 +310,7 @@ int main(int argc, char** argv) {
   }
   std::vector<slot> slots(o.sockets * 256);
   std::vector<std::uint32_t> latencies;
-  latencies.reserve(static_cast<std::size_t>(o.seconds * 300000));
+  latencies.reserve(o.requests > 0 ? o.requests : static_cast<std::size_t>(o.seconds * 300000));
   std::vector<std::uint32_t> interval_latencies; // --interval
   std::uint64_t interval_answered = 0, interval_lost = 0;
 
@@ -325,6 +342,8 @@ int main(int argc, char** argv) {
     const auto now = steady::now();
     if (now >= end)
       break;
+    if (o.requests > 0 && prepared >= o.requests && outstanding == 0)
+      break;
     // Fill the window, round-robin over SIMs; SIM i uses Identifier i%256 on
     // socket (i/256)%sockets, so its precomputed packet stays valid.
     for (auto& v : per_socket)
@@ -338,7 +357,8 @@ int main(int argc, char** argv) {
       due = want > due_total ? want - due_total : 0;
       due_total += due;
     }
-    while ((o.rate > 0 ? due > 0 : outstanding < o.window) && scanned < slots.size()) {
+    while ((o.rate > 0 ? due > 0 : outstanding < o.window) && scanned < slots.size() &&
+           (o.requests == 0 || prepared < o.requests)) {
       const std::size_t sim = next_sim;
       next_sim = (next_sim + 1) % o.sims;
       ++scanned;
@@ -400,7 +420,7 @@ int main(int argc, char** argv) {
           // Check every 16th answer fully (cheap enough, and catches a server
           // that answers with the wrong authenticator); every answer when
           // Identifiers are reused after a timeout (--rate, --record-acked).
-          if (check_all || sl.sim % 16 == 0) {
+          if (o.verify && (check_all || sl.sim % 16 == 0)) {
             auto pr = parse(bytes{d.data(), len});
             const auto ok = [&](const std::array<std::uint8_t, 16>& auth) {
               return pr.packet && pr.packet->packet_code() == code::accounting_response &&
@@ -464,7 +484,9 @@ int main(int argc, char** argv) {
           std::chrono::duration_cast<steady::duration>(std::chrono::duration<double>(o.interval));
     }
   }
-  const double rate = static_cast<double>(measured) / o.seconds;
+  const double took =
+      o.requests > 0 ? std::chrono::duration<double>(steady::now() - t0).count() : o.seconds;
+  const double rate = static_cast<double>(measured) / took;
   const double p50 = percentile(latencies, 0.50);
   const double p99 = percentile(latencies, 0.99);
   const double p999 = percentile(latencies, 0.999);
@@ -475,7 +497,7 @@ int main(int argc, char** argv) {
   std::printf(
       "sims=%zu window=%zu sockets=%zu seconds=%.1f sent=%llu answered=%llu lost=%llu bad=%llu "
       "imei_changes=%llu skipped=%llu stale=%llu acked_changes=%llu\n",
-      o.sims, o.window, o.sockets, o.seconds, static_cast<unsigned long long>(sent_total),
+      o.sims, o.window, o.sockets, took, static_cast<unsigned long long>(sent_total),
       static_cast<unsigned long long>(answered), static_cast<unsigned long long>(lost),
       static_cast<unsigned long long>(bad), static_cast<unsigned long long>(imei_changes),
       static_cast<unsigned long long>(skipped), static_cast<unsigned long long>(stale),

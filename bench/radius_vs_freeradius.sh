@@ -16,12 +16,19 @@
 #   imeilockd_chg     the same daemon, IMEI_CHANGE_PERCENT% (default 10) of the
 #                     observations changing the IMEI of a lock-off SIM: each
 #                     one a durable SQLite commit before the answer
+#   echo              bench/udp_echo_server, a plain Asio UDP echo (one
+#                     thread, one socket, no processing): the ceiling, what
+#                     this machine moves through Asio with the same generator
+#                     (answers not verified: an echo is no RADIUS answer);
+#                     ECHO=0 skips it
 #   harness           radius_bench_server (the front-end with a sink that acks
 #                     at once; no SIM layer), if built; HARNESS=0 skips it
 # Before the rounds the daemon's SIMs are primed: one pass of the generator
 # over every SIM (first contact: every observation records a new IMEI).
 #
-# Environment: SIMS (100000), IMEI_CHANGE_PERCENT (10), HARNESS (1),
+# The summary gives each row's ratio to FreeRADIUS and to the echo.
+#
+# Environment: SIMS (100000), IMEI_CHANGE_PERCENT (10), HARNESS (1), ECHO (1),
 # IMEILOCKD (default BUILD_DIR/daemon/imeilockd), IMEILOCKD_WORKERS (2),
 # IMEILOCKD_IO_THREADS (1), RADIUS_BENCH_KEEP=1 keeps the temp dir.
 set -euo pipefail
@@ -37,6 +44,9 @@ imeilockd=${IMEILOCKD:-$build/daemon/imeilockd}
 harness_bin="$build/bench/radius_bench_server"
 want_harness=${HARNESS:-1}
 [[ -x $harness_bin ]] || want_harness=0
+echo_bin="$build/bench/udp_echo_server"
+want_echo=${ECHO:-1}
+[[ -x $echo_bin ]] || want_echo=0
 freeradius=$(command -v freeradius || command -v radiusd)
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=bench/lib.sh
@@ -126,6 +136,18 @@ if [[ $want_harness == 1 ]]; then
   read -r -u "${HARNESS_SRV[0]}" _ h_port
 fi
 
+# --- the ceiling: a plain Asio UDP echo -------------------------------------
+if [[ $want_echo == 1 ]]; then
+  # It serves until stdin closes: a FIFO this script holds open (fd 8).
+  mkfifo "$work/echo.in"
+  exec 8<>"$work/echo.in"
+  "$echo_bin" --listen 127.0.0.1:0 <"$work/echo.in" >"$work/echo.out" 2>&1 &
+  e_pid=$!
+  pids+=($e_pid)
+  for _ in $(seq 50); do grep -q PORT "$work/echo.out" 2>/dev/null && break; sleep 0.1; done
+  e_port=$(awk '/PORT/ {print $2}' "$work/echo.out")
+fi
+
 start_imeilockd "radius:
   listen: ['127.0.0.1:0']
   clients:
@@ -158,7 +180,9 @@ line=$(run "$d_pid" "$d_radius" "$prime_secs" 0)
 echo "prime (first contact, every observation a new IMEI): $(echo " $line" | field rate) req/s over ${prime_secs}s, sent=$(echo " $line" | field sent), lost=$(echo " $line" | field lost); daemon RSS ${rss0} -> $(rss_kb "$d_pid") kB"
 if (( $(echo " $line" | field sent) < sims )); then echo "WARNING: the prime pass did not reach every SIM"; fi
 
-servers=(freeradius imeilockd)
+servers=(freeradius)
+[[ $want_echo == 1 ]] && servers+=(echo)
+servers+=(imeilockd)
 [[ $want_harness == 1 ]] && servers+=(harness)
 servers+=(imeilockd_chg)
 echo "window=$window seconds=$seconds rounds=$rounds sims=$sims imei_change=${change}%; load $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -172,6 +196,7 @@ for r in $(seq 1 "$rounds"); do
       imeilockd) pid=$d_pid; port=$d_radius ;;
       imeilockd_chg) pid=$d_pid; port=$d_radius; extra=(--imei-change-percent "$change" --seed "$r") ;;
       harness) pid=$h_pid; port=$h_port ;;
+      echo) pid=$e_pid; port=$e_port; extra=(--verify 0) ;;
     esac
     kill -0 "$pid" 2>/dev/null || { echo "$who (pid $pid) is gone"; [[ $who == imeilockd* ]] && tail -30 "$work/d/daemon.log"; exit 1; }
     line=$(run "$pid" "$port" "$seconds" 1 "${extra[@]}")
@@ -189,4 +214,4 @@ for r in $(seq 1 "$rounds"); do
     fi
   done
 done
-print_summary freeradius req
+if [[ $want_echo == 1 ]]; then print_summary freeradius req echo; else print_summary freeradius req; fi
