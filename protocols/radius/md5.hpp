@@ -2,8 +2,8 @@
 // MD5 (RFC 1321) and HMAC-MD5 (RFC 2104), as RADIUS needs them: the Request
 // and Response Authenticators (RFC 2865 §3, RFC 2866 §3) and the
 // Message-Authenticator (RFC 3579 §3.2). Computed by OpenSSL's libcrypto
-// (EVP): the algorithms are fetched once and each thread reuses one context.
-// Not for anything where MD5's weakness matters.
+// (its MD5_* functions: no EVP dispatch per call, no state between calls, so
+// any thread may call them). Not for anything where MD5's weakness matters.
 
 #include <array>
 #include <cstdint>
