@@ -2,8 +2,6 @@
 
 #include "lock/imei.hpp"
 
-#include <cstdio>
-
 namespace imeilock::radius {
 
 std::string_view status_label(std::uint32_t status) {
@@ -131,10 +129,21 @@ std::uint64_t dedupe_key(const packet_view& p, std::string_view source_address) 
 std::string format_ipv4(bytes value) {
   if (value.size() != 4)
     return {};
+  // By hand: on the packet path (NAS-IP-Address, the datagram's source) snprintf
+  // cost about 850 instructions a call, this about 60 (bench/instructions.sh).
   char buf[16];
-  std::snprintf(buf, sizeof buf, "%u.%u.%u.%u", unsigned{value[0]}, unsigned{value[1]},
-                unsigned{value[2]}, unsigned{value[3]});
-  return buf;
+  char* out = buf;
+  for (std::size_t i = 0; i < 4; ++i) {
+    const unsigned v = value[i];
+    if (i > 0)
+      *out++ = '.';
+    if (v >= 100)
+      *out++ = static_cast<char>('0' + v / 100);
+    if (v >= 10)
+      *out++ = static_cast<char>('0' + v / 10 % 10);
+    *out++ = static_cast<char>('0' + v % 10);
+  }
+  return std::string(buf, static_cast<std::size_t>(out - buf));
 }
 
 bool make_observation(const packet_view& p, const user_name_rules& rules,

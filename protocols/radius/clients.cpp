@@ -1,5 +1,7 @@
 #include "protocols/radius/clients.hpp"
 
+#include "protocols/radius/accounting.hpp"
+
 #include <arpa/inet.h>
 
 #include <algorithm>
@@ -39,11 +41,10 @@ bool ip_address::is_v4() const {
 }
 
 std::string ip_address::to_string() const {
+  if (is_v4()) // the common case, on the packet path: without inet_ntop's sprintf
+    return format_ipv4(bytes{octets.data() + 12, 4});
   char buf[INET6_ADDRSTRLEN];
-  if (is_v4())
-    ::inet_ntop(AF_INET, octets.data() + 12, buf, sizeof buf);
-  else
-    ::inet_ntop(AF_INET6, octets.data(), buf, sizeof buf);
+  ::inet_ntop(AF_INET6, octets.data(), buf, sizeof buf);
   return buf;
 }
 

@@ -1,4 +1,5 @@
 #include "protocols/radius/accounting.hpp"
+#include "protocols/radius/clients.hpp"
 
 #include "wire_samples.hpp"
 
@@ -160,4 +161,17 @@ TEST_CASE("IMSI parsing") {
   CHECK(parse_imsi("") == 0);
   CHECK(parse_imsi("2341500000000x1") == 0);
   CHECK(parse_imsi("001010123456789") == 1010123456789ull);
+}
+
+TEST_CASE("IPv4 addresses formatted dotted, every octet width") {
+  const std::uint8_t a[] = {0, 0, 0, 0};
+  const std::uint8_t b[] = {255, 255, 255, 255};
+  const std::uint8_t c[] = {10, 100, 9, 45};
+  CHECK(format_ipv4(bytes{a, 4}) == "0.0.0.0");
+  CHECK(format_ipv4(bytes{b, 4}) == "255.255.255.255");
+  CHECK(format_ipv4(bytes{c, 4}) == "10.100.9.45");
+  CHECK(format_ipv4(bytes{c, 3}).empty());
+  CHECK(parse_ip("192.0.2.200")->to_string() == "192.0.2.200");
+  CHECK(parse_ip("2001:db8::1")->to_string() == "2001:db8::1");
+  CHECK(parse_ip("::ffff:10.0.0.1")->to_string() == "10.0.0.1");
 }
