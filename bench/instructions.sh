@@ -172,7 +172,10 @@ diameter:
         echo "prime (first contact): $(diameter_gen "$d_diameter" "$sims")"
         measure "$row" "$d_pid" diameter_gen "$d_diameter"
       fi
+      # The next daemon row needs the store and the state dir: wait for this one to end.
       kill "$d_pid" 2>/dev/null || true
+      wait "$d_pid" 2>/dev/null || true
+      rm -rf "$work/d"
       ;;
     *)
       echo "unknown row $row" >&2
