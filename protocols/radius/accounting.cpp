@@ -2,6 +2,8 @@
 
 #include "lock/imei.hpp"
 
+#include <cstring>
+
 namespace imeilock::radius {
 
 std::string_view status_label(std::uint32_t status) {
@@ -62,19 +64,39 @@ std::uint64_t extract_imsi(const packet_view& p, const user_name_rules& rules) {
 
 namespace {
 
-/// FNV-1a over attribute type + value, then a final avalanche (splitmix64):
-/// fast and good enough for deduplication keys, which are compared whole.
+/// Eight octets at a time (multiply and xorshift: each step a bijection of
+/// the state for a given word), then a final avalanche (splitmix64): fast
+/// and good enough for deduplication keys, which are compared whole. Byte by
+/// byte (FNV-1a) this cost about 1,200 instructions a request
+/// (bench/instructions.sh), this about 450.
 struct key_hasher {
   std::uint64_t h = 0xcbf29ce484222325ull;
-  void byte(std::uint8_t b) {
-    h ^= b;
-    h *= 0x100000001b3ull;
+  void word(std::uint64_t w) {
+    h = (h ^ w) * 0x9e3779b97f4a7c15ull;
+    h ^= h >> 29;
   }
   void add(std::uint8_t tag, bytes value) {
-    byte(tag);
-    byte(static_cast<std::uint8_t>(value.size()));
-    for (std::uint8_t b : value)
-      byte(b);
+    // The length goes in first, so the overlapping loads below are unambiguous.
+    const std::size_t n = value.size();
+    const std::uint8_t* p = value.data();
+    word(std::uint64_t{tag} << 8 | n);
+    if (n >= 8) {
+      std::size_t i = 0;
+      for (; i + 8 <= n; i += 8)
+        word(load<std::uint64_t>(p + i));
+      if (i < n) // the last 8 octets, overlapping the words before
+        word(load<std::uint64_t>(p + n - 8));
+    } else if (n >= 4) {
+      word(std::uint64_t{load<std::uint32_t>(p)} << 32 | load<std::uint32_t>(p + n - 4));
+    } else if (n > 0) {
+      word(std::uint64_t{p[0]} << 16 | std::uint64_t{p[n / 2]} << 8 | p[n - 1]);
+    }
+  }
+  template <class T>
+  static T load(const std::uint8_t* p) {
+    T v;
+    std::memcpy(&v, p, sizeof v);
+    return v;
   }
   std::uint64_t finish() const {
     std::uint64_t z = h + 0x9e3779b97f4a7c15ull;
