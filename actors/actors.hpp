@@ -10,12 +10,20 @@
 //   sim_layer (API)   ──sim_order / sim_upsert_msg──▶ shard ──▶ SIM actor          │
 //   SIM actor ◀──commit_atom── store done callback ◀─────────────────────────────────┘
 //   SIM actor ──new_order──▶ order actor ──sim_order_outcome──▶ shard ──▶ SIM actor
+//   sim_layer::start ──orders_resume──▶ order actor   (open orders read before the actors run)
 //   sim_layer::reload_orders ──orders_reload──▶ order actor   (SIGHUP)
 //   SIM actor ──sim_idle──▶ shard   (nothing in flight: the shard's row is the state again)
 //   shard ──stop_atom──▶ idle SIM actor (passivation after `passivate_after`)
 //
 // Every reply travels as a callback inside the message (TOOLCHAIN pitfalls 3-5:
 // no request/response bookkeeping, no timeouts, no blocking bridges).
+//
+// No handler reads the store (a SQLite read would stall every actor of its
+// scheduler thread): what a handler needs of a SIM is in memory (its row or
+// actor state, and the inventory index: ICCID, IMSIs, network). The one read,
+// the open orders at startup, runs in sim_layer::start() and arrives as
+// orders_resume. Writes go to the store's writer thread (store::submit) and
+// come back as commit_atom.
 
 #include "actors/inventory.hpp"
 #include "actors/ports.hpp"
@@ -32,6 +40,7 @@
 #include <memory>
 #include <optional>
 #include <variant>
+#include <vector>
 
 namespace imeilock::actors {
 
@@ -87,11 +96,18 @@ struct sim_idle {
   std::uint32_t epoch = 0;
   lock::sim_state state;
   network_id network = 0;
+  bool stored = false; ///< the store holds the SIM (an upsert of it committed)
 };
 
 /// A SIM actor persisted a new order: the order actor takes it over.
 struct new_order {
   orders::order o;
+};
+
+/// Startup: the open orders (queued or submitted), as sim_layer::start() read
+/// them from the store before any actor ran. The order actor resumes them.
+struct orders_resume {
+  std::vector<orders::order> open;
 };
 
 /// A reloaded `orders:` section (SIGHUP): rate limits, lead times, retry
@@ -118,7 +134,6 @@ using commit_atom = caf::atom_constant<caf::atom("commit")>;
 using sweep_atom = caf::atom_constant<caf::atom("sweep")>;
 using stop_atom = caf::atom_constant<caf::atom("stop")>;
 using tick_atom = caf::atom_constant<caf::atom("tick")>;
-using resume_atom = caf::atom_constant<caf::atom("resume")>;
 using counts_atom = caf::atom_constant<caf::atom("counts")>;
 
 // -- Interfaces ----------------------------------------------------------------
@@ -169,8 +184,8 @@ using order_actor = caf::typed_actor<
     caf::reacts_to<backend_answer>,
     // The one timer fired (its due time, unix ms).
     caf::reacts_to<tick_atom, std::int64_t>,
-    // Startup: load open orders from the store and resume them.
-    caf::reacts_to<resume_atom>,
+    // Startup: resume the open orders sim_layer::start() read from the store.
+    caf::reacts_to<orders_resume>,
     // SIGHUP: reconfigure the scheduler, rebuild changed backends, re-arm the timer.
     caf::reacts_to<orders_reload>,
     // Quit.
@@ -185,6 +200,7 @@ CAF_ALLOW_UNSAFE_MESSAGE_TYPE(imeilock::actors::sim_order_outcome)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(imeilock::actors::sim_idle)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(imeilock::actors::sim_work)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(imeilock::actors::new_order)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(imeilock::actors::orders_resume)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(imeilock::actors::orders_reload)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(imeilock::actors::backend_answer)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(imeilock::actors::registry_counts)

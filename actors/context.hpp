@@ -41,7 +41,11 @@ inline std::int64_t now_ms() {
 struct compact_row {
   lock::sim_state state;
   network_id network = 0;
+  /// The store holds the SIM: loaded at startup, or an upsert committed (a
+  /// first upsert that failed leaves a row in the index only).
+  bool stored = false;
 };
+static_assert(sizeof(compact_row) == 56, "a passivated SIM costs 56 bytes of row");
 
 struct layer_context {
   sim_layer_config cfg;

@@ -134,6 +134,7 @@ void inventory::reserve(std::size_t n) {
   std::unique_lock g{mtx_};
   imsis_.reserve(n);
   iccid_offsets_.reserve(n);
+  first_imsis_.reserve(n);
   arena_.reserve(n * 21);
   if (iccid_table_.size() < 2 * n) {
     std::size_t cap = iccid_table_.size();
@@ -210,10 +211,50 @@ sim_id inventory::add(std::string_view iccid, std::string_view network,
   if (2 * (iccid_offsets_.size() + 1) > iccid_table_.size())
     grow_iccids();
   iccid_table_[iccid_slot(iccid)] = id;
+  first_imsis_.push_back(0);
+  store_imsis_locked(id, imsis);
   for (auto imsi : imsis)
     if (imsi != 0) // not an IMSI (validate_imsi refuses it); a damaged store row
       imsis_.put(imsi, id);
   return id;
+}
+
+void inventory::store_imsis_locked(sim_id id, std::span<const std::uint64_t> imsis) {
+  std::vector<std::uint64_t> more;
+  std::uint64_t first = 0;
+  for (auto imsi : imsis) {
+    if (imsi == 0)
+      continue;
+    if (first == 0)
+      first = imsi;
+    else
+      more.push_back(imsi);
+  }
+  first_imsis_[id] = first;
+  if (more.empty())
+    more_imsis_.erase(id);
+  else
+    more_imsis_[id] = std::move(more);
+}
+
+std::vector<std::uint64_t> inventory::imsis_locked(sim_id id) const {
+  std::vector<std::uint64_t> out;
+  if (id >= first_imsis_.size() || first_imsis_[id] == 0)
+    return out;
+  out.push_back(first_imsis_[id]);
+  if (auto it = more_imsis_.find(id); it != more_imsis_.end())
+    out.insert(out.end(), it->second.begin(), it->second.end());
+  return out;
+}
+
+std::vector<std::uint64_t> inventory::imsis(sim_id id) const {
+  std::shared_lock g{mtx_};
+  return imsis_locked(id);
+}
+
+std::uint64_t inventory::first_imsi(sim_id id) const {
+  std::shared_lock g{mtx_};
+  return id < first_imsis_.size() ? first_imsis_[id] : 0;
 }
 
 void inventory::moved(network_id from, network_id to) {
@@ -253,15 +294,16 @@ std::vector<std::uint64_t> inventory::conflicts(sim_id id,
   return out;
 }
 
-void inventory::set_imsis(sim_id id, std::span<const std::uint64_t> old_imsis,
-                          std::span<const std::uint64_t> new_imsis) {
+void inventory::set_imsis(sim_id id, std::span<const std::uint64_t> imsis) {
   std::unique_lock g{mtx_};
-  for (auto imsi : old_imsis) {
+  IMEILOCK_ASSERT(id < first_imsis_.size(), "set_imsis of a SIM not in the index");
+  for (auto imsi : imsis_locked(id)) {
     auto owner = imsis_.find(imsi);
     if (owner && *owner == id)
       imsis_.erase(imsi);
   }
-  for (auto imsi : new_imsis)
+  store_imsis_locked(id, imsis);
+  for (auto imsi : imsis)
     if (imsi != 0)
       imsis_.put(imsi, id);
 }
@@ -273,8 +315,14 @@ std::size_t inventory::size() const {
 
 std::size_t inventory::bytes() const {
   std::shared_lock g{mtx_};
+  // A node of more_imsis_: its pair, the link, the allocator's header.
+  using node = decltype(more_imsis_)::value_type;
+  std::size_t more = more_imsis_.bucket_count() * sizeof(void*);
+  for (const auto& entry : more_imsis_)
+    more += sizeof(node) + 2 * sizeof(void*) + entry.second.capacity() * sizeof(std::uint64_t);
   return imsis_.bytes() + iccid_offsets_.capacity() * sizeof(std::uint32_t) + arena_.capacity() +
-         iccid_table_.capacity() * sizeof(sim_id);
+         iccid_table_.capacity() * sizeof(sim_id) +
+         first_imsis_.capacity() * sizeof(std::uint64_t) + more;
 }
 
 } // namespace imeilock::actors

@@ -1,8 +1,10 @@
 #pragma once
 // The compact, shared index of the inventory: IMSI -> SIM, ICCID -> SIM, and
-// each SIM's ICCID, in about 60 bytes per SIM (integer keys, open addressing,
-// one byte arena for the ICCIDs, interned network names). The lock state
-// itself lives in the registry shards (registry.cpp), one row per SIM.
+// each SIM's ICCID and IMSIs, in about 70 bytes per SIM (integer keys, open
+// addressing, one byte arena for the ICCIDs, interned network names). The
+// lock state itself lives in the registry shards (registry.cpp), one row per
+// SIM. The actors read a SIM's IMSIs here, never from the store: a handler
+// does not block on SQLite.
 //
 // Thread-safe: lookups take a shared lock (the packet path, many threads),
 // changes an exclusive one (startup load, operator upserts). No CAF.
@@ -18,6 +20,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 namespace imeilock::actors {
@@ -80,11 +83,16 @@ public:
   sim_id by_iccid(std::string_view iccid) const;
   /// The ICCID of `id` (copied: the arena may grow).
   std::string iccid(sim_id id) const;
+  /// The IMSIs of `id` as last committed, in the order they were given
+  /// (IMSI 0 left out); empty for no_sim or a SIM not committed yet.
+  std::vector<std::uint64_t> imsis(sim_id id) const;
+  /// The first of imsis(id), or 0 when it has none.
+  std::uint64_t first_imsi(sim_id id) const;
   /// IMSIs of `imsis` owned by a SIM other than `id` (id may be no_sim).
   std::vector<std::uint64_t> conflicts(sim_id id, std::span<const std::uint64_t> imsis) const;
-  /// Replaces the IMSI set of `id`: `old_imsis` are released, `new_imsis` taken.
-  void set_imsis(sim_id id, std::span<const std::uint64_t> old_imsis,
-                 std::span<const std::uint64_t> new_imsis);
+  /// Replaces the IMSI set of `id` (its committed upsert): the ones it had
+  /// are released, `imsis` taken.
+  void set_imsis(sim_id id, std::span<const std::uint64_t> imsis);
 
   /// Interns a network name (thread-safe); its policy is computed once.
   /// no_network when max_networks other names are interned already.
@@ -115,13 +123,19 @@ private:
   std::size_t iccid_slot(std::string_view iccid) const;
   std::string_view iccid_locked(sim_id id) const;
   void grow_iccids();
+  void store_imsis_locked(sim_id id, std::span<const std::uint64_t> imsis);
+  std::vector<std::uint64_t> imsis_locked(sim_id id) const;
 
   lock::eligibility_config cfg_;
   mutable std::shared_mutex mtx_;
   u64_map imsis_;
   std::vector<std::uint32_t> iccid_offsets_; ///< per sim id: offset of [len][digits] in arena_
   std::vector<char> arena_;
-  std::vector<sim_id> iccid_table_;     ///< open addressing on hash(iccid), no_sim = empty
+  std::vector<sim_id> iccid_table_; ///< open addressing on hash(iccid), no_sim = empty
+  /// Per sim id: its first IMSI, 0 when none. Nearly every SIM has one IMSI:
+  /// 8 bytes, and the rare others keep the rest in more_imsis_.
+  std::vector<std::uint64_t> first_imsis_;
+  std::unordered_map<sim_id, std::vector<std::uint64_t>> more_imsis_;
   std::vector<network_entry> networks_; ///< reserved to max_networks, never reallocates
   std::atomic<std::size_t> network_count_{0};
   /// Per network id, max_networks entries (never reallocates).

@@ -69,11 +69,8 @@ void carry_out(order_pointer self, orders::action& a) {
   using kind = orders::action::kind;
   switch (a.what) {
     case kind::send: {
-      if (a.o.imsis.empty()) // the webhook body names them; a failed read sends none
-        guarded(fault_site::store_read, [&] {
-          if (auto sim = ctx->db->get_sim(a.o.iccid))
-            a.o.imsis = sim->imsis;
-        });
+      if (a.o.imsis.empty()) // the webhook body names them: the index has them
+        a.o.imsis = ctx->inv->imsis(ctx->inv->by_iccid(a.o.iccid));
       auto hdl = caf::actor_cast<order_actor>(self);
       auto id = a.o.id;
       try {
@@ -193,14 +190,12 @@ order_actor::behavior_type order_behavior(order_pointer self, layer_context* ctx
               step(self);
             }),
       guard(fault_site::order_actor,
-            [self](resume_atom) {
+            [self](orders_resume& m) {
               auto& s = self->state;
               auto now = s.ctx->clock();
               std::size_t n = 0;
               std::size_t skipped = 0;
-              std::vector<orders::order> open;
-              guarded(fault_site::store_read, [&] { open = s.ctx->db->open_orders(); });
-              for (auto& o : open) {
+              for (auto& o : m.open) {
                 if (!usable(o)) { // kept in the store for an operator to look at
                   if (++skipped <= 10)
                     log::error("orders.row_skipped",
@@ -209,10 +204,7 @@ order_actor::behavior_type order_behavior(order_pointer self, layer_context* ctx
                                 {"reason", "an unknown type, reason, mode or status"}});
                   continue;
                 }
-                guarded(fault_site::store_read, [&] {
-                  if (auto sim = s.ctx->db->get_sim(o.iccid))
-                    o.imsis = sim->imsis;
-                });
+                o.imsis = s.ctx->inv->imsis(s.ctx->inv->by_iccid(o.iccid));
                 if (s.sched->restore(std::move(o), now) == ec::ok)
                   ++n;
               }

@@ -137,6 +137,7 @@ registry_actor::behavior_type registry_behavior(registry_pointer self, layer_con
               auto& row = row_of(self, m.sim);
               row.state = m.state;
               row.network = m.network;
+              row.stored = m.stored;
             }),
       [self, sweep_every](sweep_atom) {
         auto& st = self->state;

@@ -64,6 +64,7 @@ struct sim_actor_state {
   std::uint8_t key_pos = 0;
   std::uint32_t received = 0;         ///< messages handled from the shard (its epoch)
   lock::sim_state st;                 ///< committed state (the ICCID is in the inventory index)
+  bool stored = false;                ///< the store holds the SIM (loaded, or an upsert committed)
   std::unique_ptr<write_in_flight> w; ///< set while a write is in flight
   std::vector<sim_work> queue;        ///< events waiting behind the write
 
@@ -176,7 +177,7 @@ void drain(sim_pointer self) {
   }
   if (!s.writing()) {
     s.queue = {}; // give the memory back: idle actors stay small
-    self->send(s.ctx->shard_of(s.id), sim_idle{s.id, s.received, s.st, s.network});
+    self->send(s.ctx->shard_of(s.id), sim_idle{s.id, s.received, s.st, s.network, s.stored});
   }
 }
 
@@ -209,11 +210,8 @@ void on_commit(sim_pointer self, bool ok) {
       else if (n.what == lock::notice::violation)
         ctx->metrics->violations->Increment();
       if (ctx->listener) {
-        if (w->imsi == 0) // rare (order outcomes, placements): one indexed read
-          guarded(fault_site::store_read, [&] {
-            if (auto sim = ctx->db->get_sim(w->iccid); sim && !sim->imsis.empty())
-              w->imsi = sim->imsis.front();
-          });
+        if (w->imsi == 0) // order outcomes, placements: the SIM's first IMSI
+          w->imsi = ctx->inv->first_imsi(s.id);
         sim_event ev;
         ev.what = n.what;
         ev.iccid = w->iccid;
@@ -310,22 +308,10 @@ void handle_upsert(sim_pointer self, sim_upsert_msg&& m) {
     m.done(std::move(r));
     return;
   }
-  // Operator writes are rare: reading the old IMSI set from the store here
-  // costs one indexed read from the page cache.
+  // Nothing is read from the store: whether the SIM is in it is the actor's
+  // own state, its IMSIs so far are the index's (released on commit).
   auto iccid = ctx->inv->iccid(s.id);
-  std::optional<lock::sim_record> old;
-  try {
-    old = ctx->db->get_sim(iccid);
-  } catch (...) { // an unreadable store: refuse, change nothing
-    report_current_exception(fault_site::store_read);
-    write_result r;
-    r.error = ec::store_failed;
-    r.reason = "the SIM could not be read from the store, retry later";
-    m.done(std::move(r));
-    return;
-  }
-  bool created = !old.has_value();
-  std::vector<std::uint64_t> old_imsis = old ? old->imsis : std::vector<std::uint64_t>{};
+  bool created = !s.stored;
   lock::outcome out;
   out.next = s.st;
   out.next.status = m.rec.status;
@@ -343,8 +329,8 @@ void handle_upsert(sim_pointer self, sim_upsert_msg&& m) {
   auto net = m.network;
   out.changed = false; // the sims upsert carries the state
   begin_write(self, std::move(out), at, std::move(chg),
-              [self, created, old_imsis = std::move(old_imsis), imsis = m.rec.imsis,
-               done = std::move(m.done)](bool ok, bool refused, const auto&) {
+              [self, created, imsis = m.rec.imsis, done = std::move(m.done)](bool ok, bool refused,
+                                                                             const auto&) {
                 write_result r;
                 if (!ok) {
                   r.error = refused ? ec::overloaded : ec::store_failed;
@@ -353,7 +339,8 @@ void handle_upsert(sim_pointer self, sim_upsert_msg&& m) {
                   return;
                 }
                 auto& st = self->state;
-                st.ctx->inv->set_imsis(st.id, old_imsis, imsis);
+                st.ctx->inv->set_imsis(st.id, imsis);
+                st.stored = true;
                 if (created)
                   st.ctx->metrics->added(st.st);
                 r.created = created;
@@ -455,6 +442,7 @@ sim_actor::behavior_type sim_behavior(sim_pointer self, layer_context* ctx, sim_
   s.id = id;
   s.network = row.network;
   s.st = row.state;
+  s.stored = row.stored;
   self->set_exception_handler(last_resort<fault_site::sim_actor>);
   return {
       [self](sim_work& w) { guard_sim(self, [&] { enqueue(self, std::move(w)); }); },

@@ -195,7 +195,7 @@ void sim_layer::start() {
     if (id == no_sim)
       return skip("ICCID longer than 255 bytes");
     // Ids are dense and in load order: shard id % shards gets them in order.
-    ctx.initial_rows[id % shards].push_back({r.state, net});
+    ctx.initial_rows[id % shards].push_back({r.state, net, true});
     d.metrics.added(r.state);
   });
   if (skipped > 0)
@@ -211,7 +211,11 @@ void sim_layer::start() {
   ctx.shards.reserve(shards);
   for (std::uint32_t i = 0; i < shards; ++i)
     ctx.shards.push_back(spawn_registry_shard(d.sys, &ctx, i));
-  caf::anon_send(ctx.orders, resume_atom::value);
+  // Read here, before the order actor runs: its handlers never wait on SQLite.
+  // An unreadable orders table is counted and resumes nothing (the daemon serves).
+  orders_resume resume;
+  guarded(fault_site::store_read, [&] { resume.open = d.db->open_orders(); });
+  caf::anon_send(ctx.orders, std::move(resume));
   d.running = true;
   auto ms =
       std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0)

@@ -25,7 +25,7 @@ enum class fault_site : std::uint8_t {
   sim_actor,   ///< a SIM actor's handler
   registry,    ///< a registry shard's handler
   order_actor, ///< the order actor's handler
-  store_read,  ///< a store read failed inside an actor (the request is refused)
+  store_read,  ///< the open orders could not be read at startup (none resumed)
   listener,    ///< a SIM event listener (webhooks, RFC 5176 sender)
 };
 inline constexpr std::size_t fault_site_count = 8;

@@ -437,3 +437,81 @@ TEST_CASE("events name the IMSI of the observation, or the SIM's first IMSI for 
   }
   CHECK(checked >= 4);
 }
+
+TEST_CASE("no actor reads a SIM from the store: events and orders take its IMSIs from the index",
+          "[actors][dsl]") {
+  temp_dir dir;
+  recorder rec;
+  dsl_fixture f{config_for(dir), fast_orders(100ms), &rec};
+  auto id = iccid(80);
+  awaiting_first_imei(f, id, {imsi(80), imsi(81)});
+  // From here on a SIM cannot be read from the store (its IMSI table is
+  // gone); writing states, orders and audits does not touch that table.
+  f.db->exec_on_writer_for_testing("ALTER TABLE imsis RENAME TO imsis_gone");
+  CHECK_THROWS(f.db->get_sim(id));
+  auto failed_reads = faults(fault_site::store_read);
+
+  auto first = f.observe(imsi(81), imei(1)); // R6
+  f.settle();
+  auto second = f.observe(imsi(81), imei(2)); // R7: a bar order, sent to the backend
+  f.settle();
+  REQUIRE(**first == ack::ok);
+  REQUIRE(**second == ack::ok);
+  f.advance(100ms);
+  // The bar was submitted with the SIM's IMSIs and its completion names the
+  // first one: both came from the index, no read failed.
+  REQUIRE(rec.count(lock::notice::bar_completed) == 1);
+  for (auto& ev : rec.events)
+    if (ev.what == lock::notice::bar_completed)
+      CHECK(ev.imsi == imsi(80));
+  CHECK(faults(fault_site::store_read) == failed_reads);
+
+  f.db->exec_on_writer_for_testing("ALTER TABLE imsis_gone RENAME TO imsis");
+  CHECK(f.committed(id).bar == lock::bar_state::barred);
+}
+
+TEST_CASE("upserts take the SIM's IMSIs from the index: each releases what the one before "
+          "committed, and a first upsert the store refused still creates the SIM",
+          "[actors][dsl]") {
+  temp_dir dir;
+  dsl_fixture f{config_for(dir), fast_orders(300ms)};
+  auto id = iccid(81);
+  auto sim = f.inv.add(id, "multinet", {}); // as the facade adds a new ICCID
+
+  f.db->exec_on_writer_for_testing("PRAGMA query_only=1"); // the file refuses writes
+  auto refused = f.upsert(sim, id, {imsi(90)}, true);
+  f.settle();
+  REQUIRE(refused->has_value());
+  CHECK((*refused)->error == ec::store_failed);
+  CHECK(f.inv.by_imsi(imsi(90)) == actors::no_sim);
+  f.db->exec_on_writer_for_testing("PRAGMA query_only=0");
+
+  // The retry finds the ICCID in the index (not created there), but the
+  // store has no such SIM: it is created.
+  auto retry = f.upsert(sim, id, {imsi(90)}, false);
+  f.settle();
+  REQUIRE(retry->has_value());
+  CHECK((*retry)->error == ec::ok);
+  CHECK((*retry)->created);
+  auto events = f.db->list_events(id, 10);
+  REQUIRE(events.size() == 1);
+  CHECK(events.front().cause == "inventory_created");
+  CHECK(f.inv.by_imsi(imsi(90)) == sim);
+
+  // Two upserts back to back: the second waits behind the first's write and
+  // then releases exactly the IMSIs the first committed.
+  auto a = f.upsert(sim, id, {imsi(91), imsi(92)}, false);
+  auto b = f.upsert(sim, id, {imsi(93)}, false);
+  f.settle();
+  REQUIRE(a->has_value());
+  REQUIRE(b->has_value());
+  CHECK((*a)->error == ec::ok);
+  CHECK((*b)->error == ec::ok);
+  CHECK_FALSE((*a)->created);
+  CHECK_FALSE((*b)->created);
+  for (auto gone : {imsi(90), imsi(91), imsi(92)})
+    CHECK(f.inv.by_imsi(gone) == actors::no_sim);
+  CHECK(f.inv.by_imsi(imsi(93)) == sim);
+  CHECK(f.inv.imsis(sim) == std::vector<std::uint64_t>{imsi(93)});
+  CHECK(f.db->get_sim(id)->imsis == std::vector<std::uint64_t>{imsi(93)});
+}

@@ -65,8 +65,8 @@ struct dsl_fixture {
   std::unique_ptr<store::store> db; ///< last: its writer thread stops first
 
   /// Opens the store, loads the SIMs it has into the index and the shards'
-  /// rows, spawns the actors and resumes open orders (as sim_layer::start()
-  /// does), and runs everything that startup causes.
+  /// rows, spawns the actors and hands them the open orders (as
+  /// sim_layer::start() does), and runs everything that startup causes.
   dsl_fixture(const actors::sim_layer_config& cfg, const orders::orders_config& ocfg,
               actors::sim_listener* listener = nullptr, std::int64_t epoch_ms = test_epoch_ms,
               lock::eligibility_config elig = {}) :
@@ -89,12 +89,12 @@ struct dsl_fixture {
     db->load_inventory([&](const store::inventory_row& r) {
       auto net = inv.intern(r.network);
       auto id = inv.add(r.iccid, r.network, r.imsis);
-      ctx.initial_rows[id % shards].push_back({r.state, net});
+      ctx.initial_rows[id % shards].push_back({r.state, net, true});
     });
     ctx.orders = actors::spawn_order_actor(sys, &ctx);
     for (std::uint32_t i = 0; i < shards; ++i)
       ctx.shards.push_back(actors::spawn_registry_shard(sys, &ctx, i));
-    caf::anon_send(ctx.orders, actors::resume_atom::value);
+    caf::anon_send(ctx.orders, actors::orders_resume{db->open_orders()});
     settle();
   }
 
@@ -222,20 +222,29 @@ struct dsl_fixture {
     return out;
   }
 
-  /// Adds a SIM (as sim_layer::upsert_sim does for a new ICCID) and settles:
-  /// it is committed when this returns.
-  actors::sim_id add_sim(const std::string& iccid_value, std::vector<std::uint64_t> imsis,
-                         const std::string& network = "multinet") {
-    auto id = inv.add(iccid_value, network, {});
+  /// An identity upsert of SIM `id` (in the index already), as sim_layer::upsert_sim
+  /// sends it: `created` when the facade has just added the ICCID to the index.
+  answer<actors::write_result> upsert(actors::sim_id id, const std::string& iccid_value,
+                                      std::vector<std::uint64_t> imsis, bool created,
+                                      const std::string& network = "multinet") {
     auto out = std::make_shared<std::optional<actors::write_result>>();
     caf::anon_send(shard_of(id),
                    actors::sim_upsert_msg{id,
                                           {iccid_value, std::move(imsis), "447700900001", network,
                                            lock::sim_status::active},
                                           inv.intern(network),
-                                          true,
+                                          created,
                                           now_ms(),
                                           [out](actors::write_result r) { *out = r; }});
+    return out;
+  }
+
+  /// Adds a SIM (as sim_layer::upsert_sim does for a new ICCID) and settles:
+  /// it is committed when this returns.
+  actors::sim_id add_sim(const std::string& iccid_value, std::vector<std::uint64_t> imsis,
+                         const std::string& network = "multinet") {
+    auto id = inv.add(iccid_value, network, {});
+    auto out = upsert(id, iccid_value, std::move(imsis), true, network);
     settle();
     REQUIRE(out->has_value());
     REQUIRE((*out)->error == ec::ok);

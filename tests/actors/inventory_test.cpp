@@ -57,9 +57,46 @@ TEST_CASE("the inventory maps IMSIs and ICCIDs to SIMs and interns networks", "[
   CHECK(inv.conflicts(s2, a).size() == 2);
   CHECK(inv.conflicts(s1, a).empty());
   std::uint64_t c[] = {234150000000009};
-  inv.set_imsis(s1, a, c);
+  inv.set_imsis(s1, c);
   CHECK(inv.by_imsi(234150000000001) == no_sim);
+  CHECK(inv.by_imsi(234150000000002) == no_sim);
   CHECK(inv.by_imsi(234150000000009) == s1);
+}
+
+TEST_CASE("the inventory knows each SIM's IMSIs in order, so no actor reads them from the store",
+          "[inventory]") {
+  actors::inventory inv{lock::eligibility_config{}};
+  std::uint64_t two[] = {234150000000002, 234150000000001};
+  std::uint64_t one[] = {234150000000003};
+  auto s1 = inv.add("89440000000000000011", "multinet", two);
+  auto s2 = inv.add("89440000000000000029", "multinet", one);
+  auto s3 = inv.add("89440000000000000037", "multinet", {}); // an upsert not committed yet
+  CHECK(inv.imsis(s1) == std::vector<std::uint64_t>{234150000000002, 234150000000001});
+  CHECK(inv.first_imsi(s1) == 234150000000002);
+  CHECK(inv.imsis(s2) == std::vector<std::uint64_t>{234150000000003});
+  CHECK(inv.imsis(s3).empty());
+  CHECK(inv.first_imsi(s3) == 0);
+  CHECK(inv.imsis(no_sim).empty());
+  CHECK(inv.first_imsi(no_sim) == 0);
+
+  // Replacing a set releases exactly the IMSIs the SIM had, whatever their number.
+  std::uint64_t three[] = {234150000000007, 234150000000008, 234150000000009};
+  inv.set_imsis(s2, three);
+  CHECK(inv.imsis(s2) ==
+        std::vector<std::uint64_t>{234150000000007, 234150000000008, 234150000000009});
+  CHECK(inv.by_imsi(234150000000003) == no_sim);
+  inv.set_imsis(s1, one);
+  CHECK(inv.imsis(s1) == std::vector<std::uint64_t>{234150000000003});
+  CHECK(inv.by_imsi(234150000000001) == no_sim);
+  CHECK(inv.by_imsi(234150000000002) == no_sim);
+  CHECK(inv.by_imsi(234150000000003) == s1);
+  inv.set_imsis(s3, two);
+  CHECK(inv.first_imsi(s3) == 234150000000002);
+  CHECK(inv.by_imsi(234150000000001) == s3);
+  inv.set_imsis(s2, {});
+  CHECK(inv.imsis(s2).empty());
+  CHECK(inv.by_imsi(234150000000008) == no_sim);
+  CHECK(inv.by_imsi(234150000000003) == s1);
 }
 
 TEST_CASE("an IMSI 0 from a damaged store row is not indexed and aborts nothing", "[inventory]") {
@@ -69,7 +106,7 @@ TEST_CASE("an IMSI 0 from a damaged store row is not indexed and aborts nothing"
   CHECK(inv.by_imsi(234150000000001) == id);
   CHECK(inv.by_imsi(0) == no_sim);
   std::uint64_t next[] = {0};
-  inv.set_imsis(id, imsis, next);
+  inv.set_imsis(id, next);
   CHECK(inv.by_imsi(234150000000001) == no_sim);
   CHECK(inv.by_imsi(0) == no_sim);
 }

@@ -6,8 +6,6 @@
 // time moved by the test, is actor_logic_test.cpp's.
 #include "tests/actors/test_support.hpp"
 
-#include "common/fault.hpp"
-
 #include <catch2/catch.hpp>
 
 #include <atomic>
@@ -304,25 +302,4 @@ TEST_CASE("SIMs on a network missing from the configuration at startup are loade
   CHECK(f.layer->sims_on_unconfigured_networks() == 2);
   CHECK(f.observe(imsi(95), imei(3)) == ack::ok);
   REQUIRE(f.wait_for([&] { return f.sim(iccid(95))->state.last_seen_imei == imei(3).device; }));
-}
-
-TEST_CASE("a store read that fails inside a SIM actor refuses that write, is counted, and the "
-          "actor keeps serving",
-          "[actors][faults]") {
-  temp_dir dir;
-  layer_fixture f{config_for(dir), fast_orders(50ms)};
-  auto id = iccid(97);
-  REQUIRE(f.upsert(id, {imsi(97)}).error == ec::ok);
-  auto before = faults(fault_site::store_read);
-  // The upsert path reads the SIM's IMSIs inside the actor: make that read fail.
-  f.layer->db().exec_on_writer_for_testing("ALTER TABLE imsis RENAME TO imsis_gone");
-  auto r = f.upsert(id, {imsi(97)}, "ee");
-  CHECK(r.error == ec::store_failed);
-  CHECK(faults(fault_site::store_read) == before + 1);
-  // The same SIM actor still answers: an observation that changes the state.
-  CHECK(f.observe(imsi(97), imei(5)) == ack::ok);
-  f.layer->db().exec_on_writer_for_testing("ALTER TABLE imsis_gone RENAME TO imsis");
-  REQUIRE(f.wait_for([&] { return f.sim(id)->state.last_seen_imei == imei(5).device; }));
-  CHECK(f.upsert(id, {imsi(97)}, "ee").error == ec::ok);
-  CHECK(f.sim(id)->network == "ee");
 }
