@@ -55,7 +55,7 @@ db="$db_dir/compile_commands.json"
 mapfile -t units < <(python3 - "$db" "$(pwd)" <<'PY'
 import json, os, sys
 root = sys.argv[2] + os.sep
-production = {"actors", "api", "common", "config", "daemon", "lock", "metrics", "orders",
+production = {"actors", "api", "cluster", "common", "config", "daemon", "lock", "metrics", "orders",
               "protocols", "store", "tools"}
 seen = set()
 for e in json.load(open(sys.argv[1])):

@@ -8,13 +8,13 @@ set -euo pipefail
 build_pkgs=(
   build-essential cmake ninja-build pkg-config ccache file
   libcaf-dev libboost-dev libyaml-cpp-dev prometheus-cpp-dev
-  libsqlite3-dev libsystemd-dev nlohmann-json3-dev libssl-dev
+  libsqlite3-dev libpq-dev libsystemd-dev nlohmann-json3-dev libssl-dev
 )
 test_pkgs=(
   catch2 clang libclang-rt-14-dev sqlite3 curl python3 python3-pyrad
   freeradius-utils freeradius erlang-base erlang-diameter erlang-dev
   freediameterd libfreediameter-dev tshark prometheus systemd-container
-  iproute2 procps chromium python3-yaml openssl
+  iproute2 procps chromium python3-yaml openssl postgresql-15
 )
 
 pkgs=("${build_pkgs[@]}")
