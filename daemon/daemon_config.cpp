@@ -41,6 +41,7 @@ daemon_config read_all(config::section root) {
   daemon::load(cfg.imei_lock, root.child("imei_lock"));
   orders::load(cfg.orders, root.child("orders"));
   actors::load(cfg.sim_layer, root.child("sim_layer"));
+  cluster::load(cfg.cluster, root.child("cluster"));
   radius::load(cfg.radius, root.child("radius"));
   diameter::load(cfg.diameter, root.child("diameter"));
   api::load(cfg.api, root.child("api"));

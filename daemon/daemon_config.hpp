@@ -6,6 +6,7 @@
 
 #include "actors/sim_layer_config.hpp"
 #include "api/api_config.hpp"
+#include "cluster/cluster_config.hpp"
 #include "common/log.hpp"
 #include "config/section.hpp"
 #include "lock/eligibility.hpp"
@@ -37,6 +38,7 @@ struct daemon_config {
   lock::eligibility_config imei_lock; ///< `imei_lock:` (R1 eligibility, strict mode)
   orders::orders_config orders;       ///< `orders:` (networks, rate limits, lead times, backends)
   actors::sim_layer_config sim_layer; ///< `sim_layer:` (registry, SIM actors, store)
+  cluster::cluster_config cluster;    ///< `cluster:` (more than one node; off by default)
   radius::radius_config radius;       ///< `radius:`
   diameter::diameter_config diameter; ///< `diameter:`
   api::api_config api;                ///< `api:`

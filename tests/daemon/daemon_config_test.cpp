@@ -27,6 +27,8 @@ TEST_CASE("the shipped example configuration loads and equals the built-in defau
   CHECK(cfg.sim_layer.store.path == defaults.sim_layer.store.path);
   CHECK(cfg.sim_layer.passivate_after == defaults.sim_layer.passivate_after);
   CHECK(cfg.sim_layer.max_in_flight == defaults.sim_layer.max_in_flight);
+  CHECK(cfg.cluster == defaults.cluster);
+  CHECK_FALSE(cfg.cluster.enabled);
   CHECK(cfg.radius.listen == defaults.radius.listen);
   CHECK(cfg.radius.duplicate_window == defaults.radius.duplicate_window);
   CHECK(cfg.radius.clients.empty());
