@@ -373,13 +373,13 @@ void process(sim_pointer self, sim_work&& w) {
       [&](auto&& m) {
         using T = std::decay_t<decltype(m)>;
         if constexpr (std::is_same_v<T, sim_observation>)
-          handle_observation(self, std::move(m));
+          handle_observation(self, std::forward<decltype(m)>(m));
         else if constexpr (std::is_same_v<T, sim_order>)
-          handle_order(self, std::move(m));
+          handle_order(self, std::forward<decltype(m)>(m));
         else if constexpr (std::is_same_v<T, sim_upsert_msg>)
-          handle_upsert(self, std::move(m));
+          handle_upsert(self, std::forward<decltype(m)>(m));
         else
-          handle_outcome(self, std::move(m));
+          handle_outcome(self, std::forward<decltype(m)>(m));
       },
       std::move(w));
 }
