@@ -257,7 +257,7 @@ struct disconnect_sender::impl : std::enable_shared_from_this<impl> {
     }
   }
 
-  void send(actors::disconnect_target target, std::string iccid, std::uint64_t imsi) {
+  void send(const actors::disconnect_target& target, std::string iccid, std::uint64_t imsi) {
     auto p = std::make_unique<pending>();
     p->result.iccid = std::move(iccid);
     p->result.imsi = imsi;
@@ -352,7 +352,7 @@ void disconnect_sender::disconnect(const actors::disconnect_target& target, std:
   auto d = impl_;
   asio::post(d->io, [d, target, iccid = std::move(iccid), imsi]() mutable {
     if (!d->stopped)
-      d->send(std::move(target), std::move(iccid), imsi);
+      d->send(target, std::move(iccid), imsi);
   });
 }
 
