@@ -2,7 +2,7 @@
 
 namespace imeilock::api {
 
-http_client::http_client(std::string base_url, std::chrono::milliseconds timeout) {
+http_client::http_client(const std::string& base_url, std::chrono::milliseconds timeout) {
   auto url = http::parse_url(base_url, &parse_error_);
   if (!url)
     return;

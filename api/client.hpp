@@ -21,7 +21,7 @@ using client_response = http::response;
 class http_client {
 public:
   /// `base_url`: http://host:port (a path prefix is allowed).
-  explicit http_client(std::string base_url,
+  explicit http_client(const std::string& base_url,
                        std::chrono::milliseconds timeout = std::chrono::seconds{30});
   ~http_client();
   http_client(const http_client&) = delete;

@@ -189,7 +189,7 @@ void put_sim(const call_ptr& c) {
     c->reply(*err);
     return;
   }
-  c->service.upsert_sim(std::move(up), [c](actors::write_result res) {
+  c->service.upsert_sim(std::move(up), [c](const actors::write_result& res) {
     if (!res.known_networks.empty()) {
       c->reply(unknown_network(res));
       return;
@@ -307,13 +307,15 @@ void list_sims(const call_ptr& c) {
     return;
   }
   auto cursor = query_value(c->query, "cursor").value_or("");
-  c->service.list_sims(std::move(filter), std::move(cursor), limit, [c](actors::sim_page page) {
-    json items = json::array();
-    for (const auto& s : page.items)
-      items.push_back(sim_json(s));
-    json next = page.next_cursor.empty() ? json(nullptr) : json(page.next_cursor);
-    c->reply(json_response(200, {{"items", std::move(items)}, {"next_cursor", std::move(next)}}));
-  });
+  c->service.list_sims(
+      std::move(filter), std::move(cursor), limit, [c](const actors::sim_page& page) {
+        json items = json::array();
+        for (const auto& s : page.items)
+          items.push_back(sim_json(s));
+        json next = page.next_cursor.empty() ? json(nullptr) : json(page.next_cursor);
+        c->reply(
+            json_response(200, {{"items", std::move(items)}, {"next_cursor", std::move(next)}}));
+      });
 }
 
 void place_order(const call_ptr& c) {
@@ -371,7 +373,7 @@ template <class Next>
 void with_sim(const call_ptr& c, Next next) {
   if (!check_iccid(c))
     return;
-  c->service.get_sim(c->params[0], [c, next](std::optional<actors::sim_info> sim) mutable {
+  c->service.get_sim(c->params[0], [c, next](const std::optional<actors::sim_info>& sim) mutable {
     if (!sim)
       c->reply(unknown_sim(c->params[0]));
     else
@@ -399,7 +401,7 @@ void list_sim_events(const call_ptr& c) {
     return;
   }
   with_sim(c, [c, limit] {
-    c->service.list_events(c->params[0], limit, [c](std::vector<actors::event_info> events) {
+    c->service.list_events(c->params[0], limit, [c](const std::vector<actors::event_info>& events) {
       json items = json::array();
       for (const auto& e : events)
         items.push_back(event_json(e));
