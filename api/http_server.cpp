@@ -488,8 +488,10 @@ void http_server::impl::admit(tcp::socket socket) {
       auto& src = sources[source];
       ++src.open;
       src.untrusted.insert(seq);
-    } else if (per_source.open == 0) {
-      sources.erase(source);
+    } else {
+      if (per_source.open == 0)
+        sources.erase(source);
+      socket.close(ec); // refused: no slot and none to evict
     }
   }
   if (limit) {
@@ -503,8 +505,6 @@ void http_server::impl::admit(tcp::socket socket) {
     victim->close();
   if (s)
     s->run();
-  else
-    socket.close(ec);
 }
 
 std::shared_ptr<session>
