@@ -201,8 +201,8 @@ private:
          {"X-Imeilock-Delivery", current_->id},
          {"X-Imeilock-Signature", "sha256=" + hmac_sha256_hex(target_.secret, current_->body)}},
         current_->body};
-    inflight_ = http::async_send(
-        io_, *url_, std::move(req), options_, [self = shared_from_this()](http::response r) {
+    inflight_ =
+        http::async_send(io_, *url_, req, options_, [self = shared_from_this()](http::response r) {
           net::post(self->strand_, [self, r = std::move(r)] { self->answered(r); });
         });
   }

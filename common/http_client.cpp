@@ -18,6 +18,7 @@
 #include <fstream>
 #include <optional>
 #include <type_traits>
+#include <utility>
 
 namespace imeilock::http {
 
@@ -375,7 +376,7 @@ std::shared_ptr<pending> start(net::io_context& io, const url& to, const request
 
 } // namespace
 
-std::shared_ptr<pending> async_send(net::io_context& io, const url& to, request req,
+std::shared_ptr<pending> async_send(net::io_context& io, const url& to, const request& req,
                                     const options& opt, std::function<void(response)> done) {
   if (to.tls())
     return start<tls_stream>(io, to, req, opt, std::move(done));
@@ -393,8 +394,7 @@ struct client::impl {
   response send(const wire_request& wire, std::optional<Stream>& idle_conn) {
     for (int round = 0;; ++round) {
       bool reused = idle_conn.has_value();
-      auto reuse = std::move(idle_conn);
-      idle_conn.reset();
+      auto reuse = std::exchange(idle_conn, std::nullopt);
       response out;
       error_code ec;
       std::make_shared<exchange<Stream>>(io, server, wire, opt, std::move(reuse),

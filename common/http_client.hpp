@@ -112,7 +112,7 @@ public:
 /// Sends `req` to `to` on a fresh connection ("Connection: close") and calls
 /// `done` exactly once, on one of io's threads, never inside async_send. `io`
 /// must be run by someone and outlive the exchange. The handle may be dropped.
-std::shared_ptr<pending> async_send(boost::asio::io_context& io, const url& to, request req,
+std::shared_ptr<pending> async_send(boost::asio::io_context& io, const url& to, const request& req,
                                     const options& opt, std::function<void(response)> done);
 
 /// A blocking client for one server that keeps its connection open between

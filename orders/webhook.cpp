@@ -16,7 +16,7 @@ namespace {
 class webhook_backend final : public provisioning_backend {
 public:
   webhook_backend(boost::asio::io_context& io, std::string url_text, http::url url,
-                  std::chrono::milliseconds timeout, std::string bearer_token,
+                  std::chrono::milliseconds timeout, const std::string& bearer_token,
                   std::shared_ptr<http::tls_context> tls) :
       io_(io), url_text_(std::move(url_text)), url_(std::move(url)) {
     options_.timeout = timeout;
@@ -29,14 +29,13 @@ public:
 
   void submit(const order& o, submit_done done) override {
     http::request req{"POST", {}, headers_, to_json(o)};
-    http::async_send(
-        io_, url_, std::move(req), options_, [done = std::move(done)](http::response r) {
-          if (r.ok())
-            return done({true, {}, static_cast<int>(r.status)});
-          if (r.status != 0)
-            return done({false, "http " + std::to_string(r.status), static_cast<int>(r.status)});
-          done({false, std::move(r.error), 0});
-        });
+    http::async_send(io_, url_, req, options_, [done = std::move(done)](http::response r) {
+      if (r.ok())
+        return done({true, {}, static_cast<int>(r.status)});
+      if (r.status != 0)
+        return done({false, "http " + std::to_string(r.status), static_cast<int>(r.status)});
+      done({false, std::move(r.error), 0});
+    });
   }
 
   std::string describe() const override { return "webhook " + url_text_; }

@@ -118,11 +118,11 @@ http::options with_timeout(std::chrono::milliseconds t) {
 }
 
 /// async_send and wait (bounded) for the answer.
-http::response send_and_wait(boost::asio::io_context& io, const http::url& to, http::request req,
-                             const http::options& opt = {}) {
+http::response send_and_wait(boost::asio::io_context& io, const http::url& to,
+                             const http::request& req, const http::options& opt = {}) {
   auto promise = std::make_shared<std::promise<http::response>>();
   auto future = promise->get_future();
-  http::async_send(io, to, std::move(req), opt,
+  http::async_send(io, to, req, opt,
                    [promise](http::response r) { promise->set_value(std::move(r)); });
   REQUIRE(future.wait_for(20s) == std::future_status::ready);
   return future.get();
