@@ -36,7 +36,7 @@ struct cluster_config {
   /// long to claim its preferred shards. 0 = at once.
   std::chrono::milliseconds claim_others_after{std::chrono::seconds{10}};
   /// How long a lease lasts without renewal: a dead node's shards are taken
-  /// over after at most lease_duration + renew_interval.
+  /// over at most this long after its last renewal (plus one round trip).
   std::chrono::milliseconds lease_duration{std::chrono::seconds{10}};
   /// How often the lease manager renews and claims; below lease_duration / 2
   /// so one lost round trip does not lose the leases.

@@ -138,6 +138,17 @@ bool lease_manager::ensure_connected() {
   conn_ = PQconnectdb(conninfo_.c_str());
   if (PQstatus(conn_) != CONNECTION_OK)
     return false;
+  // The server's notices (a shutdown's "terminating connection") go to our
+  // log, not to stderr.
+  PQsetNoticeProcessor(
+      conn_,
+      [](void*, const char* message) {
+        std::string text{message};
+        while (!text.empty() && text.back() == '\n')
+          text.pop_back();
+        log::info("cluster.database_notice", {{"message", text}});
+      },
+      nullptr);
   // A hung database must not hold a renewal past the lease it renews.
   auto timeout = "SET statement_timeout = " + std::to_string(cfg_.lease_duration.count());
   PQclear(PQexec(conn_, timeout.c_str()));
@@ -153,13 +164,14 @@ void lease_manager::disconnect() {
 void lease_manager::run() {
   std::unique_lock lock{mutex_};
   while (!stopping_) {
+    auto pause = cfg_.renew_interval;
     if (!suspended_) {
       lock.unlock();
-      round();
+      pause = round();
       lock.lock();
     }
     // Asleep until the next round, a stop or a resume: no polling when idle.
-    wake_.wait_for(lock, cfg_.renew_interval, [&] { return stopping_; });
+    wake_.wait_for(lock, pause, [&] { return stopping_; });
   }
 }
 
@@ -181,7 +193,7 @@ void lease_manager::lose_all(loss_reason why) {
   }
 }
 
-void lease_manager::round() {
+std::chrono::milliseconds lease_manager::round() {
   auto database_failed = [&](const std::string& what) {
     ++stats_.database_errors;
     if (database_ok_)
@@ -192,20 +204,30 @@ void lease_manager::round() {
   };
   if (!ensure_connected()) {
     database_failed(PQerrorMessage(conn_));
-    return;
+    return cfg_.renew_interval;
   }
   if (!database_ok_)
     log::notice("cluster.database_available", {{"node", cfg_.node_id}});
   database_ok_ = true;
 
-  // 1. Renew what we hold; what does not come back is lost.
+  // 1. Say we are alive (and what we prefer). Before the renewal, so this
+  // node's heartbeat never outlives its leases: once they expire, no
+  // heartbeat keeps others from claiming the shards it prefers.
+  if (auto hb =
+          heartbeat(conn_, cfg_.node_id, cfg_.api_url, cfg_.preferred_shards, cfg_.lease_duration);
+      !hb) {
+    database_failed(hb.error().message());
+    return cfg_.renew_interval;
+  }
+
+  // 2. Renew what we hold; what does not come back is lost.
   auto held = held_snapshot();
   auto sent = clock::now();
   if (!held.empty()) {
     auto renewed = renew(conn_, cfg_.node_id, held, cfg_.lease_duration);
     if (!renewed) {
       database_failed(renewed.error().message());
-      return;
+      return cfg_.renew_interval;
     }
     std::vector<shard_epoch> lost;
     std::set_difference(held.begin(), held.end(), renewed->begin(), renewed->end(),
@@ -227,14 +249,6 @@ void lease_manager::round() {
       if (cb_.lost)
         cb_.lost(l, loss_reason::refused);
     }
-  }
-
-  // 2. Say we are alive (and what we prefer) before claiming.
-  if (auto hb =
-          heartbeat(conn_, cfg_.node_id, cfg_.api_url, cfg_.preferred_shards, cfg_.lease_duration);
-      !hb) {
-    database_failed(hb.error().message());
-    return;
   }
 
   // 3. Claim free or expired shards: ours first, then those nobody live prefers.
@@ -260,7 +274,7 @@ void lease_manager::round() {
     auto taken = acquire(conn_, cfg_.node_id, *candidates, cfg_.lease_duration, unless_preferred);
     if (!taken) {
       database_failed(taken.error().message());
-      return;
+      return cfg_.renew_interval;
     }
     std::lock_guard lock{mutex_};
     for (const auto& t : *taken) {
@@ -279,6 +293,19 @@ void lease_manager::round() {
     if (cb_.gained)
       cb_.gained(g);
   }
+
+  // 4. Wake up when the first lease we could take expires, if before the next round.
+  std::vector<std::uint32_t> wanted{first};
+  wanted.insert(wanted.end(), others.begin(), others.end());
+  auto expiry = next_expiry(conn_, cfg_.node_id, wanted);
+  if (!expiry) {
+    database_failed(expiry.error().message());
+    return cfg_.renew_interval;
+  }
+  if (*expiry)
+    return std::clamp(**expiry + std::chrono::milliseconds{1}, std::chrono::milliseconds{1},
+                      cfg_.renew_interval);
+  return cfg_.renew_interval;
 }
 
 } // namespace imeilock::cluster

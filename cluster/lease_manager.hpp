@@ -12,7 +12,9 @@
 // leases it holds, publishes the node (API URL, preferred shards), claims its
 // free or expired preferred shards, then (once it has run claim_others_after)
 // any other free or expired shard no live node prefers. It never takes a
-// shard from a healthy owner.
+// shard from a healthy owner. When a lease it could take (another node's)
+// runs out before the next round, it wakes up at that moment instead: a
+// takeover follows the expiry within a round trip.
 //
 // Stepping down: when a renewal does not return a lease (another node took
 // it over with a newer epoch, or it expired), or fails (database error), the
@@ -108,7 +110,8 @@ private:
     std::chrono::steady_clock::time_point valid_until;
   };
   void run();
-  void round();
+  /// One round; returns how long to sleep before the next.
+  std::chrono::milliseconds round();
   bool ensure_connected();
   void disconnect();
   void lose_all(loss_reason why);

@@ -20,7 +20,12 @@ error database_error(pg_conn* conn, const PGresult* r, std::string_view what) {
   std::string message = r ? PQresultErrorMessage(r) : "";
   if (message.empty())
     message = PQerrorMessage(conn);
-  while (!message.empty() && (message.back() == '\n' || message.back() == ' '))
+  // libpq's messages span lines ("server closed the connection\n\tThis
+  // probably means..."): one line for the log.
+  for (auto& c : message)
+    if (c == '\n' || c == '\t')
+      c = ' ';
+  while (!message.empty() && message.back() == ' ')
     message.pop_back();
   return error{ec::database, std::string{what} + ": " + message};
 }
@@ -269,6 +274,23 @@ RETURNING l.shard, l.epoch)sql";
   if (!r)
     return r.error();
   return read_shard_epochs(r->get());
+}
+
+expected<std::optional<std::chrono::milliseconds>>
+next_expiry(pg_conn* conn, std::string_view node, std::span<const std::uint32_t> candidates) {
+  using result = std::optional<std::chrono::milliseconds>;
+  if (candidates.empty())
+    return result{};
+  auto r = run(conn, "next lease expiry", R"sql(
+SELECT ceil(extract(epoch FROM min(expires_at) - clock_timestamp()) * 1000)::bigint
+FROM cluster_leases
+WHERE shard = ANY($2::integer[]) AND owner <> $1 AND expires_at > clock_timestamp())sql",
+               {std::string{node}, array_literal(candidates)});
+  if (!r)
+    return r.error();
+  if (PQgetisnull(r->get(), 0, 0))
+    return result{};
+  return result{std::chrono::milliseconds{number<std::int64_t>(r->get(), 0, 0)}};
 }
 
 expected<void> release(pg_conn* conn, std::string_view node, std::span<const shard_epoch> held) {

@@ -126,6 +126,12 @@ expected<std::vector<shard_epoch>> renew(pg_conn* conn, std::string_view node,
                                          std::span<const shard_epoch> held,
                                          std::chrono::milliseconds duration);
 
+/// How long until the first of `candidates` held by another node expires
+/// (by the database's clock); nullopt when none is held by another node. The
+/// lease manager wakes up then, so a takeover follows the expiry closely.
+expected<std::optional<std::chrono::milliseconds>>
+next_expiry(pg_conn* conn, std::string_view node, std::span<const std::uint32_t> candidates);
+
 /// Gives up these leases at once (clean shutdown): another node may take
 /// them in its next round. Leases no longer ours are left alone.
 expected<void> release(pg_conn* conn, std::string_view node, std::span<const shard_epoch> held);
