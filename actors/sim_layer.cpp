@@ -220,10 +220,9 @@ void sim_layer::start() {
   auto ms =
       std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0)
           .count();
-  log::notice("sim_layer.started", {{"sims", d.inv->size()},
-                                    {"shards", shards},
-                                    {"store", ctx.cfg.store.path},
-                                    {"load_ms", ms}});
+  log::notice(
+      "sim_layer.started",
+      {{"sims", d.inv->size()}, {"shards", shards}, {"store", d.db->describe()}, {"load_ms", ms}});
 }
 
 void sim_layer::stop() {

@@ -9,6 +9,7 @@
 //     overloaded max_queued_per_sim: 256    # events waiting behind one SIM's write; beyond:
 //     overloaded stop_timeout: 5s           # stop(): how long to wait for in-flight work to drain
 //     store:
+//       backend: sqlite          # sqlite (embedded file) | postgresql (a server, README)
 //       path: /var/lib/imeilockd/imeilockd.db
 //       synchronous: normal      # normal: survives kill -9; full: also power loss (fsync per
 //       commit) max_queue: 65536         # changes waiting for the writer; beyond: store overloaded
@@ -16,6 +17,9 @@
 //       max_batch: 4096          # most changes in one group commit
 //       readers: 2               # reader connections (API reads)
 //       commit_delay: 0s         # test knob: the writer sleeps before each commit (a slow disk)
+//       postgresql:
+//         conninfo: ""           # libpq connection string (backend postgresql)
+//         conninfo_file: ""      # or a file holding it (the password); not world-readable
 
 #include "config/error.hpp"
 #include "store/store.hpp"
@@ -42,7 +46,7 @@ struct sim_layer_config {
   std::uint32_t max_queued_per_sim = 256;
   /// How long stop() waits for in-flight observations and orders to drain.
   std::chrono::milliseconds stop_timeout{5'000};
-  /// The store (SQLite file, durability, group commit).
+  /// The store (backend, SQLite file or PostgreSQL server, durability, group commit).
   store::store_config store;
 
   /// Succeeds when consistent, else config::ec::invalid naming the key.

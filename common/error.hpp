@@ -19,6 +19,8 @@
 // - Exceptions: only the strict YAML reader (config/section.hpp) throws
 //   config::error while it walks a file, at startup and on reload; one place
 //   (config::capture, used by daemon::load_config) turns it into an error.
+//   And a read of the store while its database cannot be reached throws
+//   unavailable_error (below): the API's route guard answers it with 503.
 //   Nothing throws on the packet path because of what a peer sent.
 // - Our own invariants (states the code says cannot happen) are checked with
 //   IMEILOCK_ASSERT (common/assert.hpp), on in every build. Untrusted input
@@ -33,6 +35,7 @@
 #include <concepts>
 #include <cstdint>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <type_traits>
@@ -106,6 +109,14 @@ constexpr std::string_view to_string(sys_ec e) {
   }
   return "unknown";
 }
+
+/// A read of the store while its database cannot be reached (a PostgreSQL
+/// outage: store::unavailable). The SIM layer's reads are synchronous calls
+/// from the API's handlers, so it reaches the route guard (api/router.cpp),
+/// which answers 503 with Retry-After; anything else caught there is a 500.
+struct unavailable_error : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
 
 /// Registers an error enum: a specialisation names its layer. The enum also
 /// needs a to_string() found by argument-dependent lookup.

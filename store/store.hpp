@@ -1,24 +1,38 @@
 #pragma once
-// The durable store (DESIGN §5): SQLite in WAL mode, one writer thread with
-// group commit, reader connections for everyone else.
+// The durable store (DESIGN §5): one writer thread with group commit, reader
+// connections for everyone else, over one of two backends:
+//   sqlite      (default) an embedded SQLite file in WAL mode (store/sqlite.cpp);
+//   postgresql  a PostgreSQL server through libpq (store/postgres.cpp), the
+//               shared store of more than one node (DESIGN §6).
 //
 //   store::store db{cfg};                       // opens, migrates, starts the writer
 //   db.submit(std::move(chg), [](bool ok) { ... });  // done runs on the writer thread
 //   auto sim = db.get_sim("8944...");            // any thread
 //
-// Durability: WAL + synchronous=NORMAL by default. A commit is in the WAL
-// (write(2) done) before `done(true)` runs, so a process crash (kill -9) loses
-// no acknowledged change; a power loss may lose the last commits. Set
-// `synchronous_full` to fsync the WAL on every commit (survives power loss, at
-// the cost of one fsync per group commit).
+// Durability: `done(true)` runs only after COMMIT returned. SQLite: WAL +
+// synchronous=NORMAL by default: a commit is in the WAL (write(2) done), so a
+// process crash (kill -9) loses no acknowledged change; a power loss may lose
+// the last commits unless `synchronous_full` fsyncs the WAL on every commit.
+// PostgreSQL: what the server's settings promise (synchronous_commit).
+//
+// Outage (PostgreSQL): when the database cannot be reached, changes get
+// done(false), reads throw store::unavailable, `stats::connected` is false
+// and one line is logged per change of state; the writer reconnects with a
+// backoff (100 ms doubling to 5 s) and serves again when the server is back.
+// An SQLite store is always connected.
+//
+// Fencing (the hook for more than one node): set_fence() installs a check
+// that runs inside every committing transaction, before COMMIT, and can veto
+// it (see fence_fn).
 //
 // No CAF, no prometheus: counters are plain atomics (`store::stats`) and the
 // commit latency is reported through `on_commit`, both read by actors/.
 //
 // It stores the types every layer uses (lock::sim_record, orders::order); the
-// columns and row readers are generated from their field lists
-// (lock/sim.hpp, orders/order.hpp).
+// columns and row readers of both backends are generated from their field
+// lists (lock/sim.hpp, orders/order.hpp).
 
+#include "common/error.hpp"
 #include "lock/sim.hpp"
 #include "lock/types.hpp"
 #include "orders/order.hpp"
@@ -30,6 +44,7 @@
 #include <memory>
 #include <optional>
 #include <span>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -77,13 +92,31 @@ struct inventory_row {
   lock::sim_state state;
 };
 
+/// Which database the store keeps its state in.
+enum class backend_kind { sqlite, postgresql };
+
+/// PostgreSQL settings (`store.postgresql`).
+struct postgresql_config {
+  /// A libpq connection string ("host=/run/postgresql dbname=imeilock" or a
+  /// postgresql:// URI). Exactly one of conninfo and conninfo_file is set.
+  std::string conninfo;
+  /// A file holding the connection string (for the password): read at open,
+  /// refused when readable by everyone.
+  std::string conninfo_file;
+};
+
 /// Store settings (the `store` part of sim_layer_config).
 struct store_config {
+  /// Where the state lives (sqlite: `path`; postgresql: `postgresql`).
+  backend_kind backend = backend_kind::sqlite;
   /// SQLite database file; created if missing. ":memory:" is not supported (WAL).
   std::string path = "imeilockd.db";
   /// false: synchronous=NORMAL (survives kill -9, not power loss);
   /// true: synchronous=FULL (fsync per group commit, survives power loss).
+  /// SQLite only (PostgreSQL: the server's synchronous_commit).
   bool synchronous_full = false;
+  /// The PostgreSQL server (backend postgresql).
+  postgresql_config postgresql;
   /// Changes waiting for the writer beyond which submit() refuses (overload).
   std::size_t max_queue = 65536;
   /// submit() also refuses while the oldest change waiting for the writer has
@@ -95,7 +128,8 @@ struct store_config {
   std::size_t max_batch = 4096;
   /// Reader connections (concurrent readers from API/actor threads).
   std::size_t readers = 2;
-  /// How long a connection waits for a lock held by another one.
+  /// How long a connection waits for a lock held by another one (SQLite:
+  /// busy_timeout; PostgreSQL: lock_timeout).
   std::chrono::milliseconds busy_timeout{5000};
   /// Test knob, 0 in production: the writer sleeps this long before each group
   /// commit, so the store commits at most max_batch / commit_delay changes/s.
@@ -112,20 +146,45 @@ struct stats {
   std::atomic<std::uint64_t> changes_failed{0};  ///< done(false) for a store error
   std::atomic<std::uint64_t> changes_refused{0}; ///< submit() over max_queue
   std::atomic<std::uint64_t> queue_depth{0};     ///< gauge: changes waiting
+  std::atomic<std::uint64_t> disconnects{0};     ///< times the database became unreachable
+  std::atomic<bool> connected{true}; ///< flag: the writer reaches the database (SQLite: always)
 };
+
+/// Thrown by a read when the database cannot be reached (a PostgreSQL
+/// outage); the API answers it with 503 (imeilock::unavailable_error).
+struct unavailable : unavailable_error {
+  using unavailable_error::unavailable_error;
+};
+
+/// Runs `sql` (the backend's placeholders: ?1 for SQLite, $1 for PostgreSQL)
+/// with text parameters inside the transaction being committed; the first
+/// column of its first row, nullopt when it returns no row. Throws on an
+/// error (the transaction then fails).
+using txn_query = std::function<std::optional<std::string>(const std::string& sql,
+                                                           const std::vector<std::string>& params)>;
+
+/// The fencing hook (the cluster part, DESIGN §6): called on the writer thread
+/// inside every committing transaction, after the batch's statements and right
+/// before COMMIT, with the changes in it and a way to query in that very
+/// transaction (e.g. "SELECT epoch = $2 FROM leases WHERE shard = $1 FOR SHARE").
+/// Returning false (or throwing) rolls the transaction back: every change of
+/// the batch gets done(false) and nothing of it is visible to anyone.
+using fence_fn = std::function<bool(std::span<const change* const> batch, const txn_query& query)>;
 
 /// The store. Thread-safe: submit() and every read may be called from any thread.
 class store {
 public:
   /// Opens (creating and migrating) the database and starts the writer.
-  /// Throws std::runtime_error naming the file when it cannot be opened.
+  /// Throws std::runtime_error naming the file or server when it cannot be
+  /// opened (a PostgreSQL server down at startup included).
   explicit store(store_config cfg);
   /// Commits what is queued, then stops the writer.
   ~store();
   store(const store&) = delete;
   store& operator=(const store&) = delete;
 
-  /// The schema version this code writes (PRAGMA user_version).
+  /// The schema version this code writes (SQLite: PRAGMA user_version;
+  /// PostgreSQL: the schema_version table).
   static constexpr int schema_version = 1;
 
   /// Queues `chg`; `done` runs exactly once on the writer thread. Returns false
@@ -141,6 +200,7 @@ public:
   std::uint64_t allocate_order_id() { return next_order_id_.fetch_add(1); }
 
   // -- Reads (committed state; reader connections; any thread) ---------------
+  // Each throws store::unavailable while the database cannot be reached.
   std::optional<lock::sim_record> get_sim(const std::string& iccid);
   /// SIMs ordered by ICCID, starting after `cursor` (an ICCID, empty: first).
   std::vector<lock::sim_record> list_sims(const lock::sim_filter& filter, const std::string& cursor,
@@ -165,9 +225,17 @@ public:
   /// changes in it, committed or not. Set before the first submit().
   void set_commit_observer(std::function<void(double seconds, std::size_t changes, bool ok)> fn);
 
+  /// Installs the fencing hook (see fence_fn). Set before the first submit().
+  void set_fence(fence_fn fn);
+
   /// Runs one statement on the writer connection between transactions
-  /// (tests: "PRAGMA max_page_count=...", "PRAGMA query_only=1").
+  /// (tests: "PRAGMA max_page_count=...", "PRAGMA query_only=1",
+  /// "SET default_transaction_read_only = on").
   void exec_on_writer_for_testing(const std::string& sql);
+
+  /// The backend's name ("sqlite", "postgresql") and where it stores
+  /// (the file, or the server without its password), for logs.
+  const std::string& describe() const;
 
 private:
   struct impl;

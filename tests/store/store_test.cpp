@@ -1,19 +1,25 @@
-// The store on real SQLite files in a temporary directory.
+// The store suite, run against both backends: SQLite files in a temporary
+// directory and a throwaway PostgreSQL server (tests/support/postgres.hpp).
+// Every case is a template over the backend, except the ones that test what
+// only SQLite has (a capped file size, file modes): those say so in their name.
 #include "store/store.hpp"
 
 #include "common/fields.hpp"
+#include "tests/support/postgres.hpp"
 
 #include <catch2/catch.hpp>
 #include <sqlite3.h>
 
 #include <atomic>
 #include <filesystem>
+#include <fstream>
 #include <future>
 #include <mutex>
 #include <random>
 #include <thread>
 #include <vector>
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 using namespace imeilock;
@@ -36,11 +42,100 @@ struct temp_dir {
   std::string db() const { return (path / "test.db").string(); }
 };
 
-store::store_config config_for(const temp_dir& dir) {
-  store::store_config cfg;
-  cfg.path = dir.db();
-  return cfg;
-}
+using rows = std::vector<std::vector<std::string>>;
+
+/// The SQLite backend: a file in a temporary directory.
+struct sqlite_db {
+  static constexpr std::string_view name = "sqlite";
+  temp_dir dir;
+
+  bool available() const { return true; }
+  std::string why_not() const { return {}; }
+  store::store_config config() const {
+    store::store_config cfg;
+    cfg.path = dir.db();
+    return cfg;
+  }
+  /// Runs `sql` outside the store (a second connection).
+  rows query(const std::string& sql) const {
+    sqlite3* raw = nullptr;
+    REQUIRE(sqlite3_open(dir.db().c_str(), &raw) == SQLITE_OK);
+    rows out;
+    sqlite3_stmt* st = nullptr;
+    REQUIRE(sqlite3_prepare_v2(raw, sql.c_str(), -1, &st, nullptr) == SQLITE_OK);
+    while (sqlite3_step(st) == SQLITE_ROW) {
+      auto& r = out.emplace_back();
+      for (int i = 0; i < sqlite3_column_count(st); ++i) {
+        auto t = sqlite3_column_text(st, i);
+        r.emplace_back(t ? reinterpret_cast<const char*>(t) : "");
+      }
+    }
+    sqlite3_finalize(st);
+    sqlite3_close(raw);
+    return out;
+  }
+  std::string schema_version() const { return query("PRAGMA user_version").at(0).at(0); }
+  void set_schema_version(int v) const { query("PRAGMA user_version=" + std::to_string(v)); }
+  std::vector<std::string> columns(const std::string& table) const {
+    std::vector<std::string> out;
+    for (auto& r : query("PRAGMA table_info(" + table + ")"))
+      out.push_back(r.at(1));
+    return out;
+  }
+  /// Statements that make the writer's connection refuse writes, and undo it.
+  static constexpr const char* read_only_on = "PRAGMA query_only=1";
+  static constexpr const char* read_only_off = "PRAGMA query_only=0";
+  /// A fence query: the number of SIMs with ICCID ?1 the transaction sees.
+  static constexpr const char* count_sql = "SELECT COUNT(*) FROM sims WHERE iccid = ?1";
+};
+
+/// The PostgreSQL backend: a fresh database on this process's test server.
+struct postgres_db {
+  static constexpr std::string_view name = "postgresql";
+  std::string conninfo;
+
+  postgres_db() {
+    auto& server = test::postgres_server::shared();
+    if (server.ok())
+      conninfo = server.fresh_database();
+  }
+  bool available() const { return !conninfo.empty(); }
+  std::string why_not() const { return test::postgres_server::shared().why_not(); }
+  store::store_config config() const {
+    store::store_config cfg;
+    cfg.backend = store::backend_kind::postgresql;
+    cfg.postgresql.conninfo = conninfo;
+    return cfg;
+  }
+  rows query(const std::string& sql) const { return test::pg_query(conninfo, sql); }
+  std::string schema_version() const {
+    return query("SELECT version FROM schema_version").at(0).at(0);
+  }
+  void set_schema_version(int v) const {
+    query("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL); "
+          "DELETE FROM schema_version; INSERT INTO schema_version VALUES (" +
+          std::to_string(v) + ")");
+  }
+  std::vector<std::string> columns(const std::string& table) const {
+    std::vector<std::string> out;
+    for (auto& r : query("SELECT column_name FROM information_schema.columns WHERE table_name = '" +
+                         table + "' ORDER BY ordinal_position"))
+      out.push_back(r.at(0));
+    return out;
+  }
+  static constexpr const char* read_only_on = "SET default_transaction_read_only = on";
+  static constexpr const char* read_only_off = "SET default_transaction_read_only = off";
+  static constexpr const char* count_sql = "SELECT COUNT(*) FROM sims WHERE iccid = $1";
+};
+
+/// Skips the test (with the reason) when the backend cannot run here.
+#define REQUIRE_BACKEND(db)                                                                        \
+  do {                                                                                             \
+    if (!(db).available()) {                                                                       \
+      WARN((db).why_not());                                                                        \
+      return;                                                                                      \
+    }                                                                                              \
+  } while (false)
 
 lock::sim_record sim(std::string iccid, std::vector<std::uint64_t> imsis,
                      std::string network = "multinet") {
@@ -69,39 +164,36 @@ store::change sims_change(std::vector<lock::sim_record> sims) {
 
 } // namespace
 
-TEST_CASE("a new file is created and migrated to the current schema", "[store]") {
-  temp_dir dir;
+#define STORE_TEST(name) TEMPLATE_TEST_CASE(name, "[store]", sqlite_db, postgres_db)
+
+STORE_TEST("a new database is created and migrated to the current schema") {
+  TestType db;
+  REQUIRE_BACKEND(db);
   {
-    store::store db{config_for(dir)};
-    CHECK(db.count_sims() == 0);
-    CHECK(db.allocate_order_id() == 1);
+    store::store s{db.config()};
+    CHECK(s.count_sims() == 0);
+    CHECK(s.allocate_order_id() == 1);
+    CHECK(s.counters().connected.load());
   }
-  sqlite3* raw = nullptr;
-  REQUIRE(sqlite3_open(dir.db().c_str(), &raw) == SQLITE_OK);
-  sqlite3_stmt* st = nullptr;
-  sqlite3_prepare_v2(raw, "PRAGMA user_version", -1, &st, nullptr);
-  REQUIRE(sqlite3_step(st) == SQLITE_ROW);
-  CHECK(sqlite3_column_int(st, 0) == store::store::schema_version);
-  sqlite3_finalize(st);
-  sqlite3_prepare_v2(raw, "PRAGMA journal_mode", -1, &st, nullptr);
-  REQUIRE(sqlite3_step(st) == SQLITE_ROW);
-  CHECK(std::string(reinterpret_cast<const char*>(sqlite3_column_text(st, 0))) == "wal");
-  sqlite3_finalize(st);
-  sqlite3_close(raw);
+  CHECK(db.schema_version() == std::to_string(store::store::schema_version));
+  if constexpr (std::is_same_v<TestType, sqlite_db>)
+    CHECK(db.query("PRAGMA journal_mode").at(0).at(0) == "wal");
+  // Opening it again migrates nothing and keeps the version.
+  { store::store again{db.config()}; }
+  CHECK(db.schema_version() == std::to_string(store::store::schema_version));
 }
 
-TEST_CASE("a database from a newer daemon is refused", "[store]") {
-  temp_dir dir;
-  sqlite3* raw = nullptr;
-  REQUIRE(sqlite3_open(dir.db().c_str(), &raw) == SQLITE_OK);
-  sqlite3_exec(raw, "PRAGMA user_version=99", nullptr, nullptr, nullptr);
-  sqlite3_close(raw);
-  CHECK_THROWS_WITH(store::store{config_for(dir)}, Catch::Contains("newer"));
+STORE_TEST("a database from a newer daemon is refused") {
+  TestType db;
+  REQUIRE_BACKEND(db);
+  db.set_schema_version(99);
+  CHECK_THROWS_WITH(store::store{db.config()}, Catch::Contains("newer"));
 }
 
-TEST_CASE("SIMs, orders and audit records round-trip", "[store]") {
-  temp_dir dir;
-  store::store db{config_for(dir)};
+STORE_TEST("SIMs, orders and audit records round-trip") {
+  TestType fx;
+  REQUIRE_BACKEND(fx);
+  store::store db{fx.config()};
 
   auto s = sim("8944000000000000001", {234150000000001, 234150000000002});
   s.state.lock = lock::lock_state::locked;
@@ -198,35 +290,24 @@ TEST_CASE("SIMs, orders and audit records round-trip", "[store]") {
   }
 }
 
-TEST_CASE("the field lists name every column of the schema, in table order", "[store]") {
-  temp_dir dir;
-  { store::store db{config_for(dir)}; }
-  sqlite3* raw = nullptr;
-  REQUIRE(sqlite3_open(dir.db().c_str(), &raw) == SQLITE_OK);
-  auto columns = [&](const char* table) {
-    std::vector<std::string> out;
-    sqlite3_stmt* st = nullptr;
-    sqlite3_prepare_v2(raw, (std::string("PRAGMA table_info(") + table + ")").c_str(), -1, &st,
-                       nullptr);
-    while (sqlite3_step(st) == SQLITE_ROW)
-      out.emplace_back(reinterpret_cast<const char*>(sqlite3_column_text(st, 1)));
-    sqlite3_finalize(st);
-    return out;
-  };
+STORE_TEST("the field lists name every column of the schema, in table order") {
+  TestType fx;
+  REQUIRE_BACKEND(fx);
+  { store::store db{fx.config()}; }
   std::vector<std::string> sims;
   fields::for_each_field(lock::sim_identity_fields,
                          [&](const auto& f) { sims.emplace_back(f.name); });
   fields::for_each_field(lock::sim_state_fields, [&](const auto& f) { sims.emplace_back(f.name); });
-  CHECK(columns("sims") == sims);
+  CHECK(fx.columns("sims") == sims);
   std::vector<std::string> orders;
   fields::for_each_field(orders::order_fields, [&](const auto& f) { orders.emplace_back(f.name); });
-  CHECK(columns("orders") == orders);
-  sqlite3_close(raw);
+  CHECK(fx.columns("orders") == orders);
 }
 
-TEST_CASE("the audit log's state JSON keeps its stored form", "[store]") {
-  temp_dir dir;
-  store::store db{config_for(dir)};
+STORE_TEST("the audit log's state JSON keeps its stored form") {
+  TestType fx;
+  REQUIRE_BACKEND(fx);
+  store::store db{fx.config()};
   REQUIRE(commit(db, sims_change({sim("8944000000000000001", {234150000000001})})));
   store::audit_record a;
   a.iccid = "8944000000000000001";
@@ -240,27 +321,23 @@ TEST_CASE("the audit log's state JSON keeps its stored form", "[store]") {
   store::change c;
   c.audits.push_back(a);
   REQUIRE(commit(db, std::move(c)));
-  sqlite3* raw = nullptr;
-  REQUIRE(sqlite3_open(dir.db().c_str(), &raw) == SQLITE_OK);
-  sqlite3_stmt* st = nullptr;
-  sqlite3_prepare_v2(raw, "SELECT after FROM audit", -1, &st, nullptr);
-  REQUIRE(sqlite3_step(st) == SQLITE_ROW);
+  auto stored = fx.query("SELECT after FROM audit");
+  REQUIRE(stored.size() == 1);
   // Byte for byte what earlier versions wrote (and what they read back).
-  CHECK(std::string(reinterpret_cast<const char*>(sqlite3_column_text(st, 0))) ==
+  CHECK(stored[0].at(0) ==
         R"({"status":1,"lock":2,"lock_imei":35349001234567,"last_seen_imei":0,)"
         R"("trigger_imei":0,"bar":0,"reason":0,"pending_order":0,"pending_order_id":12,)"
         R"("pending_unbar":0,"activate_with_lock":true,"updated_at_ms":1700000000123})");
-  sqlite3_finalize(st);
-  sqlite3_close(raw);
   auto ev = db.list_events(a.iccid, 1);
   REQUIRE(ev.size() == 1);
   CHECK(ev[0].after == a.after);
 }
 
-TEST_CASE("order ids continue after a restart", "[store]") {
-  temp_dir dir;
+STORE_TEST("order ids continue after a restart") {
+  TestType fx;
+  REQUIRE_BACKEND(fx);
   {
-    store::store db{config_for(dir)};
+    store::store db{fx.config()};
     REQUIRE(commit(db, sims_change({sim("8944000000000000001", {234150000000001})})));
     store::change c;
     for (int i = 0; i < 3; ++i) {
@@ -273,13 +350,14 @@ TEST_CASE("order ids continue after a restart", "[store]") {
     }
     REQUIRE(commit(db, std::move(c)));
   }
-  store::store db{config_for(dir)};
+  store::store db{fx.config()};
   CHECK(db.allocate_order_id() == 4);
 }
 
-TEST_CASE("list_sims pages by ICCID and filters", "[store]") {
-  temp_dir dir;
-  store::store db{config_for(dir)};
+STORE_TEST("list_sims pages by ICCID and filters") {
+  TestType fx;
+  REQUIRE_BACKEND(fx);
+  store::store db{fx.config()};
   std::vector<lock::sim_record> sims;
   for (int i = 0; i < 25; ++i) {
     auto s = sim("89440000000000001" + std::to_string(10 + i),
@@ -309,9 +387,10 @@ TEST_CASE("list_sims pages by ICCID and filters", "[store]") {
   CHECK(db.list_sims(f, "", 100)[0].imsis.size() == 1);
 }
 
-TEST_CASE("the inventory loader hands out every SIM with all its IMSIs", "[store]") {
-  temp_dir dir;
-  store::store db{config_for(dir)};
+STORE_TEST("the inventory loader hands out every SIM with all its IMSIs") {
+  TestType fx;
+  REQUIRE_BACKEND(fx);
+  store::store db{fx.config()};
   REQUIRE(commit(db, sims_change({sim("8944000000000000001", {234150000000001, 234150000000002}),
                                   sim("8944000000000000002", {234150000000003}),
                                   sim("8944000000000000003", {})})));
@@ -327,18 +406,20 @@ TEST_CASE("the inventory loader hands out every SIM with all its IMSIs", "[store
   CHECK(rows[2].second == 0);
 }
 
-TEST_CASE("an IMSI belongs to one SIM: a change that steals it fails alone", "[store]") {
-  temp_dir dir;
-  store::store db{config_for(dir)};
+STORE_TEST("an IMSI belongs to one SIM: a change that steals it fails alone") {
+  TestType fx;
+  REQUIRE_BACKEND(fx);
+  store::store db{fx.config()};
   REQUIRE(commit(db, sims_change({sim("8944000000000000001", {234150000000001})})));
   CHECK_FALSE(commit(db, sims_change({sim("8944000000000000002", {234150000000001})})));
   CHECK_FALSE(db.get_sim("8944000000000000002"));
   CHECK(db.iccid_of(234150000000001) == "8944000000000000001");
 }
 
-TEST_CASE("group commit: dones run in submission order, one transaction for many", "[store]") {
-  temp_dir dir;
-  store::store db{config_for(dir)};
+STORE_TEST("group commit: dones run in submission order, one transaction for many") {
+  TestType fx;
+  REQUIRE_BACKEND(fx);
+  store::store db{fx.config()};
   REQUIRE(commit(db, sims_change({sim("8944000000000000001", {234150000000001})})));
   std::mutex m;
   std::vector<int> order;
@@ -369,9 +450,10 @@ TEST_CASE("group commit: dones run in submission order, one transaction for many
   CHECK(db.list_events("8944000000000000001", 3).front().at_ms == n - 1);
 }
 
-TEST_CASE("an overloaded queue refuses with done(false)", "[store]") {
-  temp_dir dir;
-  auto cfg = config_for(dir);
+STORE_TEST("an overloaded queue refuses with done(false)") {
+  TestType fx;
+  REQUIRE_BACKEND(fx);
+  auto cfg = fx.config();
   cfg.max_queue = 0;
   store::store db{cfg};
   bool called = false;
@@ -385,11 +467,11 @@ TEST_CASE("an overloaded queue refuses with done(false)", "[store]") {
   CHECK(db.counters().changes_refused.load() == 1);
 }
 
-TEST_CASE("a change waiting longer than max_queue_wait makes the store refuse until the writer "
-          "catches up",
-          "[store]") {
-  temp_dir dir;
-  auto cfg = config_for(dir);
+STORE_TEST("a change waiting longer than max_queue_wait makes the store refuse until the writer "
+           "catches up") {
+  TestType fx;
+  REQUIRE_BACKEND(fx);
+  auto cfg = fx.config();
   cfg.commit_delay = std::chrono::milliseconds{1500}; // a slow disk
   cfg.max_queue_wait = std::chrono::milliseconds{100};
   store::store db{cfg};
@@ -417,9 +499,11 @@ TEST_CASE("a change waiting longer than max_queue_wait makes the store refuse un
   CHECK_FALSE(db.get_sim("8944000000000000003"));
 }
 
-TEST_CASE("a full disk fails the whole batch, loses nothing committed, and recovers", "[store]") {
-  temp_dir dir;
-  store::store db{config_for(dir)};
+TEST_CASE("SQLite only: a full disk fails the whole batch, loses nothing committed, and recovers",
+          "[store]") {
+  // PostgreSQL has no per-connection size cap to stand for a full disk.
+  sqlite_db fx;
+  store::store db{fx.config()};
   REQUIRE(commit(db, sims_change({sim("8944000000000000001", {234150000000001})})));
   // Cap the file at its current size: the next write that needs a page fails
   // with SQLITE_FULL, exactly as a full disk does.
@@ -439,37 +523,41 @@ TEST_CASE("a full disk fails the whole batch, loses nothing committed, and recov
   CHECK(db.count_sims() == 301);
 }
 
-TEST_CASE("a read-only database fails writes with done(false) and recovers", "[store]") {
-  temp_dir dir;
-  store::store db{config_for(dir)};
+STORE_TEST("a read-only database fails writes with done(false) and recovers") {
+  TestType fx;
+  REQUIRE_BACKEND(fx);
+  store::store db{fx.config()};
   REQUIRE(commit(db, sims_change({sim("8944000000000000001", {234150000000001})})));
-  // query_only makes every write fail with SQLITE_READONLY, as a read-only
-  // file does (chmod does not stop root, who runs this suite in CI).
-  db.exec_on_writer_for_testing("PRAGMA query_only=1");
+  // SQLite: query_only makes every write fail with SQLITE_READONLY, as a
+  // read-only file does (chmod does not stop root, who runs this suite in CI).
+  // PostgreSQL: a read-only session, as on a hot standby after a failover.
+  db.exec_on_writer_for_testing(TestType::read_only_on);
   auto s = sim("8944000000000000001", {234150000000001});
   s.state.lock = lock::lock_state::locked;
   CHECK_FALSE(commit(db, sims_change({s})));
   CHECK(db.get_sim(s.iccid)->state.lock == lock::lock_state::off);
-  db.exec_on_writer_for_testing("PRAGMA query_only=0");
+  db.exec_on_writer_for_testing(TestType::read_only_off);
   CHECK(commit(db, sims_change({s})));
   CHECK(db.get_sim(s.iccid)->state.lock == lock::lock_state::locked);
 }
 
-TEST_CASE("a file opened read-only by the OS fails writes with done(false)", "[store]") {
+TEST_CASE("SQLite only: a file opened read-only by the OS fails writes with done(false)",
+          "[store]") {
   if (::geteuid() == 0) {
     WARN("running as root: file modes do not stop writes, covered by query_only above");
     return;
   }
-  temp_dir dir;
+  sqlite_db fx;
   {
-    store::store db{config_for(dir)};
+    store::store db{fx.config()};
     REQUIRE(commit(db, sims_change({sim("8944000000000000001", {234150000000001})})));
   }
-  fs::permissions(dir.db(), fs::perms::owner_read | fs::perms::group_read | fs::perms::others_read);
+  fs::permissions(fx.dir.db(),
+                  fs::perms::owner_read | fs::perms::group_read | fs::perms::others_read);
   // Either the daemon refuses to start on it, or every write is refused:
   // never a write that is reported durable.
   try {
-    store::store db{config_for(dir)};
+    store::store db{fx.config()};
     CHECK_FALSE(commit(db, sims_change({sim("8944000000000000002", {234150000000002})})));
     CHECK(db.get_sim("8944000000000000001"));
   } catch (const std::runtime_error&) {
@@ -477,9 +565,10 @@ TEST_CASE("a file opened read-only by the OS fails writes with done(false)", "[s
   }
 }
 
-TEST_CASE("flush waits for everything submitted before it", "[store]") {
-  temp_dir dir;
-  store::store db{config_for(dir)};
+STORE_TEST("flush waits for everything submitted before it") {
+  TestType fx;
+  REQUIRE_BACKEND(fx);
+  store::store db{fx.config()};
   std::atomic<int> done{0};
   for (int i = 0; i < 100; ++i)
     db.submit(sims_change({sim("89440000000000" + std::to_string(10000 + i),
@@ -488,4 +577,133 @@ TEST_CASE("flush waits for everything submitted before it", "[store]") {
   db.flush();
   CHECK(done.load() == 100);
   CHECK(db.count_sims() == 100);
+}
+
+STORE_TEST("the fencing hook runs inside every committing transaction and can veto it") {
+  TestType fx;
+  REQUIRE_BACKEND(fx);
+  store::store db{fx.config()};
+  enum { veto, allow, fail } mode = veto; // set between commits (the writer waits then)
+  std::vector<std::string> seen;          // what the fence's query saw, per transaction
+  std::size_t batch_size = 0;
+  db.set_fence([&](std::span<const store::change* const> batch, const store::txn_query& query) {
+    batch_size = batch.size();
+    if (mode == fail)
+      query("SELECT no_such_column FROM sims", {}); // throws: the commit fails
+    seen.push_back(query(TestType::count_sql, {"8944000000000000001"}).value_or("no row"));
+    return mode == allow;
+  });
+  auto one = [] { return sims_change({sim("8944000000000000001", {234150000000001})}); };
+  CHECK_FALSE(commit(db, one()));
+  REQUIRE(seen.size() == 1);
+  CHECK(seen[0] == "1"); // the batch's own row, not committed yet, inside the transaction
+  CHECK(batch_size == 1);
+  CHECK_FALSE(db.get_sim("8944000000000000001")); // vetoed: nothing of it is visible
+  CHECK(db.counters().commit_failures.load() == 1);
+
+  mode = fail;
+  CHECK_FALSE(commit(db, one()));
+  CHECK_FALSE(db.get_sim("8944000000000000001"));
+
+  mode = allow;
+  CHECK(commit(db, one()));
+  CHECK(db.get_sim("8944000000000000001"));
+  CHECK(seen.back() == "1");
+  CHECK(db.counters().commits.load() == 1);
+}
+
+TEST_CASE("PostgreSQL only: an unreachable server at startup is an error naming it", "[store]") {
+  store::store_config cfg;
+  cfg.backend = store::backend_kind::postgresql;
+  cfg.postgresql.conninfo = "host=/nonexistent/imeilock-test dbname=imeilock connect_timeout=2";
+  CHECK_THROWS_WITH(store::store{cfg},
+                    Catch::Contains("postgresql") && Catch::Contains("/nonexistent/imeilock-test"));
+}
+
+TEST_CASE("PostgreSQL only: the connection string may come from a file not readable by everyone",
+          "[store]") {
+  postgres_db fx;
+  REQUIRE_BACKEND(fx);
+  temp_dir dir;
+  auto file = (dir.path / "conninfo").string();
+  std::ofstream{file} << fx.conninfo << "\n";
+  store::store_config cfg = fx.config();
+  cfg.postgresql.conninfo.clear();
+  cfg.postgresql.conninfo_file = file;
+  ::chmod(file.c_str(), 0644);
+  CHECK_THROWS_WITH(store::store{cfg},
+                    Catch::Contains(file) && Catch::Contains("readable by everyone"));
+  ::chmod(file.c_str(), 0600);
+  store::store db{cfg};
+  CHECK(commit(db, sims_change({sim("8944000000000000001", {234150000000001})})));
+  CHECK(db.count_sims() == 1);
+}
+
+TEST_CASE("PostgreSQL only: an outage fails changes and reads, and the store serves again once the "
+          "server is back",
+          "[store]") {
+  postgres_db fx;
+  REQUIRE_BACKEND(fx);
+  auto& server = test::postgres_server::shared();
+  store::store db{fx.config()};
+  REQUIRE(commit(db, sims_change({sim("8944000000000000001", {234150000000001})})));
+  CHECK(db.counters().connected.load());
+
+  server.stop(true); // as pg_ctl stop -m immediate
+  // An idle writer notices (it probes every second).
+  for (int i = 0; i < 300 && db.counters().connected.load(); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds{10});
+  CHECK_FALSE(db.counters().connected.load());
+  CHECK(db.counters().disconnects.load() == 1);
+  // Changes fail at once, not after a timeout; reads throw store::unavailable.
+  auto t0 = std::chrono::steady_clock::now();
+  CHECK_FALSE(commit(db, sims_change({sim("8944000000000000002", {234150000000002})})));
+  CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::seconds{2});
+  CHECK_THROWS_AS(db.get_sim("8944000000000000001"), store::unavailable);
+  CHECK_THROWS_AS(db.count_sims(), unavailable_error);
+  CHECK(db.counters().changes_failed.load() >= 1);
+
+  REQUIRE(server.start());
+  // The writer reconnects on its own (backoff at most 5 s), no traffic needed.
+  for (int i = 0; i < 1000 && !db.counters().connected.load(); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds{10});
+  REQUIRE(db.counters().connected.load());
+  CHECK(commit(db, sims_change({sim("8944000000000000003", {234150000000003})})));
+  CHECK(db.get_sim("8944000000000000001")); // readers reconnect too
+  CHECK_FALSE(db.get_sim("8944000000000000002"));
+  CHECK(db.count_sims() == 2);
+  CHECK(db.counters().disconnects.load() == 1);
+}
+
+TEST_CASE("PostgreSQL only: a batch larger than a pipeline chunk with one refused change commits "
+          "the others",
+          "[store]") {
+  postgres_db fx;
+  REQUIRE_BACKEND(fx);
+  auto cfg = fx.config();
+  store::store db{cfg};
+  REQUIRE(commit(db, sims_change({sim("8944000000000000001", {234150000000001})})));
+  // Queue them while the writer is busy, so they commit as one group.
+  std::vector<std::future<bool>> results;
+  std::vector<std::promise<bool>> promises(1500);
+  std::thread blocker([&] { db.exec_on_writer_for_testing("SELECT pg_sleep(0.3)"); });
+  std::this_thread::sleep_for(std::chrono::milliseconds{50});
+  for (int i = 0; i < 1500; ++i) {
+    results.push_back(promises[static_cast<std::size_t>(i)].get_future());
+    // Change 700 steals the first SIM's IMSI: refused alone.
+    auto imsi = i == 700 ? 234150000000001ull : 234160000000000ull + static_cast<std::uint64_t>(i);
+    db.submit(sims_change({sim("8945" + std::to_string(100000000000000 + i), {imsi})}),
+              [&promises, i](bool ok) { promises[static_cast<std::size_t>(i)].set_value(ok); });
+  }
+  blocker.join();
+  int good = 0;
+  for (int i = 0; i < 1500; ++i) {
+    bool ok = results[static_cast<std::size_t>(i)].get();
+    if (i == 700)
+      CHECK_FALSE(ok);
+    good += ok ? 1 : 0;
+  }
+  CHECK(good == 1499);
+  CHECK(db.count_sims() == 1500);
+  CHECK(db.iccid_of(234150000000001) == "8944000000000000001");
 }

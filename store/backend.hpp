@@ -1,0 +1,69 @@
+#pragma once
+// Inside store/: what a database backend provides to the store's writer loop
+// (store.cpp). The queue, group commit batching, overload refusal, counters,
+// outage detection and reconnect backoff live in store.cpp once; a backend
+// commits one batch, reads, and reconnects when asked.
+//
+//   sqlite.cpp    sqlite_backend   (an embedded file, WAL)
+//   postgres.cpp  postgres_backend (a server through libpq)
+
+#include "store/store.hpp"
+
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+namespace imeilock::store::detail {
+
+/// What one try at committing a batch came to.
+struct batch_result {
+  bool committed = false;       ///< the transaction committed (ok[] says which changes are in)
+  bool connection_lost = false; ///< failed because the database cannot be reached
+  std::string error;            ///< why it failed (for the log)
+};
+
+class backend {
+public:
+  virtual ~backend() = default;
+
+  /// "sqlite /path/file.db", "postgresql host=... dbname=..." (no password).
+  virtual const std::string& describe() const = 0;
+
+  // -- Writer thread only ------------------------------------------------------
+  /// Commits `batch` in one transaction. Sets ok[i] = false for a change that
+  /// was rejected alone (a constraint); the others commit. Runs `fence` (if
+  /// set) inside the transaction before COMMIT.
+  virtual batch_result commit(std::span<const change* const> batch, std::vector<bool>& ok,
+                              const fence_fn& fence) = 0;
+  /// Whether the writer's connection works (a cheap round trip; SQLite: true).
+  virtual bool ping() = 0;
+  /// Reconnects the writer (and lets readers reconnect); false while the
+  /// database still cannot be reached.
+  virtual bool reconnect(std::string& error) = 0;
+  /// Runs `sql` on the writer connection between transactions (tests).
+  virtual void exec_for_testing(const std::string& sql) = 0;
+  /// Whether the store must probe an idle connection (a server can go away).
+  virtual bool needs_probe() const = 0;
+
+  // -- Any thread (reader connections) ------------------------------------------
+  virtual std::uint64_t max_order_id() = 0;
+  virtual std::optional<lock::sim_record> get_sim(const std::string& iccid) = 0;
+  virtual std::vector<lock::sim_record> list_sims(const lock::sim_filter& filter,
+                                                  const std::string& cursor, std::size_t limit) = 0;
+  virtual std::optional<orders::order> get_order(std::uint64_t id) = 0;
+  virtual std::vector<orders::order> list_orders(const std::string& iccid) = 0;
+  virtual std::vector<audit_record> list_events(const std::string& iccid, std::size_t limit) = 0;
+  virtual std::optional<std::string> iccid_of(std::uint64_t imsi) = 0;
+  virtual std::vector<orders::order> open_orders() = 0;
+  virtual void load_inventory(const std::function<void(const inventory_row&)>& fn) = 0;
+  virtual std::uint64_t count_sims() = 0;
+};
+
+/// Open, migrate, connect the readers; throw std::runtime_error naming the
+/// database when that fails. `counters.connected` is read by the readers.
+std::unique_ptr<backend> open_sqlite(const store_config& cfg, stats& counters);
+std::unique_ptr<backend> open_postgres(const store_config& cfg, stats& counters);
+
+} // namespace imeilock::store::detail

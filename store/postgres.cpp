@@ -1,0 +1,804 @@
+// The PostgreSQL backend (libpq): one writer connection that commits a group
+// of changes as one transaction sent in pipeline mode (a round trip per chunk
+// of statements, not per statement), reader connections for everyone else,
+// the same schema and migrations as SQLite (schema.hpp, translated), the
+// version in a schema_version table. A connection that breaks is reported to
+// the store (batch_result::connection_lost, store::unavailable from reads);
+// the store decides when to reconnect.
+
+#include "common/log.hpp"
+#include "store/backend.hpp"
+#include "store/schema.hpp"
+
+#include <libpq-fe.h>
+
+#include <atomic>
+#include <charconv>
+#include <cstring>
+#include <fstream>
+#include <mutex>
+#include <sstream>
+#include <stdexcept>
+
+#include <sys/stat.h>
+
+namespace imeilock::store::detail {
+
+namespace {
+
+log::rate_limiter reject_limiter{5, std::chrono::seconds{10}};
+
+/// Statements sent in one pipeline chunk before their results are read: bounds
+/// what sits in the socket buffers (no deadlock on a large batch).
+constexpr std::size_t pipeline_chunk = 512;
+
+/// Serialises concurrent migrations of nodes sharing one database.
+constexpr const char* migration_lock = "SELECT pg_advisory_xact_lock(7239402119)";
+
+struct conn_deleter {
+  void operator()(PGconn* c) const { PQfinish(c); }
+};
+using conn_ptr = std::unique_ptr<PGconn, conn_deleter>;
+
+struct result_deleter {
+  void operator()(PGresult* r) const { PQclear(r); }
+};
+using result_ptr = std::unique_ptr<PGresult, result_deleter>;
+
+/// A read that failed because the connection is gone (retried or turned
+/// into store::unavailable by with_reader).
+struct connection_failure : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+/// libpq's message without its trailing newline.
+std::string message_of(PGconn* c) {
+  std::string m = c ? PQerrorMessage(c) : "out of memory";
+  while (!m.empty() && (m.back() == '\n' || m.back() == ' '))
+    m.pop_back();
+  return m;
+}
+
+std::string message_of(PGresult* r) {
+  std::string m = PQresultErrorMessage(r);
+  while (!m.empty() && (m.back() == '\n' || m.back() == ' '))
+    m.pop_back();
+  return m;
+}
+
+std::string sqlstate_of(PGresult* r) {
+  const char* s = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+  return s ? s : "";
+}
+
+/// An error that means the server or the connection is gone: libpq says so,
+/// or the error has no SQLSTATE (libpq's own, e.g. "server closed the
+/// connection unexpectedly"), or the server says it is going away.
+bool is_connection_error(PGconn* c, PGresult* r) {
+  if (PQstatus(c) != CONNECTION_OK || !r)
+    return true;
+  auto state = sqlstate_of(r);
+  return state.empty() || state.starts_with("08") || state.starts_with("57P");
+}
+
+/// An error one change causes alone (a constraint, a value PostgreSQL
+/// refuses): that change fails, the others of the batch commit.
+bool is_change_error(PGresult* r) {
+  auto state = sqlstate_of(r);
+  return state.starts_with("23") || state.starts_with("22");
+}
+
+/// Text PostgreSQL accepts: valid UTF-8 without NUL. Anything else (bytes a
+/// peer sent, kept in an audit detail) becomes '?', as SQLite would keep it
+/// as bytes; identifiers are validated digits long before they get here.
+void append_text(std::string& out, std::string_view s) {
+  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
+  const std::size_t n = s.size();
+  for (std::size_t i = 0; i < n;) {
+    unsigned char c = p[i];
+    std::size_t len = c < 0x80           ? 1
+                      : (c >> 5) == 0x6  ? 2
+                      : (c >> 4) == 0xe  ? 3
+                      : (c >> 3) == 0x1e ? 4
+                                         : 0;
+    bool ok = len > 0 && i + len <= n && c != 0;
+    for (std::size_t k = 1; ok && k < len; ++k)
+      ok = (p[i + k] & 0xc0) == 0x80;
+    if (ok && len == 2)
+      ok = c >= 0xc2;
+    if (ok && len == 3) {
+      unsigned cp = ((c & 0x0fu) << 12) | ((p[i + 1] & 0x3fu) << 6) | (p[i + 2] & 0x3fu);
+      ok = cp >= 0x800 && (cp < 0xd800 || cp > 0xdfff);
+    }
+    if (ok && len == 4) {
+      unsigned cp = ((c & 0x07u) << 18) | ((p[i + 1] & 0x3fu) << 12) | ((p[i + 2] & 0x3fu) << 6) |
+                    (p[i + 3] & 0x3fu);
+      ok = cp >= 0x10000 && cp <= 0x10ffff;
+    }
+    if (ok) {
+      out.append(s.data() + i, len);
+      i += len;
+    } else {
+      out += '?';
+      ++i;
+    }
+  }
+}
+
+/// Parameters of one statement, in text format (bind() as SQLite's statement).
+class params {
+public:
+  params& bind(int i, std::int64_t v) {
+    char buf[24];
+    auto r = std::to_chars(buf, buf + sizeof buf, v);
+    slot(i).assign(buf, r.ptr);
+    return *this;
+  }
+  params& bind(int i, std::string_view v) {
+    auto& s = slot(i);
+    s.clear();
+    append_text(s, v);
+    return *this;
+  }
+  int size() const { return static_cast<int>(values_.size()); }
+  const char* const* values() {
+    ptrs_.clear();
+    for (auto& v : values_)
+      ptrs_.push_back(v.c_str());
+    return ptrs_.data();
+  }
+
+private:
+  std::string& slot(int i) {
+    if (values_.size() < static_cast<std::size_t>(i))
+      values_.resize(static_cast<std::size_t>(i));
+    return values_[static_cast<std::size_t>(i - 1)];
+  }
+  std::vector<std::string> values_;
+  std::vector<const char*> ptrs_;
+};
+
+/// One row of a text-format result (text()/i64() as SQLite's statement).
+struct row {
+  PGresult* r;
+  int n;
+  std::string_view text(int col) const {
+    return {PQgetvalue(r, n, col), static_cast<std::size_t>(PQgetlength(r, n, col))};
+  }
+  std::int64_t i64(int col) const {
+    std::int64_t v = 0;
+    auto t = text(col);
+    std::from_chars(t.data(), t.data() + t.size(), v);
+    return v;
+  }
+  bool is_null(int col) const { return PQgetisnull(r, n, col) != 0; }
+};
+
+/// The writer's prepared statements (name, text).
+struct prepared {
+  const char* name;
+  const std::string* text;
+};
+
+const generated_sql& q() {
+  return sql(dialect::postgresql);
+}
+
+std::vector<prepared> writer_statements() {
+  return {{"upsert_sim", &q().upsert_sim},     {"delete_imsis", &q().delete_imsis},
+          {"insert_imsi", &q().insert_imsi},   {"update_state", &q().update_state},
+          {"upsert_order", &q().upsert_order}, {"insert_audit", &q().insert_audit}};
+}
+
+/// One statement of a change, ready to send.
+struct command {
+  const char* name;
+  params p;
+  bool expect_one = false; ///< must affect exactly one row (a state update)
+};
+
+/// The statements that carry out `c`, in order.
+template <class Emit>
+void commands_of(const change& c, Emit&& emit) {
+  for (auto& s : c.sims) {
+    command up{"upsert_sim", {}};
+    bind_sim(up.p, s);
+    emit(up);
+    command del{"delete_imsis", {}};
+    del.p.bind(1, std::string_view{s.iccid});
+    emit(del);
+    for (auto imsi : s.imsis) {
+      command ins{"insert_imsi", {}};
+      ins.p.bind(1, static_cast<std::int64_t>(imsi)).bind(2, std::string_view{s.iccid});
+      emit(ins);
+    }
+  }
+  for (auto& u : c.states) {
+    command st{"update_state", {}, true};
+    st.p.bind(1, std::string_view{u.iccid});
+    bind_fields(st.p, 2, lock::sim_state_fields, u.state);
+    emit(st);
+  }
+  for (auto& o : c.orders) {
+    command st{"upsert_order", {}};
+    bind_fields(st.p, 1, orders::order_fields, o);
+    emit(st);
+  }
+  for (auto& a : c.audits) {
+    command st{"insert_audit", {}};
+    bind_audit(st.p, a);
+    emit(st);
+  }
+}
+
+/// The connection string from the configuration (the file read now).
+std::string resolve_conninfo(const postgresql_config& cfg) {
+  if (cfg.conninfo_file.empty())
+    return cfg.conninfo;
+  struct stat st {};
+  if (::stat(cfg.conninfo_file.c_str(), &st) != 0)
+    throw std::runtime_error(
+        cfg.conninfo_file +
+        ": cannot read the PostgreSQL connection string: " + std::strerror(errno));
+  if ((st.st_mode & S_IROTH) != 0)
+    throw std::runtime_error(cfg.conninfo_file +
+                             ": readable by everyone, and it holds the database password: "
+                             "chmod o-r it (0600 or 0640 for the daemon's user)");
+  std::ifstream in{cfg.conninfo_file};
+  std::stringstream text;
+  text << in.rdbuf();
+  if (!in)
+    throw std::runtime_error(cfg.conninfo_file + ": cannot read the PostgreSQL connection string");
+  auto s = text.str();
+  while (!s.empty() && (s.back() == '\n' || s.back() == '\r' || s.back() == ' '))
+    s.pop_back();
+  return s;
+}
+
+class postgres_backend final : public backend {
+private:
+  /// Runs `fn` on a reader connection (round robin; waits if all are busy).
+  /// A broken connection is replaced once while the writer is connected;
+  /// otherwise the read throws store::unavailable.
+  template <class F>
+  auto with_reader(F&& fn) {
+    auto& r = *readers_[next_reader_.fetch_add(1, std::memory_order_relaxed) % readers_.size()];
+    std::lock_guard g{r.mtx};
+    for (int attempt = 0;; ++attempt) {
+      if (!r.conn || PQstatus(r.conn.get()) != CONNECTION_OK) {
+        std::string error = "the writer lost the connection";
+        if (counters_.connected.load())
+          r.conn = connect(error);
+        if (!r.conn)
+          throw unavailable(name_ + ": the database cannot be reached: " + error);
+      }
+      try {
+        return fn(r.conn.get());
+      } catch (const connection_failure& e) {
+        r.conn.reset();
+        if (attempt > 0 || !counters_.connected.load())
+          throw unavailable(name_ + ": the database cannot be reached: " + e.what());
+      }
+    }
+  }
+
+public:
+  postgres_backend(const store_config& cfg, stats& counters) :
+      cfg_(cfg), counters_(counters), conninfo_(resolve_conninfo(cfg.postgresql)) {}
+
+  void open() {
+    std::string error;
+    writer_ = connect(error);
+    if (!writer_)
+      throw std::runtime_error("postgresql: " + error);
+    name_ = describe(writer_.get());
+    migrate();
+    prepare_writer();
+    for (std::size_t i = 0; i < std::max<std::size_t>(1, cfg_.readers); ++i) {
+      auto r = std::make_unique<reader>();
+      r->conn = connect(error);
+      if (!r->conn)
+        throw std::runtime_error(name_ + ": " + error);
+      readers_.push_back(std::move(r));
+    }
+  }
+
+  const std::string& describe() const override { return name_; }
+
+  // -- Writer ---------------------------------------------------------------------
+
+  batch_result commit(std::span<const change* const> batch, std::vector<bool>& ok,
+                      const fence_fn& fence) override {
+    batch_result r;
+    if (!writer_ || PQstatus(writer_.get()) != CONNECTION_OK) {
+      r.connection_lost = true;
+      r.error = "not connected";
+      return r;
+    }
+    auto s = pipelined(batch, r.error);
+    if (s == outcome::change_failed)
+      s = careful(batch, ok, r.error);
+    if (s == outcome::ok)
+      s = finish(batch, fence, r.error);
+    r.committed = s == outcome::ok;
+    r.connection_lost = s == outcome::lost;
+    if (!r.committed && !r.connection_lost)
+      rollback();
+    return r;
+  }
+
+  bool ping() override {
+    if (!writer_)
+      return false;
+    result_ptr r{PQexec(writer_.get(), "SELECT 1")};
+    return PQresultStatus(r.get()) == PGRES_TUPLES_OK;
+  }
+
+  bool reconnect(std::string& error) override {
+    writer_.reset();
+    auto c = connect(error);
+    if (!c)
+      return false;
+    writer_ = std::move(c);
+    try {
+      migrate();
+      prepare_writer();
+    } catch (const std::exception& e) {
+      error = e.what();
+      writer_.reset();
+      return false;
+    }
+    return true;
+  }
+
+  bool needs_probe() const override { return true; }
+
+  void exec_for_testing(const std::string& sql) override {
+    result_ptr r{PQexec(writer_.get(), sql.c_str())};
+    auto st = PQresultStatus(r.get());
+    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
+      throw std::runtime_error(message_of(r.get()));
+  }
+
+  // -- Readers ----------------------------------------------------------------------
+
+  std::uint64_t max_order_id() override {
+    return with_reader([](PGconn* c) {
+      std::uint64_t id = 0;
+      read(c, q().max_order_id, {},
+           [&](const row& r) { id = static_cast<std::uint64_t>(r.i64(0)); });
+      return id;
+    });
+  }
+
+  std::optional<lock::sim_record> get_sim(const std::string& iccid) override {
+    return with_reader([&](PGconn* c) -> std::optional<lock::sim_record> {
+      std::optional<lock::sim_record> out;
+      params p;
+      p.bind(1, std::string_view{iccid});
+      read(c, q().select_sim, p, [&](const row& r) { out = read_sim(r); });
+      if (out)
+        add_imsis(c, *out);
+      return out;
+    });
+  }
+
+  std::vector<lock::sim_record> list_sims(const lock::sim_filter& filter, const std::string& cursor,
+                                          std::size_t limit) override {
+    std::vector<param> list;
+    auto text = list_sims_query(dialect::postgresql, filter, list, cursor, limit);
+    params p;
+    for (std::size_t i = 0; i < list.size(); ++i) {
+      if (list[i].is_text)
+        p.bind(static_cast<int>(i + 1), std::string_view{list[i].text});
+      else
+        p.bind(static_cast<int>(i + 1), list[i].integer);
+    }
+    return with_reader([&](PGconn* c) {
+      std::vector<lock::sim_record> out;
+      read(c, text, p, [&](const row& r) { out.push_back(read_sim(r)); });
+      for (auto& s : out)
+        add_imsis(c, s);
+      return out;
+    });
+  }
+
+  std::optional<orders::order> get_order(std::uint64_t id) override {
+    return with_reader([&](PGconn* c) {
+      std::optional<orders::order> out;
+      params p;
+      p.bind(1, static_cast<std::int64_t>(id));
+      read(c, q().get_order, p, [&](const row& r) { out = read_order(r); });
+      return out;
+    });
+  }
+
+  std::vector<orders::order> list_orders(const std::string& iccid) override {
+    return with_reader([&](PGconn* c) {
+      std::vector<orders::order> out;
+      params p;
+      p.bind(1, std::string_view{iccid});
+      read(c, q().orders_of_sim, p, [&](const row& r) { out.push_back(read_order(r)); });
+      return out;
+    });
+  }
+
+  std::vector<orders::order> open_orders() override {
+    return with_reader([&](PGconn* c) {
+      std::vector<orders::order> out;
+      read(c, q().open_orders, {}, [&](const row& r) { out.push_back(read_order(r)); });
+      return out;
+    });
+  }
+
+  std::vector<audit_record> list_events(const std::string& iccid, std::size_t limit) override {
+    return with_reader([&](PGconn* c) {
+      std::vector<audit_record> out;
+      params p;
+      p.bind(1, std::string_view{iccid}).bind(2, static_cast<std::int64_t>(limit));
+      read(c, q().list_events, p, [&](const row& r) { out.push_back(read_audit(r)); });
+      return out;
+    });
+  }
+
+  std::optional<std::string> iccid_of(std::uint64_t imsi) override {
+    return with_reader([&](PGconn* c) {
+      std::optional<std::string> out;
+      params p;
+      p.bind(1, static_cast<std::int64_t>(imsi));
+      read(c, q().iccid_of, p, [&](const row& r) { out = std::string(r.text(0)); });
+      return out;
+    });
+  }
+
+  std::uint64_t count_sims() override {
+    return with_reader([](PGconn* c) {
+      std::uint64_t n = 0;
+      read(c, q().count_sims, {}, [&](const row& r) { n = static_cast<std::uint64_t>(r.i64(0)); });
+      return n;
+    });
+  }
+
+  void load_inventory(const std::function<void(const inventory_row&)>& fn) override {
+    with_reader([&](PGconn* c) {
+      // One pass, a row at a time (single-row mode: 10 million SIMs are not
+      // held in memory as one result), grouped by ICCID.
+      if (PQsendQueryParams(c, q().load_inventory.c_str(), 0, nullptr, nullptr, nullptr, nullptr,
+                            0) != 1)
+        throw connection_failure(message_of(c));
+      PQsetSingleRowMode(c);
+      constexpr int imsi_column = static_cast<int>(sim_column_count);
+      lock::sim_record sim;
+      bool have = false;
+      auto emit = [&] {
+        if (have)
+          fn(inventory_row{sim.iccid, sim.network, sim.imsis, sim.state});
+      };
+      std::string error;
+      bool lost = false;
+      while (result_ptr res{PQgetResult(c)}) {
+        auto st = PQresultStatus(res.get());
+        if (st == PGRES_SINGLE_TUPLE) {
+          if (!error.empty())
+            continue; // drain after a callback failure
+          row r{res.get(), 0};
+          auto id = r.text(0);
+          if (!have || id != sim.iccid) {
+            emit();
+            sim = read_sim(r);
+            have = true;
+          }
+          if (!r.is_null(imsi_column))
+            sim.imsis.push_back(static_cast<std::uint64_t>(r.i64(imsi_column)));
+        } else if (st != PGRES_TUPLES_OK) {
+          error = message_of(res.get());
+          lost = is_connection_error(c, res.get());
+        }
+      }
+      if (!error.empty()) {
+        if (lost)
+          throw connection_failure(error);
+        throw std::runtime_error(name_ + ": " + error);
+      }
+      emit();
+      return 0;
+    });
+  }
+
+private:
+  enum class outcome { ok, change_failed, failed, lost };
+
+  conn_ptr connect(std::string& error) const {
+    // Defaults first: the connection string overrides them.
+    const char* keys[] = {"connect_timeout", "application_name", "dbname", nullptr};
+    const char* values[] = {"5", "imeilockd", conninfo_.c_str(), nullptr};
+    conn_ptr c{PQconnectdbParams(keys, values, 1)};
+    if (!c || PQstatus(c.get()) != CONNECTION_OK) {
+      error = message_of(c.get());
+      return nullptr;
+    }
+    PQsetNoticeProcessor(
+        c.get(), [](void*, const char*) {}, nullptr);
+    auto set = "SET lock_timeout = " + std::to_string(cfg_.busy_timeout.count());
+    result_ptr r{PQexec(c.get(), set.c_str())};
+    if (PQresultStatus(r.get()) != PGRES_COMMAND_OK) {
+      error = message_of(r.get());
+      return nullptr;
+    }
+    return c;
+  }
+
+  static std::string describe(PGconn* c) {
+    std::string host = PQhost(c) ? PQhost(c) : "";
+    return "postgresql host=" + host + " port=" + std::string(PQport(c) ? PQport(c) : "") +
+           " dbname=" + std::string(PQdb(c) ? PQdb(c) : "") +
+           " user=" + std::string(PQuser(c) ? PQuser(c) : "");
+  }
+
+  /// Runs a statement without parameters on the writer; throws its error.
+  void exec(const std::string& sql) {
+    result_ptr r{PQexec(writer_.get(), sql.c_str())};
+    auto st = PQresultStatus(r.get());
+    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
+      throw std::runtime_error(name_ + ": " + message_of(r.get()) + " (" + sql.substr(0, 80) + ")");
+  }
+
+  void migrate() {
+    exec("BEGIN");
+    try {
+      exec(migration_lock);
+      exec("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)");
+      result_ptr r{PQexec(writer_.get(), "SELECT COALESCE(MAX(version), 0) FROM schema_version")};
+      if (PQresultStatus(r.get()) != PGRES_TUPLES_OK)
+        throw std::runtime_error(name_ + ": " + message_of(r.get()));
+      int version = std::atoi(PQgetvalue(r.get(), 0, 0));
+      if (version > store::schema_version)
+        throw std::runtime_error(name_ + ": schema version " + std::to_string(version) +
+                                 " is newer than this daemon's " +
+                                 std::to_string(store::schema_version));
+      for (int v = version; v < store::schema_version; ++v) {
+        exec(to_postgres(migrations[v]));
+        exec("DELETE FROM schema_version");
+        exec("INSERT INTO schema_version (version) VALUES (" + std::to_string(v + 1) + ")");
+        log::notice("store.migrated", {{"store", name_}, {"to_version", v + 1}});
+      }
+      exec("COMMIT");
+    } catch (...) {
+      result_ptr r{PQexec(writer_.get(), "ROLLBACK")};
+      throw;
+    }
+  }
+
+  void prepare_writer() {
+    for (auto& s : writer_statements()) {
+      result_ptr r{PQprepare(writer_.get(), s.name, s.text->c_str(), 0, nullptr)};
+      if (PQresultStatus(r.get()) != PGRES_COMMAND_OK)
+        throw std::runtime_error(name_ + ": prepare " + s.name + ": " + message_of(r.get()));
+    }
+  }
+
+  void rollback() {
+    if (writer_ && PQstatus(writer_.get()) == CONNECTION_OK &&
+        PQtransactionStatus(writer_.get()) != PQTRANS_IDLE)
+      result_ptr r{PQexec(writer_.get(), "ROLLBACK")};
+  }
+
+  /// An outcome for a failed result on the writer.
+  outcome classify(PGresult* r, std::string& error) {
+    error = r ? message_of(r) : message_of(writer_.get());
+    if (is_connection_error(writer_.get(), r))
+      return outcome::lost;
+    return r && is_change_error(r) ? outcome::change_failed : outcome::failed;
+  }
+
+  /// Runs a statement without parameters on the writer, as an outcome.
+  outcome simple(const char* sql, std::string& error) {
+    result_ptr r{PQexec(writer_.get(), sql)};
+    if (PQresultStatus(r.get()) == PGRES_COMMAND_OK)
+      return outcome::ok;
+    return classify(r.get(), error);
+  }
+
+  /// The fast path: BEGIN and every statement of the batch in pipeline
+  /// mode, results read per chunk. ok: all applied, the transaction open;
+  /// change_failed: one change was refused, everything rolled back.
+  outcome pipelined(std::span<const change* const> batch, std::string& error) {
+    PGconn* w = writer_.get();
+    if (PQenterPipelineMode(w) != 1)
+      return classify(nullptr, error);
+    std::vector<bool> expect_one; // per statement in flight
+    outcome worst = outcome::ok;
+    auto note = [&](outcome o, PGresult* r) {
+      if (o > worst) {
+        worst = o;
+        error = r ? message_of(r) : message_of(w);
+      }
+    };
+    // Reads the results of the statements in flight and the sync after them.
+    auto drain = [&] {
+      if (PQpipelineSync(w) != 1) {
+        note(outcome::lost, nullptr);
+        return;
+      }
+      for (bool one : expect_one) {
+        result_ptr r{PQgetResult(w)};
+        if (!r) {
+          note(PQstatus(w) != CONNECTION_OK ? outcome::lost : outcome::failed, nullptr);
+          return;
+        }
+        auto st = PQresultStatus(r.get());
+        if (st == PGRES_FATAL_ERROR) {
+          std::string e;
+          note(classify(r.get(), e), r.get());
+        } else if (st == PGRES_COMMAND_OK && one && std::strcmp(PQcmdTuples(r.get()), "1") != 0) {
+          note(outcome::change_failed, nullptr);
+          error = "state update for an unknown SIM";
+        }
+        while (result_ptr extra{PQgetResult(w)}) {
+        }
+      }
+      expect_one.clear();
+      for (int nulls = 0;;) {
+        result_ptr r{PQgetResult(w)};
+        if (r && PQresultStatus(r.get()) == PGRES_PIPELINE_SYNC)
+          return;
+        if (!r && (PQstatus(w) != CONNECTION_OK || ++nulls > 2)) {
+          note(outcome::lost, nullptr);
+          return;
+        }
+      }
+    };
+    auto send = [&](const char* name, const char* text, params* p, bool one) {
+      int n = p ? p->size() : 0;
+      int rc = name
+                   ? PQsendQueryPrepared(w, name, n, p ? p->values() : nullptr, nullptr, nullptr, 0)
+                   : PQsendQueryParams(w, text, 0, nullptr, nullptr, nullptr, nullptr, 0);
+      if (rc != 1) {
+        note(outcome::lost, nullptr);
+        return false;
+      }
+      expect_one.push_back(one);
+      if (expect_one.size() >= pipeline_chunk)
+        drain();
+      return worst == outcome::ok;
+    };
+    if (send(nullptr, "BEGIN", nullptr, false))
+      for (const change* c : batch) {
+        bool going = true;
+        commands_of(*c, [&](command& cmd) {
+          if (going)
+            going = send(cmd.name, nullptr, &cmd.p, cmd.expect_one);
+        });
+        if (!going)
+          break;
+      }
+    if (worst != outcome::lost)
+      drain();
+    if (worst != outcome::lost && PQexitPipelineMode(w) != 1)
+      note(outcome::lost, nullptr);
+    if (worst == outcome::change_failed) {
+      rollback();
+      if (PQstatus(w) != CONNECTION_OK)
+        return outcome::lost;
+    }
+    return worst;
+  }
+
+  /// The careful path after a refused change: one statement at a time, each
+  /// change inside a savepoint, a refused change rolled back alone.
+  outcome careful(std::span<const change* const> batch, std::vector<bool>& ok, std::string& error) {
+    if (auto o = simple("BEGIN", error); o != outcome::ok)
+      return o == outcome::change_failed ? outcome::failed : o;
+    for (std::size_t i = 0; i < batch.size(); ++i) {
+      if (auto o = simple("SAVEPOINT c", error); o != outcome::ok)
+        return o == outcome::change_failed ? outcome::failed : o;
+      outcome result = outcome::ok;
+      std::string change_error;
+      commands_of(*batch[i], [&](command& cmd) {
+        if (result != outcome::ok)
+          return;
+        result_ptr r{PQexecPrepared(writer_.get(), cmd.name, cmd.p.size(), cmd.p.values(), nullptr,
+                                    nullptr, 0)};
+        if (PQresultStatus(r.get()) != PGRES_COMMAND_OK)
+          result = classify(r.get(), change_error);
+        else if (cmd.expect_one && std::strcmp(PQcmdTuples(r.get()), "1") != 0) {
+          result = outcome::change_failed;
+          change_error = "state update for an unknown SIM " + std::string(cmd.p.values()[0]);
+        }
+      });
+      if (result == outcome::change_failed) {
+        ok[i] = false;
+        log::write_limited(reject_limiter, log::level::warning, "store.change_rejected",
+                           {{"error", change_error}});
+        if (auto o = simple("ROLLBACK TO SAVEPOINT c", error); o != outcome::ok)
+          return o == outcome::change_failed ? outcome::failed : o;
+      } else if (result != outcome::ok) {
+        error = change_error;
+        return result;
+      }
+      if (auto o = simple("RELEASE SAVEPOINT c", error); o != outcome::ok)
+        return o == outcome::change_failed ? outcome::failed : o;
+    }
+    return outcome::ok;
+  }
+
+  /// The fence, then COMMIT.
+  outcome finish(std::span<const change* const> batch, const fence_fn& fence, std::string& error) {
+    if (fence) {
+      bool allowed = false;
+      try {
+        allowed =
+            fence(batch, [this](const std::string& sql, const std::vector<std::string>& values) {
+              params p;
+              for (std::size_t i = 0; i < values.size(); ++i)
+                p.bind(static_cast<int>(i + 1), std::string_view{values[i]});
+              result_ptr r{PQexecParams(writer_.get(), sql.c_str(), p.size(), nullptr, p.values(),
+                                        nullptr, nullptr, 0)};
+              auto st = PQresultStatus(r.get());
+              if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK)
+                throw std::runtime_error(message_of(r.get()));
+              if (st != PGRES_TUPLES_OK || PQntuples(r.get()) == 0)
+                return std::optional<std::string>{};
+              return std::optional<std::string>{PQgetvalue(r.get(), 0, 0)};
+            });
+        if (!allowed)
+          error = "the fencing check vetoed the commit";
+      } catch (const std::exception& e) {
+        error = std::string("the fencing check failed: ") + e.what();
+      }
+      if (!allowed)
+        return PQstatus(writer_.get()) != CONNECTION_OK ? outcome::lost : outcome::failed;
+    }
+    result_ptr r{PQexec(writer_.get(), "COMMIT")};
+    // COMMIT of a transaction in error answers ROLLBACK without an error.
+    if (PQresultStatus(r.get()) == PGRES_COMMAND_OK &&
+        std::strcmp(PQcmdStatus(r.get()), "COMMIT") == 0)
+      return outcome::ok;
+    auto o = classify(r.get(), error);
+    return o == outcome::change_failed ? outcome::failed : o;
+  }
+
+  /// Runs `sql` on a reader connection, calling `fn` per row.
+  template <class F>
+  static void read(PGconn* c, const std::string& sql, params p, F&& fn) {
+    result_ptr r{PQexecParams(c, sql.c_str(), p.size(), nullptr, p.size() ? p.values() : nullptr,
+                              nullptr, nullptr, 0)};
+    if (PQresultStatus(r.get()) != PGRES_TUPLES_OK) {
+      if (is_connection_error(c, r.get()))
+        throw connection_failure(message_of(r.get()));
+      throw std::runtime_error("postgresql: " + message_of(r.get()));
+    }
+    for (int i = 0, n = PQntuples(r.get()); i < n; ++i)
+      fn(row{r.get(), i});
+  }
+
+  static void add_imsis(PGconn* c, lock::sim_record& s) {
+    params p;
+    p.bind(1, std::string_view{s.iccid});
+    read(c, q().imsis_of_sim, p,
+         [&](const row& r) { s.imsis.push_back(static_cast<std::uint64_t>(r.i64(0))); });
+  }
+
+  struct reader {
+    std::mutex mtx;
+    conn_ptr conn;
+  };
+
+  store_config cfg_;
+  stats& counters_;
+  std::string conninfo_;
+  std::string name_ = "postgresql";
+  conn_ptr writer_;
+  std::vector<std::unique_ptr<reader>> readers_;
+  std::atomic<std::size_t> next_reader_{0};
+};
+
+} // namespace
+
+std::unique_ptr<backend> open_postgres(const store_config& cfg, stats& counters) {
+  auto b = std::make_unique<postgres_backend>(cfg, counters);
+  b->open();
+  return b;
+}
+
+} // namespace imeilock::store::detail

@@ -1,0 +1,159 @@
+#pragma once
+// Inside store/: the schema and the statements both backends run, generated
+// from the field lists (lock/sim.hpp, orders/order.hpp) and written once in
+// SQLite's dialect; the PostgreSQL backend translates them (placeholders
+// ?N -> $N, INTEGER -> BIGINT, AUTOINCREMENT -> IDENTITY, see to_postgres()).
+
+#include "common/fields.hpp"
+#include "lock/sim.hpp"
+#include "orders/order.hpp"
+#include "store/store.hpp"
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <vector>
+
+namespace imeilock::store::detail {
+
+/// The versioned migrations: entry i takes the schema from version i to i+1.
+/// In SQLite's dialect; to_postgres() gives the PostgreSQL text.
+extern const char* const migrations[];
+extern const std::size_t migration_count;
+
+/// Which dialect a generated statement is in.
+enum class dialect { sqlite, postgresql };
+
+/// A statement or DDL text of SQLite's dialect in PostgreSQL's: ?N -> $N,
+/// INTEGER -> BIGINT, "INTEGER PRIMARY KEY AUTOINCREMENT" -> an identity
+/// column, "WITHOUT ROWID" dropped, "INSERT OR REPLACE" refused (generated
+/// per dialect instead). Asserts on what it cannot translate.
+std::string to_postgres(std::string_view sqlite_text);
+
+/// Columns of the sims table, in table order: identity, then lock state.
+constexpr std::size_t sim_identity_count = fields::count<decltype(lock::sim_identity_fields)>;
+constexpr std::size_t sim_state_count = fields::count<decltype(lock::sim_state_fields)>;
+constexpr std::size_t sim_column_count = sim_identity_count + sim_state_count;
+
+/// The statements generated from the field lists, built once per dialect.
+/// Their texts live as long as the process, so cached statements can key on them.
+struct generated_sql {
+  std::string upsert_sim;     ///< ?1.. = identity, then state
+  std::string delete_imsis;   ///< ?1 = iccid
+  std::string insert_imsi;    ///< ?1 = imsi, ?2 = iccid
+  std::string update_state;   ///< ?1 = iccid, ?2.. = state
+  std::string select_sim;     ///< ?1 = iccid
+  std::string imsis_of_sim;   ///< ?1 = iccid, ordered
+  std::string list_sims_head; ///< "SELECT <sim columns> FROM sims"
+  std::string load_inventory; ///< every SIM joined with its IMSIs (last column)
+  std::string upsert_order;   ///< ?1.. = the order fields
+  std::string get_order;      ///< ?1 = id
+  std::string orders_of_sim;  ///< ?1 = iccid, newest first
+  std::string open_orders;    ///< queued or submitted, by id
+  std::string insert_audit;   ///< ?1..?7 = iccid, at_ms, cause, before, after, imei, detail
+  std::string list_events;    ///< ?1 = iccid, ?2 = limit
+  std::string iccid_of;       ///< ?1 = imsi
+  std::string count_sims;
+  std::string max_order_id;
+
+  explicit generated_sql(dialect d);
+};
+
+/// The statements of a dialect.
+const generated_sql& sql(dialect d);
+
+/// One parameter of a list_sims query.
+struct param {
+  bool is_text = false;
+  std::int64_t integer = 0;
+  std::string text;
+};
+
+/// The list_sims query for `filter` (parameters numbered in order of use).
+std::string list_sims_query(dialect d, const lock::sim_filter& filter, std::vector<param>& params,
+                            const std::string& cursor, std::size_t limit);
+
+/// The compact JSON of a state in the audit log: the state columns as keys,
+/// integers as stored, bool as true/false.
+std::string state_json(const lock::sim_state& s);
+/// Its inverse; a malformed text reads as the default state (never throws).
+lock::sim_state parse_state_json(std::string_view text);
+
+/// Binds the fields of `list` from `o` as parameters first, first+1, ... of
+/// `s` (anything with bind(int, std::int64_t) and bind(int, std::string_view)).
+template <class Stmt, class List, class Owner>
+void bind_fields(Stmt& s, int first, const List& list, const Owner& o) {
+  fields::for_each_field_indexed(list, [&](const auto& f, std::size_t i) {
+    using T = typename std::remove_cvref_t<decltype(f)>::value_type;
+    const int at = first + static_cast<int>(i);
+    if constexpr (fields::is_text<T>)
+      s.bind(at, std::string_view{f.get(o)});
+    else
+      s.bind(at, fields::to_integer(f.get(o)));
+  });
+}
+
+/// Reads the fields of `list` into `o` from columns first, first+1, ... of a
+/// row (anything with text(int) -> string_view and i64(int)).
+template <class Row, class List, class Owner>
+void read_fields(const Row& s, int first, const List& list, Owner& o) {
+  fields::for_each_field_indexed(list, [&](const auto& f, std::size_t i) {
+    using T = typename std::remove_cvref_t<decltype(f)>::value_type;
+    const int at = first + static_cast<int>(i);
+    if constexpr (fields::is_text<T>)
+      f.get(o) = s.text(at);
+    else
+      f.get(o) = fields::from_integer<T>(s.i64(at));
+  });
+}
+
+/// Binds a whole SIM (identity, then state) starting at parameter 1.
+template <class Stmt>
+void bind_sim(Stmt& s, const lock::sim_record& r) {
+  bind_fields(s, 1, lock::sim_identity_fields, r);
+  bind_fields(s, 1 + static_cast<int>(sim_identity_count), lock::sim_state_fields, r.state);
+}
+
+/// Reads a whole SIM (without its IMSIs) starting at column `first`.
+template <class Row>
+lock::sim_record read_sim(const Row& s, int first = 0) {
+  lock::sim_record r;
+  read_fields(s, first, lock::sim_identity_fields, r);
+  read_fields(s, first + static_cast<int>(sim_identity_count), lock::sim_state_fields, r.state);
+  return r;
+}
+
+template <class Row>
+orders::order read_order(const Row& s) {
+  orders::order o;
+  read_fields(s, 0, orders::order_fields, o);
+  return o;
+}
+
+/// An audit row of list_events' columns.
+template <class Row>
+audit_record read_audit(const Row& s) {
+  return {static_cast<std::uint64_t>(s.i64(0)),
+          std::string(s.text(1)),
+          s.i64(2),
+          std::string(s.text(3)),
+          parse_state_json(s.text(4)),
+          parse_state_json(s.text(5)),
+          static_cast<std::uint64_t>(s.i64(6)),
+          std::string(s.text(7))};
+}
+
+/// Binds an audit record as ?1..?7 of insert_audit.
+template <class Stmt>
+void bind_audit(Stmt& s, const audit_record& a) {
+  s.bind(1, std::string_view{a.iccid});
+  s.bind(2, a.at_ms);
+  s.bind(3, std::string_view{a.cause});
+  s.bind(4, std::string_view{state_json(a.before)});
+  s.bind(5, std::string_view{state_json(a.after)});
+  s.bind(6, static_cast<std::int64_t>(a.imei));
+  s.bind(7, std::string_view{a.detail});
+}
+
+} // namespace imeilock::store::detail

@@ -1,0 +1,510 @@
+// The SQLite backend: an embedded file in WAL mode, one writer connection,
+// reader connections with query_only.
+
+#include "common/log.hpp"
+#include "store/backend.hpp"
+#include "store/schema.hpp"
+
+#include <sqlite3.h>
+
+#include <atomic>
+#include <map>
+#include <mutex>
+#include <stdexcept>
+
+namespace imeilock::store::detail {
+
+namespace {
+
+// -- A thin SQLite layer --------------------------------------------------------
+
+/// A failed SQLite call; `code` is the extended result code.
+struct sqlite_error : std::runtime_error {
+  sqlite_error(int c, const std::string& what) : std::runtime_error(what), code(c) {}
+  int code;
+};
+
+/// One prepared statement, reset after each use.
+class statement {
+public:
+  statement(sqlite3* db, const char* sql, bool persistent) : db_(db) {
+    const unsigned flags = persistent ? SQLITE_PREPARE_PERSISTENT : 0;
+    int rc = sqlite3_prepare_v3(db, sql, -1, flags, &stmt_, nullptr);
+    if (rc != SQLITE_OK)
+      throw sqlite_error(rc, std::string("prepare: ") + sqlite3_errmsg(db) + ": " + sql);
+  }
+  ~statement() { sqlite3_finalize(stmt_); }
+  statement(const statement&) = delete;
+  statement& operator=(const statement&) = delete;
+
+  statement& bind(int i, std::int64_t v) {
+    check(sqlite3_bind_int64(stmt_, i, v));
+    return *this;
+  }
+  statement& bind(int i, std::string_view v) {
+    check(sqlite3_bind_text(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT));
+    return *this;
+  }
+  /// True while a row is available.
+  bool step() {
+    int rc = sqlite3_step(stmt_);
+    if (rc == SQLITE_ROW)
+      return true;
+    if (rc == SQLITE_DONE)
+      return false;
+    throw sqlite_error(sqlite3_extended_errcode(db_), sqlite3_errmsg(db_));
+  }
+  void run() {
+    while (step()) {
+    }
+  }
+  void reset() {
+    sqlite3_reset(stmt_);
+    sqlite3_clear_bindings(stmt_);
+  }
+  std::int64_t i64(int col) const { return sqlite3_column_int64(stmt_, col); }
+  std::string_view text(int col) const {
+    auto p = sqlite3_column_text(stmt_, col);
+    if (p == nullptr)
+      return {};
+    return {reinterpret_cast<const char*>(p),
+            static_cast<std::size_t>(sqlite3_column_bytes(stmt_, col))};
+  }
+  bool is_null(int col) const { return sqlite3_column_type(stmt_, col) == SQLITE_NULL; }
+
+private:
+  void check(int rc) {
+    if (rc != SQLITE_OK)
+      throw sqlite_error(rc, sqlite3_errmsg(db_));
+  }
+  sqlite3* db_;
+  sqlite3_stmt* stmt_ = nullptr;
+};
+
+/// Resets a statement when the scope ends, whatever happened.
+struct reset_guard {
+  statement& s;
+  ~reset_guard() { s.reset(); }
+};
+
+/// One connection with its cached statements (keyed by the SQL literal).
+class connection {
+public:
+  connection(const std::string& path, bool create, std::chrono::milliseconds busy) {
+    int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | (create ? SQLITE_OPEN_CREATE : 0);
+    int rc = sqlite3_open_v2(path.c_str(), &db_, flags, nullptr);
+    if (rc != SQLITE_OK) {
+      std::string msg = db_ ? sqlite3_errmsg(db_) : sqlite3_errstr(rc);
+      sqlite3_close(db_);
+      db_ = nullptr;
+      throw sqlite_error(rc, "cannot open " + path + ": " + msg);
+    }
+    sqlite3_extended_result_codes(db_, 1);
+    sqlite3_busy_timeout(db_, static_cast<int>(busy.count()));
+  }
+  ~connection() {
+    cache_.clear();
+    sqlite3_close(db_);
+  }
+  connection(const connection&) = delete;
+  connection& operator=(const connection&) = delete;
+
+  sqlite3* get() const { return db_; }
+
+  void exec(const char* sql) {
+    char* err = nullptr;
+    int rc = sqlite3_exec(db_, sql, nullptr, nullptr, &err);
+    if (rc != SQLITE_OK) {
+      std::string msg = err ? err : sqlite3_errstr(rc);
+      sqlite3_free(err);
+      throw sqlite_error(sqlite3_extended_errcode(db_), msg + " (" + sql + ")");
+    }
+  }
+  void exec(const std::string& sql) { exec(sql.c_str()); }
+
+  /// The cached statement for a string literal.
+  statement& prepare(const char* sql) {
+    auto it = cache_.find(sql);
+    if (it == cache_.end())
+      it = cache_.emplace(sql, std::make_unique<statement>(db_, sql, true)).first;
+    return *it->second;
+  }
+
+  std::int64_t scalar(const char* sql) {
+    auto& s = prepare(sql);
+    reset_guard g{s};
+    return s.step() ? s.i64(0) : 0;
+  }
+
+private:
+  sqlite3* db_ = nullptr;
+  std::map<const char*, std::unique_ptr<statement>> cache_;
+};
+
+/// Errors after which the whole transaction is gone or the disk is unusable:
+/// every change of the batch fails. Others (constraints) fail one change.
+bool is_fatal(int code) {
+  switch (code & 0xff) {
+    case SQLITE_FULL:
+    case SQLITE_IOERR:
+    case SQLITE_READONLY:
+    case SQLITE_NOMEM:
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+    case SQLITE_CORRUPT:
+    case SQLITE_CANTOPEN:
+    case SQLITE_NOTADB:
+    case SQLITE_PROTOCOL:
+      return true;
+    default:
+      return false;
+  }
+}
+
+log::rate_limiter write_error_limiter{5, std::chrono::seconds{10}};
+
+std::int64_t i64(std::uint64_t v) {
+  return static_cast<std::int64_t>(v);
+}
+
+const generated_sql& q() {
+  return sql(dialect::sqlite);
+}
+
+class sqlite_backend final : public backend {
+private:
+  /// Runs `fn` on a reader connection (round robin; waits if all are busy).
+  template <class F>
+  auto with_reader(F&& fn) {
+    auto& r = *readers_[next_reader_.fetch_add(1, std::memory_order_relaxed) % readers_.size()];
+    std::lock_guard g{r.mtx};
+    return fn(*r.conn);
+  }
+
+public:
+  sqlite_backend(const store_config& cfg) : cfg_(cfg), name_("sqlite " + cfg.path) {}
+
+  void open() {
+    writer_ = std::make_unique<connection>(cfg_.path, true, cfg_.busy_timeout);
+    writer_->exec("PRAGMA journal_mode=WAL");
+    writer_->exec(cfg_.synchronous_full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL");
+    writer_->exec("PRAGMA foreign_keys=OFF");
+    migrate();
+    for (std::size_t i = 0; i < std::max<std::size_t>(1, cfg_.readers); ++i) {
+      auto r = std::make_unique<reader>();
+      r->conn = std::make_unique<connection>(cfg_.path, false, cfg_.busy_timeout);
+      r->conn->exec("PRAGMA query_only=1");
+      readers_.push_back(std::move(r));
+    }
+  }
+
+  const std::string& describe() const override { return name_; }
+
+  // -- Writer ---------------------------------------------------------------------
+
+  batch_result commit(std::span<const change* const> batch, std::vector<bool>& ok,
+                      const fence_fn& fence) override {
+    batch_result r;
+    auto result = attempt(batch, ok, false, fence, r.error);
+    if (result == attempt_result::needs_savepoints)
+      result = attempt(batch, ok, true, fence, r.error);
+    r.committed = result == attempt_result::committed;
+    return r;
+  }
+
+  bool ping() override { return true; }
+  bool reconnect(std::string&) override { return true; }
+  bool needs_probe() const override { return false; }
+
+  void exec_for_testing(const std::string& sql) override { writer_->exec(sql); }
+
+  // -- Readers ----------------------------------------------------------------------
+
+  std::uint64_t max_order_id() override {
+    return static_cast<std::uint64_t>(writer_->scalar(q().max_order_id.c_str()));
+  }
+
+  std::optional<lock::sim_record> get_sim(const std::string& iccid) override {
+    return with_reader([&](connection& c) -> std::optional<lock::sim_record> {
+      auto& s = c.prepare(q().select_sim.c_str());
+      reset_guard g{s};
+      s.bind(1, iccid);
+      if (!s.step())
+        return std::nullopt;
+      auto r = read_sim(s);
+      add_imsis(c, r);
+      return r;
+    });
+  }
+
+  std::vector<lock::sim_record> list_sims(const lock::sim_filter& filter, const std::string& cursor,
+                                          std::size_t limit) override {
+    std::vector<param> params;
+    auto text = list_sims_query(dialect::sqlite, filter, params, cursor, limit);
+    return with_reader([&](connection& c) {
+      std::vector<lock::sim_record> out;
+      statement s{c.get(), text.c_str(), false};
+      for (std::size_t i = 0; i < params.size(); ++i) {
+        if (params[i].is_text)
+          s.bind(static_cast<int>(i + 1), std::string_view{params[i].text});
+        else
+          s.bind(static_cast<int>(i + 1), params[i].integer);
+      }
+      while (s.step())
+        out.push_back(read_sim(s));
+      for (auto& r : out)
+        add_imsis(c, r);
+      return out;
+    });
+  }
+
+  std::optional<orders::order> get_order(std::uint64_t id) override {
+    return with_reader([&](connection& c) -> std::optional<orders::order> {
+      auto& s = c.prepare(q().get_order.c_str());
+      reset_guard g{s};
+      s.bind(1, i64(id));
+      if (!s.step())
+        return std::nullopt;
+      return read_order(s);
+    });
+  }
+
+  std::vector<orders::order> list_orders(const std::string& iccid) override {
+    return with_reader([&](connection& c) {
+      std::vector<orders::order> out;
+      auto& s = c.prepare(q().orders_of_sim.c_str());
+      reset_guard g{s};
+      s.bind(1, iccid);
+      while (s.step())
+        out.push_back(read_order(s));
+      return out;
+    });
+  }
+
+  std::vector<orders::order> open_orders() override {
+    return with_reader([&](connection& c) {
+      std::vector<orders::order> out;
+      auto& s = c.prepare(q().open_orders.c_str());
+      reset_guard g{s};
+      while (s.step())
+        out.push_back(read_order(s));
+      return out;
+    });
+  }
+
+  std::vector<audit_record> list_events(const std::string& iccid, std::size_t limit) override {
+    return with_reader([&](connection& c) {
+      std::vector<audit_record> out;
+      auto& s = c.prepare(q().list_events.c_str());
+      reset_guard g{s};
+      s.bind(1, iccid).bind(2, static_cast<std::int64_t>(limit));
+      while (s.step())
+        out.push_back(read_audit(s));
+      return out;
+    });
+  }
+
+  std::optional<std::string> iccid_of(std::uint64_t imsi) override {
+    return with_reader([&](connection& c) -> std::optional<std::string> {
+      auto& s = c.prepare(q().iccid_of.c_str());
+      reset_guard g{s};
+      s.bind(1, i64(imsi));
+      if (!s.step())
+        return std::nullopt;
+      return std::string(s.text(0));
+    });
+  }
+
+  std::uint64_t count_sims() override {
+    return with_reader(
+        [](connection& c) { return static_cast<std::uint64_t>(c.scalar(q().count_sims.c_str())); });
+  }
+
+  void load_inventory(const std::function<void(const inventory_row&)>& fn) override {
+    with_reader([&](connection& c) {
+      // One pass over sims joined with their IMSIs, grouped by ICCID.
+      statement s{c.get(), q().load_inventory.c_str(), false};
+      constexpr int imsi_column = static_cast<int>(sim_column_count);
+      lock::sim_record sim;
+      bool have = false;
+      auto emit = [&] {
+        if (have)
+          fn(inventory_row{sim.iccid, sim.network, sim.imsis, sim.state});
+      };
+      while (s.step()) {
+        auto id = s.text(0);
+        if (!have || id != sim.iccid) {
+          emit();
+          sim = read_sim(s);
+          have = true;
+        }
+        if (!s.is_null(imsi_column))
+          sim.imsis.push_back(static_cast<std::uint64_t>(s.i64(imsi_column)));
+      }
+      emit();
+    });
+  }
+
+private:
+  void migrate() {
+    auto version = static_cast<int>(writer_->scalar("PRAGMA user_version"));
+    if (version > store::schema_version)
+      throw std::runtime_error(cfg_.path + ": schema version " + std::to_string(version) +
+                               " is newer than this daemon's " +
+                               std::to_string(store::schema_version));
+    for (int v = version; v < store::schema_version; ++v) {
+      writer_->exec("BEGIN IMMEDIATE");
+      try {
+        writer_->exec(migrations[v]);
+        writer_->exec("PRAGMA user_version=" + std::to_string(v + 1));
+        writer_->exec("COMMIT");
+      } catch (...) {
+        writer_->exec("ROLLBACK");
+        throw;
+      }
+      log::notice("store.migrated", {{"path", cfg_.path}, {"to_version", v + 1}});
+    }
+  }
+
+  static void add_imsis(connection& c, lock::sim_record& r) {
+    auto& im = c.prepare(q().imsis_of_sim.c_str());
+    reset_guard g{im};
+    im.bind(1, r.iccid);
+    while (im.step())
+      r.imsis.push_back(static_cast<std::uint64_t>(im.i64(0)));
+  }
+
+  /// Runs one cached statement that returns no rows.
+  void run(const char* sql) {
+    auto& st = writer_->prepare(sql);
+    reset_guard g{st};
+    st.run();
+  }
+
+  enum class attempt_result { committed, needs_savepoints, failed };
+
+  /// One try at committing `batch`. Without savepoints (the fast path) any
+  /// constraint error undoes the batch and asks for the careful path; with
+  /// them, a change that violates a constraint is dropped alone.
+  attempt_result attempt(std::span<const change* const> batch, std::vector<bool>& ok,
+                         bool savepoints, const fence_fn& fence, std::string& error) {
+    try {
+      run("BEGIN IMMEDIATE");
+      for (std::size_t i = 0; i < batch.size(); ++i) {
+        if (savepoints)
+          run("SAVEPOINT c");
+        try {
+          apply(*batch[i]);
+        } catch (const sqlite_error& e) {
+          if (is_fatal(e.code) || sqlite3_get_autocommit(writer_->get()))
+            throw;
+          if (!savepoints) {
+            run("ROLLBACK");
+            return attempt_result::needs_savepoints;
+          }
+          run("ROLLBACK TO c");
+          ok[i] = false;
+          log::write_limited(write_error_limiter, log::level::warning, "store.change_rejected",
+                             {{"error", e.what()}});
+        }
+        if (savepoints)
+          run("RELEASE c");
+      }
+      if (fence &&
+          !fence(batch, [this](const std::string& sql, const std::vector<std::string>& params) {
+            return query(sql, params);
+          })) {
+        error = "the fencing check vetoed the commit";
+        run("ROLLBACK");
+        return attempt_result::failed;
+      }
+      run("COMMIT");
+      return attempt_result::committed;
+    } catch (const std::exception& e) {
+      error = e.what();
+      if (!sqlite3_get_autocommit(writer_->get())) {
+        char* err = nullptr;
+        sqlite3_exec(writer_->get(), "ROLLBACK", nullptr, nullptr, &err);
+        sqlite3_free(err);
+      }
+      return attempt_result::failed;
+    }
+  }
+
+  /// The fence's query, on the writer connection inside the transaction.
+  std::optional<std::string> query(const std::string& sql, const std::vector<std::string>& params) {
+    statement s{writer_->get(), sql.c_str(), false};
+    for (std::size_t i = 0; i < params.size(); ++i)
+      s.bind(static_cast<int>(i + 1), std::string_view{params[i]});
+    if (!s.step())
+      return std::nullopt;
+    return std::string(s.text(0));
+  }
+
+  void apply(const change& c) {
+    for (auto& s : c.sims) {
+      auto& up = writer_->prepare(q().upsert_sim.c_str());
+      {
+        reset_guard g{up};
+        bind_sim(up, s);
+        up.run();
+      }
+      auto& del = writer_->prepare(q().delete_imsis.c_str());
+      {
+        reset_guard g{del};
+        del.bind(1, s.iccid).run();
+      }
+      auto& ins = writer_->prepare(q().insert_imsi.c_str());
+      for (auto imsi : s.imsis) {
+        reset_guard g{ins};
+        ins.bind(1, i64(imsi)).bind(2, s.iccid).run();
+      }
+    }
+    for (auto& u : c.states) {
+      auto& st = writer_->prepare(q().update_state.c_str());
+      reset_guard g{st};
+      st.bind(1, u.iccid);
+      bind_fields(st, 2, lock::sim_state_fields, u.state);
+      st.run();
+      if (sqlite3_changes(writer_->get()) != 1)
+        throw sqlite_error(SQLITE_NOTFOUND, "state update for unknown SIM " + u.iccid);
+    }
+    for (auto& o : c.orders) {
+      auto& st = writer_->prepare(q().upsert_order.c_str());
+      reset_guard g{st};
+      bind_fields(st, 1, orders::order_fields, o);
+      st.run();
+    }
+    for (auto& a : c.audits) {
+      auto& st = writer_->prepare(q().insert_audit.c_str());
+      reset_guard g{st};
+      bind_audit(st, a);
+      st.run();
+    }
+  }
+
+  struct reader {
+    std::mutex mtx;
+    std::unique_ptr<connection> conn;
+  };
+
+  store_config cfg_;
+  std::string name_;
+  std::unique_ptr<connection> writer_;
+  std::vector<std::unique_ptr<reader>> readers_;
+  std::atomic<std::size_t> next_reader_{0};
+};
+
+} // namespace
+
+std::unique_ptr<backend> open_sqlite(const store_config& cfg, stats&) {
+  auto b = std::make_unique<sqlite_backend>(cfg);
+  try {
+    b->open();
+  } catch (const sqlite_error& e) {
+    throw std::runtime_error(cfg.path + ": " + e.what());
+  }
+  return b;
+}
+
+} // namespace imeilock::store::detail
