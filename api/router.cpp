@@ -3,6 +3,7 @@
 #include "api/assets.hpp"
 #include "api/json_views.hpp"
 #include "api/validate.hpp"
+#include "common/error.hpp"
 #include "common/fault.hpp"
 
 #include <nlohmann/json.hpp>
@@ -555,6 +556,11 @@ void router::handle(request req, respond_fn done) {
   }
   try {
     found->fn(c);
+  } catch (const unavailable_error&) {
+    // The store's database cannot be reached (a PostgreSQL outage; the store
+    // logged it once): retry shortly, or another node.
+    c->reply(
+        service_error(ec::store_failed, "the store's database cannot be reached: retry shortly"));
   } catch (...) {
     // A bug or a store that cannot be read: answer, count, keep serving.
     report_current_exception(fault_site::api_request);

@@ -95,6 +95,9 @@ struct daemon::impl {
 
   asio::signal_set signals{control};
   asio::steady_timer watchdog_timer{control};
+  /// Follows the store's connection into /readyz (a PostgreSQL outage).
+  asio::steady_timer readiness_timer{control};
+  bool store_ready = true;
   /// Set by the probe posted to the io threads, cleared at each watchdog tick.
   std::atomic<bool> io_alive{true};
   bool stopping = false;
@@ -227,6 +230,7 @@ struct daemon::impl {
     signals.add(SIGHUP);
     arm_signals();
     arm_watchdog();
+    arm_readiness();
     run_guarded(fault_site::control, [this] { control.run(); });
   }
 
@@ -263,6 +267,28 @@ struct daemon::impl {
     });
   }
 
+  /// /readyz follows the store: not ready while its database cannot be
+  /// reached (the store logs the change and reconnects by itself).
+  void arm_readiness() {
+    if (stopping)
+      return;
+    readiness_timer.expires_after(std::chrono::milliseconds{200});
+    readiness_timer.async_wait([this](const boost::system::error_code& ec) {
+      if (ec || stopping)
+        return;
+      bool connected = layer->db().counters().connected.load();
+      if (connected != store_ready) {
+        store_ready = connected;
+        api->set_ready(connected);
+        if (connected)
+          service_manager::ready(summary());
+        else
+          service_manager::status("not ready: the store's database cannot be reached");
+      }
+      arm_readiness();
+    });
+  }
+
   /// SIGHUP: everything that can change at run time; an invalid file changes nothing.
   void reload() {
     if (config_file.empty()) {
@@ -296,6 +322,11 @@ struct daemon::impl {
       return paths;
     if (next.sim_layer.store.path != cfg.sim_layer.store.path)
       log::warning("daemon.reload_needs_restart", {{"section", "sim_layer.store.path"}});
+    if (next.sim_layer.store.backend != cfg.sim_layer.store.backend ||
+        next.sim_layer.store.postgresql.conninfo != cfg.sim_layer.store.postgresql.conninfo ||
+        next.sim_layer.store.postgresql.conninfo_file !=
+            cfg.sim_layer.store.postgresql.conninfo_file)
+      log::warning("daemon.reload_needs_restart", {{"section", "sim_layer.store"}});
     // Validate what the components check themselves before touching anything.
     if (radius) {
       if (auto applied = radius->reload(next.radius); !applied)
@@ -340,6 +371,7 @@ struct daemon::impl {
     service_manager::stopping("stopping: finishing in-flight work");
     signals.cancel();
     watchdog_timer.cancel();
+    readiness_timer.cancel();
     // A stop that hangs must not hang forever: systemd would SIGKILL us, but
     // a bounded exit with a clear log line is better.
     std::thread([timeout = cfg.process.shutdown_timeout] {

@@ -134,3 +134,31 @@ TEST_CASE("runtime paths: a state directory that cannot be created is a file err
   CHECK(r.error() == sys_ec::file_failed);
   CHECK(r.error().message().find("cannot create the state directory /proc/imeilockd") == 0);
 }
+
+TEST_CASE("sim_layer.store.backend: sqlite by default, postgresql with exactly one connection "
+          "string source") {
+  auto defaults = daemon::load_config_text("{}").value();
+  CHECK(defaults.sim_layer.store.backend == store::backend_kind::sqlite);
+  CHECK(defaults.sim_layer.store.postgresql.conninfo.empty());
+
+  auto pg =
+      daemon::load_config_text("sim_layer:\n  store:\n    backend: postgresql\n"
+                               "    postgresql:\n      conninfo: \"host=/run/pg dbname=x\"\n");
+  REQUIRE(pg);
+  CHECK(pg->sim_layer.store.backend == store::backend_kind::postgresql);
+  CHECK(pg->sim_layer.store.postgresql.conninfo == "host=/run/pg dbname=x");
+
+  auto none = daemon::load_config_text("sim_layer:\n  store:\n    backend: postgresql\n");
+  REQUIRE_FALSE(none);
+  CHECK(none.error().describe().find("exactly one of conninfo and conninfo_file") !=
+        std::string::npos);
+  auto both = daemon::load_config_text(
+      "sim_layer:\n  store:\n    backend: postgresql\n    postgresql:\n      conninfo: a=b\n"
+      "      conninfo_file: /etc/x\n");
+  REQUIRE_FALSE(both);
+
+  auto unknown = daemon::load_config_text("sim_layer:\n  store:\n    backend: mysql\n");
+  REQUIRE_FALSE(unknown);
+  CHECK(unknown.error().where() == "sim_layer.store.backend");
+  CHECK(unknown.error().line() == 3);
+}
