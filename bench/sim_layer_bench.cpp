@@ -7,6 +7,11 @@
 //
 //   bench_sim_layer [--sims 1000000] [--seconds 3] [--actors 100000] [--workers 2]
 //                   [--submitters 2] [--dir /tmp]
+//                   [--backend sqlite|postgresql] [--conninfo "host=... dbname=..."]
+//
+// With --backend postgresql the store is the (empty) database of --conninfo;
+// bench/store_backends.sh runs both backends side by side on a temporary
+// PostgreSQL server.
 
 #include "actors/sim_layer.hpp"
 #include "lock/imei.hpp"
@@ -131,6 +136,8 @@ int main(int argc, char** argv) {
   std::size_t workers = 2;
   std::size_t submitters = 2;
   std::string dir = "/tmp";
+  std::string backend = "sqlite";
+  std::string conninfo;
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string k = argv[i];
     std::string v = argv[i + 1];
@@ -146,6 +153,10 @@ int main(int argc, char** argv) {
       submitters = std::stoul(v);
     else if (k == "--dir")
       dir = v;
+    else if (k == "--backend")
+      backend = v;
+    else if (k == "--conninfo")
+      conninfo = v;
   }
   live = std::min(live, sims);
   auto path = std::filesystem::path(dir) / ("imeilock-bench-" + std::to_string(getpid()) + ".db");
@@ -158,6 +169,13 @@ int main(int argc, char** argv) {
   prometheus::Registry registry;
   actors::sim_layer_config cfg;
   cfg.store.path = path.string();
+  if (backend == "postgresql") {
+    cfg.store.backend = store::backend_kind::postgresql;
+    cfg.store.postgresql.conninfo = conninfo;
+  } else if (backend != "sqlite") {
+    std::fprintf(stderr, "--backend: sqlite or postgresql\n");
+    return 2;
+  }
   cfg.shards = static_cast<std::uint32_t>(workers);
   cfg.max_in_flight = 1'000'000;
   cfg.max_queued_per_sim = 100'000;
@@ -173,6 +191,7 @@ int main(int argc, char** argv) {
       sims, workers, static_cast<std::size_t>(cfg.shards), submitters);
   {
     actors::sim_layer layer{sys, cfg, lock::eligibility_config{}, ocfg, registry, nullptr, io};
+    std::printf("store: %s\n", layer.db().describe().c_str());
 
     // The inventory: every SIM active, lock off, last seen = device(sim).
     auto t0 = clk::now();
