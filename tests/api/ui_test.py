@@ -124,21 +124,18 @@ def text(dt, element_id):
     return dt.js(f"document.getElementById('{element_id}').textContent")
 
 
-def main():
-    daemon_bin, screenshot = sys.argv[1], sys.argv[2]
-    chromium = sys.argv[3] if len(sys.argv) > 3 else (shutil.which("chromium") or "/usr/bin/chromium")
-    daemon = subprocess.Popen([daemon_bin], stdout=subprocess.PIPE, text=True)
-    profile = tempfile.mkdtemp(prefix="imeilock-ui-")
-    browser = None
+def start_chromium(chromium, profile):
+    """Headless Chromium with its DevTools on a free loopback port and
+    `profile` as its user data: (the process, a devtools session on its page
+    with Page events enabled). The process is stopped again if that fails."""
+    browser = subprocess.Popen(
+        [chromium, "--headless", "--no-sandbox", "--disable-gpu",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         "--no-first-run", "--disable-dev-shm-usage", "--remote-debugging-port=0",
+         "--remote-debugging-address=127.0.0.1", "--window-size=1200,1100",
+         f"--user-data-dir={profile}", "about:blank"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
-        url, token, iccid = daemon.stdout.readline().split()
-        browser = subprocess.Popen(
-            [chromium, "--headless", "--no-sandbox", "--disable-gpu",
-             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-             "--no-first-run", "--disable-dev-shm-usage", "--remote-debugging-port=0",
-             "--remote-debugging-address=127.0.0.1", "--window-size=1200,1100",
-             f"--user-data-dir={profile}", "about:blank"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         ws_browser = None
         deadline = time.time() + 60
         while time.time() < deadline and ws_browser is None:
@@ -156,6 +153,29 @@ def main():
             time.sleep(0.1)
         dt = devtools(pages[0]["webSocketDebuggerUrl"])
         dt.call("Page.enable")
+        return browser, dt
+    except BaseException:
+        stop_chromium(browser)
+        raise
+
+
+def stop_chromium(browser):
+    browser.terminate()
+    try:
+        browser.wait(10)
+    except subprocess.TimeoutExpired:
+        browser.kill()
+
+
+def main():
+    daemon_bin, screenshot = sys.argv[1], sys.argv[2]
+    chromium = sys.argv[3] if len(sys.argv) > 3 else (shutil.which("chromium") or "/usr/bin/chromium")
+    daemon = subprocess.Popen([daemon_bin], stdout=subprocess.PIPE, text=True)
+    profile = tempfile.mkdtemp(prefix="imeilock-ui-")
+    browser = None
+    try:
+        url, token, iccid = daemon.stdout.readline().split()
+        browser, dt = start_chromium(chromium, profile)
         dt.call("Emulation.setDeviceMetricsOverride", width=1200, height=1100,
                 deviceScaleFactor=1, mobile=False)
 
@@ -212,11 +232,7 @@ def main():
         return 0
     finally:
         if browser:
-            browser.terminate()
-            try:
-                browser.wait(10)
-            except subprocess.TimeoutExpired:
-                browser.kill()
+            stop_chromium(browser)
         daemon.terminate()
         daemon.wait(10)
         shutil.rmtree(profile, ignore_errors=True)

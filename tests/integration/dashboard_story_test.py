@@ -15,15 +15,11 @@ import http.server
 import importlib.util
 import json
 import os
-import re
 import shutil
 import socket
-import subprocess
 import sys
 import tempfile
 import threading
-import time
-import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -166,30 +162,7 @@ webhooks:
         # The operator in the dashboard.
         token = h.EXAMPLE_TOKEN
         url = f"http://127.0.0.1:{d.ports['api']}"
-        browser = subprocess.Popen(
-            [chromium, "--headless", "--no-sandbox", "--disable-gpu",
-             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-             "--no-first-run", "--disable-dev-shm-usage", "--remote-debugging-port=0",
-             "--remote-debugging-address=127.0.0.1", "--window-size=1200,1100",
-             f"--user-data-dir={profile}", "about:blank"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        ws_browser = None
-        deadline = time.time() + 60
-        while time.time() < deadline and ws_browser is None:
-            line = browser.stderr.readline()
-            if not line:
-                raise RuntimeError("chromium exited before DevTools was ready")
-            m = re.search(r"DevTools listening on (ws://\S+)", line)
-            if m:
-                ws_browser = m.group(1)
-        cdp_port = re.match(r"ws://[^:]+:(\d+)/", ws_browser).group(1)
-        pages = []
-        while not pages and time.time() < deadline:
-            with urllib.request.urlopen(f"http://127.0.0.1:{cdp_port}/json/list") as r:
-                pages = [t for t in json.load(r) if t["type"] == "page"]
-            time.sleep(0.1)
-        dt = ui.devtools(pages[0]["webSocketDebuggerUrl"])
-        dt.call("Page.enable")
+        browser, dt = ui.start_chromium(chromium, profile)
         dt.call("Page.navigate", url=url + "/ui")
         dt.wait("document.readyState === 'complete' && !!document.getElementById('token')",
                 "the page to load")
@@ -226,11 +199,7 @@ webhooks:
         return 0
     finally:
         if browser:
-            browser.terminate()
-            try:
-                browser.wait(10)
-            except subprocess.TimeoutExpired:
-                browser.kill()
+            ui.stop_chromium(browser)
         d.kill9()
         dae.running = False
         hooks.shutdown()
