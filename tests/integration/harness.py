@@ -261,6 +261,19 @@ def imei15(digits14):
     return digits14 + luhn_full(digits14)
 
 
+def iccid(n):
+    """The n-th test ICCID: 8944, n in 14 digits, the Luhn check digit."""
+    body = "8944" + f"{n:014d}"
+    return body + luhn_full(body)
+
+
+def check(cond, what):
+    """One assertion of a story test: raises with `what` or prints it as passed."""
+    if not cond:
+        raise AssertionError(what)
+    print(f"ok - {what}", flush=True)
+
+
 def random_iccid():
     body = "8944" + "".join(str(secrets.randbelow(10)) for _ in range(14))
     return body + luhn_full(body)

@@ -15,20 +15,10 @@ import sys
 
 sys.path.insert(0, os.path.dirname(__file__))
 import harness as h  # noqa: E402
+from harness import check, iccid  # noqa: E402
 
 SITES = ["io_thread", "control", "api_request", "sim_actor", "registry", "order_actor",
          "store_read", "listener"]
-
-
-def check(cond, what):
-    if not cond:
-        raise AssertionError(what)
-    print(f"ok - {what}")
-
-
-def iccid(n):
-    body = "8944" + f"{n:014d}"
-    return body + h.luhn_full(body)
 
 
 def imsi(n):

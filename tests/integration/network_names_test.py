@@ -12,6 +12,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(__file__))
 import harness as h  # noqa: E402
+from harness import check, iccid  # noqa: E402
 
 CONFIGURED = ["ee", "ee_big_data", "m2m_private", "multinet", "roamnet901"]
 NETWORKS = """
@@ -24,17 +25,6 @@ orders:
     m2m_private: {}
 """
 UNKNOWN = 1030  # more distinct names than the inventory index could ever hold (1024)
-
-
-def check(cond, what):
-    if not cond:
-        raise AssertionError(what)
-    print(f"ok - {what}")
-
-
-def iccid(n):
-    body = "8944" + f"{n:014d}"
-    return body + h.luhn_full(body)
 
 
 def imsi(n):
