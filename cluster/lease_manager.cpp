@@ -36,9 +36,11 @@ lease_manager::~lease_manager() {
 
 expected<void> lease_manager::start() {
   IMEILOCK_ASSERT(!thread_.joinable(), "start() once");
-  if (!ensure_connected())
-    return error{ec::database,
-                 std::string{"cannot connect to the cluster database: "} + PQerrorMessage(conn_)};
+  if (!ensure_connected()) {
+    auto why = connection_error(conn_);
+    disconnect();
+    return error{ec::database, "cannot connect to the cluster database: " + why};
+  }
   if (auto migrated = migrate(conn_, cfg_.shards); !migrated) {
     disconnect();
     return migrated.error();
@@ -119,6 +121,7 @@ void lease_manager::suspend_for_testing(bool suspended) {
   {
     std::lock_guard lock{mutex_};
     suspended_ = suspended;
+    round_now_ = !suspended;
   }
   wake_.notify_all();
 }
@@ -171,7 +174,8 @@ void lease_manager::run() {
       lock.lock();
     }
     // Asleep until the next round, a stop or a resume: no polling when idle.
-    wake_.wait_for(lock, pause, [&] { return stopping_; });
+    wake_.wait_for(lock, pause, [&] { return stopping_ || round_now_; });
+    round_now_ = false;
   }
 }
 
@@ -203,7 +207,7 @@ std::chrono::milliseconds lease_manager::round() {
     disconnect();
   };
   if (!ensure_connected()) {
-    database_failed(PQerrorMessage(conn_));
+    database_failed(connection_error(conn_));
     return cfg_.renew_interval;
   }
   if (!database_ok_)

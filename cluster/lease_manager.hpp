@@ -127,6 +127,7 @@ private:
   std::map<std::uint32_t, held_lease> held_;         ///< guarded by mutex_
   bool stopping_ = false;                            ///< guarded by mutex_
   bool suspended_ = false;                           ///< guarded by mutex_
+  bool round_now_ = false;                           ///< guarded by mutex_: skip the wait once
   std::chrono::steady_clock::time_point started_at_; ///< set by start()
   bool database_ok_ = true;                          ///< thread only: for logging state changes
   pg_conn* conn_ = nullptr;                          ///< thread only (and start/stop around it)

@@ -15,19 +15,23 @@ struct result_deleter {
 };
 using result_ptr = std::unique_ptr<PGresult, result_deleter>;
 
-/// The error of a failed statement: the server's message, else the connection's.
-error database_error(pg_conn* conn, const PGresult* r, std::string_view what) {
-  std::string message = r ? PQresultErrorMessage(r) : "";
-  if (message.empty())
-    message = PQerrorMessage(conn);
-  // libpq's messages span lines ("server closed the connection\n\tThis
-  // probably means..."): one line for the log.
+/// libpq's messages span lines ("server closed the connection\n\tThis
+/// probably means..."): one line for the log.
+std::string one_line(std::string message) {
   for (auto& c : message)
     if (c == '\n' || c == '\t')
       c = ' ';
   while (!message.empty() && message.back() == ' ')
     message.pop_back();
-  return error{ec::database, std::string{what} + ": " + message};
+  return message;
+}
+
+/// The error of a failed statement: the server's message, else the connection's.
+error database_error(pg_conn* conn, const PGresult* r, std::string_view what) {
+  std::string message = r ? PQresultErrorMessage(r) : "";
+  if (message.empty())
+    message = PQerrorMessage(conn);
+  return error{ec::database, std::string{what} + ": " + one_line(std::move(message))};
 }
 
 /// Runs `sql` with text parameters; the result, or the error naming `what`.
@@ -160,6 +164,10 @@ expected<void> in_transaction(pg_conn* conn, F&& f) {
 }
 
 } // namespace
+
+std::string connection_error(pg_conn* conn) {
+  return conn ? one_line(PQerrorMessage(conn)) : std::string{"no connection"};
+}
 
 expected<void> migrate(pg_conn* conn, std::uint32_t shards) {
   return in_transaction(conn, [&]() -> expected<void> {

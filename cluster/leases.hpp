@@ -102,6 +102,9 @@ struct node_row {
   bool live = false; ///< its heartbeat has not expired
 };
 
+/// The connection's last error (libpq's PQerrorMessage) on one line, for logs.
+std::string connection_error(pg_conn* conn);
+
 /// Creates or upgrades the cluster tables (under an advisory lock: nodes
 /// starting together migrate once), records the shard count on first use,
 /// and makes sure every shard has a lease row. ec::mismatch when the

@@ -312,6 +312,8 @@ TEST_CASE("a node configured with another shard count refuses to start") {
   auto unreachable = down.start();
   REQUIRE_FALSE(unreachable);
   CHECK(unreachable.error().is(cluster::ec::database));
+  CHECK_THAT(unreachable.error().message(), Catch::Contains("no_such_database"));
+  CHECK(unreachable.error().message().find('\n') == std::string::npos); // one log line
 }
 
 TEST_CASE("a renewal that fails on the database drops every lease, and the node claims them "
