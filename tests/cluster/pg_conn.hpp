@@ -1,7 +1,7 @@
 #pragma once
 // A libpq connection for the cluster tests, closed at scope end.
 
-#include "tests/cluster/pg_server.hpp"
+#include "tests/support/postgres.hpp"
 
 #include <libpq-fe.h>
 
