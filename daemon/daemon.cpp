@@ -126,6 +126,12 @@ struct daemon::impl {
         "daemon.starting",
         {{"version", metrics::version_string()},
          {"config", config_file.empty() ? std::string{"(embedded defaults)"} : config_file}});
+    if (cfg.cluster.enabled)
+      // The coordination core exists (cluster/); serving by shard does not yet.
+      log::warning("cluster.not_yet_used",
+                   {{"node", cfg.cluster.node_id},
+                    {"detail", "cluster.enabled is read but this version serves every SIM as a "
+                               "single node (docs/cluster.md, What comes next)"}});
 
     metrics = std::make_unique<metrics::metrics_server>(cfg.metrics);
     if (auto started = metrics->start(); !started)

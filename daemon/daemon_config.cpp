@@ -56,6 +56,10 @@ daemon_config read_all(config::section root) {
   check("radius", cfg.radius.validate());
   check("diameter", cfg.diameter.validate());
   check("orders", cfg.orders.validate());
+  // The nodes of a cluster share one PostgreSQL database (docs/cluster.md).
+  if (cfg.cluster.enabled && cfg.sim_layer.store.backend != store::backend_kind::postgresql)
+    throw config::error{"cluster.enabled", root.child("cluster").line("enabled"),
+                        "needs sim_layer.store.backend: postgresql (the nodes share its database)"};
   return cfg;
 }
 

@@ -98,6 +98,21 @@ TEST_CASE("an unknown top-level section is rejected with its line") {
   CHECK(r.error().describe() == "line 3: radiuss: unknown key");
 }
 
+TEST_CASE("a cluster needs the PostgreSQL store: the error names cluster.enabled and its line") {
+  auto sqlite = daemon::load_config_text("cluster:\n  enabled: true\n  node_id: a\n");
+  REQUIRE_FALSE(sqlite);
+  CHECK(sqlite.error().describe() ==
+        "line 2: cluster.enabled: needs sim_layer.store.backend: postgresql (the nodes share "
+        "its database)");
+  auto postgresql = daemon::load_config_text(
+      "cluster:\n  enabled: true\n  node_id: a\nsim_layer:\n  store:\n    backend: postgresql\n"
+      "    postgresql:\n      conninfo: \"host=/run/postgresql dbname=imeilock\"\n");
+  INFO((postgresql ? std::string{} : postgresql.error().describe()));
+  REQUIRE(postgresql);
+  CHECK(postgresql->cluster.enabled);
+  CHECK(postgresql->cluster.node_id == "a");
+}
+
 TEST_CASE("log_level must be one of the documented names") {
   auto r = daemon::load_config_text("daemon:\n  log_level: loud\n");
   REQUIRE_FALSE(r);
