@@ -130,6 +130,8 @@ rate drive(actors::sim_layer& layer, std::size_t threads, std::chrono::seconds d
 } // namespace
 
 int main(int argc, char** argv) {
+  // Line by line: the figures must reach a pipe even if the teardown fails.
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);
   std::size_t sims = 1'000'000;
   std::size_t seconds = 3;
   std::size_t live = 100'000;
