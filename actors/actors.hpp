@@ -59,6 +59,13 @@ struct sim_observation {
   std::shared_ptr<lock::outcome> decided{};
 };
 
+/// Observations of one front-end read batch for the SIMs of one shard
+/// (sim_layer::submit_many): one message instead of one per observation, each
+/// handled as a sim_observation of its own, in order.
+struct sim_observation_batch {
+  std::vector<sim_observation> items;
+};
+
 /// An operator order for a SIM (API place_order).
 struct sim_order {
   sim_id sim = no_sim;
@@ -159,6 +166,8 @@ using sim_actor = caf::typed_actor<
 using registry_actor = caf::typed_actor<
     // An observation for one of this shard's SIMs.
     caf::reacts_to<sim_observation>,
+    // Several observations for this shard (one front-end read batch), each as above.
+    caf::reacts_to<sim_observation_batch>,
     // An operator order for one of this shard's SIMs.
     caf::reacts_to<sim_order>,
     // An identity upsert for one of this shard's SIMs (adds the row if new).
@@ -194,6 +203,7 @@ using order_actor = caf::typed_actor<
 } // namespace imeilock::actors
 
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(imeilock::actors::sim_observation)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(imeilock::actors::sim_observation_batch)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(imeilock::actors::sim_order)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(imeilock::actors::sim_upsert_msg)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(imeilock::actors::sim_order_outcome)

@@ -69,7 +69,8 @@ struct layer_context {
   /// deliver them from the test thread.
   std::function<void(const sim_actor&, bool ok)> deliver_commit;
 
-  registry_actor shard_of(sim_id id) const { return shards[id % shards.size()]; }
+  std::size_t shard_index(sim_id id) const { return id % shards.size(); }
+  registry_actor shard_of(sim_id id) const { return shards[shard_index(id)]; }
   std::uint32_t local_index(sim_id id) const {
     return static_cast<std::uint32_t>(id / shards.size());
   }

@@ -63,6 +63,12 @@ enum class ack : std::uint8_t {
 
 using ack_fn = std::function<void(ack)>;
 
+/// One observation with its acknowledgement, for observation_sink::submit_many.
+struct submission {
+  observation obs;
+  ack_fn done;
+};
+
 /// Front-ends -> SIM layer.
 class observation_sink {
 public:
@@ -70,6 +76,15 @@ public:
   /// Hands over one observation without blocking; `done` runs exactly once,
   /// after any resulting change is committed to the store.
   virtual void submit(observation obs, ack_fn done) = 0;
+  /// Hands over several at once (a front-end's read batch), as submit() on
+  /// each in order would; leaves `batch` empty, its capacity kept for the
+  /// caller's next batch. The SIM layer sends one message per shard for the
+  /// whole batch instead of one per observation (issue 12).
+  virtual void submit_many(std::vector<submission>& batch) {
+    for (auto& s : batch)
+      submit(std::move(s.obs), std::move(s.done));
+    batch.clear();
+  }
 };
 
 // -- Operator side -----------------------------------------------------------

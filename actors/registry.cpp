@@ -83,6 +83,30 @@ void forward(registry_pointer self, Msg&& m) {
   self->send(a.hdl, sim_work{std::forward<Msg>(m)});
 }
 
+/// An observation for one of this shard's SIMs.
+void observe(registry_pointer self, sim_observation& m) {
+  auto& st = self->state;
+  auto it = st.actors.find(st.ctx->local_index(m.sim));
+  if (it == st.actors.end() || !it->second.busy) {
+    // Nothing in flight: the row is the state. The common case.
+    const lock::observed ev{m.obs.imei};
+    if (!lock::is_lock_event(ev)) {
+      m.done(ack::ok); // R2/R3
+      return;
+    }
+    auto& row = row_of(self, m.sim);
+    if (m.obs.at_ms == 0)
+      m.obs.at_ms = st.ctx->clock();
+    auto out = lock::apply(st.ctx->inv->policy(row.network), row.state, ev, m.obs.at_ms);
+    if (!out.changed && out.effects.empty()) {
+      m.done(ack::ok);
+      return;
+    }
+    m.decided = std::make_shared<lock::outcome>(std::move(out)); // carried out as decided
+  }
+  forward(self, std::move(m));
+}
+
 registry_actor::behavior_type registry_behavior(registry_pointer self, layer_context* ctx,
                                                 std::uint32_t index) {
   auto& s = self->state;
@@ -93,31 +117,13 @@ registry_actor::behavior_type registry_behavior(registry_pointer self, layer_con
   auto sweep_every = std::max<std::chrono::milliseconds>(ctx->cfg.passivate_after / 4, 50ms);
   self->delayed_send(self, sweep_every, sweep_atom::value);
   self->set_exception_handler(last_resort<fault_site::registry>);
+  auto observe_one = guard(fault_site::registry, [self](sim_observation& m) { observe(self, m); });
   return {
+      observe_one,
       guard(fault_site::registry,
-            [self](sim_observation& m) {
-              auto& st = self->state;
-              auto it = st.actors.find(st.ctx->local_index(m.sim));
-              if (it == st.actors.end() || !it->second.busy) {
-                // Nothing in flight: the row is the state. The common case.
-                const lock::observed ev{m.obs.imei};
-                if (!lock::is_lock_event(ev)) {
-                  m.done(ack::ok); // R2/R3
-                  return;
-                }
-                auto& row = row_of(self, m.sim);
-                if (m.obs.at_ms == 0)
-                  m.obs.at_ms = st.ctx->clock();
-                auto out =
-                    lock::apply(st.ctx->inv->policy(row.network), row.state, ev, m.obs.at_ms);
-                if (!out.changed && out.effects.empty()) {
-                  m.done(ack::ok);
-                  return;
-                }
-                m.decided =
-                    std::make_shared<lock::outcome>(std::move(out)); // carried out as decided
-              }
-              forward(self, std::move(m));
+            [observe_one](sim_observation_batch& b) {
+              for (auto& m : b.items)
+                observe_one(m); // guarded each: one failing leaves the others answered
             }),
       guard(fault_site::registry, [self](sim_order& m) { forward(self, std::move(m)); }),
       guard(fault_site::registry,

@@ -277,12 +277,12 @@ std::uint64_t sim_layer::sims_on_unconfigured_networks() const {
   return impl_->unconfigured_sims.load();
 }
 
-void sim_layer::submit(observation obs, ack_fn done) {
+bool sim_layer::admit(observation& obs, ack_fn& done, sim_id& sim) {
   auto& d = *impl_;
   if (!d.running.load(std::memory_order_relaxed)) {
     d.metrics.count(ack::shutting_down);
     done(ack::shutting_down);
-    return;
+    return false;
   }
   // R2: a malformed IMEI is counted here; the rules treat it as absent
   // (lock::is_lock_event).
@@ -291,25 +291,54 @@ void sim_layer::submit(observation obs, ack_fn done) {
     log::write_limited(malformed_limiter, log::level::info, "sim.malformed_imei",
                        {{"imsi", obs.imsi}, {"peer", obs.peer}});
   }
-  auto id = d.inv->by_imsi(obs.imsi);
-  if (id == no_sim) { // R15
+  sim = d.inv->by_imsi(obs.imsi);
+  if (sim == no_sim) { // R15
     d.metrics.unknown_imsis->Increment();
     d.metrics.count(ack::unknown_sim);
     done(ack::unknown_sim);
-    return;
+    return false;
   }
   if (d.in_flight.fetch_add(1, std::memory_order_relaxed) >= d.ctx.cfg.max_in_flight) {
     d.in_flight.fetch_sub(1, std::memory_order_relaxed);
     d.metrics.count(ack::overloaded);
     done(ack::overloaded);
-    return;
+    return false;
   }
-  ack_fn wrapped = [&d, done = std::move(done)](ack a) {
+  done = [&d, done = std::move(done)](ack a) {
     d.metrics.count(a);
     d.in_flight.fetch_sub(1, std::memory_order_relaxed);
     done(a);
   };
-  caf::anon_send(d.ctx.shard_of(id), sim_observation{id, std::move(obs), std::move(wrapped)});
+  return true;
+}
+
+void sim_layer::submit(observation obs, ack_fn done) {
+  sim_id id = no_sim;
+  if (admit(obs, done, id))
+    caf::anon_send(impl_->ctx.shard_of(id), sim_observation{id, std::move(obs), std::move(done)});
+}
+
+void sim_layer::submit_many(std::vector<submission>& batch) {
+  auto& d = *impl_;
+  // Grouped by shard in arrival order (a SIM's observations stay in order: one
+  // SIM, one shard), one message per shard: the per-message cost of CAF (a
+  // mailbox element, a scheduling, a dispatch) is paid once per batch.
+  const std::size_t shards = d.ctx.shards.size();
+  std::vector<std::vector<sim_observation>> by_shard(shards);
+  for (auto& s : batch) {
+    sim_id id = no_sim;
+    if (admit(s.obs, s.done, id))
+      by_shard[d.ctx.shard_index(id)].push_back(
+          sim_observation{id, std::move(s.obs), std::move(s.done)});
+  }
+  batch.clear();
+  for (std::size_t i = 0; i < shards; ++i) {
+    auto& items = by_shard[i];
+    if (items.size() == 1)
+      caf::anon_send(d.ctx.shards[i], std::move(items.front()));
+    else if (!items.empty())
+      caf::anon_send(d.ctx.shards[i], sim_observation_batch{std::move(items)});
+  }
 }
 
 void sim_layer::upsert_sim(sim_upsert sim, std::function<void(write_result)> done) {

@@ -84,6 +84,8 @@ public:
 
   // observation_sink
   void submit(observation obs, ack_fn done) override;
+  /// One registry message per shard for the whole batch.
+  void submit_many(std::vector<submission>& batch) override;
 
   // sim_service
   void upsert_sim(sim_upsert sim, std::function<void(write_result)> done) override;
@@ -115,6 +117,11 @@ public:
 private:
   struct impl;
   std::unique_ptr<impl> impl_;
+
+  /// The checks of submit(): answers `done` at once (shutting down, unknown
+  /// SIM, overloaded) and returns false, or wraps `done` with the in-flight
+  /// accounting, sets `sim` and returns true: then the caller sends it on.
+  bool admit(observation& obs, ack_fn& done, std::uint32_t& sim);
 };
 
 } // namespace imeilock::actors

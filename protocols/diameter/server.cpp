@@ -22,6 +22,7 @@
 #include <chrono>
 #include <cstring>
 #include <list>
+#include <mutex>
 #include <random>
 #include <unordered_map>
 #include <unordered_set>
@@ -298,6 +299,38 @@ struct server_impl : std::enable_shared_from_this<server_impl> {
 
   void accept(tcp::acceptor& acc);
   void on_ack(const std::shared_ptr<pending_request>& p, actors::ack a);
+
+  /// Hands the ACR/CCRs read so far to the SIM layer (one call per read).
+  void submit_batch() {
+    if (!to_submit.empty())
+      sink.submit_many(to_submit);
+  }
+
+  /// The SIM layer's answer, from any thread: queued, and one post onto the
+  /// strand drains whatever is queued by then (a post per answer cost an
+  /// allocation and a wakeup each).
+  void deliver(std::shared_ptr<pending_request> p, actors::ack a) {
+    bool post;
+    {
+      std::lock_guard lock{acks_mutex};
+      acks_in.emplace_back(std::move(p), a);
+      post = !drain_posted;
+      drain_posted = true;
+    }
+    if (post)
+      asio::post(strand, [self = shared_from_this()] { self->drain_acks(); });
+  }
+
+  void drain_acks() {
+    {
+      std::lock_guard lock{acks_mutex};
+      acks_work.swap(acks_in);
+      drain_posted = false;
+    }
+    for (const auto& [p, a] : acks_work)
+      on_ack(p, a);
+    acks_work.clear();
+  }
   void finish_stop_if_done();
   void remove(connection* c);
 
@@ -310,6 +343,12 @@ struct server_impl : std::enable_shared_from_this<server_impl> {
   server_metrics metrics;
   answer_cache cache;
   std::unordered_set<std::uint64_t> in_flight;
+  std::vector<actors::submission> to_submit; ///< read, not yet handed to the sink
+  std::mutex acks_mutex;
+  std::vector<std::pair<std::shared_ptr<pending_request>, actors::ack>>
+      acks_in;               ///< answers from the SIM layer; guarded by acks_mutex
+  bool drain_posted = false; ///< guarded by acks_mutex
+  std::vector<std::pair<std::shared_ptr<pending_request>, actors::ack>> acks_work; ///< strand's
   std::vector<peer_entry> peers;
   std::vector<std::unique_ptr<tcp::acceptor>> acceptors;
   std::list<std::shared_ptr<connection>> conns;
@@ -398,6 +437,13 @@ struct connection : std::enable_shared_from_this<connection> {
   }
 
   void on_read(boost::system::error_code ec, std::size_t n) {
+    read_frames(ec, n);
+    // The ACR/CCRs of everything just read go to the SIM layer together
+    // (one message per shard), whichever way read_frames() left.
+    srv->submit_batch();
+  }
+
+  void read_frames(boost::system::error_code ec, std::size_t n) {
     if (state == conn_state::closed)
       return;
     if (ec) {
@@ -727,10 +773,10 @@ struct connection : std::enable_shared_from_this<connection> {
     srv->in_flight.insert(rec);
     srv->in_flight.insert(e2e);
     ++pending;
-    srv->sink.submit(std::move(obs), [s = srv, p](actors::ack a) {
-      // Called from any thread, possibly inside submit(): hop back onto our strand.
-      asio::post(s->strand, [s, p, a] { s->on_ack(p, a); });
-    });
+    // Acknowledged from any thread, possibly inside submit_many(): deliver()
+    // hops back onto our strand.
+    srv->to_submit.push_back(
+        {std::move(obs), [s = srv, p = std::move(p)](actors::ack a) { s->deliver(p, a); }});
   }
 
   void on_answered() {

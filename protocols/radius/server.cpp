@@ -200,10 +200,11 @@ struct outgoing {
   response_bytes data;
 };
 
-/// What the ack callback needs to answer one request.
+/// What answering one request needs once the SIM layer acknowledged it.
 struct request_ctx {
   peer_address from{};
   socklen_t from_len = 0;
+  std::size_t socket = 0; ///< index of the receiving socket: the answer leaves by it
   request_key key;
   std::uint64_t seq = 0; ///< the request's ticket in the response cache
   response_bytes response{};
@@ -238,8 +239,20 @@ struct worker : std::enable_shared_from_this<worker> {
   std::shared_ptr<const settings> cfg;
   std::uint64_t seen_generation = ~0ull;
   bool stopping = false;
-  bool flush_posted = false;
   std::atomic<std::int64_t> in_flight{0};
+
+  // Requests with the SIM layer, by slot: the ack callback carries the slot
+  // (small), not the context. Slots are reused through `free_slots`.
+  std::vector<request_ctx> pending;
+  std::vector<std::uint32_t> free_slots;
+  // The observations of one recvmmsg batch, handed to the sink together.
+  std::vector<actors::submission> to_submit;
+  // Acks from other threads, drained on this one by a single post per batch
+  // (a post per ack cost an allocation and a wakeup each).
+  std::mutex acks_mutex;
+  std::vector<std::pair<std::uint32_t, actors::ack>> acks_in;   ///< guarded by acks_mutex
+  bool drain_posted = false;                                    ///< guarded by acks_mutex
+  std::vector<std::pair<std::uint32_t, actors::ack>> acks_work; ///< this thread's
 
   response_cache<response_bytes> cache{0, {}}; ///< limits set from cfg by expire()
 
@@ -318,6 +331,7 @@ struct worker : std::enable_shared_from_this<worker> {
         on_datagram(s, bytes{buffers.data() + idx * recv_buffer_size, msgs[idx].msg_len}, truncated,
                     froms[idx], msgs[idx].msg_hdr.msg_namelen, now, now_ms);
       }
+      submit_batch();
       if (static_cast<std::size_t>(n) < batch_size)
         break;
     }
@@ -417,6 +431,7 @@ struct worker : std::enable_shared_from_this<worker> {
     request_ctx ctx;
     ctx.from = from;
     ctx.from_len = from_len;
+    ctx.socket = s;
     ctx.key = key;
     ctx.received = now;
     ctx.client = cm;
@@ -436,7 +451,7 @@ struct worker : std::enable_shared_from_this<worker> {
         m.no_imsi.Increment();
       }
       ctx.seq = cache.begin(key, p.authenticator_bytes());
-      answer(s, ctx);
+      answer(ctx);
       return;
     }
     if (in_flight.load(std::memory_order_relaxed) >= static_cast<std::int64_t>(cfg->max_in_flight))
@@ -445,56 +460,85 @@ struct worker : std::enable_shared_from_this<worker> {
     ctx.seq = cache.begin(key, p.authenticator_bytes());
     in_flight.fetch_add(1, std::memory_order_relaxed);
     bump(st_submitted);
-    std::shared_ptr<worker> self = shared_from_this();
-    sink.submit(std::move(obs), [self = std::move(self), s, ctx](actors::ack a) {
-      if (current_worker == self.get()) {
-        self->complete(s, ctx, a);
-        return;
-      }
-      worker* w = self.get();
-      asio::post(w->io, [w, s, ctx, a] {
-        current_worker = w;
-        w->complete(s, ctx, a);
-        w->schedule_flush();
-        current_worker = nullptr;
-      });
-    });
+    std::uint32_t slot;
+    if (free_slots.empty()) {
+      slot = static_cast<std::uint32_t>(pending.size());
+      pending.push_back(std::move(ctx));
+    } else {
+      slot = free_slots.back();
+      free_slots.pop_back();
+      pending[slot] = std::move(ctx);
+    }
+    to_submit.push_back({std::move(obs), [self = shared_from_this(), slot](actors::ack a) {
+                           self->on_ack(slot, a);
+                         }});
   }
 
-  void answer(std::size_t s, const request_ctx& ctx) {
+  /// Hands the observations read so far to the SIM layer (one call per batch).
+  void submit_batch() {
+    if (!to_submit.empty())
+      sink.submit_many(to_submit);
+  }
+
+  /// The SIM layer's answer to the request in `slot`, from any thread.
+  void on_ack(std::uint32_t slot, actors::ack a) {
+    if (current_worker == this) { // acknowledged inside submit_many()
+      complete(slot, a);
+      return;
+    }
+    bool post;
+    {
+      std::lock_guard lock{acks_mutex};
+      acks_in.emplace_back(slot, a);
+      post = !drain_posted;
+      drain_posted = true;
+    }
+    // The io_context is this worker's: the handler cannot outlive it.
+    if (post)
+      asio::post(io, [this] { drain_acks(); });
+  }
+
+  /// Completes every ack queued by other threads, then sends the answers together.
+  void drain_acks() {
+    {
+      std::lock_guard lock{acks_mutex};
+      acks_work.swap(acks_in);
+      drain_posted = false;
+    }
+    current_worker = this;
+    for (const auto& [slot, a] : acks_work)
+      complete(slot, a);
+    acks_work.clear();
+    flush_all();
+    current_worker = nullptr;
+  }
+
+  void answer(const request_ctx& ctx) {
     cache.answered(ctx.key, ctx.seq, ctx.response, clock_type::now());
-    queue_send(s, ctx.from, ctx.from_len, ctx.response);
+    queue_send(ctx.socket, ctx.from, ctx.from_len, ctx.response);
     bump(st_answered);
     ctx.client->responses->Increment();
     observe_latency(ctx.received);
   }
 
-  /// The SIM layer's answer, on this thread.
-  void complete(std::size_t s, const request_ctx& ctx, actors::ack a) {
+  /// The SIM layer's answer to the request in `slot`, on this thread.
+  void complete(std::uint32_t slot, actors::ack a) {
+    IMEILOCK_ASSERT(slot < pending.size(), "radius: an ack for a slot never handed out");
+    const request_ctx& ctx = pending[slot];
     in_flight.fetch_sub(1, std::memory_order_relaxed);
     m.acks[static_cast<std::size_t>(a)]->Increment();
     if (a == actors::ack::ok || a == actors::ack::unknown_sim) {
-      answer(s, ctx);
-      return;
+      answer(ctx);
+    } else {
+      // DESIGN §5: not durable or shed: no answer, the NAS retries. Forget the
+      // request so that the retransmit is processed afresh.
+      cache.forget(ctx.key, ctx.seq);
+      const discard_reason r = a == actors::ack::overloaded     ? discard_reason::overloaded
+                               : a == actors::ack::store_failed ? discard_reason::not_durable
+                                                                : discard_reason::shutting_down;
+      discard(r, ctx.from);
     }
-    // DESIGN §5: not durable or shed: no answer, the NAS retries. Forget the
-    // request so that the retransmit is processed afresh.
-    cache.forget(ctx.key, ctx.seq);
-    const discard_reason r = a == actors::ack::overloaded     ? discard_reason::overloaded
-                             : a == actors::ack::store_failed ? discard_reason::not_durable
-                                                              : discard_reason::shutting_down;
-    discard(r, ctx.from);
-  }
-
-  void schedule_flush() {
-    if (flush_posted)
-      return;
-    flush_posted = true;
-    // Runs after the answers already queued, so they leave in one sendmmsg.
-    asio::post(io, [this] {
-      flush_posted = false;
-      flush_all();
-    });
+    free_slots.push_back(slot);
   }
 
   void expire(clock_type::time_point now) {

@@ -303,3 +303,48 @@ TEST_CASE("SIMs on a network missing from the configuration at startup are loade
   CHECK(f.observe(imsi(95), imei(3)) == ack::ok);
   REQUIRE(f.wait_for([&] { return f.sim(iccid(95))->state.last_seen_imei == imei(3).device; }));
 }
+
+TEST_CASE("submit_many: a batch over several shards answers each observation once, in order "
+          "per SIM, as submit would",
+          "[actors]") {
+  temp_dir dir;
+  auto cfg = config_for(dir);
+  cfg.shards = 3;
+  layer_fixture f{cfg, fast_orders(100ms)};
+  for (std::uint64_t i = 0; i < 6; ++i)
+    REQUIRE(f.upsert(iccid(60 + i), {imsi(60 + i)}).error == ec::ok);
+  std::mutex mtx;
+  std::vector<std::pair<std::uint64_t, ack>> answers;
+  std::vector<actors::submission> batch;
+  auto add = [&](std::uint64_t imsi_value, lock::imei_value imei_value) {
+    actors::observation obs;
+    obs.imsi = imsi_value;
+    obs.imei = imei_value;
+    obs.peer = "test";
+    batch.push_back({std::move(obs), [&, imsi_value](ack a) {
+                       std::lock_guard g{mtx};
+                       answers.emplace_back(imsi_value, a);
+                     }});
+  };
+  // Every SIM twice (first contact, then a second device: the last IMEI wins),
+  // and one IMSI the inventory does not know.
+  for (std::uint64_t i = 0; i < 6; ++i)
+    add(imsi(60 + i), imei(1));
+  add(imsi(999), imei(1));
+  for (std::uint64_t i = 0; i < 6; ++i)
+    add(imsi(60 + i), imei(2));
+  f.layer->submit_many(batch);
+  CHECK(batch.empty());
+  REQUIRE(f.wait_for([&] {
+    std::lock_guard g{mtx};
+    return answers.size() == 13;
+  }));
+  std::lock_guard g{mtx};
+  CHECK(std::count_if(answers.begin(), answers.end(),
+                      [](auto& a) { return a.second == ack::unknown_sim; }) == 1);
+  CHECK(std::count_if(answers.begin(), answers.end(),
+                      [](auto& a) { return a.second == ack::ok; }) == 12);
+  for (std::uint64_t i = 0; i < 6; ++i)
+    CHECK(f.sim(iccid(60 + i))->state.last_seen_imei == imei(2).device);
+  CHECK(f.layer->in_flight() == 0);
+}
