@@ -159,6 +159,18 @@ def start_chromium(chromium, profile):
         raise
 
 
+def open_sim(dt, url, token, iccid):
+    """The operator's first steps: open the dashboard at `url`, log in with
+    `token`, search the SIM `iccid`."""
+    dt.call("Page.navigate", url=url + "/ui")
+    dt.wait("document.readyState === 'complete' && !!document.getElementById('token')",
+            "the page to load")
+    dt.js(f"document.getElementById('token').value = '{token}';"
+          "document.getElementById('login').click(); true")
+    dt.js(f"document.getElementById('search-iccid').value = '{iccid}';"
+          "document.getElementById('search-btn').click(); true")
+
+
 def stop_chromium(browser):
     browser.terminate()
     try:
@@ -179,15 +191,8 @@ def main():
         dt.call("Emulation.setDeviceMetricsOverride", width=1200, height=1100,
                 deviceScaleFactor=1, mobile=False)
 
-        # The operator opens the dashboard and enters the token.
-        dt.call("Page.navigate", url=url + "/ui")
-        dt.wait("document.readyState === 'complete' && !!document.getElementById('token')",
-                "the page to load")
-        dt.js(f"document.getElementById('token').value = '{token}';"
-              "document.getElementById('login').click(); true")
-        # ... searches the SIM ...
-        dt.js(f"document.getElementById('search-iccid').value = '{iccid}';"
-              "document.getElementById('search-btn').click(); true")
+        # The operator opens the dashboard, enters the token, searches the SIM ...
+        open_sim(dt, url, token, iccid)
         # ... and sees the bar raised by the IMEI lock, with the device that triggered it.
         dt.wait("document.getElementById('bar-state').dataset.state === 'barred'", "the bar")
         assert text(dt, "lock-imei") == IMEI_A, text(dt, "lock-imei")

@@ -163,13 +163,7 @@ webhooks:
         token = h.EXAMPLE_TOKEN
         url = f"http://127.0.0.1:{d.ports['api']}"
         browser, dt = ui.start_chromium(chromium, profile)
-        dt.call("Page.navigate", url=url + "/ui")
-        dt.wait("document.readyState === 'complete' && !!document.getElementById('token')",
-                "the page to load")
-        dt.js(f"document.getElementById('token').value = '{token}';"
-              "document.getElementById('login').click(); true")
-        dt.js(f"document.getElementById('search-iccid').value = '{iccid}';"
-              "document.getElementById('search-btn').click(); true")
+        ui.open_sim(dt, url, token, iccid)
         dt.wait("document.getElementById('bar-state').dataset.state === 'barred'", "the bar")
         check(ui.text(dt, "lock-imei") == A and ui.text(dt, "trigger-imei") == B,
               "the page shows the bar: locked to A, triggered by B")
