@@ -24,13 +24,6 @@ using actors::tick_atom;
 
 namespace {
 
-actors::sim_layer_config config_for(const temp_dir& dir) {
-  actors::sim_layer_config cfg;
-  cfg.store.path = dir.db();
-  cfg.passivate_after = 60s;
-  return cfg;
-}
-
 /// Collects listener events (all on the test thread here).
 struct recorder : actors::sim_listener {
   std::vector<actors::sim_event> events;

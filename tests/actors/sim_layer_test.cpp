@@ -18,13 +18,6 @@ using actors::ack;
 
 namespace {
 
-actors::sim_layer_config config_for(const temp_dir& dir) {
-  actors::sim_layer_config cfg;
-  cfg.store.path = dir.db();
-  cfg.passivate_after = 60s;
-  return cfg;
-}
-
 /// Collects listener events.
 struct recorder : actors::sim_listener {
   std::mutex mtx;

@@ -87,6 +87,14 @@ inline orders::orders_config fast_orders(std::chrono::milliseconds bar_lead) {
   return cfg;
 }
 
+/// A SIM layer over a store file in `dir`; SIMs passivate after a minute.
+inline actors::sim_layer_config config_for(const temp_dir& dir) {
+  actors::sim_layer_config cfg;
+  cfg.store.path = dir.db();
+  cfg.passivate_after = std::chrono::seconds{60};
+  return cfg;
+}
+
 /// The actor system as the daemon configures it.
 inline std::unique_ptr<caf::actor_system_config> caf_config(std::size_t workers = 2) {
   auto cfg = std::make_unique<caf::actor_system_config>();
