@@ -130,13 +130,15 @@ TEST_CASE(
     auto info = pg.fresh_database();
     std::vector<std::unique_ptr<node>> nodes;
     // Started together, none preferring anything: they race for every shard.
+    // A 3 s lease: a renewal delayed by a loaded machine must not pass for a
+    // takeover here (the takeover tests use 1 s).
     std::vector<std::thread> starters;
     nodes.resize(static_cast<std::size_t>(count));
     for (int i = 0; i < count; ++i)
       starters.emplace_back([&, i] {
         auto n = std::make_unique<node>();
         n->id = "n" + std::to_string(i);
-        n->leases = std::make_unique<cluster::lease_manager>(config_for(n->id, {}, 1s, 200ms, 0ms),
+        n->leases = std::make_unique<cluster::lease_manager>(config_for(n->id, {}, 3s, 200ms, 0ms),
                                                              info, n->events.callbacks());
         nodes[static_cast<std::size_t>(i)] = std::move(n);
       });
