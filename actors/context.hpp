@@ -12,6 +12,7 @@
 #include "orders/order.hpp"
 #include "store/store.hpp"
 
+#include <caf/abstract_actor.hpp>
 #include <caf/error.hpp>
 #include <caf/fwd.hpp>
 #include <caf/sec.hpp>
@@ -19,6 +20,7 @@
 #include <prometheus/gauge.h>
 #include <prometheus/histogram.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -68,6 +70,10 @@ struct layer_context {
   /// straight away. The deterministic tests collect completions here and
   /// deliver them from the test thread.
   std::function<void(const sim_actor&, bool ok)> deliver_commit;
+  /// Actors of this layer (registry shards, SIM actors, the order actor) not
+  /// yet terminated. They all point at this context, so sim_layer::stop()
+  /// waits for zero before the context may go (count_running()).
+  std::atomic<std::size_t> actors_running{0};
 
   std::size_t shard_index(sim_id id) const { return id % shards.size(); }
   registry_actor shard_of(sim_id id) const { return shards[shard_index(id)]; }
@@ -75,6 +81,15 @@ struct layer_context {
     return static_cast<std::uint32_t>(id / shards.size());
   }
 };
+
+/// Counts `hdl` in ctx->actors_running until it terminates; returns it.
+template <class Handle>
+Handle count_running(layer_context* ctx, Handle hdl) {
+  ctx->actors_running.fetch_add(1, std::memory_order_relaxed);
+  // Runs at once if the actor already terminated.
+  hdl->attach_functor([ctx] { ctx->actors_running.fetch_sub(1, std::memory_order_acq_rel); });
+  return hdl;
+}
 
 /// Spawns the actor of SIM `id` from its compact row, as a child of `parent`
 /// (its registry shard), started lazily (sim_actor.cpp).

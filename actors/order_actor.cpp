@@ -244,7 +244,7 @@ order_actor::behavior_type order_behavior(order_pointer self, layer_context* ctx
 } // namespace
 
 order_actor spawn_order_actor(caf::actor_system& sys, layer_context* ctx) {
-  return sys.spawn(order_behavior, ctx);
+  return count_running(ctx, sys.spawn(order_behavior, ctx));
 }
 
 } // namespace imeilock::actors

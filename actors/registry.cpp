@@ -181,7 +181,7 @@ registry_actor::behavior_type registry_behavior(registry_pointer self, layer_con
 
 registry_actor spawn_registry_shard(caf::actor_system& sys, layer_context* ctx,
                                     std::uint32_t index) {
-  return sys.spawn(registry_behavior, ctx, index);
+  return count_running(ctx, sys.spawn(registry_behavior, ctx, index));
 }
 
 } // namespace imeilock::actors

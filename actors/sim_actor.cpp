@@ -455,7 +455,7 @@ sim_actor::behavior_type sim_behavior(sim_pointer self, layer_context* ctx, sim_
 
 sim_actor spawn_sim_actor(caf::local_actor& parent, layer_context* ctx, sim_id id,
                           compact_row row) {
-  return parent.spawn<caf::lazy_init>(sim_behavior, ctx, id, row);
+  return count_running(ctx, parent.spawn<caf::lazy_init>(sim_behavior, ctx, id, row));
 }
 
 } // namespace imeilock::actors

@@ -246,6 +246,14 @@ void sim_layer::stop() {
   for (auto& s : d.ctx.shards)
     caf::anon_send(s, stop_atom::value);
   caf::anon_send(d.ctx.orders, stop_atom::value);
+  // The actors hold &d.ctx: a shard still working through its mailbox (a
+  // sim_idle queued before the stop) must be done before the context goes.
+  deadline = std::chrono::steady_clock::now() + d.ctx.cfg.stop_timeout;
+  while (d.ctx.actors_running.load(std::memory_order_acquire) > 0 &&
+         std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds{1});
+  if (auto left = d.ctx.actors_running.load(); left > 0)
+    log::warning("sim_layer.actors_still_running", {{"actors", left}});
   d.db->flush();
   log::notice("sim_layer.stopped");
 }

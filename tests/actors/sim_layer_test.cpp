@@ -341,3 +341,28 @@ TEST_CASE("submit_many: a batch over several shards answers each observation onc
     CHECK(f.sim(iccid(60 + i))->state.last_seen_imei == imei(2).device);
   CHECK(f.layer->in_flight() == 0);
 }
+
+TEST_CASE("stop() returns only once every actor of the layer has ended: none runs on a freed layer",
+          "[actors]") {
+  temp_dir dir;
+  auto cfg = config_for(dir);
+  cfg.store.commit_delay = 5ms; // writes and their sim_idle reports still on the way at stop
+  layer_fixture f{cfg, fast_orders(100ms)};
+  constexpr int sims = 40;
+  for (int i = 0; i < sims; ++i)
+    REQUIRE(f.upsert(iccid(500 + i), {imsi(500 + i)}).error == ec::ok);
+  std::atomic<int> answered{0};
+  for (int round = 1; round <= 3; ++round)
+    for (int i = 0; i < sims; ++i) {
+      actors::observation obs;
+      obs.imsi = imsi(500 + i);
+      obs.imei = imei(round);
+      f.layer->submit(std::move(obs), [&](ack) { answered.fetch_add(1); });
+    }
+  CHECK(f.sys.registry().running() > 0);
+  f.layer->stop();
+  // The shards, SIM actors and the order actor all point into the layer,
+  // which the caller may free as soon as stop() returns.
+  CHECK(f.sys.registry().running() == 0);
+  CHECK(answered.load() == 3 * sims);
+}
