@@ -29,7 +29,7 @@ cmake --build "$build" -j "$jobs"
 echo "== tests"
 (cd "$build" && ctest --output-on-failure --timeout 600 -j "$jobs")
 
-echo "== clang-tidy on the CAF-free core (.clang-tidy)"
+echo "== clang-tidy on the CAF-free core and the recently changed CAF/Beast units (.clang-tidy)"
 scripts/check-style.sh --tidy "$build"
 
 if [[ "${SKIP_SANITIZE:-0}" != 1 ]]; then
