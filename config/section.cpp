@@ -201,6 +201,22 @@ void section::read(std::string_view key, std::vector<std::string>& out) {
   out = std::move(values);
 }
 
+void section::read(std::string_view key, std::vector<std::pair<std::string, std::string>>& out) {
+  auto n = get(key);
+  if (!n.IsDefined())
+    return;
+  if (!n.IsMap())
+    fail(key, "expected a mapping of names to values");
+  std::vector<std::pair<std::string, std::string>> values;
+  for (const auto& kv : n) {
+    auto name = key_text(kv.first, key_path(key));
+    if (!kv.second.IsScalar())
+      throw error{key_path(key) + "." + name, line_of(kv.second), "expected a string"};
+    values.emplace_back(std::move(name), kv.second.Scalar());
+  }
+  out = std::move(values);
+}
+
 void section::read(std::string_view key, endpoint& out) {
   auto n = get(key);
   if (!n.IsDefined())

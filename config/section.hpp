@@ -57,6 +57,9 @@ public:
   void read(std::string_view key, std::string& out);
   void read(std::string_view key, bool& out);
   void read(std::string_view key, std::vector<std::string>& out);
+  /// A mapping of user-chosen names to strings (e.g. network -> action), in
+  /// file order.
+  void read(std::string_view key, std::vector<std::pair<std::string, std::string>>& out);
   void read(std::string_view key, endpoint& out);
   void read(std::string_view key, std::vector<endpoint>& out);
   void read(std::string_view key, double& out, double min, double max);

@@ -152,7 +152,10 @@ struct daemon::impl {
 
     webhooks = std::make_unique<api::webhook_notifier>(io, cfg.webhooks, registry);
     listeners.add(webhooks.get());
-    if (cfg.radius.disconnect.enabled) {
+    // Always there with RADIUS: a SIGHUP may turn a network's action into
+    // disconnect_and_bar. It sends only while radius.disconnect.enabled (which
+    // the loader sets from the actions) and for violations the rules ask it for.
+    if (cfg.radius.enabled) {
       disconnect = std::make_unique<radius::disconnect_sender>(io, cfg.radius, registry);
       listeners.add(disconnect.get());
     }
@@ -358,6 +361,10 @@ struct daemon::impl {
         next.imei_lock.activation_lock_networks != cfg.imei_lock.activation_lock_networks ||
         next.imei_lock.strict != cfg.imei_lock.strict)
       log::warning("daemon.reload_needs_restart", {{"section", "imei_lock"}});
+    // The violation actions apply at once (validated by load_config).
+    layer->reload_actions(next.imei_lock);
+    cfg.imei_lock.action = next.imei_lock.action;
+    cfg.imei_lock.actions = next.imei_lock.actions;
 
     log::set_level(next.process.log_level);
     if (!(next.metrics == cfg.metrics))

@@ -47,6 +47,12 @@ daemon_config read_all(config::section root) {
   api::load(cfg.api, root.child("api"));
   api::load(cfg.webhooks, root.child("webhooks"));
   root.finish();
+  // radius.disconnect.enabled, the old global switch, is an alias: networks
+  // whose action is bar disconnect first. The RADIUS front-end keeps each
+  // session's Disconnect target, and the sender sends, exactly when some
+  // network's action is disconnect_and_bar.
+  apply_disconnect_alias(cfg.imei_lock, cfg.radius.disconnect.enabled);
+  cfg.radius.disconnect.enabled = lock::any_disconnect(cfg.imei_lock);
   // Cross-field checks the components own; the message names the key.
   auto check = [&](const std::string& section, const expected<void>& valid) {
     if (!valid)

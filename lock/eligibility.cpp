@@ -34,6 +34,17 @@ problem find_problem(const eligibility_config& cfg) {
   if (auto p = check_names(cfg.activation_lock_networks, "activation_lock_networks");
       !p.message.empty())
     return p;
+  for (std::size_t i = 0; i < cfg.actions.size(); ++i) {
+    if (cfg.actions[i].first.empty())
+      return {"actions", "a network name is empty"};
+    for (std::size_t j = 0; j < i; ++j)
+      if (cfg.actions[j].first == cfg.actions[i].first)
+        return {"actions", "network \"" + cfg.actions[i].first + "\" is listed twice"};
+    // A typo here would silently leave the network on the default action.
+    if (!contains(cfg.lock_networks, cfg.actions[i].first))
+      return {"actions", "network \"" + cfg.actions[i].first +
+                             "\" is not in lock_networks, so no SIM on it can violate a lock"};
+  }
   // R13 turns the lock on at activation: a network where the lock may not be
   // enabled at all cannot have it enabled at activation either.
   for (const auto& name : cfg.activation_lock_networks)
@@ -58,7 +69,23 @@ policy policy_for(const eligibility_config& cfg, std::string_view network) {
   p.lock_on_activation_eligible =
       p.lock_eligible && contains(cfg.activation_lock_networks, network);
   p.strict = cfg.strict;
+  p.action = action_for(cfg, network);
   return p;
+}
+
+violation_action action_for(const eligibility_config& cfg, std::string_view network) {
+  for (const auto& [name, action] : cfg.actions)
+    if (name == network)
+      return action;
+  return cfg.action;
+}
+
+bool any_disconnect(const eligibility_config& cfg) {
+  if (cfg.action == violation_action::disconnect_and_bar)
+    return true;
+  return std::any_of(cfg.actions.begin(), cfg.actions.end(), [](const auto& entry) {
+    return entry.second == violation_action::disconnect_and_bar;
+  });
 }
 
 } // namespace imeilock::lock

@@ -8,6 +8,7 @@
 
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace imeilock::lock {
@@ -24,14 +25,27 @@ struct eligibility_config {
   /// Beyond the seed: bar on any observation whose IMEI is not the lock's,
   /// not only on a change event, closing the R10 caveat. Off by default.
   bool strict = false;
+  /// What a violation does on networks not in `actions`: bar (the product
+  /// text), alert (monitor mode) or disconnect_and_bar.
+  violation_action action = violation_action::bar;
+  /// Per-network overrides of `action`, in file order (network, action).
+  std::vector<std::pair<std::string, violation_action>> actions;
 };
+
+/// The action on `network`: its entry in cfg.actions, else cfg.action.
+violation_action action_for(const eligibility_config& cfg, std::string_view network);
+
+/// True when some network (or the default) disconnects before barring: the
+/// RADIUS front-end must then keep each session's Disconnect target.
+bool any_disconnect(const eligibility_config& cfg);
 
 /// Succeeds when `cfg` is usable, else a config::ec::invalid error whose
 /// where() is the key and whose message names what is wrong (empty or
 /// duplicate names, an activation network that cannot be locked).
 expected<void> validate(const eligibility_config& cfg);
 
-/// The rules' view of one network (R1): eligibility and strict mode.
+/// The rules' view of one network (R1): eligibility, strict mode and the
+/// violation action.
 /// An unknown or empty network name is eligible for nothing.
 policy policy_for(const eligibility_config& cfg, std::string_view network);
 

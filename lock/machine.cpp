@@ -39,7 +39,9 @@ private:
   sim_state& s() { return out_.next; }
 
   void tell(notice what, device_id imei, std::uint64_t order_id = 0) {
-    out_.effects.emplace_back(notify{what, imei, out_.next.lock_imei, order_id});
+    out_.effects.emplace_back(
+        notify{what, imei, out_.next.lock_imei, order_id,
+               what == notice::violation ? pol_.action : violation_action::bar});
   }
 
   void submit(std::uint64_t id, order_type type, bar_reason reason, unbar_mode mode,
@@ -118,8 +120,10 @@ void step::on(const observed& e) {
     return; // R9: last seen stays at the trigger; R7: no second bar
 
   const bool other_device = s().lock == lock_state::locked && d != s().lock_imei;
-  // R7 needs a change event; strict mode bars on any other device.
-  if (other_device && (change || pol_.strict)) {
+  // R7 needs a change event; strict mode bars on any other device (in
+  // monitor mode: reports it once, then only when the device changes).
+  const bool strict_hit = pol_.strict && !(pol_.action == violation_action::alert && s().alerted);
+  if (other_device && (change || strict_hit)) {
     violation(d, change);
     return;
   }
@@ -139,19 +143,34 @@ void step::violation(device_id d, bool change) {
     return;
   }
   const device_id locked_to = s().lock_imei;
+  const std::string what =
+      "R7: violation, locked to " + show(locked_to) + " but seen in " + show(d);
+  if (pol_.action == violation_action::alert) {
+    // Monitor mode: record, count and notify what enforcing would do, but
+    // raise no order and leave any bar as it is; last seen moves (R5).
+    if (change)
+      tell(notice::change_event, d);
+    s().last_seen_imei = d;
+    s().alerted = true;
+    tell(notice::violation, d);
+    detail_ = what + "; monitor mode: no Bar order";
+    return;
+  }
   if (change)
     tell(notice::change_event, d);
   // R5 then R9: the first device after the violation is the trigger, and
   // last seen stays there while the bar is pending or in force.
   s().last_seen_imei = d;
   s().trigger_imei = d;
+  if (pol_.action == violation_action::disconnect_and_bar)
+    out_.effects.emplace_back(disconnect_session{d});
   tell(notice::violation, d);
-  const std::string what =
-      "R7: violation, locked to " + show(locked_to) + " but seen in " + show(d);
 
   if (s().bar == bar_state::none) {
     raise_imei_lock_bar();
-    detail_ = what + "; Bar order raised";
+    detail_ = what + (pol_.action == violation_action::disconnect_and_bar
+                          ? "; Disconnect requested, Bar order raised"
+                          : "; Bar order raised");
     return;
   }
   // A manual bar is pending, in force or being lifted: no second order; it
@@ -302,10 +321,12 @@ void step::on(const order_completed& e) {
       tell(notice::lock_disabled, s().lock_imei, id);
       s().lock = lock_state::off;
       s().lock_imei = no_device;
+      s().alerted = false; // the operator acted on the lock
       detail_ = "R12: lock cleared";
       break;
     case order_type::bar:
       s().bar = bar_state::barred;
+      s().alerted = false; // barred: nothing left to bar by hand
       tell(notice::bar_completed, s().trigger_imei, id);
       break;
     case order_type::unbar:
@@ -324,6 +345,7 @@ void step::on(const order_completed& e) {
         // R11: last seen is, by R9, the first device seen after the violation.
         s().lock = lock_state::locked;
         s().lock_imei = s().last_seen_imei;
+        s().alerted = false; // the lock moved to the device seen
         detail_ = "R11: lock updated to last seen " + show(s().lock_imei);
       } else if (s().pending_unbar == unbar_mode::keep_lock) {
         detail_ = "R10: lock kept at " + show(s().lock_imei);

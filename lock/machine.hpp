@@ -42,6 +42,18 @@
 //  - Strict mode (policy.strict): any observation of a device other than
 //    lock.imei while locked and not frozen is a violation, change event or
 //    not; R10's warning then says the SIM will be barred again instead.
+//  - Violation actions (policy.action). `bar` is R7 as above.
+//    `disconnect_and_bar` is the same with a disconnect_session effect first
+//    (RFC 5176, RADIUS sessions only; the caller knows the session).
+//    `alert` (monitor mode): the violation is audited ("monitor mode: no Bar
+//    order") and notified, last seen moves as for any change event (R5),
+//    no order is raised and the bar state is left alone (a manual bar stays
+//    manual); the SIM is marked `alerted`. Strict mode in monitor mode
+//    reports the first observation in another device and then only change
+//    events (once per new device, not every observation). `alerted` is
+//    cleared when the operator acts: a bar completes, the lock is disabled
+//    or updated to last seen (R11). Switching a network from alert to bar
+//    bars nobody retroactively: the next violation bars.
 //  - Observations follow the same rules whatever the SIM's status; enable,
 //    bar and activate check the status, disable and unbar do not.
 //  - Every accepted order and every state change yields exactly one audit
@@ -63,6 +75,7 @@ struct policy {
   bool lock_eligible = false;               ///< R1: IMEI locking may be enabled
   bool lock_on_activation_eligible = false; ///< R1/R13: lock may be set at activation
   bool strict = false;                      ///< bar on any IMEI != lock (closes the R10 caveat)
+  violation_action action = violation_action::bar; ///< what a violation does (R7)
 };
 
 // -- Events ------------------------------------------------------------------
@@ -139,10 +152,20 @@ struct notify {
   device_id imei = no_device;        ///< the device observed / concerned
   device_id locked_imei = no_device; ///< lock.imei at the time
   std::uint64_t order_id = 0;
+  /// For a violation: what was done about it (policy.action).
+  violation_action action = violation_action::bar;
 };
 
-/// What the caller must do after persisting: submit orders, notify listeners.
-using effect = std::variant<submit_order, notify>;
+/// Ask the NAS to end the session the observation came in on (RFC 5176
+/// Disconnect-Request), before the Bar order of the same outcome is handed
+/// on. Only with violation_action::disconnect_and_bar.
+struct disconnect_session {
+  device_id imei = no_device; ///< the device that violated the lock
+};
+
+/// What the caller must do after persisting: disconnect, submit orders,
+/// notify listeners.
+using effect = std::variant<submit_order, notify, disconnect_session>;
 
 /// Why an order was refused. The text says what to do about it.
 enum class rejection : std::uint8_t {

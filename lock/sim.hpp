@@ -32,6 +32,8 @@ struct sim_filter {
   std::optional<lock_state> lock;
   std::optional<bar_state> bar;
   std::optional<std::string> network;
+  /// SIMs that violated their lock in monitor mode (sim_state::alerted).
+  std::optional<bool> alerted;
 };
 
 namespace detail {
@@ -90,6 +92,9 @@ inline constexpr auto sim_state_fields = std::make_tuple(
     fields::field<sim_state, std::int64_t>{
         "updated_at_ms",
         &sim_state::updated_at_ms,
-        {fields::shape::time_or_null, "/updated_at", nullptr, {}, true}});
+        {fields::shape::time_or_null, "/updated_at", nullptr, {}, true}},
+    // Schema 2 (the column is added last: the list is in table order).
+    fields::field<sim_state, bool>{
+        "alerted", &sim_state::alerted, {fields::shape::boolean, "/alerted"}});
 
 } // namespace imeilock::lock

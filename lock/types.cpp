@@ -51,6 +51,12 @@ constexpr names<unbar_mode, 3> unbar_mode_names{{
     {unbar_mode::update_to_last_seen, "update_to_last_seen"},
 }};
 
+constexpr names<violation_action, 3> violation_action_names{{
+    {violation_action::bar, "bar"},
+    {violation_action::alert, "alert"},
+    {violation_action::disconnect_and_bar, "disconnect_and_bar"},
+}};
+
 template <class E, std::size_t N>
 std::string_view name_of(const names<E, N>& table, E value) {
   for (const auto& [v, n] : table)
@@ -90,6 +96,9 @@ std::string_view to_string(order_type v) {
 std::string_view to_string(unbar_mode v) {
   return name_of(unbar_mode_names, v);
 }
+std::string_view to_string(violation_action v) {
+  return name_of(violation_action_names, v);
+}
 
 bool parse(std::string_view text, sim_status& out) {
   return value_of(sim_status_names, text, out);
@@ -108,6 +117,9 @@ bool parse(std::string_view text, order_type& out) {
 }
 bool parse(std::string_view text, unbar_mode& out) {
   return value_of(unbar_mode_names, text, out);
+}
+bool parse(std::string_view text, violation_action& out) {
+  return value_of(violation_action_names, text, out);
 }
 
 } // namespace imeilock::lock

@@ -40,6 +40,13 @@ enum class order_type : std::uint8_t {
 /// How an unbar of an IMEI-lock bar treats the lock (R10, R11).
 enum class unbar_mode : std::uint8_t { none, keep_lock, update_to_last_seen };
 
+/// What a violation (R7) does on a SIM's network (imei_lock.action/actions):
+/// `bar` raises the Bar order (the product text); `alert` is monitor mode
+/// (recorded, counted, notified, no order: the SIM keeps working);
+/// `disconnect_and_bar` asks the NAS to end the RADIUS session (RFC 5176)
+/// before raising the Bar order.
+enum class violation_action : std::uint8_t { bar, alert, disconnect_and_bar };
+
 /// Everything the rules need to know about one SIM. 48 bytes; one of these
 /// per SIM lives in memory (passivated SIMs) so keep it small.
 struct sim_state {
@@ -55,6 +62,10 @@ struct sim_state {
   order_type pending_order = order_type::none; ///< type of pending_order_id
   unbar_mode pending_unbar = unbar_mode::none; ///< mode of a pending unbar
   bool activate_with_lock = false;             ///< pending activation carries "enable IMEI locking"
+  /// A violation was seen in monitor mode (violation_action::alert) and no
+  /// Bar order raised; cleared when the operator acts (a bar completes, the
+  /// lock is disabled or updated to another device).
+  bool alerted = false;
 
   friend bool operator==(const sim_state&, const sim_state&) = default;
 };
@@ -66,6 +77,7 @@ std::string_view to_string(bar_state v);
 std::string_view to_string(bar_reason v);
 std::string_view to_string(order_type v);
 std::string_view to_string(unbar_mode v);
+std::string_view to_string(violation_action v);
 
 /// Parsers for the API/config spelling (the to_string() forms); false if unknown.
 bool parse(std::string_view text, sim_status& out);
@@ -74,5 +86,6 @@ bool parse(std::string_view text, bar_state& out);
 bool parse(std::string_view text, bar_reason& out);
 bool parse(std::string_view text, order_type& out);
 bool parse(std::string_view text, unbar_mode& out);
+bool parse(std::string_view text, violation_action& out);
 
 } // namespace imeilock::lock

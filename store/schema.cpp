@@ -65,6 +65,10 @@ CREATE TABLE audit (
 );
 CREATE INDEX audit_by_iccid ON audit (iccid, id);
 )sql",
+    // 1 -> 2: a SIM remembers a violation seen in monitor mode (lock::sim_state::alerted).
+    R"sql(
+ALTER TABLE sims ADD COLUMN alerted INTEGER NOT NULL DEFAULT 0;
+)sql",
 };
 const std::size_t migration_count = std::size(migrations);
 static_assert(std::size(migrations) == store::schema_version);
@@ -215,6 +219,8 @@ std::string list_sims_query(dialect d, const lock::sim_filter& filter, std::vect
     add("bar = ", {false, fields::to_integer(*filter.bar), {}});
   if (filter.network)
     add("network = ", {true, 0, *filter.network});
+  if (filter.alerted)
+    add("alerted = ", {false, fields::to_integer(*filter.alerted), {}});
   params.push_back({false, static_cast<std::int64_t>(limit), {}});
   text += " ORDER BY iccid LIMIT ";
   text += mark;

@@ -24,6 +24,8 @@ TEST_CASE("the shipped example configuration loads and equals the built-in defau
   CHECK(cfg.imei_lock.lock_networks == defaults.imei_lock.lock_networks);
   CHECK(cfg.imei_lock.activation_lock_networks == defaults.imei_lock.activation_lock_networks);
   CHECK(cfg.imei_lock.strict == defaults.imei_lock.strict);
+  CHECK(cfg.imei_lock.action == defaults.imei_lock.action);
+  CHECK(cfg.imei_lock.actions == defaults.imei_lock.actions);
   CHECK(cfg.sim_layer.store.path == defaults.sim_layer.store.path);
   CHECK(cfg.sim_layer.passivate_after == defaults.sim_layer.passivate_after);
   CHECK(cfg.sim_layer.max_in_flight == defaults.sim_layer.max_in_flight);
@@ -176,4 +178,38 @@ TEST_CASE("sim_layer.store.backend: sqlite by default, postgresql with exactly o
   REQUIRE_FALSE(unknown);
   CHECK(unknown.error().where() == "sim_layer.store.backend");
   CHECK(unknown.error().line() == 3);
+}
+
+TEST_CASE("violation actions: radius.disconnect.enabled is an alias for disconnect_and_bar") {
+  using lock::violation_action;
+  SECTION("nothing set: bar everywhere, no Disconnect targets kept") {
+    auto cfg = daemon::load_config_text("{}").value();
+    CHECK(cfg.imei_lock.action == violation_action::bar);
+    CHECK_FALSE(cfg.radius.disconnect.enabled);
+  }
+  SECTION("the old switch: every network whose action is bar disconnects first") {
+    auto cfg = daemon::load_config_text("imei_lock:\n"
+                                        "  actions: {ee: alert, multinet: bar}\n"
+                                        "radius:\n"
+                                        "  disconnect: {enabled: true}\n")
+                   .value();
+    CHECK(cfg.imei_lock.action == violation_action::disconnect_and_bar);
+    CHECK(lock::action_for(cfg.imei_lock, "ee") == violation_action::alert);
+    CHECK(lock::action_for(cfg.imei_lock, "multinet") == violation_action::disconnect_and_bar);
+    CHECK(cfg.radius.disconnect.enabled);
+  }
+  SECTION("one network's disconnect_and_bar turns the sender on") {
+    auto cfg = daemon::load_config_text("imei_lock:\n  actions: {roamnet901: disconnect_and_bar}\n")
+                   .value();
+    CHECK(cfg.imei_lock.action == violation_action::bar);
+    CHECK(lock::action_for(cfg.imei_lock, "roamnet901") == violation_action::disconnect_and_bar);
+    CHECK(cfg.radius.disconnect.enabled);
+  }
+  SECTION("the switch on, but every network in monitor mode: nothing to disconnect") {
+    auto cfg = daemon::load_config_text("imei_lock: {action: alert}\n"
+                                        "radius:\n  disconnect: {enabled: true}\n")
+                   .value();
+    CHECK(cfg.imei_lock.action == violation_action::alert);
+    CHECK_FALSE(cfg.radius.disconnect.enabled);
+  }
 }

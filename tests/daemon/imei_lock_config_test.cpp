@@ -63,3 +63,39 @@ TEST_CASE("R1 configuration errors name the key", "[eligibility][R1]") {
     CHECK_THROWS_AS(load_text("lock:\n  strict: maybe\n"), config::error);
   }
 }
+
+TEST_CASE("violation actions load from YAML, errors name the key", "[eligibility][actions]") {
+  using lock::violation_action;
+  eligibility_config cfg;
+  auto root = config::load_string("lock:\n"
+                                  "  action: alert\n"
+                                  "  actions:\n"
+                                  "    roamnet901: disconnect_and_bar\n"
+                                  "    ee: bar\n");
+  load(cfg, root.child("lock"));
+  root.finish();
+  CHECK(policy_for(cfg, "multinet").action == violation_action::alert);
+  CHECK(policy_for(cfg, "roamnet901").action == violation_action::disconnect_and_bar);
+  CHECK(policy_for(cfg, "ee").action == violation_action::bar);
+
+  auto load_text = [](const std::string& text) {
+    eligibility_config c;
+    auto r = config::load_string(text);
+    load(c, r.child("lock"));
+  };
+  try {
+    load_text("lock:\n  action: block\n");
+    FAIL("expected config::error");
+  } catch (const config::error& e) {
+    CHECK(e.key_path() == "lock.action");
+    CHECK(e.message().find("bar, alert or disconnect_and_bar") != std::string::npos);
+  }
+  try {
+    load_text("lock:\n  actions:\n    ee: monitor\n");
+    FAIL("expected config::error");
+  } catch (const config::error& e) {
+    CHECK(e.key_path() == "lock.actions.ee");
+  }
+  CHECK_THROWS_AS(load_text("lock:\n  actions: [ee]\n"), config::error);
+  CHECK_THROWS_AS(load_text("lock:\n  actions: {vodafone: alert}\n"), config::error);
+}

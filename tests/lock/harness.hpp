@@ -47,6 +47,8 @@ public:
         submitted.push_back(*so);
       } else if (const auto* n = std::get_if<notify>(&eff)) {
         notices.push_back(*n);
+      } else if (std::holds_alternative<disconnect_session>(eff)) {
+        ++disconnects;
       }
     }
     for (const auto& a : last.audits)
@@ -91,8 +93,12 @@ public:
     return n;
   }
 
+  /// The configuration changed (a SIGHUP): events from now on see `pol`.
+  void set_policy(policy pol) { pol_ = pol; }
+
   sim_state state;
   outcome last;
+  std::size_t disconnects = 0; ///< disconnect_session effects so far
   std::vector<submit_order> submitted;
   std::vector<notify> notices;
   std::vector<audit> audit_log;

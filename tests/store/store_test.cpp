@@ -323,11 +323,13 @@ STORE_TEST("the audit log's state JSON keeps its stored form") {
   REQUIRE(commit(db, std::move(c)));
   auto stored = fx.query("SELECT after FROM audit");
   REQUIRE(stored.size() == 1);
-  // Byte for byte what earlier versions wrote (and what they read back).
+  // Byte for byte what earlier versions wrote (and what they read back), plus
+  // "alerted" last since schema 2 (records without it read back as false).
   CHECK(stored[0].at(0) ==
         R"({"status":1,"lock":2,"lock_imei":35349001234567,"last_seen_imei":0,)"
         R"("trigger_imei":0,"bar":0,"reason":0,"pending_order":0,"pending_order_id":12,)"
-        R"("pending_unbar":0,"activate_with_lock":true,"updated_at_ms":1700000000123})");
+        R"("pending_unbar":0,"activate_with_lock":true,"updated_at_ms":1700000000123,)"
+        R"("alerted":false})");
   auto ev = db.list_events(a.iccid, 1);
   REQUIRE(ev.size() == 1);
   CHECK(ev[0].after == a.after);
@@ -385,6 +387,39 @@ STORE_TEST("list_sims pages by ICCID and filters") {
   f.network = "ee";
   CHECK(db.list_sims(f, "", 100).size() == 2); // i = 5, 15
   CHECK(db.list_sims(f, "", 100)[0].imsis.size() == 1);
+}
+
+STORE_TEST("schema 1 -> 2: SIMs keep their rows, gain `alerted` (false), and filter by it") {
+  TestType fx;
+  REQUIRE_BACKEND(fx);
+  {
+    store::store db{fx.config()};
+    REQUIRE(commit(db, sims_change({sim("8944000000000000001", {234150000000001}),
+                                    sim("8944000000000000002", {234150000000002})})));
+  }
+  // Turn the database back into a version 1 one (no alerted column).
+  fx.query("ALTER TABLE sims DROP COLUMN alerted");
+  fx.set_schema_version(1);
+
+  store::store db{fx.config()};
+  CHECK(fx.schema_version() == std::to_string(store::store::schema_version));
+  auto before = db.get_sim("8944000000000000001");
+  REQUIRE(before);
+  CHECK_FALSE(before->state.alerted);
+  CHECK(before->imsis == std::vector<std::uint64_t>{234150000000001});
+  auto alerted = *before;
+  alerted.state.alerted = true;
+  REQUIRE(commit(db, sims_change({alerted})));
+  CHECK(db.get_sim("8944000000000000001")->state.alerted);
+  lock::sim_filter f;
+  f.alerted = true;
+  auto only = db.list_sims(f, "", 100);
+  REQUIRE(only.size() == 1);
+  CHECK(only[0].iccid == "8944000000000000001");
+  f.alerted = false;
+  auto others = db.list_sims(f, "", 100);
+  REQUIRE(others.size() == 1);
+  CHECK(others[0].iccid == "8944000000000000002");
 }
 
 STORE_TEST("the inventory loader hands out every SIM with all its IMSIs") {
