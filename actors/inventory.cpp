@@ -178,9 +178,19 @@ network_id inventory::intern_locked(std::string_view network) {
       return static_cast<network_id>(i);
   if (n == max_networks)
     return no_network;
-  networks_.push_back({std::string(network), lock::policy_for(cfg_, network)});
+  networks_.emplace_back(std::string(network), lock::policy_for(cfg_, network));
   network_count_.store(n + 1, std::memory_order_release);
   return static_cast<network_id>(n);
+}
+
+void inventory::reload_actions(const lock::eligibility_config& cfg) {
+  std::unique_lock g{mtx_};
+  cfg_.action = cfg.action;
+  cfg_.actions = cfg.actions;
+  auto n = network_count_.load(std::memory_order_acquire);
+  for (std::size_t i = 0; i < n; ++i)
+    networks_[i].action.store(static_cast<std::uint8_t>(lock::action_for(cfg_, networks_[i].name)),
+                              std::memory_order_relaxed);
 }
 
 network_id inventory::intern(std::string_view network) {

@@ -99,7 +99,15 @@ public:
   network_id intern(std::string_view network);
   /// The name and R1 policy of an interned network (id != no_network); lock-free.
   const std::string& network_name(network_id id) const { return networks_[id].name; }
-  const lock::policy& policy(network_id id) const { return networks_[id].pol; }
+  /// The policy is returned by value: its action may change (reload_actions).
+  lock::policy policy(network_id id) const {
+    auto p = networks_[id].pol;
+    p.action =
+        static_cast<lock::violation_action>(networks_[id].action.load(std::memory_order_relaxed));
+    return p;
+  }
+  /// SIGHUP: the violation actions of every network, interned or to come.
+  void reload_actions(const lock::eligibility_config& cfg);
   /// Interned network names so far (ids 0 .. count-1); lock-free.
   std::size_t network_count() const { return network_count_.load(std::memory_order_acquire); }
   /// SIMs whose committed network is `id` (added, less moved away); lock-free.
@@ -116,8 +124,14 @@ public:
 
 private:
   struct network_entry {
+    network_entry(std::string n, const lock::policy& p) :
+        name(std::move(n)), pol(p), action(static_cast<std::uint8_t>(p.action)) {}
+    /// For the vector's sake only: it is reserved and never reallocates.
+    network_entry(network_entry&& o) noexcept :
+        name(std::move(o.name)), pol(o.pol), action(o.action.load(std::memory_order_relaxed)) {}
     std::string name;
-    lock::policy pol;
+    lock::policy pol;                 ///< R1 and strict (fixed); pol.action is the startup one
+    std::atomic<std::uint8_t> action; ///< the violation action now (reload_actions)
   };
   network_id intern_locked(std::string_view network);
   std::size_t iccid_slot(std::string_view iccid) const;

@@ -76,6 +76,11 @@ layer_metrics::layer_metrics(prometheus::Registry& reg) {
                         .Name("imeilock_orders_total")
                         .Help("Orders reaching a lifecycle state, by type and state")
                         .Register(reg);
+  violation_family_ = &prometheus::BuildCounter()
+                           .Name("imeilock_sim_violation_actions_total")
+                           .Help("IMEI-lock violations (R7) by network and the action taken "
+                                 "(bar, alert, disconnect_and_bar)")
+                           .Register(reg);
   queue_family_ = &prometheus::BuildGauge()
                        .Name("imeilock_orders_queue_depth")
                        .Help("Orders waiting (queued or retrying) per network")
@@ -121,6 +126,17 @@ void layer_metrics::order_state(lock::order_type type, std::string_view state) {
     it = orders_
              .emplace(key, &orders_family_->Add({{"type", std::string(lock::to_string(type))},
                                                  {"state", std::string(state)}}))
+             .first;
+  it->second->Increment();
+}
+
+void layer_metrics::violation(const std::string& network, lock::violation_action action) {
+  const std::string name{lock::to_string(action)};
+  const std::string key = network + "/" + name;
+  std::lock_guard g{mtx_};
+  auto it = violations_.find(key);
+  if (it == violations_.end())
+    it = violations_.emplace(key, &violation_family_->Add({{"network", network}, {"action", name}}))
              .first;
   it->second->Increment();
 }

@@ -57,12 +57,17 @@ struct layer_metrics {
 
   /// imeilock_orders_total{type,state}: orders reaching a lifecycle state.
   void order_state(lock::order_type type, std::string_view state);
+  /// imeilock_sim_violation_actions_total{network,action}: violations (R7)
+  /// by what was done about them (bar, alert, disconnect_and_bar).
+  void violation(const std::string& network, lock::violation_action action);
+
   /// imeilock_orders_queue_depth{network} / imeilock_orders_in_flight{network}, and
   /// imeilock_orders_queue_limit{network}: the network's max_queue (alerts compare the two).
   void order_queue(const std::string& network, double depth, double in_flight, double limit);
 
 private:
   prometheus::Family<prometheus::Counter>* orders_family_ = nullptr;
+  prometheus::Family<prometheus::Counter>* violation_family_ = nullptr;
   prometheus::Family<prometheus::Gauge>* queue_family_ = nullptr;
   prometheus::Family<prometheus::Gauge>* in_flight_family_ = nullptr;
   prometheus::Family<prometheus::Gauge>* queue_limit_family_ = nullptr;
@@ -74,6 +79,7 @@ private:
   };
   std::mutex mtx_;
   std::map<std::string, prometheus::Counter*> orders_;
+  std::map<std::string, prometheus::Counter*> violations_; ///< key: network/action
   std::map<std::string, queue_gauges> queues_;
 };
 

@@ -216,7 +216,10 @@ struct sim_event {
   lock::device_id locked_imei = lock::no_device;
   std::uint64_t order_id = 0;
   std::int64_t at_ms = 0;
-  /// For violations seen over RADIUS: where to send a Disconnect-Request.
+  /// For violations: what the network's action did about it (lock::policy).
+  lock::violation_action action = lock::violation_action::bar;
+  /// For violations seen over RADIUS whose action is disconnect_and_bar:
+  /// where to send a Disconnect-Request.
   std::shared_ptr<const disconnect_target> disconnect;
 };
 

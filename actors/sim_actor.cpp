@@ -46,6 +46,9 @@ struct write_in_flight {
   std::vector<orders::order> new_orders; ///< hand to the order actor once committed
   std::vector<lock::notify> notices;     ///< tell the listener once committed
   std::shared_ptr<const disconnect_target> disconnect;
+  /// The rules asked for a Disconnect (lock::disconnect_session): the
+  /// violation notice carries `disconnect`, and goes out before the bar.
+  bool disconnect_wanted = false;
   std::uint64_t dedupe_key = 0;
   /// The IMSI the observation came in on; 0 for other causes (the notices
   /// then name the SIM's first IMSI).
@@ -130,6 +133,8 @@ void begin_write(sim_pointer self, lock::outcome out, std::int64_t at_ms, store:
       w.new_orders.push_back(std::move(o));
     } else if (auto* n = std::get_if<lock::notify>(&e)) {
       w.notices.push_back(*n);
+    } else if (std::holds_alternative<lock::disconnect_session>(e)) {
+      w.disconnect_wanted = true;
     }
   }
   if (out.changed)
@@ -199,16 +204,24 @@ void on_commit(sim_pointer self, bool ok) {
   if (w->settle)
     w->settle(ok, w->refused, w->new_orders);
   if (ok) {
-    for (auto& o : w->new_orders) {
-      if (o.type == lock::order_type::bar && o.reason == lock::bar_reason::imei_lock)
-        ctx->metrics->bars_raised->Increment();
-      self->send(ctx->orders, new_order{std::move(o)});
-    }
+    auto hand_on_orders = [&] {
+      for (auto& o : w->new_orders) {
+        if (o.type == lock::order_type::bar && o.reason == lock::bar_reason::imei_lock)
+          ctx->metrics->bars_raised->Increment();
+        self->send(ctx->orders, new_order{std::move(o)});
+      }
+    };
+    // disconnect_and_bar: the Disconnect-Request is on its way before the
+    // Bar order reaches the order actor.
+    if (!w->disconnect_wanted)
+      hand_on_orders();
     for (auto& n : w->notices) {
-      if (n.what == lock::notice::change_event)
+      if (n.what == lock::notice::change_event) {
         ctx->metrics->change_events->Increment();
-      else if (n.what == lock::notice::violation)
+      } else if (n.what == lock::notice::violation) {
         ctx->metrics->violations->Increment();
+        ctx->metrics->violation(ctx->inv->network_name(s.network), n.action);
+      }
       if (ctx->listener) {
         if (w->imsi == 0) // order outcomes, placements: the SIM's first IMSI
           w->imsi = ctx->inv->first_imsi(s.id);
@@ -220,11 +233,14 @@ void on_commit(sim_pointer self, bool ok) {
         ev.locked_imei = n.locked_imei;
         ev.order_id = n.order_id;
         ev.at_ms = ctx->clock();
-        if (n.what == lock::notice::violation)
+        ev.action = n.action;
+        if (n.what == lock::notice::violation && w->disconnect_wanted)
           ev.disconnect = w->disconnect;
         guarded(fault_site::listener, [&] { ctx->listener->on_event(ev); });
       }
     }
+    if (w->disconnect_wanted)
+      hand_on_orders();
   }
   drain(self);
 }

@@ -30,9 +30,8 @@ log::rate_limiter malformed_limiter{10, std::chrono::seconds{10}};
 
 using name_list = std::shared_ptr<const std::vector<std::string>>;
 
-sim_info to_info(lock::sim_record&& r, const lock::eligibility_config& eligibility,
+sim_info to_info(lock::sim_record&& r, lock::policy policy,
                  const std::vector<std::string>& configured) {
-  auto policy = lock::policy_for(eligibility, r.network);
   bool known = std::binary_search(configured.begin(), configured.end(), r.network);
   return {std::move(r), policy, known};
 }
@@ -69,7 +68,9 @@ write_result refused(ec e, std::string reason) {
 struct sim_layer::impl {
   caf::actor_system& sys;
   layer_metrics metrics; ///< before db: the store's commit observer uses it until db is gone
-  lock::eligibility_config eligibility; ///< R1 lists, for what reads report per SIM
+  /// R1 lists and actions, for what reads report per SIM; the actions are
+  /// guarded by networks_mtx (reload_actions).
+  lock::eligibility_config eligibility;
   layer_context ctx;
   std::unique_ptr<inventory> inv;
   std::unique_ptr<store::store> db; ///< last: destroyed (writer joined) first
@@ -88,6 +89,12 @@ struct sim_layer::impl {
   name_list networks() const {
     std::lock_guard g{networks_mtx};
     return configured;
+  }
+
+  /// The rules' view of `network` as reads report it.
+  lock::policy policy_of(std::string_view network) const {
+    std::lock_guard g{networks_mtx};
+    return lock::policy_for(eligibility, network);
   }
 
   /// SIMs per interned network name that is not configured (any more).
@@ -277,6 +284,19 @@ void sim_layer::reload_orders(const orders::orders_config& cfg) {
   d.report_unconfigured(true);
 }
 
+void sim_layer::reload_actions(const lock::eligibility_config& cfg) {
+  auto& d = *impl_;
+  {
+    std::lock_guard n{d.networks_mtx};
+    d.eligibility.action = cfg.action;
+    d.eligibility.actions = cfg.actions;
+  }
+  d.inv->reload_actions(cfg);
+  log::notice("sim_layer.actions_reloaded",
+              {{"default", lock::to_string(cfg.action)},
+               {"networks", static_cast<std::uint64_t>(cfg.actions.size())}});
+}
+
 std::vector<std::string> sim_layer::configured_networks() const {
   return *impl_->networks();
 }
@@ -446,7 +466,8 @@ void sim_layer::get_sim(std::string iccid, std::function<void(std::optional<sim_
     done(std::nullopt);
     return;
   }
-  done(to_info(std::move(*r), impl_->eligibility, *impl_->networks()));
+  auto policy = impl_->policy_of(r->network);
+  done(to_info(std::move(*r), policy, *impl_->networks()));
 }
 
 void sim_layer::list_sims(sim_filter filter, std::string cursor, std::size_t limit,
@@ -459,7 +480,7 @@ void sim_layer::list_sims(sim_filter filter, std::string cursor, std::size_t lim
   page.items.reserve(rows.size());
   auto known = impl_->networks();
   for (auto& r : rows)
-    page.items.push_back(to_info(std::move(r), impl_->eligibility, *known));
+    page.items.push_back(to_info(std::move(r), impl_->policy_of(r.network), *known));
   done(std::move(page));
 }
 

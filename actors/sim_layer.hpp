@@ -73,6 +73,12 @@ public:
   /// reported (a log line per network, imeilock_sims_unconfigured_network).
   void reload_orders(const orders::orders_config& cfg);
 
+  /// SIGHUP: applies reloaded violation actions (imei_lock.action/actions;
+  /// the R1 lists and strict mode need a restart). Thread-safe: observations
+  /// decided from now on use the new action; nothing is re-evaluated, so SIMs
+  /// that violated in monitor mode are not barred retroactively.
+  void reload_actions(const lock::eligibility_config& cfg);
+
   /// The networks a SIM may be on: the names of `orders.networks` and of the
   /// `imei_lock` lists, sorted. Upserts with any other name are refused.
   std::vector<std::string> configured_networks() const;

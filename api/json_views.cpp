@@ -93,6 +93,8 @@ json sim_json(const actors::sim_info& sim) {
   // (the dashboard's activation tick box) need not guess.
   j["eligibility"] = {{"imei_lock", sim.policy.lock_eligible},
                       {"lock_on_activation", sim.policy.lock_on_activation_eligible}};
+  // What a violation does on this network now (imei_lock.action/actions).
+  j["violation_action"] = lock::to_string(sim.policy.action);
   return j;
 }
 

@@ -302,6 +302,13 @@ void list_sims(const call_ptr& c) {
   }
   if (auto v = query_value(c->query, "network"))
     filter.network = *v;
+  if (auto v = query_value(c->query, "alerted")) {
+    if (*v != "true" && *v != "false") {
+      c->reply(error_response(400, "bad_parameter", "alerted must be true or false"));
+      return;
+    }
+    filter.alerted = *v == "true";
+  }
   std::size_t limit = 0;
   if (auto err = read_limit(c->query, limit)) {
     c->reply(*err);
@@ -419,7 +426,7 @@ const std::vector<route_def>& route_table() {
       {{"GET", "/ui", false, true}, {}, get_ui},
       {{"GET", "/ui/{file}", false, true}, {}, get_ui_asset},
       {{"GET", "/v1/sims", false, false},
-       {"lock_state", "bar_state", "network", "limit", "cursor"},
+       {"lock_state", "bar_state", "network", "alerted", "limit", "cursor"},
        list_sims},
       {{"POST", "/v1/sims:import", true, false}, {}, import_sims},
       {{"GET", "/v1/sims/{iccid}", false, false}, {}, get_sim},

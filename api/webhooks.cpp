@@ -62,6 +62,10 @@ std::string webhook_payload(const actors::sim_event& ev) {
       {"order_id", ev.order_id == 0 ? nlohmann::json(nullptr) : nlohmann::json(ev.order_id)},
       {"at", time_json(ev.at_ms)},
   };
+  // What the network's violation action did: bar, alert (monitor mode: no
+  // Bar order) or disconnect_and_bar.
+  if (ev.what == lock::notice::violation)
+    j["action"] = lock::to_string(ev.action);
   return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 

@@ -52,6 +52,8 @@ const LOCK_LABEL = { off: 'off', awaiting_first_imei: 'locking to next seen IMEI
 const BAR_LABEL = { none: 'not barred', bar_pending: 'bar pending', barred: 'barred',
                     unbar_pending: 'unbar pending' };
 const REASON_LABEL = { imei_lock: 'IMEI lock', manual: 'manual' };
+const ACTION_LABEL = { bar: 'bar', alert: 'alert only (monitor mode)',
+                       disconnect_and_bar: 'disconnect, then bar' };
 
 function badge(el, state, label) {
   el.textContent = '';
@@ -78,6 +80,7 @@ async function search(append) {
   if ($('filter-lock').value) q.set('lock_state', $('filter-lock').value);
   if ($('filter-bar').value) q.set('bar_state', $('filter-bar').value);
   if ($('filter-network').value.trim()) q.set('network', $('filter-network').value.trim());
+  if ($('filter-alerted').checked) q.set('alerted', 'true');
   q.set('limit', '50');
   if (append && nextCursor) q.set('cursor', nextCursor);
   try {
@@ -100,6 +103,29 @@ async function search(append) {
     $('more').hidden = !nextCursor;
     say(page.items.length || append ? '' : 'No SIM matches.');
   } catch (e) { say(e.message, 'error'); }
+}
+
+// -- SIMs that violated in monitor mode --------------------------------------
+
+async function loadAlerted() {
+  if (!token()) return;
+  try {
+    const page = await api('GET', '/v1/sims?alerted=true&limit=100');
+    const body = $('alerted-list').querySelector('tbody');
+    body.textContent = '';
+    for (const s of page.items) {
+      const tr = document.createElement('tr');
+      cell(tr, s.iccid, 'imei');
+      cell(tr, s.network);
+      cell(tr, s.lock.imei, 'imei');
+      cell(tr, s.last_seen_imei, 'imei');
+      cell(tr, BAR_LABEL[s.bar.state]);
+      cell(tr, ACTION_LABEL[s.violation_action] || s.violation_action);
+      tr.addEventListener('click', () => openSim(s.iccid));
+      body.appendChild(tr);
+    }
+    $('alerted').hidden = page.items.length === 0;
+  } catch (e) { /* the search and SIM views report API errors */ }
 }
 
 // -- One SIM -----------------------------------------------------------------
@@ -159,6 +185,11 @@ function renderSim(s) {
       (s.pending_order.unbar_mode ? ' (' + s.pending_order.unbar_mode + ')' : '')
     : '—';
   $('sim-updated').textContent = fmtTime(s.updated_at);
+  $('violation-action').textContent = '';
+  if (s.violation_action)
+    $('violation-action').textContent = ACTION_LABEL[s.violation_action] || s.violation_action;
+  if (s.alerted) badge($('violation-action'), 'alerted',
+    ($('violation-action').textContent || '') + ' \u2014 violated in monitor mode, not barred');
 
   // Offer what makes sense now; the daemon still checks every order.
   const active = s.status === 'active';
@@ -253,6 +284,7 @@ document.addEventListener('DOMContentLoaded', () => {
     showLogin();
     say('Token set for this tab.');
     if (current) refresh();
+    loadAlerted();
   });
   $('logout').addEventListener('click', () => {
     sessionStorage.removeItem(TOKEN_KEY);
@@ -279,6 +311,8 @@ document.addEventListener('DOMContentLoaded', () => {
     order(body, 'Activation');
   });
   showLogin();
+  loadAlerted();
+  setInterval(loadAlerted, POLL_MS);
   const m = /^#sim=(\d+)$/.exec(location.hash);
   if (m) openSim(m[1]);
 });

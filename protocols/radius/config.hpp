@@ -28,6 +28,10 @@ struct client_config {
 
 /// The Disconnect-Request sender (RFC 5176), off by default.
 struct disconnect_config {
+  /// Keep each session's Disconnect target and send. The file's value is the
+  /// old global switch, an alias (daemon::apply_disconnect_alias); the daemon
+  /// then sets it to whether any network's imei_lock action is
+  /// disconnect_and_bar.
   bool enabled = false;
   std::uint16_t port = 3799;               ///< RFC 5176 §3.1 default DAE port
   std::chrono::milliseconds timeout{1000}; ///< first retransmission timeout

@@ -185,3 +185,21 @@ TEST_CASE("the inventory refuses what it cannot hold instead of throwing", "[inv
   CHECK(inv.sims_on(1) == 0);
   CHECK(inv.sims_on(2) == 1);
 }
+
+TEST_CASE("inventory: a reload changes each network's violation action, now and to come",
+          "[inventory][actions]") {
+  lock::eligibility_config cfg;
+  cfg.actions = {{"ee", lock::violation_action::alert}};
+  actors::inventory inv{cfg};
+  auto ee = inv.intern("ee");
+  auto multinet = inv.intern("multinet");
+  CHECK(inv.policy(ee).action == lock::violation_action::alert);
+  CHECK(inv.policy(multinet).action == lock::violation_action::bar);
+  cfg.action = lock::violation_action::disconnect_and_bar;
+  cfg.actions.clear();
+  inv.reload_actions(cfg);
+  CHECK(inv.policy(ee).action == lock::violation_action::disconnect_and_bar);
+  CHECK(inv.policy(multinet).action == lock::violation_action::disconnect_and_bar);
+  CHECK(inv.policy(ee).lock_eligible); // R1 unchanged
+  CHECK(inv.policy(inv.intern("roamnet901")).action == lock::violation_action::disconnect_and_bar);
+}

@@ -366,3 +366,79 @@ TEST_CASE("stop() returns only once every actor of the layer has ended: none run
   CHECK(f.sys.registry().running() == 0);
   CHECK(answered.load() == 3 * sims);
 }
+
+TEST_CASE("violation actions: alert records without a bar, a reload to bar bars the next "
+          "violation, disconnect_and_bar hands the Disconnect target on",
+          "[actors][actions]") {
+  temp_dir dir;
+  recorder rec;
+  lock::eligibility_config elig;
+  elig.actions = {{"multinet", lock::violation_action::alert},
+                  {"ee", lock::violation_action::disconnect_and_bar}};
+  layer_fixture f{config_for(dir), fast_orders(100ms), &rec, elig};
+  auto lock_to_100 = [&](const std::string& id, std::uint64_t i) {
+    CHECK(f.observe(imsi(i), imei(100)) == ack::ok);
+    REQUIRE(f.order(id, lock::order_type::enable_imei_lock).error == ec::ok);
+    REQUIRE(f.wait_for([&] { return f.sim(id)->state.lock == lock::lock_state::locked; }));
+  };
+  auto violations = [&] {
+    std::lock_guard g{rec.mtx};
+    std::vector<actors::sim_event> out;
+    for (const auto& e : rec.events)
+      if (e.what == lock::notice::violation)
+        out.push_back(e);
+    return out;
+  };
+
+  auto id = iccid(40);
+  REQUIRE(f.upsert(id, {imsi(40)}).created);
+  lock_to_100(id, 40);
+  CHECK(f.observe(imsi(40), imei(200)) == ack::ok);
+  auto s = f.sim(id)->state;
+  CHECK(s.alerted);
+  CHECK(s.bar == lock::bar_state::none);
+  CHECK(s.pending_order_id == 0);
+  CHECK(s.last_seen_imei == imei(200).device);
+  REQUIRE(f.wait_for([&] { return violations().size() == 1; }));
+  CHECK(violations()[0].action == lock::violation_action::alert);
+  CHECK(violations()[0].order_id == 0);
+  CHECK(f.orders_of(id).size() == 1); // the enable only
+  CHECK(f.sim(id)->policy.action == lock::violation_action::alert);
+
+  // SIGHUP: multinet bars now. Nothing retroactive; the next violation bars.
+  auto bar_all = elig;
+  bar_all.actions = {{"ee", lock::violation_action::disconnect_and_bar}};
+  f.layer->reload_actions(bar_all);
+  CHECK(f.sim(id)->policy.action == lock::violation_action::bar);
+  CHECK(f.observe(imsi(40), imei(200), 4001) == ack::ok);
+  CHECK(f.sim(id)->state.bar == lock::bar_state::none);
+  CHECK(f.observe(imsi(40), imei(300)) == ack::ok);
+  CHECK(f.sim(id)->state.bar == lock::bar_state::bar_pending);
+  REQUIRE(f.wait_for([&] { return violations().size() == 2; }));
+  CHECK(violations()[1].action == lock::violation_action::bar);
+  CHECK(violations()[1].disconnect == nullptr);
+  REQUIRE(f.wait_for([&] { return f.sim(id)->state.bar == lock::bar_state::barred; }));
+  CHECK_FALSE(f.sim(id)->state.alerted);
+
+  // disconnect_and_bar: the observation's Disconnect target reaches the listener.
+  auto ee = iccid(41);
+  REQUIRE(f.upsert(ee, {imsi(41)}, "ee").created);
+  lock_to_100(ee, 41);
+  actors::observation obs;
+  obs.imsi = imsi(41);
+  obs.imei = imei(200);
+  obs.peer = "test";
+  auto target = std::make_shared<actors::disconnect_target>();
+  target->nas_address = "127.0.0.1";
+  target->acct_session_id = "s-41";
+  obs.disconnect = target;
+  std::promise<ack> p;
+  auto answered = p.get_future();
+  f.layer->submit(std::move(obs), [&p](ack a) { p.set_value(a); });
+  CHECK(answered.get() == ack::ok);
+  CHECK(f.sim(ee)->state.bar == lock::bar_state::bar_pending);
+  REQUIRE(f.wait_for([&] { return violations().size() == 3; }));
+  CHECK(violations()[2].action == lock::violation_action::disconnect_and_bar);
+  REQUIRE(violations()[2].disconnect != nullptr);
+  CHECK(violations()[2].disconnect->acct_session_id == "s-41");
+}

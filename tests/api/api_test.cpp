@@ -281,6 +281,34 @@ TEST_CASE("GET /v1/sims/{iccid}: 15-digit IMEIs with the computed Luhn digit, nu
   CHECK(r.status == 422);
 }
 
+TEST_CASE("GET /v1/sims?alerted=true lists the SIMs that violated in monitor mode", "[api]") {
+  server_fixture f;
+  f.seed_barred_sim();
+  actors::sim_info sim;
+  sim.iccid = "89441000000000000026";
+  sim.imsis = {234100000000026};
+  sim.network = "ee";
+  sim.state.status = lock::sim_status::active;
+  sim.state.lock = lock::lock_state::locked;
+  sim.state.lock_imei = device_a;
+  sim.state.last_seen_imei = device_b;
+  sim.state.alerted = true;
+  f.service.add(sim);
+  http_client c{f.url()};
+  auto r = c.request("GET", "/v1/sims?alerted=true", ro_token);
+  REQUIRE(r.status == 200);
+  auto j = body(r);
+  REQUIRE(j["items"].size() == 1);
+  CHECK(j["items"][0]["iccid"] == "89441000000000000026");
+  CHECK(j["items"][0]["alerted"] == true);
+  CHECK(j["items"][0]["violation_action"] == "bar"); // the network's action now
+  j = body(c.request("GET", "/v1/sims?alerted=false", ro_token));
+  REQUIRE(j["items"].size() == 1);
+  CHECK(j["items"][0]["iccid"] == iccid_a);
+  CHECK(j["items"][0]["alerted"] == false);
+  CHECK(error_code(c.request("GET", "/v1/sims?alerted=yes", ro_token)) == "bad_parameter");
+}
+
 TEST_CASE("GET /v1/sims filters and pages with a cursor", "[api]") {
   server_fixture f;
   f.seed_barred_sim();

@@ -235,7 +235,8 @@ void fake_sim_service::list_sims(actors::sim_filter filter, std::string cursor, 
       const auto& s = it->second;
       if ((filter.lock && s.state.lock != *filter.lock) ||
           (filter.bar && s.state.bar != *filter.bar) ||
-          (filter.network && s.network != *filter.network))
+          (filter.network && s.network != *filter.network) ||
+          (filter.alerted && s.state.alerted != *filter.alerted))
         continue;
       if (page.items.size() == limit) {
         page.next_cursor = page.items.back().iccid;

@@ -94,7 +94,14 @@ TEST_CASE("webhook payload: the documented fields, IMEIs as 15 digits", "[webhoo
                   {"imei", "352099001761481"},
                   {"locked_imei", "353490012345670"},
                   {"order_id", 17},
-                  {"at", "2025-11-25T02:06:04.123Z"}});
+                  {"at", "2025-11-25T02:06:04.123Z"},
+                  {"action", "bar"}});
+  // Monitor mode: the violation says so, and names no order.
+  auto alert = event(lock::notice::violation);
+  alert.action = lock::violation_action::alert;
+  j = json::parse(webhook_payload(alert));
+  CHECK(j["action"] == "alert");
+  CHECK(j["order_id"].is_null());
   auto none = event(lock::notice::lock_disabled);
   none.imei = lock::no_device;
   none.locked_imei = lock::no_device;
@@ -102,6 +109,7 @@ TEST_CASE("webhook payload: the documented fields, IMEIs as 15 digits", "[webhoo
   CHECK(j["imei"].is_null());
   CHECK(j["locked_imei"].is_null());
   CHECK(j["order_id"].is_null());
+  CHECK_FALSE(j.contains("action")); // only violations carry it
 }
 
 TEST_CASE("HMAC-SHA256 matches RFC 4231 test case 2", "[webhooks]") {
