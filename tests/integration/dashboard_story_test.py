@@ -33,6 +33,7 @@ WEBHOOK_KEY = "EXAMPLE-webhook-key-for-tests"
 A = h.imei15("35349001234567")
 B = h.imei15("35209900176148")
 IMSI = "234500000000031"
+IMSI_EE = "234500000000033"  # on ee, in monitor mode (imei_lock.actions: {ee: alert})
 
 
 class webhook_receiver(http.server.ThreadingHTTPServer):
@@ -113,10 +114,14 @@ def main():
         f"      secret: {secret}\n      disconnect_port: {dae.port}\n"
         "  disconnect:\n    enabled: true\n    timeout: 300ms\n    retries: 2\n")
     cfg += f"""
+imei_lock:
+  actions: {{ee: alert}}
 orders:
   networks:
     multinet:
       lead_times: {{bar: 1500ms, unbar: 300ms}}
+    ee:
+      lead_times: {{bar: 300ms}}
 webhooks:
   targets:
     - url: http://127.0.0.1:{hooks.server_address[1]}/events
@@ -157,6 +162,8 @@ webhooks:
         v = next(e for e, _ in hooks.events if e["event"] == "violation")
         check(v["iccid"] == iccid and v["imei"] == B and v["locked_imei"] == A and v["imsi"] == IMSI,
               f"violation webhook carries iccid, imsi, imei and locked_imei ({v})")
+        check(v["action"] == "disconnect_and_bar",
+              "radius.disconnect.enabled, the old switch, made multinet disconnect_and_bar (alias)")
         check(all(ok for _, ok in hooks.events), "every webhook carries a valid HMAC signature")
 
         # The operator in the dashboard.
@@ -189,6 +196,42 @@ webhooks:
               "the daemon agrees (R11)")
         h.wait_until(lambda: "unbar_completed" in hooks.names(), timeout=10, what="unbar_completed")
         check(True, "unbar_completed webhook delivered")
+
+        # Monitor mode (issue 13): ee's action is alert. Its SIM's violation
+        # bars nothing; the dashboard lists it so the operator bars it by hand.
+        ee = h.random_iccid()
+        st, _ = d.api("PUT", f"/v1/sims/{ee}", {"imsis": [IMSI_EE], "msisdn": "447700900033",
+                                                 "network": "ee", "status": "active"})
+        check(st == 201, "an ee SIM created (ee in monitor mode)")
+        pkt = h.accounting_request(3, IMSI_EE, A, status_type=1, session_id="ui-2")
+        check(h.response_ok(pkt, h.radius_exchange(port, pkt)), "ee SIM: Start from device A answered")
+        d.api("POST", f"/v1/sims/{ee}/orders", {"type": "enable_imei_lock"})
+        h.wait_until(lambda: d.api("GET", f"/v1/sims/{ee}")[1]["lock"]["state"] == "locked",
+                     what="ee SIM locked to A")
+        requests_before = len(dae.requests)
+        pkt = h.accounting_request(4, IMSI_EE, B, status_type=3, session_id="ui-2")
+        check(h.response_ok(pkt, h.radius_exchange(port, pkt)), "ee SIM: Interim-Update from B answered")
+        sim = d.api("GET", f"/v1/sims/{ee}")[1]
+        check(sim["alerted"] is True and sim["bar"]["state"] == "none",
+              "ee SIM violated in monitor mode: alerted, not barred")
+        check(len(dae.requests) == requests_before,
+              "monitor mode sends no Disconnect-Request (the old radius.disconnect alias covers "
+              "bar networks only)")
+        dt.wait(f"!document.getElementById('alerted').hidden && "
+                f"document.getElementById('alerted-list').textContent.includes('{ee}')",
+                "the monitor-mode list")
+        check(iccid not in ui.text(dt, "alerted-list"),
+              "the dashboard lists the SIM that violated in monitor mode, and only it")
+        dt.js("document.querySelector('#alerted-list tbody tr').click(); true")
+        dt.wait(f"document.getElementById('sim-iccid').textContent === '{ee}' && "
+                "document.getElementById('violation-action').textContent.includes('monitor mode')",
+                "the alerted SIM opened")
+        check(True, "clicking it opens the SIM, which says it violated in monitor mode")
+        dt.js("document.getElementById('bar').click(); true")
+        dt.wait("document.getElementById('bar-state').dataset.state === 'barred'", "the manual bar")
+        dt.wait("document.getElementById('alerted').hidden", "the list to empty")
+        check(d.api("GET", f"/v1/sims/{ee}")[1]["alerted"] is False,
+              "barred by hand from the dashboard, the SIM leaves the monitor-mode list")
         print("dashboard story passed")
         return 0
     finally:
