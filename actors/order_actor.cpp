@@ -41,20 +41,28 @@ using order_pointer = order_actor::stateful_pointer<order_state>;
 
 log::rate_limiter order_log_limiter{10, std::chrono::seconds{10}};
 
-orders::provisioning_backend& backend_for(order_pointer self, const std::string& network) {
+/// The backend of `network`, built on first use; ec::backend_failed when it
+/// cannot be built (token file, TLS files), tried again on the next use.
+expected<orders::provisioning_backend*> backend_for(order_pointer self,
+                                                    const std::string& network) {
   auto& s = self->state;
   auto it = s.backends.find(network);
   if (it == s.backends.end()) {
     const auto& cfg = s.sched->config().network(network).backend;
     std::unique_ptr<orders::provisioning_backend> b;
-    if (s.ctx->io != nullptr)
-      b = orders::make_backend(cfg, *s.ctx->io, s.sched->config().seed + s.backends.size() + 1);
-    else
+    if (s.ctx->io != nullptr) {
+      auto made =
+          orders::make_backend(cfg, *s.ctx->io, s.sched->config().seed + s.backends.size() + 1);
+      if (!made)
+        return std::move(made.error());
+      b = std::move(*made);
+    } else {
       b = std::make_unique<orders::simulated_backend>(cfg, s.sched->config().seed + 1);
+    }
     log::info("orders.backend", {{"network", network}, {"backend", b->describe()}});
     it = s.backends.emplace(network, std::move(b)).first;
   }
-  return *it->second;
+  return it->second.get();
 }
 
 void persist(order_pointer self, const orders::order& o) {
@@ -73,15 +81,16 @@ void carry_out(order_pointer self, orders::action& a) {
         a.o.imsis = ctx->inv->imsis(ctx->inv->by_iccid(a.o.iccid));
       auto hdl = caf::actor_cast<order_actor>(self);
       auto id = a.o.id;
-      try {
-        backend_for(self, a.o.network).submit(a.o, [hdl, id](orders::submit_result r) {
-          caf::anon_send(hdl, backend_answer{id, r.accepted, std::move(r.reason)});
-        });
-      } catch (const std::exception& e) {
+      auto backend = backend_for(self, a.o.network);
+      if (!backend) {
         // A backend that cannot even be built (bad URL, token file) is a
         // failed submission: retried, then failed visibly.
-        self->send(self, backend_answer{id, false, e.what()});
+        self->send(self, backend_answer{id, false, backend.error().message()});
+        break;
       }
+      (*backend)->submit(a.o, [hdl, id](orders::submit_result r) {
+        caf::anon_send(hdl, backend_answer{id, r.accepted, std::move(r.reason)});
+      });
       break;
     }
     case kind::submitted:

@@ -376,7 +376,7 @@ void sim_layer::upsert_sim(sim_upsert sim, std::function<void(write_result)> don
     return;
   }
   if (auto v = lock::validate_iccid(sim.iccid); !v) {
-    done(refused(ec::invalid, v.reason));
+    done(refused(ec::invalid, v.error().message()));
     return;
   }
   if (sim.network.empty()) {

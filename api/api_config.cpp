@@ -21,12 +21,14 @@ bool token_chars_ok(const std::string& t) {
   });
 }
 
-std::optional<std::string> check_token(const std::string& t) {
+/// Whether `t` can be a bearer token (config::ec::invalid if not).
+expected<void> check_token(const std::string& t) {
   if (t.size() < min_token_length)
-    return "a token must be at least " + std::to_string(min_token_length) + " characters";
+    return error{config::ec::invalid,
+                 "a token must be at least " + std::to_string(min_token_length) + " characters"};
   if (!token_chars_ok(t))
-    return std::string{"a token may hold only letters, digits and -._~+/="};
-  return std::nullopt;
+    return error{config::ec::invalid, "a token may hold only letters, digits and -._~+/="};
+  return {};
 }
 
 } // namespace
@@ -37,12 +39,12 @@ void load(api_config& cfg, config::section s) {
     s.fail("listen", "at least one address is needed");
   s.read("tokens", cfg.tokens);
   for (const auto& t : cfg.tokens)
-    if (auto err = check_token(t))
-      s.fail("tokens", *err);
+    if (auto usable = check_token(t); !usable)
+      s.fail("tokens", usable.error().message());
   s.read("read_only_tokens", cfg.read_only_tokens);
   for (const auto& t : cfg.read_only_tokens)
-    if (auto err = check_token(t))
-      s.fail("read_only_tokens", *err);
+    if (auto usable = check_token(t); !usable)
+      s.fail("read_only_tokens", usable.error().message());
   s.read("token_file", cfg.token_file);
   s.read("max_header_bytes", cfg.max_header_bytes, 1024u, 1024u * 1024u);
   s.read("max_body_bytes", cfg.max_body_bytes, 1024u, 1024u * 1024u * 1024u);
@@ -82,8 +84,8 @@ expected<token_set> resolve_tokens(const api_config& cfg) {
       auto where = cfg.token_file + ":" + std::to_string(line_no) + ": ";
       if (!(words >> token) || (words >> extra))
         return error{config::ec::invalid, where + "expected 'rw TOKEN' or 'ro TOKEN'"};
-      if (auto err = check_token(token))
-        return error{config::ec::invalid, where + *err};
+      if (auto usable = check_token(token); !usable)
+        return error{config::ec::invalid, where + usable.error().message()};
       if (kind == "rw")
         result.read_write.push_back(token);
       else if (kind == "ro")
@@ -108,8 +110,8 @@ void load(webhook_config& cfg, config::section s) {
   for (auto& t : s.children("targets")) {
     webhook_target target;
     t.read("url", target.url);
-    if (std::string why; !http::parse_url(target.url, &why))
-      t.fail("url", why);
+    if (auto parsed = http::parse_url(target.url); !parsed)
+      t.fail("url", parsed.error().message());
     t.read("events", target.events);
     for (const auto& e : target.events) {
       const auto& names = webhook_event_names();

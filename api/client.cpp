@@ -3,9 +3,11 @@
 namespace imeilock::api {
 
 http_client::http_client(const std::string& base_url, std::chrono::milliseconds timeout) {
-  auto url = http::parse_url(base_url, &parse_error_);
-  if (!url)
+  auto url = http::parse_url(base_url);
+  if (!url) {
+    parse_error_ = url.error().message();
     return;
+  }
   // A path prefix (a proxy's) is kept without its trailing slash.
   prefix_ = url->target;
   while (!prefix_.empty() && prefix_.back() == '/')
@@ -19,10 +21,10 @@ http_client::http_client(const std::string& base_url, std::chrono::milliseconds 
 
 http_client::~http_client() = default;
 
-bool http_client::valid(std::string* why) const {
-  if (why)
-    *why = parse_error_;
-  return client_.has_value();
+expected<void> http_client::valid() const {
+  if (!client_)
+    return error{http::ec::bad_url, parse_error_};
+  return {};
 }
 
 client_response http_client::request(const std::string& method, const std::string& target,

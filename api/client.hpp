@@ -35,8 +35,8 @@ public:
                           const std::string& content_type = {},
                           const http::header_list& headers = {});
 
-  /// False if base_url could not be parsed (message in `why`).
-  bool valid(std::string* why = nullptr) const;
+  /// Whether base_url could be parsed (http::ec::bad_url if not).
+  expected<void> valid() const;
 
 private:
   std::optional<http::client> client_; ///< nullopt when the URL is bad

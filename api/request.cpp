@@ -337,16 +337,20 @@ std::optional<response> read_sim_upsert(const request& req, const std::string& i
   if (iccid && *iccid != up.iccid)
     body.invalid("the body's iccid " + *iccid + " differs from the one in the path " + up.iccid);
   if (imsis) {
-    if (auto err = imsis_problem(*imsis, up.imsis))
-      body.invalid(*err);
+    if (auto values = parse_imsis(*imsis))
+      up.imsis = std::move(*values);
+    else
+      body.invalid(values.error().message());
   }
   if (msisdn) {
-    if (auto err = msisdn_problem(*msisdn, up.msisdn))
-      body.invalid(*err);
+    if (auto digits = parse_msisdn(*msisdn))
+      up.msisdn = std::move(*digits);
+    else
+      body.invalid(digits.error().message());
   }
   if (network) {
-    if (auto err = network_problem(*network))
-      body.invalid(*err);
+    if (auto name = check_network(*network); !name)
+      body.invalid(name.error().message());
     up.network = *network;
   }
   if (status && !lock::parse(*status, up.status))

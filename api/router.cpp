@@ -5,6 +5,7 @@
 #include "api/validate.hpp"
 #include "common/error.hpp"
 #include "common/fault.hpp"
+#include "lock/identifiers.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -151,8 +152,8 @@ void get_ui_asset(const call_ptr& c) {
 
 /// Checks the ICCID path parameter; answers 422 and returns false if malformed.
 bool check_iccid(const call_ptr& c) {
-  if (auto err = iccid_problem(c->params[0])) {
-    c->reply(error_response(422, "invalid_value", *err));
+  if (auto iccid = lock::validate_iccid(c->params[0]); !iccid) {
+    c->reply(error_response(422, "invalid_value", iccid.error().message()));
     return false;
   }
   return true;
@@ -223,20 +224,20 @@ void import_sims(const call_ptr& c) {
     return;
   }
   auto parsed = parse_sim_csv(c->req.body);
-  if (parsed.header_error) {
-    c->reply(error_response(422, "invalid_value", *parsed.header_error));
+  if (!parsed) {
+    c->reply(error_response(422, "invalid_value", parsed.error().describe()));
     return;
   }
-  auto finish = [c, parsed](std::vector<actors::write_result> results) mutable {
+  auto finish = [c, lines = *parsed](std::vector<actors::write_result> results) mutable {
     json items = json::array();
     std::size_t imported = 0;
     std::size_t rejected = 0;
     std::size_t next = 0;
-    for (const auto& line : parsed.lines) {
+    for (const auto& line : lines) {
       json item{{"line", line.line_no}, {"iccid", line.sim.iccid}};
-      if (line.error) {
+      if (!line.valid) {
         item["result"] = "rejected";
-        item["reason"] = *line.error;
+        item["reason"] = line.valid.error().message();
         ++rejected;
       } else {
         const auto& res = results[next++];
@@ -262,8 +263,8 @@ void import_sims(const call_ptr& c) {
         200, {{"imported", imported}, {"rejected", rejected}, {"results", std::move(items)}}));
   };
   std::vector<actors::sim_upsert> valid;
-  for (const auto& line : parsed.lines)
-    if (!line.error)
+  for (const auto& line : *parsed)
+    if (line.valid)
       valid.push_back(line.sim);
   if (valid.empty()) {
     finish({});

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <map>
+#include <optional>
 
 namespace imeilock::api {
 
@@ -60,56 +61,42 @@ std::string_view trim(std::string_view s) {
   return s;
 }
 
-std::optional<std::string> iccid_problem(std::string_view iccid) {
-  auto v = lock::validate_iccid(iccid);
-  if (!v)
-    return v.reason;
-  return std::nullopt;
-}
-
-std::optional<std::string> imsis_problem(const std::vector<std::string>& imsis,
-                                         std::vector<std::uint64_t>& out) {
+expected<std::vector<std::uint64_t>> parse_imsis(const std::vector<std::string>& imsis) {
   if (imsis.empty())
-    return std::string{"a SIM needs at least one IMSI"};
+    return error{ec::invalid, "a SIM needs at least one IMSI"};
   std::vector<std::uint64_t> values;
   for (const auto& imsi : imsis) {
     auto v = lock::validate_imsi(imsi);
     if (!v)
-      return v.reason;
-    if (std::find(values.begin(), values.end(), *v.value) != values.end())
-      return "the IMSI " + imsi + " is listed twice";
-    values.push_back(*v.value);
+      return std::move(v.error());
+    if (std::find(values.begin(), values.end(), *v) != values.end())
+      return error{ec::invalid, "the IMSI " + imsi + " is listed twice"};
+    values.push_back(*v);
   }
-  out = std::move(values);
-  return std::nullopt;
+  return values;
 }
 
-std::optional<std::string> msisdn_problem(std::string_view msisdn, std::string& normalised) {
-  if (msisdn.empty()) {
-    normalised.clear();
-    return std::nullopt;
-  }
-  auto v = lock::validate_msisdn(msisdn);
-  if (!v)
-    return v.reason;
-  normalised = *v.value;
-  return std::nullopt;
+expected<std::string> parse_msisdn(std::string_view msisdn) {
+  if (msisdn.empty())
+    return std::string{};
+  return lock::validate_msisdn(msisdn);
 }
 
-std::optional<std::string> network_problem(std::string_view network) {
+expected<void> check_network(std::string_view network) {
   bool ok = !network.empty() && network.size() <= 64 &&
             std::all_of(network.begin(), network.end(), [](char c) {
               return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-';
             });
   if (!ok)
-    return "a network is a configured name such as multinet, roamnet901, ee or ee_big_data "
-           "(lower case, digits, _ or -), not \"" +
-           std::string{network} + "\"";
-  return std::nullopt;
+    return error{ec::invalid,
+                 "a network is a configured name such as multinet, roamnet901, ee or ee_big_data "
+                 "(lower case, digits, _ or -), not \"" +
+                     std::string{network} + "\""};
+  return {};
 }
 
-csv_import parse_sim_csv(std::string_view body) {
-  csv_import out;
+expected<std::vector<csv_line>> parse_sim_csv(std::string_view body) {
+  std::vector<csv_line> out;
   if (body.starts_with("\xEF\xBB\xBF")) // a BYTE ORDER MARK from spreadsheets
     body.remove_prefix(3);
   std::size_t line_no = 0;
@@ -135,39 +122,37 @@ csv_import parse_sim_csv(std::string_view body) {
                        [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
         h += (h.empty() ? "" : ",") + f;
       }
-      if (h != "iccid,imsis,msisdn,network,status") {
-        out.header_error = "line " + std::to_string(line_no) +
-                           ": the first line must be the header iccid,imsis,msisdn,network,status";
-        return out;
-      }
+      if (h != "iccid,imsis,msisdn,network,status")
+        return error{ec::invalid,
+                     "the first line must be the header iccid,imsis,msisdn,network,status", "",
+                     static_cast<int>(line_no)};
       continue;
     }
-    if (out.lines.size() == max_csv_lines) {
-      // 8 MiB of "x\n" made 4 million rejected lines: 1 GiB before the answer.
-      out.lines.clear();
-      out.header_error = "line " + std::to_string(line_no) + ": more than " +
-                         std::to_string(max_csv_lines) + " SIM lines in one import: split the file";
-      return out;
-    }
+    if (out.size() == max_csv_lines) // 8 MiB of "x\n" made 4 million rejected lines: 1 GiB
+      return error{ec::invalid,
+                   "more than " + std::to_string(max_csv_lines) +
+                       " SIM lines in one import: split the file",
+                   "", static_cast<int>(line_no)};
     csv_line item;
     item.line_no = line_no;
-    auto fail = [&](std::string why) {
-      item.error = std::move(why);
-      out.lines.push_back(std::move(item));
+    auto fail = [&](error why) {
+      item.valid = std::move(why);
+      out.push_back(std::move(item));
     };
+    auto refuse = [&](std::string why) { fail(error{ec::invalid, std::move(why)}); };
     if (!split_csv(line, fields)) {
-      fail("a quoted field is not closed or has text after its closing quote");
+      refuse("a quoted field is not closed or has text after its closing quote");
       continue;
     }
     if (fields.size() != 5) {
       item.sim.iccid = fields.empty() ? std::string{} : fields[0];
-      fail("expected 5 fields (iccid,imsis,msisdn,network,status), found " +
-           std::to_string(fields.size()));
+      refuse("expected 5 fields (iccid,imsis,msisdn,network,status), found " +
+             std::to_string(fields.size()));
       continue;
     }
     item.sim.iccid = fields[0];
-    if (auto err = iccid_problem(fields[0])) {
-      fail(*err);
+    if (auto iccid = lock::validate_iccid(fields[0]); !iccid) {
+      fail(std::move(iccid.error()));
       continue;
     }
     std::vector<std::string> imsis;
@@ -186,25 +171,29 @@ csv_import parse_sim_csv(std::string_view body) {
       imsis.emplace_back(part);
     if (fields[1].empty())
       imsis.clear();
-    if (auto err = imsis_problem(imsis, item.sim.imsis)) {
-      fail(*err);
+    auto imsi_values = parse_imsis(imsis);
+    if (!imsi_values) {
+      fail(std::move(imsi_values.error()));
       continue;
     }
-    if (auto err = msisdn_problem(fields[2], item.sim.msisdn)) {
-      fail(*err);
+    item.sim.imsis = std::move(*imsi_values);
+    auto msisdn = parse_msisdn(fields[2]);
+    if (!msisdn) {
+      fail(std::move(msisdn.error()));
       continue;
     }
-    if (auto err = network_problem(fields[3])) {
-      fail(*err);
+    item.sim.msisdn = std::move(*msisdn);
+    if (auto network = check_network(fields[3]); !network) {
+      fail(std::move(network.error()));
       continue;
     }
     item.sim.network = fields[3];
     if (!lock::parse(fields[4], item.sim.status)) {
-      fail("status must be active or inactive, not \"" + fields[4] + "\"");
+      refuse("status must be active or inactive, not \"" + fields[4] + "\"");
       continue;
     }
     if (auto it = iccid_line.find(item.sim.iccid); it != iccid_line.end()) {
-      fail("the ICCID is already on line " + std::to_string(it->second));
+      refuse("the ICCID is already on line " + std::to_string(it->second));
       continue;
     }
     std::optional<std::string> clash;
@@ -213,17 +202,18 @@ csv_import parse_sim_csv(std::string_view body) {
         clash = "the IMSI " + lock::format_imsi(imsi) + " is already on line " +
                 std::to_string(it->second);
     if (clash) {
-      fail(*clash);
+      refuse(std::move(*clash));
       continue;
     }
     iccid_line.emplace(item.sim.iccid, line_no);
     for (auto imsi : item.sim.imsis)
       imsi_line.emplace(imsi, line_no);
-    out.lines.push_back(std::move(item));
+    out.push_back(std::move(item));
   }
   if (!header_seen)
-    out.header_error = "the body is empty: send the header iccid,imsis,msisdn,network,status "
-                       "and one line per SIM";
+    return error{ec::invalid,
+                 "the body is empty: send the header iccid,imsis,msisdn,network,status "
+                 "and one line per SIM"};
   return out;
 }
 

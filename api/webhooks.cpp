@@ -110,12 +110,14 @@ public:
       gave_up_(results.Add({{"target", target_.url}, {"result", "gave_up"}})),
       dropped_(results.Add({{"target", target_.url}, {"result", "dropped"}})),
       queued_(queued.Add({{"target", target_.url}})) {
-    url_ = http::parse_url(target_.url);
+    if (auto parsed = http::parse_url(target_.url)) // load() refused any other
+      url_ = std::move(*parsed);
     options_.timeout = cfg_.timeout;
     if (url_ && url_->tls()) {
-      options_.tls = http::make_tls_context(target_.tls, &tls_error_);
-      if (!options_.tls) {
-        tls_error_ = "tls." + tls_error_;
+      if (auto tls = http::make_tls_context(target_.tls)) {
+        options_.tls = std::move(*tls);
+      } else {
+        tls_error_ = "tls." + tls.error().message();
         log::error("webhook.tls_unusable", {{"target", target_.url}, {"reason", tls_error_}});
       }
     }
@@ -335,10 +337,10 @@ webhook_notifier::webhook_notifier(net::io_context& io, const webhook_config& cf
   impl_->workers = std::move(workers);
 }
 
-std::optional<std::string> webhook_notifier::reload(const webhook_config& next) {
+expected<void> webhook_notifier::reload(const webhook_config& next) {
   std::lock_guard lock{impl_->mutex};
   if (next == impl_->cfg)
-    return std::nullopt;
+    return {};
   auto shared_settings = [](webhook_config c) {
     c.targets.clear();
     return c;
@@ -357,7 +359,8 @@ std::optional<std::string> webhook_notifier::reload(const webhook_config& next) 
     if (!w) {
       w = std::make_shared<target_worker>(*impl_->io, t, next, *impl_->results, *impl_->queued);
       if (!w->tls_error().empty())
-        return "webhook " + t.url + ": " + w->tls_error(); // nothing changed yet
+        return error{http::ec::bad_tls_files,
+                     "webhook " + t.url + ": " + w->tls_error()}; // nothing changed yet
       ++changed;
     }
     fresh->push_back(std::move(w));
@@ -373,7 +376,7 @@ std::optional<std::string> webhook_notifier::reload(const webhook_config& next) 
   log::notice(
       "webhook.reloaded",
       {{"targets", next.targets.size()}, {"new", changed}, {"replaced_or_removed", removed}});
-  return std::nullopt;
+  return {};
 }
 
 webhook_notifier::~webhook_notifier() {

@@ -65,9 +65,9 @@ public:
   /// Queues `ev` for every target subscribed to it. Thread-safe, non-blocking.
   void on_event(const actors::sim_event& ev) override;
 
-  /// Applies `next` (SIGHUP). Returns an error and changes nothing when a
-  /// new target's TLS files cannot be used. Thread-safe with on_event().
-  std::optional<std::string> reload(const webhook_config& next);
+  /// Applies `next` (SIGHUP). Changes nothing and returns http::ec::bad_tls_files
+  /// when a new target's TLS files cannot be used. Thread-safe with on_event().
+  expected<void> reload(const webhook_config& next);
 
   /// Stops delivering; queued deliveries are dropped (counted). Idempotent.
   void stop();

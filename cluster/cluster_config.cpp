@@ -54,9 +54,8 @@ expected<void> cluster_config::validate() const {
                  "survive one failed renewal)",
                  "renew_interval"};
   if (!api_url.empty()) {
-    std::string why;
-    if (!http::parse_url(api_url, &why))
-      return error{config::ec::invalid, why, "api_url"};
+    if (auto parsed = http::parse_url(api_url); !parsed)
+      return error{config::ec::invalid, parsed.error().message(), "api_url"};
   }
   if (enabled && !valid_node_id(node_id))
     return error{config::ec::invalid,

@@ -14,8 +14,10 @@
 //     imeilock::sys_ec      (here)   the environment refused: a port, a file,
 //                                    the store; start()/reload() of the
 //                                    daemon's components;
-//     imeilock::config::ec  (config/section.hpp) a configuration value or
-//                                    file is wrong; every *_config::validate().
+//     imeilock::config::ec  (config/error.hpp) a configuration value or
+//                                    file is wrong; every *_config::validate();
+//     imeilock::http::ec    (common/http_url.hpp) a URL or TLS files an
+//                                    HTTP peer is to be reached with.
 // - Exceptions: only the strict YAML reader (config/section.hpp) throws
 //   config::error while it walks a file, at startup and on reload; one place
 //   (config::capture, used by daemon::load_config) turns it into an error.

@@ -34,47 +34,42 @@ public:
   net::ssl::context ctx{net::ssl::context::tls_client};
 };
 
-std::shared_ptr<tls_context> make_tls_context(const tls_files& files, std::string* why) {
-  auto fail = [&](const std::string& what, const error_code& ec) -> std::shared_ptr<tls_context> {
-    if (why)
-      *why = what + ": " + ec.message();
-    return nullptr;
+expected<std::shared_ptr<tls_context>> make_tls_context(const tls_files& files) {
+  auto refuse = [](std::string why) -> expected<std::shared_ptr<tls_context>> {
+    return error{ec::bad_tls_files, std::move(why)};
+  };
+  auto fail = [&](const std::string& what, const error_code& code) {
+    return refuse(what + ": " + code.message());
   };
   // OpenSSL words a missing file as a bare system error ("asio.ssl error"):
   // say it first.
   for (const auto& [key, file] :
        {std::pair{"ca_file", &files.ca_file}, std::pair{"client_cert", &files.client_cert},
         std::pair{"client_key", &files.client_key}})
-    if (!file->empty() && !std::ifstream{*file}) {
-      if (why)
-        *why = std::string{key} + " '" + *file + "': cannot read";
-      return nullptr;
-    }
+    if (!file->empty() && !std::ifstream{*file})
+      return refuse(std::string{key} + " '" + *file + "': cannot read");
   auto out = std::make_shared<tls_context>();
   auto& ctx = out->ctx;
-  error_code ec;
+  error_code code;
   ctx.set_options(net::ssl::context::default_workarounds | net::ssl::context::no_sslv2 |
                       net::ssl::context::no_sslv3 | net::ssl::context::no_tlsv1 |
                       net::ssl::context::no_tlsv1_1,
-                  ec);
-  ctx.set_verify_mode(net::ssl::verify_peer, ec);
+                  code);
+  ctx.set_verify_mode(net::ssl::verify_peer, code);
   if (!files.ca_file.empty()) {
-    if (ctx.load_verify_file(files.ca_file, ec); ec)
-      return fail("ca_file '" + files.ca_file + "'", ec);
-  } else if (ctx.set_default_verify_paths(ec); ec) {
-    return fail("the system CA store", ec);
+    if (ctx.load_verify_file(files.ca_file, code); code)
+      return fail("ca_file '" + files.ca_file + "'", code);
+  } else if (ctx.set_default_verify_paths(code); code) {
+    return fail("the system CA store", code);
   }
   if (!files.client_cert.empty()) {
-    if (ctx.use_certificate_chain_file(files.client_cert, ec); ec)
-      return fail("client_cert '" + files.client_cert + "'", ec);
-    if (ctx.use_private_key_file(files.client_key, net::ssl::context::pem, ec); ec)
-      return fail("client_key '" + files.client_key + "'", ec);
-    if (SSL_CTX_check_private_key(ctx.native_handle()) != 1) {
-      if (why)
-        *why = "client_key '" + files.client_key + "' does not match client_cert '" +
-               files.client_cert + "'";
-      return nullptr;
-    }
+    if (ctx.use_certificate_chain_file(files.client_cert, code); code)
+      return fail("client_cert '" + files.client_cert + "'", code);
+    if (ctx.use_private_key_file(files.client_key, net::ssl::context::pem, code); code)
+      return fail("client_key '" + files.client_key + "'", code);
+    if (SSL_CTX_check_private_key(ctx.native_handle()) != 1)
+      return refuse("client_key '" + files.client_key + "' does not match client_cert '" +
+                    files.client_cert + "'");
   }
   return out;
 }
@@ -121,12 +116,11 @@ std::string str(beast::string_view v) {
 /// store, built once.
 tls_context& default_tls() {
   static const std::shared_ptr<tls_context> ctx = [] {
-    std::string why;
-    auto c = make_tls_context({}, &why);
+    auto c = make_tls_context({});
     // Without a system store nothing verifies: every https exchange then
     // fails its handshake with "unknown CA", which names the problem (the
     // handshake asks for verification whatever the context says).
-    return c ? c : std::make_shared<tls_context>();
+    return c ? *c : std::make_shared<tls_context>();
   }();
   return *ctx;
 }

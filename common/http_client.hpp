@@ -83,10 +83,10 @@ struct response {
 class tls_context;
 
 /// Builds the TLS settings from `files`: trust files.ca_file, else the system
-/// CA store; present files.client_cert with files.client_key if set. On a
-/// problem (unreadable or malformed PEM, key not matching the certificate)
-/// returns nullptr and, if `why` is given, a message naming the file.
-std::shared_ptr<tls_context> make_tls_context(const tls_files& files, std::string* why = nullptr);
+/// CA store; present files.client_cert with files.client_key if set. A
+/// problem (unreadable or malformed PEM, key not matching the certificate) is
+/// ec::bad_tls_files with a message naming the file. Never null.
+expected<std::shared_ptr<tls_context>> make_tls_context(const tls_files& files);
 
 /// Per-client settings.
 struct options {

@@ -45,24 +45,22 @@ std::string url::host_header() const {
   return h;
 }
 
-std::string tls_files::validate() const {
+expected<void> tls_files::validate() const {
   if (!client_cert.empty() && client_key.empty())
-    return "client_key: client_cert needs its private key (client_key)";
+    return error{ec::bad_tls_files, "client_cert needs its private key (client_key)", "client_key"};
   if (client_cert.empty() && !client_key.empty())
-    return "client_cert: client_key is set but client_cert is not";
+    return error{ec::bad_tls_files, "client_key is set but client_cert is not", "client_cert"};
   for (const auto& [key, file] :
        {std::pair{"ca_file", &ca_file}, std::pair{"client_cert", &client_cert},
         std::pair{"client_key", &client_key}})
     if (!file->empty() && !std::ifstream{*file})
-      return std::string{key} + ": cannot read '" + *file + "'";
+      return error{ec::bad_tls_files, "cannot read '" + *file + "'", key};
   return {};
 }
 
-std::optional<url> parse_url(std::string_view text, std::string* why) {
-  auto fail = [&](std::string_view what) -> std::optional<url> {
-    if (why)
-      *why = std::string{what} + " in '" + std::string{text} + "'";
-    return std::nullopt;
+expected<url> parse_url(std::string_view text) {
+  auto fail = [&](std::string_view what) -> expected<url> {
+    return error{ec::bad_url, std::string{what} + " in '" + std::string{text} + "'"};
   };
   auto sep = text.find("://");
   if (sep == std::string_view::npos)

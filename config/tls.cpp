@@ -7,10 +7,8 @@ void load(http::tls_files& out, section s) {
   s.read("client_cert", out.client_cert);
   s.read("client_key", out.client_key);
   s.finish();
-  if (auto why = out.validate(); !why.empty()) {
-    auto colon = why.find(": ");
-    s.fail(why.substr(0, colon), why.substr(colon + 2));
-  }
+  if (auto usable = out.validate(); !usable)
+    s.fail(usable.error().where(), usable.error().message());
 }
 
 } // namespace imeilock::config

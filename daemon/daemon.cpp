@@ -350,8 +350,9 @@ struct daemon::impl {
       log::warning("daemon.reload_partial", {{"component", "api"},
                                              {"reason", applied.error().describe()},
                                              {"action", "the previous tokens stay in force"}});
-    if (auto hooks_err = webhooks->reload(next.webhooks))
-      log::warning("daemon.reload_partial", {{"component", "webhooks"}, {"reason", *hooks_err}});
+    if (auto applied = webhooks->reload(next.webhooks); !applied)
+      log::warning("daemon.reload_partial",
+                   {{"component", "webhooks"}, {"reason", applied.error().describe()}});
     else
       cfg.webhooks = next.webhooks;
     if (diameter)

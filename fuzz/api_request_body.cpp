@@ -50,7 +50,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     FUZZ_CHECK(!up.imsis.empty());
     for (std::size_t i = 0; i < up.imsis.size(); ++i)
       FUZZ_CHECK(std::count(up.imsis.begin(), up.imsis.end(), up.imsis[i]) == 1);
-    FUZZ_CHECK(!api::network_problem(up.network));
+    FUZZ_CHECK(api::check_network(up.network).has_value());
     FUZZ_CHECK(std::all_of(up.msisdn.begin(), up.msisdn.end(),
                            [](char c) { return c >= '0' && c <= '9'; }));
     FUZZ_CHECK(up.status == lock::sim_status::active || up.status == lock::sim_status::inactive);

@@ -5,6 +5,7 @@
 #include "api/request.hpp"
 #include "api/validate.hpp"
 #include "fuzz_check.hpp"
+#include "lock/identifiers.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -19,9 +20,10 @@ using namespace imeilock;
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   const std::string_view body{reinterpret_cast<const char*>(data), size};
   const auto parsed = api::parse_sim_csv(body);
-  if (parsed.header_error) {
-    FUZZ_CHECK(parsed.lines.empty());
-    const auto r = api::error_response(422, "invalid_value", *parsed.header_error);
+  if (!parsed) {
+    FUZZ_CHECK(parsed.error() == ec::invalid);
+    FUZZ_CHECK(!parsed.error().message().empty());
+    const auto r = api::error_response(422, "invalid_value", parsed.error().describe());
     FUZZ_CHECK(nlohmann::json::accept(r.body));
     return 0;
   }
@@ -29,18 +31,19 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   std::set<std::uint64_t> imsis;
   std::size_t previous = 1; // the header's line
   nlohmann::json items = nlohmann::json::array();
-  for (const auto& line : parsed.lines) {
+  for (const auto& line : *parsed) {
     FUZZ_CHECK(line.line_no > previous);
     previous = line.line_no;
     nlohmann::json item{{"line", line.line_no}, {"iccid", line.sim.iccid}};
-    if (line.error) {
-      FUZZ_CHECK(!line.error->empty());
+    if (!line.valid) {
+      FUZZ_CHECK(line.valid.error() == ec::invalid);
+      FUZZ_CHECK(!line.valid.error().message().empty());
       item["result"] = "rejected";
-      item["reason"] = *line.error;
+      item["reason"] = line.valid.error().message();
     } else {
-      FUZZ_CHECK(!api::iccid_problem(line.sim.iccid));
+      FUZZ_CHECK(lock::validate_iccid(line.sim.iccid).has_value());
       FUZZ_CHECK(!line.sim.imsis.empty());
-      FUZZ_CHECK(!api::network_problem(line.sim.network));
+      FUZZ_CHECK(api::check_network(line.sim.network).has_value());
       FUZZ_CHECK(line.sim.msisdn.empty() || line.sim.msisdn.front() != '+');
       FUZZ_CHECK(iccids.insert(line.sim.iccid).second);
       for (auto imsi : line.sim.imsis)

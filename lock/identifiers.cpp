@@ -11,9 +11,9 @@ bool all_digits(std::string_view text) {
          std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; });
 }
 
-template <class T>
-validated<T> refuse(std::string reason) {
-  return validated<T>{std::nullopt, std::move(reason)};
+/// A refused identifier: ec::invalid with the sentence an operator reads.
+error refuse(std::string reason) {
+  return error{ec::invalid, std::move(reason)};
 }
 
 /// Quotes an operator's value in a reason, cut short so a garbage field
@@ -48,39 +48,37 @@ bool luhn_valid(std::string_view digits) {
   return sum % 10 == 0;
 }
 
-validated<std::string> validate_iccid(std::string_view text) {
+expected<std::string> validate_iccid(std::string_view text) {
   if (text.empty())
-    return refuse<std::string>("ICCID is empty");
+    return refuse("ICCID is empty");
   if (!all_digits(text))
-    return refuse<std::string>("ICCID " + quoted(text) + " must contain decimal digits only");
+    return refuse("ICCID " + quoted(text) + " must contain decimal digits only");
   if (text.size() < 18 || text.size() > 20)
-    return refuse<std::string>("ICCID " + quoted(text) + " has " + std::to_string(text.size()) +
-                               " digits; an ICCID has 18 to 20 (ITU-T E.118)");
+    return refuse("ICCID " + quoted(text) + " has " + std::to_string(text.size()) +
+                  " digits; an ICCID has 18 to 20 (ITU-T E.118)");
   if (!text.starts_with("89"))
-    return refuse<std::string>(
-        "ICCID " + quoted(text) +
-        " must start with 89, the telecom industry identifier (ITU-T E.118)");
+    return refuse("ICCID " + quoted(text) +
+                  " must start with 89, the telecom industry identifier (ITU-T E.118)");
   if (text.size() >= 19 && !luhn_valid(text))
-    return refuse<std::string>("ICCID " + quoted(text) +
-                               " has a wrong check digit (Luhn): check it for a typo");
-  return validated<std::string>{std::string{text}, {}};
+    return refuse("ICCID " + quoted(text) + " has a wrong check digit (Luhn): check it for a typo");
+  return std::string{text};
 }
 
-validated<std::uint64_t> validate_imsi(std::string_view text) {
+expected<std::uint64_t> validate_imsi(std::string_view text) {
   if (text.empty())
-    return refuse<std::uint64_t>("IMSI is empty");
+    return refuse("IMSI is empty");
   if (!all_digits(text))
-    return refuse<std::uint64_t>("IMSI " + quoted(text) + " must contain decimal digits only");
+    return refuse("IMSI " + quoted(text) + " must contain decimal digits only");
   if (text.size() != 15)
-    return refuse<std::uint64_t>("IMSI " + quoted(text) + " has " + std::to_string(text.size()) +
-                                 " digits; an IMSI has exactly 15");
+    return refuse("IMSI " + quoted(text) + " has " + std::to_string(text.size()) +
+                  " digits; an IMSI has exactly 15");
   std::uint64_t v = 0;
   for (char c : text)
     v = v * 10 + static_cast<std::uint64_t>(c - '0');
   // MCC 000 is not assigned (E.212), and 0 is the index's empty key.
   if (v == 0)
-    return refuse<std::uint64_t>("IMSI " + quoted(text) + " is all zeros");
-  return validated<std::uint64_t>{v, {}};
+    return refuse("IMSI " + quoted(text) + " is all zeros");
+  return v;
 }
 
 std::string format_imsi(std::uint64_t imsi) {
@@ -92,23 +90,22 @@ std::string format_imsi(std::uint64_t imsi) {
   return out;
 }
 
-validated<std::string> validate_msisdn(std::string_view text) {
+expected<std::string> validate_msisdn(std::string_view text) {
   if (text.empty())
-    return refuse<std::string>("MSISDN is empty");
+    return refuse("MSISDN is empty");
   std::string_view digits = text;
   if (digits.front() == '+')
     digits.remove_prefix(1);
   if (!all_digits(digits))
-    return refuse<std::string>("MSISDN " + quoted(text) +
-                               " must be digits in international form, optionally after a '+'");
+    return refuse("MSISDN " + quoted(text) +
+                  " must be digits in international form, optionally after a '+'");
   if (digits.size() < 7 || digits.size() > 15)
-    return refuse<std::string>("MSISDN " + quoted(text) + " has " + std::to_string(digits.size()) +
-                               " digits; an international number (E.164) has 7 to 15");
+    return refuse("MSISDN " + quoted(text) + " has " + std::to_string(digits.size()) +
+                  " digits; an international number (E.164) has 7 to 15");
   if (digits.front() == '0')
-    return refuse<std::string>(
-        "MSISDN " + quoted(text) +
-        " starts with 0: give it in international form with its country code");
-  return validated<std::string>{std::string{digits}, {}};
+    return refuse("MSISDN " + quoted(text) +
+                  " starts with 0: give it in international form with its country code");
+  return std::string{digits};
 }
 
 } // namespace imeilock::lock

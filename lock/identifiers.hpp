@@ -2,23 +2,16 @@
 // Validators for the identifiers of a SIM in the inventory (ICCID, IMSI,
 // MSISDN). Operators import these by the million from other systems: every
 // refusal says in one sentence what is wrong, so a bad row can be fixed.
+// Each returns the normalised value, or an error with ec::invalid and that
+// sentence as its message (common/error.hpp).
+
+#include "common/error.hpp"
 
 #include <cstdint>
-#include <optional>
 #include <string>
 #include <string_view>
 
 namespace imeilock::lock {
-
-/// The result of validating one identifier: the normalised value, or the
-/// reason it was refused (operators read it). Exactly one of the two is set.
-template <class T>
-struct validated {
-  std::optional<T> value;
-  std::string reason; ///< empty when `value` is set
-
-  explicit operator bool() const { return value.has_value(); }
-};
 
 /// Validates an ICCID (ITU-T E.118): decimal digits only, starting with the
 /// telecom major industry identifier "89", 18 to 20 digits long.
@@ -30,12 +23,12 @@ struct validated {
 /// never a complete ICCID with its check digit in practice: it is accepted as
 /// a 19-digit ICCID written without its check digit (some billing exports do
 /// this), with no check possible. Returns the ICCID unchanged.
-validated<std::string> validate_iccid(std::string_view text);
+expected<std::string> validate_iccid(std::string_view text);
 
 /// Validates an IMSI (ITU-T E.212 / TS 23.003 §2.2): exactly 15 decimal
 /// digits (MCC + MNC + MSIN), not all zeros. Returns it as an integer (it
 /// fits in 50 bits).
-validated<std::uint64_t> validate_imsi(std::string_view text);
+expected<std::uint64_t> validate_imsi(std::string_view text);
 
 /// The 15-digit form of an IMSI integer (leading zeros restored).
 std::string format_imsi(std::uint64_t imsi);
@@ -44,7 +37,7 @@ std::string format_imsi(std::uint64_t imsi);
 /// leading '+', then 7 to 15 digits, the first not 0 (country codes never
 /// start with 0: a leading 0 is a national trunk prefix, not E.164).
 /// Returns the digits without the '+' (the form RADIUS and Diameter carry).
-validated<std::string> validate_msisdn(std::string_view text);
+expected<std::string> validate_msisdn(std::string_view text);
 
 /// True when the digits of `text` (all decimal) pass the Luhn check, the
 /// check digit being the last one (ISO/IEC 7812-1 Annex B, used by E.118).

@@ -239,8 +239,8 @@ expected<void> backend_config::validate() const {
   if (type == kind::webhook) {
     if (url.empty())
       return invalid("url", "a webhook needs an http:// or https:// URL");
-    if (std::string why; !http::parse_url(url, &why))
-      return invalid("url", why);
+    if (auto parsed = http::parse_url(url); !parsed)
+      return invalid("url", parsed.error().message());
     if (timeout <= milliseconds{0} || timeout > max_duration)
       return invalid("timeout", "must be between 1ms and 1d");
   }

@@ -48,10 +48,12 @@ private:
   http::header_list headers_;
 };
 
-std::string read_token(const std::string& file_name) {
+/// The bearer token in `file_name`, without surrounding blanks.
+expected<std::string> read_token(const std::string& file_name) {
+  auto refuse = [](std::string why) { return error{ec::backend_failed, std::move(why)}; };
   std::ifstream in{file_name};
   if (!in)
-    throw std::runtime_error("cannot read bearer_token_file '" + file_name + "'");
+    return refuse("cannot read bearer_token_file '" + file_name + "'");
   std::stringstream buf;
   buf << in.rdbuf();
   auto token = buf.str();
@@ -59,40 +61,44 @@ std::string read_token(const std::string& file_name) {
   token.erase(token.begin(), std::find_if(token.begin(), token.end(), not_space));
   token.erase(std::find_if(token.rbegin(), token.rend(), not_space).base(), token.end());
   if (token.empty())
-    throw std::runtime_error("bearer_token_file '" + file_name + "' is empty");
+    return refuse("bearer_token_file '" + file_name + "' is empty");
   for (unsigned char c : token)
     if (c < 0x21 || c > 0x7e)
-      throw std::runtime_error("bearer_token_file '" + file_name +
-                               "' holds characters not allowed in a header");
+      return refuse("bearer_token_file '" + file_name +
+                    "' holds characters not allowed in a header");
   return token;
 }
 
 } // namespace
 
-std::unique_ptr<provisioning_backend> make_webhook_backend(const backend_config& cfg,
-                                                           boost::asio::io_context& io) {
-  std::string error;
-  auto url = http::parse_url(cfg.url, &error);
+expected<std::unique_ptr<provisioning_backend>> make_webhook_backend(const backend_config& cfg,
+                                                                     boost::asio::io_context& io) {
+  auto url = http::parse_url(cfg.url);
   if (!url)
-    throw std::runtime_error("webhook url: " + error);
+    return error{ec::backend_failed, "webhook url: " + url.error().message()};
   std::string token;
-  if (!cfg.bearer_token_file.empty())
-    token = read_token(cfg.bearer_token_file);
+  if (!cfg.bearer_token_file.empty()) {
+    auto read = read_token(cfg.bearer_token_file);
+    if (!read)
+      return std::move(read.error());
+    token = std::move(*read);
+  }
   std::shared_ptr<http::tls_context> tls;
   if (url->tls()) {
-    tls = http::make_tls_context(cfg.tls, &error);
-    if (!tls)
-      throw std::runtime_error("webhook tls." + error);
+    auto made = http::make_tls_context(cfg.tls);
+    if (!made)
+      return error{ec::backend_failed, "webhook tls." + made.error().message()};
+    tls = std::move(*made);
   }
-  return std::make_unique<webhook_backend>(io, cfg.url, std::move(*url), cfg.timeout,
-                                           std::move(token), std::move(tls));
+  return std::unique_ptr<provisioning_backend>{std::make_unique<webhook_backend>(
+      io, cfg.url, std::move(*url), cfg.timeout, std::move(token), std::move(tls))};
 }
 
-std::unique_ptr<provisioning_backend>
+expected<std::unique_ptr<provisioning_backend>>
 make_backend(const backend_config& cfg, boost::asio::io_context& io, std::uint64_t seed) {
   if (cfg.type == backend_config::kind::webhook)
     return make_webhook_backend(cfg, io);
-  return std::make_unique<simulated_backend>(cfg, seed);
+  return std::unique_ptr<provisioning_backend>{std::make_unique<simulated_backend>(cfg, seed)};
 }
 
 } // namespace imeilock::orders

@@ -17,6 +17,7 @@
 // keep heavy headers out of widely included ones); the backend runs on an
 // io_context you own and run.
 
+#include "common/error.hpp"
 #include "orders/backend.hpp"
 
 #include <memory>
@@ -29,16 +30,17 @@ class io_context;
 namespace imeilock::orders {
 
 /// Creates the webhook backend for `cfg` (type webhook). Reads
-/// cfg.bearer_token_file and, for https, cfg.tls's files now. Throws
-/// std::runtime_error naming the problem (bad URL, as http::parse_url words
-/// it; unreadable token file; unusable CA file or client certificate). `io` must outlive the
-/// backend and be run by someone; `done` callbacks run on io's threads.
-std::unique_ptr<provisioning_backend> make_webhook_backend(const backend_config& cfg,
-                                                           boost::asio::io_context& io);
+/// cfg.bearer_token_file and, for https, cfg.tls's files now. A problem is
+/// ec::backend_failed naming it (bad URL, as http::parse_url words it;
+/// unreadable token file; unusable CA file or client certificate). `io` must
+/// outlive the backend and be run by someone; `done` callbacks run on io's
+/// threads.
+expected<std::unique_ptr<provisioning_backend>> make_webhook_backend(const backend_config& cfg,
+                                                                     boost::asio::io_context& io);
 
-/// Creates the backend `cfg` asks for: simulated or webhook. `seed` is for
-/// the simulated backend's failure draws.
-std::unique_ptr<provisioning_backend>
+/// Creates the backend `cfg` asks for: simulated (always) or webhook (as
+/// make_webhook_backend). `seed` is for the simulated backend's failure draws.
+expected<std::unique_ptr<provisioning_backend>>
 make_backend(const backend_config& cfg, boost::asio::io_context& io, std::uint64_t seed = 1);
 
 } // namespace imeilock::orders

@@ -113,9 +113,8 @@ class cli {
 public:
   explicit cli(options o) :
       opt_(std::move(o)), client_(opt_.url, std::chrono::seconds{opt_.timeout_s}) {
-    std::string why;
-    if (!client_.valid(&why))
-      usage_fail(why);
+    if (auto usable = client_.valid(); !usable)
+      usage_fail(usable.error().message());
   }
 
   /// Sends a request; on failure prints why and returns the exit code in `code`.

@@ -210,14 +210,14 @@ TEST_CASE("webhooks: reload moves a target to a new URL; unusable TLS files chan
   webhook_config cfg;
   cfg.targets.push_back({"http://127.0.0.1:" + *port_a + "/a", {}, "key-a", "", {}});
   webhook_notifier hooks{t.io, cfg, registry};
-  CHECK(!hooks.reload(cfg)); // unchanged: nothing to do
+  CHECK(hooks.reload(cfg)); // unchanged: nothing to do
 
   hooks.on_event(event(lock::notice::violation, 1));
   REQUIRE(wait_for([&] { return read_lines(out_a).size() == 1 && hooks.pending() == 0; }));
 
   auto next = cfg;
   next.targets[0] = {"http://127.0.0.1:" + *port_b + "/b", {}, "key-b", "", {}};
-  CHECK(!hooks.reload(next));
+  CHECK(hooks.reload(next));
   hooks.on_event(event(lock::notice::violation, 2));
   REQUIRE(wait_for([&] { return read_lines(out_b).size() == 1 && hooks.pending() == 0; }));
   auto b = read_lines(out_b)[0];
@@ -230,9 +230,11 @@ TEST_CASE("webhooks: reload moves a target to a new URL; unusable TLS files chan
   auto broken = next;
   broken.targets.push_back(
       {"https://127.0.0.1:" + *port_a + "/", {}, "k", "", {"/nonexistent/ca.pem", "", ""}});
-  auto err = hooks.reload(broken);
-  REQUIRE(err);
-  CHECK_THAT(*err, Catch::Contains("tls.ca_file '/nonexistent/ca.pem': cannot read"));
+  auto refused = hooks.reload(broken);
+  REQUIRE_FALSE(refused);
+  CHECK(refused.error() == http::ec::bad_tls_files);
+  CHECK_THAT(refused.error().message(),
+             Catch::Contains("tls.ca_file '/nonexistent/ca.pem': cannot read"));
   hooks.on_event(event(lock::notice::violation, 3));
   REQUIRE(wait_for([&] { return read_lines(out_b).size() == 2 && hooks.pending() == 0; }));
   CHECK(read_lines(out_a).size() == 1);

@@ -82,12 +82,12 @@ struct tls_server {
       files.client_cert = file("client.pem");
       files.client_key = file("client.key");
     }
-    std::string why;
     http::options o;
     o.timeout = 10s;
-    o.tls = http::make_tls_context(files, &why);
-    INFO(why);
-    REQUIRE(o.tls);
+    auto tls = http::make_tls_context(files);
+    INFO((tls ? std::string{} : tls.error().message()));
+    REQUIRE(tls);
+    o.tls = std::move(*tls);
     return o;
   }
 };
@@ -346,8 +346,9 @@ TEST_CASE("https: expired, wrong-hostname and unknown-CA certificates fail the h
   CHECK(r.failed == http::failure::tls);
   CHECK_THAT(r.error, Catch::Contains("unknown CA"));
   http::options other;
-  other.tls = http::make_tls_context({server.file("other_ca.pem"), "", ""});
-  REQUIRE(other.tls);
+  auto other_ca = http::make_tls_context({server.file("other_ca.pem"), "", ""});
+  REQUIRE(other_ca);
+  other.tls = std::move(*other_ca);
   r = send_and_wait(t.io, server.url("good"), {"POST", {}, {}, "x"}, other);
   CHECK(r.failed == http::failure::tls);
   CHECK_THAT(r.error, Catch::Contains("unknown CA"));
@@ -375,19 +376,22 @@ TEST_CASE("https: a server that requires a client certificate gets it when confi
 
 TEST_CASE("make_tls_context names the file that is missing or wrong", "[http_client][tls]") {
   tls_server server;
-  std::string why;
-  CHECK(http::make_tls_context({"/nonexistent/ca.pem", "", ""}, &why) == nullptr);
-  CHECK(why == "ca_file '/nonexistent/ca.pem': cannot read");
+  auto why = [](const http::tls_files& files) {
+    auto made = http::make_tls_context(files);
+    REQUIRE_FALSE(made);
+    CHECK(made.error() == http::ec::bad_tls_files);
+    return made.error().message();
+  };
+  CHECK(why({"/nonexistent/ca.pem", "", ""}) == "ca_file '/nonexistent/ca.pem': cannot read");
   // Not PEM at all.
-  CHECK(http::make_tls_context({server.file("serial"), "", ""}, &why) == nullptr);
-  CHECK_THAT(why, Catch::StartsWith("ca_file '" + server.file("serial") + "': "));
-  CHECK(http::make_tls_context({"", server.file("client.pem"), server.file("good.key")}, &why) ==
-        nullptr);
-  CHECK_THAT(why, Catch::StartsWith("client_key '") && Catch::Contains("mismatch"));
-  CHECK(http::make_tls_context({"", server.file("client.key"), server.file("client.key")}, &why) ==
-        nullptr);
-  CHECK_THAT(why, Catch::StartsWith("client_cert '"));
-  CHECK(http::make_tls_context(
-            {server.file("ca.pem"), server.file("client.pem"), server.file("client.key")}, &why) !=
-        nullptr);
+  CHECK_THAT(why({server.file("serial"), "", ""}),
+             Catch::StartsWith("ca_file '" + server.file("serial") + "': "));
+  CHECK_THAT(why({"", server.file("client.pem"), server.file("good.key")}),
+             Catch::StartsWith("client_key '") && Catch::Contains("mismatch"));
+  CHECK_THAT(why({"", server.file("client.key"), server.file("client.key")}),
+             Catch::StartsWith("client_cert '"));
+  auto made = http::make_tls_context(
+      {server.file("ca.pem"), server.file("client.pem"), server.file("client.key")});
+  REQUIRE(made);
+  CHECK(*made != nullptr);
 }

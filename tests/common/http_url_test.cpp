@@ -10,10 +10,18 @@ using namespace imeilock;
 namespace {
 /// The parse error for `text` (the test fails if it parses).
 std::string error_of(std::string_view text) {
-  std::string why;
-  auto u = http::parse_url(text, &why);
-  CHECK_FALSE(u);
-  return why;
+  auto u = http::parse_url(text);
+  REQUIRE_FALSE(u);
+  CHECK(u.error() == http::ec::bad_url);
+  return u.error().message();
+}
+
+/// What validate() says is wrong with `files`: "key: message".
+std::string problem_of(const http::tls_files& files) {
+  auto usable = files.validate();
+  REQUIRE_FALSE(usable);
+  CHECK(usable.error() == http::ec::bad_tls_files);
+  return usable.error().describe();
 }
 } // namespace
 
@@ -59,14 +67,14 @@ TEST_CASE("https URLs default to port 443 and ask for TLS", "[http_url]") {
 }
 
 TEST_CASE("TLS files: key and certificate go together, files must be readable", "[http_url]") {
-  CHECK(http::tls_files{}.validate().empty());
-  CHECK(http::tls_files{"", "/etc/hostname", ""}.validate() ==
+  CHECK(http::tls_files{}.validate());
+  CHECK(problem_of({"", "/etc/hostname", ""}) ==
         "client_key: client_cert needs its private key (client_key)");
-  CHECK(http::tls_files{"", "", "/etc/hostname"}.validate() ==
+  CHECK(problem_of({"", "", "/etc/hostname"}) ==
         "client_cert: client_key is set but client_cert is not");
-  CHECK(http::tls_files{"/nonexistent/ca.pem", "", ""}.validate() ==
+  CHECK(problem_of({"/nonexistent/ca.pem", "", ""}) ==
         "ca_file: cannot read '/nonexistent/ca.pem'");
-  CHECK(http::tls_files{"/etc/hostname", "", ""}.validate().empty());
+  CHECK(http::tls_files{"/etc/hostname", "", ""}.validate());
 }
 
 TEST_CASE("IPv6 hosts are written in brackets and kept without them", "[http_url]") {
@@ -118,7 +126,7 @@ TEST_CASE("bad URLs are refused with a message quoting them", "[http_url]") {
   CHECK(error_of("") == "expected an http:// or https:// URL in ''");
 }
 
-TEST_CASE("parse_url without a message pointer still refuses", "[http_url]") {
+TEST_CASE("parse_url refuses port 0 and accepts 1 to 65535", "[http_url]") {
   CHECK_FALSE(http::parse_url("http://host:0/"));
   CHECK(http::parse_url("http://host:65535/"));
   CHECK(http::parse_url("http://host:1/"));

@@ -14,14 +14,13 @@ TEST_CASE("ICCID: 89 prefix, 18 to 20 digits, Luhn check digit on 19 and 20", "[
       INFO(ok);
       auto v = validate_iccid(ok);
       REQUIRE(v);
-      CHECK(*v.value == ok);
-      CHECK(v.reason.empty());
+      CHECK(*v == ok);
     }
   }
   SECTION("a typo is caught by the check digit") {
     auto v = validate_iccid("8944110068256270055");
     CHECK_FALSE(v);
-    CHECK(v.reason.find("check digit") != std::string::npos);
+    CHECK(v.error().message().find("check digit") != std::string::npos);
     CHECK_FALSE(validate_iccid("89014103211118510721"));
   }
   SECTION("18 digits: accepted without a check digit") {
@@ -30,45 +29,47 @@ TEST_CASE("ICCID: 89 prefix, 18 to 20 digits, Luhn check digit on 19 and 20", "[
   SECTION("wrong prefix, length or characters, each with its reason") {
     auto p = validate_iccid("9944110068256270054");
     CHECK_FALSE(p);
-    CHECK(p.reason.find("89") != std::string::npos);
+    CHECK(p.error().message().find("89") != std::string::npos);
+    CHECK(p.error() == imeilock::ec::invalid); // the operator's value is wrong
     auto l = validate_iccid("89441100682562700");
     CHECK_FALSE(l);
-    CHECK(l.reason.find("17 digits") != std::string::npos);
+    CHECK(l.error().message().find("17 digits") != std::string::npos);
     CHECK_FALSE(validate_iccid("894411006825627005412"));
     auto c = validate_iccid("894411006825627005F");
     CHECK_FALSE(c);
-    CHECK(c.reason.find("digits only") != std::string::npos);
-    CHECK(validate_iccid("").reason == "ICCID is empty");
+    CHECK(c.error().message().find("digits only") != std::string::npos);
+    CHECK(validate_iccid("").error().message() == "ICCID is empty");
   }
 }
 
 TEST_CASE("IMSI: exactly 15 digits, as an integer", "[inventory]") {
   auto v = validate_imsi("234150999999999");
   REQUIRE(v);
-  CHECK(*v.value == 234150999999999ULL);
-  CHECK(format_imsi(*v.value) == "234150999999999");
+  CHECK(*v == 234150999999999ULL);
+  CHECK(format_imsi(*v) == "234150999999999");
   CHECK(format_imsi(1) == "000000000000001");
   CHECK_FALSE(validate_imsi("23415099999999"));
-  CHECK(validate_imsi("23415099999999").reason.find("14 digits") != std::string::npos);
+  CHECK(validate_imsi("23415099999999").error().message().find("14 digits") != std::string::npos);
   CHECK_FALSE(validate_imsi("2341509999999999"));
   CHECK_FALSE(validate_imsi("23415099999999a"));
   CHECK_FALSE(validate_imsi("+23415099999999"));
   CHECK_FALSE(validate_imsi(""));
   // 0 is the IMSI index's empty slot: refused here, never an assertion there.
   CHECK_FALSE(validate_imsi("000000000000000"));
-  CHECK(validate_imsi("000000000000000").reason.find("all zeros") != std::string::npos);
+  CHECK(validate_imsi("000000000000000").error().message().find("all zeros") != std::string::npos);
   CHECK(validate_imsi("000000000000001"));
 }
 
 TEST_CASE("MSISDN: E.164, optional +, returned as digits", "[inventory]") {
-  CHECK(*validate_msisdn("+447700900123").value == "447700900123");
-  CHECK(*validate_msisdn("447700900123").value == "447700900123");
-  CHECK(*validate_msisdn("123456789012345").value == "123456789012345");
+  CHECK(*validate_msisdn("+447700900123") == "447700900123");
+  CHECK(*validate_msisdn("447700900123") == "447700900123");
+  CHECK(*validate_msisdn("123456789012345") == "123456789012345");
   CHECK_FALSE(validate_msisdn("1234567890123456")); // 16 digits
   CHECK_FALSE(validate_msisdn("+"));
   CHECK_FALSE(validate_msisdn("++447700900123"));
   CHECK_FALSE(validate_msisdn("07700900123")); // national form
-  CHECK(validate_msisdn("07700900123").reason.find("international") != std::string::npos);
+  CHECK(validate_msisdn("07700900123").error().message().find("international") !=
+        std::string::npos);
   CHECK_FALSE(validate_msisdn("44 7700 900123"));
   CHECK_FALSE(validate_msisdn("123456"));
   CHECK_FALSE(validate_msisdn(""));
@@ -78,5 +79,5 @@ TEST_CASE("a long garbage value is cut short in the reason", "[inventory]") {
   std::string junk(500, 'x');
   auto v = validate_iccid(junk);
   CHECK_FALSE(v);
-  CHECK(v.reason.size() < 120);
+  CHECK(v.error().message().size() < 120);
 }
