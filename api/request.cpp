@@ -78,6 +78,17 @@ response error_response(unsigned status, std::string_view code, std::string_view
   return json_response(status, json{{"error", {{"code", code}, {"message", message}}}});
 }
 
+response error_response(const error& e) {
+  for (auto code :
+       {ec::bad_request, ec::bad_parameter, ec::unsupported_media_type, ec::malformed_json,
+        ec::wrong_type, ec::unknown_field, ec::missing_field, ec::invalid_value})
+    if (e.is(code))
+      return error_response(http_status(code), to_string(code), e.describe());
+  // Only the API's refusals are answered this way: anything else is our bug.
+  IMEILOCK_ASSERT(false, "error_response of an error outside api::ec");
+  return {};
+}
+
 std::string lower(std::string_view s) {
   std::string out{s};
   std::transform(out.begin(), out.end(), out.begin(),
@@ -106,29 +117,27 @@ std::optional<std::string> query_value(const query_map& q, std::string_view key)
   return std::nullopt;
 }
 
-std::optional<response> read_limit(const query_map& q, std::size_t& out) {
-  out = default_page;
+expected<std::size_t> read_limit(const query_map& q) {
   auto v = query_value(q, "limit");
   if (!v)
-    return std::nullopt;
+    return default_page;
   std::uint64_t n = 0;
   if (!parse_u64(*v, n) || n == 0 || n > max_page)
-    return error_response(400, "bad_parameter",
-                          "limit must be a whole number from 1 to " + std::to_string(max_page));
-  out = static_cast<std::size_t>(n);
-  return std::nullopt;
+    return error{ec::bad_parameter,
+                 "limit must be a whole number from 1 to " + std::to_string(max_page)};
+  return static_cast<std::size_t>(n);
 }
 
-std::optional<response> parse_target(std::string_view target, target_parts& out) {
-  out = {};
+expected<target_parts> parse_target(std::string_view target) {
+  target_parts out;
   auto qpos = target.find('?');
   std::string_view path = target.substr(0, qpos);
   if (path.empty() || path.front() != '/')
-    return error_response(400, "bad_request", "the request target must be a path");
+    return error{ec::bad_request, "the request target must be a path"};
   for (auto part : split(path.substr(1), '/')) {
     std::string decoded;
     if (!percent_decode(part, decoded, false))
-      return error_response(400, "bad_request", "bad percent-encoding in the path");
+      return error{ec::bad_request, "bad percent-encoding in the path"};
     out.segments.push_back(std::move(decoded));
   }
   if (qpos != std::string_view::npos) {
@@ -140,11 +149,11 @@ std::optional<response> parse_target(std::string_view target, target_parts& out)
       std::string value;
       if (!percent_decode(pair.substr(0, eq), key, true) ||
           (eq != std::string_view::npos && !percent_decode(pair.substr(eq + 1), value, true)))
-        return error_response(400, "bad_request", "bad percent-encoding in the query");
+        return error{ec::bad_request, "bad percent-encoding in the query"};
       out.query.emplace_back(std::move(key), std::move(value));
     }
   }
-  return std::nullopt;
+  return out;
 }
 
 bool match_route(std::string_view tmpl, const std::vector<std::string>& segments,
@@ -204,32 +213,30 @@ public:
   explicit body_reader(const request& req) {
     auto type = media_type(req.content_type);
     if (type != "application/json") {
-      fail_ = error_response(415, "unsupported_media_type",
-                             "send the body as Content-Type: application/json");
+      fail_ = error{ec::unsupported_media_type, "send the body as Content-Type: application/json"};
       return;
     }
     if (nests_deeper_than(req.body, max_json_depth)) {
-      fail_ = error_response(400, "malformed_json",
-                             "the body nests arrays or objects more than " +
-                                 std::to_string(max_json_depth) + " levels deep");
+      fail_ = error{ec::malformed_json, "the body nests arrays or objects more than " +
+                                            std::to_string(max_json_depth) + " levels deep"};
       return;
     }
     try {
       obj_ = json::parse(req.body);
     } catch (const json::parse_error& e) {
-      fail_ = error_response(400, "malformed_json",
-                             "the body is not valid JSON (byte " + std::to_string(e.byte) +
-                                 "): fix the syntax and resend");
+      fail_ =
+          error{ec::malformed_json, "the body is not valid JSON (byte " + std::to_string(e.byte) +
+                                        "): fix the syntax and resend"};
       return;
     } catch (const json::exception&) {
       // A number beyond a double (1e999) is out_of_range, not parse_error:
       // it must not escape to the I/O thread (fuzz/api_request_body).
-      fail_ = error_response(400, "malformed_json",
-                             "the body holds a number too large to read: fix it and resend");
+      fail_ =
+          error{ec::malformed_json, "the body holds a number too large to read: fix it and resend"};
       return;
     }
     if (!obj_.is_object())
-      fail_ = error_response(400, "wrong_type", "the body must be a JSON object {...}");
+      fail_ = error{ec::wrong_type, "the body must be a JSON object {...}"};
   }
 
   /// Fails on the first field not in `allowed`.
@@ -242,8 +249,8 @@ public:
       std::string list;
       for (auto a : allowed)
         list += (list.empty() ? "" : ", ") + std::string{a};
-      fail_ = error_response(400, "unknown_field",
-                             "unknown field \"" + it.key() + "\": the fields are " + list);
+      fail_ =
+          error{ec::unknown_field, "unknown field \"" + it.key() + "\": the fields are " + list};
       return;
     }
   }
@@ -304,27 +311,27 @@ public:
 
   void invalid(const std::string& message) {
     if (!fail_)
-      fail_ = error_response(422, "invalid_value", message);
+      fail_ = error{ec::invalid_value, message};
   }
 
-  const std::optional<response>& failure() const { return fail_; }
+  /// The first problem, if any.
+  const std::optional<error>& failure() const { return fail_; }
 
 private:
   void missing(const std::string& key) {
-    fail_ = error_response(400, "missing_field", "the field \"" + key + "\" is required");
+    fail_ = error{ec::missing_field, "the field \"" + key + "\" is required"};
   }
   void wrong(const std::string& key, const std::string& expected) {
-    fail_ = error_response(400, "wrong_type", "the field \"" + key + "\" must be " + expected);
+    fail_ = error{ec::wrong_type, "the field \"" + key + "\" must be " + expected};
   }
 
   json obj_;
-  std::optional<response> fail_;
+  std::optional<error> fail_;
 };
 
 } // namespace
 
-std::optional<response> read_sim_upsert(const request& req, const std::string& iccid_of_path,
-                                        actors::sim_upsert& up) {
+expected<actors::sim_upsert> read_sim_upsert(const request& req, const std::string& iccid_of_path) {
   body_reader body{req};
   body.only({"iccid", "imsis", "msisdn", "network", "status"});
   auto iccid = body.string("iccid", false);
@@ -332,7 +339,7 @@ std::optional<response> read_sim_upsert(const request& req, const std::string& i
   auto msisdn = body.string("msisdn", false);
   auto network = body.string("network", true);
   auto status = body.string("status", true);
-  up = {};
+  actors::sim_upsert up;
   up.iccid = iccid_of_path;
   if (iccid && *iccid != up.iccid)
     body.invalid("the body's iccid " + *iccid + " differs from the one in the path " + up.iccid);
@@ -355,16 +362,18 @@ std::optional<response> read_sim_upsert(const request& req, const std::string& i
   }
   if (status && !lock::parse(*status, up.status))
     body.invalid("status must be \"active\" or \"inactive\", not \"" + *status + "\"");
-  return body.failure();
+  if (const auto& problem = body.failure())
+    return *problem;
+  return up;
 }
 
-std::optional<response> read_order(const request& req, actors::order_request& out) {
+expected<actors::order_request> read_order(const request& req) {
   body_reader body{req};
   body.only({"type", "unbar_mode", "enable_imei_lock"});
   auto type = body.string("type", true);
   auto mode = body.string("unbar_mode", false);
   auto with_lock = body.boolean("enable_imei_lock");
-  out = {};
+  actors::order_request out;
   if (type && (!lock::parse(*type, out.type) || out.type == lock::order_type::none))
     body.invalid("type must be one of enable_imei_lock, disable_imei_lock, bar, unbar, "
                  "activate; not \"" +
@@ -380,7 +389,9 @@ std::optional<response> read_order(const request& req, actors::order_request& ou
       body.invalid("enable_imei_lock applies only to activate orders");
     out.with_lock = *with_lock;
   }
-  return body.failure();
+  if (const auto& problem = body.failure())
+    return *problem;
+  return out;
 }
 
 } // namespace imeilock::api

@@ -6,6 +6,7 @@
 // arbitrary bytes. Every problem becomes an error answer, never an exception.
 
 #include "actors/ports.hpp"
+#include "api/error.hpp"
 
 #include <nlohmann/json_fwd.hpp>
 
@@ -39,6 +40,9 @@ struct response {
 
 /// Builds the JSON error body {"error":{"code","message"}}.
 response error_response(unsigned status, std::string_view code, std::string_view message);
+/// The answer to a refusal `e` of the API layer (an api::ec): its status
+/// (http_status), its code and e.describe() as the message.
+response error_response(const error& e);
 /// An answer with `j` as its body (invalid UTF-8 from outside is replaced, never thrown).
 response json_response(unsigned status, const nlohmann::json& j);
 
@@ -59,8 +63,9 @@ std::optional<std::string> query_value(const query_map& q, std::string_view key)
 constexpr std::size_t max_page = 1000;
 constexpr std::size_t default_page = 100;
 
-/// Parses `limit`: absent -> default_page, otherwise 1..max_page; a 400 otherwise.
-std::optional<response> read_limit(const query_map& q, std::size_t& out);
+/// Parses `limit`: absent -> default_page, otherwise 1..max_page
+/// (ec::bad_parameter otherwise).
+expected<std::size_t> read_limit(const query_map& q);
 
 /// A request target split into what the routes match on.
 struct target_parts {
@@ -68,9 +73,9 @@ struct target_parts {
   query_map query;
 };
 
-/// Splits and decodes "/a/b?k=v&..."; a 400 for a target that is not a path
-/// or has bad percent-encoding.
-std::optional<response> parse_target(std::string_view target, target_parts& out);
+/// Splits and decodes "/a/b?k=v&..."; ec::bad_request for a target that is
+/// not a path or has bad percent-encoding.
+expected<target_parts> parse_target(std::string_view target);
 
 /// Matches decoded path `segments` against a route template such as
 /// "/v1/sims/{iccid}/orders"; on a match fills `params` in template order.
@@ -78,12 +83,11 @@ bool match_route(std::string_view tmpl, const std::vector<std::string>& segments
                  std::vector<std::string>& params);
 
 /// The body of PUT /v1/sims/{iccid} for the (already checked) `iccid` of the
-/// path: fills `up`, or returns the 400/415/422 answer.
-std::optional<response> read_sim_upsert(const request& req, const std::string& iccid_of_path,
-                                        actors::sim_upsert& up);
+/// path, or why it is refused (the first problem, an api::ec: 400/415/422).
+expected<actors::sim_upsert> read_sim_upsert(const request& req, const std::string& iccid_of_path);
 
-/// The body of POST /v1/sims/{iccid}/orders: fills `out`, or returns the
-/// 400/415/422 answer.
-std::optional<response> read_order(const request& req, actors::order_request& out);
+/// The body of POST /v1/sims/{iccid}/orders, or why it is refused (the first
+/// problem, an api::ec: 400/415/422).
+expected<actors::order_request> read_order(const request& req);
 
 } // namespace imeilock::api

@@ -31,42 +31,42 @@ bool same_secret(std::string_view a, std::string_view b) {
   return diff == 0;
 }
 
-unsigned status_for(ec e) {
+unsigned status_for(imeilock::ec e) {
   switch (e) {
-    case ec::ok:
+    case imeilock::ec::ok:
       return 200;
-    case ec::unknown_sim:
+    case imeilock::ec::unknown_sim:
       return 404;
-    case ec::conflict:
+    case imeilock::ec::conflict:
       return 409;
-    case ec::invalid:
+    case imeilock::ec::invalid:
       return 422;
-    case ec::overloaded:
-    case ec::store_failed:
-    case ec::shutting_down:
+    case imeilock::ec::overloaded:
+    case imeilock::ec::store_failed:
+    case imeilock::ec::shutting_down:
       return 503;
-    case ec::backend_failed:
+    case imeilock::ec::backend_failed:
       return 502;
   }
   return 500;
 }
 
-std::string_view default_message(ec e) {
+std::string_view default_message(imeilock::ec e) {
   switch (e) {
-    case ec::overloaded:
+    case imeilock::ec::overloaded:
       return "the daemon is over capacity: retry shortly";
-    case ec::store_failed:
+    case imeilock::ec::store_failed:
       return "the change could not be made durable: nothing was changed, retry";
-    case ec::shutting_down:
+    case imeilock::ec::shutting_down:
       return "the daemon is shutting down: retry against another node";
-    case ec::backend_failed:
+    case imeilock::ec::backend_failed:
       return "the provisioning backend failed";
     default:
       return "refused";
   }
 }
 
-response service_error(ec e, const std::string& reason) {
+response service_error(imeilock::ec e, const std::string& reason) {
   auto r =
       error_response(status_for(e), to_string(e), reason.empty() ? default_message(e) : reason);
   if (status_for(e) == 503)
@@ -186,22 +186,22 @@ void get_sim(const call_ptr& c) {
 void put_sim(const call_ptr& c) {
   if (!check_iccid(c))
     return;
-  actors::sim_upsert up;
-  if (auto err = read_sim_upsert(c->req, c->params[0], up)) {
-    c->reply(*err);
+  auto up = read_sim_upsert(c->req, c->params[0]);
+  if (!up) {
+    c->reply(error_response(up.error()));
     return;
   }
-  c->service.upsert_sim(std::move(up), [c](const actors::write_result& res) {
+  c->service.upsert_sim(std::move(*up), [c](const actors::write_result& res) {
     if (!res.known_networks.empty()) {
       c->reply(unknown_network(res));
       return;
     }
-    if (res.error == ec::conflict) {
+    if (res.error == imeilock::ec::conflict) {
       // The only conflict of an upsert is an IMSI of another SIM: a bad value (issue 6: 422).
       c->reply(error_response(422, "conflict", res.reason));
       return;
     }
-    if (res.error != ec::ok) {
+    if (res.error != imeilock::ec::ok) {
       c->reply(service_error(res.error, res.reason));
       return;
     }
@@ -225,7 +225,7 @@ void import_sims(const call_ptr& c) {
   }
   auto parsed = parse_sim_csv(c->req.body);
   if (!parsed) {
-    c->reply(error_response(422, "invalid_value", parsed.error().describe()));
+    c->reply(error_response(parsed.error()));
     return;
   }
   auto finish = [c, lines = *parsed](std::vector<actors::write_result> results) mutable {
@@ -241,12 +241,12 @@ void import_sims(const call_ptr& c) {
         ++rejected;
       } else {
         const auto& res = results[next++];
-        if (res.error == ec::store_failed || res.error == ec::overloaded ||
-            res.error == ec::shutting_down) {
+        if (res.error == imeilock::ec::store_failed || res.error == imeilock::ec::overloaded ||
+            res.error == imeilock::ec::shutting_down) {
           c->reply(service_error(res.error, res.reason));
           return;
         }
-        if (res.error == ec::ok) {
+        if (res.error == imeilock::ec::ok) {
           item["result"] = res.created ? "created" : "updated";
           ++imported;
         } else {
@@ -310,14 +310,14 @@ void list_sims(const call_ptr& c) {
     }
     filter.alerted = *v == "true";
   }
-  std::size_t limit = 0;
-  if (auto err = read_limit(c->query, limit)) {
-    c->reply(*err);
+  auto limit = read_limit(c->query);
+  if (!limit) {
+    c->reply(error_response(limit.error()));
     return;
   }
   auto cursor = query_value(c->query, "cursor").value_or("");
   c->service.list_sims(
-      std::move(filter), std::move(cursor), limit, [c](const actors::sim_page& page) {
+      std::move(filter), std::move(cursor), *limit, [c](const actors::sim_page& page) {
         json items = json::array();
         for (const auto& s : page.items)
           items.push_back(sim_json(s));
@@ -330,17 +330,17 @@ void list_sims(const call_ptr& c) {
 void place_order(const call_ptr& c) {
   if (!check_iccid(c))
     return;
-  actors::order_request req;
-  if (auto err = read_order(c->req, req)) {
-    c->reply(*err);
+  auto order = read_order(c->req);
+  if (!order) {
+    c->reply(error_response(order.error()));
     return;
   }
-  c->service.place_order(c->params[0], req, [c, req](actors::write_result res) {
-    if (res.error == ec::unknown_sim) {
+  c->service.place_order(c->params[0], *order, [c, req = *order](actors::write_result res) {
+    if (res.error == imeilock::ec::unknown_sim) {
       c->reply(unknown_sim(c->params[0]));
       return;
     }
-    if (res.error != ec::ok) {
+    if (res.error != imeilock::ec::ok) {
       c->reply(service_error(res.error, res.reason));
       return;
     }
@@ -404,12 +404,12 @@ void list_sim_orders(const call_ptr& c) {
 }
 
 void list_sim_events(const call_ptr& c) {
-  std::size_t limit = 0;
-  if (auto err = read_limit(c->query, limit)) {
-    c->reply(*err);
+  auto limit = read_limit(c->query);
+  if (!limit) {
+    c->reply(error_response(limit.error()));
     return;
   }
-  with_sim(c, [c, limit] {
+  with_sim(c, [c, limit = *limit] {
     c->service.list_events(c->params[0], limit, [c](const std::vector<actors::event_info>& events) {
       json items = json::array();
       for (const auto& e : events)
@@ -485,13 +485,13 @@ router::access router::authenticate(std::string_view authorization) const {
 
 void router::handle(request req, respond_fn done) {
   auto c = std::make_shared<call>(service_, std::move(req), std::move(done), ready_.load());
-  target_parts target;
-  if (auto err = parse_target(c->req.target, target)) {
-    c->reply(*err);
+  auto target = parse_target(c->req.target);
+  if (!target) {
+    c->reply(error_response(target.error()));
     return;
   }
-  const auto& segments = target.segments;
-  c->query = std::move(target.query);
+  const auto segments = std::move(target->segments);
+  c->query = std::move(target->query);
 
   const route_def* found = nullptr;
   std::string allowed;
@@ -567,8 +567,8 @@ void router::handle(request req, respond_fn done) {
   } catch (const unavailable_error&) {
     // The store's database cannot be reached (a PostgreSQL outage; the store
     // logged it once): retry shortly, or another node.
-    c->reply(
-        service_error(ec::store_failed, "the store's database cannot be reached: retry shortly"));
+    c->reply(service_error(imeilock::ec::store_failed,
+                           "the store's database cannot be reached: retry shortly"));
   } catch (...) {
     // A bug or a store that cannot be read: answer, count, keep serving.
     report_current_exception(fault_site::api_request);

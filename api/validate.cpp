@@ -63,14 +63,14 @@ std::string_view trim(std::string_view s) {
 
 expected<std::vector<std::uint64_t>> parse_imsis(const std::vector<std::string>& imsis) {
   if (imsis.empty())
-    return error{ec::invalid, "a SIM needs at least one IMSI"};
+    return error{ec::invalid_value, "a SIM needs at least one IMSI"};
   std::vector<std::uint64_t> values;
   for (const auto& imsi : imsis) {
     auto v = lock::validate_imsi(imsi);
     if (!v)
-      return std::move(v.error());
+      return error{ec::invalid_value, v.error().message()};
     if (std::find(values.begin(), values.end(), *v) != values.end())
-      return error{ec::invalid, "the IMSI " + imsi + " is listed twice"};
+      return error{ec::invalid_value, "the IMSI " + imsi + " is listed twice"};
     values.push_back(*v);
   }
   return values;
@@ -79,7 +79,10 @@ expected<std::vector<std::uint64_t>> parse_imsis(const std::vector<std::string>&
 expected<std::string> parse_msisdn(std::string_view msisdn) {
   if (msisdn.empty())
     return std::string{};
-  return lock::validate_msisdn(msisdn);
+  auto v = lock::validate_msisdn(msisdn);
+  if (!v)
+    return error{ec::invalid_value, v.error().message()};
+  return std::move(*v);
 }
 
 expected<void> check_network(std::string_view network) {
@@ -88,7 +91,7 @@ expected<void> check_network(std::string_view network) {
               return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-';
             });
   if (!ok)
-    return error{ec::invalid,
+    return error{ec::invalid_value,
                  "a network is a configured name such as multinet, roamnet901, ee or ee_big_data "
                  "(lower case, digits, _ or -), not \"" +
                      std::string{network} + "\""};
@@ -123,13 +126,13 @@ expected<std::vector<csv_line>> parse_sim_csv(std::string_view body) {
         h += (h.empty() ? "" : ",") + f;
       }
       if (h != "iccid,imsis,msisdn,network,status")
-        return error{ec::invalid,
+        return error{ec::invalid_value,
                      "the first line must be the header iccid,imsis,msisdn,network,status", "",
                      static_cast<int>(line_no)};
       continue;
     }
     if (out.size() == max_csv_lines) // 8 MiB of "x\n" made 4 million rejected lines: 1 GiB
-      return error{ec::invalid,
+      return error{ec::invalid_value,
                    "more than " + std::to_string(max_csv_lines) +
                        " SIM lines in one import: split the file",
                    "", static_cast<int>(line_no)};
@@ -139,7 +142,7 @@ expected<std::vector<csv_line>> parse_sim_csv(std::string_view body) {
       item.valid = std::move(why);
       out.push_back(std::move(item));
     };
-    auto refuse = [&](std::string why) { fail(error{ec::invalid, std::move(why)}); };
+    auto refuse = [&](std::string why) { fail(error{ec::invalid_value, std::move(why)}); };
     if (!split_csv(line, fields)) {
       refuse("a quoted field is not closed or has text after its closing quote");
       continue;
@@ -152,7 +155,7 @@ expected<std::vector<csv_line>> parse_sim_csv(std::string_view body) {
     }
     item.sim.iccid = fields[0];
     if (auto iccid = lock::validate_iccid(fields[0]); !iccid) {
-      fail(std::move(iccid.error()));
+      refuse(iccid.error().message());
       continue;
     }
     std::vector<std::string> imsis;
@@ -211,7 +214,7 @@ expected<std::vector<csv_line>> parse_sim_csv(std::string_view body) {
     out.push_back(std::move(item));
   }
   if (!header_seen)
-    return error{ec::invalid,
+    return error{ec::invalid_value,
                  "the body is empty: send the header iccid,imsis,msisdn,network,status "
                  "and one line per SIM"};
   return out;

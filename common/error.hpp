@@ -16,8 +16,8 @@
 //                                    daemon's components;
 //     imeilock::config::ec  (config/error.hpp) a configuration value or
 //                                    file is wrong; every *_config::validate();
-//     imeilock::http::ec    (common/http_url.hpp) a URL or TLS files an
-//                                    HTTP peer is to be reached with.
+//     imeilock::http::ec    (common/http_url.hpp) a URL or TLS files;
+//     imeilock::api::ec     (api/error.hpp) a request the API refuses.
 // - Exceptions: only the strict YAML reader (config/section.hpp) throws
 //   config::error while it walks a file, at startup and on reload; one place
 //   (config::capture, used by daemon::load_config) turns it into an error.

@@ -22,7 +22,8 @@ constexpr const char* content_types[] = {"application/json", "application/json; 
                                          " Application/JSON ", "text/csv"};
 constexpr const char* path_iccid = "89441000000000000026"; // checked by the router before
 
-void check_refusal(const api::response& r) {
+void check_refusal(const error& e) {
+  const auto r = api::error_response(e);
   FUZZ_CHECK(r.status == 400 || r.status == 415 || r.status == 422);
   const auto j = nlohmann::json::parse(r.body, nullptr, false);
   FUZZ_CHECK(!j.is_discarded());
@@ -40,11 +41,12 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   req.body.assign(reinterpret_cast<const char*>(data) + 1, size - 1);
   if ((selector & 1) == 0) {
     req.method = "PUT";
-    actors::sim_upsert up;
-    if (auto err = api::read_sim_upsert(req, path_iccid, up)) {
-      check_refusal(*err);
+    auto read = api::read_sim_upsert(req, path_iccid);
+    if (!read) {
+      check_refusal(read.error());
       return 0;
     }
+    const auto& up = *read;
     FUZZ_CHECK(req.content_type != "text/csv");
     FUZZ_CHECK(up.iccid == path_iccid);
     FUZZ_CHECK(!up.imsis.empty());
@@ -56,11 +58,12 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     FUZZ_CHECK(up.status == lock::sim_status::active || up.status == lock::sim_status::inactive);
   } else {
     req.method = "POST";
-    actors::order_request order;
-    if (auto err = api::read_order(req, order)) {
-      check_refusal(*err);
+    auto read = api::read_order(req);
+    if (!read) {
+      check_refusal(read.error());
       return 0;
     }
+    const auto& order = *read;
     FUZZ_CHECK(req.content_type != "text/csv");
     FUZZ_CHECK(order.type != lock::order_type::none);
     FUZZ_CHECK(order.mode == lock::unbar_mode::none || order.type == lock::order_type::unbar);

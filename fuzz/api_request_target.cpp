@@ -47,12 +47,15 @@ std::string encode_all(std::string_view s) {
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   const std::string_view target{reinterpret_cast<const char*>(data), size};
-  api::target_parts parts;
-  if (auto err = api::parse_target(target, parts)) {
-    FUZZ_CHECK(err->status == 400);
-    FUZZ_CHECK(nlohmann::json::accept(err->body));
+  auto parsed = api::parse_target(target);
+  if (!parsed) {
+    FUZZ_CHECK(parsed.error() == api::ec::bad_request);
+    const auto r = api::error_response(parsed.error());
+    FUZZ_CHECK(r.status == 400);
+    FUZZ_CHECK(nlohmann::json::accept(r.body));
     return 0;
   }
+  const auto& parts = *parsed;
   FUZZ_CHECK(!parts.segments.empty());
   for (auto tmpl : templates) {
     std::vector<std::string> params;
@@ -63,12 +66,13 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     for (const auto& p : params)
       FUZZ_CHECK(!p.empty());
   }
-  std::size_t limit = 0;
-  if (auto err = api::read_limit(parts.query, limit)) {
-    FUZZ_CHECK(err->status == 400);
-    FUZZ_CHECK(nlohmann::json::accept(err->body));
+  if (auto limit = api::read_limit(parts.query); !limit) {
+    FUZZ_CHECK(limit.error() == api::ec::bad_parameter);
+    const auto r = api::error_response(limit.error());
+    FUZZ_CHECK(r.status == 400);
+    FUZZ_CHECK(nlohmann::json::accept(r.body));
   } else {
-    FUZZ_CHECK(limit >= 1 && limit <= api::max_page);
+    FUZZ_CHECK(*limit >= 1 && *limit <= api::max_page);
   }
   for (const auto& [key, value] : parts.query)
     FUZZ_CHECK(api::query_value(parts.query, key).has_value());
@@ -81,9 +85,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     for (const auto& [key, value] : parts.query)
       again += encode_all(key) + "=" + encode_all(value) + "&";
   }
-  api::target_parts reparsed;
-  FUZZ_CHECK(!api::parse_target(again, reparsed));
-  FUZZ_CHECK(reparsed.segments == parts.segments);
-  FUZZ_CHECK(reparsed.query == parts.query);
+  auto reparsed = api::parse_target(again);
+  FUZZ_CHECK(reparsed.has_value());
+  FUZZ_CHECK(reparsed->segments == parts.segments);
+  FUZZ_CHECK(reparsed->query == parts.query);
   return 0;
 }

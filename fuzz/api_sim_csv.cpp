@@ -21,9 +21,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   const std::string_view body{reinterpret_cast<const char*>(data), size};
   const auto parsed = api::parse_sim_csv(body);
   if (!parsed) {
-    FUZZ_CHECK(parsed.error() == ec::invalid);
+    FUZZ_CHECK(parsed.error() == api::ec::invalid_value);
     FUZZ_CHECK(!parsed.error().message().empty());
-    const auto r = api::error_response(422, "invalid_value", parsed.error().describe());
+    const auto r = api::error_response(parsed.error());
+    FUZZ_CHECK(r.status == 422);
     FUZZ_CHECK(nlohmann::json::accept(r.body));
     return 0;
   }
@@ -36,7 +37,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     previous = line.line_no;
     nlohmann::json item{{"line", line.line_no}, {"iccid", line.sim.iccid}};
     if (!line.valid) {
-      FUZZ_CHECK(line.valid.error() == ec::invalid);
+      FUZZ_CHECK(line.valid.error() == api::ec::invalid_value);
       FUZZ_CHECK(!line.valid.error().message().empty());
       item["result"] = "rejected";
       item["reason"] = line.valid.error().message();
