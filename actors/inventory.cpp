@@ -8,8 +8,6 @@ namespace imeilock::actors {
 
 namespace {
 
-constexpr std::uint64_t tombstone = ~std::uint64_t{0};
-
 std::uint64_t mix(std::uint64_t x) {
   // splitmix64 finaliser: IMSIs are sequential, the table needs them spread.
   x ^= x >> 30;
@@ -20,105 +18,20 @@ std::uint64_t mix(std::uint64_t x) {
   return x;
 }
 
-std::uint64_t hash_text(std::string_view s) {
+std::uint64_t hash_bytes(const unsigned char* p, std::size_t n) {
   std::uint64_t h = 1469598103934665603ull; // FNV-1a
-  for (unsigned char c : s) {
-    h ^= c;
+  for (std::size_t i = 0; i < n; ++i) {
+    h ^= p[i];
     h *= 1099511628211ull;
   }
   return mix(h);
 }
 
+std::uint64_t hash_text(std::string_view s) {
+  return hash_bytes(reinterpret_cast<const unsigned char*>(s.data()), s.size());
+}
+
 } // namespace
-
-// -- u64_map --------------------------------------------------------------------
-
-std::optional<std::uint32_t> u64_map::find(std::uint64_t key) const {
-  if (slots_.empty() || key == 0 || key == tombstone)
-    return std::nullopt;
-  auto mask = slots_.size() - 1;
-  for (auto i = mix(key) & mask;; i = (i + 1) & mask) {
-    const auto& s = slots_[i];
-    if (s.key == key)
-      return s.value;
-    if (s.key == 0)
-      return std::nullopt;
-  }
-}
-
-void u64_map::reserve(std::size_t n) {
-  std::size_t cap = 16;
-  while (cap < 2 * n)
-    cap *= 2;
-  if (cap <= slots_.size())
-    return;
-  std::vector<slot> old;
-  old.swap(slots_);
-  slots_.assign(cap, slot{});
-  size_ = 0;
-  used_ = 0;
-  for (auto& s : old)
-    if (s.key != 0 && s.key != tombstone)
-      put(s.key, s.value);
-}
-
-void u64_map::grow() {
-  // Rehash at the same size when tombstones are the problem, else double.
-  std::size_t target = slots_.empty()                    ? 16
-                       : 4 * (size_ + 1) > slots_.size() ? slots_.size() * 2
-                                                         : slots_.size();
-  std::vector<slot> old;
-  old.swap(slots_);
-  slots_.assign(target, slot{});
-  size_ = 0;
-  used_ = 0;
-  for (auto& s : old)
-    if (s.key != 0 && s.key != tombstone)
-      put(s.key, s.value);
-}
-
-void u64_map::put(std::uint64_t key, std::uint32_t value) {
-  // inventory::add/set_imsis never pass 0; ~0 is not a 15-digit number.
-  IMEILOCK_ASSERT(key != 0 && key != tombstone, "u64_map key 0 or tombstone");
-  if (2 * (used_ + 1) > slots_.size())
-    grow();
-  auto mask = slots_.size() - 1;
-  std::size_t first_free = slots_.size();
-  for (auto i = mix(key) & mask;; i = (i + 1) & mask) {
-    auto& s = slots_[i];
-    if (s.key == key) {
-      s.value = value;
-      return;
-    }
-    if (s.key == tombstone && first_free == slots_.size())
-      first_free = i;
-    if (s.key == 0) {
-      if (first_free == slots_.size()) {
-        first_free = i;
-        ++used_;
-      }
-      slots_[first_free] = {key, value};
-      ++size_;
-      return;
-    }
-  }
-}
-
-void u64_map::erase(std::uint64_t key) {
-  if (slots_.empty() || key == 0 || key == tombstone)
-    return;
-  auto mask = slots_.size() - 1;
-  for (auto i = mix(key) & mask;; i = (i + 1) & mask) {
-    auto& s = slots_[i];
-    if (s.key == key) {
-      s.key = tombstone;
-      --size_;
-      return;
-    }
-    if (s.key == 0)
-      return;
-  }
-}
 
 // -- inventory --------------------------------------------------------------------
 
@@ -127,48 +40,109 @@ inventory::inventory(lock::eligibility_config cfg) :
   for (std::size_t i = 0; i < max_networks; ++i)
     sims_per_network_[i].store(0, std::memory_order_relaxed);
   networks_.reserve(max_networks);
-  iccid_table_.assign(16, no_sim);
+}
+
+std::optional<inventory::packed_iccid> inventory::pack(std::string_view iccid) {
+  if (iccid.size() > 2 * std::tuple_size_v<packed_iccid>)
+    return std::nullopt;
+  packed_iccid p;
+  p.fill(0xff);
+  for (std::size_t i = 0; i < iccid.size(); ++i) {
+    auto c = iccid[i];
+    if (c < '0' || c > '9')
+      return std::nullopt;
+    auto d = static_cast<std::uint8_t>(c - '0');
+    auto& byte = p[i / 2];
+    byte = i % 2 == 0 ? static_cast<std::uint8_t>((d << 4) | 0x0f)
+                      : static_cast<std::uint8_t>((byte & 0xf0) | d);
+  }
+  return p;
+}
+
+std::string inventory::unpack(const packed_iccid& p) {
+  std::string out;
+  out.reserve(2 * p.size());
+  for (auto byte : p) {
+    for (auto d : {byte >> 4, byte & 0x0f}) {
+      if (d > 9)
+        return out;
+      out.push_back(static_cast<char>('0' + d));
+    }
+  }
+  return out;
 }
 
 void inventory::reserve(std::size_t n) {
   std::unique_lock g{mtx_};
-  imsis_.reserve(n);
-  iccid_offsets_.reserve(n);
+  n = std::max(n, iccids_.size());
+  iccids_.reserve(n);
   first_imsis_.reserve(n);
-  arena_.reserve(n * 21);
-  if (iccid_table_.size() < 2 * n) {
-    std::size_t cap = iccid_table_.size();
-    while (cap < 2 * n)
-      cap *= 2;
-    std::vector<sim_id> old(cap, no_sim);
-    old.swap(iccid_table_);
-    for (auto id : old)
-      if (id != no_sim)
-        iccid_table_[iccid_slot(iccid_locked(id))] = id;
+  if (iccid_table_.smaller_than(n))
+    rebuild_iccids_locked(n);
+  if (imsi_table_.smaller_than(n))
+    rebuild_imsis_locked(n);
+}
+
+std::string inventory::iccid_locked(sim_id id) const {
+  const auto& p = iccids_[id];
+  if (is_other(p)) {
+    auto it = long_iccids_.find(id);
+    return it == long_iccids_.end() ? std::string{} : it->second;
+  }
+  return unpack(p);
+}
+
+std::uint64_t inventory::iccid_hash_of(sim_id id) const {
+  const auto& p = iccids_[id];
+  if (is_other(p))
+    return hash_text(iccid_locked(id));
+  return hash_bytes(p.data(), p.size());
+}
+
+bool inventory::holds_iccid_locked(sim_id id, const std::optional<packed_iccid>& packed,
+                                   std::string_view iccid) const {
+  const auto& p = iccids_[id];
+  if (packed)
+    return p == *packed;
+  if (!is_other(p))
+    return false;
+  auto it = long_iccids_.find(id);
+  return it != long_iccids_.end() && it->second == iccid;
+}
+
+void inventory::put_imsi_locked(std::uint64_t imsi, sim_id id, bool first) {
+  // The last SIM given an IMSI owns it (only a damaged store lists one twice).
+  auto is_key = [&](std::uint32_t v) { return first_is_locked(v, imsi); };
+  if (first) {
+    other_imsis_.erase(imsi);
+    if (!imsi_table_.has_room())
+      rebuild_imsis_locked((imsi_table_.size() + 1) * 3 / 2);
+    imsi_table_.put(mix(imsi), id, is_key);
+  } else {
+    imsi_table_.erase(mix(imsi), is_key);
+    other_imsis_[imsi] = id;
   }
 }
 
-std::string_view inventory::iccid_locked(sim_id id) const {
-  auto off = iccid_offsets_[id];
-  auto len = static_cast<unsigned char>(arena_[off]);
-  return {arena_.data() + off + 1, len};
+void inventory::put_iccid_locked(sim_id id) {
+  if (!iccid_table_.has_room())
+    rebuild_iccids_locked((iccid_table_.size() + 1) * 3 / 2);
+  iccid_table_.insert(iccid_hash_of(id), id);
 }
 
-std::size_t inventory::iccid_slot(std::string_view iccid) const {
-  auto mask = iccid_table_.size() - 1;
-  for (auto i = hash_text(iccid) & mask;; i = (i + 1) & mask) {
-    auto id = iccid_table_[i];
-    if (id == no_sim || iccid_locked(id) == iccid)
-      return i;
+void inventory::rebuild_imsis_locked(std::size_t n) {
+  imsi_table_.reset(std::max(n, imsi_table_.size()));
+  for (sim_id id = 0; id < first_imsis_.size(); ++id) {
+    auto imsi = first_imsis_[id];
+    if (imsi != 0 && !other_imsis_.contains(imsi))
+      imsi_table_.put(mix(imsi), id, [&](std::uint32_t v) { return first_is_locked(v, imsi); });
   }
 }
 
-void inventory::grow_iccids() {
-  std::vector<sim_id> old(iccid_table_.size() * 2, no_sim);
-  old.swap(iccid_table_);
-  for (auto id : old)
-    if (id != no_sim)
-      iccid_table_[iccid_slot(iccid_locked(id))] = id;
+void inventory::rebuild_iccids_locked(std::size_t n) {
+  iccid_table_.reset(std::max(n, iccid_table_.size()));
+  for (sim_id id = 0; id < iccids_.size(); ++id)
+    iccid_table_.insert(iccid_hash_of(id), id);
 }
 
 network_id inventory::intern_locked(std::string_view network) {
@@ -207,33 +181,37 @@ network_id inventory::intern(std::string_view network) {
 
 sim_id inventory::add(std::string_view iccid, std::string_view network,
                       std::span<const std::uint64_t> imsis) {
-  if (iccid.size() > 255) // the arena stores the length in one byte
+  if (iccid.size() > 255) // not an ICCID; the API refuses far shorter ones
     return no_sim;
+  auto packed = pack(iccid);
   std::unique_lock g{mtx_};
+  if (iccids_.size() >= max_sims)
+    return no_sim;
   auto net = intern_locked(network);
   if (net == no_network)
     return no_sim;
   sims_per_network_[net].fetch_add(1, std::memory_order_relaxed);
-  auto id = static_cast<sim_id>(iccid_offsets_.size());
-  iccid_offsets_.push_back(static_cast<std::uint32_t>(arena_.size()));
-  arena_.push_back(static_cast<char>(iccid.size()));
-  arena_.insert(arena_.end(), iccid.begin(), iccid.end());
-  if (2 * (iccid_offsets_.size() + 1) > iccid_table_.size())
-    grow_iccids();
-  iccid_table_[iccid_slot(iccid)] = id;
+  auto id = static_cast<sim_id>(iccids_.size());
+  if (packed) {
+    iccids_.push_back(*packed);
+  } else {
+    packed_iccid other;
+    other.fill(0xee);
+    iccids_.push_back(other);
+    long_iccids_.emplace(id, std::string(iccid));
+  }
+  put_iccid_locked(id);
   first_imsis_.push_back(0);
   store_imsis_locked(id, imsis);
-  for (auto imsi : imsis)
-    if (imsi != 0) // not an IMSI (validate_imsi refuses it); a damaged store row
-      imsis_.put(imsi, id);
   return id;
 }
 
 void inventory::store_imsis_locked(sim_id id, std::span<const std::uint64_t> imsis) {
+  // The arrays first: the table's slots are checked against them.
   std::vector<std::uint64_t> more;
   std::uint64_t first = 0;
   for (auto imsi : imsis) {
-    if (imsi == 0)
+    if (imsi == 0) // not an IMSI (validate_imsi refuses it); a damaged store row
       continue;
     if (first == 0)
       first = imsi;
@@ -244,7 +222,11 @@ void inventory::store_imsis_locked(sim_id id, std::span<const std::uint64_t> ims
   if (more.empty())
     more_imsis_.erase(id);
   else
-    more_imsis_[id] = std::move(more);
+    more_imsis_[id] = more;
+  if (first != 0)
+    put_imsi_locked(first, id, true);
+  for (auto imsi : more)
+    put_imsi_locked(imsi, id, false);
 }
 
 std::vector<std::uint64_t> inventory::imsis_locked(sim_id id) const {
@@ -275,30 +257,40 @@ void inventory::moved(network_id from, network_id to) {
 }
 
 sim_id inventory::by_imsi(std::uint64_t imsi) const {
+  if (imsi == 0)
+    return no_sim;
   std::shared_lock g{mtx_};
-  auto v = imsis_.find(imsi);
-  return v ? *v : no_sim;
+  auto id = imsi_table_.find(mix(imsi), [&](std::uint32_t v) { return first_is_locked(v, imsi); });
+  if (id != id_table::empty)
+    return id;
+  if (other_imsis_.empty())
+    return no_sim;
+  auto it = other_imsis_.find(imsi);
+  return it == other_imsis_.end() ? no_sim : it->second;
 }
 
 sim_id inventory::by_iccid(std::string_view iccid) const {
+  auto packed = pack(iccid);
+  auto hash = packed ? hash_bytes(packed->data(), packed->size()) : hash_text(iccid);
   std::shared_lock g{mtx_};
-  return iccid_table_[iccid_slot(iccid)];
+  auto id = iccid_table_.find(
+      hash, [&](std::uint32_t v) { return holds_iccid_locked(v, packed, iccid); });
+  return id == id_table::empty ? no_sim : id;
 }
 
 std::string inventory::iccid(sim_id id) const {
   std::shared_lock g{mtx_};
-  if (id >= iccid_offsets_.size())
+  if (id >= iccids_.size())
     return {};
-  return std::string(iccid_locked(id));
+  return iccid_locked(id);
 }
 
 std::vector<std::uint64_t> inventory::conflicts(sim_id id,
                                                 std::span<const std::uint64_t> imsis) const {
   std::vector<std::uint64_t> out;
-  std::shared_lock g{mtx_};
   for (auto imsi : imsis) {
-    auto owner = imsis_.find(imsi);
-    if (owner && *owner != id)
+    auto owner = by_imsi(imsi);
+    if (owner != no_sim && owner != id)
       out.push_back(imsi);
   }
   return out;
@@ -307,32 +299,38 @@ std::vector<std::uint64_t> inventory::conflicts(sim_id id,
 void inventory::set_imsis(sim_id id, std::span<const std::uint64_t> imsis) {
   std::unique_lock g{mtx_};
   IMEILOCK_ASSERT(id < first_imsis_.size(), "set_imsis of a SIM not in the index");
-  for (auto imsi : imsis_locked(id)) {
-    auto owner = imsis_.find(imsi);
-    if (owner && *owner == id)
-      imsis_.erase(imsi);
-  }
+  // Release the slots that stand for this SIM's IMSIs while the arrays still
+  // hold them (an IMSI another SIM took over since is that SIM's slot now).
+  if (auto first = first_imsis_[id]; first != 0)
+    imsi_table_.erase(mix(first), [&](std::uint32_t v) { return v == id; });
+  if (auto it = more_imsis_.find(id); it != more_imsis_.end())
+    for (auto imsi : it->second)
+      if (auto owner = other_imsis_.find(imsi); owner != other_imsis_.end() && owner->second == id)
+        other_imsis_.erase(owner);
   store_imsis_locked(id, imsis);
-  for (auto imsi : imsis)
-    if (imsi != 0)
-      imsis_.put(imsi, id);
 }
 
 std::size_t inventory::size() const {
   std::shared_lock g{mtx_};
-  return iccid_offsets_.size();
+  return iccids_.size();
 }
 
 std::size_t inventory::bytes() const {
   std::shared_lock g{mtx_};
-  // A node of more_imsis_: its pair, the link, the allocator's header.
-  using node = decltype(more_imsis_)::value_type;
+  // A node of an unordered_map: its pair, the link, the allocator's header.
+  using more_node = decltype(more_imsis_)::value_type;
   std::size_t more = more_imsis_.bucket_count() * sizeof(void*);
   for (const auto& entry : more_imsis_)
-    more += sizeof(node) + 2 * sizeof(void*) + entry.second.capacity() * sizeof(std::uint64_t);
-  return imsis_.bytes() + iccid_offsets_.capacity() * sizeof(std::uint32_t) + arena_.capacity() +
-         iccid_table_.capacity() * sizeof(sim_id) +
-         first_imsis_.capacity() * sizeof(std::uint64_t) + more;
+    more += sizeof(more_node) + 2 * sizeof(void*) + entry.second.capacity() * sizeof(std::uint64_t);
+  using other_node = decltype(other_imsis_)::value_type;
+  more += other_imsis_.bucket_count() * sizeof(void*) +
+          other_imsis_.size() * (sizeof(other_node) + 2 * sizeof(void*));
+  using long_node = decltype(long_iccids_)::value_type;
+  std::size_t longs = long_iccids_.bucket_count() * sizeof(void*);
+  for (const auto& entry : long_iccids_)
+    longs += sizeof(long_node) + 2 * sizeof(void*) + entry.second.capacity();
+  return imsi_table_.bytes() + iccid_table_.bytes() + iccids_.capacity() * sizeof(packed_iccid) +
+         first_imsis_.capacity() * sizeof(std::uint64_t) + more + longs;
 }
 
 } // namespace imeilock::actors

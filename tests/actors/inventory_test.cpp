@@ -11,31 +11,36 @@
 using namespace imeilock;
 using actors::no_sim;
 
-TEST_CASE("u64_map agrees with std::unordered_map under inserts, overwrites and erases",
+TEST_CASE("id_table agrees with std::unordered_map under inserts, overwrites and erases",
           "[inventory]") {
-  actors::u64_map m;
+  // The keys live outside the table, as in the inventory: key_of[value].
+  std::vector<std::uint64_t> key_of;
+  actors::id_table t{50, 65};
   std::unordered_map<std::uint64_t, std::uint32_t> ref;
+  auto hash = [](std::uint64_t k) { return k * 0x9e3779b97f4a7c15ull; };
   std::mt19937_64 gen{42};
   for (int i = 0; i < 200000; ++i) {
     auto key = 1 + gen() % 5000;
-    auto op = gen() % 3;
-    if (op == 2) {
-      m.erase(key);
-      ref.erase(key);
+    auto is_key = [&](std::uint32_t v) { return key_of[v] == key; };
+    if (gen() % 3 == 2) {
+      CHECK(t.erase(hash(key), is_key) == (ref.erase(key) == 1));
     } else {
-      auto v = static_cast<std::uint32_t>(gen());
-      m.put(key, v);
+      if (!t.has_room()) { // the owner rebuilds: every live value again
+        t.reset(t.size() * 2);
+        for (auto [k, v] : ref)
+          t.insert(hash(k), v);
+      }
+      auto v = static_cast<std::uint32_t>(key_of.size());
+      key_of.push_back(key);
+      t.put(hash(key), v, is_key);
       ref[key] = v;
     }
+    REQUIRE(t.size() == ref.size());
   }
-  CHECK(m.size() == ref.size());
   for (std::uint64_t k = 1; k <= 5000; ++k) {
     auto it = ref.find(k);
-    auto got = m.find(k);
-    if (it == ref.end())
-      CHECK_FALSE(got);
-    else
-      CHECK(got == it->second);
+    auto got = t.find(hash(k), [&](std::uint32_t v) { return key_of[v] == k; });
+    CHECK(got == (it == ref.end() ? actors::id_table::empty : it->second));
   }
 }
 
@@ -111,7 +116,7 @@ TEST_CASE("an IMSI 0 from a damaged store row is not indexed and aborts nothing"
   CHECK(inv.by_imsi(0) == no_sim);
 }
 
-TEST_CASE("the index stays compact: well under 100 bytes per SIM", "[inventory]") {
+TEST_CASE("the index stays compact: under 40 bytes per SIM once reserved", "[inventory]") {
   actors::inventory inv{lock::eligibility_config{}};
   constexpr std::size_t n = 200000;
   inv.reserve(n);
@@ -120,11 +125,87 @@ TEST_CASE("the index stays compact: well under 100 bytes per SIM", "[inventory]"
     std::uint64_t one[] = {imsi};
     inv.add("8944" + std::to_string(100000000000000ull + i), "multinet", one);
   }
-  for (std::size_t i = 0; i < n; i += 997)
+  for (std::size_t i = 0; i < n; i += 997) {
     REQUIRE(inv.by_imsi(234150000000000ull + i) == i);
+    REQUIRE(inv.by_iccid("8944" + std::to_string(100000000000000ull + i)) == i);
+  }
   auto per_sim = static_cast<double>(inv.bytes()) / n;
   INFO("bytes per SIM in the index: " << per_sim);
-  CHECK(per_sim < 100);
+  // 10 (ICCID) + 8 (first IMSI) + 8 (IMSI table at load 1/2) + ~5.7 (ICCID table).
+  CHECK(per_sim < 33);
+}
+
+TEST_CASE("the index grows without a reserve and finds every SIM after each rebuild",
+          "[inventory]") {
+  actors::inventory inv{lock::eligibility_config{}};
+  constexpr std::size_t n = 50000;
+  for (std::size_t i = 0; i < n; ++i) {
+    std::uint64_t two[] = {234150000000000ull + i, 234160000000000ull + i};
+    REQUIRE(inv.add("8944" + std::to_string(100000000000000ull + i), "multinet",
+                    std::span{two, i % 10 == 0 ? 2u : 1u}) == i);
+  }
+  for (std::size_t i = 0; i < n; ++i) {
+    REQUIRE(inv.by_imsi(234150000000000ull + i) == i);
+    REQUIRE(inv.by_imsi(234160000000000ull + i) == (i % 10 == 0 ? i : no_sim));
+    REQUIRE(inv.by_iccid("8944" + std::to_string(100000000000000ull + i)) == i);
+  }
+  CHECK(inv.by_imsi(234150000000000ull + n) == no_sim);
+  CHECK(inv.by_iccid("8944" + std::to_string(100000000000000ull + n)) == no_sim);
+  inv.reserve(4 * n); // a rebuild in place keeps everything
+  CHECK(inv.by_imsi(234160000000000ull + 10) == 10);
+  CHECK(inv.by_iccid("89441000000000000049999") == no_sim);
+  CHECK(inv.by_iccid("8944" + std::to_string(100000000000000ull + 49999)) == 49999);
+}
+
+TEST_CASE("ICCIDs the packed form cannot hold are kept whole", "[inventory]") {
+  actors::inventory inv{lock::eligibility_config{}};
+  std::uint64_t a[] = {234150000000001};
+  std::uint64_t b[] = {234150000000002};
+  std::uint64_t c[] = {234150000000003};
+  std::uint64_t d[] = {234150000000004};
+  // A damaged or hand-edited store row may hold anything up to 255 bytes.
+  auto letters = inv.add("8944ABC", "multinet", a);
+  auto long21 = inv.add("894400000000000000111", "multinet", b);
+  auto short1 = inv.add("8", "multinet", c);
+  auto twenty = inv.add("89440000000000000011", "multinet", d);
+  CHECK(inv.iccid(letters) == "8944ABC");
+  CHECK(inv.iccid(long21) == "894400000000000000111");
+  CHECK(inv.iccid(short1) == "8");
+  CHECK(inv.iccid(twenty) == "89440000000000000011");
+  CHECK(inv.by_iccid("8944ABC") == letters);
+  CHECK(inv.by_iccid("894400000000000000111") == long21);
+  CHECK(inv.by_iccid("8") == short1);
+  CHECK(inv.by_iccid("89440000000000000011") == twenty);
+  // Prefixes and the same digits differently long are other ICCIDs.
+  CHECK(inv.by_iccid("89") == no_sim);
+  CHECK(inv.by_iccid("8944000000000000001") == no_sim);
+  CHECK(inv.by_iccid("8944abc") == no_sim);
+  CHECK(inv.by_iccid("") == no_sim);
+  CHECK(inv.iccid(no_sim).empty());
+}
+
+TEST_CASE("an IMSI listed by two SIMs (a damaged store) belongs to the last one given it",
+          "[inventory]") {
+  actors::inventory inv{lock::eligibility_config{}};
+  std::uint64_t x[] = {234150000000001, 234150000000002};
+  std::uint64_t y[] = {234150000000002};
+  std::uint64_t z[] = {234150000000005, 234150000000001};
+  auto sx = inv.add("89440000000000000011", "multinet", x);
+  auto sy = inv.add("89440000000000000029", "multinet", y); // takes ...02 as its first
+  CHECK(inv.by_imsi(234150000000002) == sy);
+  auto sz = inv.add("89440000000000000037", "multinet", z); // takes ...01 as another
+  CHECK(inv.by_imsi(234150000000001) == sz);
+  CHECK(inv.by_imsi(234150000000005) == sz);
+  // X lets go of what it listed: the IMSIs others took stay theirs.
+  std::uint64_t none[] = {234150000000009};
+  inv.set_imsis(sx, none);
+  CHECK(inv.by_imsi(234150000000001) == sz);
+  CHECK(inv.by_imsi(234150000000002) == sy);
+  CHECK(inv.by_imsi(234150000000009) == sx);
+  inv.set_imsis(sz, {});
+  CHECK(inv.by_imsi(234150000000001) == no_sim);
+  CHECK(inv.by_imsi(234150000000005) == no_sim);
+  CHECK(inv.by_imsi(234150000000002) == sy);
 }
 
 TEST_CASE("sim_layer config: defaults, every key, and errors that name the key", "[config]") {
