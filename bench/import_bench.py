@@ -1,0 +1,160 @@
+#!/usr/bin/env python3
+"""SIMs through POST /v1/sims:import into the real daemon: the time and the
+daemon's memory while it runs (issue 12: 1 million SIMs in <= 60 s, memory
+bounded). A benchmark, not a test: it prints figures and fails only when the
+daemon refuses a line or dies.
+
+    bench/import_bench.py BUILD_DIR [--sims 1000000] [--chunk 20000] [--keep]
+
+The daemon (BUILD_DIR/daemon/imeilockd, or $IMEILOCKD) starts from
+tests/integration/harness.py's default configuration (SQLite in a temp dir,
+every listener on 127.0.0.1 port 0). The script posts the load generators'
+SIMs (IMSI 234150000000000 + i, lock off, active; harness.import_bench_sims)
+as CSV, `--chunk` lines per request, one request at a time, and samples the
+daemon's VmRSS every 0.1 s from /proc. It prints one line per 10 % of the SIMs
+(elapsed time, rate, RSS) and at the end the total time, SIMs/s, the daemon's
+CPU seconds, its RSS before, its peak (VmHWM) and after, and the load average.
+Then it restarts the daemon on the same store and prints how long the
+inventory took to load (the sim_layer.started line's load_ms) and the RSS
+after it.
+"""
+import argparse
+import json
+import os
+import re
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests",
+                                "integration"))
+import harness  # noqa: E402
+
+
+def status_kb(pid, field):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def load_average():
+    with open("/proc/loadavg") as f:
+        return f.read().split()[0]
+
+
+def mb(kb):
+    return f"{kb / 1024:.1f} MB"
+
+
+class rss_sampler(threading.Thread):
+    """The daemon's VmRSS every 0.1 s; `peak_kb` the largest seen."""
+
+    def __init__(self, pid):
+        super().__init__(daemon=True)
+        self.pid = pid
+        self.peak_kb = 0
+        self.last_kb = 0
+        self.stop = threading.Event()
+
+    def run(self):
+        while not self.stop.is_set():
+            self.last_kb = status_kb(self.pid, "VmRSS")
+            self.peak_kb = max(self.peak_kb, self.last_kb)
+            self.stop.wait(0.1)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("build_dir")
+    ap.add_argument("--sims", type=int, default=1_000_000)
+    ap.add_argument("--chunk", type=int, default=20_000)
+    ap.add_argument("--keep", action="store_true", help="keep the state directory")
+    args = ap.parse_args()
+    binary = os.environ.get("IMEILOCKD") or os.path.join(args.build_dir, "daemon", "imeilockd")
+
+    d = harness.Daemon(binary=binary, cleanup=not args.keep)
+    with d:
+        pid, port = d.pid, d.ports["api"]
+        print(f"imeilockd {binary}, state {d.state_dir}; {args.sims} SIMs in chunks of "
+              f"{args.chunk}; load average {load_average()}", flush=True)
+        rss0 = status_kb(pid, "VmRSS")
+        cpu0 = cpu_seconds(pid)
+        sampler = rss_sampler(pid)
+        sampler.start()
+        t0 = time.monotonic()
+        done = 0
+        step = max(args.chunk, args.sims // 10)
+        next_report = step
+        while done < args.sims:
+            n = min(args.chunk, args.sims - done)
+            imported = import_chunk(port, done, n)
+            if imported != n:
+                raise SystemExit(f"chunk at {done}: imported {imported} of {n}")
+            done += n
+            if done >= next_report or done == args.sims:
+                secs = time.monotonic() - t0
+                print(f"  {done:>9} SIMs  {secs:7.1f} s  {done / secs:8.0f}/s  "
+                      f"RSS {mb(sampler.last_kb)}  load {load_average()}", flush=True)
+                next_report += step
+        secs = time.monotonic() - t0
+        sampler.stop.set()
+        sampler.join()
+        cpu = cpu_seconds(pid) - cpu0
+        rss1 = status_kb(pid, "VmRSS")
+        hwm = status_kb(pid, "VmHWM")
+        print(f"RESULT imported={done} seconds={secs:.1f} rate={done / secs:.0f}/s "
+              f"daemon_cpu_s={cpu:.1f} rss_before={mb(rss0)} rss_peak={mb(max(hwm, sampler.peak_kb))} "
+              f"rss_after={mb(rss1)} load={load_average()}", flush=True)
+        if d.stop() != 0:
+            raise SystemExit("imeilockd did not stop cleanly:\n" + d.log()[-2000:])
+
+        # The same store again: the startup load of what was imported.
+        log_offset = len(d.log())
+        d.start(timeout=600)
+        m = re.search(r"sim_layer\.started .*load_ms=(\d+)", d.log()[log_offset:])
+        print(f"RESTART sims={done} load_ms={m.group(1) if m else '?'} "
+              f"rss={mb(status_kb(d.pid, 'VmRSS'))} rss_peak={mb(status_kb(d.pid, 'VmHWM'))}",
+              flush=True)
+        d.stop()
+
+
+def import_chunk(port, first, n):
+    """POSTs generator SIMs first .. first+n-1; returns how many were imported."""
+    lines = ["iccid,imsis,msisdn,network,status"]
+    lines += [f"{harness.bench_iccid(i)},{harness.bench_imsi(i)},447{i:09d},multinet,active"
+              for i in range(first, first + n)]
+    status, body = post_csv(port, "\n".join(lines) + "\n")
+    if status != 200 or body.get("rejected"):
+        bad = [x for x in body.get("results", [])
+               if x.get("result") not in ("created", "updated", "ok", "imported")]
+        raise SystemExit(f"import refused (HTTP {status}): {body.get('rejected')} lines, "
+                         f"first: {bad[:1] or body}")
+    return body.get("imported", 0)
+
+
+def post_csv(port, text):
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{port}/v1/sims:import", data=text.encode(), method="POST",
+        headers={"Authorization": f"Bearer {harness.EXAMPLE_TOKEN}", "Content-Type": "text/csv"})
+    try:
+        with urllib.request.urlopen(req, timeout=600) as r:
+            return r.status, json.loads(r.read() or b"{}")
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"{}")
+
+
+if __name__ == "__main__":
+    main()
