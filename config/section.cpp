@@ -7,6 +7,7 @@
 #include <functional>
 #include <memory>
 #include <sstream>
+#include <utility>
 
 namespace imeilock::config {
 
@@ -154,7 +155,9 @@ YAML::Node section::get(std::string_view key) {
     return YAML::Node{YAML::NodeType::Undefined};
   }
   used_->insert(std::string{key});
-  auto n = node_[std::string{key}];
+  // A const lookup: yaml-cpp's non-const operator[] adds an undefined entry
+  // to the map for every key that is absent, and most keys are.
+  auto n = std::as_const(node_)[std::string{key}];
   if (!n) {
     absent_->push_back(key_path(key));
     return YAML::Node{YAML::NodeType::Undefined};
