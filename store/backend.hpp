@@ -49,6 +49,11 @@ public:
 
   // -- Any thread (reader connections) ------------------------------------------
   virtual std::uint64_t max_order_id() = 0;
+  /// Reserves `n` consecutive order ids that no other store on this database
+  /// hands out (several nodes share a PostgreSQL database); the first of them.
+  /// nullopt: the backend has one user (SQLite), the store counts from
+  /// max_order_id(). Throws store::unavailable when the database cannot be reached.
+  virtual std::optional<std::uint64_t> reserve_order_ids(std::uint64_t n) = 0;
   virtual std::optional<lock::sim_record> get_sim(const std::string& iccid) = 0;
   virtual std::vector<lock::sim_record> list_sims(const lock::sim_filter& filter,
                                                   const std::string& cursor, std::size_t limit) = 0;

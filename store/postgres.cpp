@@ -35,6 +35,18 @@ constexpr std::size_t pipeline_chunk = 512;
 /// Serialises concurrent migrations of nodes sharing one database.
 constexpr const char* migration_lock = "SELECT pg_advisory_xact_lock(7239402119)";
 
+/// The next order id no node has reserved: meta row `next_order_id`, created
+/// at open from max(orders.id) (a database written before it existed).
+constexpr const char* seed_order_ids =
+    "INSERT INTO meta (key, value) SELECT 'next_order_id', (COALESCE(MAX(id), 0) + 1)::text "
+    "FROM orders ON CONFLICT (key) DO NOTHING";
+/// Reserves $1 ids: the row lock serialises nodes, the statement commits on
+/// its own (a reader connection is in autocommit). Never below max(orders.id)
+/// + 1, so an order written without a reservation cannot be handed out again.
+constexpr const char* reserve_order_ids_sql =
+    "UPDATE meta SET value = (GREATEST(value::bigint, (SELECT COALESCE(MAX(id), 0) + 1 FROM "
+    "orders)) + $1::bigint)::text WHERE key = 'next_order_id' RETURNING value::bigint - $1::bigint";
+
 struct conn_deleter {
   void operator()(PGconn* c) const { PQfinish(c); }
 };
@@ -362,6 +374,19 @@ public:
 
   // -- Readers ----------------------------------------------------------------------
 
+  std::optional<std::uint64_t> reserve_order_ids(std::uint64_t n) override {
+    return with_reader([&](PGconn* c) -> std::optional<std::uint64_t> {
+      params p;
+      p.bind(1, static_cast<std::int64_t>(n));
+      std::optional<std::uint64_t> first;
+      read(c, reserve_order_ids_sql, p,
+           [&](const row& r) { first = static_cast<std::uint64_t>(r.i64(0)); });
+      if (!first)
+        throw std::runtime_error(name_ + ": meta row next_order_id is missing");
+      return first;
+    });
+  }
+
   std::uint64_t max_order_id() override {
     return with_reader([](PGconn* c) {
       std::uint64_t id = 0;
@@ -562,6 +587,7 @@ private:
         exec("INSERT INTO schema_version (version) VALUES (" + std::to_string(v + 1) + ")");
         log::notice("store.migrated", {{"store", name_}, {"to_version", v + 1}});
       }
+      exec(seed_order_ids);
       exec("COMMIT");
     } catch (...) {
       result_ptr r{PQexec(writer_.get(), "ROLLBACK")};

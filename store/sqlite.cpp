@@ -220,6 +220,10 @@ public:
 
   // -- Readers ----------------------------------------------------------------------
 
+  std::optional<std::uint64_t> reserve_order_ids(std::uint64_t) override {
+    return std::nullopt; // one process owns the file: the store's counter suffices
+  }
+
   std::uint64_t max_order_id() override {
     return static_cast<std::uint64_t>(writer_->scalar(q().max_order_id.c_str()));
   }

@@ -4,6 +4,7 @@
 
 #include "store/store.hpp"
 
+#include "common/assert.hpp"
 #include "common/log.hpp"
 #include "store/backend.hpp"
 
@@ -55,6 +56,21 @@ struct store::impl {
   std::thread thread;
   std::function<void(double, std::size_t, bool)> observer;
   fence_fn fence;
+
+  /// Order ids reserved from a shared database (allocate_order_id), under `mtx`.
+  struct order_ids {
+    std::mutex mtx;
+    bool shared = false;                ///< the backend reserves blocks (PostgreSQL)
+    std::uint64_t next = 0, end = 0;    ///< the current block [next, end)
+    std::optional<std::uint64_t> spare; ///< the first id of the next block, reserved
+  } ids;
+
+  /// Reserves a block (throws store::unavailable). Under ids.mtx.
+  std::uint64_t reserve_block() {
+    auto first = db->reserve_order_ids(order_id_block);
+    IMEILOCK_ASSERT(first.has_value(), "a shared backend reserves order ids");
+    return *first;
+  }
 
   // Writer thread only.
   std::chrono::milliseconds retry_after{first_retry};
@@ -209,7 +225,13 @@ store::store(store_config cfg) : impl_(std::make_unique<impl>(std::move(cfg), st
   impl_->db = impl_->cfg.backend == backend_kind::postgresql
                   ? detail::open_postgres(impl_->cfg, stats_)
                   : detail::open_sqlite(impl_->cfg, stats_);
-  next_order_id_.store(impl_->db->max_order_id() + 1);
+  if (auto first = impl_->db->reserve_order_ids(order_id_block)) {
+    impl_->ids.shared = true;
+    impl_->ids.next = *first;
+    impl_->ids.end = *first + order_id_block;
+  } else {
+    next_order_id_.store(impl_->db->max_order_id() + 1);
+  }
   impl_->thread = std::thread([this] { impl_->run(); });
 }
 
@@ -221,6 +243,44 @@ store::~store() {
   impl_->cv.notify_all();
   if (impl_->thread.joinable())
     impl_->thread.join();
+}
+
+std::uint64_t store::allocate_order_id() {
+  auto& ids = impl_->ids;
+  if (!ids.shared)
+    return next_order_id_.fetch_add(1);
+  std::lock_guard g{ids.mtx};
+  if (ids.next == ids.end) {
+    if (!ids.spare) {
+      // Nothing reserved is left: wait for the database rather than hand out
+      // an id another node may have.
+      for (std::chrono::milliseconds wait{first_retry};;
+           wait = std::min<std::chrono::milliseconds>(wait * 2, std::chrono::seconds{1})) {
+        try {
+          ids.spare = impl_->reserve_block();
+          break;
+        } catch (const std::exception& e) {
+          log::write_limited(commit_error_limiter, log::level::err, "store.order_ids_unavailable",
+                             {{"store", impl_->db->describe()}, {"error", e.what()}});
+          std::this_thread::sleep_for(wait);
+        }
+      }
+    }
+    ids.next = *ids.spare;
+    ids.end = *ids.spare + order_id_block;
+    ids.spare.reset();
+  }
+  auto id = ids.next++;
+  if (!ids.spare && ids.end - ids.next < order_id_block / 2) {
+    try {
+      ids.spare = impl_->reserve_block();
+    } catch (const std::exception& e) {
+      // Half a block is still left: the next allocation tries again.
+      log::write_limited(commit_error_limiter, log::level::warning, "store.order_ids_unavailable",
+                         {{"store", impl_->db->describe()}, {"error", e.what()}});
+    }
+  }
+  return id;
 }
 
 bool store::submit(change chg, done_fn done) {

@@ -195,9 +195,19 @@ public:
   /// Blocks until everything submitted before this call is committed or failed.
   void flush();
 
-  /// A new order id, unique for the life of the database (counter initialised
-  /// from max(orders.id) at open).
-  std::uint64_t allocate_order_id() { return next_order_id_.fetch_add(1); }
+  /// A new order id, unique for the life of the database, also across nodes
+  /// sharing it. SQLite: a counter initialised from max(orders.id) at open.
+  /// PostgreSQL: ids come in blocks of `order_id_block` reserved in the
+  /// database (meta row next_order_id), the next block reserved when half of
+  /// the current one is used, so two nodes never hand out the same id (ids
+  /// are unique and increasing per node, not dense: a node that stops leaves
+  /// the rest of its block unused). An id is never handed out unreserved:
+  /// when none is left and the database cannot be reached, it waits and
+  /// retries (at most once a second) until the database answers; an order
+  /// could not be committed before that anyway. Any thread.
+  std::uint64_t allocate_order_id();
+  /// Order ids reserved at once from a shared (PostgreSQL) database.
+  static constexpr std::uint64_t order_id_block = 1000;
 
   // -- Reads (committed state; reader connections; any thread) ---------------
   // Each throws store::unavailable while the database cannot be reached.
@@ -241,7 +251,7 @@ private:
   struct impl;
   std::unique_ptr<impl> impl_;
   stats stats_;
-  std::atomic<std::uint64_t> next_order_id_{1};
+  std::atomic<std::uint64_t> next_order_id_{1}; ///< SQLite
 };
 
 } // namespace imeilock::store
