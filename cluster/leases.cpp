@@ -145,6 +145,18 @@ BEGIN
 END
 $fence$;
 )sql",
+    // 1 -> 2: the handoff inbox (inbox.hpp): observations for a shard another
+    // node owns, consumed by the owner in id order per shard.
+    R"sql(
+CREATE TABLE cluster_inbox (
+  id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  shard INTEGER NOT NULL CHECK (shard >= 0),
+  sim_key TEXT NOT NULL,
+  payload TEXT NOT NULL,
+  from_node TEXT NOT NULL,
+  enqueued_at TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp());
+CREATE INDEX cluster_inbox_by_shard ON cluster_inbox (shard, id);
+)sql",
 };
 static_assert(std::size(migrations) == cluster_schema_version);
 

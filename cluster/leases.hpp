@@ -26,7 +26,8 @@
 // Tables (migration `cluster_schema_version` 1; the store has its own
 // schema_version): cluster_settings (the shard count every node must agree
 // on), cluster_leases, cluster_nodes (node id, advertised API URL, preferred
-// shards, liveness) and the function imeilock_fence(). Not thread-safe: one
+// shards, liveness) and the function imeilock_fence(); version 2 adds the
+// handoff inbox (cluster_inbox, inbox.hpp). Not thread-safe: one
 // connection per thread (libpq).
 
 #include "common/error.hpp"
@@ -52,6 +53,8 @@ enum class ec : std::uint8_t {
   fenced,
   /// The database was set up for another shard count (or a newer schema).
   mismatch,
+  /// A handoff payload that does not decode (inbox.hpp).
+  malformed,
 };
 
 constexpr std::string_view to_string(ec e) {
@@ -62,6 +65,8 @@ constexpr std::string_view to_string(ec e) {
       return "fenced";
     case ec::mismatch:
       return "mismatch";
+    case ec::malformed:
+      return "malformed";
   }
   return "unknown";
 }
@@ -76,7 +81,7 @@ struct imeilock::error_category<imeilock::cluster::ec> {
 namespace imeilock::cluster {
 
 /// The version of the cluster tables this code writes (cluster_schema_version).
-inline constexpr int cluster_schema_version = 1;
+inline constexpr int cluster_schema_version = 2;
 
 /// A shard held at an epoch: what a lease gives and what a fence claims.
 struct shard_epoch {
