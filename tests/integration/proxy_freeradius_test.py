@@ -1,0 +1,291 @@
+#!/usr/bin/env python3
+"""Two imeilockd nodes behind a real FreeRADIUS 3.2 proxy (issue 11).
+
+The proxy's configuration is docs/cluster.md's example, read from the page
+(its proxy.conf block and its preacct block) with the nodes' loopback ports
+and the test secret substituted for the example addresses and `<secret>`:
+home_server_pool fail-over per shard range, routing by the 3GPP-IMSI suffix
+(0000-4999 to node A first, 5000-9999 to node B first). FreeRADIUS runs in
+the foreground (-X) with a raddb of this test's own in a temporary directory.
+
+Checked:
+- each SIM's accounting, sent to the proxy, is answered (the proxy's
+  Accounting-Response verifies with the secret) and reached the node its
+  IMSI suffix routes to, and only that node (the SIM's last seen IMEI on
+  each node's API);
+- after kill -9 of node A, the client's Accounting-Requests for A's SIMs
+  (new ones, as a NAS keeps sending) are answered again within a bounded
+  time, by node B (printed: the time from the kill to the first answer);
+  B's own SIMs are answered throughout.
+
+The nodes are standalone (each its own SQLite file, both provisioned with
+every SIM) until the daemon runs as a cluster: the routing and fail-over
+are the proxy's, which is what this test is about. Loopback only, bounded.
+"""
+import os
+import re
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import harness as h  # noqa: E402
+
+DOC = os.path.join(HERE, "..", "..", "docs", "cluster.md")
+
+# IMSI suffixes: 0000-4999 are shards 0-9 (node A first), 5000-9999 shards 10-19 (node B).
+LOW = ["234150000000007", "234150000001234", "234150000004999"]
+HIGH = ["234150000005000", "234150000007777", "234150000009999"]
+IMEI_1 = h.imei15("35349001234567")
+IMEI_2 = h.imei15("35209900176148")
+
+
+def free_udp_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def doc_blocks():
+    """docs/cluster.md's proxy.conf and preacct blocks, as written there."""
+    with open(DOC) as f:
+        text = f.read()
+    blocks, current = [], None
+    for line in text.splitlines(keepends=True):
+        if line.startswith("```"):
+            if current is None:
+                current = ""
+            else:
+                blocks.append(current)
+                current = None
+        elif current is not None:
+            current += line
+    proxy = [b for b in blocks if b.startswith("# proxy.conf")]
+    preacct = [b for b in blocks if b.startswith("# sites-enabled/default")]
+    assert len(proxy) == 1 and len(preacct) == 1, "docs/cluster.md's FreeRADIUS example is missing"
+    return proxy[0], preacct[0]
+
+
+def proxy_conf(text, port_a, port_b, secret):
+    """The example with the nodes on loopback: node_a at 10.0.0.1, node_b at 10.0.0.2."""
+    def node(match):
+        block = match.group(0)
+        port = port_a if "node_a" in match.group(1) else port_b
+        block = re.sub(r"ipaddr = 10\.0\.0\.[12]\n", "ipaddr = 127.0.0.1\n", block)
+        return re.sub(r"port = 1813\n", f"port = {port}\n", block)
+    out = re.sub(r"home_server (node_[ab]) \{.*?\n\}", node, text, flags=re.S)
+    assert out.count("127.0.0.1") == 2 and "10.0.0." not in out, out
+    return out.replace("<secret>", secret)
+
+
+def raddb(work, port, port_a, port_b, secret):
+    os.makedirs(os.path.join(work, "run"), exist_ok=True)
+    os.makedirs(os.path.join(work, "log"), exist_ok=True)
+    proxy, preacct = doc_blocks()
+    with open(os.path.join(work, "proxy.conf"), "w") as f:
+        f.write(proxy_conf(proxy, port_a, port_b, secret))
+    conf = f"""
+prefix = /usr
+exec_prefix = /usr
+sysconfdir = /etc
+localstatedir = /var
+sbindir = /usr/sbin
+logdir = {work}/log
+raddbdir = {work}
+radacctdir = {work}/acct
+name = radiusd
+confdir = ${{raddbdir}}
+modconfdir = ${{confdir}}/mods-config
+certdir = ${{confdir}}/certs
+cadir = ${{confdir}}/certs
+run_dir = {work}/run
+db_dir = {work}
+libdir = /usr/lib/freeradius
+pidfile = ${{run_dir}}/radiusd.pid
+max_request_time = 30
+cleanup_delay = 5
+max_requests = 1024
+hostname_lookups = no
+proxy_requests = yes
+$INCLUDE proxy.conf
+log {{
+  destination = stdout
+  colourise = no
+}}
+security {{
+  allow_core_dumps = no
+  max_attributes = 200
+  reject_delay = 0
+  status_server = no
+}}
+# The NAS (this test), example secret (tests only).
+client nas {{
+  ipaddr = 127.0.0.1
+  secret = {secret}
+}}
+modules {{
+  always ok {{
+    rcode = ok
+  }}
+}}
+server default {{
+  listen {{
+    type = acct
+    ipaddr = 127.0.0.1
+    port = {port}
+  }}
+{preacct}
+  accounting {{
+    ok
+  }}
+}}
+"""
+    with open(os.path.join(work, "radiusd.conf"), "w") as f:
+        f.write(conf)
+
+
+class proxy:
+    """`freeradius -X` as the RADIUS proxy in front of the nodes."""
+
+    def __init__(self, work, port_a, port_b, secret):
+        self.work = work
+        self.out_path = os.path.join(work, "freeradius.out")
+        for _ in range(3):  # the port was free a moment ago; retry if taken since
+            self.port = free_udp_port()
+            raddb(work, self.port, port_a, port_b, secret)
+            with open(self.out_path, "wb") as out:
+                self.proc = subprocess.Popen(["freeradius", "-X", "-d", work, "-n", "radiusd"],
+                                             stdout=out, stderr=subprocess.STDOUT,
+                                             stdin=subprocess.DEVNULL)
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline and self.proc.poll() is None:
+                if "Ready to process requests" in self.log():
+                    return
+                time.sleep(0.05)
+            self.stop()
+        raise RuntimeError("freeradius did not start:\n" + self.log())
+
+    def log(self):
+        with open(self.out_path, "rb") as f:
+            return f.read().decode(errors="replace")
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+check = h.check
+
+
+class nas:
+    """Sends Accounting-Requests to the proxy: a new record each time (a new
+    Identifier and Acct-Session-Time, so no node takes it for a retransmit)."""
+
+    def __init__(self, port):
+        self.port = port
+        self.n = 0
+
+    def send(self, imsi, imei, timeout=2.0, tries=1):
+        self.n += 1
+        pkt = h.accounting_request(self.n, imsi, imei, status_type=3, session_id=f"px-{imsi}",
+                                   extra=h._attr(46, struct.pack("!I", self.n)))
+        resp = h.radius_exchange(self.port, pkt, timeout=timeout, tries=tries)
+        return resp is not None and h.response_ok(pkt, resp)
+
+
+def last_seen(d, iccid):
+    st, body = d.api("GET", f"/v1/sims/{iccid}")
+    assert st == 200, (st, body)
+    return body.get("last_seen_imei")
+
+
+def main():
+    if not shutil.which("freeradius"):
+        print("FAIL: freeradius not found (Debian package freeradius; scripts/install-deps.sh)")
+        return 1
+    secret = h.EXAMPLE_RADIUS_SECRET.decode()
+    work = tempfile.mkdtemp(prefix="imeilock-fr-proxy-")
+    a = h.Daemon(cleanup=True)
+    b = h.Daemon(cleanup=True)
+    fr = None
+    try:
+        a.start()
+        b.start()
+        fr = proxy(work, a.ports["radius"], b.ports["radius"], secret)
+        sims = {}
+        for i, imsi in enumerate(LOW + HIGH):
+            iccid = h.iccid(9100 + i)
+            sims[imsi] = iccid
+            for d in (a, b):
+                st, body = d.api("PUT", f"/v1/sims/{iccid}",
+                                 {"imsis": [imsi], "msisdn": f"4477009{i:05d}",
+                                  "network": "multinet", "status": "active"})
+                assert st == 201, (st, body)
+        client = nas(fr.port)
+
+        # Routing by IMSI suffix: each SIM's record reaches its node only.
+        for imsi in LOW + HIGH:
+            check(client.send(imsi, IMEI_1, tries=3), f"{imsi}: answered through the proxy")
+        for imsi in LOW:
+            check(last_seen(a, sims[imsi]) == IMEI_1 and last_seen(b, sims[imsi]) is None,
+                  f"{imsi} (suffix {imsi[-4:]}, shards 0-9) went to node A only")
+        for imsi in HIGH:
+            check(last_seen(b, sims[imsi]) == IMEI_1 and last_seen(a, sims[imsi]) is None,
+                  f"{imsi} (suffix {imsi[-4:]}, shards 10-19) went to node B only")
+
+        # kill -9 node A: the proxy stops getting answers from it, marks it
+        # dead and fails over to node B; the NAS keeps sending.
+        port_a = a.ports["radius"]
+        a.kill9()
+        killed = time.monotonic()
+        answered = None
+        while time.monotonic() - killed < 60:
+            if client.send(LOW[0], IMEI_2, timeout=1.0):
+                answered = time.monotonic() - killed
+                break
+        check(answered is not None, "after kill -9 of node A, its SIMs' accounting is answered again")
+        print(f"fail-over: {answered:.1f} s from kill -9 of node A to the first answer from node B "
+              "(the example's response_window is 2 s)")
+        for imsi in LOW:
+            check(client.send(imsi, IMEI_2, tries=3), f"{imsi}: answered after the fail-over")
+            check(last_seen(b, sims[imsi]) == IMEI_2, f"{imsi}: by node B")
+        for imsi in HIGH:
+            check(client.send(imsi, IMEI_2, tries=3), f"{imsi}: node B's own SIM still answered")
+            check(last_seen(b, sims[imsi]) == IMEI_2, f"{imsi}: by node B")
+        marks = [l.strip() for l in fr.log().splitlines() if "Marking home server" in l]
+        print("proxy: " + "\nproxy: ".join(marks[:6]))
+        check(any("Marking home server" in l and f"port {port_a} " in l and
+                  ("zombie" in l or "dead" in l) for l in marks),
+              "the proxy marked node A a zombie (its log): the pool fails over")
+        check(b.stop() == 0, "node B stops cleanly")
+        print("FreeRADIUS proxy fail-over story passed")
+        return 0
+    except BaseException:
+        if fr:
+            print("--- freeradius -X (tail):\n" + fr.log()[-8000:])
+        print("--- node A:\n" + a.log()[-2000:])
+        print("--- node B:\n" + b.log()[-2000:])
+        raise
+    finally:
+        a.kill9()
+        b.kill9()
+        if fr:
+            fr.stop()
+        a.__exit__(None, None, None)
+        b.__exit__(None, None, None)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
