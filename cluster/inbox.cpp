@@ -301,11 +301,13 @@ expected<void> enqueue(pg_conn* conn, std::string_view from_node, std::span<cons
   std::vector<std::string_view> payload_views;
   shards.reserve(items.size());
   payloads.reserve(items.size());
+  keys.reserve(items.size());
   for (const auto& h : items) {
     shards.push_back(h.shard);
     payloads.push_back(encode(h.obs));
     keys.push_back(h.sim_key);
   }
+  payload_views.reserve(payloads.size());
   for (const auto& p : payloads)
     payload_views.push_back(p);
   auto key_array = text_array(keys);
