@@ -95,8 +95,9 @@ double percentile(std::vector<double> v, double p) {
 
 } // namespace
 
-TEST_CASE("inbox: enqueue commits and notifies; the owner applies each shard's entries in order, "
-          "each SIM's in the order its handoffs committed, once") {
+TEST_CASE(
+    "inbox: enqueue commits and notifies, and the owner applies each shard's entries in order, "
+    "each SIM's in the order its handoffs committed, once") {
   IMEILOCK_REQUIRE_POSTGRES(pg);
   auto conninfo = fresh_cluster_db(pg);
   auto admin = test::connect(conninfo);
@@ -168,7 +169,7 @@ TEST_CASE("inbox: enqueue commits and notifies; the owner applies each shard's e
                         "WHERE prev IS NOT NULL AND prev >= dedupe") == 0);
 }
 
-TEST_CASE("inbox: a consumer that dies mid-batch consumed nothing; its entries are delivered "
+TEST_CASE("inbox: a consumer that dies mid-batch consumed nothing, and its entries are delivered "
           "again and applied once") {
   IMEILOCK_REQUIRE_POSTGRES(pg);
   auto conninfo = fresh_cluster_db(pg);
@@ -292,8 +293,9 @@ TEST_CASE("inbox: a stale owner can neither commit an effect nor consume an entr
   CHECK(count(conninfo, "SELECT count(*) FROM cluster_inbox") == 0);
 }
 
-TEST_CASE("inbox: an idle consumer waits for a NOTIFY (no polling) and wakes on it; handoff "
-          "latency") {
+TEST_CASE(
+    "inbox: an idle consumer waits for a NOTIFY (no polling) and wakes on it, and the handoff "
+    "latency") {
   IMEILOCK_REQUIRE_POSTGRES(pg);
   auto conninfo = fresh_cluster_db(pg);
   auto admin = test::connect(conninfo);
@@ -349,4 +351,24 @@ TEST_CASE("inbox: an idle consumer waits for a NOTIFY (no polling) and wakes on 
               percentile(apply_ms, 0.5), percentile(apply_ms, 0.99), percentile(total_ms, 0.5),
               percentile(total_ms, 0.99));
   CHECK(percentile(total_ms, 0.5) < 1000.0); // woken, not waiting for a 600 s sweep
+}
+
+TEST_CASE("inbox: an enqueue that fails leaves nothing and the connection usable") {
+  IMEILOCK_REQUIRE_POSTGRES(pg);
+  auto conninfo = fresh_cluster_db(pg);
+  auto c = test::connect(conninfo);
+  std::vector<cluster::handoff> items{handoff_of(0, "sim-0", 1), handoff_of(1, "sim-1", 2),
+                                      handoff_of(0xffffffffU, "sim-x", 3)}; // not an integer
+  auto r = cluster::enqueue(c.get(), "b", items);
+  REQUIRE_FALSE(r);
+  CHECK(r.error().is(cluster::ec::database));
+  CHECK(count(conninfo, "SELECT count(*) FROM cluster_inbox") == 0);
+  items.pop_back();
+  REQUIRE(cluster::enqueue(c.get(), "b", items));
+  CHECK(count(conninfo, "SELECT count(*) FROM cluster_inbox") == 2);
+  // Keys with quotes and backslashes reach the table as they are.
+  cluster::handoff odd = handoff_of(2, "a\"b\\c{d},e", 4);
+  REQUIRE(cluster::enqueue(c.get(), "b", {&odd, 1}));
+  CHECK(test::pg_query(conninfo, "SELECT sim_key FROM cluster_inbox WHERE shard = 2").at(0).at(0) ==
+        "a\"b\\c{d},e");
 }
