@@ -83,6 +83,10 @@ struct sim_upsert_msg {
   bool created = false;
   std::int64_t at_ms = 0;
   std::function<void(write_result)> done;
+  /// From an import: an actor spawned for it is stopped as soon as it is idle
+  /// (its row holds the state), not after passivate_after, so a million SIMs
+  /// imported do not leave a million actors alive for a minute.
+  bool bulk = false;
 };
 
 /// The order actor reports an order completed or failed (o.status says which).

@@ -46,6 +46,7 @@ struct registry_state {
     std::int64_t last_ms = 0; ///< last time something was forwarded
     std::uint32_t epoch = 0;  ///< messages forwarded so far
     bool busy = false;        ///< forwarded something not yet reported idle
+    bool bulk = false;        ///< spawned for an import, nothing else forwarded since
   };
 
   layer_context* ctx = nullptr;
@@ -65,22 +66,35 @@ compact_row& row_of(registry_pointer self, sim_id id) {
 }
 
 /// Sends `m` to the SIM's actor, spawned from its row if it has none.
+/// `bulk`: an import's upsert (sim_upsert_msg::bulk).
 template <class Msg>
-void forward(registry_pointer self, Msg&& m) {
+void forward(registry_pointer self, Msg&& m, bool bulk = false) {
   auto& s = self->state;
   auto id = m.sim;
   auto local = s.ctx->local_index(id);
   auto it = s.actors.find(local);
   if (it == s.actors.end()) {
     auto hdl = spawn_sim_actor(*self, s.ctx, id, row_of(self, id));
-    it = s.actors.emplace(local, registry_state::active{std::move(hdl), 0, 0, false}).first;
+    it = s.actors.emplace(local, registry_state::active{std::move(hdl), 0, 0, false, bulk}).first;
     s.ctx->metrics->actors_alive->Increment();
+  } else if (!bulk) {
+    it->second.bulk = false; // the SIM has other work: passivated as usual
   }
   auto& a = it->second;
   a.last_ms = s.ctx->clock();
   ++a.epoch;
   a.busy = true;
   self->send(a.hdl, sim_work{std::forward<Msg>(m)});
+}
+
+/// Stops the actor of `it` (not busy: its row holds the state).
+void passivate(registry_pointer self,
+               std::unordered_map<std::uint32_t, registry_state::active>::iterator it) {
+  auto& st = self->state;
+  self->send(it->second.hdl, stop_atom::value);
+  st.actors.erase(it);
+  st.ctx->metrics->actors_alive->Decrement();
+  st.ctx->metrics->passivations->Increment();
 }
 
 /// An observation for one of this shard's SIMs.
@@ -130,7 +144,8 @@ registry_actor::behavior_type registry_behavior(registry_pointer self, layer_con
             [self](sim_upsert_msg& m) {
               if (m.created)
                 row_of(self, m.sim).network = m.network;
-              forward(self, std::move(m));
+              auto bulk = m.bulk;
+              forward(self, std::move(m), bulk);
             }),
       guard(fault_site::registry, [self](sim_order_outcome& m) { forward(self, std::move(m)); }),
       guard(fault_site::registry,
@@ -144,6 +159,8 @@ registry_actor::behavior_type registry_behavior(registry_pointer self, layer_con
               row.state = m.state;
               row.network = m.network;
               row.stored = m.stored;
+              if (it->second.bulk)
+                passivate(self, it);
             }),
       [self, sweep_every](sweep_atom) {
         auto& st = self->state;

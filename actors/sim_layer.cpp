@@ -370,6 +370,10 @@ void sim_layer::submit_many(std::vector<submission>& batch) {
 }
 
 void sim_layer::upsert_sim(sim_upsert sim, std::function<void(write_result)> done) {
+  upsert(std::move(sim), std::move(done), false);
+}
+
+void sim_layer::upsert(sim_upsert sim, std::function<void(write_result)> done, bool bulk) {
   auto& d = *impl_;
   if (!d.running.load()) {
     done(refused(ec::shutting_down, "the daemon is stopping"));
@@ -428,7 +432,7 @@ void sim_layer::upsert_sim(sim_upsert sim, std::function<void(write_result)> don
       inner(std::move(r));
     };
   caf::anon_send(shard, sim_upsert_msg{id, std::move(sim), net, created, now_ms(),
-                                       d.track<write_result>(std::move(reply))});
+                                       d.track<write_result>(std::move(reply)), bulk});
 }
 
 void sim_layer::import_sims(std::vector<sim_upsert> sims,
@@ -438,7 +442,8 @@ void sim_layer::import_sims(std::vector<sim_upsert> sims,
     return;
   }
   // Each SIM goes through its own actor (one path to a SIM's state); group
-  // commit folds them into few transactions. Each result is per SIM.
+  // commit folds them into few transactions. Each result is per SIM. An
+  // actor spawned for the import goes as soon as it is idle (bulk).
   struct gather {
     std::mutex mtx;
     std::vector<write_result> results;
@@ -450,14 +455,17 @@ void sim_layer::import_sims(std::vector<sim_upsert> sims,
   g->remaining = sims.size();
   g->done = std::move(done);
   for (std::size_t i = 0; i < sims.size(); ++i)
-    upsert_sim(std::move(sims[i]), [g, i](write_result r) {
-      std::unique_lock lk{g->mtx};
-      g->results[i] = std::move(r);
-      if (--g->remaining == 0) {
-        lk.unlock();
-        g->done(std::move(g->results));
-      }
-    });
+    upsert(
+        std::move(sims[i]),
+        [g, i](write_result r) {
+          std::unique_lock lk{g->mtx};
+          g->results[i] = std::move(r);
+          if (--g->remaining == 0) {
+            lk.unlock();
+            g->done(std::move(g->results));
+          }
+        },
+        true);
 }
 
 void sim_layer::get_sim(std::string iccid, std::function<void(std::optional<sim_info>)> done) {

@@ -128,6 +128,8 @@ private:
   /// SIM, overloaded) and returns false, or wraps `done` with the in-flight
   /// accounting, sets `sim` and returns true: then the caller sends it on.
   bool admit(observation& obs, ack_fn& done, std::uint32_t& sim);
+  /// upsert_sim(); `bulk` for import_sims (sim_upsert_msg::bulk).
+  void upsert(sim_upsert sim, std::function<void(write_result)> done, bool bulk);
 };
 
 } // namespace imeilock::actors

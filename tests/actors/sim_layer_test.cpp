@@ -180,6 +180,38 @@ TEST_CASE("import writes every valid SIM and reports each one", "[actors]") {
   CHECK_FALSE(page.next_cursor.empty());
 }
 
+TEST_CASE("an import leaves no SIM actor behind once written; an upsert's waits for "
+          "passivate_after",
+          "[actors]") {
+  temp_dir dir;
+  layer_fixture f{config_for(dir), fast_orders(100ms)}; // passivate_after 60 s
+  std::vector<actors::sim_upsert> sims;
+  for (std::uint64_t i = 0; i < 300; ++i)
+    sims.push_back({iccid(200 + i), {imsi(200 + i)}, "", "multinet", lock::sim_status::active});
+  std::promise<std::vector<actors::write_result>> p;
+  f.layer->import_sims(std::move(sims),
+                       [&](std::vector<actors::write_result> r) { p.set_value(std::move(r)); });
+  auto results = p.get_future().get();
+  REQUIRE(results.size() == 300);
+  for (const auto& r : results)
+    REQUIRE(r.error == ec::ok);
+  // Each actor goes when it reports idle: well before the 60 s.
+  CHECK(f.wait_for([&] { return f.layer->sim_actors_alive() == 0; }));
+  // The rows hold what was written: an unchanged SIM is answered from its row,
+  // a change spawns an actor from it.
+  auto s = f.sim(iccid(250));
+  REQUIRE(s);
+  CHECK(s->state.status == lock::sim_status::active);
+  CHECK(f.observe(imsi(250), imei(7)) == ack::ok);
+  CHECK(f.wait_for([&] {
+    auto now = f.sim(iccid(250));
+    return now && now->state.last_seen_imei == imei(7).device;
+  }));
+  // That actor, and one for a single upsert, stay until passivate_after.
+  CHECK(f.upsert(iccid(251), {imsi(251)}).error == ec::ok);
+  CHECK(f.layer->sim_actors_alive() == 2);
+}
+
 TEST_CASE("overload: observations beyond max_in_flight are shed", "[actors]") {
   temp_dir dir;
   auto cfg = config_for(dir);
