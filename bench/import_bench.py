@@ -13,7 +13,8 @@ SIMs (IMSI 234150000000000 + i, lock off, active; harness.import_bench_sims)
 as CSV, `--chunk` lines per request, one request at a time, and samples the
 daemon's VmRSS every 0.1 s from /proc. It prints one line per 10 % of the SIMs
 (elapsed time, rate, RSS) and at the end the total time, SIMs/s, the daemon's
-CPU seconds, its RSS before, its peak (VmHWM) and after, and the load average.
+CPU seconds, its RSS before, its peak (VmHWM) and after, the requests retried
+after a 503 (the store's queue full on a loaded machine) and the load average.
 Then it restarts the daemon on the same store and prints how long the
 inventory took to load (the sim_layer.started line's load_ms) and the RSS
 after it.
@@ -117,7 +118,7 @@ def main():
         hwm = status_kb(pid, "VmHWM")
         print(f"RESULT imported={done} seconds={secs:.1f} rate={done / secs:.0f}/s "
               f"daemon_cpu_s={cpu:.1f} rss_before={mb(rss0)} rss_peak={mb(max(hwm, sampler.peak_kb))} "
-              f"rss_after={mb(rss1)} load={load_average()}", flush=True)
+              f"rss_after={mb(rss1)} retries_503={RETRIES['count']} load={load_average()}", flush=True)
         if d.stop() != 0:
             raise SystemExit("imeilockd did not stop cleanly:\n" + d.log()[-2000:])
 
@@ -131,12 +132,23 @@ def main():
         d.stop()
 
 
+RETRIES = {"count": 0}
+
+
 def import_chunk(port, first, n):
-    """POSTs generator SIMs first .. first+n-1; returns how many were imported."""
+    """POSTs generator SIMs first .. first+n-1; returns how many were imported.
+    A 503 (the store's queue is full: `overloaded`) is retried after a second,
+    as a client should, at most 30 times; the lines already written come back
+    `updated` (an import is an upsert)."""
     lines = ["iccid,imsis,msisdn,network,status"]
     lines += [f"{harness.bench_iccid(i)},{harness.bench_imsi(i)},447{i:09d},multinet,active"
               for i in range(first, first + n)]
-    status, body = post_csv(port, "\n".join(lines) + "\n")
+    for _ in range(30):
+        status, body = post_csv(port, "\n".join(lines) + "\n")
+        if status != 503:
+            break
+        RETRIES["count"] += 1
+        time.sleep(1)
     if status != 200 or body.get("rejected"):
         bad = [x for x in body.get("results", [])
                if x.get("result") not in ("created", "updated", "ok", "imported")]
