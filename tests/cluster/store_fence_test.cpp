@@ -46,14 +46,17 @@ TEST_CASE("the PostgreSQL store's writer runs the fence: after a takeover the ol
   const auto shard = cluster::shard_of(imsi, shards);
   REQUIRE(shard == 3);
   std::vector<std::uint32_t> wanted{shard};
-  auto a = cluster::acquire(leases_db.get(), "a", wanted, 500ms, false).value();
-  REQUIRE(a.size() == 1);
 
   // Node a's store: its writer claims shard 3 at the epoch a believes it holds.
   store::store_config cfg;
   cfg.backend = store::backend_kind::postgresql;
   cfg.postgresql.conninfo = info;
   store::store db{cfg};
+  // The lease is taken once the store is open: on a loaded machine opening
+  // it (migrations, readers) can take longer than a short lease. 2 s: the
+  // first commit lands well within it.
+  auto a = cluster::acquire(leases_db.get(), "a", wanted, 2s, false).value();
+  REQUIRE(a.size() == 1);
   std::mutex mutex;
   std::string node = "a";
   cluster::shard_epoch claim = a[0];
@@ -72,7 +75,7 @@ TEST_CASE("the PostgreSQL store's writer runs the fence: after a takeover the ol
 
   CHECK(commit(db, upsert("8944000000000000001", imsi, "447700900001")));
   // a is paused past its lease; b takes shard 3 over (epoch 2).
-  std::this_thread::sleep_for(600ms);
+  std::this_thread::sleep_for(2100ms);
   auto b = cluster::acquire(leases_db.get(), "b", wanted, 10s, false).value();
   REQUIRE(b == std::vector<cluster::shard_epoch>{{shard, 2}});
   // a wakes up still claiming epoch 1: refused, nothing of it is stored.
