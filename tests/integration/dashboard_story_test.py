@@ -9,17 +9,11 @@ The operator opens the dashboard in headless Chromium, sees the bar, picks
 "Unbar and update to last seen IMEI", and the page shows the SIM locked to B;
 the unbar webhook follows.
 """
-import hashlib
-import hmac
-import http.server
 import importlib.util
-import json
 import os
 import shutil
-import socket
 import sys
 import tempfile
-import threading
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -29,75 +23,11 @@ spec = importlib.util.spec_from_file_location("ui_cdp", os.path.join(HERE, "..",
 ui = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(ui)
 
-WEBHOOK_KEY = "EXAMPLE-webhook-key-for-tests"
+WEBHOOK_KEY = h.EXAMPLE_WEBHOOK_KEY
 A = h.imei15("35349001234567")
 B = h.imei15("35209900176148")
 IMSI = "234500000000031"
 IMSI_EE = "234500000000033"  # on ee, in monitor mode (imei_lock.actions: {ee: alert})
-
-
-class webhook_receiver(http.server.ThreadingHTTPServer):
-    """Records every POST with whether its HMAC-SHA256 signature verifies."""
-
-    def __init__(self):
-        self.events = []
-        outer = self
-
-        class handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                want = "sha256=" + hmac.new(WEBHOOK_KEY.encode(), body, hashlib.sha256).hexdigest()
-                outer.events.append((json.loads(body),
-                                     hmac.compare_digest(want, self.headers.get("X-Imeilock-Signature", ""))))
-                self.send_response(204)
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        super().__init__(("127.0.0.1", 0), handler)
-        threading.Thread(target=self.serve_forever, daemon=True).start()
-
-    def names(self):
-        return [e["event"] for e, _ in self.events]
-
-
-class dae_receiver(threading.Thread):
-    """An RFC 5176 Dynamic Authorization Server on pyrad's packet code: ACKs."""
-
-    def __init__(self, secret):
-        super().__init__(daemon=True)
-        from pyrad import dictionary
-        self.dict = dictionary.Dictionary(os.path.join(HERE, "..", "protocols", "radius", "dictionary.pyrad"))
-        self.secret = secret
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.settimeout(0.2)
-        self.port = self.sock.getsockname()[1]
-        self.requests = []
-        self.running = True
-        self.start()
-
-    def run(self):
-        from pyrad import packet
-        while self.running:
-            try:
-                data, addr = self.sock.recvfrom(4096)
-            except socket.timeout:
-                continue
-            pkt = packet.CoAPacket(packet=data, secret=self.secret, dict=self.dict)
-            ok = pkt.VerifyCoARequest()
-            self.requests.append((pkt, ok))
-            if ok:
-                reply = pkt.CreateReply()
-                reply.code = packet.DisconnectACK
-                self.sock.sendto(reply.ReplyPacket(), addr)
-
-
-def check(cond, what):
-    if not cond:
-        raise AssertionError(what)
-    print(f"ok - {what}")
 
 
 def main():
@@ -105,8 +35,8 @@ def main():
     if not os.path.exists(chromium):
         print("chromium is not installed (scripts/install-deps.sh installs it)")
         return 1
-    hooks = webhook_receiver()
-    dae = dae_receiver(h.EXAMPLE_RADIUS_SECRET)
+    hooks = h.webhook_receiver(WEBHOOK_KEY)
+    dae = h.dae_receiver(h.EXAMPLE_RADIUS_SECRET)
     state = tempfile.mkdtemp(prefix="imeilockd-test-")
     secret = h.EXAMPLE_RADIUS_SECRET.decode()
     cfg = h.default_config(state).replace(
@@ -136,35 +66,35 @@ webhooks:
         iccid = h.random_iccid()
         st, _ = d.api("PUT", f"/v1/sims/{iccid}", {"imsis": [IMSI], "msisdn": "447700900031",
                                                     "network": "multinet", "status": "active"})
-        check(st == 201, "SIM created")
+        h.check(st == 201, "SIM created")
         port = d.ports["radius"]
         pkt = h.accounting_request(1, IMSI, A, status_type=1, session_id="ui-1")
-        check(h.response_ok(pkt, h.radius_exchange(port, pkt)), "Start from device A answered")
+        h.check(h.response_ok(pkt, h.radius_exchange(port, pkt)), "Start from device A answered")
         st, _ = d.api("POST", f"/v1/sims/{iccid}/orders", {"type": "enable_imei_lock"})
         h.wait_until(lambda: d.api("GET", f"/v1/sims/{iccid}")[1]["lock"]["state"] == "locked",
                      what="locked to A")
         pkt = h.accounting_request(2, IMSI, B, status_type=3, session_id="ui-1")
-        check(h.response_ok(pkt, h.radius_exchange(port, pkt)), "Interim-Update from device B answered")
+        h.check(h.response_ok(pkt, h.radius_exchange(port, pkt)), "Interim-Update from device B answered")
 
         # RFC 5176: the NAS got a Disconnect-Request for the session, and the ACK is audited.
         h.wait_until(lambda: dae.requests, timeout=10, what="a Disconnect-Request")
         req, ok = dae.requests[0]
-        check(ok, "the Disconnect-Request's authenticator verifies with the NAS secret")
-        check(req["Acct-Session-Id"] == ["ui-1"], "it names the violating session")
+        h.check(ok, "the Disconnect-Request's authenticator verifies with the NAS secret")
+        h.check(req["Acct-Session-Id"] == ["ui-1"], "it names the violating session")
         h.wait_until(lambda: any(e["cause"] == "disconnect:ack" for e in
                                  d.api("GET", f"/v1/sims/{iccid}/events")[1]["items"]),
                      timeout=10, what="disconnect:ack in the audit log")
-        check(True, "the Disconnect ACK is in the SIM's audit log (R14)")
+        h.check(True, "the Disconnect ACK is in the SIM's audit log (R14)")
 
         # Webhooks: the violation at once, the bar once the lead time has run out.
         h.wait_until(lambda: "bar_completed" in hooks.names(), timeout=15, what="bar_completed")
-        check("violation" in hooks.names(), "violation webhook delivered")
+        h.check("violation" in hooks.names(), "violation webhook delivered")
         v = next(e for e, _ in hooks.events if e["event"] == "violation")
-        check(v["iccid"] == iccid and v["imei"] == B and v["locked_imei"] == A and v["imsi"] == IMSI,
+        h.check(v["iccid"] == iccid and v["imei"] == B and v["locked_imei"] == A and v["imsi"] == IMSI,
               f"violation webhook carries iccid, imsi, imei and locked_imei ({v})")
-        check(v["action"] == "disconnect_and_bar",
+        h.check(v["action"] == "disconnect_and_bar",
               "radius.disconnect.enabled, the old switch, made multinet disconnect_and_bar (alias)")
-        check(all(ok for _, ok in hooks.events), "every webhook carries a valid HMAC signature")
+        h.check(all(ok for _, ok in hooks.events), "every webhook carries a valid HMAC signature")
 
         # The operator in the dashboard.
         token = h.EXAMPLE_TOKEN
@@ -172,65 +102,65 @@ webhooks:
         browser, dt = ui.start_chromium(chromium, profile)
         ui.open_sim(dt, url, token, iccid)
         dt.wait("document.getElementById('bar-state').dataset.state === 'barred'", "the bar")
-        check(ui.text(dt, "lock-imei") == A and ui.text(dt, "trigger-imei") == B,
+        h.check(ui.text(dt, "lock-imei") == A and ui.text(dt, "trigger-imei") == B,
               "the page shows the bar: locked to A, triggered by B")
         # The activation tick box follows the configured eligibility (R1, R13):
         # a MultiNet SIM may be locked, but not at activation.
-        check(d.api("GET", f"/v1/sims/{iccid}")[1]["eligibility"] ==
+        h.check(d.api("GET", f"/v1/sims/{iccid}")[1]["eligibility"] ==
               {"imei_lock": True, "lock_on_activation": False},
               "the SIM carries its network's eligibility (multinet: lock yes, at activation no)")
-        check(dt.js("document.getElementById('activate-lock').disabled") is True,
+        h.check(dt.js("document.getElementById('activate-lock').disabled") is True,
               "the page offers no 'Enable IMEI Locking' tick box on activation for multinet")
         rn = h.random_iccid()
         d.api("PUT", f"/v1/sims/{rn}", {"imsis": ["234500000000032"], "msisdn": "447700900032",
                                          "network": "roamnet901", "status": "inactive"})
-        check(d.api("GET", f"/v1/sims/{rn}")[1]["eligibility"]["lock_on_activation"] is True,
+        h.check(d.api("GET", f"/v1/sims/{rn}")[1]["eligibility"]["lock_on_activation"] is True,
               "a roamnet901 SIM may be locked at activation")
         dt.js("document.getElementById('unbar-update').click(); true")
         dt.wait(f"document.getElementById('lock-imei').textContent === '{B}' && "
                 "document.getElementById('bar-state').dataset.state === 'none'",
                 "the SIM locked to B")
-        check(True, "after 'Unbar and update to last seen IMEI' the page shows the SIM locked to B")
+        h.check(True, "after 'Unbar and update to last seen IMEI' the page shows the SIM locked to B")
         sim = d.api("GET", f"/v1/sims/{iccid}")[1]
-        check(sim["lock"] == {"state": "locked", "imei": B} and sim["bar"]["state"] == "none",
+        h.check(sim["lock"] == {"state": "locked", "imei": B} and sim["bar"]["state"] == "none",
               "the daemon agrees (R11)")
         h.wait_until(lambda: "unbar_completed" in hooks.names(), timeout=10, what="unbar_completed")
-        check(True, "unbar_completed webhook delivered")
+        h.check(True, "unbar_completed webhook delivered")
 
         # Monitor mode (issue 13): ee's action is alert. Its SIM's violation
         # bars nothing; the dashboard lists it so the operator bars it by hand.
         ee = h.random_iccid()
         st, _ = d.api("PUT", f"/v1/sims/{ee}", {"imsis": [IMSI_EE], "msisdn": "447700900033",
                                                  "network": "ee", "status": "active"})
-        check(st == 201, "an ee SIM created (ee in monitor mode)")
+        h.check(st == 201, "an ee SIM created (ee in monitor mode)")
         pkt = h.accounting_request(3, IMSI_EE, A, status_type=1, session_id="ui-2")
-        check(h.response_ok(pkt, h.radius_exchange(port, pkt)), "ee SIM: Start from device A answered")
+        h.check(h.response_ok(pkt, h.radius_exchange(port, pkt)), "ee SIM: Start from device A answered")
         d.api("POST", f"/v1/sims/{ee}/orders", {"type": "enable_imei_lock"})
         h.wait_until(lambda: d.api("GET", f"/v1/sims/{ee}")[1]["lock"]["state"] == "locked",
                      what="ee SIM locked to A")
         requests_before = len(dae.requests)
         pkt = h.accounting_request(4, IMSI_EE, B, status_type=3, session_id="ui-2")
-        check(h.response_ok(pkt, h.radius_exchange(port, pkt)), "ee SIM: Interim-Update from B answered")
+        h.check(h.response_ok(pkt, h.radius_exchange(port, pkt)), "ee SIM: Interim-Update from B answered")
         sim = d.api("GET", f"/v1/sims/{ee}")[1]
-        check(sim["alerted"] is True and sim["bar"]["state"] == "none",
+        h.check(sim["alerted"] is True and sim["bar"]["state"] == "none",
               "ee SIM violated in monitor mode: alerted, not barred")
-        check(len(dae.requests) == requests_before,
+        h.check(len(dae.requests) == requests_before,
               "monitor mode sends no Disconnect-Request (the old radius.disconnect alias covers "
               "bar networks only)")
         dt.wait(f"!document.getElementById('alerted').hidden && "
                 f"document.getElementById('alerted-list').textContent.includes('{ee}')",
                 "the monitor-mode list")
-        check(iccid not in ui.text(dt, "alerted-list"),
+        h.check(iccid not in ui.text(dt, "alerted-list"),
               "the dashboard lists the SIM that violated in monitor mode, and only it")
         dt.js("document.querySelector('#alerted-list tbody tr').click(); true")
         dt.wait(f"document.getElementById('sim-iccid').textContent === '{ee}' && "
                 "document.getElementById('violation-action').textContent.includes('monitor mode')",
                 "the alerted SIM opened")
-        check(True, "clicking it opens the SIM, which says it violated in monitor mode")
+        h.check(True, "clicking it opens the SIM, which says it violated in monitor mode")
         dt.js("document.getElementById('bar').click(); true")
         dt.wait("document.getElementById('bar-state').dataset.state === 'barred'", "the manual bar")
         dt.wait("document.getElementById('alerted').hidden", "the list to empty")
-        check(d.api("GET", f"/v1/sims/{ee}")[1]["alerted"] is False,
+        h.check(d.api("GET", f"/v1/sims/{ee}")[1]["alerted"] is False,
               "barred by hand from the dashboard, the SIM leaves the monitor-mode list")
         print("dashboard story passed")
         return 0

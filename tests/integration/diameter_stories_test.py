@@ -10,47 +10,15 @@ long-lived `erl` that reads a command per line and answers one line each;
 it and the dictionaries (tests/protocols/diameter/erlang/*.dia) are compiled at test
 time into a temporary directory."""
 import os
-import select
-import shutil
-import subprocess
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
 import harness as h  # noqa: E402
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-CLIENT_SRC = os.path.join(HERE, "diameter_client", "imeilock_stories_client")
-DIA_DIR = os.path.join(HERE, "..", "protocols", "diameter", "erlang")
-
 LEAD = 1.5  # seconds: bar lead time of the test network
-CLIENT_TW_MS = 3000  # the Erlang client's watchdog: below the daemon's, so it sends the DWRs
-PEER_HOST = "ctf1.example.net"
-PEER_REALM = "example.net"
-OUR_HOST = "imeilockd.test"
-OUR_REALM = "localdomain"
-
-EXTRA = f"""
-orders:
-  networks:
-    multinet:
-      lead_times:
-        bar: {int(LEAD * 1000)}ms
-        unbar: 200ms
-"""
-
-DIAMETER = f"""diameter:
-  origin_host: {OUR_HOST}
-  origin_realm: {OUR_REALM}
-  listen: ['127.0.0.1:0']
-  watchdog: 6s
-  dpr_timeout: 3s
-  peers:
-    - origin_host: {PEER_HOST}
-      realm: {PEER_REALM}
-      addresses: ['127.0.0.1']
-"""
+EXTRA = h.lead_times(int(LEAD * 1000))
+OUR_HOST, OUR_REALM = h.DIAMETER_HOST, h.DIAMETER_REALM
 
 # Accounting-Record-Type (RFC 6733 9.8.1) and CC-Request-Type (RFC 4006 8.3).
 EVENT, START, INTERIM, STOP = 1, 2, 3, 4
@@ -93,92 +61,13 @@ def ps(inner):  # inside Service-Information / PS-Information
 NO_IMEI = "none"
 
 
-# -- the Erlang/OTP diameter client --------------------------------------------
-class ErlangClient:
-    """One `erl` running imeilock_stories_client; one command, one answer line."""
-
-    def __init__(self, work):
-        self.work = work
-        boot = (f'{{ok,_}} = compile:file("{CLIENT_SRC}", [{{outdir,"{work}"}}, report]), '
-                f'{{module,_}} = code:load_abs("{work}/imeilock_stories_client"), '
-                f'imeilock_stories_client:main(["{work}", "{DIA_DIR}", "{PEER_HOST}", '
-                f'"{PEER_REALM}", "{OUR_REALM}"]).')
-        self.proc = subprocess.Popen(["erl", "-noshell", "-pa", work, "-eval", boot],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT, cwd=work)
-        self.buf = b""
-        self.noise = []
-
-    def wait_ready(self, timeout=90):
-        line = self.read(timeout)
-        if line != "ready":
-            raise AssertionError(f"erlang client did not start: {line!r}\n" + "\n".join(self.noise))
-
-    def send(self, term):
-        self.proc.stdin.write((term + "\n").encode())
-        self.proc.stdin.flush()
-
-    def read(self, timeout=20):
-        """The next answer line (without the "@@ " tag); other output is kept as noise."""
-        deadline = time.monotonic() + timeout
-        while True:
-            while b"\n" in self.buf:
-                line, self.buf = self.buf.split(b"\n", 1)
-                text = line.decode(errors="replace").rstrip("\r")
-                if text.startswith("@@ "):
-                    return text[3:]
-                if text.strip():
-                    self.noise.append(text)
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise AssertionError(f"erlang client: no answer within {timeout}s\n"
-                                     + "\n".join(self.noise[-20:]))
-            r, _, _ = select.select([self.proc.stdout], [], [], min(left, 1.0))
-            if r:
-                chunk = os.read(self.proc.stdout.fileno(), 65536)
-                if not chunk:
-                    raise AssertionError("erlang client exited\n" + "\n".join(self.noise[-20:]))
-                self.buf += chunk
-
-    def cmd(self, term, timeout=20):
-        self.send(term)
-        return self.read(timeout)
-
-    def close(self):
-        if self.proc.poll() is None:
-            try:
-                self.send("quit.")
-                self.proc.wait(timeout=5)
-            except (OSError, subprocess.TimeoutExpired):
-                pass
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait()
-
-
-def fields(line):
-    """'ACA Result-Code=2001 Session-Id=x ...' -> ('ACA', {...})."""
-    kind, _, rest = line.partition(" ")
-    out = {}
-    for item in rest.split():
-        k, _, v = item.partition("=")
-        out[k] = v
-    return kind, out
-
-
-def check(cond, what):
-    if not cond:
-        raise AssertionError(what)
-    print(f"ok - {what}", flush=True)
-
-
 ANSWERS = {"ACA": 0, "CCA": 0}
 
 
 def acr(erl, sid, rtype, num, imsi, imei):
     """One ACR (Rf); asserts ACA 2001 with the right echo (RFC 6733 9.7.2)."""
     line = erl.cmd(f'{{acr, "{sid}", {rtype}, {num}, "{imsi}", {imei}}}.')
-    kind, f = fields(line)
+    kind, f = h.erlang_fields(line)
     ok = (kind == "ACA" and f.get("Result-Code") == "2001" and f.get("Session-Id") == sid
           and f.get("Accounting-Record-Type") == str(rtype)
           and f.get("Accounting-Record-Number") == str(num)
@@ -193,7 +82,7 @@ def acr(erl, sid, rtype, num, imsi, imei):
 def ccr(erl, sid, rtype, num, imsi, imei):
     """One CCR (Gy); asserts CCA 2001 with the right echo (RFC 4006 3.2)."""
     line = erl.cmd(f'{{ccr, "{sid}", {rtype}, {num}, "{imsi}", {imei}}}.')
-    kind, f = fields(line)
+    kind, f = h.erlang_fields(line)
     ok = (kind == "CCA" and f.get("Result-Code") == "2001" and f.get("Session-Id") == sid
           and f.get("CC-Request-Type") == str(rtype) and f.get("CC-Request-Number") == str(num)
           and f.get("Auth-Application-Id") == "4"
@@ -204,158 +93,125 @@ def ccr(erl, sid, rtype, num, imsi, imei):
     return f
 
 
-# -- the operator API ----------------------------------------------------------
-def sim(d, iccid):
-    st, body = d.api("GET", f"/v1/sims/{iccid}")
-    assert st == 200, (st, body)
-    return body
-
-
-def order(d, iccid, **body):
-    return d.api("POST", f"/v1/sims/{iccid}/orders", body)
-
-
-def bar_orders(d, iccid):
-    st, orders = d.api("GET", f"/v1/sims/{iccid}/orders")
-    assert st == 200, (st, orders)
-    items = orders["items"] if isinstance(orders, dict) else orders
-    return [x for x in items if x["type"] == "bar"]
-
-
-def new_sim(d, imsi, network="multinet"):
-    iccid = h.random_iccid()
-    st, body = d.api("PUT", f"/v1/sims/{iccid}", {"imsis": [imsi], "msisdn": "447700900123",
-                                                   "network": network, "status": "active"})
-    assert st == 201, (st, body)
-    return iccid
-
-
-def daemon_config(state_dir):
-    text = h.default_config(state_dir, EXTRA)
-    default_block = "diameter:\n  listen: ['127.0.0.1:0']\n"
-    assert default_block in text, "harness default config changed: update this test"
-    return text.replace(default_block, DIAMETER)
-
-
 # -- the stories -----------------------------------------------------------------
 def story_move_and_update_to_last_seen(d, erl):
     """R2 R4 R7 R8 R9 R11 over Rf (and Gy for the same SIM), several encodings."""
     imsi = "234510000000001"
-    s = new_sim(d, imsi)
+    s = d.new_sim(imsi)
     acr(erl, "ctf1;rf;1", START, 0, imsi, uei_ascii(A[:14] + "01"))
-    check(sim(d, s)["last_seen_imei"] == A,
-          "ACR START, User-Equipment-Info ASCII IMEISV: last seen IMEI learnt (R2)")
-    st, _ = order(d, s, type="enable_imei_lock")
-    check(st == 202, "enable_imei_lock accepted (R1: multinet is eligible)")
-    h.wait_until(lambda: sim(d, s)["lock"] == {"state": "locked", "imei": A}, what="locked to A")
-    check(True, "R4 enable on a live SIM locks to the last seen IMEI")
+    h.check(d.sim(s)["last_seen_imei"] == A,
+            "ACR START, User-Equipment-Info ASCII IMEISV: last seen IMEI learnt (R2)")
+    st, _ = d.order(s, type="enable_imei_lock")
+    h.check(st == 202, "enable_imei_lock accepted (R1: multinet is eligible)")
+    h.wait_until(lambda: d.sim(s)["lock"] == {"state": "locked", "imei": A}, what="locked to A")
+    h.check(True, "R4 enable on a live SIM locks to the last seen IMEI")
 
     # A firmware update (new SVN, digits 15-16) is the same device (R2).
     acr(erl, "ctf1;rf;1", INTERIM, 1, imsi, terminal(A, "02"))
     acr(erl, "ctf1;rf;1", INTERIM, 2, imsi, imeisv_3gpp(A[:14] + "77"))
-    body = sim(d, s)
-    check(body["lock"] == {"state": "locked", "imei": A} and body["last_seen_imei"] == A
-          and body["bar"]["state"] == "none" and not bar_orders(d, s),
-          "new software version (Terminal-Information 1402/1403, top-level 3GPP-IMEISV) "
-          "is the same device: no bar (R2)")
+    body = d.sim(s)
+    h.check(body["lock"] == {"state": "locked", "imei": A} and body["last_seen_imei"] == A
+            and body["bar"]["state"] == "none" and not d.orders(s, "bar"),
+            "new software version (Terminal-Information 1402/1403, top-level 3GPP-IMEISV) "
+            "is the same device: no bar (R2)")
 
     # The SIM moves to device B: one bar order, pending for the lead time (R7, R8).
     t0 = time.monotonic()
     acr(erl, "ctf1;rf;1", INTERIM, 3, imsi, uei_hex(B))
-    body = sim(d, s)
-    check(body["bar"]["state"] == "bar_pending" and body["bar"]["reason"] == "imei_lock"
-          and body["bar"]["trigger_imei"] == B,
-          "R7 violation (User-Equipment-Info UTF-8 hex, F filler): bar pending, trigger IMEI B")
+    body = d.sim(s)
+    h.check(body["bar"]["state"] == "bar_pending" and body["bar"]["reason"] == "imei_lock"
+            and body["bar"]["trigger_imei"] == B,
+            "R7 violation (User-Equipment-Info UTF-8 hex, F filler): bar pending, trigger IMEI B")
     ccr(erl, "ctf1;gy;1", INITIAL, 0, imsi, uei_tbcd(C[:14] + "03"))
-    body = sim(d, s)
-    check(body["bar"]["state"] == "bar_pending",
-          "R8 SIM still answered 2001 during the lead time (Gy CCR, User-Equipment-Info TBCD)")
-    check(body["last_seen_imei"] == B, "R9 last seen frozen at the trigger IMEI (device C seen)")
+    body = d.sim(s)
+    h.check(body["bar"]["state"] == "bar_pending",
+            "R8 SIM still answered 2001 during the lead time (Gy CCR, User-Equipment-Info TBCD)")
+    h.check(body["last_seen_imei"] == B, "R9 last seen frozen at the trigger IMEI (device C seen)")
     acr(erl, "ctf1;rf;1", INTERIM, 4, imsi, ps(uei_ascii(A[:14] + "01")))
-    body = sim(d, s)
-    check(body["last_seen_imei"] == B and body["bar"]["state"] == "bar_pending",
-          "R9 last seen still the trigger IMEI back in device A (nested in PS-Information)")
-    check(len(bar_orders(d, s)) == 1, "R7 exactly one bar order while pending")
-    h.wait_until(lambda: sim(d, s)["bar"]["state"] == "barred", timeout=LEAD + 15, interval=0.05,
+    body = d.sim(s)
+    h.check(body["last_seen_imei"] == B and body["bar"]["state"] == "bar_pending",
+            "R9 last seen still the trigger IMEI back in device A (nested in PS-Information)")
+    h.check(len(d.orders(s, "bar")) == 1, "R7 exactly one bar order while pending")
+    h.wait_until(lambda: d.sim(s)["bar"]["state"] == "barred", timeout=LEAD + 15, interval=0.05,
                  what="barred")
-    check(time.monotonic() - t0 >= LEAD * 0.8, "R8 barred only after the lead time")
+    h.check(time.monotonic() - t0 >= LEAD * 0.8, "R8 barred only after the lead time")
     ccr(erl, "ctf1;gy;1", UPDATE, 1, imsi, ps(imeisv_3gpp(C[:14] + "03")))
-    body = sim(d, s)
-    check(body["bar"]["state"] == "barred" and body["last_seen_imei"] == B
-          and len(bar_orders(d, s)) == 1,
-          "R7 R9 device C while barred (3GPP-IMEISV in PS-Information): no second bar order, "
-          "last seen still B")
+    body = d.sim(s)
+    h.check(body["bar"]["state"] == "barred" and body["last_seen_imei"] == B
+            and len(d.orders(s, "bar")) == 1,
+            "R7 R9 device C while barred (3GPP-IMEISV in PS-Information): no second bar order, "
+            "last seen still B")
 
     # Unbar, update to last seen: locked to B, the first device after the bar (R11).
-    st, _ = order(d, s, type="unbar", unbar_mode="update_to_last_seen")
-    check(st == 202, "unbar update_to_last_seen accepted")
-    h.wait_until(lambda: sim(d, s)["bar"]["state"] == "none", what="unbarred")
-    check(sim(d, s)["lock"] == {"state": "locked", "imei": B}, "R11 lock moved to B")
+    st, _ = d.order(s, type="unbar", unbar_mode="update_to_last_seen")
+    h.check(st == 202, "unbar update_to_last_seen accepted")
+    h.wait_until(lambda: d.sim(s)["bar"]["state"] == "none", what="unbarred")
+    h.check(d.sim(s)["lock"] == {"state": "locked", "imei": B}, "R11 lock moved to B")
     acr(erl, "ctf1;rf;1", STOP, 5, imsi, uei_ascii(B[:14] + "01"))
     ccr(erl, "ctf1;gy;1", TERMINATION, 2, imsi, uei_hex(B))
-    body = sim(d, s)
-    check(body["bar"]["state"] == "none" and len(bar_orders(d, s)) == 1,
-          "in device B after R11: ACR STOP and CCR TERMINATION answered, no new bar")
+    body = d.sim(s)
+    h.check(body["bar"]["state"] == "none" and len(d.orders(s, "bar")) == 1,
+            "in device B after R11: ACR STOP and CCR TERMINATION answered, no new bar")
 
 
 def story_keep_lock(d, erl):
     """R10 over Gy: unbar keep_lock while in the 2nd device."""
     imsi = "234510000000002"
-    s = new_sim(d, imsi)
+    s = d.new_sim(imsi)
     ccr(erl, "ctf1;gy;2", INITIAL, 0, imsi, ps(terminal(A, "01")))
-    check(sim(d, s)["last_seen_imei"] == A,
-          "CCR INITIAL, Terminal-Information in PS-Information: last seen IMEI A")
-    order(d, s, type="enable_imei_lock")
-    h.wait_until(lambda: sim(d, s)["lock"] == {"state": "locked", "imei": A}, what="s2 locked")
+    h.check(d.sim(s)["last_seen_imei"] == A,
+            "CCR INITIAL, Terminal-Information in PS-Information: last seen IMEI A")
+    d.order(s, type="enable_imei_lock")
+    h.wait_until(lambda: d.sim(s)["lock"] == {"state": "locked", "imei": A}, what="s2 locked")
     ccr(erl, "ctf1;gy;2", UPDATE, 1, imsi, ps(imeisv_3gpp(B[:14] + "01")))
-    body = sim(d, s)
-    check(body["bar"]["state"] == "bar_pending" and body["bar"]["trigger_imei"] == B,
-          "R7 over Gy (3GPP-IMEISV in Service-Information/PS-Information): bar pending")
-    h.wait_until(lambda: sim(d, s)["bar"]["state"] == "barred", timeout=LEAD + 15,
+    body = d.sim(s)
+    h.check(body["bar"]["state"] == "bar_pending" and body["bar"]["trigger_imei"] == B,
+            "R7 over Gy (3GPP-IMEISV in Service-Information/PS-Information): bar pending")
+    h.wait_until(lambda: d.sim(s)["bar"]["state"] == "barred", timeout=LEAD + 15,
                  what="s2 barred")
-    st, o = order(d, s, type="unbar", unbar_mode="keep_lock")
-    check(st == 202 and o.get("warnings"), "R10 keep_lock in the 2nd device: accepted with a warning")
-    h.wait_until(lambda: sim(d, s)["bar"]["state"] == "none", what="s2 unbarred")
-    check(sim(d, s)["lock"] == {"state": "locked", "imei": A}, "R10 lock unchanged (A)")
+    st, o = d.order(s, type="unbar", unbar_mode="keep_lock")
+    h.check(st == 202 and o.get("warnings"), "R10 keep_lock in the 2nd device: accepted with a warning")
+    h.wait_until(lambda: d.sim(s)["bar"]["state"] == "none", what="s2 unbarred")
+    h.check(d.sim(s)["lock"] == {"state": "locked", "imei": A}, "R10 lock unchanged (A)")
     ccr(erl, "ctf1;gy;2", UPDATE, 2, imsi, ps(uei_ascii(B[:14] + "01")))
-    body = sim(d, s)
-    check(body["bar"]["state"] == "none" and len(bar_orders(d, s)) == 1,
-          "R10 not barred again in the 2nd device")
+    body = d.sim(s)
+    h.check(body["bar"]["state"] == "none" and len(d.orders(s, "bar")) == 1,
+            "R10 not barred again in the 2nd device")
     ccr(erl, "ctf1;gy;2", UPDATE, 3, imsi, uei_hex(C))
-    body = sim(d, s)
-    check(body["bar"]["state"] == "bar_pending" and body["bar"]["trigger_imei"] == C
-          and len(bar_orders(d, s)) == 2,
-          "R10 barred again in a 3rd device (Gy, User-Equipment-Info UTF-8 hex)")
+    body = d.sim(s)
+    h.check(body["bar"]["state"] == "bar_pending" and body["bar"]["trigger_imei"] == C
+            and len(d.orders(s, "bar")) == 2,
+            "R10 barred again in a 3rd device (Gy, User-Equipment-Info UTF-8 hex)")
     ccr(erl, "ctf1;gy;2", TERMINATION, 4, imsi, NO_IMEI)
 
 
 def story_no_imei(d, erl):
     """R3 (no IMEI, no event), malformed values, R4 without a last seen IMEI, R6."""
     imsi = "234510000000003"
-    s = new_sim(d, imsi)
+    s = d.new_sim(imsi)
     acr(erl, "ctf1;rf;3", START, 0, imsi, NO_IMEI)
     acr(erl, "ctf1;rf;3", INTERIM, 1, imsi, uei_mac("00:1b:63:84:45:e6"))
     ccr(erl, "ctf1;gy;3", CC_EVENT, 0, imsi, NO_IMEI)
-    body = sim(d, s)
-    check(body["last_seen_imei"] is None and body["lock"]["state"] == "off",
-          "R3 no IMEI (none, or User-Equipment-Info of type MAC): no event")
+    body = d.sim(s)
+    h.check(body["last_seen_imei"] is None and body["lock"]["state"] == "off",
+            "R3 no IMEI (none, or User-Equipment-Info of type MAC): no event")
     malformed0 = d.metric("imeilock_diameter_observations_total", imei="malformed") or 0
     acr(erl, "ctf1;rf;3", INTERIM, 2, imsi, uei_ascii("35349001"))
-    check(sim(d, s)["last_seen_imei"] is None, "R2 malformed IMEI: answered 2001, no event")
+    h.check(d.sim(s)["last_seen_imei"] is None, "R2 malformed IMEI: answered 2001, no event")
     h.wait_until(lambda: (d.metric("imeilock_diameter_observations_total", imei="malformed")
                           or 0) >= malformed0 + 1, timeout=5, what="malformed counted")
-    check(True, "R2 malformed IMEI counted")
-    st, _ = order(d, s, type="enable_imei_lock")
-    check(st == 202, "enable_imei_lock on a SIM with no IMEI seen accepted")
-    h.wait_until(lambda: sim(d, s)["lock"]["state"] == "awaiting_first_imei",
+    h.check(True, "R2 malformed IMEI counted")
+    st, _ = d.order(s, type="enable_imei_lock")
+    h.check(st == 202, "enable_imei_lock on a SIM with no IMEI seen accepted")
+    h.wait_until(lambda: d.sim(s)["lock"]["state"] == "awaiting_first_imei",
                  what="awaiting_first_imei")
-    check(True, "R4 enable with no last seen IMEI: awaiting first IMEI")
+    h.check(True, "R4 enable with no last seen IMEI: awaiting first IMEI")
     acr(erl, "ctf1;rf;3", EVENT, 3, imsi, NO_IMEI)
-    check(sim(d, s)["lock"]["state"] == "awaiting_first_imei", "R3 still awaiting after no IMEI")
+    h.check(d.sim(s)["lock"]["state"] == "awaiting_first_imei", "R3 still awaiting after no IMEI")
     acr(erl, "ctf1;rf;3", INTERIM, 4, imsi, ps(uei_hex(C)))
-    body = sim(d, s)
-    check(body["lock"] == {"state": "locked", "imei": C} and body["bar"]["state"] == "none",
-          "R6 first IMEI (UTF-8 hex in PS-Information) becomes the lock, no bar")
+    body = d.sim(s)
+    h.check(body["lock"] == {"state": "locked", "imei": C} and body["bar"]["state"] == "none",
+            "R6 first IMEI (UTF-8 hex in PS-Information) becomes the lock, no bar")
     acr(erl, "ctf1;rf;3", STOP, 5, imsi, NO_IMEI)
 
 
@@ -366,31 +222,20 @@ def story_unknown_imsi(d, erl):
     ccr(erl, "ctf1;gy;99", INITIAL, 0, "999990000000002", uei_tbcd(B[:14] + "01"))
     h.wait_until(lambda: (d.metric("imeilock_sim_unknown_imsis_total") or 0) >= before + 2,
                  timeout=5, what="imeilock_sim_unknown_imsis_total +2")
-    check(True, "R15 unknown IMSIs (ACR, CCR) answered 2001 and counted")
+    h.check(True, "R15 unknown IMSIs (ACR, CCR) answered 2001 and counted")
 
 
 def main():
     t_start = time.monotonic()
-    if not shutil.which("erl"):
-        raise SystemExit("erl not found: install erlang-base and erlang-diameter "
-                         "(scripts/install-deps.sh)")
-    work = tempfile.mkdtemp(prefix="imeilock-dstories-erl-")
-    state_dir = tempfile.mkdtemp(prefix="imeilockd-test-")
-    d = h.Daemon(config_text=daemon_config(state_dir), state_dir=state_dir)
-    erl = None
-    ok = False
-    try:
-        # The VM starts and builds its codecs while the daemon starts.
-        erl = ErlangClient(work)
-        d.start()
+    with h.erlang_story("dstories", lambda state_dir: h.diameter_peer_config(state_dir, EXTRA)) \
+            as (d, erl):
         port = d.ports["diameter"]
-        erl.wait_ready()
 
         # CER/CEA from a configured peer.
-        kind, f = fields(erl.cmd(f"{{connect, {port}, {CLIENT_TW_MS}}}."))
-        check(kind == "up" and f.get("Result-Code") == "2001" and f.get("Origin-Host") == OUR_HOST
-              and f.get("Origin-Realm") == OUR_REALM,
-              f"CER/CEA with the Erlang/OTP diameter peer: 2001 from {OUR_HOST}")
+        kind, f = h.connect_erlang(d, erl)
+        h.check(kind == "up" and f.get("Result-Code") == "2001" and f.get("Origin-Host") == OUR_HOST
+                and f.get("Origin-Realm") == OUR_REALM,
+                f"CER/CEA with the Erlang/OTP diameter peer: 2001 from {OUR_HOST}")
 
         story_move_and_update_to_last_seen(d, erl)
         story_keep_lock(d, erl)
@@ -399,55 +244,44 @@ def main():
 
         # DWR/DWA: the client's Tw (3 s) is below the daemon's (6 s), so it
         # sends the DWRs; any traffic resets the timer, so wait out one idle Tw.
-        deadline = time.monotonic() + 3 * CLIENT_TW_MS / 1000 + 5
+        deadline = time.monotonic() + 3 * h.CLIENT_TW_MS / 1000 + 5
         while True:
-            kind, f = fields(erl.cmd("watchdog."))
+            kind, f = h.erlang_fields(erl.cmd("watchdog."))
             if kind == "watchdog" and int(f.get("dwa_recv", 0)) >= 1:
                 break
             if time.monotonic() > deadline:
                 raise AssertionError(f"no DWA: {kind} {f}")
             time.sleep(0.5)
-        check(f.get("state") == "okay" and int(f["dwr_sent"]) >= 1,
-              f"DWR/DWA: the peer's watchdog is okay ({f['dwr_sent']} DWR sent, "
-              f"{f['dwa_recv']} DWA received)")
-        check((d.metric("imeilock_diameter_answers_total", command="DWA", result_code="2001")
-               or 0) >= 1, "the daemon counted its DWA 2001")
+        h.check(f.get("state") == "okay" and int(f["dwr_sent"]) >= 1,
+                f"DWR/DWA: the peer's watchdog is okay ({f['dwr_sent']} DWR sent, "
+                f"{f['dwa_recv']} DWA received)")
+        h.check((d.metric("imeilock_diameter_answers_total", command="DWA", result_code="2001")
+                 or 0) >= 1, "the daemon counted its DWA 2001")
 
         # DPR/DPA from the peer.
-        check(erl.cmd("disconnect.") == "down", "DPR from the peer: connection down")
+        h.check(erl.cmd("disconnect.") == "down", "DPR from the peer: connection down")
         h.wait_until(lambda: (d.metric("imeilock_diameter_answers_total", command="DPA",
                                        result_code="2001") or 0) >= 1,
                      timeout=5, what="DPA 2001 counted")
-        check(True, "the daemon answered the DPR with DPA 2001")
-        check(ANSWERS["ACA"] + ANSWERS["CCA"] == int(
+        h.check(True, "the daemon answered the DPR with DPA 2001")
+        h.check(ANSWERS["ACA"] + ANSWERS["CCA"] == int(
             d.metric("imeilock_diameter_answers_total", command="ACA", result_code="2001") or 0)
             + int(d.metric("imeilock_diameter_answers_total", command="CCA",
                            result_code="2001") or 0),
             f"every ACR/CCR answered 2001 ({ANSWERS['ACA']} ACA, {ANSWERS['CCA']} CCA)")
 
         # DPR from the daemon at stop (SIGTERM): the peer sees it go down.
-        kind, f = fields(erl.cmd(f"{{connect, {port}, {CLIENT_TW_MS}}}."))
-        check(kind == "up" and f.get("Result-Code") == "2001", "second connection: CER/CEA 2001")
+        kind, f = h.connect_erlang(d, erl)
+        h.check(kind == "up" and f.get("Result-Code") == "2001", "second connection: CER/CEA 2001")
         acr(erl, "ctf1;rf;4", EVENT, 0, "234510000000001", uei_ascii(B[:14] + "01"))
         erl.send("{wait_down, 20000}.")
         rc = d.stop()
-        check(rc == 0, "daemon stopped cleanly on SIGTERM")
-        check(erl.read(timeout=25) == "down", "the daemon's DPR at stop: the peer went down")
+        h.check(rc == 0, "daemon stopped cleanly on SIGTERM")
+        h.check(erl.read(timeout=25) == "down", "the daemon's DPR at stop: the peer went down")
         log = d.log()
-        check("diameter.stopping connections=1" in log and "diameter.stop_timeout" not in log,
-              "the daemon's DPR (REBOOTING) was answered with a DPA before its dpr_timeout")
-        ok = True
+        h.check("diameter.stopping connections=1" in log and "diameter.stop_timeout" not in log,
+                "the daemon's DPR (REBOOTING) was answered with a DPA before its dpr_timeout")
         print(f"all Diameter stories passed in {time.monotonic() - t_start:.1f}s")
-    finally:
-        if erl is not None:
-            erl.close()
-        d.kill9()
-        if ok:
-            shutil.rmtree(work, ignore_errors=True)
-            shutil.rmtree(state_dir, ignore_errors=True)
-        else:
-            print(f"kept {work} and {state_dir}; daemon log:\n{d.log()[-4000:]}"
-                  if os.path.exists(d.log_path) else f"kept {work}")
 
 
 if __name__ == "__main__":

@@ -4,25 +4,38 @@ The daemon runs on 127.0.0.1 with every listener on port 0 and its state in a
 temporary directory; the bound ports are read from the `daemon.ready` log
 line. Everything is bounded in time; the process is always reaped.
 
+It also holds what the story tests share, so that each carries only its
+story: the operator API as they read it (`Daemon.sim`, `.events`, `.orders`,
+`.order`, `.new_sim`), `check`, `lead_times`, `radclient`, the receivers of
+what the daemon sends (`webhook_receiver`, `dae_receiver`), and the Erlang/OTP
+Diameter peer with its setup (`ErlangClient`, `diameter_peer_config`,
+`erlang_story`, `connect_erlang`).
+
 Used by tests/integration (imported as `harness`), tests/metrics
 (daemon_fixture.py derives its configuration from the shipped example and
 hands it to `Daemon`) and the overload/soak script bench/overload_soak.py.
 """
+import contextlib
 import hashlib
+import hmac
+import http.server
 import json
 import os
 import re
 import secrets
+import select
 import shutil
 import signal
 import socket
 import struct
 import subprocess
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
 
+HERE = os.path.dirname(os.path.abspath(__file__))
 BINARY = os.environ.get("IMEILOCKD", "imeilockd")
 READY_RE = re.compile(r"^<\d>daemon\.ready (.*)$")
 
@@ -30,6 +43,7 @@ READY_RE = re.compile(r"^<\d>daemon\.ready (.*)$")
 EXAMPLE_TOKEN = "example-test-token-not-a-secret"
 EXAMPLE_READONLY_TOKEN = "example-readonly-token-not-a-secret"
 EXAMPLE_RADIUS_SECRET = b"example-radius-secret"
+EXAMPLE_WEBHOOK_KEY = "EXAMPLE-webhook-key-for-tests"
 
 
 def parse_fields(text):
@@ -179,6 +193,39 @@ class Daemon:
         except ValueError:
             return status, raw.decode(errors="replace")
 
+    # -- the operator API as the story tests read it -----------------------
+    def sim(self, iccid):
+        """GET /v1/sims/{iccid}: the SIM's body (asserts 200)."""
+        st, body = self.api("GET", f"/v1/sims/{iccid}")
+        assert st == 200, (st, body)
+        return body
+
+    def events(self, iccid):
+        """The SIM's audit records, newest first (asserts 200)."""
+        st, body = self.api("GET", f"/v1/sims/{iccid}/events")
+        assert st == 200, (st, body)
+        return body["items"]
+
+    def orders(self, iccid, order_type=None):
+        """The SIM's orders, newest first; only those of `order_type` if given."""
+        st, body = self.api("GET", f"/v1/sims/{iccid}/orders")
+        assert st == 200, (st, body)
+        items = body["items"] if isinstance(body, dict) else body
+        return [o for o in items if order_type is None or o["type"] == order_type]
+
+    def order(self, iccid, **body):
+        """POST /v1/sims/{iccid}/orders with `body`: (status, response)."""
+        return self.api("POST", f"/v1/sims/{iccid}/orders", body)
+
+    def new_sim(self, imsi, network="multinet"):
+        """Creates an active SIM with a random ICCID and the one IMSI; its ICCID."""
+        iccid = random_iccid()
+        st, body = self.api("PUT", f"/v1/sims/{iccid}",
+                            {"imsis": [imsi], "msisdn": "447700900123", "network": network,
+                             "status": "active"})
+        assert st == 201, (st, body)
+        return iccid
+
     def metrics(self):
         url = f"http://127.0.0.1:{self.ports['metrics']}/metrics"
         with urllib.request.urlopen(url, timeout=10) as resp:
@@ -256,6 +303,39 @@ def radius_exchange(port, packet, timeout=2.0, tries=3):
     return None
 
 
+def lead_times(bar_ms, unbar_ms=200, network="multinet"):
+    """The `orders:` part that gives `network` short lead times (milliseconds),
+    so that a story sees its bar and unbar orders complete."""
+    return f"""
+orders:
+  networks:
+    {network}:
+      lead_times:
+        bar: {bar_ms}ms
+        unbar: {unbar_ms}ms
+"""
+
+
+def radclient(port, imsi, imeisv=None, status="Interim-Update", session="sess-1",
+              session_time=None, msisdn=None):
+    """One Accounting-Request through radclient (freeradius-utils); True if
+    answered. A NAS's Interim-Updates each carry their own Acct-Session-Time:
+    the daemon treats a record with the same content as a retransmit."""
+    attrs = (f'User-Name = "{imsi}", Acct-Status-Type = {status}, '
+             f'Acct-Session-Id = "{session}", NAS-IP-Address = 127.0.0.1, '
+             f'3GPP-IMSI = "{imsi}"')
+    if msisdn:
+        attrs += f', Calling-Station-Id = "{msisdn}"'
+    if imeisv:
+        attrs += f', 3GPP-IMEISV = "{imeisv}"'
+    if session_time is not None:
+        attrs += f', Acct-Session-Time = {session_time}'
+    r = subprocess.run(["radclient", "-r", "2", "-t", "2", "-q", f"127.0.0.1:{port}", "acct",
+                        EXAMPLE_RADIUS_SECRET.decode()],
+                       input=attrs.encode(), capture_output=True, timeout=20)
+    return r.returncode == 0
+
+
 def imei15(digits14):
     """The 15-digit IMEI: 14 identity digits + Luhn check digit."""
     return digits14 + luhn_full(digits14)
@@ -301,6 +381,211 @@ def wait_until(predicate, timeout=20.0, interval=0.1, what="condition"):
             return last
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+
+
+# -- a Diameter peer nobody here wrote: the Erlang/OTP diameter client ---------
+# tests/integration/diameter_client/imeilock_stories_client.erl, compiled at
+# test time with the dictionaries of tests/protocols/diameter/erlang/. Used by
+# the Diameter, strict mode and violation action stories.
+CLIENT_SRC = os.path.join(HERE, "diameter_client", "imeilock_stories_client")
+DIA_DIR = os.path.join(HERE, "..", "protocols", "diameter", "erlang")
+CLIENT_TW_MS = 3000  # the Erlang client's watchdog: below the daemon's, so it sends the DWRs
+PEER_HOST = "ctf1.example.net"
+PEER_REALM = "example.net"
+DIAMETER_HOST = "imeilockd.test"
+DIAMETER_REALM = "localdomain"
+
+
+def diameter_peer_config(state_dir, extra=""):
+    """default_config() with the Erlang client configured as a Diameter peer."""
+    text = default_config(state_dir, extra)
+    default_block = "diameter:\n  listen: ['127.0.0.1:0']\n"
+    assert default_block in text
+    return text.replace(default_block, f"""diameter:
+  origin_host: {DIAMETER_HOST}
+  origin_realm: {DIAMETER_REALM}
+  listen: ['127.0.0.1:0']
+  watchdog: 6s
+  dpr_timeout: 3s
+  peers:
+    - origin_host: {PEER_HOST}
+      realm: {PEER_REALM}
+      addresses: ['127.0.0.1']
+""")
+
+
+class ErlangClient:
+    """One `erl` running imeilock_stories_client; one command, one answer line."""
+
+    def __init__(self, work):
+        self.work = work
+        boot = (f'{{ok,_}} = compile:file("{CLIENT_SRC}", [{{outdir,"{work}"}}, report]), '
+                f'{{module,_}} = code:load_abs("{work}/imeilock_stories_client"), '
+                f'imeilock_stories_client:main(["{work}", "{DIA_DIR}", "{PEER_HOST}", '
+                f'"{PEER_REALM}", "{DIAMETER_REALM}"]).')
+        self.proc = subprocess.Popen(["erl", "-noshell", "-pa", work, "-eval", boot],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, cwd=work)
+        self.buf = b""
+        self.noise = []
+
+    def wait_ready(self, timeout=90):
+        line = self.read(timeout)
+        if line != "ready":
+            raise AssertionError(f"erlang client did not start: {line!r}\n" + "\n".join(self.noise))
+
+    def send(self, term):
+        self.proc.stdin.write((term + "\n").encode())
+        self.proc.stdin.flush()
+
+    def read(self, timeout=20):
+        """The next answer line (without the "@@ " tag); other output is kept as noise."""
+        deadline = time.monotonic() + timeout
+        while True:
+            while b"\n" in self.buf:
+                line, self.buf = self.buf.split(b"\n", 1)
+                text = line.decode(errors="replace").rstrip("\r")
+                if text.startswith("@@ "):
+                    return text[3:]
+                if text.strip():
+                    self.noise.append(text)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"erlang client: no answer within {timeout}s\n"
+                                     + "\n".join(self.noise[-20:]))
+            r, _, _ = select.select([self.proc.stdout], [], [], min(left, 1.0))
+            if r:
+                chunk = os.read(self.proc.stdout.fileno(), 65536)
+                if not chunk:
+                    raise AssertionError("erlang client exited\n" + "\n".join(self.noise[-20:]))
+                self.buf += chunk
+
+    def cmd(self, term, timeout=20):
+        self.send(term)
+        return self.read(timeout)
+
+    def close(self):
+        if self.proc.poll() is None:
+            try:
+                self.send("quit.")
+                self.proc.wait(timeout=5)
+            except (OSError, subprocess.TimeoutExpired):
+                pass
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+
+
+def erlang_fields(line):
+    """'ACA Result-Code=2001 Session-Id=x ...' -> ('ACA', {...})."""
+    kind, _, rest = line.partition(" ")
+    out = {}
+    for item in rest.split():
+        k, _, v = item.partition("=")
+        out[k] = v
+    return kind, out
+
+
+@contextlib.contextmanager
+def erlang_story(name, config_for):
+    """The setup of a story played over Diameter by the Erlang client: a state
+    directory, the daemon (configuration `config_for(state_dir)`) and the
+    client, started side by side (the VM builds its codecs meanwhile). Yields
+    (daemon, client); the client is not connected yet. Everything is stopped
+    at the end; when the story failed the directories are kept and the
+    daemon's log is printed."""
+    if not shutil.which("erl"):
+        raise SystemExit("erl not found: install erlang-base and erlang-diameter "
+                         "(scripts/install-deps.sh)")
+    work = tempfile.mkdtemp(prefix=f"imeilock-{name}-erl-")
+    state_dir = tempfile.mkdtemp(prefix="imeilockd-test-")
+    d = Daemon(config_text=config_for(state_dir), state_dir=state_dir)
+    erl = None
+    ok = False
+    try:
+        erl = ErlangClient(work)
+        d.start()
+        erl.wait_ready()
+        yield d, erl
+        ok = True
+    finally:
+        if erl is not None:
+            erl.close()
+        d.kill9()
+        if ok:
+            shutil.rmtree(work, ignore_errors=True)
+            shutil.rmtree(state_dir, ignore_errors=True)
+        else:
+            log = d.log()[-4000:] if os.path.exists(d.log_path) else "(not started)"
+            print(f"kept {work} and {state_dir}; daemon log:\n{log}")
+
+
+def connect_erlang(d, erl):
+    """CER/CEA between the Erlang client and the daemon: (kind, fields)."""
+    return erlang_fields(erl.cmd(f"{{connect, {d.ports['diameter']}, {CLIENT_TW_MS}}}."))
+
+
+# -- receivers of what the daemon sends: webhooks, RFC 5176 Disconnect --------
+PYRAD_DICT = os.path.join(HERE, "..", "protocols", "radius", "dictionary.pyrad")
+
+
+class webhook_receiver(http.server.ThreadingHTTPServer):
+    """The daemon's webhook target on loopback: records every POST (the event)
+    with whether its HMAC-SHA256 signature with `key` verifies."""
+
+    def __init__(self, key):
+        self.events = []
+        outer = self
+
+        class handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                want = "sha256=" + hmac.new(key.encode(), body, hashlib.sha256).hexdigest()
+                outer.events.append((json.loads(body),
+                                     hmac.compare_digest(want, self.headers.get("X-Imeilock-Signature", ""))))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        super().__init__(("127.0.0.1", 0), handler)
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    def names(self):
+        return [e["event"] for e, _ in self.events]
+
+
+class dae_receiver(threading.Thread):
+    """An RFC 5176 Dynamic Authorization Server on pyrad's packet code: ACKs."""
+
+    def __init__(self, secret):
+        super().__init__(daemon=True)
+        from pyrad import dictionary
+        self.dict = dictionary.Dictionary(PYRAD_DICT)
+        self.secret = secret
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.requests = []
+        self.running = True
+        self.start()
+
+    def run(self):
+        from pyrad import packet
+        while self.running:
+            try:
+                data, addr = self.sock.recvfrom(4096)
+            except socket.timeout:
+                continue
+            pkt = packet.CoAPacket(packet=data, secret=self.secret, dict=self.dict)
+            ok = pkt.VerifyCoARequest()
+            self.requests.append((pkt, ok))
+            if ok:
+                reply = pkt.CreateReply()
+                reply.code = packet.DisconnectACK
+                self.sock.sendto(reply.ReplyPacket(), addr)
 
 
 # -- the load generators' SIMs (bench/radius_load, bench/diameter_load) --------

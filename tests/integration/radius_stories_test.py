@@ -3,7 +3,6 @@
 clients radclient (freeradius-utils) and pyrad, against the real daemon; state read back
 through the operator API. Rule numbers from the design (R1-R15)."""
 import os
-import subprocess
 import sys
 import time
 
@@ -11,14 +10,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 import harness as h  # noqa: E402
 
 LEAD = 1.5  # seconds: bar lead time of the test network
-EXTRA = f"""
-orders:
-  networks:
-    multinet:
-      lead_times:
-        bar: {int(LEAD * 1000)}ms
-        unbar: 200ms
-"""
+EXTRA = h.lead_times(int(LEAD * 1000))
 
 A = h.imei15("35349001234560")
 B = h.imei15("35876502222220")
@@ -26,19 +18,10 @@ C = h.imei15("35111103333330")
 
 
 def radclient(port, imsi, imeisv, status="Interim-Update", session="sess-1"):
-    """One Accounting-Request through radclient; True if answered."""
-    attrs = (f'User-Name = "{imsi}", Acct-Status-Type = {status}, '
-             f'Acct-Session-Id = "{session}", NAS-IP-Address = 127.0.0.1, '
-             f'3GPP-IMSI = "{imsi}", Calling-Station-Id = "447700900123"')
-    if imeisv:
-        attrs += f', 3GPP-IMEISV = "{imeisv}"'
-    r = subprocess.run(["radclient", "-r", "2", "-t", "2", "-q", f"127.0.0.1:{port}", "acct",
-                        h.EXAMPLE_RADIUS_SECRET.decode()],
-                       input=attrs.encode(), capture_output=True, timeout=20)
-    return r.returncode == 0
+    """One Accounting-Request through radclient, from a NAS that sends the MSISDN."""
+    return h.radclient(port, imsi, imeisv, status, session, msisdn="447700900123")
 
 
-PYRAD_DICT = os.path.join(os.path.dirname(__file__), "..", "protocols", "radius", "dictionary.pyrad")
 
 
 def pyrad_send(port, imsi, imeisv, status, session):
@@ -46,7 +29,7 @@ def pyrad_send(port, imsi, imeisv, status, session):
     Response Authenticator. True if a valid Accounting-Response came back."""
     from pyrad import client, dictionary, packet
     c = client.Client(server="127.0.0.1", acctport=port, secret=h.EXAMPLE_RADIUS_SECRET,
-                      dict=dictionary.Dictionary(PYRAD_DICT))
+                      dict=dictionary.Dictionary(h.PYRAD_DICT))
     c.timeout = 2
     c.retries = 2
     req = c.CreateAcctPacket(User_Name=imsi)
@@ -62,31 +45,6 @@ def pyrad_send(port, imsi, imeisv, status, session):
     return reply.code == packet.AccountingResponse
 
 
-def sim(d, iccid):
-    st, body = d.api("GET", f"/v1/sims/{iccid}")
-    assert st == 200, (st, body)
-    return body
-
-
-def order(d, iccid, **body):
-    st, resp = d.api("POST", f"/v1/sims/{iccid}/orders", body)
-    return st, resp
-
-
-def new_sim(d, imsi, network="multinet"):
-    iccid = h.random_iccid()
-    st, body = d.api("PUT", f"/v1/sims/{iccid}", {"imsis": [imsi], "msisdn": "447700900123",
-                                                   "network": network, "status": "active"})
-    assert st == 201, (st, body)
-    return iccid
-
-
-def check(cond, what):
-    if not cond:
-        raise AssertionError(what)
-    print(f"ok - {what}")
-
-
 def main():
     with h.Daemon(extra_config=EXTRA) as d:
         port = d.ports["radius"]
@@ -94,78 +52,78 @@ def main():
         # Enable on a live SIM with a known last-seen IMEI (R4), then the
         # SIM moves to a 2nd device: exactly one bar, only after the lead time (R7, R8).
         imsi = "234500000000001"
-        s = new_sim(d, imsi)
-        check(radclient(port, imsi, A[:14] + "01", "Start"),
-              "radclient Start with 3GPP-IMEISV answered")
-        check(sim(d, s)["last_seen_imei"] == A, "last seen IMEI learnt from the IMEISV (R2)")
-        st, o = order(d, s, type="enable_imei_lock")
-        check(st == 202, "enable_imei_lock accepted (R1: multinet is eligible)")
-        h.wait_until(lambda: sim(d, s)["lock"] == {"state": "locked", "imei": A}, what="locked to A")
-        check(True, "R4 enable on a live SIM locks to the last seen IMEI")
-        check(radclient(port, imsi, B[:14] + "02"), "traffic from device B answered")
+        s = d.new_sim(imsi)
+        h.check(radclient(port, imsi, A[:14] + "01", "Start"),
+                "radclient Start with 3GPP-IMEISV answered")
+        h.check(d.sim(s)["last_seen_imei"] == A, "last seen IMEI learnt from the IMEISV (R2)")
+        st, o = d.order(s, type="enable_imei_lock")
+        h.check(st == 202, "enable_imei_lock accepted (R1: multinet is eligible)")
+        h.wait_until(lambda: d.sim(s)["lock"] == {"state": "locked", "imei": A}, what="locked to A")
+        h.check(True, "R4 enable on a live SIM locks to the last seen IMEI")
+        h.check(radclient(port, imsi, B[:14] + "02"), "traffic from device B answered")
         t0 = time.monotonic()
-        body = sim(d, s)
-        check(body["bar"]["state"] == "bar_pending" and body["bar"]["reason"] == "imei_lock"
-              and body["bar"]["trigger_imei"] == B, "R7 violation: bar pending, trigger IMEI B")
-        check(radclient(port, imsi, C[:14] + "03"), "R8 SIM keeps working during the lead time")
-        check(sim(d, s)["last_seen_imei"] == B, "R9 last seen frozen at the trigger IMEI")
-        h.wait_until(lambda: sim(d, s)["bar"]["state"] == "barred", timeout=LEAD + 10,
+        body = d.sim(s)
+        h.check(body["bar"]["state"] == "bar_pending" and body["bar"]["reason"] == "imei_lock"
+                and body["bar"]["trigger_imei"] == B, "R7 violation: bar pending, trigger IMEI B")
+        h.check(radclient(port, imsi, C[:14] + "03"), "R8 SIM keeps working during the lead time")
+        h.check(d.sim(s)["last_seen_imei"] == B, "R9 last seen frozen at the trigger IMEI")
+        h.wait_until(lambda: d.sim(s)["bar"]["state"] == "barred", timeout=LEAD + 10,
                      what="barred")
-        check(time.monotonic() - t0 >= LEAD * 0.8, "R8 barred only after the lead time")
+        h.check(time.monotonic() - t0 >= LEAD * 0.8, "R8 barred only after the lead time")
         st, orders = d.api("GET", f"/v1/sims/{s}/orders")
         items = orders["items"] if isinstance(orders, dict) else orders
-        check(len([x for x in items if x["type"] == "bar"]) == 1, "R7 exactly one bar order")
+        h.check(len([x for x in items if x["type"] == "bar"]) == 1, "R7 exactly one bar order")
 
         # Unbar, update to last seen: locked to B, the first device after the bar (R11).
-        st, o = order(d, s, type="unbar", unbar_mode="update_to_last_seen")
-        check(st == 202, "unbar update_to_last_seen accepted")
-        h.wait_until(lambda: sim(d, s)["bar"]["state"] == "none", what="unbarred")
-        check(sim(d, s)["lock"] == {"state": "locked", "imei": B}, "R11 lock moved to B")
+        st, o = d.order(s, type="unbar", unbar_mode="update_to_last_seen")
+        h.check(st == 202, "unbar update_to_last_seen accepted")
+        h.wait_until(lambda: d.sim(s)["bar"]["state"] == "none", what="unbarred")
+        h.check(d.sim(s)["lock"] == {"state": "locked", "imei": B}, "R11 lock moved to B")
 
         # Unbar keeping the lock while still in the 2nd device (R10).
         imsi2 = "234500000000002"
-        s2 = new_sim(d, imsi2)
+        s2 = d.new_sim(imsi2)
         radclient(port, imsi2, A[:14] + "01", "Start", session="s2")
-        order(d, s2, type="enable_imei_lock")
-        h.wait_until(lambda: sim(d, s2)["lock"]["state"] == "locked", what="s2 locked")
+        d.order(s2, type="enable_imei_lock")
+        h.wait_until(lambda: d.sim(s2)["lock"]["state"] == "locked", what="s2 locked")
         radclient(port, imsi2, B[:14] + "01", session="s2")
-        h.wait_until(lambda: sim(d, s2)["bar"]["state"] == "barred", timeout=LEAD + 10,
+        h.wait_until(lambda: d.sim(s2)["bar"]["state"] == "barred", timeout=LEAD + 10,
                      what="s2 barred")
-        st, o = order(d, s2, type="unbar", unbar_mode="keep_lock")
-        check(st == 202 and o.get("warnings"), "R10 keep_lock in the 2nd device: accepted with a warning")
-        h.wait_until(lambda: sim(d, s2)["bar"]["state"] == "none", what="s2 unbarred")
+        st, o = d.order(s2, type="unbar", unbar_mode="keep_lock")
+        h.check(st == 202 and o.get("warnings"), "R10 keep_lock in the 2nd device: accepted with a warning")
+        h.wait_until(lambda: d.sim(s2)["bar"]["state"] == "none", what="s2 unbarred")
         radclient(port, imsi2, B[:14] + "01", session="s2")
-        check(sim(d, s2)["bar"]["state"] == "none", "R10 not barred again in the 2nd device")
+        h.check(d.sim(s2)["bar"]["state"] == "none", "R10 not barred again in the 2nd device")
         radclient(port, imsi2, C[:14] + "01", session="s2")
-        check(sim(d, s2)["bar"]["state"] == "bar_pending", "R10 barred again in a 3rd device")
+        h.check(d.sim(s2)["bar"]["state"] == "bar_pending", "R10 barred again in a 3rd device")
 
         # No IMEI in the feed: nothing happens (R3); Stop answered.
         imsi3 = "234500000000003"
-        s3 = new_sim(d, imsi3)
-        check(radclient(port, imsi3, None, "Start", session="s3"), "Start without IMEI answered")
-        check(sim(d, s3)["last_seen_imei"] is None, "R3 no IMEI, no event")
-        check(radclient(port, imsi3, None, "Stop", session="s3"), "Stop answered")
+        s3 = d.new_sim(imsi3)
+        h.check(radclient(port, imsi3, None, "Start", session="s3"), "Start without IMEI answered")
+        h.check(d.sim(s3)["last_seen_imei"] is None, "R3 no IMEI, no event")
+        h.check(radclient(port, imsi3, None, "Stop", session="s3"), "Stop answered")
 
         # The same story with pyrad as the NAS: Start in device A, enable,
         # Interim-Update from device B -> IMEI-lock bar (R4, R7).
         imsi4 = "234500000000004"
-        s4 = new_sim(d, imsi4)
-        check(pyrad_send(port, imsi4, A[:14] + "07", "Start", "py-1"), "pyrad Start answered")
-        check(sim(d, s4)["last_seen_imei"] == A, "pyrad: last seen IMEI learnt")
-        order(d, s4, type="enable_imei_lock")
-        h.wait_until(lambda: sim(d, s4)["lock"] == {"state": "locked", "imei": A},
+        s4 = d.new_sim(imsi4)
+        h.check(pyrad_send(port, imsi4, A[:14] + "07", "Start", "py-1"), "pyrad Start answered")
+        h.check(d.sim(s4)["last_seen_imei"] == A, "pyrad: last seen IMEI learnt")
+        d.order(s4, type="enable_imei_lock")
+        h.wait_until(lambda: d.sim(s4)["lock"] == {"state": "locked", "imei": A},
                      what="pyrad SIM locked to A")
-        check(pyrad_send(port, imsi4, B[:14] + "07", "Interim-Update", "py-1"),
-              "pyrad Interim-Update from device B answered")
-        check(sim(d, s4)["bar"]["state"] == "bar_pending" and
-              sim(d, s4)["bar"]["trigger_imei"] == B, "pyrad: R7 violation raised the bar")
-        check(pyrad_send(port, imsi4, B[:14] + "07", "Stop", "py-1"), "pyrad Stop answered")
+        h.check(pyrad_send(port, imsi4, B[:14] + "07", "Interim-Update", "py-1"),
+                "pyrad Interim-Update from device B answered")
+        h.check(d.sim(s4)["bar"]["state"] == "bar_pending" and
+                d.sim(s4)["bar"]["trigger_imei"] == B, "pyrad: R7 violation raised the bar")
+        h.check(pyrad_send(port, imsi4, B[:14] + "07", "Stop", "py-1"), "pyrad Stop answered")
 
         # Unknown IMSI: answered, counted, ignored (R15).
         before = d.metric("imeilock_sim_unknown_imsis_total") or 0
-        check(radclient(port, "999990000000001", A[:14] + "01"), "unknown IMSI answered")
-        check(d.metric("imeilock_sim_unknown_imsis_total") == before + 1,
-              "R15 unknown IMSI counted")
+        h.check(radclient(port, "999990000000001", A[:14] + "01"), "unknown IMSI answered")
+        h.check(d.metric("imeilock_sim_unknown_imsis_total") == before + 1,
+                "R15 unknown IMSI counted")
         print("all RADIUS stories passed")
 
 
