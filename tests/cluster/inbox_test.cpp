@@ -232,17 +232,22 @@ TEST_CASE("inbox: a stale owner can neither commit an effect nor consume an entr
   auto admin = test::connect(conninfo);
   std::vector<std::uint32_t> shard2{2};
 
-  // Node a holds shard 2 with a short lease; its apply outlives the lease
-  // (a pause): the fence before COMMIT refuses, nothing of the batch lands.
-  auto a_held = cluster::acquire(admin.get(), "a", shard2, 1500ms, false);
-  REQUIRE(a_held);
-  REQUIRE(a_held->size() == 1);
-  holdings a;
-  a.claims = *a_held;
   std::vector<cluster::handoff> items;
   for (std::uint64_t k = 0; k < 5; ++k)
     items.push_back(handoff_of(2, "sim-2", k));
   REQUIRE(cluster::enqueue(admin.get(), "c", items));
+
+  // Node a holds shard 2 with a short lease; its apply outlives the lease
+  // (a pause): the fence before COMMIT refuses, nothing of the batch lands.
+  // 3 s: long enough for the first batch to start within it on a loaded
+  // machine; apply then sleeps until the lease has surely run out.
+  constexpr auto lease = 3s;
+  auto a_held = cluster::acquire(admin.get(), "a", shard2, lease, false);
+  auto lease_over = steady::now() + lease + 300ms;
+  REQUIRE(a_held);
+  REQUIRE(a_held->size() == 1);
+  holdings a;
+  a.claims = *a_held;
 
   std::atomic<int> a_applied{0};
   cluster::inbox_consumer stale{
@@ -253,7 +258,7 @@ TEST_CASE("inbox: a stale owner can neither commit an effect nor consume an entr
                     const cluster::txn_query& txn) -> expected<void> {
          a_applied.fetch_add(1);
          auto w = write_effects("a", shard, entries, txn);
-         std::this_thread::sleep_for(1800ms); // past the lease
+         std::this_thread::sleep_until(lease_over); // past the lease
          return w;
        }}};
   stale.start();
