@@ -29,18 +29,20 @@ int hex_value(char c) {
   return -1;
 }
 
-/// RFC 3986 percent-decoding; '+' is a space in a query. False on a bad escape.
-bool percent_decode(std::string_view in, std::string& out, bool plus_is_space) {
-  out.clear();
+/// RFC 3986 percent-decoding; '+' is a space in a query. An error
+/// (ec::bad_request) on a '%' not followed by two hex digits.
+expected<std::string> percent_decode(std::string_view in, bool plus_is_space) {
+  auto bad_escape = [] { return error{ec::bad_request, "a '%' not followed by two hex digits"}; };
+  std::string out;
   for (std::size_t i = 0; i < in.size(); ++i) {
     char c = in[i];
     if (c == '%') {
       if (i + 2 >= in.size())
-        return false;
+        return bad_escape();
       int hi = hex_value(in[i + 1]);
       int lo = hex_value(in[i + 2]);
       if (hi < 0 || lo < 0)
-        return false;
+        return bad_escape();
       out.push_back(static_cast<char>(hi * 16 + lo));
       i += 2;
     } else if (c == '+' && plus_is_space) {
@@ -49,7 +51,7 @@ bool percent_decode(std::string_view in, std::string& out, bool plus_is_space) {
       out.push_back(c);
     }
   }
-  return true;
+  return out;
 }
 
 std::vector<std::string_view> split(std::string_view s, char sep) {
@@ -135,22 +137,24 @@ expected<target_parts> parse_target(std::string_view target) {
   if (path.empty() || path.front() != '/')
     return error{ec::bad_request, "the request target must be a path"};
   for (auto part : split(path.substr(1), '/')) {
-    std::string decoded;
-    if (!percent_decode(part, decoded, false))
-      return error{ec::bad_request, "bad percent-encoding in the path"};
-    out.segments.push_back(std::move(decoded));
+    auto decoded = percent_decode(part, false);
+    if (!decoded)
+      return error{ec::bad_request,
+                   "bad percent-encoding in the path: " + decoded.error().message()};
+    out.segments.push_back(std::move(*decoded));
   }
   if (qpos != std::string_view::npos) {
     for (auto pair : split(target.substr(qpos + 1), '&')) {
       if (pair.empty())
         continue;
       auto eq = pair.find('=');
-      std::string key;
-      std::string value;
-      if (!percent_decode(pair.substr(0, eq), key, true) ||
-          (eq != std::string_view::npos && !percent_decode(pair.substr(eq + 1), value, true)))
-        return error{ec::bad_request, "bad percent-encoding in the query"};
-      out.query.emplace_back(std::move(key), std::move(value));
+      auto key = percent_decode(pair.substr(0, eq), true);
+      auto value = eq == std::string_view::npos ? expected<std::string>{std::string{}}
+                                                : percent_decode(pair.substr(eq + 1), true);
+      if (!key || !value)
+        return error{ec::bad_request,
+                     "bad percent-encoding in the query: " + (key ? value : key).error().message()};
+      out.query.emplace_back(std::move(*key), std::move(*value));
     }
   }
   return out;

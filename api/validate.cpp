@@ -10,9 +10,14 @@ namespace imeilock::api {
 
 namespace {
 
-/// Splits one CSV record (RFC 4180: "a ""quoted"" field"). False on a bad quote.
-bool split_csv(std::string_view line, std::vector<std::string>& fields) {
-  fields.clear();
+/// Splits one CSV record (RFC 4180: "a ""quoted"" field"); an error
+/// (ec::invalid_value) on a quote that is not closed or has text after it.
+expected<std::vector<std::string>> split_csv(std::string_view line) {
+  auto bad_quote = [] {
+    return error{ec::invalid_value,
+                 "a quoted field is not closed or has text after its closing quote"};
+  };
+  std::vector<std::string> fields;
   std::string cur;
   bool quoted = false;
   bool was_quoted = false;
@@ -31,7 +36,7 @@ bool split_csv(std::string_view line, std::vector<std::string>& fields) {
       }
     } else if (c == '"') {
       if (!trim(cur).empty() || was_quoted)
-        return false;
+        return bad_quote();
       cur.clear();
       quoted = true;
       was_quoted = true;
@@ -41,14 +46,14 @@ bool split_csv(std::string_view line, std::vector<std::string>& fields) {
       was_quoted = false;
     } else {
       if (was_quoted && c != ' ' && c != '\t' && c != '\r')
-        return false;
+        return bad_quote();
       cur.push_back(c);
     }
   }
   if (quoted)
-    return false;
+    return bad_quote();
   fields.emplace_back(was_quoted ? cur : std::string{trim(cur)});
-  return true;
+  return fields;
 }
 
 } // namespace
@@ -107,7 +112,6 @@ expected<std::vector<csv_line>> parse_sim_csv(std::string_view body) {
   bool header_seen = false;
   std::map<std::string, std::size_t> iccid_line;
   std::map<std::uint64_t, std::size_t> imsi_line;
-  std::vector<std::string> fields;
   while (pos <= body.size()) {
     auto end = body.find('\n', pos);
     auto raw = body.substr(pos, end == std::string_view::npos ? end : end - pos);
@@ -119,8 +123,8 @@ expected<std::vector<csv_line>> parse_sim_csv(std::string_view body) {
     if (!header_seen) {
       header_seen = true;
       std::string h;
-      split_csv(line, fields);
-      for (auto& f : fields) {
+      auto header = split_csv(line);
+      for (auto& f : header ? *header : std::vector<std::string>{}) {
         std::transform(f.begin(), f.end(), f.begin(),
                        [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
         h += (h.empty() ? "" : ",") + f;
@@ -143,10 +147,12 @@ expected<std::vector<csv_line>> parse_sim_csv(std::string_view body) {
       out.push_back(std::move(item));
     };
     auto refuse = [&](std::string why) { fail(error{ec::invalid_value, std::move(why)}); };
-    if (!split_csv(line, fields)) {
-      refuse("a quoted field is not closed or has text after its closing quote");
+    auto split = split_csv(line);
+    if (!split) {
+      fail(std::move(split.error()));
       continue;
     }
+    auto& fields = *split;
     if (fields.size() != 5) {
       item.sim.iccid = fields.empty() ? std::string{} : fields[0];
       refuse("expected 5 fields (iccid,imsis,msisdn,network,status), found " +

@@ -86,10 +86,12 @@ int main(int argc, char** argv) {
     const std::string a = argv[i];
     const std::string v = argv[i + 1];
     if (a == "--listen") {
-      config::endpoint ep;
-      if (!config::parse_endpoint(v, ep))
+      auto ep = config::parse_endpoint(v);
+      if (!ep) {
+        std::cerr << "--listen: " << ep.error().message() << "\n";
         return 2;
-      cfg.listen.push_back(ep);
+      }
+      cfg.listen.push_back(*ep);
     } else if (a == "--secret")
       secret = v;
     else if (a == "--threads")

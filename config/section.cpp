@@ -62,43 +62,52 @@ std::string endpoint::to_string() const {
   return host + ":" + std::to_string(port);
 }
 
-bool parse_endpoint(std::string_view text, endpoint& out) {
+expected<endpoint> parse_endpoint(std::string_view text) {
+  auto refuse = [&](std::string_view why) {
+    return imeilock::error{ec::invalid, std::string{why} + ", got '" + std::string{text} + "'"};
+  };
+  constexpr std::string_view shape = "expected host:port (e.g. 127.0.0.1:1813 or [::1]:1813)";
   std::string_view host;
   std::string_view port;
   if (!text.empty() && text.front() == '[') {
     auto close = text.find(']');
     if (close == std::string_view::npos || close + 1 >= text.size() || text[close + 1] != ':')
-      return false;
+      return refuse(shape);
     host = text.substr(1, close - 1);
     port = text.substr(close + 2);
   } else {
     auto colon = text.rfind(':');
     if (colon == std::string_view::npos || text.find(':') != colon)
-      return false;
+      return refuse(shape);
     host = text.substr(0, colon);
     port = text.substr(colon + 1);
   }
   if (host.empty() || port.empty())
-    return false;
+    return refuse(shape);
   unsigned value = 0;
   auto [ptr, ec] = std::from_chars(port.data(), port.data() + port.size(), value);
   if (ec != std::errc{} || ptr != port.data() + port.size() || value > 65535)
-    return false;
+    return refuse("expected a port from 0 to 65535 after the host");
+  endpoint out;
   out.host = host == "*" ? std::string{"0.0.0.0"} : std::string{host};
   out.port = static_cast<std::uint16_t>(value);
-  return true;
+  return out;
 }
 
-bool parse_duration(std::string_view text, std::chrono::milliseconds& out) {
+expected<std::chrono::milliseconds> parse_duration(std::string_view text) {
+  auto refuse = [&](std::string_view why) {
+    return imeilock::error{ec::invalid, std::string{why} + ", got '" + std::string{text} + "'"};
+  };
+  constexpr std::string_view shape = "expected a duration such as 250ms, 5s, 2m or 1h";
   std::size_t i = 0;
   while (i < text.size() && (std::isdigit(static_cast<unsigned char>(text[i])) || text[i] == '.'))
     ++i;
   if (i == 0 || i == text.size())
-    return false;
+    return refuse(shape);
   double value = 0;
   auto [ptr, ec] = std::from_chars(text.data(), text.data() + i, value);
   if (ec != std::errc{} || ptr != text.data() + i || !std::isfinite(value))
-    return false;
+    return refuse(shape);
   auto unit = text.substr(i);
   double ms = 0;
   if (unit == "ms")
@@ -112,11 +121,10 @@ bool parse_duration(std::string_view text, std::chrono::milliseconds& out) {
   else if (unit == "d")
     ms = value * 86'400'000;
   else
-    return false;
+    return refuse(shape);
   if (ms > 1e15)
-    return false;
-  out = std::chrono::milliseconds{static_cast<long long>(std::llround(ms))};
-  return true;
+    return refuse("a duration too long to be meant");
+  return std::chrono::milliseconds{static_cast<long long>(std::llround(ms))};
 }
 
 section::section(const YAML::Node& node, std::string path) : node_(node), path_(std::move(path)) {
@@ -224,9 +232,12 @@ void section::read(std::string_view key, endpoint& out) {
   auto n = get(key);
   if (!n.IsDefined())
     return;
-  if (!n.IsScalar() || !parse_endpoint(n.Scalar(), out))
-    fail(key, "expected host:port (e.g. 127.0.0.1:1813 or [::1]:1813), got '" +
-                  (n.IsScalar() ? n.Scalar() : std::string{"a non-scalar"}) + "'");
+  if (!n.IsScalar())
+    fail(key, "expected host:port (e.g. 127.0.0.1:1813 or [::1]:1813), got a non-scalar");
+  auto parsed = parse_endpoint(n.Scalar());
+  if (!parsed)
+    fail(key, parsed.error().message());
+  out = std::move(*parsed);
 }
 
 void section::read(std::string_view key, std::vector<endpoint>& out) {
@@ -235,11 +246,12 @@ void section::read(std::string_view key, std::vector<endpoint>& out) {
     return;
   std::vector<endpoint> values;
   auto one = [&](const YAML::Node& item) {
-    endpoint ep;
-    if (!item.IsScalar() || !parse_endpoint(item.Scalar(), ep))
-      throw error{key_path(key), line_of(item),
-                  "expected host:port (e.g. 127.0.0.1:1813 or [::1]:1813)"};
-    values.push_back(std::move(ep));
+    auto parsed = item.IsScalar() ? parse_endpoint(item.Scalar())
+                                  : imeilock::error{ec::invalid, "expected host:port (e.g. "
+                                                                 "127.0.0.1:1813 or [::1]:1813)"};
+    if (!parsed)
+      throw error{key_path(key), line_of(item), parsed.error().message()};
+    values.push_back(std::move(*parsed));
   };
   if (n.IsScalar())
     one(n);
@@ -268,10 +280,10 @@ void section::read(std::string_view key, double& out, double min, double max) {
   out = value;
 }
 
-bool section::read_integer(std::string_view key, long long& out, long long min, long long max) {
+std::optional<long long> section::read_integer(std::string_view key, long long min, long long max) {
   auto n = get(key);
   if (!n.IsDefined())
-    return false;
+    return std::nullopt;
   long long value = 0;
   const auto& s = n.IsScalar() ? n.Scalar() : std::string{};
   auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), value);
@@ -280,8 +292,7 @@ bool section::read_integer(std::string_view key, long long& out, long long min, 
   if (value < min || value > max)
     fail(key,
          "must be between " + std::to_string(min) + " and " + std::to_string(max) + ", got " + s);
-  out = value;
-  return true;
+  return value;
 }
 
 void section::read_duration(std::string_view key, std::chrono::milliseconds& out,
@@ -289,10 +300,11 @@ void section::read_duration(std::string_view key, std::chrono::milliseconds& out
   auto n = get(key);
   if (!n.IsDefined())
     return;
-  std::chrono::milliseconds value{};
   const auto& s = n.IsScalar() ? n.Scalar() : std::string{};
-  if (!parse_duration(s, value))
-    fail(key, "expected a duration such as 250ms, 5s, 2m or 1h, got '" + s + "'");
+  auto parsed = parse_duration(s);
+  if (!parsed)
+    fail(key, parsed.error().message());
+  auto value = *parsed;
   if (value < min || value > max)
     fail(key, "must be between " + std::to_string(min.count()) + "ms and " +
                   std::to_string(max.count()) + "ms, got " + s);

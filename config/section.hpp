@@ -20,6 +20,7 @@
 #include <concepts>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -36,11 +37,13 @@ struct endpoint {
   friend bool operator==(const endpoint&, const endpoint&) = default;
 };
 
-/// Parses "host:port"; false on a malformed value. Port 0 is allowed (tests).
-bool parse_endpoint(std::string_view text, endpoint& out);
+/// Parses "host:port" ("*" is 0.0.0.0; port 0 is allowed: tests); an error
+/// (ec::invalid) whose message says what is wrong and quotes `text`.
+expected<endpoint> parse_endpoint(std::string_view text);
 
-/// Parses "250ms", "5s", "2m", "1h", "1d"; false otherwise.
-bool parse_duration(std::string_view text, std::chrono::milliseconds& out);
+/// Parses "250ms", "5s", "2m" (or "2min"), "1h", "1d", with a decimal number
+/// ("1.5s"); an error (ec::invalid) whose message quotes `text` otherwise.
+expected<std::chrono::milliseconds> parse_duration(std::string_view text);
 
 /// One YAML mapping being read. Copies share the set of keys read.
 class section {
@@ -68,10 +71,8 @@ public:
 
   template <std::integral T>
   void read(std::string_view key, T& out, T min, T max) {
-    long long tmp = 0;
-    if (!read_integer(key, tmp, static_cast<long long>(min), static_cast<long long>(max)))
-      return;
-    out = static_cast<T>(tmp);
+    if (auto value = read_integer(key, static_cast<long long>(min), static_cast<long long>(max)))
+      out = static_cast<T>(*value);
   }
 
   /// A nested mapping; absent -> empty section.
@@ -93,7 +94,9 @@ public:
   [[noreturn]] void fail(std::string_view key, std::string message) const;
 
 private:
-  bool read_integer(std::string_view key, long long& out, long long min, long long max);
+  /// The value of `key` when present (out of [min, max] or not a whole
+  /// number: fail()).
+  std::optional<long long> read_integer(std::string_view key, long long min, long long max);
   YAML::Node get(std::string_view key);
   std::string key_path(std::string_view key) const;
 

@@ -60,11 +60,12 @@ void load_lead_time(lead_time& out, config::section parent, std::string_view key
     scalar = false; // not a scalar: must be the mapping form, read below
   }
   if (scalar) {
-    milliseconds value{};
-    if (!config::parse_duration(text, value))
+    auto parsed = config::parse_duration(text);
+    if (!parsed)
       parent.fail(key, "expected a duration such as 5s, or {min: 10s, max: 60s}, or "
                        "{median: 30s, p95: 2m}; got '" +
                            text + "'");
+    auto value = *parsed;
     if (value > max_duration)
       parent.fail(key, "must be at most 1d, got " + text);
     out = lead_time::constant(value);

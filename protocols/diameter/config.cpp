@@ -9,7 +9,10 @@ namespace imeilock::diameter {
 
 using namespace std::chrono_literals;
 
-bool parse_prefix(const std::string& text, address_prefix& out) {
+expected<address_prefix> parse_prefix(const std::string& text) {
+  auto refuse = [&](std::string_view why) {
+    return error{config::ec::invalid, std::string{why} + ", got '" + text + "'"};
+  };
   std::string addr = text;
   long bits = -1;
   if (auto slash = text.find('/'); slash != std::string::npos) {
@@ -17,25 +20,24 @@ bool parse_prefix(const std::string& text, address_prefix& out) {
     const std::string b = text.substr(slash + 1);
     if (b.empty() || b.size() > 3 ||
         !std::all_of(b.begin(), b.end(), [](char c) { return c >= '0' && c <= '9'; }))
-      return false;
+      return refuse("expected a prefix length after '/'");
     bits = std::stol(b);
   }
   address_prefix p;
   if (inet_pton(AF_INET, addr.c_str(), p.addr) == 1) {
     p.family = 4;
     if (bits > 32)
-      return false;
+      return refuse("an IPv4 prefix is at most /32");
     p.bits = bits < 0 ? 32 : static_cast<std::uint32_t>(bits);
   } else if (inet_pton(AF_INET6, addr.c_str(), p.addr) == 1) {
     p.family = 6;
     if (bits > 128)
-      return false;
+      return refuse("an IPv6 prefix is at most /128");
     p.bits = bits < 0 ? 128 : static_cast<std::uint32_t>(bits);
   } else {
-    return false;
+    return refuse("expected an IPv4 or IPv6 address or CIDR prefix");
   }
-  out = p;
-  return true;
+  return p;
 }
 
 bool prefix_contains(const address_prefix& p, const unsigned char* addr, std::size_t len) {
@@ -73,11 +75,10 @@ expected<void> diameter_config::validate() const {
       if (a == b)
         return invalid("diameter.peers: origin_host " + peers[i].origin_host + " appears twice");
     }
-    for (const auto& addr : peers[i].addresses) {
-      address_prefix p;
-      if (!parse_prefix(addr, p))
-        return invalid("diameter.peers[" + std::to_string(i) + "].addresses: bad address " + addr);
-    }
+    for (const auto& addr : peers[i].addresses)
+      if (auto p = parse_prefix(addr); !p)
+        return invalid("diameter.peers[" + std::to_string(i) +
+                       "].addresses: " + p.error().message());
   }
   return {};
 }
@@ -101,11 +102,9 @@ void load(diameter_config& cfg, config::section s) {
       p.read("addresses", pc.addresses);
       if (pc.origin_host.empty())
         p.fail("origin_host", "required");
-      for (const auto& a : pc.addresses) {
-        address_prefix pre;
-        if (!parse_prefix(a, pre))
-          p.fail("addresses", "not an address or CIDR prefix: " + a);
-      }
+      for (const auto& a : pc.addresses)
+        if (auto pre = parse_prefix(a); !pre)
+          p.fail("addresses", pre.error().message());
       p.finish();
       cfg.peers.push_back(std::move(pc));
     }

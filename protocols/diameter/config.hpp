@@ -81,8 +81,9 @@ struct address_prefix {
   unsigned char addr[16] = {};
   std::uint32_t bits = 0;
 };
-/// Parses "10.0.0.1", "10.0.0.0/8", "::1", "2001:db8::/32"; false if malformed.
-bool parse_prefix(const std::string& text, address_prefix& out);
+/// Parses "10.0.0.1", "10.0.0.0/8", "::1", "2001:db8::/32"; an error
+/// (config::ec::invalid) quoting `text` when it is neither.
+expected<address_prefix> parse_prefix(const std::string& text);
 /// True if `addr` (4 or 16 bytes; IPv4-mapped IPv6 is matched as IPv4) is in `p`.
 bool prefix_contains(const address_prefix& p, const unsigned char* addr, std::size_t len);
 

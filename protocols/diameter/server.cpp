@@ -248,11 +248,9 @@ struct server_impl : std::enable_shared_from_this<server_impl> {
     for (const auto& p : list) {
       peer_entry e;
       e.cfg = p;
-      for (const auto& a : p.addresses) {
-        address_prefix pre;
-        if (parse_prefix(a, pre))
-          e.prefixes.push_back(pre);
-      }
+      for (const auto& a : p.addresses)
+        if (auto pre = parse_prefix(a)) // validate() refused the others
+          e.prefixes.push_back(*pre);
       // Keep the connection count of peers that stay.
       for (const auto& old : peers)
         if (iequals(old.cfg.origin_host, p.origin_host))

@@ -132,20 +132,34 @@ TEST_CASE("a key that is a list or a mapping is a config::error, not a YAML exce
 }
 
 TEST_CASE("durations and endpoints parse the documented forms only") {
-  std::chrono::milliseconds d{};
-  CHECK(config::parse_duration("1.5s", d));
-  CHECK(d == 1500ms);
-  CHECK(config::parse_duration("2m", d));
-  CHECK(d == 120s);
-  CHECK_FALSE(config::parse_duration("5", d));
-  CHECK_FALSE(config::parse_duration("5 s", d));
-  CHECK_FALSE(config::parse_duration("s", d));
-  config::endpoint ep;
-  CHECK(config::parse_endpoint("*:9464", ep));
-  CHECK(ep.host == "0.0.0.0");
-  CHECK_FALSE(config::parse_endpoint("::1:80", ep));
-  CHECK_FALSE(config::parse_endpoint("host:99999", ep));
-  CHECK_FALSE(config::parse_endpoint("host:", ep));
+  auto d = config::parse_duration("1.5s");
+  REQUIRE(d);
+  CHECK(*d == 1500ms);
+  d = config::parse_duration("2m");
+  REQUIRE(d);
+  CHECK(*d == 120s);
+  for (auto bad : {"5", "5 s", "s", "99999999999d"}) {
+    auto refused = config::parse_duration(bad);
+    REQUIRE_FALSE(refused);
+    CHECK(refused.error().is(config::ec::invalid));
+    CHECK_THAT(refused.error().message(), Catch::Contains(std::string{"'"} + bad + "'"));
+  }
+  auto ep = config::parse_endpoint("*:9464");
+  REQUIRE(ep);
+  CHECK(ep->host == "0.0.0.0");
+  CHECK(ep->port == 9464);
+  ep = config::parse_endpoint("[::1]:3868");
+  REQUIRE(ep);
+  CHECK(ep->host == "::1");
+  for (auto bad : {"::1:80", "host:", "[::1]80"}) {
+    auto refused = config::parse_endpoint(bad);
+    REQUIRE_FALSE(refused);
+    CHECK_THAT(refused.error().message(), Catch::Contains("expected host:port"));
+  }
+  auto refused = config::parse_endpoint("host:99999");
+  REQUIRE_FALSE(refused);
+  CHECK(refused.error().message() == "expected a port from 0 to 65535 after the host, got "
+                                     "'host:99999'");
 }
 
 TEST_CASE("keys read but absent from the file are reported with their full paths") {

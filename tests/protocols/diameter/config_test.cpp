@@ -73,17 +73,24 @@ TEST_CASE("diameter config is strict", "[diameter][config]") {
 }
 
 TEST_CASE("address prefixes match IPv4, IPv6 and v4-mapped sources", "[diameter][config]") {
-  address_prefix p;
-  REQUIRE(parse_prefix("10.1.0.0/16", p));
+  auto parsed = parse_prefix("10.1.0.0/16");
+  REQUIRE(parsed);
+  auto p = *parsed;
   const unsigned char in[4] = {10, 1, 200, 3}, out[4] = {10, 2, 0, 1};
   CHECK(prefix_contains(p, in, 4));
   CHECK_FALSE(prefix_contains(p, out, 4));
   const unsigned char mapped[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 10, 1, 2, 3};
   CHECK(prefix_contains(p, mapped, 16));
-  REQUIRE(parse_prefix("::1", p));
+  parsed = parse_prefix("::1");
+  REQUIRE(parsed);
+  p = *parsed;
   unsigned char lo6[16] = {};
   lo6[15] = 1;
   CHECK(prefix_contains(p, lo6, 16));
-  CHECK_FALSE(parse_prefix("10.0.0.1/", p));
-  CHECK_FALSE(parse_prefix("hello", p));
+  for (std::string bad : {"10.0.0.1/", "hello", "10.0.0.0/33", "::/129"}) {
+    auto refused = parse_prefix(bad);
+    REQUIRE_FALSE(refused);
+    CHECK(refused.error().is(config::ec::invalid));
+    CHECK_THAT(refused.error().message(), Catch::Contains("'" + bad + "'"));
+  }
 }
