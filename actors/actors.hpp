@@ -14,6 +14,8 @@
 //   sim_layer::reload_orders ──orders_reload──▶ order actor   (SIGHUP)
 //   SIM actor ──sim_idle──▶ shard   (nothing in flight: the shard's row is the state again)
 //   shard ──stop_atom──▶ idle SIM actor (passivation after `passivate_after`)
+//   shard ──change (activities)──▶ store writer   (write-behind of when SIMs were last observed)
+//   store done callback ──activity_unsaved──▶ shard   (that write failed: again next time)
 //
 // Every reply travels as a callback inside the message (TOOLCHAIN pitfalls 3-5:
 // no request/response bookkeeping, no timeouts, no blocking bridges).
@@ -72,6 +74,9 @@ struct sim_order {
   order_request req;
   std::int64_t at_ms = 0;
   std::function<void(write_result)> done;
+  /// The SIM's activity as its shard knows it (set by the shard): an order
+  /// enabling the lock on a SIM never observed with an IMEI gets a warning.
+  lock::sim_activity activity{};
 };
 
 /// An identity upsert for a SIM (API upsert/import). For a new SIM the
@@ -134,6 +139,12 @@ struct backend_answer {
   std::string reason;
 };
 
+/// The write-behind of SIM activity failed (store refused or rolled back):
+/// the shard marks these rows (local indices) dirty again.
+struct activity_unsaved {
+  std::vector<std::uint32_t> rows;
+};
+
 /// Counts for tests and benchmarks.
 struct registry_counts {
   std::size_t active = 0;
@@ -180,8 +191,10 @@ using registry_actor = caf::typed_actor<
     caf::reacts_to<sim_order_outcome>,
     // A SIM actor went idle: its row is the state again.
     caf::reacts_to<sim_idle>,
-    // Timer: look for idle SIM actors.
+    // Timer: look for idle SIM actors; write changed SIM activity behind.
     caf::reacts_to<sweep_atom>,
+    // The activity write-behind of these rows failed: write them again.
+    caf::reacts_to<activity_unsaved>,
     // Stop every SIM actor, then quit.
     caf::reacts_to<stop_atom>,
     // Tests and benchmarks: how many SIM actors are alive.
@@ -218,3 +231,4 @@ CAF_ALLOW_UNSAFE_MESSAGE_TYPE(imeilock::actors::orders_resume)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(imeilock::actors::orders_reload)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(imeilock::actors::backend_answer)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(imeilock::actors::registry_counts)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(imeilock::actors::activity_unsaved)

@@ -39,15 +39,22 @@ inline std::int64_t now_ms() {
       .count();
 }
 
-/// A passivated SIM: its lock state and network, 56 bytes.
+/// A passivated SIM: its lock state, network and activity, 64 bytes.
 struct compact_row {
   lock::sim_state state;
+  /// When the SIM was last observed (with an IMEI): owned by the shard, which
+  /// sees every observation; never handed to the SIM actor nor taken back
+  /// from it (sim_idle), written to the store by the write-behind.
+  lock::sim_activity activity;
   network_id network = 0;
   /// The store holds the SIM: loaded at startup, or an upsert committed (a
   /// first upsert that failed leaves a row in the index only).
   bool stored = false;
+  /// `activity` changed since the write-behind last took it (the row is in
+  /// its shard's dirty list).
+  bool activity_dirty = false;
 };
-static_assert(sizeof(compact_row) == 56, "a passivated SIM costs 56 bytes of row");
+static_assert(sizeof(compact_row) == 64, "a passivated SIM costs 64 bytes of row");
 
 struct layer_context {
   sim_layer_config cfg;

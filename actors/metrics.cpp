@@ -53,6 +53,12 @@ layer_metrics::layer_metrics(prometheus::Registry& reg) {
                       .Help("SIM actors alive")
                       .Register(reg)
                       .Add({});
+  sims_awaiting_imei = &prometheus::BuildGauge()
+                            .Name("imeilock_sims_awaiting_imei")
+                            .Help("SIMs with IMEI locking on that were observed but never with "
+                                  "an IMEI (where no IMEI is provided the lock never takes)")
+                            .Register(reg)
+                            .Add({});
   auto& commits = prometheus::BuildCounter()
                       .Name("imeilock_store_commits_total")
                       .Help("Store transactions (group commits) by outcome")
@@ -100,6 +106,10 @@ void layer_metrics::count(ack a) {
   auto i = static_cast<std::size_t>(a);
   if (i < observations.size())
     observations[i]->Increment();
+}
+
+void layer_metrics::awaiting_imei(int delta) {
+  sims_awaiting_imei->Increment(static_cast<double>(delta));
 }
 
 void layer_metrics::added(const lock::sim_state& s) {

@@ -47,6 +47,9 @@ struct layer_metrics {
   prometheus::Counter* commits_failed = nullptr; ///< imeilock_store_commits_total{result="failed"}
   prometheus::Counter* store_refused = nullptr;  ///< imeilock_store_refused_total (queue full)
   prometheus::Histogram* lead_time_seconds = nullptr; ///< imeilock_orders_lead_time_seconds
+  /// imeilock_sims_awaiting_imei: SIMs with locking on that were observed
+  /// but never with an IMEI (the product text: such a SIM never locks).
+  prometheus::Gauge* sims_awaiting_imei = nullptr;
 
   /// One observation answered.
   void count(ack a);
@@ -54,6 +57,8 @@ struct layer_metrics {
   void moved(const lock::sim_state& before, const lock::sim_state& after);
   /// A SIM present in the inventory at startup or created.
   void added(const lock::sim_state& s);
+  /// A SIM started (+1) or stopped (-1) counting in imeilock_sims_awaiting_imei.
+  void awaiting_imei(int delta);
 
   /// imeilock_orders_total{type,state}: orders reaching a lifecycle state.
   void order_state(lock::order_type type, std::string_view state);

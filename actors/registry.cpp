@@ -9,6 +9,12 @@
 // SIM goes to it, in order; when idle it hands its state back (sim_idle).
 // Actors idle for `passivate_after` are stopped: their row already holds the
 // state.
+//
+// The shard also keeps each SIM's activity (when last observed, last with an
+// IMEI: lock::sim_activity) in its row, for every observation it sees, in
+// whole seconds: a SIM observed a thousand times a second changes it once a
+// second. Changed rows are listed and written behind in batches every
+// `activity_flush` (and at stop): never a write per observation.
 
 #include "actors/context.hpp"
 
@@ -53,6 +59,9 @@ struct registry_state {
   std::uint32_t index = 0;
   std::vector<compact_row> rows;
   std::unordered_map<std::uint32_t, active> actors;
+  /// Rows (local indices) whose activity changed since the last write-behind.
+  std::vector<std::uint32_t> dirty;
+  std::int64_t last_flush_ms = 0;
 };
 
 using registry_pointer = registry_actor::stateful_pointer<registry_state>;
@@ -63,6 +72,76 @@ compact_row& row_of(registry_pointer self, sim_id id) {
   if (local >= s.rows.size())
     s.rows.resize(local + 1);
   return s.rows[local];
+}
+
+/// Whether a row counts in imeilock_sims_awaiting_imei: locking on, observed,
+/// never with an IMEI.
+bool awaiting_imei(const compact_row& row) {
+  return row.state.lock != lock::lock_state::off && row.activity.never_with_imei();
+}
+
+/// Changes `row` with `fn`, keeping imeilock_sims_awaiting_imei in step.
+template <class Fn>
+void change_row(registry_pointer self, compact_row& row, Fn&& fn) {
+  bool before = awaiting_imei(row);
+  fn(row);
+  if (bool after = awaiting_imei(row); after != before)
+    self->state.ctx->metrics->awaiting_imei(after ? 1 : -1);
+}
+
+/// Records an observation of the SIM of `row` (local index `local`) in its activity.
+void note_activity(registry_pointer self, std::uint32_t local, compact_row& row, std::int64_t at_ms,
+                   bool with_imei) {
+  auto now_s = static_cast<std::uint32_t>(std::clamp<std::int64_t>(at_ms / 1000, 0, 0xffffffff));
+  if (now_s == row.activity.observed_s && (!with_imei || now_s == row.activity.imei_seen_s))
+    return; // the common case: seen this second already
+  change_row(self, row, [&](compact_row& r) {
+    if (lock::note_observed(r.activity, now_s, with_imei) && !r.activity_dirty) {
+      r.activity_dirty = true;
+      self->state.dirty.push_back(local);
+    }
+  });
+}
+
+/// Writes the activity of the dirty rows to the store, in changes of at most
+/// `chunk` SIMs. Rows not in the store yet (an upsert not committed) stay
+/// dirty; a change the store refuses or rolls back comes back as
+/// activity_unsaved and is written again next time.
+void flush_activity(registry_pointer self) {
+  auto& st = self->state;
+  st.last_flush_ms = st.ctx->clock();
+  if (st.dirty.empty())
+    return;
+  constexpr std::size_t chunk = 4096;
+  const auto shards = static_cast<std::uint32_t>(st.ctx->shards.size());
+  std::vector<std::uint32_t> later;
+  store::change chg;
+  std::vector<std::uint32_t> locals;
+  auto submit = [&] {
+    if (chg.activities.empty())
+      return;
+    auto hdl = caf::actor_cast<registry_actor>(self);
+    st.ctx->db->submit(std::move(chg), [hdl, locals = std::move(locals)](bool ok) mutable {
+      if (!ok)
+        caf::anon_send(hdl, activity_unsaved{std::move(locals)});
+    });
+    chg = {};
+    locals = {};
+  };
+  for (auto local : st.dirty) {
+    auto& row = st.rows[local];
+    if (!row.stored) {
+      later.push_back(local);
+      continue;
+    }
+    row.activity_dirty = false;
+    chg.activities.push_back({st.ctx->inv->iccid(local * shards + st.index), row.activity});
+    locals.push_back(local);
+    if (chg.activities.size() == chunk)
+      submit();
+  }
+  submit();
+  st.dirty = std::move(later);
 }
 
 /// Sends `m` to the SIM's actor, spawned from its row if it has none.
@@ -100,17 +179,19 @@ void passivate(registry_pointer self,
 /// An observation for one of this shard's SIMs.
 void observe(registry_pointer self, sim_observation& m) {
   auto& st = self->state;
-  auto it = st.actors.find(st.ctx->local_index(m.sim));
+  auto local = st.ctx->local_index(m.sim);
+  const lock::observed ev{m.obs.imei};
+  if (m.obs.at_ms == 0)
+    m.obs.at_ms = st.ctx->clock();
+  auto& row = row_of(self, m.sim);
+  note_activity(self, local, row, m.obs.at_ms, lock::is_lock_event(ev));
+  auto it = st.actors.find(local);
   if (it == st.actors.end() || !it->second.busy) {
     // Nothing in flight: the row is the state. The common case.
-    const lock::observed ev{m.obs.imei};
     if (!lock::is_lock_event(ev)) {
       m.done(ack::ok); // R2/R3
       return;
     }
-    auto& row = row_of(self, m.sim);
-    if (m.obs.at_ms == 0)
-      m.obs.at_ms = st.ctx->clock();
     auto out = lock::apply(st.ctx->inv->policy(row.network), row.state, ev, m.obs.at_ms);
     if (!out.changed && out.effects.empty()) {
       m.done(ack::ok);
@@ -128,7 +209,9 @@ registry_actor::behavior_type registry_behavior(registry_pointer self, layer_con
   s.index = index;
   if (index < ctx->initial_rows.size())
     s.rows = std::move(ctx->initial_rows[index]);
-  auto sweep_every = std::max<std::chrono::milliseconds>(ctx->cfg.passivate_after / 4, 50ms);
+  auto sweep_every = std::max<std::chrono::milliseconds>(
+      std::min(ctx->cfg.passivate_after / 4, ctx->cfg.activity_flush), 50ms);
+  s.last_flush_ms = ctx->clock();
   self->delayed_send(self, sweep_every, sweep_atom::value);
   self->set_exception_handler(last_resort<fault_site::registry>);
   auto observe_one = guard(fault_site::registry, [self](sim_observation& m) { observe(self, m); });
@@ -139,7 +222,11 @@ registry_actor::behavior_type registry_behavior(registry_pointer self, layer_con
               for (auto& m : b.items)
                 observe_one(m); // guarded each: one failing leaves the others answered
             }),
-      guard(fault_site::registry, [self](sim_order& m) { forward(self, std::move(m)); }),
+      guard(fault_site::registry,
+            [self](sim_order& m) {
+              m.activity = row_of(self, m.sim).activity;
+              forward(self, std::move(m));
+            }),
       guard(fault_site::registry,
             [self](sim_upsert_msg& m) {
               if (m.created)
@@ -155,12 +242,22 @@ registry_actor::behavior_type registry_behavior(registry_pointer self, layer_con
               if (it == st.actors.end() || it->second.epoch != m.epoch)
                 return; // forwarded more since: still busy, it reports again
               it->second.busy = false;
-              auto& row = row_of(self, m.sim);
-              row.state = m.state;
-              row.network = m.network;
-              row.stored = m.stored;
+              change_row(self, row_of(self, m.sim), [&](compact_row& row) {
+                row.state = m.state;
+                row.network = m.network;
+                row.stored = m.stored;
+              });
               if (it->second.bulk)
                 passivate(self, it);
+            }),
+      guard(fault_site::registry,
+            [self](activity_unsaved& m) {
+              auto& st = self->state;
+              for (auto local : m.rows)
+                if (local < st.rows.size() && !st.rows[local].activity_dirty) {
+                  st.rows[local].activity_dirty = true;
+                  st.dirty.push_back(local);
+                }
             }),
       [self, sweep_every](sweep_atom) {
         auto& st = self->state;
@@ -180,10 +277,13 @@ registry_actor::behavior_type registry_behavior(registry_pointer self, layer_con
           st.ctx->metrics->actors_alive->Decrement(static_cast<double>(stopped));
           st.ctx->metrics->passivations->Increment(static_cast<double>(stopped));
         }
+        if (now - st.last_flush_ms >= st.ctx->cfg.activity_flush.count())
+          guarded(fault_site::registry, [self] { flush_activity(self); });
         self->delayed_send(self, sweep_every, sweep_atom::value);
       },
       [self](stop_atom) {
         auto& st = self->state;
+        guarded(fault_site::registry, [self] { flush_activity(self); });
         for (auto& [local, a] : st.actors)
           self->send(a.hdl, stop_atom::value);
         st.ctx->metrics->actors_alive->Decrement(static_cast<double>(st.actors.size()));

@@ -294,6 +294,12 @@ void handle_order(sim_pointer self, sim_order&& m) {
     return;
   }
   auto warnings = out.warnings;
+  // The product text's caveat, where it bites: a SIM whose network never
+  // sent an IMEI will not lock.
+  if (ev.type == lock::order_type::enable_imei_lock ||
+      (ev.type == lock::order_type::activate && ev.with_lock))
+    if (auto w = lock::no_imei_warning(m.activity); !w.empty())
+      warnings.push_back(std::move(w));
   begin_write(self, std::move(out), at, {},
               [done = std::move(m.done), warnings = std::move(warnings), id = ev.order_id](
                   bool ok, bool refused, const std::vector<orders::order>& created) mutable {
@@ -341,7 +347,7 @@ void handle_upsert(sim_pointer self, sim_upsert_msg&& m) {
     out.audits.push_back(std::move(a));
   }
   store::change chg;
-  chg.sims.push_back({iccid, m.rec.imsis, m.rec.msisdn, m.rec.network, out.next});
+  chg.sims.push_back({iccid, m.rec.imsis, m.rec.msisdn, m.rec.network, out.next, {}});
   auto net = m.network;
   out.changed = false; // the sims upsert carries the state
   begin_write(self, std::move(out), at, std::move(chg),

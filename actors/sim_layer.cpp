@@ -202,8 +202,10 @@ void sim_layer::start() {
     if (id == no_sim)
       return skip("ICCID longer than 255 bytes");
     // Ids are dense and in load order: shard id % shards gets them in order.
-    ctx.initial_rows[id % shards].push_back({r.state, net, true});
+    ctx.initial_rows[id % shards].push_back({r.state, r.activity, net, true});
     d.metrics.added(r.state);
+    if (r.state.lock != lock::lock_state::off && r.activity.never_with_imei())
+      d.metrics.awaiting_imei(1); // then kept in step by the shards (registry.cpp)
   });
   if (skipped > 0)
     log::error("sim_layer.rows_skipped", {{"rows", skipped}});

@@ -8,7 +8,8 @@
 //     max_in_flight: 100000      # observations handed over and not yet acknowledged; beyond:
 //     overloaded max_queued_per_sim: 256    # events waiting behind one SIM's write; beyond:
 //     overloaded stop_timeout: 5s           # stop(): how long to wait for in-flight work to drain
-//     store:
+//     activity_flush: 10s        # write-behind of when SIMs were last observed (a crash loses up
+//     to this) store:
 //       backend: sqlite          # sqlite (embedded file) | postgresql (a server, README)
 //       path: /var/lib/imeilockd/imeilockd.db
 //       synchronous: normal      # normal: survives kill -9; full: also power loss (fsync per
@@ -46,6 +47,11 @@ struct sim_layer_config {
   std::uint32_t max_queued_per_sim = 256;
   /// How long stop() waits for in-flight observations and orders to drain.
   std::chrono::milliseconds stop_timeout{5'000};
+  /// How often the shards write when SIMs were last observed (lock::sim_activity)
+  /// to the store, in batches; also at stop. An observation that changes
+  /// nothing is never a write of its own: a crash loses at most this much of
+  /// "last observed" (never a lock state). 100ms..1h.
+  std::chrono::milliseconds activity_flush{10'000};
   /// The store (backend, SQLite file or PostgreSQL server, durability, group commit).
   store::store_config store;
 

@@ -65,6 +65,8 @@ void write_view(json& j, const List& list, const Owner& o, bool top_level) {
         out = imei_json(static_cast<lock::device_id>(value));
       else if (v.how == shape::time_or_null)
         out = time_json(static_cast<std::int64_t>(value));
+      else if (v.how == shape::seconds_or_null)
+        out = time_json(static_cast<std::int64_t>(value) * 1000);
       else
         out = value;
     }
@@ -83,6 +85,7 @@ json sim_json(const actors::sim_info& sim) {
   json j = json::object();
   write_view(j, lock::sim_identity_fields, static_cast<const lock::sim_record&>(sim), true);
   write_view(j, lock::sim_state_fields, sim.state, true);
+  write_view(j, lock::sim_activity_fields, sim.activity, true);
   json imsis = json::array();
   for (auto imsi : sim.imsis)
     imsis.push_back(lock::format_imsi(imsi));

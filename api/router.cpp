@@ -5,12 +5,14 @@
 #include "api/validate.hpp"
 #include "common/error.hpp"
 #include "common/fault.hpp"
+#include "config/section.hpp"
 #include "lock/identifiers.hpp"
 
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <set>
 #include <unordered_map>
 #include <unordered_set>
@@ -310,6 +312,25 @@ void list_sims(const call_ptr& c) {
     }
     filter.alerted = *v == "true";
   }
+  if (auto v = query_value(c->query, "never_with_imei")) {
+    if (*v != "true" && *v != "false") {
+      c->reply(error_response(400, "bad_parameter", "never_with_imei must be true or false"));
+      return;
+    }
+    filter.never_with_imei = *v == "true";
+  }
+  if (auto v = query_value(c->query, "awaiting_imei_for")) {
+    std::chrono::milliseconds d{};
+    if (!config::parse_duration(*v, d) || d.count() < 0) {
+      c->reply(error_response(400, "bad_parameter",
+                              "awaiting_imei_for must be a duration such as 90s, 30m, 24h or 7d"));
+      return;
+    }
+    auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                   std::chrono::system_clock::now().time_since_epoch())
+                   .count();
+    filter.awaiting_imei_since_ms = now - d.count();
+  }
   auto limit = read_limit(c->query);
   if (!limit) {
     c->reply(error_response(limit.error()));
@@ -427,7 +448,8 @@ const std::vector<route_def>& route_table() {
       {{"GET", "/ui", false, true}, {}, get_ui},
       {{"GET", "/ui/{file}", false, true}, {}, get_ui_asset},
       {{"GET", "/v1/sims", false, false},
-       {"lock_state", "bar_state", "network", "alerted", "limit", "cursor"},
+       {"lock_state", "bar_state", "network", "alerted", "never_with_imei", "awaiting_imei_for",
+        "limit", "cursor"},
        list_sims},
       {{"POST", "/v1/sims:import", true, false}, {}, import_sims},
       {{"GET", "/v1/sims/{iccid}", false, false}, {}, get_sim},

@@ -221,7 +221,7 @@ int main(int argc, char** argv) {
         layer.db().flush(); // at most 4 chunks queued: the writing's peak RSS stays small
       store::change c;
       for (std::size_t i = base; i < std::min(sims, base + chunk); ++i) {
-        lock::sim_record r{iccid(i), {imsi(i)}, "", "multinet", {}};
+        lock::sim_record r{iccid(i), {imsi(i)}, "", "multinet", {}, {}};
         r.state.status = lock::sim_status::active;
         r.state.last_seen_imei = device(i).device;
         c.sims.push_back(std::move(r));

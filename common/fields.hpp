@@ -18,15 +18,16 @@ namespace imeilock::fields {
 
 /// How an operator-facing JSON view shows a field (api/json_views.cpp).
 enum class shape : std::uint8_t {
-  hidden,       ///< not in the view
-  name,         ///< an enumeration, as its to_string() spelling
-  name_or_null, ///< an enumeration, null when it holds its default ("none")
-  text_or_null, ///< a string, null when empty
-  text,         ///< a string
-  imei_or_null, ///< a device id as 15 digits, null when no device
-  time_or_null, ///< unix ms as an RFC 3339 UTC time, null when 0
-  number,       ///< an integer
-  boolean,      ///< true or false
+  hidden,          ///< not in the view
+  name,            ///< an enumeration, as its to_string() spelling
+  name_or_null,    ///< an enumeration, null when it holds its default ("none")
+  text_or_null,    ///< a string, null when empty
+  text,            ///< a string
+  imei_or_null,    ///< a device id as 15 digits, null when no device
+  time_or_null,    ///< unix ms as an RFC 3339 UTC time, null when 0
+  seconds_or_null, ///< unix seconds as an RFC 3339 UTC time, null when 0
+  number,          ///< an integer
+  boolean,         ///< true or false
 };
 
 /// Where and how a field appears in the operator JSON view.

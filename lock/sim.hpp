@@ -16,6 +16,42 @@
 
 namespace imeilock::lock {
 
+/// When a SIM was last seen in the accounting feeds, coarse (unix seconds,
+/// 0: never since this was recorded). Not lock state: the rules never read
+/// it. Kept in the registry shard's row (8 bytes) for every observation and
+/// written to the store lazily, in batches (sim_layer.activity_flush); a
+/// crash may lose the last seconds of it, never a lock state.
+struct sim_activity {
+  std::uint32_t observed_s = 0;  ///< any observation, with an IMEI or not
+  std::uint32_t imei_seen_s = 0; ///< an observation that carried a usable IMEI (R2)
+
+  /// Observed, but never with an IMEI: the lock can never take (R3, R6).
+  bool never_with_imei() const { return observed_s != 0 && imei_seen_s == 0; }
+
+  friend bool operator==(const sim_activity&, const sim_activity&) = default;
+};
+
+/// Records one observation at `now_s` (unix seconds) in `a`, with a usable
+/// IMEI or not; true when `a` changed (then it needs writing again). Times
+/// never go back (observations from peers with slower clocks).
+inline bool note_observed(sim_activity& a, std::uint32_t now_s, bool with_imei) {
+  bool changed = false;
+  if (now_s > a.observed_s) {
+    a.observed_s = now_s;
+    changed = true;
+  }
+  if (with_imei && now_s > a.imei_seen_s) {
+    a.imei_seen_s = now_s;
+    changed = true;
+  }
+  return changed;
+}
+
+/// The warning for an order enabling the lock (enable_imei_lock, or activate
+/// with lock) on a SIM that was observed but never with an IMEI (the product
+/// text's caveat); empty when there is nothing to warn about.
+std::string no_imei_warning(const sim_activity& a);
+
 /// A SIM: identity and lock state.
 struct sim_record {
   std::string iccid;
@@ -23,6 +59,7 @@ struct sim_record {
   std::string msisdn;               ///< E.164 digits, may be empty
   std::string network;              ///< configured network name
   sim_state state;
+  sim_activity activity;
 
   friend bool operator==(const sim_record&, const sim_record&) = default;
 };
@@ -34,6 +71,12 @@ struct sim_filter {
   std::optional<std::string> network;
   /// SIMs that violated their lock in monitor mode (sim_state::alerted).
   std::optional<bool> alerted;
+  /// true: SIMs observed but never with an IMEI (sim_activity::never_with_imei);
+  /// false: the others.
+  std::optional<bool> never_with_imei;
+  /// SIMs whose lock has been awaiting its first IMEI (R6) since at least
+  /// this unix ms: lock awaiting_first_imei, last state change at or before it.
+  std::optional<std::int64_t> awaiting_imei_since_ms;
 };
 
 namespace detail {
@@ -96,5 +139,18 @@ inline constexpr auto sim_state_fields = std::make_tuple(
     // Schema 2 (the column is added last: the list is in table order).
     fields::field<sim_state, bool>{
         "alerted", &sim_state::alerted, {fields::shape::boolean, "/alerted"}});
+
+/// The activity columns of a SIM (sim_activity), after the state's. Written
+/// only by the write-behind (store::activity_update), never by an upsert or a
+/// state write, so a state change cannot take them back in time.
+inline constexpr auto sim_activity_fields = std::make_tuple(
+    fields::field<sim_activity, std::uint32_t>{
+        "observed_s",
+        &sim_activity::observed_s,
+        {fields::shape::seconds_or_null, "/last_observed_at", nullptr, {}, true}},
+    fields::field<sim_activity, std::uint32_t>{
+        "imei_seen_s",
+        &sim_activity::imei_seen_s,
+        {fields::shape::seconds_or_null, "/last_imei_at", nullptr, {}, true}});
 
 } // namespace imeilock::lock

@@ -197,9 +197,10 @@ const generated_sql& q() {
 }
 
 std::vector<prepared> writer_statements() {
-  return {{"upsert_sim", &q().upsert_sim},     {"delete_imsis", &q().delete_imsis},
-          {"insert_imsi", &q().insert_imsi},   {"update_state", &q().update_state},
-          {"upsert_order", &q().upsert_order}, {"insert_audit", &q().insert_audit}};
+  return {{"upsert_sim", &q().upsert_sim},           {"delete_imsis", &q().delete_imsis},
+          {"insert_imsi", &q().insert_imsi},         {"update_state", &q().update_state},
+          {"update_activity", &q().update_activity}, {"upsert_order", &q().upsert_order},
+          {"insert_audit", &q().insert_audit}};
 }
 
 /// One statement of a change, ready to send.
@@ -229,6 +230,12 @@ void commands_of(const change& c, Emit&& emit) {
     command st{"update_state", {}, true};
     st.p.bind(1, std::string_view{u.iccid});
     bind_fields(st.p, 2, lock::sim_state_fields, u.state);
+    emit(st);
+  }
+  for (auto& a : c.activities) {
+    command st{"update_activity", {}};
+    st.p.bind(1, std::string_view{a.iccid});
+    bind_fields(st.p, 2, lock::sim_activity_fields, a.activity);
     emit(st);
   }
   for (auto& o : c.orders) {
@@ -492,12 +499,12 @@ public:
                             0) != 1)
         throw connection_failure(message_of(c));
       PQsetSingleRowMode(c);
-      constexpr int imsi_column = static_cast<int>(sim_column_count);
+      constexpr int imsi_column = static_cast<int>(sim_select_count);
       lock::sim_record sim;
       bool have = false;
       auto emit = [&] {
         if (have)
-          fn(inventory_row{sim.iccid, sim.network, sim.imsis, sim.state});
+          fn(inventory_row{sim.iccid, sim.network, sim.imsis, sim.state, sim.activity});
       };
       std::string error;
       bool lost = false;

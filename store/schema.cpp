@@ -69,6 +69,11 @@ CREATE INDEX audit_by_iccid ON audit (iccid, id);
     R"sql(
 ALTER TABLE sims ADD COLUMN alerted INTEGER NOT NULL DEFAULT 0;
 )sql",
+    // 2 -> 3: when a SIM was last observed, and last with an IMEI (lock::sim_activity).
+    R"sql(
+ALTER TABLE sims ADD COLUMN observed_s INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE sims ADD COLUMN imei_seen_s INTEGER NOT NULL DEFAULT 0;
+)sql",
 };
 const std::size_t migration_count = std::size(migrations);
 static_assert(std::size(migrations) == store::schema_version);
@@ -106,10 +111,16 @@ std::string placeholders(std::size_t first, std::size_t n) {
   return out;
 }
 
-/// The columns of a sims row, as every statement reads them.
+/// The columns of a sims row an upsert writes: identity, then lock state.
 std::string sim_columns(std::string_view prefix = {}) {
   return column_list(lock::sim_identity_fields, prefix) + ", " +
          column_list(lock::sim_state_fields, prefix);
+}
+
+/// The columns of a sims row as every read selects them: the written ones,
+/// then the activity.
+std::string sim_select_columns(std::string_view prefix = {}) {
+  return sim_columns(prefix) + ", " + column_list(lock::sim_activity_fields, prefix);
 }
 
 /// "a = excluded.a, ..." for every field of the lists except `key`.
@@ -157,10 +168,18 @@ generated_sql::generated_sql(dialect d) {
   });
   update_state += " WHERE iccid = ?1";
 
-  list_sims_head = "SELECT " + sim_columns() + " FROM sims";
+  update_activity = "UPDATE sims SET ";
+  fields::for_each_field_indexed(lock::sim_activity_fields, [&](const auto& f, std::size_t i) {
+    if (i > 0)
+      update_activity += ", ";
+    update_activity.append(f.name).append(" = ?").append(std::to_string(i + 2));
+  });
+  update_activity += " WHERE iccid = ?1";
+
+  list_sims_head = "SELECT " + sim_select_columns() + " FROM sims";
   select_sim = list_sims_head + " WHERE iccid = ?1";
   imsis_of_sim = "SELECT imsi FROM imsis WHERE iccid = ?1 ORDER BY imsi";
-  load_inventory = "SELECT " + sim_columns("s.") +
+  load_inventory = "SELECT " + sim_select_columns("s.") +
                    ", i.imsi FROM sims s LEFT JOIN imsis i ON i.iccid = s.iccid ORDER BY s.iccid";
 
   const auto order_columns = column_list(orders::order_fields);
@@ -188,9 +207,9 @@ generated_sql::generated_sql(dialect d) {
     std::string upsert = upsert_order;
     upsert_order.clear(); // to_postgres refuses INSERT OR; this one is already PostgreSQL's
     for (auto* s :
-         {&upsert_sim, &delete_imsis, &insert_imsi, &update_state, &select_sim, &imsis_of_sim,
-          &list_sims_head, &load_inventory, &get_order, &orders_of_sim, &open_orders, &insert_audit,
-          &list_events, &iccid_of, &count_sims, &max_order_id})
+         {&upsert_sim, &delete_imsis, &insert_imsi, &update_state, &update_activity, &select_sim,
+          &imsis_of_sim, &list_sims_head, &load_inventory, &get_order, &orders_of_sim, &open_orders,
+          &insert_audit, &list_events, &iccid_of, &count_sims, &max_order_id})
       *s = to_postgres(*s);
     upsert_order = to_postgres(upsert);
   }
@@ -206,11 +225,12 @@ std::string list_sims_query(dialect d, const lock::sim_filter& filter, std::vect
                             const std::string& cursor, std::size_t limit) {
   std::string text = sql(d).list_sims_head;
   const char mark = d == dialect::sqlite ? '?' : '$';
-  auto add = [&](std::string_view condition, param p) {
+  auto add = [&](std::string_view condition, param p, std::string_view after = {}) {
     params.push_back(std::move(p));
     text.append(params.size() == 1 ? " WHERE " : " AND ").append(condition);
     text += mark;
     text += std::to_string(params.size());
+    text += after;
   };
   add("iccid > ", {true, 0, cursor});
   if (filter.lock)
@@ -221,6 +241,15 @@ std::string list_sims_query(dialect d, const lock::sim_filter& filter, std::vect
     add("network = ", {true, 0, *filter.network});
   if (filter.alerted)
     add("alerted = ", {false, fields::to_integer(*filter.alerted), {}});
+  // sim_activity::never_with_imei(), and its negation.
+  if (filter.never_with_imei && *filter.never_with_imei)
+    add("observed_s <> 0 AND imei_seen_s = ", {false, 0, {}});
+  else if (filter.never_with_imei)
+    add("(observed_s = 0 OR imei_seen_s <> ", {false, 0, {}}, ")");
+  if (filter.awaiting_imei_since_ms) {
+    add("lock = ", {false, fields::to_integer(lock::lock_state::awaiting_first_imei), {}});
+    add("updated_at_ms <= ", {false, *filter.awaiting_imei_since_ms, {}});
+  }
   params.push_back({false, static_cast<std::int64_t>(limit), {}});
   text += " ORDER BY iccid LIMIT ";
   text += mark;

@@ -35,25 +35,30 @@ std::string to_postgres(std::string_view sqlite_text);
 constexpr std::size_t sim_identity_count = fields::count<decltype(lock::sim_identity_fields)>;
 constexpr std::size_t sim_state_count = fields::count<decltype(lock::sim_state_fields)>;
 constexpr std::size_t sim_column_count = sim_identity_count + sim_state_count;
+/// The activity columns (lock::sim_activity_fields) follow; reads select
+/// them after the written ones, only activity_update writes them.
+constexpr std::size_t sim_activity_count = fields::count<decltype(lock::sim_activity_fields)>;
+constexpr std::size_t sim_select_count = sim_column_count + sim_activity_count;
 
 /// The statements generated from the field lists, built once per dialect.
 /// Their texts live as long as the process, so cached statements can key on them.
 struct generated_sql {
-  std::string upsert_sim;     ///< ?1.. = identity, then state
-  std::string delete_imsis;   ///< ?1 = iccid
-  std::string insert_imsi;    ///< ?1 = imsi, ?2 = iccid
-  std::string update_state;   ///< ?1 = iccid, ?2.. = state
-  std::string select_sim;     ///< ?1 = iccid
-  std::string imsis_of_sim;   ///< ?1 = iccid, ordered
-  std::string list_sims_head; ///< "SELECT <sim columns> FROM sims"
-  std::string load_inventory; ///< every SIM joined with its IMSIs (last column)
-  std::string upsert_order;   ///< ?1.. = the order fields
-  std::string get_order;      ///< ?1 = id
-  std::string orders_of_sim;  ///< ?1 = iccid, newest first
-  std::string open_orders;    ///< queued or submitted, by id
-  std::string insert_audit;   ///< ?1..?7 = iccid, at_ms, cause, before, after, imei, detail
-  std::string list_events;    ///< ?1 = iccid, ?2 = limit
-  std::string iccid_of;       ///< ?1 = imsi
+  std::string upsert_sim;      ///< ?1.. = identity, then state
+  std::string delete_imsis;    ///< ?1 = iccid
+  std::string insert_imsi;     ///< ?1 = imsi, ?2 = iccid
+  std::string update_state;    ///< ?1 = iccid, ?2.. = state
+  std::string update_activity; ///< ?1 = iccid, ?2.. = activity
+  std::string select_sim;      ///< ?1 = iccid
+  std::string imsis_of_sim;    ///< ?1 = iccid, ordered
+  std::string list_sims_head;  ///< "SELECT <sim columns> FROM sims"
+  std::string load_inventory;  ///< every SIM joined with its IMSIs (last column)
+  std::string upsert_order;    ///< ?1.. = the order fields
+  std::string get_order;       ///< ?1 = id
+  std::string orders_of_sim;   ///< ?1 = iccid, newest first
+  std::string open_orders;     ///< queued or submitted, by id
+  std::string insert_audit;    ///< ?1..?7 = iccid, at_ms, cause, before, after, imei, detail
+  std::string list_events;     ///< ?1 = iccid, ?2 = limit
+  std::string iccid_of;        ///< ?1 = imsi
   std::string count_sims;
   std::string max_order_id;
 
@@ -115,12 +120,14 @@ void bind_sim(Stmt& s, const lock::sim_record& r) {
   bind_fields(s, 1 + static_cast<int>(sim_identity_count), lock::sim_state_fields, r.state);
 }
 
-/// Reads a whole SIM (without its IMSIs) starting at column `first`.
+/// Reads a whole SIM (without its IMSIs) starting at column `first`: the
+/// written columns, then the activity.
 template <class Row>
 lock::sim_record read_sim(const Row& s, int first = 0) {
   lock::sim_record r;
   read_fields(s, first, lock::sim_identity_fields, r);
   read_fields(s, first + static_cast<int>(sim_identity_count), lock::sim_state_fields, r.state);
+  read_fields(s, first + static_cast<int>(sim_column_count), lock::sim_activity_fields, r.activity);
   return r;
 }
 

@@ -328,12 +328,12 @@ public:
     with_reader([&](connection& c) {
       // One pass over sims joined with their IMSIs, grouped by ICCID.
       statement s{c.get(), q().load_inventory.c_str(), false};
-      constexpr int imsi_column = static_cast<int>(sim_column_count);
+      constexpr int imsi_column = static_cast<int>(sim_select_count);
       lock::sim_record sim;
       bool have = false;
       auto emit = [&] {
         if (have)
-          fn(inventory_row{sim.iccid, sim.network, sim.imsis, sim.state});
+          fn(inventory_row{sim.iccid, sim.network, sim.imsis, sim.state, sim.activity});
       };
       while (s.step()) {
         auto id = s.text(0);
@@ -472,6 +472,13 @@ private:
       st.run();
       if (sqlite3_changes(writer_->get()) != 1)
         throw sqlite_error(SQLITE_NOTFOUND, "state update for unknown SIM " + u.iccid);
+    }
+    for (auto& a : c.activities) {
+      auto& st = writer_->prepare(q().update_activity.c_str());
+      reset_guard g{st};
+      st.bind(1, a.iccid);
+      bind_fields(st, 2, lock::sim_activity_fields, a.activity);
+      st.run();
     }
     for (auto& o : c.orders) {
       auto& st = writer_->prepare(q().upsert_order.c_str());

@@ -69,14 +69,24 @@ struct state_update {
   lock::sim_state state;
 };
 
+/// The activity of an existing SIM (the write-behind of lock::sim_activity):
+/// a SIM no longer in the store is skipped, not an error.
+struct activity_update {
+  std::string iccid;
+  lock::sim_activity activity;
+};
+
 /// Everything one caller wants committed atomically. The writer commits many
 /// changes in one transaction (group commit); each change is all-or-nothing.
 struct change {
-  std::vector<lock::sim_record> sims; ///< upserts; `imsis` replaces the SIM's IMSI set
-  std::vector<state_update> states;   ///< lock state of existing SIMs
-  std::vector<orders::order> orders;  ///< insert or replace by id (`imsis` not stored)
-  std::vector<audit_record> audits;   ///< appended
-  bool empty() const { return sims.empty() && states.empty() && orders.empty() && audits.empty(); }
+  std::vector<lock::sim_record> sims;      ///< upserts; `imsis` replaces the SIM's IMSI set
+  std::vector<state_update> states;        ///< lock state of existing SIMs
+  std::vector<orders::order> orders;       ///< insert or replace by id (`imsis` not stored)
+  std::vector<audit_record> audits;        ///< appended
+  std::vector<activity_update> activities; ///< when SIMs were last observed (write-behind)
+  bool empty() const {
+    return sims.empty() && states.empty() && orders.empty() && audits.empty() && activities.empty();
+  }
 };
 
 /// Called once per change, on the writer thread, after the transaction that
@@ -90,6 +100,7 @@ struct inventory_row {
   std::string_view network;
   std::span<const std::uint64_t> imsis;
   lock::sim_state state;
+  lock::sim_activity activity;
 };
 
 /// Which database the store keeps its state in.
@@ -185,7 +196,7 @@ public:
 
   /// The schema version this code writes (SQLite: PRAGMA user_version;
   /// PostgreSQL: the schema_version table).
-  static constexpr int schema_version = 2;
+  static constexpr int schema_version = 3;
 
   /// Queues `chg`; `done` runs exactly once on the writer thread. Returns false
   /// (and runs done(false) before returning) when the queue is full or the

@@ -81,6 +81,7 @@ async function search(append) {
   if ($('filter-bar').value) q.set('bar_state', $('filter-bar').value);
   if ($('filter-network').value.trim()) q.set('network', $('filter-network').value.trim());
   if ($('filter-alerted').checked) q.set('alerted', 'true');
+  if ($('filter-no-imei').checked) q.set('never_with_imei', 'true');
   q.set('limit', '50');
   if (append && nextCursor) q.set('cursor', nextCursor);
   try {
@@ -185,7 +186,12 @@ function renderSim(s) {
       (s.pending_order.unbar_mode ? ' (' + s.pending_order.unbar_mode + ')' : '')
     : '—';
   $('sim-updated').textContent = fmtTime(s.updated_at);
-  $('violation-action').textContent = '';
+  $('last-observed').textContent = s.last_observed_at ? fmtTime(s.last_observed_at) : 'never';
+  $('last-imei-at').textContent = s.last_imei_at ? fmtTime(s.last_imei_at) : 'never';
+  if (s.last_observed_at && !s.last_imei_at)
+    badge($('last-imei-at'), 'no-imei',
+      'never — this SIM\'s network does not report an IMEI: the lock cannot take and ' +
+      'no change event can bar it');
   if (s.violation_action)
     $('violation-action').textContent = ACTION_LABEL[s.violation_action] || s.violation_action;
   if (s.alerted) badge($('violation-action'), 'alerted',

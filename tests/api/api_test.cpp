@@ -9,6 +9,7 @@
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
+#include <chrono>
 #include <set>
 #include <thread>
 
@@ -307,6 +308,59 @@ TEST_CASE("GET /v1/sims?alerted=true lists the SIMs that violated in monitor mod
   CHECK(j["items"][0]["iccid"] == iccid_a);
   CHECK(j["items"][0]["alerted"] == false);
   CHECK(error_code(c.request("GET", "/v1/sims?alerted=yes", ro_token)) == "bad_parameter");
+}
+
+TEST_CASE("GET /v1/sims shows when SIMs were last observed and filters those never with an IMEI",
+          "[api]") {
+  server_fixture f;
+  f.seed_barred_sim(); // never observed: both times null
+  auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                    std::chrono::system_clock::now().time_since_epoch())
+                    .count();
+  actors::sim_info quiet;
+  quiet.iccid = "89441000000000000034";
+  quiet.imsis = {234100000000034};
+  quiet.network = "ee";
+  quiet.state.status = lock::sim_status::active;
+  quiet.state.lock = lock::lock_state::awaiting_first_imei;
+  quiet.state.updated_at_ms = now_ms - 25 * 3'600'000; // awaiting for 25 hours
+  quiet.activity = {1'796'083'200, 0};                 // 2026-12-01T00:00:00Z, never an IMEI
+  f.service.add(quiet);
+  auto recent = quiet;
+  recent.iccid = "89441000000000000042";
+  recent.imsis = {234100000000042};
+  recent.state.updated_at_ms = now_ms - 3'600'000; // awaiting for an hour
+  recent.activity = {1'796'083'260, 1'796'083'230};
+  f.service.add(recent);
+
+  http_client c{f.url()};
+  auto j = body(c.request("GET", "/v1/sims/89441000000000000034", ro_token));
+  CHECK(j["last_observed_at"] == "2026-12-01T00:00:00.000Z");
+  CHECK(j["last_imei_at"].is_null());
+  j = body(c.request("GET", "/v1/sims/89441000000000000042", ro_token));
+  CHECK(j["last_observed_at"] == "2026-12-01T00:01:00.000Z");
+  CHECK(j["last_imei_at"] == "2026-12-01T00:00:30.000Z");
+  j = body(c.request("GET", std::string{"/v1/sims/"} + iccid_a, ro_token));
+  CHECK(j["last_observed_at"].is_null());
+  CHECK(j["last_imei_at"].is_null());
+
+  auto listed = [&](const std::string& query) {
+    std::vector<std::string> out;
+    for (auto& s : body(c.request("GET", "/v1/sims?" + query, ro_token))["items"])
+      out.push_back(s["iccid"]);
+    return out;
+  };
+  CHECK(listed("never_with_imei=true") == std::vector<std::string>{"89441000000000000034"});
+  CHECK(listed("never_with_imei=false") ==
+        std::vector<std::string>{iccid_a, "89441000000000000042"});
+  CHECK(listed("awaiting_imei_for=24h") == std::vector<std::string>{"89441000000000000034"});
+  CHECK(listed("awaiting_imei_for=30m") ==
+        std::vector<std::string>{"89441000000000000034", "89441000000000000042"});
+  CHECK(listed("awaiting_imei_for=30m&never_with_imei=true") ==
+        std::vector<std::string>{"89441000000000000034"});
+  CHECK(error_code(c.request("GET", "/v1/sims?never_with_imei=1", ro_token)) == "bad_parameter");
+  CHECK(error_code(c.request("GET", "/v1/sims?awaiting_imei_for=soon", ro_token)) ==
+        "bad_parameter");
 }
 
 TEST_CASE("GET /v1/sims filters and pages with a cursor", "[api]") {

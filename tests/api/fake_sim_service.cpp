@@ -236,7 +236,11 @@ void fake_sim_service::list_sims(actors::sim_filter filter, std::string cursor, 
       if ((filter.lock && s.state.lock != *filter.lock) ||
           (filter.bar && s.state.bar != *filter.bar) ||
           (filter.network && s.network != *filter.network) ||
-          (filter.alerted && s.state.alerted != *filter.alerted))
+          (filter.alerted && s.state.alerted != *filter.alerted) ||
+          (filter.never_with_imei && s.activity.never_with_imei() != *filter.never_with_imei) ||
+          (filter.awaiting_imei_since_ms &&
+           (s.state.lock != lock::lock_state::awaiting_first_imei ||
+            s.state.updated_at_ms > *filter.awaiting_imei_since_ms)))
         continue;
       if (page.items.size() == limit) {
         page.next_cursor = page.items.back().iccid;

@@ -299,10 +299,70 @@ STORE_TEST("the field lists name every column of the schema, in table order") {
   fields::for_each_field(lock::sim_identity_fields,
                          [&](const auto& f) { sims.emplace_back(f.name); });
   fields::for_each_field(lock::sim_state_fields, [&](const auto& f) { sims.emplace_back(f.name); });
+  fields::for_each_field(lock::sim_activity_fields,
+                         [&](const auto& f) { sims.emplace_back(f.name); });
   CHECK(fx.columns("sims") == sims);
   std::vector<std::string> orders;
   fields::for_each_field(orders::order_fields, [&](const auto& f) { orders.emplace_back(f.name); });
   CHECK(fx.columns("orders") == orders);
+}
+
+STORE_TEST("SIM activity is written only by its own updates, read back, listed and filtered") {
+  TestType fx;
+  REQUIRE_BACKEND(fx);
+  store::store db{fx.config()};
+  auto quiet = sim("8944000000000000001", {234150000000001}); // observed, never an IMEI
+  auto seen = sim("8944000000000000002", {234150000000002});  // observed with an IMEI
+  auto idle = sim("8944000000000000003", {234150000000003});  // never observed
+  quiet.state.lock = lock::lock_state::awaiting_first_imei;
+  quiet.state.updated_at_ms = 1'000'000;
+  idle.state.lock = lock::lock_state::awaiting_first_imei;
+  idle.state.updated_at_ms = 5'000'000;
+  REQUIRE(commit(db, sims_change({quiet, seen, idle})));
+  CHECK(db.get_sim(quiet.iccid)->activity == lock::sim_activity{});
+
+  store::change c;
+  c.activities.push_back({quiet.iccid, {1'800'000'000, 0}});
+  c.activities.push_back({seen.iccid, {1'800'000'010, 1'800'000'005}});
+  c.activities.push_back({"8944999", {1, 1}}); // a SIM not (or no longer) stored: skipped
+  REQUIRE(commit(db, std::move(c)));
+  CHECK(db.get_sim(quiet.iccid)->activity == lock::sim_activity{1'800'000'000, 0});
+  CHECK(db.get_sim(seen.iccid)->activity == lock::sim_activity{1'800'000'010, 1'800'000'005});
+
+  // A state write or an identity upsert does not take the activity back.
+  store::change u;
+  auto st = quiet.state;
+  st.bar = lock::bar_state::bar_pending;
+  u.states.push_back({quiet.iccid, st});
+  u.sims.push_back(seen);
+  REQUIRE(commit(db, std::move(u)));
+  CHECK(db.get_sim(quiet.iccid)->activity == lock::sim_activity{1'800'000'000, 0});
+  CHECK(db.get_sim(seen.iccid)->activity == lock::sim_activity{1'800'000'010, 1'800'000'005});
+
+  auto iccids = [&](const lock::sim_filter& f) {
+    std::vector<std::string> out;
+    for (auto& r : db.list_sims(f, "", 100))
+      out.push_back(r.iccid);
+    return out;
+  };
+  lock::sim_filter never;
+  never.never_with_imei = true;
+  CHECK(iccids(never) == std::vector<std::string>{quiet.iccid});
+  never.never_with_imei = false;
+  CHECK(iccids(never) == std::vector<std::string>{seen.iccid, idle.iccid});
+  lock::sim_filter waiting;
+  waiting.awaiting_imei_since_ms = 5'000'000;
+  CHECK(iccids(waiting) == std::vector<std::string>{quiet.iccid, idle.iccid});
+  waiting.awaiting_imei_since_ms = 4'999'999;
+  CHECK(iccids(waiting) == std::vector<std::string>{quiet.iccid});
+  waiting.never_with_imei = true;
+  waiting.awaiting_imei_since_ms = 9'000'000;
+  CHECK(iccids(waiting) == std::vector<std::string>{quiet.iccid});
+
+  std::vector<lock::sim_activity> loaded;
+  db.load_inventory([&](const store::inventory_row& r) { loaded.push_back(r.activity); });
+  CHECK(loaded ==
+        std::vector<lock::sim_activity>{{1'800'000'000, 0}, {1'800'000'010, 1'800'000'005}, {}});
 }
 
 STORE_TEST("the audit log's state JSON keeps its stored form") {
@@ -467,6 +527,31 @@ STORE_TEST("list_sims pages by ICCID and filters") {
   CHECK(db.list_sims(f, "", 100)[0].imsis.size() == 1);
 }
 
+STORE_TEST("schema 2 -> 3: SIMs keep their rows and gain an empty activity") {
+  TestType fx;
+  REQUIRE_BACKEND(fx);
+  auto s = sim("8944000000000000001", {234150000000001});
+  s.state.lock = lock::lock_state::awaiting_first_imei;
+  {
+    store::store db{fx.config()};
+    REQUIRE(commit(db, sims_change({s})));
+  }
+  fx.query("ALTER TABLE sims DROP COLUMN imei_seen_s");
+  fx.query("ALTER TABLE sims DROP COLUMN observed_s");
+  fx.set_schema_version(2);
+
+  store::store db{fx.config()};
+  CHECK(fx.schema_version() == std::to_string(store::store::schema_version));
+  auto got = db.get_sim(s.iccid);
+  REQUIRE(got);
+  CHECK(got->state == s.state);
+  CHECK(got->activity == lock::sim_activity{});
+  store::change c;
+  c.activities.push_back({s.iccid, {1'800'000'000, 0}});
+  REQUIRE(commit(db, std::move(c)));
+  CHECK(db.get_sim(s.iccid)->activity.never_with_imei());
+}
+
 STORE_TEST("schema 1 -> 2: SIMs keep their rows, gain `alerted` (false), and filter by it") {
   TestType fx;
   REQUIRE_BACKEND(fx);
@@ -475,7 +560,9 @@ STORE_TEST("schema 1 -> 2: SIMs keep their rows, gain `alerted` (false), and fil
     REQUIRE(commit(db, sims_change({sim("8944000000000000001", {234150000000001}),
                                     sim("8944000000000000002", {234150000000002})})));
   }
-  // Turn the database back into a version 1 one (no alerted column).
+  // Turn the database back into a version 1 one (no alerted column, nor later ones).
+  fx.query("ALTER TABLE sims DROP COLUMN imei_seen_s");
+  fx.query("ALTER TABLE sims DROP COLUMN observed_s");
   fx.query("ALTER TABLE sims DROP COLUMN alerted");
   fx.set_schema_version(1);
 
