@@ -29,7 +29,6 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import harness as h  # noqa: E402
 import diameter_stories_test as dst  # noqa: E402
-import radius_stories_test as rst  # noqa: E402
 
 A = h.imei15("35349001234560")
 B = h.imei15("35876502222220")
@@ -95,7 +94,7 @@ def diameter_feed(erl, imsi, session_id):
 
 def no_imei_story(d, label, observe, imsi, awaiting_before):
     """Records without an IMEI, then the lock enabled on the SIM."""
-    s = rst.new_sim(d, imsi)
+    s = d.new_sim(imsi)
     body = sim(d, s)
     check(body["last_observed_at"] is None and body["last_imei_at"] is None,
           f"{label}: a SIM never observed shows neither time")
@@ -134,7 +133,7 @@ def main():
                          "(scripts/install-deps.sh)")
     work = tempfile.mkdtemp(prefix="imeilock-noimei-erl-")
     state_dir = tempfile.mkdtemp(prefix="imeilockd-test-")
-    base = dst.daemon_config(state_dir)
+    base = h.diameter_peer_config(state_dir)
     anchor = "sim_layer:\n"
     assert anchor in base, "harness configuration changed: update this test"
 
@@ -145,10 +144,10 @@ def main():
     erl = None
     ok = False
     try:
-        erl = dst.ErlangClient(work)
+        erl = h.ErlangClient(work)
         d.start()
         erl.wait_ready()
-        kind, f = dst.fields(erl.cmd(f"{{connect, {d.ports['diameter']}, {dst.CLIENT_TW_MS}}}."))
+        kind, f = h.connect_erlang(d, erl)
         check(kind == "up" and f.get("Result-Code") == "2001", "CER/CEA with the Erlang peer")
         check(gauge(d) == 0, "imeilock_sims_awaiting_imei starts at 0")
 
@@ -166,7 +165,7 @@ def main():
 
         # A SIM that did report an IMEI: no warning.
         radius_c = radius_feed(d, "234540000000003", "noimei-r3")
-        s_c = rst.new_sim(d, "234540000000003")
+        s_c = d.new_sim("234540000000003")
         radius_c(A)
         h.wait_until(lambda: sim(d, s_c)["last_imei_at"] is not None, timeout=10,
                      what="last_imei_at written behind")
