@@ -320,8 +320,8 @@ void list_sims(const call_ptr& c) {
     filter.never_with_imei = *v == "true";
   }
   if (auto v = query_value(c->query, "awaiting_imei_for")) {
-    std::chrono::milliseconds d{};
-    if (!config::parse_duration(*v, d) || d.count() < 0) {
+    auto d = config::parse_duration(*v);
+    if (!d || d->count() < 0) {
       c->reply(error_response(400, "bad_parameter",
                               "awaiting_imei_for must be a duration such as 90s, 30m, 24h or 7d"));
       return;
@@ -329,7 +329,7 @@ void list_sims(const call_ptr& c) {
     auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
                    std::chrono::system_clock::now().time_since_epoch())
                    .count();
-    filter.awaiting_imei_since_ms = now - d.count();
+    filter.awaiting_imei_since_ms = now - d->count();
   }
   auto limit = read_limit(c->query);
   if (!limit) {
