@@ -346,7 +346,9 @@ TEST_CASE("GET /v1/sims shows when SIMs were last observed and filters those nev
 
   auto listed = [&](const std::string& query) {
     std::vector<std::string> out;
-    for (auto& s : body(c.request("GET", "/v1/sims?" + query, ro_token))["items"])
+    // The page must outlive the loop: a range-for over a member of a temporary dangles.
+    auto page = body(c.request("GET", "/v1/sims?" + query, ro_token));
+    for (auto& s : page["items"])
       out.push_back(s["iccid"]);
     return out;
   };
