@@ -129,10 +129,14 @@ struct sim_layer::impl {
     unconfigured_gauge->Set(static_cast<double>(total));
   }
 
-  impl(caf::actor_system& s, const sim_layer_config& cfg, const lock::eligibility_config& elig,
-       const orders::orders_config& ocfg, prometheus::Registry& reg, sim_listener* listener,
-       boost::asio::io_context& io) :
-      sys(s), metrics(reg), eligibility(elig), configured(network_names(elig, ocfg)) {
+  impl(std::unique_ptr<store::store> store, caf::actor_system& s, const sim_layer_config& cfg,
+       const lock::eligibility_config& elig, const orders::orders_config& ocfg,
+       prometheus::Registry& reg, sim_listener* listener, boost::asio::io_context& io) :
+      sys(s),
+      metrics(reg),
+      eligibility(elig),
+      db(std::move(store)),
+      configured(network_names(elig, ocfg)) {
     unconfigured_gauge = &prometheus::BuildGauge()
                               .Name("imeilock_sims_unconfigured_network")
                               .Help("SIMs whose network is no longer configured (they keep "
@@ -141,7 +145,6 @@ struct sim_layer::impl {
                               .Add({});
     ctx.cfg = cfg;
     ctx.orders_cfg = ocfg;
-    db = std::make_unique<store::store>(cfg.store);
     inv = std::make_unique<inventory>(elig);
     ctx.db = db.get();
     ctx.inv = inv.get();
@@ -165,11 +168,24 @@ struct sim_layer::impl {
   }
 };
 
-sim_layer::sim_layer(caf::actor_system& sys, const sim_layer_config& cfg,
-                     const lock::eligibility_config& eligibility,
+expected<std::unique_ptr<sim_layer>>
+sim_layer::open(caf::actor_system& sys, const sim_layer_config& cfg,
+                const lock::eligibility_config& eligibility,
+                const orders::orders_config& orders_cfg, prometheus::Registry& registry,
+                sim_listener* listener, boost::asio::io_context& io) {
+  auto db = store::open(cfg.store);
+  if (!db)
+    return std::move(db.error());
+  return std::unique_ptr<sim_layer>{
+      new sim_layer(std::move(*db), sys, cfg, eligibility, orders_cfg, registry, listener, io)};
+}
+
+sim_layer::sim_layer(std::unique_ptr<store::store> db, caf::actor_system& sys,
+                     const sim_layer_config& cfg, const lock::eligibility_config& eligibility,
                      const orders::orders_config& orders_cfg, prometheus::Registry& registry,
                      sim_listener* listener, boost::asio::io_context& io) :
-    impl_(std::make_unique<impl>(sys, cfg, eligibility, orders_cfg, registry, listener, io)) {}
+    impl_(std::make_unique<impl>(std::move(db), sys, cfg, eligibility, orders_cfg, registry,
+                                 listener, io)) {}
 
 sim_layer::~sim_layer() {
   stop();

@@ -4,8 +4,10 @@
 // and the API see observation_sink / sim_service only. No CAF here either:
 // the actor system and the io_context are forward declared.
 //
-//   actors::sim_layer layer{system, cfg.sim_layer, cfg.lock, cfg.orders,
-//                           metrics.registry(), &listener, io};
+//   auto opened = actors::sim_layer::open(system, cfg.sim_layer, cfg.lock, cfg.orders,
+//                                         metrics.registry(), &listener, io);
+//   if (!opened) ...;                    // the store cannot be opened (store::ec)
+//   actors::sim_layer& layer = **opened;
 //   layer.start();                       // load inventory, resume orders
 //   layer.reload_orders(next.orders);    // on SIGHUP
 //   radius_server radius{cfg.radius, layer.sink(), registry};   // observation_sink&
@@ -16,6 +18,7 @@
 
 #include "actors/ports.hpp"
 #include "actors/sim_layer_config.hpp"
+#include "common/error.hpp"
 #include "lock/eligibility.hpp"
 #include "orders/network.hpp"
 
@@ -41,13 +44,14 @@ namespace imeilock::actors {
 
 class sim_layer final : public observation_sink, public sim_service {
 public:
-  /// Opens the store (creating/migrating it) and registers the metrics.
-  /// Throws std::runtime_error when the store cannot be opened. `listener`
-  /// may be null; `io` runs the webhook backends (must be run by the caller
-  /// and outlive the layer). Nothing is spawned until start().
-  sim_layer(caf::actor_system& sys, const sim_layer_config& cfg,
-            const lock::eligibility_config& eligibility, const orders::orders_config& orders_cfg,
-            prometheus::Registry& registry, sim_listener* listener, boost::asio::io_context& io);
+  /// Opens the store (creating/migrating it) and registers the metrics; the
+  /// store's error (store::ec) when it cannot be opened. `listener` may be
+  /// null; `io` runs the webhook backends (must be run by the caller and
+  /// outlive the layer). Nothing is spawned until start().
+  static expected<std::unique_ptr<sim_layer>>
+  open(caf::actor_system& sys, const sim_layer_config& cfg,
+       const lock::eligibility_config& eligibility, const orders::orders_config& orders_cfg,
+       prometheus::Registry& registry, sim_listener* listener, boost::asio::io_context& io);
   /// Calls stop() if needed.
   ~sim_layer() override;
   sim_layer(const sim_layer&) = delete;
@@ -121,6 +125,10 @@ public:
   std::size_t in_flight() const;
 
 private:
+  sim_layer(std::unique_ptr<store::store> db, caf::actor_system& sys, const sim_layer_config& cfg,
+            const lock::eligibility_config& eligibility, const orders::orders_config& orders_cfg,
+            prometheus::Registry& registry, sim_listener* listener, boost::asio::io_context& io);
+
   struct impl;
   std::unique_ptr<impl> impl_;
 

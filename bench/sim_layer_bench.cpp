@@ -210,7 +210,13 @@ int main(int argc, char** argv) {
       "sim_layer bench: %zu SIMs, %zu CAF workers (sharing), %zu shards, %zu submitter threads\n",
       sims, workers, static_cast<std::size_t>(cfg.shards), submitters);
   {
-    actors::sim_layer layer{sys, cfg, lock::eligibility_config{}, ocfg, registry, nullptr, io};
+    auto opened =
+        actors::sim_layer::open(sys, cfg, lock::eligibility_config{}, ocfg, registry, nullptr, io);
+    if (!opened) {
+      std::fprintf(stderr, "%s\n", opened.error().describe().c_str());
+      return 1;
+    }
+    actors::sim_layer& layer = **opened;
     std::printf("store: %s\n", layer.db().describe().c_str());
 
     // The inventory: every SIM active, lock off, last seen = device(sim).

@@ -160,11 +160,14 @@ struct daemon::impl {
       listeners.add(disconnect.get());
     }
 
-    // The store reports a file it cannot open or migrate by throwing from
-    // the layer's constructor (store::store); it becomes an error here.
+    auto opened = actors::sim_layer::open(*system, cfg.sim_layer, cfg.imei_lock, cfg.orders,
+                                          registry, &listeners, io);
+    if (!opened)
+      return fail("store", opened.error());
+    layer = std::move(*opened);
+    // Loading the inventory reads the store: a PostgreSQL server gone since
+    // the open makes that read throw (store::unavailable).
     try {
-      layer = std::make_unique<actors::sim_layer>(*system, cfg.sim_layer, cfg.imei_lock, cfg.orders,
-                                                  registry, &listeners, io);
       layer->start();
     } catch (const std::exception& e) {
       return fail("store", error{sys_ec::store_unavailable, e.what()});

@@ -39,9 +39,9 @@ public:
                               const fence_fn& fence) = 0;
   /// Whether the writer's connection works (a cheap round trip; SQLite: true).
   virtual bool ping() = 0;
-  /// Reconnects the writer (and lets readers reconnect); false while the
+  /// Reconnects the writer (and lets readers reconnect); an error while the
   /// database still cannot be reached.
-  virtual bool reconnect(std::string& error) = 0;
+  virtual expected<void> reconnect() = 0;
   /// Runs `sql` on the writer connection between transactions (tests).
   virtual void exec_for_testing(const std::string& sql) = 0;
   /// Whether the store must probe an idle connection (a server can go away).
@@ -66,9 +66,9 @@ public:
   virtual std::uint64_t count_sims() = 0;
 };
 
-/// Open, migrate, connect the readers; throw std::runtime_error naming the
+/// Open, migrate, connect the readers; an error (store::ec) naming the
 /// database when that fails. `counters.connected` is read by the readers.
-std::unique_ptr<backend> open_sqlite(const store_config& cfg, stats& counters);
-std::unique_ptr<backend> open_postgres(const store_config& cfg, stats& counters);
+expected<std::unique_ptr<backend>> open_sqlite(const store_config& cfg, stats& counters);
+expected<std::unique_ptr<backend>> open_postgres(const store_config& cfg, stats& counters);
 
 } // namespace imeilock::store::detail

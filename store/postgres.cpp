@@ -251,23 +251,25 @@ void commands_of(const change& c, Emit&& emit) {
 }
 
 /// The connection string from the configuration (the file read now).
-std::string resolve_conninfo(const postgresql_config& cfg) {
+expected<std::string> resolve_conninfo(const postgresql_config& cfg) {
   if (cfg.conninfo_file.empty())
     return cfg.conninfo;
   struct stat st {};
   if (::stat(cfg.conninfo_file.c_str(), &st) != 0)
-    throw std::runtime_error(
-        cfg.conninfo_file +
-        ": cannot read the PostgreSQL connection string: " + std::strerror(errno));
+    return error{ec::bad_settings,
+                 cfg.conninfo_file +
+                     ": cannot read the PostgreSQL connection string: " + std::strerror(errno)};
   if ((st.st_mode & S_IROTH) != 0)
-    throw std::runtime_error(cfg.conninfo_file +
-                             ": readable by everyone, and it holds the database password: "
-                             "chmod o-r it (0600 or 0640 for the daemon's user)");
+    return error{ec::bad_settings, cfg.conninfo_file +
+                                       ": readable by everyone, and it holds the database "
+                                       "password: chmod o-r it (0600 or 0640 for the daemon's "
+                                       "user)"};
   std::ifstream in{cfg.conninfo_file};
   std::stringstream text;
   text << in.rdbuf();
   if (!in)
-    throw std::runtime_error(cfg.conninfo_file + ": cannot read the PostgreSQL connection string");
+    return error{ec::bad_settings,
+                 cfg.conninfo_file + ": cannot read the PostgreSQL connection string"};
   auto s = text.str();
   while (!s.empty() && (s.back() == '\n' || s.back() == '\r' || s.back() == ' '))
     s.pop_back();
@@ -302,24 +304,32 @@ private:
   }
 
 public:
-  postgres_backend(const store_config& cfg, stats& counters) :
-      cfg_(cfg), counters_(counters), conninfo_(resolve_conninfo(cfg.postgresql)) {}
+  postgres_backend(const store_config& cfg, stats& counters, std::string conninfo) :
+      cfg_(cfg), counters_(counters), conninfo_(std::move(conninfo)) {}
 
-  void open() {
-    std::string error;
-    writer_ = connect(error);
+  /// Connects the writer, migrates, prepares, connects the readers; each
+  /// message names the server.
+  expected<void> open() {
+    std::string failure;
+    writer_ = connect(failure);
     if (!writer_)
-      throw std::runtime_error("postgresql: " + error);
+      return error{ec::unreachable, "postgresql: " + failure};
     name_ = describe(writer_.get());
-    migrate();
-    prepare_writer();
+    if (auto migrated = migrate(); !migrated)
+      return migrated;
+    try {
+      prepare_writer();
+    } catch (const std::exception& e) {
+      return error{ec::migration_failed, e.what()};
+    }
     for (std::size_t i = 0; i < std::max<std::size_t>(1, cfg_.readers); ++i) {
       auto r = std::make_unique<reader>();
-      r->conn = connect(error);
+      r->conn = connect(failure);
       if (!r->conn)
-        throw std::runtime_error(name_ + ": " + error);
+        return error{ec::unreachable, name_ + ": " + failure};
       readers_.push_back(std::move(r));
     }
+    return {};
   }
 
   const std::string& describe() const override { return name_; }
@@ -353,21 +363,24 @@ public:
     return PQresultStatus(r.get()) == PGRES_TUPLES_OK;
   }
 
-  bool reconnect(std::string& error) override {
+  expected<void> reconnect() override {
     writer_.reset();
-    auto c = connect(error);
+    std::string failure;
+    auto c = connect(failure);
     if (!c)
-      return false;
+      return error{ec::unreachable, name_ + ": " + failure};
     writer_ = std::move(c);
-    try {
-      migrate();
-      prepare_writer();
-    } catch (const std::exception& e) {
-      error = e.what();
-      writer_.reset();
-      return false;
+    auto migrated = migrate();
+    if (migrated) {
+      try {
+        prepare_writer();
+      } catch (const std::exception& e) {
+        migrated = error{ec::migration_failed, e.what()};
+      }
     }
-    return true;
+    if (!migrated)
+      writer_.reset();
+    return migrated;
   }
 
   bool needs_probe() const override { return true; }
@@ -575,20 +588,31 @@ private:
       throw std::runtime_error(name_ + ": " + message_of(r.get()) + " (" + sql.substr(0, 80) + ")");
   }
 
-  void migrate() {
-    exec("BEGIN");
+  /// In one transaction under the migration lock, so that nodes starting
+  /// together migrate once; rolled back whole on an error.
+  expected<void> migrate() {
+    auto rollback_with = [&](ec code, std::string message) -> expected<void> {
+      result_ptr r{PQexec(writer_.get(), "ROLLBACK")};
+      return error{code, std::move(message)};
+    };
+    int v = 0;
     try {
+      exec("BEGIN");
       exec(migration_lock);
       exec("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)");
       result_ptr r{PQexec(writer_.get(), "SELECT COALESCE(MAX(version), 0) FROM schema_version")};
       if (PQresultStatus(r.get()) != PGRES_TUPLES_OK)
         throw std::runtime_error(name_ + ": " + message_of(r.get()));
-      int version = std::atoi(PQgetvalue(r.get(), 0, 0));
-      if (version > store::schema_version)
-        throw std::runtime_error(name_ + ": schema version " + std::to_string(version) +
-                                 " is newer than this daemon's " +
-                                 std::to_string(store::schema_version));
-      for (int v = version; v < store::schema_version; ++v) {
+      v = std::atoi(PQgetvalue(r.get(), 0, 0));
+    } catch (const std::exception& e) {
+      return rollback_with(ec::migration_failed, e.what());
+    }
+    if (v > store::schema_version)
+      return rollback_with(ec::newer_schema, name_ + ": schema version " + std::to_string(v) +
+                                                 " is newer than this daemon's " +
+                                                 std::to_string(store::schema_version));
+    try {
+      for (; v < store::schema_version; ++v) {
         exec(to_postgres(migrations[v]));
         exec("DELETE FROM schema_version");
         exec("INSERT INTO schema_version (version) VALUES (" + std::to_string(v + 1) + ")");
@@ -596,10 +620,10 @@ private:
       }
       exec(seed_order_ids);
       exec("COMMIT");
-    } catch (...) {
-      result_ptr r{PQexec(writer_.get(), "ROLLBACK")};
-      throw;
+    } catch (const std::exception& e) {
+      return rollback_with(ec::migration_failed, e.what());
     }
+    return {};
   }
 
   void prepare_writer() {
@@ -828,10 +852,14 @@ private:
 
 } // namespace
 
-std::unique_ptr<backend> open_postgres(const store_config& cfg, stats& counters) {
-  auto b = std::make_unique<postgres_backend>(cfg, counters);
-  b->open();
-  return b;
+expected<std::unique_ptr<backend>> open_postgres(const store_config& cfg, stats& counters) {
+  auto conninfo = resolve_conninfo(cfg.postgresql);
+  if (!conninfo)
+    return std::move(conninfo.error());
+  auto b = std::make_unique<postgres_backend>(cfg, counters, std::move(*conninfo));
+  if (auto opened = b->open(); !opened)
+    return std::move(opened.error());
+  return std::unique_ptr<backend>{std::move(b)};
 }
 
 } // namespace imeilock::store::detail

@@ -184,18 +184,33 @@ private:
 public:
   sqlite_backend(const store_config& cfg) : cfg_(cfg), name_("sqlite " + cfg.path) {}
 
-  void open() {
-    writer_ = std::make_unique<connection>(cfg_.path, true, cfg_.busy_timeout);
-    writer_->exec("PRAGMA journal_mode=WAL");
-    writer_->exec(cfg_.synchronous_full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL");
-    writer_->exec("PRAGMA foreign_keys=OFF");
-    migrate();
-    for (std::size_t i = 0; i < std::max<std::size_t>(1, cfg_.readers); ++i) {
-      auto r = std::make_unique<reader>();
-      r->conn = std::make_unique<connection>(cfg_.path, false, cfg_.busy_timeout);
-      r->conn->exec("PRAGMA query_only=1");
-      readers_.push_back(std::move(r));
+  /// Opens the writer, migrates, opens the readers; each message names the file.
+  expected<void> open() {
+    auto failed = [&](ec code, const std::exception& e) {
+      return error{code, cfg_.path + ": " + e.what()};
+    };
+    try {
+      writer_ = std::make_unique<connection>(cfg_.path, true, cfg_.busy_timeout);
+      writer_->exec("PRAGMA journal_mode=WAL");
+      writer_->exec(cfg_.synchronous_full ? "PRAGMA synchronous=FULL"
+                                          : "PRAGMA synchronous=NORMAL");
+      writer_->exec("PRAGMA foreign_keys=OFF");
+    } catch (const std::exception& e) {
+      return failed(ec::unreachable, e);
     }
+    if (auto migrated = migrate(); !migrated)
+      return migrated;
+    try {
+      for (std::size_t i = 0; i < std::max<std::size_t>(1, cfg_.readers); ++i) {
+        auto r = std::make_unique<reader>();
+        r->conn = std::make_unique<connection>(cfg_.path, false, cfg_.busy_timeout);
+        r->conn->exec("PRAGMA query_only=1");
+        readers_.push_back(std::move(r));
+      }
+    } catch (const std::exception& e) {
+      return failed(ec::unreachable, e);
+    }
+    return {};
   }
 
   const std::string& describe() const override { return name_; }
@@ -213,7 +228,7 @@ public:
   }
 
   bool ping() override { return true; }
-  bool reconnect(std::string&) override { return true; }
+  expected<void> reconnect() override { return {}; }
   bool needs_probe() const override { return false; }
 
   void exec_for_testing(const std::string& sql) override { writer_->exec(sql); }
@@ -350,24 +365,35 @@ public:
   }
 
 private:
-  void migrate() {
-    auto version = static_cast<int>(writer_->scalar("PRAGMA user_version"));
+  expected<void> migrate() {
+    int version = 0;
+    try {
+      version = static_cast<int>(writer_->scalar("PRAGMA user_version"));
+    } catch (const std::exception& e) {
+      return error{ec::unreachable, cfg_.path + ": " + e.what()};
+    }
     if (version > store::schema_version)
-      throw std::runtime_error(cfg_.path + ": schema version " + std::to_string(version) +
-                               " is newer than this daemon's " +
-                               std::to_string(store::schema_version));
+      return error{ec::newer_schema, cfg_.path + ": schema version " + std::to_string(version) +
+                                         " is newer than this daemon's " +
+                                         std::to_string(store::schema_version)};
     for (int v = version; v < store::schema_version; ++v) {
-      writer_->exec("BEGIN IMMEDIATE");
       try {
-        writer_->exec(migrations[v]);
-        writer_->exec("PRAGMA user_version=" + std::to_string(v + 1));
-        writer_->exec("COMMIT");
-      } catch (...) {
-        writer_->exec("ROLLBACK");
-        throw;
+        writer_->exec("BEGIN IMMEDIATE");
+        try {
+          writer_->exec(migrations[v]);
+          writer_->exec("PRAGMA user_version=" + std::to_string(v + 1));
+          writer_->exec("COMMIT");
+        } catch (...) {
+          writer_->exec("ROLLBACK");
+          throw;
+        }
+      } catch (const std::exception& e) {
+        return error{ec::migration_failed, cfg_.path + ": migration to schema version " +
+                                               std::to_string(v + 1) + ": " + e.what()};
       }
       log::notice("store.migrated", {{"path", cfg_.path}, {"to_version", v + 1}});
     }
+    return {};
   }
 
   static void add_imsis(connection& c, lock::sim_record& r) {
@@ -508,14 +534,11 @@ private:
 
 } // namespace
 
-std::unique_ptr<backend> open_sqlite(const store_config& cfg, stats&) {
+expected<std::unique_ptr<backend>> open_sqlite(const store_config& cfg, stats&) {
   auto b = std::make_unique<sqlite_backend>(cfg);
-  try {
-    b->open();
-  } catch (const sqlite_error& e) {
-    throw std::runtime_error(cfg.path + ": " + e.what());
-  }
-  return b;
+  if (auto opened = b->open(); !opened)
+    return std::move(opened.error());
+  return std::unique_ptr<backend>{std::move(b)};
 }
 
 } // namespace imeilock::store::detail

@@ -102,8 +102,7 @@ struct store::impl {
       return true;
     if (clock::now() < next_retry)
       return false;
-    std::string error;
-    if (db->reconnect(error)) {
+    if (db->reconnect()) {
       counters.connected.store(true);
       log::notice("store.reconnected", {{"store", db->describe()}});
       return true;
@@ -221,18 +220,29 @@ struct store::impl {
   }
 };
 
-store::store(store_config cfg) : impl_(std::make_unique<impl>(std::move(cfg), stats_)) {
-  impl_->db = impl_->cfg.backend == backend_kind::postgresql
-                  ? detail::open_postgres(impl_->cfg, stats_)
-                  : detail::open_sqlite(impl_->cfg, stats_);
-  if (auto first = impl_->db->reserve_order_ids(order_id_block)) {
-    impl_->ids.shared = true;
-    impl_->ids.next = *first;
-    impl_->ids.end = *first + order_id_block;
-  } else {
-    next_order_id_.store(impl_->db->max_order_id() + 1);
+store::store(store_config cfg) : impl_(std::make_unique<impl>(std::move(cfg), stats_)) {}
+
+expected<std::unique_ptr<store>> open(store_config cfg) {
+  std::unique_ptr<store> s{new store(std::move(cfg))};
+  auto& d = *s->impl_;
+  auto db = d.cfg.backend == backend_kind::postgresql ? detail::open_postgres(d.cfg, s->stats_)
+                                                      : detail::open_sqlite(d.cfg, s->stats_);
+  if (!db)
+    return std::move(db.error());
+  d.db = std::move(*db);
+  try {
+    if (auto first = d.db->reserve_order_ids(store::order_id_block)) {
+      d.ids.shared = true;
+      d.ids.next = *first;
+      d.ids.end = *first + store::order_id_block;
+    } else {
+      s->next_order_id_.store(d.db->max_order_id() + 1);
+    }
+  } catch (const std::exception& e) {
+    return error{ec::unreachable, d.db->describe() + ": " + e.what()};
   }
-  impl_->thread = std::thread([this] { impl_->run(); });
+  d.thread = std::thread([&d] { d.run(); });
+  return s;
 }
 
 store::~store() {

@@ -5,9 +5,10 @@
 //   postgresql  a PostgreSQL server through libpq (store/postgres.cpp), the
 //               shared store of more than one node (DESIGN §6).
 //
-//   store::store db{cfg};                       // opens, migrates, starts the writer
-//   db.submit(std::move(chg), [](bool ok) { ... });  // done runs on the writer thread
-//   auto sim = db.get_sim("8944...");            // any thread
+//   auto db = store::open(cfg);                  // opens, migrates, starts the writer
+//   if (!db) return db.error();                  // store::ec, naming the file or server
+//   (*db)->submit(std::move(chg), [](bool ok) { ... });  // done runs on the writer thread
+//   auto sim = (*db)->get_sim("8944...");        // any thread
 //
 // Durability: `done(true)` runs only after COMMIT returned. SQLite: WAL +
 // synchronous=NORMAL by default: a commit is in the WAL (write(2) done), so a
@@ -48,6 +49,46 @@
 #include <string>
 #include <string_view>
 #include <vector>
+
+namespace imeilock::store {
+
+/// Why the store could not be opened (store::open; see common/error.hpp for
+/// the other layers). Every message names the file or the server.
+enum class ec : std::uint8_t {
+  /// The database cannot be opened or reached: a file that cannot be created
+  /// or read, a PostgreSQL server that is down or refuses the login.
+  unreachable = 1,
+  /// The settings cannot be used: the PostgreSQL connection string's file is
+  /// missing, unreadable, or readable by everyone (it holds a password).
+  bad_settings,
+  /// The database was written by a newer daemon (its schema version is
+  /// higher than store::schema_version); nothing was changed.
+  newer_schema,
+  /// Migrating to this daemon's schema, or preparing its statements, failed;
+  /// the migration was rolled back.
+  migration_failed,
+};
+
+constexpr std::string_view to_string(ec e) {
+  switch (e) {
+    case ec::unreachable:
+      return "unreachable";
+    case ec::bad_settings:
+      return "bad_settings";
+    case ec::newer_schema:
+      return "newer_schema";
+    case ec::migration_failed:
+      return "migration_failed";
+  }
+  return "unknown";
+}
+
+} // namespace imeilock::store
+
+template <>
+struct imeilock::error_category<imeilock::store::ec> {
+  static constexpr std::string_view name = "store";
+};
 
 namespace imeilock::store {
 
@@ -182,13 +223,18 @@ using txn_query = std::function<std::optional<std::string>(const std::string& sq
 /// the batch gets done(false) and nothing of it is visible to anyone.
 using fence_fn = std::function<bool(std::span<const change* const> batch, const txn_query& query)>;
 
-/// The store. Thread-safe: submit() and every read may be called from any thread.
+class store;
+
+/// Opens (creating and migrating) the database and starts the writer; an
+/// error (store::ec) naming the file or server when it cannot be opened (a
+/// PostgreSQL server down at startup included).
+expected<std::unique_ptr<store>> open(store_config cfg);
+
+/// The store. Thread-safe: submit() and every read may be called from any
+/// thread. Made by open(); it neither moves nor copies (the writer thread
+/// holds it).
 class store {
 public:
-  /// Opens (creating and migrating) the database and starts the writer.
-  /// Throws std::runtime_error naming the file or server when it cannot be
-  /// opened (a PostgreSQL server down at startup included).
-  explicit store(store_config cfg);
   /// Commits what is queued, then stops the writer.
   ~store();
   store(const store&) = delete;
@@ -259,6 +305,10 @@ public:
   const std::string& describe() const;
 
 private:
+  friend expected<std::unique_ptr<store>> open(store_config cfg);
+  /// Not opened yet: open() connects the backend, then starts the writer.
+  explicit store(store_config cfg);
+
   struct impl;
   std::unique_ptr<impl> impl_;
   stats stats_;

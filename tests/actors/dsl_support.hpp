@@ -73,7 +73,10 @@ struct dsl_fixture {
       start_ms(epoch_ms), inv(std::move(elig)) {
     ctx.cfg = cfg;
     ctx.orders_cfg = ocfg;
-    db = std::make_unique<store::store>(cfg.store);
+    auto opened = store::open(cfg.store);
+    if (!opened) // Catch reports it as the test's failure
+      throw std::runtime_error(opened.error().describe());
+    db = std::move(*opened);
     ctx.db = db.get();
     ctx.inv = &inv;
     ctx.metrics = &metrics;

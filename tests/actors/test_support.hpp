@@ -20,6 +20,7 @@
 #include <future>
 #include <memory>
 #include <random>
+#include <stdexcept>
 #include <string>
 #include <thread>
 
@@ -115,7 +116,10 @@ struct layer_fixture {
 
   layer_fixture(const actors::sim_layer_config& cfg, const orders::orders_config& ocfg,
                 actors::sim_listener* listener = nullptr, lock::eligibility_config elig = {}) {
-    layer = std::make_unique<actors::sim_layer>(sys, cfg, elig, ocfg, registry, listener, io);
+    auto opened = actors::sim_layer::open(sys, cfg, elig, ocfg, registry, listener, io);
+    if (!opened) // Catch reports it as the test's failure
+      throw std::runtime_error(opened.error().describe());
+    layer = std::move(*opened);
     layer->start();
   }
   ~layer_fixture() {

@@ -51,7 +51,9 @@ TEST_CASE("the PostgreSQL store's writer runs the fence: after a takeover the ol
   store::store_config cfg;
   cfg.backend = store::backend_kind::postgresql;
   cfg.postgresql.conninfo = info;
-  store::store db{cfg};
+  auto opened = store::open(cfg);
+  REQUIRE(opened);
+  auto& db = **opened;
   // The lease is taken once the store is open: on a loaded machine opening
   // it (migrations, readers) can take longer than a short lease. 2 s: the
   // first commit lands well within it.

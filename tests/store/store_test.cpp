@@ -149,6 +149,21 @@ lock::sim_record sim(std::string iccid, std::vector<std::uint64_t> imsis,
   return r;
 }
 
+/// Opens a store the test needs: fails the test with the store's error.
+std::unique_ptr<store::store> open_store(store::store_config cfg) {
+  auto s = store::open(std::move(cfg));
+  INFO((s ? std::string{} : s.error().describe()));
+  REQUIRE(s);
+  return std::move(*s);
+}
+
+/// What store::open() refused with; fails the test when it opened.
+error refusal(store::store_config cfg) {
+  auto s = store::open(std::move(cfg));
+  REQUIRE_FALSE(s);
+  return s.error();
+}
+
 /// Submits and waits for the outcome.
 bool commit(store::store& db, store::change c) {
   std::promise<bool> p;
@@ -171,16 +186,16 @@ STORE_TEST("a new database is created and migrated to the current schema") {
   TestType db;
   REQUIRE_BACKEND(db);
   {
-    store::store s{db.config()};
-    CHECK(s.count_sims() == 0);
-    CHECK(s.allocate_order_id() == 1);
-    CHECK(s.counters().connected.load());
+    auto s = open_store(db.config());
+    CHECK(s->count_sims() == 0);
+    CHECK(s->allocate_order_id() == 1);
+    CHECK(s->counters().connected.load());
   }
   CHECK(db.schema_version() == std::to_string(store::store::schema_version));
   if constexpr (std::is_same_v<TestType, sqlite_db>)
     CHECK(db.query("PRAGMA journal_mode").at(0).at(0) == "wal");
   // Opening it again migrates nothing and keeps the version.
-  { store::store again{db.config()}; }
+  CHECK(store::open(db.config()));
   CHECK(db.schema_version() == std::to_string(store::store::schema_version));
 }
 
@@ -188,13 +203,16 @@ STORE_TEST("a database from a newer daemon is refused") {
   TestType db;
   REQUIRE_BACKEND(db);
   db.set_schema_version(99);
-  CHECK_THROWS_WITH(store::store{db.config()}, Catch::Contains("newer"));
+  auto why = refusal(db.config());
+  CHECK(why.is(store::ec::newer_schema));
+  CHECK_THAT(why.message(), Catch::Contains("newer"));
 }
 
 STORE_TEST("SIMs, orders and audit records round-trip") {
   TestType fx;
   REQUIRE_BACKEND(fx);
-  store::store db{fx.config()};
+  auto opened = open_store(fx.config());
+  auto& db = *opened;
 
   auto s = sim("8944000000000000001", {234150000000001, 234150000000002});
   s.state.lock = lock::lock_state::locked;
@@ -294,7 +312,7 @@ STORE_TEST("SIMs, orders and audit records round-trip") {
 STORE_TEST("the field lists name every column of the schema, in table order") {
   TestType fx;
   REQUIRE_BACKEND(fx);
-  { store::store db{fx.config()}; }
+  REQUIRE(store::open(fx.config()));
   std::vector<std::string> sims;
   fields::for_each_field(lock::sim_identity_fields,
                          [&](const auto& f) { sims.emplace_back(f.name); });
@@ -310,7 +328,8 @@ STORE_TEST("the field lists name every column of the schema, in table order") {
 STORE_TEST("SIM activity is written only by its own updates, read back, listed and filtered") {
   TestType fx;
   REQUIRE_BACKEND(fx);
-  store::store db{fx.config()};
+  auto opened = open_store(fx.config());
+  auto& db = *opened;
   auto quiet = sim("8944000000000000001", {234150000000001}); // observed, never an IMEI
   auto seen = sim("8944000000000000002", {234150000000002});  // observed with an IMEI
   auto idle = sim("8944000000000000003", {234150000000003});  // never observed
@@ -368,7 +387,8 @@ STORE_TEST("SIM activity is written only by its own updates, read back, listed a
 STORE_TEST("the audit log's state JSON keeps its stored form") {
   TestType fx;
   REQUIRE_BACKEND(fx);
-  store::store db{fx.config()};
+  auto opened = open_store(fx.config());
+  auto& db = *opened;
   REQUIRE(commit(db, sims_change({sim("8944000000000000001", {234150000000001})})));
   store::audit_record a;
   a.iccid = "8944000000000000001";
@@ -400,7 +420,8 @@ STORE_TEST("order ids continue after a restart") {
   TestType fx;
   REQUIRE_BACKEND(fx);
   {
-    store::store db{fx.config()};
+    auto opened = open_store(fx.config());
+    auto& db = *opened;
     REQUIRE(commit(db, sims_change({sim("8944000000000000001", {234150000000001})})));
     store::change c;
     for (int i = 0; i < 3; ++i) {
@@ -413,7 +434,8 @@ STORE_TEST("order ids continue after a restart") {
     }
     REQUIRE(commit(db, std::move(c)));
   }
-  store::store db{fx.config()};
+  auto db_owner = open_store(fx.config());
+  auto& db = *db_owner;
   auto next = db.allocate_order_id();
   CHECK(next > 3);
   if constexpr (std::is_same_v<TestType, sqlite_db>)
@@ -437,8 +459,10 @@ orders::order order_with_id(std::uint64_t id, std::string network) {
 TEST_CASE("two stores on one PostgreSQL database never hand out the same order id", "[store]") {
   postgres_db fx;
   REQUIRE_BACKEND(fx);
-  store::store a{fx.config()};
-  store::store b{fx.config()};
+  auto a_owner = open_store(fx.config());
+  auto& a = *a_owner;
+  auto b_owner = open_store(fx.config());
+  auto& b = *b_owner;
   REQUIRE(commit(a, sims_change({sim("8944000000000000001", {234150000000001})})));
 
   // Two threads per store, each past several block boundaries (the spare block
@@ -482,7 +506,8 @@ TEST_CASE("a PostgreSQL store never reserves an order id at or below one already
   postgres_db fx;
   REQUIRE_BACKEND(fx);
   {
-    store::store db{fx.config()};
+    auto db_owner = open_store(fx.config());
+    auto& db = *db_owner;
     REQUIRE(commit(db, sims_change({sim("8944000000000000001", {234150000000001})})));
     store::change c;
     c.orders.push_back(order_with_id(50'000, "multinet")); // e.g. written by an older daemon
@@ -490,14 +515,16 @@ TEST_CASE("a PostgreSQL store never reserves an order id at or below one already
   }
   // The reservation row lags behind the orders table.
   fx.query("UPDATE meta SET value = '1' WHERE key = 'next_order_id'");
-  store::store db{fx.config()};
+  auto db_owner = open_store(fx.config());
+  auto& db = *db_owner;
   CHECK(db.allocate_order_id() > 50'000);
 }
 
 STORE_TEST("list_sims pages by ICCID and filters") {
   TestType fx;
   REQUIRE_BACKEND(fx);
-  store::store db{fx.config()};
+  auto opened = open_store(fx.config());
+  auto& db = *opened;
   std::vector<lock::sim_record> sims;
   for (int i = 0; i < 25; ++i) {
     auto s = sim("89440000000000001" + std::to_string(10 + i),
@@ -533,14 +560,15 @@ STORE_TEST("schema 2 -> 3: SIMs keep their rows and gain an empty activity") {
   auto s = sim("8944000000000000001", {234150000000001});
   s.state.lock = lock::lock_state::awaiting_first_imei;
   {
-    store::store db{fx.config()};
-    REQUIRE(commit(db, sims_change({s})));
+    auto opened = open_store(fx.config());
+    REQUIRE(commit(*opened, sims_change({s})));
   }
   fx.query("ALTER TABLE sims DROP COLUMN imei_seen_s");
   fx.query("ALTER TABLE sims DROP COLUMN observed_s");
   fx.set_schema_version(2);
 
-  store::store db{fx.config()};
+  auto opened = open_store(fx.config());
+  auto& db = *opened;
   CHECK(fx.schema_version() == std::to_string(store::store::schema_version));
   auto got = db.get_sim(s.iccid);
   REQUIRE(got);
@@ -556,7 +584,8 @@ STORE_TEST("schema 1 -> 2: SIMs keep their rows, gain `alerted` (false), and fil
   TestType fx;
   REQUIRE_BACKEND(fx);
   {
-    store::store db{fx.config()};
+    auto opened = open_store(fx.config());
+    auto& db = *opened;
     REQUIRE(commit(db, sims_change({sim("8944000000000000001", {234150000000001}),
                                     sim("8944000000000000002", {234150000000002})})));
   }
@@ -566,7 +595,8 @@ STORE_TEST("schema 1 -> 2: SIMs keep their rows, gain `alerted` (false), and fil
   fx.query("ALTER TABLE sims DROP COLUMN alerted");
   fx.set_schema_version(1);
 
-  store::store db{fx.config()};
+  auto opened = open_store(fx.config());
+  auto& db = *opened;
   CHECK(fx.schema_version() == std::to_string(store::store::schema_version));
   auto before = db.get_sim("8944000000000000001");
   REQUIRE(before);
@@ -590,7 +620,8 @@ STORE_TEST("schema 1 -> 2: SIMs keep their rows, gain `alerted` (false), and fil
 STORE_TEST("the inventory loader hands out every SIM with all its IMSIs") {
   TestType fx;
   REQUIRE_BACKEND(fx);
-  store::store db{fx.config()};
+  auto opened = open_store(fx.config());
+  auto& db = *opened;
   REQUIRE(commit(db, sims_change({sim("8944000000000000001", {234150000000001, 234150000000002}),
                                   sim("8944000000000000002", {234150000000003}),
                                   sim("8944000000000000003", {})})));
@@ -609,7 +640,8 @@ STORE_TEST("the inventory loader hands out every SIM with all its IMSIs") {
 STORE_TEST("an IMSI belongs to one SIM: a change that steals it fails alone") {
   TestType fx;
   REQUIRE_BACKEND(fx);
-  store::store db{fx.config()};
+  auto opened = open_store(fx.config());
+  auto& db = *opened;
   REQUIRE(commit(db, sims_change({sim("8944000000000000001", {234150000000001})})));
   CHECK_FALSE(commit(db, sims_change({sim("8944000000000000002", {234150000000001})})));
   CHECK_FALSE(db.get_sim("8944000000000000002"));
@@ -619,7 +651,8 @@ STORE_TEST("an IMSI belongs to one SIM: a change that steals it fails alone") {
 STORE_TEST("group commit: dones run in submission order, one transaction for many") {
   TestType fx;
   REQUIRE_BACKEND(fx);
-  store::store db{fx.config()};
+  auto opened = open_store(fx.config());
+  auto& db = *opened;
   REQUIRE(commit(db, sims_change({sim("8944000000000000001", {234150000000001})})));
   std::mutex m;
   std::vector<int> order;
@@ -655,7 +688,8 @@ STORE_TEST("an overloaded queue refuses with done(false)") {
   REQUIRE_BACKEND(fx);
   auto cfg = fx.config();
   cfg.max_queue = 0;
-  store::store db{cfg};
+  auto opened = open_store(cfg);
+  auto& db = *opened;
   bool called = false;
   bool result = true;
   CHECK_FALSE(db.submit(sims_change({sim("8944000000000000001", {1})}), [&](bool ok) {
@@ -674,7 +708,8 @@ STORE_TEST("a change waiting longer than max_queue_wait makes the store refuse u
   auto cfg = fx.config();
   cfg.commit_delay = std::chrono::milliseconds{1500}; // a slow disk
   cfg.max_queue_wait = std::chrono::milliseconds{100};
-  store::store db{cfg};
+  auto opened = open_store(cfg);
+  auto& db = *opened;
   std::promise<bool> a, b, d;
   REQUIRE(
       db.submit(sims_change({sim("8944000000000000001", {1})}), [&](bool ok) { a.set_value(ok); }));
@@ -703,7 +738,8 @@ TEST_CASE("SQLite only: a full disk fails the whole batch, loses nothing committ
           "[store]") {
   // PostgreSQL has no per-connection size cap to stand for a full disk.
   sqlite_db fx;
-  store::store db{fx.config()};
+  auto opened = open_store(fx.config());
+  auto& db = *opened;
   REQUIRE(commit(db, sims_change({sim("8944000000000000001", {234150000000001})})));
   // Cap the file at its current size: the next write that needs a page fails
   // with SQLITE_FULL, exactly as a full disk does.
@@ -726,7 +762,8 @@ TEST_CASE("SQLite only: a full disk fails the whole batch, loses nothing committ
 STORE_TEST("a read-only database fails writes with done(false) and recovers") {
   TestType fx;
   REQUIRE_BACKEND(fx);
-  store::store db{fx.config()};
+  auto opened = open_store(fx.config());
+  auto& db = *opened;
   REQUIRE(commit(db, sims_change({sim("8944000000000000001", {234150000000001})})));
   // SQLite: query_only makes every write fail with SQLITE_READONLY, as a
   // read-only file does (chmod does not stop root, who runs this suite in CI).
@@ -749,7 +786,8 @@ TEST_CASE("SQLite only: a file opened read-only by the OS fails writes with done
   }
   sqlite_db fx;
   {
-    store::store db{fx.config()};
+    auto opened = open_store(fx.config());
+    auto& db = *opened;
     REQUIRE(commit(db, sims_change({sim("8944000000000000001", {234150000000001})})));
   }
   fs::permissions(fx.dir.db(),
@@ -757,7 +795,8 @@ TEST_CASE("SQLite only: a file opened read-only by the OS fails writes with done
   // Either the daemon refuses to start on it, or every write is refused:
   // never a write that is reported durable.
   try {
-    store::store db{fx.config()};
+    auto opened = open_store(fx.config());
+    auto& db = *opened;
     CHECK_FALSE(commit(db, sims_change({sim("8944000000000000002", {234150000000002})})));
     CHECK(db.get_sim("8944000000000000001"));
   } catch (const std::runtime_error&) {
@@ -768,7 +807,8 @@ TEST_CASE("SQLite only: a file opened read-only by the OS fails writes with done
 STORE_TEST("flush waits for everything submitted before it") {
   TestType fx;
   REQUIRE_BACKEND(fx);
-  store::store db{fx.config()};
+  auto opened = open_store(fx.config());
+  auto& db = *opened;
   std::atomic<int> done{0};
   for (int i = 0; i < 100; ++i)
     db.submit(sims_change({sim("89440000000000" + std::to_string(10000 + i),
@@ -782,7 +822,8 @@ STORE_TEST("flush waits for everything submitted before it") {
 STORE_TEST("the fencing hook runs inside every committing transaction and can veto it") {
   TestType fx;
   REQUIRE_BACKEND(fx);
-  store::store db{fx.config()};
+  auto opened = open_store(fx.config());
+  auto& db = *opened;
   enum { veto, allow, fail } mode = veto; // set between commits (the writer waits then)
   std::vector<std::string> seen;          // what the fence's query saw, per transaction
   std::size_t batch_size = 0;
@@ -816,8 +857,10 @@ TEST_CASE("PostgreSQL only: an unreachable server at startup is an error naming 
   store::store_config cfg;
   cfg.backend = store::backend_kind::postgresql;
   cfg.postgresql.conninfo = "host=/nonexistent/imeilock-test dbname=imeilock connect_timeout=2";
-  CHECK_THROWS_WITH(store::store{cfg},
-                    Catch::Contains("postgresql") && Catch::Contains("/nonexistent/imeilock-test"));
+  auto why = refusal(cfg);
+  CHECK(why.is(store::ec::unreachable));
+  CHECK_THAT(why.message(),
+             Catch::Contains("postgresql") && Catch::Contains("/nonexistent/imeilock-test"));
 }
 
 TEST_CASE("PostgreSQL only: the connection string may come from a file not readable by everyone",
@@ -831,10 +874,12 @@ TEST_CASE("PostgreSQL only: the connection string may come from a file not reada
   cfg.postgresql.conninfo.clear();
   cfg.postgresql.conninfo_file = file;
   ::chmod(file.c_str(), 0644);
-  CHECK_THROWS_WITH(store::store{cfg},
-                    Catch::Contains(file) && Catch::Contains("readable by everyone"));
+  auto why = refusal(cfg);
+  CHECK(why.is(store::ec::bad_settings));
+  CHECK_THAT(why.message(), Catch::Contains(file) && Catch::Contains("readable by everyone"));
   ::chmod(file.c_str(), 0600);
-  store::store db{cfg};
+  auto opened = open_store(cfg);
+  auto& db = *opened;
   CHECK(commit(db, sims_change({sim("8944000000000000001", {234150000000001})})));
   CHECK(db.count_sims() == 1);
 }
@@ -845,7 +890,8 @@ TEST_CASE("PostgreSQL only: an outage fails changes and reads, and the store ser
   postgres_db fx;
   REQUIRE_BACKEND(fx);
   auto& server = test::postgres_server::shared();
-  store::store db{fx.config()};
+  auto opened = open_store(fx.config());
+  auto& db = *opened;
   REQUIRE(commit(db, sims_change({sim("8944000000000000001", {234150000000001})})));
   CHECK(db.counters().connected.load());
 
@@ -881,7 +927,8 @@ TEST_CASE("PostgreSQL only: a batch larger than a pipeline chunk with one refuse
   postgres_db fx;
   REQUIRE_BACKEND(fx);
   auto cfg = fx.config();
-  store::store db{cfg};
+  auto opened = open_store(cfg);
+  auto& db = *opened;
   REQUIRE(commit(db, sims_change({sim("8944000000000000001", {234150000000001})})));
   // Queue them while the writer is busy, so they commit as one group.
   std::vector<std::future<bool>> results;
