@@ -16,6 +16,10 @@
 //                                    daemon's components;
 //     imeilock::config::ec  (config/error.hpp) a configuration value or
 //                                    file is wrong; every *_config::validate();
+//     imeilock::store::ec   (store/store.hpp) the store cannot be opened;
+//                                    store::open(), sim_layer::open();
+//     imeilock::cluster::ec (cluster/leases.hpp) the cluster database:
+//                                    unreachable, fenced off, wrong shard count;
 //     imeilock::http::ec    (common/http_url.hpp) a URL or TLS files;
 //     imeilock::api::ec     (api/error.hpp) a request the API refuses.
 // - Exceptions: only the strict YAML reader (config/section.hpp) throws
