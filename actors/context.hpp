@@ -39,7 +39,7 @@ inline std::int64_t now_ms() {
       .count();
 }
 
-/// A passivated SIM: its lock state, network and activity, 64 bytes.
+/// A passivated SIM: its lock state, network and activity, 72 bytes.
 struct compact_row {
   lock::sim_state state;
   /// When the SIM was last observed (with an IMEI): owned by the shard, which
@@ -54,7 +54,7 @@ struct compact_row {
   /// its shard's dirty list).
   bool activity_dirty = false;
 };
-static_assert(sizeof(compact_row) == 64, "a passivated SIM costs 64 bytes of row");
+static_assert(sizeof(compact_row) == 72, "a passivated SIM costs 72 bytes of row");
 
 struct layer_context {
   sim_layer_config cfg;

@@ -124,6 +124,8 @@ struct order_request {
   lock::order_type type = lock::order_type::none;
   lock::unbar_mode mode = lock::unbar_mode::none;
   bool with_lock = false;
+  /// What the lock holds the SIM to (R16): enable_imei_lock, activate with lock.
+  lock::lock_scope scope = lock::lock_scope::imei;
 };
 
 /// The answer to an operator write. error == ec::ok means accepted.

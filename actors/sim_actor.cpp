@@ -127,6 +127,7 @@ void begin_write(sim_pointer self, lock::outcome out, std::int64_t at_ms, store:
       o.reason = so->reason;
       o.mode = so->mode;
       o.with_lock = so->with_lock;
+      o.scope = so->scope;
       o.created_at_ms = at_ms;
       o.status = orders::order_status::queued;
       chg.orders.push_back(o);
@@ -285,6 +286,7 @@ void handle_order(sim_pointer self, sim_order&& m) {
   ev.type = m.req.type;
   ev.mode = m.req.mode;
   ev.with_lock = m.req.with_lock;
+  ev.scope = m.req.scope;
   auto out = lock::apply(ctx->inv->policy(s.network), s.st, ev, at);
   if (out.rejected != lock::rejection::none) {
     write_result r;

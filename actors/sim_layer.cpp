@@ -42,7 +42,7 @@ bool usable(const lock::sim_state& st) {
   return lock::to_string(st.status) != unknown && lock::to_string(st.lock) != unknown &&
          lock::to_string(st.bar) != unknown && lock::to_string(st.reason) != unknown &&
          lock::to_string(st.pending_order) != unknown &&
-         lock::to_string(st.pending_unbar) != unknown;
+         lock::to_string(st.pending_unbar) != unknown && lock::to_string(st.scope) != unknown;
 }
 
 /// The networks a SIM may be on: those of `orders.networks` and of the

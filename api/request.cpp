@@ -373,10 +373,11 @@ expected<actors::sim_upsert> read_sim_upsert(const request& req, const std::stri
 
 expected<actors::order_request> read_order(const request& req) {
   body_reader body{req};
-  body.only({"type", "unbar_mode", "enable_imei_lock"});
+  body.only({"type", "unbar_mode", "enable_imei_lock", "lock_scope"});
   auto type = body.string("type", true);
   auto mode = body.string("unbar_mode", false);
   auto with_lock = body.boolean("enable_imei_lock");
+  auto scope = body.string("lock_scope", false);
   actors::order_request out;
   if (type && (!lock::parse(*type, out.type) || out.type == lock::order_type::none))
     body.invalid("type must be one of enable_imei_lock, disable_imei_lock, bar, unbar, "
@@ -392,6 +393,14 @@ expected<actors::order_request> read_order(const request& req) {
     if (out.type != lock::order_type::activate)
       body.invalid("enable_imei_lock applies only to activate orders");
     out.with_lock = *with_lock;
+  }
+  if (scope) {
+    if (out.type != lock::order_type::enable_imei_lock &&
+        !(out.type == lock::order_type::activate && out.with_lock))
+      body.invalid("lock_scope applies only to enable_imei_lock and to activate with "
+                   "enable_imei_lock");
+    else if (!lock::parse(*scope, out.scope))
+      body.invalid("lock_scope must be imei or device_model, not \"" + *scope + "\"");
   }
   if (const auto& problem = body.failure())
     return *problem;

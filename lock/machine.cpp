@@ -44,9 +44,9 @@ private:
                what == notice::violation ? pol_.action : violation_action::bar});
   }
 
-  void submit(std::uint64_t id, order_type type, bar_reason reason, unbar_mode mode,
-              bool with_lock) {
-    out_.effects.emplace_back(submit_order{id, type, reason, mode, with_lock});
+  void submit(std::uint64_t id, order_type type, bar_reason reason, unbar_mode mode, bool with_lock,
+              lock_scope scope = lock_scope::imei) {
+    out_.effects.emplace_back(submit_order{id, type, reason, mode, with_lock, scope});
   }
 
   void reject(rejection r) {
@@ -119,7 +119,8 @@ void step::on(const observed& e) {
   if (frozen)
     return; // R9: last seen stays at the trigger; R7: no second bar
 
-  const bool other_device = s().lock == lock_state::locked && d != s().lock_imei;
+  const bool other_device =
+      s().lock == lock_state::locked && !same_lock_device(s().scope, s().lock_imei, d); // R16
   // R7 needs a change event; strict mode bars on any other device (in
   // monitor mode: reports it once, then only when the device changes).
   const bool strict_hit = pol_.strict && !(pol_.action == violation_action::alert && s().alerted);
@@ -257,7 +258,16 @@ void step::on(const order_placed& e) {
   switch (e.type) {
     case order_type::activate:
       s().activate_with_lock = e.with_lock;
+      if (e.with_lock)
+        s().scope = e.scope; // R16
       detail_ = e.with_lock ? "activation with IMEI locking (R13)" : "activation";
+      if (e.with_lock && e.scope == lock_scope::device_model)
+        detail_ += ", locking to the device model (R16)";
+      break;
+    case order_type::enable_imei_lock:
+      s().scope = e.scope; // R16
+      if (e.scope == lock_scope::device_model)
+        detail_ = "R16: locking to the device model";
       break;
     case order_type::bar:
       s().bar = bar_state::bar_pending;
@@ -267,7 +277,7 @@ void step::on(const order_placed& e) {
       s().bar = bar_state::unbar_pending;
       s().pending_unbar = mode;
       if (mode == unbar_mode::keep_lock && s().lock == lock_state::locked &&
-          s().last_seen_imei != s().lock_imei) {
+          !same_lock_device(s().scope, s().lock_imei, s().last_seen_imei)) {
         out_.warnings.push_back(keep_lock_warning(s(), pol_.strict)); // R10
       } else if (mode == unbar_mode::update_to_last_seen) {
         detail_ = "R11: the lock will become " + show(s().last_seen_imei);
@@ -278,7 +288,9 @@ void step::on(const order_placed& e) {
   }
   for (const auto& w : out_.warnings)
     detail_ += (detail_.empty() ? "" : "; ") + w;
-  submit(e.order_id, e.type, reason, mode, e.with_lock);
+  const bool locking =
+      e.type == order_type::enable_imei_lock || (e.type == order_type::activate && e.with_lock);
+  submit(e.order_id, e.type, reason, mode, e.with_lock, locking ? e.scope : lock_scope::imei);
 }
 
 void step::on(const order_completed& e) {

@@ -54,6 +54,16 @@
 //    cleared when the operator acts: a bar completes, the lock is disabled
 //    or updated to last seen (R11). Switching a network from alert to bar
 //    bars nobody retroactively: the next violation bars.
+//  - R16 device-model scope (issue 13, beyond the product text): an order
+//    enabling the lock (enable_imei_lock, activate with lock) carries a
+//    scope, `imei` (the default: R4-R11 as written) or `device_model`. With
+//    device_model the lock is still set to one device (R4, R6, R11) but holds
+//    the SIM to that device's model, its TAC (first 8 digits): a change event
+//    to another device of the same TAC is no violation (R5 only: last seen
+//    moves), one to another TAC is (R7). Strict mode, R10's warning and the
+//    violation actions compare models instead of devices the same way
+//    (same_lock_device()). The scope is set when the order is placed (the
+//    lock is off then, so it changes nothing until the order completes).
 //  - Observations follow the same rules whatever the SIM's status; enable,
 //    bar and activate check the status, disable and unbar do not.
 //  - Every accepted order and every state change yields exactly one audit
@@ -97,8 +107,9 @@ constexpr bool is_lock_event(const observed& e) {
 struct order_placed {
   std::uint64_t order_id = 0;
   order_type type = order_type::none;
-  unbar_mode mode = unbar_mode::none; ///< for unbar
-  bool with_lock = false;             ///< for activate (R13)
+  unbar_mode mode = unbar_mode::none;  ///< for unbar
+  bool with_lock = false;              ///< for activate (R13)
+  lock_scope scope = lock_scope::imei; ///< for enable_imei_lock and activate with lock (R16)
 };
 
 /// The order actor reports that an order completed on the network.
@@ -128,6 +139,7 @@ struct submit_order {
   bar_reason reason = bar_reason::none;
   unbar_mode mode = unbar_mode::none;
   bool with_lock = false;
+  lock_scope scope = lock_scope::imei; ///< for enable_imei_lock and activate with lock (R16)
 };
 
 /// Something an operator's systems may want to hear about (webhooks, metrics).
@@ -227,6 +239,13 @@ void note_order_id(sim_state& state, std::uint64_t order_id);
 /// persisted and published names the order. Does nothing if no order asks for
 /// an id. At most one order per outcome ever does.
 void note_order_id(outcome& o, std::uint64_t order_id);
+
+/// R16: whether device `d` is one a lock to `lock_imei` with `scope` allows:
+/// the same device (scope imei, R2), or one of the same model, the same TAC
+/// (scope device_model).
+constexpr bool same_lock_device(lock_scope scope, device_id lock_imei, device_id d) {
+  return scope == lock_scope::device_model ? tac_of(lock_imei) == tac_of(d) : lock_imei == d;
+}
 
 /// True while an IMEI-lock bar is pending, in force or being lifted: the time
 /// during which last_seen_imei is frozen at trigger_imei (R9) and no further

@@ -83,6 +83,9 @@ namespace detail {
 inline bool locked(const sim_state& s) {
   return s.lock == lock_state::locked;
 }
+inline bool lock_on(const sim_state& s) {
+  return s.lock != lock_state::off;
+}
 inline bool has_pending_order(const sim_state& s) {
   return s.pending_order_id != 0;
 }
@@ -138,7 +141,10 @@ inline constexpr auto sim_state_fields = std::make_tuple(
         {fields::shape::time_or_null, "/updated_at", nullptr, {}, true}},
     // Schema 2 (the column is added last: the list is in table order).
     fields::field<sim_state, bool>{
-        "alerted", &sim_state::alerted, {fields::shape::boolean, "/alerted"}});
+        "alerted", &sim_state::alerted, {fields::shape::boolean, "/alerted"}},
+    // Schema 4: R16, `lock.scope` while the lock is on (null when off).
+    fields::field<sim_state, lock_scope>{
+        "lock_scope", &sim_state::scope, {fields::shape::name, "/lock/scope", &detail::lock_on}});
 
 /// The activity columns of a SIM (sim_activity), after the state's. Written
 /// only by the write-behind (store::activity_update), never by an upsert or a

@@ -57,6 +57,11 @@ constexpr names<violation_action, 3> violation_action_names{{
     {violation_action::disconnect_and_bar, "disconnect_and_bar"},
 }};
 
+constexpr names<lock_scope, 2> lock_scope_names{{
+    {lock_scope::imei, "imei"},
+    {lock_scope::device_model, "device_model"},
+}};
+
 template <class E, std::size_t N>
 std::string_view name_of(const names<E, N>& table, E value) {
   for (const auto& [v, n] : table)
@@ -100,6 +105,10 @@ std::string_view to_string(violation_action v) {
   return name_of(violation_action_names, v);
 }
 
+std::string_view to_string(lock_scope v) {
+  return name_of(lock_scope_names, v);
+}
+
 bool parse(std::string_view text, sim_status& out) {
   return value_of(sim_status_names, text, out);
 }
@@ -120,6 +129,9 @@ bool parse(std::string_view text, unbar_mode& out) {
 }
 bool parse(std::string_view text, violation_action& out) {
   return value_of(violation_action_names, text, out);
+}
+bool parse(std::string_view text, lock_scope& out) {
+  return value_of(lock_scope_names, text, out);
 }
 
 } // namespace imeilock::lock

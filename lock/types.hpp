@@ -47,7 +47,17 @@ enum class unbar_mode : std::uint8_t { none, keep_lock, update_to_last_seen };
 /// before raising the Bar order.
 enum class violation_action : std::uint8_t { bar, alert, disconnect_and_bar };
 
-/// Everything the rules need to know about one SIM. 48 bytes; one of these
+/// What a lock holds a SIM to (R16): `imei`, one device (the product text,
+/// the default); `device_model`, the model of the lock's device (its TAC, the
+/// IMEI's first 8 digits), so the SIM may move between devices of that model.
+enum class lock_scope : std::uint8_t { imei, device_model };
+
+/// The Type Allocation Code of a device (R2): its first 8 digits, the model.
+constexpr std::uint32_t tac_of(std::uint64_t device) {
+  return static_cast<std::uint32_t>(device / 1'000'000);
+}
+
+/// Everything the rules need to know about one SIM. 56 bytes; one of these
 /// per SIM lives in memory (passivated SIMs) so keep it small.
 struct sim_state {
   device_id lock_imei = no_device;      ///< `lock.imei`, set only when lock == locked
@@ -66,6 +76,9 @@ struct sim_state {
   /// Bar order raised; cleared when the operator acts (a bar completes, the
   /// lock is disabled or updated to another device).
   bool alerted = false;
+  /// What the lock holds the SIM to (R16); set when an order enabling the lock
+  /// is placed (enable_imei_lock, activate with lock), read while the lock is on.
+  lock_scope scope = lock_scope::imei;
 
   friend bool operator==(const sim_state&, const sim_state&) = default;
 };
@@ -78,6 +91,7 @@ std::string_view to_string(bar_reason v);
 std::string_view to_string(order_type v);
 std::string_view to_string(unbar_mode v);
 std::string_view to_string(violation_action v);
+std::string_view to_string(lock_scope v);
 
 /// Parsers for the API/config spelling (the to_string() forms); false if unknown.
 bool parse(std::string_view text, sim_status& out);
@@ -87,5 +101,6 @@ bool parse(std::string_view text, bar_reason& out);
 bool parse(std::string_view text, order_type& out);
 bool parse(std::string_view text, unbar_mode& out);
 bool parse(std::string_view text, violation_action& out);
+bool parse(std::string_view text, lock_scope& out);
 
 } // namespace imeilock::lock

@@ -54,6 +54,9 @@ struct order {
   lock::unbar_mode mode = lock::unbar_mode::none;   ///< for unbar
   bool with_lock = false;                           ///< for activate (R13)
   std::int64_t created_at_ms = 0;                   ///< unix ms
+  /// What the lock it enables holds the SIM to (R16): enable_imei_lock and
+  /// activate with lock.
+  lock::lock_scope scope = lock::lock_scope::imei;
 
   // -- lifecycle (owned by the scheduler) ------------------------------------
   order_status status = order_status::queued;
@@ -70,6 +73,10 @@ struct order {
 namespace detail {
 inline bool is_activation(const order& o) {
   return o.type == lock::order_type::activate;
+}
+inline bool enables_lock(const order& o) {
+  return o.type == lock::order_type::enable_imei_lock ||
+         (o.type == lock::order_type::activate && o.with_lock);
 }
 } // namespace detail
 
@@ -100,8 +107,10 @@ inline constexpr auto order_fields = std::make_tuple(
     fields::field<order, std::int64_t>{"retry_at_ms", &order::retry_at_ms},
     fields::field<order, std::uint32_t>{
         "attempts", &order::attempts, {fields::shape::number, "/attempts"}},
-    fields::field<order, std::string>{"failure_reason",
-                                      &order::failure_reason,
-                                      {fields::shape::text_or_null, "/failure_reason"}});
+    fields::field<order, std::string>{
+        "failure_reason", &order::failure_reason, {fields::shape::text_or_null, "/failure_reason"}},
+    // Schema 4 (R16), last: the list is in table order.
+    fields::field<order, lock::lock_scope>{
+        "lock_scope", &order::scope, {fields::shape::name, "/lock_scope", &detail::enables_lock}});
 
 } // namespace imeilock::orders

@@ -74,6 +74,11 @@ ALTER TABLE sims ADD COLUMN alerted INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE sims ADD COLUMN observed_s INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE sims ADD COLUMN imei_seen_s INTEGER NOT NULL DEFAULT 0;
 )sql",
+    // 3 -> 4: what a lock holds the SIM to, and what an order enables (R16, lock::lock_scope).
+    R"sql(
+ALTER TABLE sims ADD COLUMN lock_scope INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE orders ADD COLUMN lock_scope INTEGER NOT NULL DEFAULT 0;
+)sql",
 };
 const std::size_t migration_count = std::size(migrations);
 static_assert(std::size(migrations) == store::schema_version);

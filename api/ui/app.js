@@ -177,6 +177,11 @@ function renderSim(s) {
   $('sim-status').textContent = s.status;
   badge($('lock-state'), s.lock.state, LOCK_LABEL[s.lock.state]);
   $('lock-imei').textContent = s.lock.imei || '—';
+  $('lock-scope-shown').textContent = !s.lock.scope ? '—'
+    : s.lock.scope === 'device_model' ? 'device model (TAC ' +
+      (s.lock.imei ? s.lock.imei.slice(0, 8) : 'of the first device seen') + ')'
+    : 'this device (IMEI)';
+  $('lock-scope-shown').dataset.scope = s.lock.scope || '';
   $('last-seen-imei').textContent = s.last_seen_imei || '—';
   badge($('bar-state'), s.bar.state, BAR_LABEL[s.bar.state]);
   $('bar-reason').textContent = s.bar.reason ? REASON_LABEL[s.bar.reason] || s.bar.reason : '—';
@@ -301,7 +306,8 @@ document.addEventListener('DOMContentLoaded', () => {
   for (const b of document.querySelectorAll('button.tab'))
     b.addEventListener('click', () => showTab(b.dataset.tab));
   $('enable-lock').addEventListener('click',
-    () => order({ type: 'enable_imei_lock' }, 'Enable IMEI Locking'));
+    () => order({ type: 'enable_imei_lock', lock_scope: $('lock-scope').value },
+                'Enable IMEI Locking'));
   $('disable-lock').addEventListener('click',
     () => order({ type: 'disable_imei_lock' }, 'Disable IMEI Locking'));
   $('unbar-keep').addEventListener('click',

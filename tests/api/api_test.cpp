@@ -478,6 +478,37 @@ TEST_CASE("POST /v1/sims:import imports the valid lines and reports the bad ones
   }
 }
 
+TEST_CASE("orders: enable_imei_lock carries a lock_scope (R16); other orders refuse one", "[api]") {
+  server_fixture f;
+  actors::sim_info sim;
+  sim.iccid = "89441000000000000034";
+  sim.imsis = {234100000000034};
+  sim.network = "multinet";
+  sim.state.status = lock::sim_status::active;
+  sim.state.last_seen_imei = device_a;
+  f.service.add(sim);
+  http_client c{f.url()};
+  auto orders = std::string{"/v1/sims/89441000000000000034/orders"};
+  auto place = [&](const json& j) {
+    return c.request("POST", orders, rw_token, j.dump(), json_type);
+  };
+  auto r = place({{"type", "enable_imei_lock"}, {"lock_scope", "model"}});
+  CHECK(r.status == 422);
+  CHECK(body(r)["error"]["message"].get<std::string>().find("imei or device_model") !=
+        std::string::npos);
+  r = place({{"type", "bar"}, {"lock_scope", "device_model"}});
+  CHECK(r.status == 422);
+  CHECK(body(r)["error"]["message"].get<std::string>().find("lock_scope applies only") !=
+        std::string::npos);
+  r = place({{"type", "enable_imei_lock"}, {"lock_scope", "device_model"}});
+  REQUIRE(r.status == 202);
+  auto j = body(r);
+  CHECK(j["type"] == "enable_imei_lock");
+  CHECK(j["lock_scope"] == "device_model");
+  auto o = body(c.request("GET", "/v1/orders/" + std::to_string(j["id"].get<int>()), ro_token));
+  CHECK(o["lock_scope"] == "device_model");
+}
+
 TEST_CASE("orders: the Orders tab over the API", "[api]") {
   server_fixture f;
   http_client c{f.url()};

@@ -167,6 +167,7 @@ void fake_sim_service::apply_outcome(const std::string& iccid, lock::outcome& ou
       o.reason = so->reason;
       o.mode = so->mode;
       o.with_lock = so->with_lock;
+      o.scope = so->scope;
       o.network = sim.network;
       o.created_at_ms = now();
       o.due_at_ms = o.created_at_ms + 60000;
@@ -263,7 +264,7 @@ void fake_sim_service::place_order(std::string iccid, actors::order_request req,
       res.reason = "no SIM with ICCID " + iccid;
     } else {
       // The real rules (lock::apply), as the SIM actor runs them.
-      lock::order_placed ev{next_order_, req.type, req.mode, req.with_lock};
+      lock::order_placed ev{next_order_, req.type, req.mode, req.with_lock, req.scope};
       auto out = lock::apply(policy_of(it->second.network), it->second.state, ev, now());
       if (out.rejected != lock::rejection::none) {
         res.error = actors::rejection_error(out.rejected);

@@ -17,6 +17,7 @@
 #include <future>
 #include <mutex>
 #include <random>
+#include <set>
 #include <thread>
 #include <vector>
 
@@ -319,7 +320,16 @@ STORE_TEST("the field lists name every column of the schema, in table order") {
   fields::for_each_field(lock::sim_state_fields, [&](const auto& f) { sims.emplace_back(f.name); });
   fields::for_each_field(lock::sim_activity_fields,
                          [&](const auto& f) { sims.emplace_back(f.name); });
-  CHECK(fx.columns("sims") == sims);
+  // Each migration adds its columns last: the activity (schema 3) comes
+  // before the lock scope (schema 4) in the table, after it in the lists.
+  auto table = fx.columns("sims");
+  CHECK(std::set<std::string>(table.begin(), table.end()) ==
+        std::set<std::string>(sims.begin(), sims.end()));
+  CHECK(table.size() == sims.size());
+  std::vector<std::string> written(table.begin(), table.end());
+  std::erase_if(written,
+                [](const std::string& c) { return c == "observed_s" || c == "imei_seen_s"; });
+  CHECK(written == std::vector<std::string>(sims.begin(), sims.end() - 2));
   std::vector<std::string> orders;
   fields::for_each_field(orders::order_fields, [&](const auto& f) { orders.emplace_back(f.name); });
   CHECK(fx.columns("orders") == orders);
@@ -405,12 +415,13 @@ STORE_TEST("the audit log's state JSON keeps its stored form") {
   auto stored = fx.query("SELECT after FROM audit");
   REQUIRE(stored.size() == 1);
   // Byte for byte what earlier versions wrote (and what they read back), plus
-  // "alerted" last since schema 2 (records without it read back as false).
+  // "alerted" since schema 2 (records without it read back as false), and
+  // "lock_scope" last since schema 4 (records without it read back as imei).
   CHECK(stored[0].at(0) ==
         R"({"status":1,"lock":2,"lock_imei":35349001234567,"last_seen_imei":0,)"
         R"("trigger_imei":0,"bar":0,"reason":0,"pending_order":0,"pending_order_id":12,)"
         R"("pending_unbar":0,"activate_with_lock":true,"updated_at_ms":1700000000123,)"
-        R"("alerted":false})");
+        R"("alerted":false,"lock_scope":0})");
   auto ev = db.list_events(a.iccid, 1);
   REQUIRE(ev.size() == 1);
   CHECK(ev[0].after == a.after);
@@ -554,6 +565,42 @@ STORE_TEST("list_sims pages by ICCID and filters") {
   CHECK(db.list_sims(f, "", 100)[0].imsis.size() == 1);
 }
 
+STORE_TEST("schema 3 -> 4: SIMs and orders keep their rows and gain the lock scope imei (R16)") {
+  TestType fx;
+  REQUIRE_BACKEND(fx);
+  auto s = sim("8944000000000000001", {234150000000001});
+  s.state.lock = lock::lock_state::locked;
+  s.state.lock_imei = 35209900176148;
+  {
+    store::store db{fx.config()};
+    REQUIRE(commit(db, sims_change({s})));
+  }
+  fx.query("ALTER TABLE sims DROP COLUMN lock_scope");
+  fx.query("ALTER TABLE orders DROP COLUMN lock_scope");
+  fx.set_schema_version(3);
+
+  store::store db{fx.config()};
+  CHECK(fx.schema_version() == std::to_string(store::store::schema_version));
+  auto got = db.get_sim(s.iccid);
+  REQUIRE(got);
+  CHECK(got->state == s.state);
+  CHECK(got->state.scope == lock::lock_scope::imei);
+  auto by_model = *got;
+  by_model.state.scope = lock::lock_scope::device_model;
+  orders::order o;
+  o.id = db.allocate_order_id();
+  o.iccid = s.iccid;
+  o.network = "multinet";
+  o.type = lock::order_type::enable_imei_lock;
+  o.scope = lock::lock_scope::device_model;
+  store::change c;
+  c.sims.push_back(by_model);
+  c.orders.push_back(o);
+  REQUIRE(commit(db, std::move(c)));
+  CHECK(db.get_sim(s.iccid)->state.scope == lock::lock_scope::device_model);
+  CHECK(db.get_order(o.id)->scope == lock::lock_scope::device_model);
+}
+
 STORE_TEST("schema 2 -> 3: SIMs keep their rows and gain an empty activity") {
   TestType fx;
   REQUIRE_BACKEND(fx);
@@ -563,6 +610,8 @@ STORE_TEST("schema 2 -> 3: SIMs keep their rows and gain an empty activity") {
     auto opened = open_store(fx.config());
     REQUIRE(commit(*opened, sims_change({s})));
   }
+  fx.query("ALTER TABLE sims DROP COLUMN lock_scope");
+  fx.query("ALTER TABLE orders DROP COLUMN lock_scope");
   fx.query("ALTER TABLE sims DROP COLUMN imei_seen_s");
   fx.query("ALTER TABLE sims DROP COLUMN observed_s");
   fx.set_schema_version(2);
@@ -590,6 +639,8 @@ STORE_TEST("schema 1 -> 2: SIMs keep their rows, gain `alerted` (false), and fil
                                     sim("8944000000000000002", {234150000000002})})));
   }
   // Turn the database back into a version 1 one (no alerted column, nor later ones).
+  fx.query("ALTER TABLE sims DROP COLUMN lock_scope");
+  fx.query("ALTER TABLE orders DROP COLUMN lock_scope");
   fx.query("ALTER TABLE sims DROP COLUMN imei_seen_s");
   fx.query("ALTER TABLE sims DROP COLUMN observed_s");
   fx.query("ALTER TABLE sims DROP COLUMN alerted");

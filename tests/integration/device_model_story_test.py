@@ -1,0 +1,159 @@
+#!/usr/bin/env python3
+"""Device-model locks (issue 13, rule R16) against the real daemon.
+
+Over RADIUS (radclient) and over Diameter Rf (the Erlang/OTP client of
+diameter_stories_test.py), for a SIM locked with lock_scope device_model:
+
+- the order and the SIM carry the scope (API);
+- a move to another device of the same model (same TAC, the IMEI's first 8
+  digits) is no violation: no Bar order, last seen moves (R5);
+- a move to a device of another model is a violation: one Bar order (R7),
+  trigger the new device.
+A SIM locked with the default scope (imei) in the same daemon is barred by
+the same-model move, as the product text says.
+"""
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import harness as h  # noqa: E402
+import diameter_stories_test as dst  # noqa: E402
+import radius_stories_test as rst  # noqa: E402
+
+A = h.imei15("35209900176148")       # model (TAC) 35209900
+A2 = h.imei15("35209900123456")      # same model, another device
+A3 = h.imei15("35209900654321")      # same model, a third device
+OTHER = h.imei15("35693803564380")   # another model
+
+
+def check(cond, what):
+    if not cond:
+        raise AssertionError(what)
+    print(f"ok - {what}", flush=True)
+
+
+def sim(d, iccid):
+    st, body = d.api("GET", f"/v1/sims/{iccid}")
+    assert st == 200, (st, body)
+    return body
+
+
+def bar_orders(d, iccid):
+    st, body = d.api("GET", f"/v1/sims/{iccid}/orders")
+    assert st == 200, (st, body)
+    return [o for o in body["items"] if o["type"] == "bar"]
+
+
+def radclient(port, imsi, imeisv, session_time, session_id):
+    attrs = (f'User-Name = "{imsi}", Acct-Status-Type = Interim-Update, '
+             f'Acct-Session-Id = "{session_id}", NAS-IP-Address = 127.0.0.1, '
+             f'3GPP-IMSI = "{imsi}", 3GPP-IMEISV = "{imeisv}", '
+             f'Acct-Session-Time = {session_time}')
+    r = subprocess.run(["radclient", "-r", "2", "-t", "2", "-q", f"127.0.0.1:{port}", "acct",
+                        h.EXAMPLE_RADIUS_SECRET.decode()],
+                       input=attrs.encode(), capture_output=True, timeout=20)
+    return r.returncode == 0
+
+
+def radius_feed(d, imsi, session_id):
+    session_time = [0]
+
+    def observe(imei):
+        check(radclient(d.ports["radius"], imsi, imei[:14] + "01", session_time[0], session_id),
+              f"RADIUS record of {imsi} from {imei} answered")
+        session_time[0] += 60
+    return observe
+
+
+def diameter_feed(erl, imsi, session_id):
+    number = [0]
+
+    def observe(imei):
+        dst.acr(erl, session_id, dst.START if number[0] == 0 else dst.INTERIM, number[0], imsi,
+                dst.uei_ascii(imei[:14] + "01"))
+        number[0] += 1
+    return observe
+
+
+def lock(d, label, observe, imsi, scope):
+    s = rst.new_sim(d, imsi)
+    observe(A)
+    body = {"type": "enable_imei_lock"}
+    if scope:
+        body["lock_scope"] = scope
+    st, res = d.api("POST", f"/v1/sims/{s}/orders", body)
+    check(st == 202 and res["lock_scope"] == (scope or "imei"),
+          f"{label}: enable_imei_lock accepted, the order carries lock_scope {scope or 'imei'}")
+    h.wait_until(lambda: sim(d, s)["lock"]["state"] == "locked", what="locked")
+    check(sim(d, s)["lock"] == {"state": "locked", "imei": A, "scope": scope or "imei"},
+          f"{label}: the SIM shows its lock: device A, scope {scope or 'imei'}")
+    return s
+
+
+def model_story(d, label, observe, imsi):
+    s = lock(d, label, observe, imsi, "device_model")
+    observe(A2)
+    body = sim(d, s)
+    check(body["bar"]["state"] == "none" and not bar_orders(d, s)
+          and body["last_seen_imei"] == A2 and body["lock"]["imei"] == A,
+          f"{label}: moved to another device of the same model: no bar, last seen A2 (R16, R5)")
+    observe(A3)
+    check(sim(d, s)["bar"]["state"] == "none" and not bar_orders(d, s),
+          f"{label}: and to a third device of the model: still no bar")
+    observe(OTHER)
+    body = sim(d, s)
+    check(body["bar"]["state"] == "bar_pending" and body["bar"]["trigger_imei"] == OTHER
+          and len(bar_orders(d, s)) == 1,
+          f"{label}: a device of another model raises one Bar order (R16, R7)")
+
+
+def main():
+    if not shutil.which("erl"):
+        raise SystemExit("erl not found: install erlang-base and erlang-diameter "
+                         "(scripts/install-deps.sh)")
+    work = tempfile.mkdtemp(prefix="imeilock-model-erl-")
+    state_dir = tempfile.mkdtemp(prefix="imeilockd-test-")
+    d = h.Daemon(config_text=dst.daemon_config(state_dir), state_dir=state_dir)
+    erl = None
+    ok = False
+    try:
+        erl = dst.ErlangClient(work)
+        d.start()
+        erl.wait_ready()
+        kind, f = dst.fields(erl.cmd(f"{{connect, {d.ports['diameter']}, {dst.CLIENT_TW_MS}}}."))
+        check(kind == "up" and f.get("Result-Code") == "2001", "CER/CEA with the Erlang peer")
+
+        model_story(d, "RADIUS", radius_feed(d, "234550000000001", "model-r1"), "234550000000001")
+        model_story(d, "Diameter", diameter_feed(erl, "234550000000002", "ctf1;rf;model2"),
+                    "234550000000002")
+
+        # The default scope: the product text, the same-model move bars.
+        observe = radius_feed(d, "234550000000003", "model-r3")
+        s = lock(d, "RADIUS, scope imei", observe, "234550000000003", None)
+        observe(A2)
+        body = sim(d, s)
+        check(body["bar"]["state"] == "bar_pending" and body["bar"]["trigger_imei"] == A2,
+              "scope imei (default): another device of the same model is a violation (R7)")
+
+        st, res = d.api("POST", f"/v1/sims/{s}/orders", {"type": "bar", "lock_scope": "imei"})
+        check(st == 422 and "lock_scope" in res["error"]["message"],
+              "lock_scope on an order that enables no lock is refused with a reason")
+        ok = True
+        print("device-model lock stories passed")
+    finally:
+        if erl is not None:
+            erl.close()
+        d.kill9()
+        shutil.rmtree(work, ignore_errors=True)
+        if ok:
+            shutil.rmtree(state_dir, ignore_errors=True)
+        else:
+            print(f"kept {state_dir}; daemon log:\n{d.log()[-4000:]}")
+
+
+if __name__ == "__main__":
+    main()
