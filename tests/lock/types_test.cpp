@@ -49,5 +49,7 @@ TEST_CASE("every rejection has a name and a sentence", "[types]") {
 }
 
 TEST_CASE("sim_state stays compact", "[types]") {
-  CHECK(sizeof(sim_state) <= 48);
+  // 48 bytes until the lock scope (R16) took one more byte, which the
+  // alignment of the 8-byte members rounds up to 8.
+  CHECK(sizeof(sim_state) <= 56);
 }
