@@ -22,7 +22,6 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import harness as h  # noqa: E402
 import diameter_stories_test as dst  # noqa: E402
-import radius_stories_test as rst  # noqa: E402
 
 A = h.imei15("35209900176148")       # model (TAC) 35209900
 A2 = h.imei15("35209900123456")      # same model, another device
@@ -80,7 +79,7 @@ def diameter_feed(erl, imsi, session_id):
 
 
 def lock(d, label, observe, imsi, scope):
-    s = rst.new_sim(d, imsi)
+    s = d.new_sim(imsi)
     observe(A)
     body = {"type": "enable_imei_lock"}
     if scope:
@@ -117,14 +116,14 @@ def main():
                          "(scripts/install-deps.sh)")
     work = tempfile.mkdtemp(prefix="imeilock-model-erl-")
     state_dir = tempfile.mkdtemp(prefix="imeilockd-test-")
-    d = h.Daemon(config_text=dst.daemon_config(state_dir), state_dir=state_dir)
+    d = h.Daemon(config_text=h.diameter_peer_config(state_dir), state_dir=state_dir)
     erl = None
     ok = False
     try:
-        erl = dst.ErlangClient(work)
+        erl = h.ErlangClient(work)
         d.start()
         erl.wait_ready()
-        kind, f = dst.fields(erl.cmd(f"{{connect, {d.ports['diameter']}, {dst.CLIENT_TW_MS}}}."))
+        kind, f = h.connect_erlang(d, erl)
         check(kind == "up" and f.get("Result-Code") == "2001", "CER/CEA with the Erlang peer")
 
         model_story(d, "RADIUS", radius_feed(d, "234550000000001", "model-r1"), "234550000000001")
