@@ -122,7 +122,7 @@ webhooks:
                 "the SIM locked to B")
         h.check(True, "after 'Unbar and update to last seen IMEI' the page shows the SIM locked to B")
         sim = d.api("GET", f"/v1/sims/{iccid}")[1]
-        h.check(sim["lock"] == {"state": "locked", "imei": B} and sim["bar"]["state"] == "none",
+        h.check(sim["lock"] == {"state": "locked", "imei": B, "scope": "imei"} and sim["bar"]["state"] == "none",
               "the daemon agrees (R11)")
         h.wait_until(lambda: "unbar_completed" in hooks.names(), timeout=10, what="unbar_completed")
         h.check(True, "unbar_completed webhook delivered")

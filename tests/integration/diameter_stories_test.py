@@ -103,14 +103,14 @@ def story_move_and_update_to_last_seen(d, erl):
             "ACR START, User-Equipment-Info ASCII IMEISV: last seen IMEI learnt (R2)")
     st, _ = d.order(s, type="enable_imei_lock")
     h.check(st == 202, "enable_imei_lock accepted (R1: multinet is eligible)")
-    h.wait_until(lambda: d.sim(s)["lock"] == {"state": "locked", "imei": A}, what="locked to A")
+    h.wait_until(lambda: d.sim(s)["lock"] == {"state": "locked", "imei": A, "scope": "imei"}, what="locked to A")
     h.check(True, "R4 enable on a live SIM locks to the last seen IMEI")
 
     # A firmware update (new SVN, digits 15-16) is the same device (R2).
     acr(erl, "ctf1;rf;1", INTERIM, 1, imsi, terminal(A, "02"))
     acr(erl, "ctf1;rf;1", INTERIM, 2, imsi, imeisv_3gpp(A[:14] + "77"))
     body = d.sim(s)
-    h.check(body["lock"] == {"state": "locked", "imei": A} and body["last_seen_imei"] == A
+    h.check(body["lock"] == {"state": "locked", "imei": A, "scope": "imei"} and body["last_seen_imei"] == A
             and body["bar"]["state"] == "none" and not d.orders(s, "bar"),
             "new software version (Terminal-Information 1402/1403, top-level 3GPP-IMEISV) "
             "is the same device: no bar (R2)")
@@ -146,7 +146,7 @@ def story_move_and_update_to_last_seen(d, erl):
     st, _ = d.order(s, type="unbar", unbar_mode="update_to_last_seen")
     h.check(st == 202, "unbar update_to_last_seen accepted")
     h.wait_until(lambda: d.sim(s)["bar"]["state"] == "none", what="unbarred")
-    h.check(d.sim(s)["lock"] == {"state": "locked", "imei": B}, "R11 lock moved to B")
+    h.check(d.sim(s)["lock"] == {"state": "locked", "imei": B, "scope": "imei"}, "R11 lock moved to B")
     acr(erl, "ctf1;rf;1", STOP, 5, imsi, uei_ascii(B[:14] + "01"))
     ccr(erl, "ctf1;gy;1", TERMINATION, 2, imsi, uei_hex(B))
     body = d.sim(s)
@@ -162,7 +162,7 @@ def story_keep_lock(d, erl):
     h.check(d.sim(s)["last_seen_imei"] == A,
             "CCR INITIAL, Terminal-Information in PS-Information: last seen IMEI A")
     d.order(s, type="enable_imei_lock")
-    h.wait_until(lambda: d.sim(s)["lock"] == {"state": "locked", "imei": A}, what="s2 locked")
+    h.wait_until(lambda: d.sim(s)["lock"] == {"state": "locked", "imei": A, "scope": "imei"}, what="s2 locked")
     ccr(erl, "ctf1;gy;2", UPDATE, 1, imsi, ps(imeisv_3gpp(B[:14] + "01")))
     body = d.sim(s)
     h.check(body["bar"]["state"] == "bar_pending" and body["bar"]["trigger_imei"] == B,
@@ -172,7 +172,7 @@ def story_keep_lock(d, erl):
     st, o = d.order(s, type="unbar", unbar_mode="keep_lock")
     h.check(st == 202 and o.get("warnings"), "R10 keep_lock in the 2nd device: accepted with a warning")
     h.wait_until(lambda: d.sim(s)["bar"]["state"] == "none", what="s2 unbarred")
-    h.check(d.sim(s)["lock"] == {"state": "locked", "imei": A}, "R10 lock unchanged (A)")
+    h.check(d.sim(s)["lock"] == {"state": "locked", "imei": A, "scope": "imei"}, "R10 lock unchanged (A)")
     ccr(erl, "ctf1;gy;2", UPDATE, 2, imsi, ps(uei_ascii(B[:14] + "01")))
     body = d.sim(s)
     h.check(body["bar"]["state"] == "none" and len(d.orders(s, "bar")) == 1,
@@ -210,7 +210,7 @@ def story_no_imei(d, erl):
     h.check(d.sim(s)["lock"]["state"] == "awaiting_first_imei", "R3 still awaiting after no IMEI")
     acr(erl, "ctf1;rf;3", INTERIM, 4, imsi, ps(uei_hex(C)))
     body = d.sim(s)
-    h.check(body["lock"] == {"state": "locked", "imei": C} and body["bar"]["state"] == "none",
+    h.check(body["lock"] == {"state": "locked", "imei": C, "scope": "imei"} and body["bar"]["state"] == "none",
             "R6 first IMEI (UTF-8 hex in PS-Information) becomes the lock, no bar")
     acr(erl, "ctf1;rf;3", STOP, 5, imsi, NO_IMEI)
 

@@ -190,7 +190,7 @@ def violate(d, imsi, session):
     check(h.response_ok(pkt, h.radius_exchange(port, pkt)), f"{session}: Start from device A answered")
     st, _ = d.api("POST", f"/v1/sims/{iccid}/orders", {"type": "enable_imei_lock"})
     check(st == 202, "enable_imei_lock accepted")
-    h.wait_until(lambda: d.api("GET", f"/v1/sims/{iccid}")[1]["lock"] == {"state": "locked", "imei": A},
+    h.wait_until(lambda: d.api("GET", f"/v1/sims/{iccid}")[1]["lock"] == {"state": "locked", "imei": A, "scope": "imei"},
                  what="locked to A")
     pkt = h.accounting_request(2, imsi, B, status_type=3, session_id=session,
                                msisdn="447700900041")

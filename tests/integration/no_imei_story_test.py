@@ -172,18 +172,18 @@ def main():
         st, res = d.api("POST", f"/v1/sims/{s_c}/orders", {"type": "enable_imei_lock"})
         check(st == 202 and not any("never with an IMEI" in w for w in res.get("warnings") or []),
               "a SIM observed with an IMEI: enable_imei_lock without the warning")
-        h.wait_until(lambda: sim(d, s_c)["lock"] == {"state": "locked", "imei": A},
+        h.wait_until(lambda: sim(d, s_c)["lock"] == {"state": "locked", "imei": A, "scope": "imei"},
                      what="locked to A")
         check(s_c not in listed(d, "never_with_imei=true") and gauge(d) == 2,
               "a SIM observed with an IMEI is neither listed nor counted")
 
         # The first record with an IMEI: R6, and out of the list and the gauge.
         radius_s(A)
-        h.wait_until(lambda: sim(d, s_r)["lock"] == {"state": "locked", "imei": A},
+        h.wait_until(lambda: sim(d, s_r)["lock"] == {"state": "locked", "imei": A, "scope": "imei"},
                      what="RADIUS SIM locked")
         check(True, "RADIUS: the first record with an IMEI sets the lock (R6)")
         diameter_s(B)
-        h.wait_until(lambda: sim(d, s_d)["lock"] == {"state": "locked", "imei": B},
+        h.wait_until(lambda: sim(d, s_d)["lock"] == {"state": "locked", "imei": B, "scope": "imei"},
                      what="Diameter SIM locked")
         check(True, "Diameter: the first record with an IMEI sets the lock (R6)")
         h.wait_until(lambda: sim(d, s_r)["last_imei_at"] is not None

@@ -58,7 +58,7 @@ def main():
         h.check(d.sim(s)["last_seen_imei"] == A, "last seen IMEI learnt from the IMEISV (R2)")
         st, o = d.order(s, type="enable_imei_lock")
         h.check(st == 202, "enable_imei_lock accepted (R1: multinet is eligible)")
-        h.wait_until(lambda: d.sim(s)["lock"] == {"state": "locked", "imei": A}, what="locked to A")
+        h.wait_until(lambda: d.sim(s)["lock"] == {"state": "locked", "imei": A, "scope": "imei"}, what="locked to A")
         h.check(True, "R4 enable on a live SIM locks to the last seen IMEI")
         h.check(radclient(port, imsi, B[:14] + "02"), "traffic from device B answered")
         t0 = time.monotonic()
@@ -78,7 +78,7 @@ def main():
         st, o = d.order(s, type="unbar", unbar_mode="update_to_last_seen")
         h.check(st == 202, "unbar update_to_last_seen accepted")
         h.wait_until(lambda: d.sim(s)["bar"]["state"] == "none", what="unbarred")
-        h.check(d.sim(s)["lock"] == {"state": "locked", "imei": B}, "R11 lock moved to B")
+        h.check(d.sim(s)["lock"] == {"state": "locked", "imei": B, "scope": "imei"}, "R11 lock moved to B")
 
         # Unbar keeping the lock while still in the 2nd device (R10).
         imsi2 = "234500000000002"
@@ -111,7 +111,7 @@ def main():
         h.check(pyrad_send(port, imsi4, A[:14] + "07", "Start", "py-1"), "pyrad Start answered")
         h.check(d.sim(s4)["last_seen_imei"] == A, "pyrad: last seen IMEI learnt")
         d.order(s4, type="enable_imei_lock")
-        h.wait_until(lambda: d.sim(s4)["lock"] == {"state": "locked", "imei": A},
+        h.wait_until(lambda: d.sim(s4)["lock"] == {"state": "locked", "imei": A, "scope": "imei"},
                      what="pyrad SIM locked to A")
         h.check(pyrad_send(port, imsi4, B[:14] + "07", "Interim-Update", "py-1"),
                 "pyrad Interim-Update from device B answered")

@@ -38,7 +38,7 @@ def story(d, label, observe, imsi):
     h.check(d.sim(s)["last_seen_imei"] == A, f"{label}: last seen IMEI A")
     st, _ = d.api("POST", f"/v1/sims/{s}/orders", {"type": "enable_imei_lock"})
     h.check(st == 202, f"{label}: enable_imei_lock accepted")
-    h.wait_until(lambda: d.sim(s)["lock"] == {"state": "locked", "imei": A}, what="locked to A")
+    h.wait_until(lambda: d.sim(s)["lock"] == {"state": "locked", "imei": A, "scope": "imei"}, what="locked to A")
 
     observe(A, False)
     h.check(d.sim(s)["bar"]["state"] == "none",
@@ -56,7 +56,7 @@ def story(d, label, observe, imsi):
             f"{label}: keep_lock in device B accepted with the strict-mode warning naming A and B")
     h.wait_until(lambda: d.sim(s)["bar"]["state"] == "none", what="unbarred")
     body = d.sim(s)
-    h.check(body["lock"] == {"state": "locked", "imei": A} and body["last_seen_imei"] == B,
+    h.check(body["lock"] == {"state": "locked", "imei": A, "scope": "imei"} and body["last_seen_imei"] == B,
             f"{label}: unbarred, the lock kept on A, last seen B")
 
     # The next use in B is no change event (last seen is B), yet strict mode bars.

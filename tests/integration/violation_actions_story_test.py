@@ -92,7 +92,7 @@ def lock_to_a(d, label, observe, imsi, network):
     observe(A, True)
     st, _ = d.order(s, type="enable_imei_lock")
     h.check(st == 202, f"{label}: enable_imei_lock accepted")
-    h.wait_until(lambda: d.sim(s)["lock"] == {"state": "locked", "imei": A}, what="locked to A")
+    h.wait_until(lambda: d.sim(s)["lock"] == {"state": "locked", "imei": A, "scope": "imei"}, what="locked to A")
     return s
 
 
@@ -106,7 +106,7 @@ def alert_story(d, hooks, label, observe, imsi):
     h.check(body["bar"]["state"] == "none" and body["pending_order"] is None,
             f"{label}: violation in monitor mode: no bar pending, no order in flight")
     h.check(body["alerted"] is True and body["last_seen_imei"] == B
-            and body["lock"] == {"state": "locked", "imei": A},
+            and body["lock"] == {"state": "locked", "imei": A, "scope": "imei"},
             f"{label}: the SIM is marked alerted, last seen moved to B, still locked to A")
     h.check(not d.orders(s, "bar"), f"{label}: no Bar order raised")
     audited = [e for e in d.events(s) if "monitor mode: no Bar order" in (e.get("detail") or "")]

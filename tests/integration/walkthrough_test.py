@@ -71,7 +71,7 @@ def main():
         assert r.returncode == 0, f"walkthrough failed with exit code {r.returncode}"
 
         final = json.loads(out.split("### final state", 1)[1])
-        assert final["lock"] == {"state": "locked", "imei": DEVICE_B}, final
+        assert final["lock"] == {"state": "locked", "imei": DEVICE_B, "scope": "imei"}, final
         assert final["bar"]["state"] == "none", final
         assert final["last_seen_imei"] == DEVICE_B, final
         # What the walkthrough showed along the way.
