@@ -1,4 +1,5 @@
 // The compact inventory index (no actors).
+#include "actors/context.hpp"
 #include "actors/inventory.hpp"
 #include "actors/sim_layer_config.hpp"
 #include "config/section.hpp"
@@ -7,6 +8,7 @@
 
 #include <random>
 #include <unordered_map>
+#include <utility>
 
 using namespace imeilock;
 using actors::no_sim;
@@ -283,4 +285,32 @@ TEST_CASE("inventory: a reload changes each network's violation action, now and 
   CHECK(inv.policy(multinet).action == lock::violation_action::disconnect_and_bar);
   CHECK(inv.policy(ee).lock_eligible); // R1 unchanged
   CHECK(inv.policy(inv.intern("roamnet901")).action == lock::violation_action::disconnect_and_bar);
+}
+
+TEST_CASE("a passivated SIM's row is 64 bytes, and writing its state leaves the rest of the row",
+          "[inventory][memory]") {
+  // The row's network, flags and activity live in the state's tail padding
+  // ([[no_unique_address]]): a state assignment must copy the state's data
+  // only, never its padding.
+  STATIC_REQUIRE(sizeof(actors::compact_row) == 64);
+  actors::compact_row row;
+  row.network = 0x1234;
+  row.stored = true;
+  row.activity_dirty = true;
+  row.activity = {1'796'083'200, 1'796'083'100};
+  lock::sim_state next;
+  next.lock = lock::lock_state::locked;
+  next.scope = lock::lock_scope::device_model;
+  next.alerted = true;
+  next.lock_imei = 353490012345670;
+  row.state = next;
+  auto copy = next;
+  std::swap(row.state, copy);
+  row.state = copy;
+  CHECK(row.state == next);
+  CHECK(row.network == 0x1234);
+  CHECK(row.stored);
+  CHECK(row.activity_dirty);
+  CHECK(row.activity.observed_s == 1'796'083'200);
+  CHECK(row.activity.imei_seen_s == 1'796'083'100);
 }

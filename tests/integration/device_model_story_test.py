@@ -11,6 +11,11 @@ diameter_stories_test.py), for a SIM locked with lock_scope device_model:
   trigger the new device.
 A SIM locked with the default scope (imei) in the same daemon is barred by
 the same-model move, as the product text says.
+
+Allowed device models (R17), over RADIUS: on a network that lists the TACs
+its SIMs may be used in, a SIM awaiting its first IMEI that turns up in a
+device of another model is barred (one Bar order, the audit names R17) and
+the lock does not take that device; the first allowed device becomes the lock.
 """
 import os
 import shutil
@@ -27,6 +32,9 @@ A = h.imei15("35209900176148")       # model (TAC) 35209900
 A2 = h.imei15("35209900123456")      # same model, another device
 A3 = h.imei15("35209900654321")      # same model, a third device
 OTHER = h.imei15("35693803564380")   # another model
+
+# R17: on network ee, SIMs may be used only in devices of A's model.
+ALLOWED_TACS = "imei_lock:\n  allowed_tacs:\n    ee: ['35209900']\n"
 
 
 def check(cond, what):
@@ -110,13 +118,37 @@ def model_story(d, label, observe, imsi):
           f"{label}: a device of another model raises one Bar order (R16, R7)")
 
 
+def allowed_models_story(d):
+    for imsi, first, barred in (("234550000000004", OTHER, True), ("234550000000005", A2, False)):
+        s = d.new_sim(imsi, network="ee")
+        st, res = d.api("POST", f"/v1/sims/{s}/orders", {"type": "enable_imei_lock"})
+        check(st == 202, f"R17 {imsi}: enable_imei_lock accepted with no device seen yet")
+        h.wait_until(lambda: sim(d, s)["lock"]["state"] == "awaiting_first_imei",
+                     what="awaiting its first IMEI")
+        radius_feed(d, imsi, f"tac-{imsi}")(first)
+        body = sim(d, s)
+        if barred:
+            check(body["bar"]["state"] == "bar_pending" and body["bar"]["trigger_imei"] == OTHER
+                  and len(bar_orders(d, s)) == 1
+                  and body["lock"]["state"] == "awaiting_first_imei",
+                  "R17: awaiting its first IMEI, a device of a model ee does not allow raises one "
+                  "Bar order and does not become the lock")
+            st, events = d.api("GET", f"/v1/sims/{s}/events")
+            check(st == 200 and any("R17" in (e.get("detail") or "") for e in events["items"]),
+                  "R17: the SIM's audit log says why (R17, the model not allowed)")
+        else:
+            check(body["bar"]["state"] == "none" and not bar_orders(d, s)
+                  and body["lock"]["state"] == "locked" and body["lock"]["imei"] == A2,
+                  "R17: a device of the allowed model becomes the lock (R6), no bar")
+
+
 def main():
     if not shutil.which("erl"):
         raise SystemExit("erl not found: install erlang-base and erlang-diameter "
                          "(scripts/install-deps.sh)")
     work = tempfile.mkdtemp(prefix="imeilock-model-erl-")
     state_dir = tempfile.mkdtemp(prefix="imeilockd-test-")
-    d = h.Daemon(config_text=h.diameter_peer_config(state_dir), state_dir=state_dir)
+    d = h.Daemon(config_text=h.diameter_peer_config(state_dir, ALLOWED_TACS), state_dir=state_dir)
     erl = None
     ok = False
     try:
@@ -141,6 +173,7 @@ def main():
         st, res = d.api("POST", f"/v1/sims/{s}/orders", {"type": "bar", "lock_scope": "imei"})
         check(st == 422 and "lock_scope" in res["error"]["message"],
               "lock_scope on an order that enables no lock is refused with a reason")
+        allowed_models_story(d)
         ok = True
         print("device-model lock stories passed")
     finally:
