@@ -228,6 +228,29 @@ void section::read(std::string_view key, std::vector<std::pair<std::string, std:
   out = std::move(values);
 }
 
+void section::read(std::string_view key,
+                   std::vector<std::pair<std::string, std::vector<std::string>>>& out) {
+  auto n = get(key);
+  if (!n.IsDefined())
+    return;
+  if (!n.IsMap())
+    fail(key, "expected a mapping of names to lists");
+  std::vector<std::pair<std::string, std::vector<std::string>>> values;
+  for (const auto& kv : n) {
+    auto name = key_text(kv.first, key_path(key));
+    if (!kv.second.IsSequence())
+      throw error{key_path(key) + "." + name, line_of(kv.second), "expected a list of strings"};
+    std::vector<std::string> items;
+    for (const auto& item : kv.second) {
+      if (!item.IsScalar())
+        throw error{key_path(key) + "." + name, line_of(item), "expected a list of strings"};
+      items.push_back(item.Scalar());
+    }
+    values.emplace_back(std::move(name), std::move(items));
+  }
+  out = std::move(values);
+}
+
 void section::read(std::string_view key, endpoint& out) {
   auto n = get(key);
   if (!n.IsDefined())

@@ -63,6 +63,10 @@ public:
   /// A mapping of user-chosen names to strings (e.g. network -> action), in
   /// file order.
   void read(std::string_view key, std::vector<std::pair<std::string, std::string>>& out);
+  /// A mapping of user-chosen names to lists of strings (e.g. network -> TACs),
+  /// in file order.
+  void read(std::string_view key,
+            std::vector<std::pair<std::string, std::vector<std::string>>>& out);
   void read(std::string_view key, endpoint& out);
   void read(std::string_view key, std::vector<endpoint>& out);
   void read(std::string_view key, double& out, double min, double max);

@@ -27,6 +27,19 @@ void load(lock::eligibility_config& cfg, config::section s) {
   cfg.actions.clear();
   for (const auto& [network, text] : actions)
     cfg.actions.emplace_back(network, parse_action(s, "actions." + network, text));
+  std::vector<std::pair<std::string, std::vector<std::string>>> tacs;
+  s.read("allowed_tacs", tacs);
+  cfg.allowed_tacs.clear();
+  for (const auto& [network, texts] : tacs) {
+    std::vector<lock::tac_range> ranges;
+    for (const auto& text : texts) {
+      auto range = lock::parse_tac_range(text);
+      if (!range)
+        s.child("allowed_tacs").fail(network, range.error().message());
+      ranges.push_back(*range);
+    }
+    cfg.allowed_tacs.emplace_back(network, lock::tac_list{std::move(ranges)});
+  }
   s.finish();
   if (auto valid = lock::validate(cfg); !valid)
     s.fail(valid.error().where(), valid.error().message());

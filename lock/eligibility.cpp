@@ -45,6 +45,20 @@ problem find_problem(const eligibility_config& cfg) {
       return {"actions", "network \"" + cfg.actions[i].first +
                              "\" is not in lock_networks, so no SIM on it can violate a lock"};
   }
+  for (std::size_t i = 0; i < cfg.allowed_tacs.size(); ++i) {
+    const auto& [name, tacs] = cfg.allowed_tacs[i];
+    for (std::size_t j = 0; j < i; ++j)
+      if (cfg.allowed_tacs[j].first == name)
+        return {"allowed_tacs", "network \"" + name + "\" is listed twice"};
+    if (!contains(cfg.lock_networks, name))
+      return {"allowed_tacs." + name,
+              "network \"" + name + "\" is not in lock_networks, so no SIM on it can be locked"};
+    // An empty list would make every device a violation; no entry allows all.
+    if (tacs.empty())
+      return {"allowed_tacs." + name,
+              "the list is empty: list at least one TAC, or remove the network to allow any "
+              "device"};
+  }
   // R13 turns the lock on at activation: a network where the lock may not be
   // enabled at all cannot have it enabled at activation either.
   for (const auto& name : cfg.activation_lock_networks)
@@ -70,6 +84,9 @@ policy policy_for(const eligibility_config& cfg, std::string_view network) {
       p.lock_eligible && contains(cfg.activation_lock_networks, network);
   p.strict = cfg.strict;
   p.action = action_for(cfg, network);
+  for (const auto& [name, tacs] : cfg.allowed_tacs)
+    if (name == network)
+      p.allowed_tacs = &tacs;
   return p;
 }
 

@@ -30,6 +30,10 @@ struct eligibility_config {
   violation_action action = violation_action::bar;
   /// Per-network overrides of `action`, in file order (network, action).
   std::vector<std::pair<std::string, violation_action>> actions;
+  /// R17: per network, the device models (TACs) its SIMs may be used in
+  /// (network, list), in file order; a network not listed allows any device.
+  /// Read at start only (policies point into it): not reloadable.
+  std::vector<std::pair<std::string, tac_list>> allowed_tacs;
 };
 
 /// The action on `network`: its entry in cfg.actions, else cfg.action.
@@ -44,8 +48,8 @@ bool any_disconnect(const eligibility_config& cfg);
 /// duplicate names, an activation network that cannot be locked).
 expected<void> validate(const eligibility_config& cfg);
 
-/// The rules' view of one network (R1): eligibility, strict mode and the
-/// violation action.
+/// The rules' view of one network (R1): eligibility, strict mode, the
+/// violation action and the allowed device models (R17, pointing into `cfg`).
 /// An unknown or empty network name is eligible for nothing.
 policy policy_for(const eligibility_config& cfg, std::string_view network);
 

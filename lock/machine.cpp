@@ -1,5 +1,7 @@
 #include "lock/machine.hpp"
 
+#include <algorithm>
+#include <string>
 #include <utility>
 
 namespace imeilock::lock {
@@ -8,6 +10,12 @@ namespace {
 
 std::string show(device_id d) {
   return d == no_device ? std::string{"none"} : format_imei(d);
+}
+
+/// A device's TAC as its 8 digits (R17).
+std::string tac_text(device_id d) {
+  auto digits = std::to_string(tac_of(d));
+  return std::string(8 - std::min<std::size_t>(8, digits.size()), '0') + digits;
 }
 
 /// One application of one event: the working copy of the state, the outcome
@@ -103,8 +111,9 @@ void step::on(const observed& e) {
   const bool frozen = imei_lock_bar_active(s());
   const bool change = d != s().last_seen_imei; // R5
 
-  if (s().lock == lock_state::awaiting_first_imei) {
-    // R6: the first device seen becomes the lock; no bar.
+  const bool allowed = allowed_device(pol_, d); // R17
+  if (s().lock == lock_state::awaiting_first_imei && allowed) {
+    // R6: the first (allowed) device seen becomes the lock; no bar.
     s().lock = lock_state::locked;
     s().lock_imei = d;
     detail_ = "R6: first device seen, locked to " + show(d);
@@ -120,7 +129,8 @@ void step::on(const observed& e) {
     return; // R9: last seen stays at the trigger; R7: no second bar
 
   const bool other_device =
-      s().lock == lock_state::locked && !same_lock_device(s().scope, s().lock_imei, d); // R16
+      (s().lock == lock_state::locked && !same_lock_device(s().scope, s().lock_imei, d)) || // R16
+      (s().lock != lock_state::off && !allowed);                                            // R17
   // R7 needs a change event; strict mode bars on any other device (in
   // monitor mode: reports it once, then only when the device changes).
   const bool strict_hit = pol_.strict && !(pol_.action == violation_action::alert && s().alerted);
@@ -145,7 +155,10 @@ void step::violation(device_id d, bool change) {
   }
   const device_id locked_to = s().lock_imei;
   const std::string what =
-      "R7: violation, locked to " + show(locked_to) + " but seen in " + show(d);
+      allowed_device(pol_, d)
+          ? "R7: violation, locked to " + show(locked_to) + " but seen in " + show(d)
+          : "R17: violation, seen in " + show(d) + " whose model (TAC " + tac_text(d) +
+                ") the network does not allow";
   if (pol_.action == violation_action::alert) {
     // Monitor mode: record, count and notify what enforcing would do, but
     // raise no order and leave any bar as it is; last seen moves (R5).

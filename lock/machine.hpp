@@ -64,12 +64,21 @@
 //    violation actions compare models instead of devices the same way
 //    (same_lock_device()). The scope is set when the order is placed (the
 //    lock is off then, so it changes nothing until the order completes).
+//  - R17 allowed device models (issue 13, beyond the product text): a
+//    network may list the TACs (device models) its SIMs may be used in
+//    (policy::allowed_tacs; none listed: any device). A SIM whose lock is on
+//    that makes a change event into a device outside the list violates its
+//    lock (R7's consequences: trigger, bar or the network's action), also
+//    while it awaits its first IMEI: such a device never becomes the lock
+//    (R6 takes the first allowed device). As with R7 it takes a change event,
+//    or strict mode; a device the operator locked to by R11 is not barred again.
 //  - Observations follow the same rules whatever the SIM's status; enable,
 //    bar and activate check the status, disable and unbar do not.
 //  - Every accepted order and every state change yields exactly one audit
 //    record; updated_at_ms = now_ms on every change.
 
 #include "lock/imei.hpp"
+#include "lock/tac_list.hpp"
 #include "lock/types.hpp"
 
 #include <cstdint>
@@ -86,6 +95,9 @@ struct policy {
   bool lock_on_activation_eligible = false; ///< R1/R13: lock may be set at activation
   bool strict = false;                      ///< bar on any IMEI != lock (closes the R10 caveat)
   violation_action action = violation_action::bar; ///< what a violation does (R7)
+  /// R17: the device models the network allows; null when it lists none (any
+  /// device). Points into the eligibility_config, which outlives every policy.
+  const tac_list* allowed_tacs = nullptr;
 };
 
 // -- Events ------------------------------------------------------------------
@@ -245,6 +257,12 @@ void note_order_id(outcome& o, std::uint64_t order_id);
 /// (scope device_model).
 constexpr bool same_lock_device(lock_scope scope, device_id lock_imei, device_id d) {
   return scope == lock_scope::device_model ? tac_of(lock_imei) == tac_of(d) : lock_imei == d;
+}
+
+/// R17: whether the network of `p` allows device `d` (any device when it
+/// lists no models).
+inline bool allowed_device(const policy& p, device_id d) {
+  return p.allowed_tacs == nullptr || p.allowed_tacs->allows(tac_of(d));
 }
 
 /// True while an IMEI-lock bar is pending, in force or being lifted: the time

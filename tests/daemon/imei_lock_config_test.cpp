@@ -99,3 +99,45 @@ TEST_CASE("violation actions load from YAML, errors name the key", "[eligibility
   CHECK_THROWS_AS(load_text("lock:\n  actions: [ee]\n"), config::error);
   CHECK_THROWS_AS(load_text("lock:\n  actions: {vodafone: alert}\n"), config::error);
 }
+
+TEST_CASE("R17 allowed device models load per network; a bad TAC names the network and line",
+          "[eligibility][tac]") {
+  eligibility_config cfg;
+  auto root = config::load_string("lock:\n"
+                                  "  lock_networks: [ee, three]\n"
+                                  "  activation_lock_networks: []\n"
+                                  "  allowed_tacs:\n"
+                                  "    three: ['35209900', '49015400-49015499']\n");
+  load(cfg, root.child("lock"));
+  root.finish();
+  auto p = policy_for(cfg, "three");
+  REQUIRE(p.allowed_tacs != nullptr);
+  CHECK(p.allowed_tacs->allows(35209900));
+  CHECK(p.allowed_tacs->allows(49015420));
+  CHECK_FALSE(p.allowed_tacs->allows(35693803));
+  CHECK(policy_for(cfg, "ee").allowed_tacs == nullptr);
+
+  auto failure = [](const std::string& text) -> config::error {
+    eligibility_config c;
+    auto r = config::load_string(text);
+    try {
+      load(c, r.child("lock"));
+    } catch (const config::error& e) {
+      return e;
+    }
+    FAIL("expected config::error");
+    return config::error{"", 0, ""};
+  };
+  auto e = failure("lock:\n  lock_networks: [ee]\n  activation_lock_networks: []\n  "
+                   "allowed_tacs:\n    ee: ['3520990']\n");
+  CHECK(e.key_path() == "lock.allowed_tacs.ee");
+  CHECK(e.line() == 5);
+  CHECK(e.message().find("\"3520990\"") != std::string::npos);
+  e = failure("lock:\n  lock_networks: [ee]\n  activation_lock_networks: []\n  allowed_tacs:\n    "
+              "three: ['35209900']\n");
+  CHECK(e.key_path() == "lock.allowed_tacs.three");
+  CHECK(e.message().find("lock_networks") != std::string::npos);
+  e = failure("lock:\n  lock_networks: [ee]\n  activation_lock_networks: []\n  allowed_tacs:\n    "
+              "ee: '35209900'\n");
+  CHECK(e.key_path() == "lock.allowed_tacs.ee");
+}

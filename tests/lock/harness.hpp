@@ -30,6 +30,9 @@ public:
     state.status = status;
   }
 
+  /// The network's policy; a test may change it between events (a reload).
+  policy& network_policy() { return pol_; }
+
   static policy eligible() { return policy{true, false, false}; }
   static policy roamnet901() { return policy{true, true, false}; }
   static policy ineligible() { return policy{false, false, false}; }
