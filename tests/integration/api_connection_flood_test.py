@@ -20,12 +20,6 @@ MAX_CONNECTIONS = 512  # the default api.max_connections
 HEADER_TIMEOUT = 3  # seconds, set below (the default is 10s; shorter keeps the test quick)
 
 
-def check(cond, what):
-    if not cond:
-        raise AssertionError(what)
-    print(f"ok - {what}", flush=True)
-
-
 def open_idle(port, count, sources):
     """`count` connections that send nothing, spread over `sources` in turn."""
     out = []
@@ -66,9 +60,9 @@ def ctl(d, *args):
 
 def operator_is_served(d, label):
     (st, body), ms = timed(lambda: d.api("GET", "/v1/sims?limit=1", timeout=5))
-    check(st == 200, f"{label}: GET /v1/sims with a token answered 200 ({ms:.0f} ms)")
+    h.check(st == 200, f"{label}: GET /v1/sims with a token answered 200 ({ms:.0f} ms)")
     r, ms = timed(lambda: ctl(d, "sims", "list", "--limit", "1"))
-    check(r.returncode == 0,
+    h.check(r.returncode == 0,
           f"{label}: imeilockctl sims list answered ({ms:.0f} ms, exit {r.returncode} {r.stderr.strip()})")
 
 
@@ -89,7 +83,7 @@ def main():
         idle = open_idle(port, MAX_CONNECTIONS, ["127.0.0.1"])
         operator_is_served(d, "512 idle connections from 127.0.0.1")
         evicted = d.metric("imeilock_api_connections_evicted_total", limit="per_source")
-        check(evicted is not None and evicted >= MAX_CONNECTIONS - 64,
+        h.check(evicted is not None and evicted >= MAX_CONNECTIONS - 64,
               f"one address holds at most 64 slots: {evicted:.0f} of its idle connections evicted")
         for s in idle:
             s.close()
@@ -106,23 +100,23 @@ def main():
                      what="512 connections open")
         operator_is_served(d, "512 idle connections from 8 addresses (max_connections full)")
         after = d.metric("imeilock_api_connections_evicted_total", limit="max_connections")
-        check(after is not None and after > before,
+        h.check(after is not None and after > before,
               f"the operator's connections took idle slots ({after - before:.0f} evicted)")
         rejected = d.metric("imeilock_api_connections_rejected_total") or 0
-        check(rejected == 0, "no connection with a token was refused")
+        h.check(rejected == 0, "no connection with a token was refused")
 
         # The idle ones are closed after header_timeout, not idle_timeout (1 min).
         h.wait_until(lambda: sum(is_closed(s) for s in idle) == len(idle),
                      timeout=HEADER_TIMEOUT + 10, what="every idle connection closed")
         elapsed = time.monotonic() - t0
-        check(elapsed < HEADER_TIMEOUT + 10,
+        h.check(elapsed < HEADER_TIMEOUT + 10,
               f"all 512 idle connections closed {elapsed:.1f} s after they opened "
               f"(header_timeout {HEADER_TIMEOUT}s)")
         timeouts = d.metric("imeilock_api_header_timeouts_total")
-        check(timeouts is not None and timeouts >= MAX_CONNECTIONS - 8,
+        h.check(timeouts is not None and timeouts >= MAX_CONNECTIONS - 8,
               f"header timeouts counted: {timeouts:.0f}")
         operator_is_served(d, "after the flood")
-        check(d.stop() == 0, "the daemon stops cleanly")
+        h.check(d.stop() == 0, "the daemon stops cleanly")
     except BaseException:
         print(d.log()[-4000:], file=sys.stderr)
         raise

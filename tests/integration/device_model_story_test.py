@@ -19,7 +19,6 @@ the lock does not take that device; the first allowed device becomes the lock.
 """
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 
@@ -37,53 +36,10 @@ OTHER = h.imei15("35693803564380")   # another model
 ALLOWED_TACS = "imei_lock:\n  allowed_tacs:\n    ee: ['35209900']\n"
 
 
-def check(cond, what):
-    if not cond:
-        raise AssertionError(what)
-    print(f"ok - {what}", flush=True)
-
-
-def sim(d, iccid):
-    st, body = d.api("GET", f"/v1/sims/{iccid}")
-    assert st == 200, (st, body)
-    return body
-
-
 def bar_orders(d, iccid):
     st, body = d.api("GET", f"/v1/sims/{iccid}/orders")
     assert st == 200, (st, body)
     return [o for o in body["items"] if o["type"] == "bar"]
-
-
-def radclient(port, imsi, imeisv, session_time, session_id):
-    attrs = (f'User-Name = "{imsi}", Acct-Status-Type = Interim-Update, '
-             f'Acct-Session-Id = "{session_id}", NAS-IP-Address = 127.0.0.1, '
-             f'3GPP-IMSI = "{imsi}", 3GPP-IMEISV = "{imeisv}", '
-             f'Acct-Session-Time = {session_time}')
-    r = subprocess.run(["radclient", "-r", "2", "-t", "2", "-q", f"127.0.0.1:{port}", "acct",
-                        h.EXAMPLE_RADIUS_SECRET.decode()],
-                       input=attrs.encode(), capture_output=True, timeout=20)
-    return r.returncode == 0
-
-
-def radius_feed(d, imsi, session_id):
-    session_time = [0]
-
-    def observe(imei):
-        check(radclient(d.ports["radius"], imsi, imei[:14] + "01", session_time[0], session_id),
-              f"RADIUS record of {imsi} from {imei} answered")
-        session_time[0] += 60
-    return observe
-
-
-def diameter_feed(erl, imsi, session_id):
-    number = [0]
-
-    def observe(imei):
-        dst.acr(erl, session_id, dst.START if number[0] == 0 else dst.INTERIM, number[0], imsi,
-                dst.uei_ascii(imei[:14] + "01"))
-        number[0] += 1
-    return observe
 
 
 def lock(d, label, observe, imsi, scope):
@@ -93,10 +49,10 @@ def lock(d, label, observe, imsi, scope):
     if scope:
         body["lock_scope"] = scope
     st, res = d.api("POST", f"/v1/sims/{s}/orders", body)
-    check(st == 202 and res["lock_scope"] == (scope or "imei"),
+    h.check(st == 202 and res["lock_scope"] == (scope or "imei"),
           f"{label}: enable_imei_lock accepted, the order carries lock_scope {scope or 'imei'}")
-    h.wait_until(lambda: sim(d, s)["lock"]["state"] == "locked", what="locked")
-    check(sim(d, s)["lock"] == {"state": "locked", "imei": A, "scope": scope or "imei"},
+    h.wait_until(lambda: d.sim(s)["lock"]["state"] == "locked", what="locked")
+    h.check(d.sim(s)["lock"] == {"state": "locked", "imei": A, "scope": scope or "imei"},
           f"{label}: the SIM shows its lock: device A, scope {scope or 'imei'}")
     return s
 
@@ -104,16 +60,16 @@ def lock(d, label, observe, imsi, scope):
 def model_story(d, label, observe, imsi):
     s = lock(d, label, observe, imsi, "device_model")
     observe(A2)
-    body = sim(d, s)
-    check(body["bar"]["state"] == "none" and not bar_orders(d, s)
+    body = d.sim(s)
+    h.check(body["bar"]["state"] == "none" and not bar_orders(d, s)
           and body["last_seen_imei"] == A2 and body["lock"]["imei"] == A,
           f"{label}: moved to another device of the same model: no bar, last seen A2 (R16, R5)")
     observe(A3)
-    check(sim(d, s)["bar"]["state"] == "none" and not bar_orders(d, s),
+    h.check(d.sim(s)["bar"]["state"] == "none" and not bar_orders(d, s),
           f"{label}: and to a third device of the model: still no bar")
     observe(OTHER)
-    body = sim(d, s)
-    check(body["bar"]["state"] == "bar_pending" and body["bar"]["trigger_imei"] == OTHER
+    body = d.sim(s)
+    h.check(body["bar"]["state"] == "bar_pending" and body["bar"]["trigger_imei"] == OTHER
           and len(bar_orders(d, s)) == 1,
           f"{label}: a device of another model raises one Bar order (R16, R7)")
 
@@ -122,22 +78,22 @@ def allowed_models_story(d):
     for imsi, first, barred in (("234550000000004", OTHER, True), ("234550000000005", A2, False)):
         s = d.new_sim(imsi, network="ee")
         st, res = d.api("POST", f"/v1/sims/{s}/orders", {"type": "enable_imei_lock"})
-        check(st == 202, f"R17 {imsi}: enable_imei_lock accepted with no device seen yet")
-        h.wait_until(lambda: sim(d, s)["lock"]["state"] == "awaiting_first_imei",
+        h.check(st == 202, f"R17 {imsi}: enable_imei_lock accepted with no device seen yet")
+        h.wait_until(lambda: d.sim(s)["lock"]["state"] == "awaiting_first_imei",
                      what="awaiting its first IMEI")
-        radius_feed(d, imsi, f"tac-{imsi}")(first)
-        body = sim(d, s)
+        h.radius_feed(d, imsi, f"tac-{imsi}")(first)
+        body = d.sim(s)
         if barred:
-            check(body["bar"]["state"] == "bar_pending" and body["bar"]["trigger_imei"] == OTHER
+            h.check(body["bar"]["state"] == "bar_pending" and body["bar"]["trigger_imei"] == OTHER
                   and len(bar_orders(d, s)) == 1
                   and body["lock"]["state"] == "awaiting_first_imei",
                   "R17: awaiting its first IMEI, a device of a model ee does not allow raises one "
                   "Bar order and does not become the lock")
             st, events = d.api("GET", f"/v1/sims/{s}/events")
-            check(st == 200 and any("R17" in (e.get("detail") or "") for e in events["items"]),
+            h.check(st == 200 and any("R17" in (e.get("detail") or "") for e in events["items"]),
                   "R17: the SIM's audit log says why (R17, the model not allowed)")
         else:
-            check(body["bar"]["state"] == "none" and not bar_orders(d, s)
+            h.check(body["bar"]["state"] == "none" and not bar_orders(d, s)
                   and body["lock"]["state"] == "locked" and body["lock"]["imei"] == A2,
                   "R17: a device of the allowed model becomes the lock (R6), no bar")
 
@@ -156,22 +112,22 @@ def main():
         d.start()
         erl.wait_ready()
         kind, f = h.connect_erlang(d, erl)
-        check(kind == "up" and f.get("Result-Code") == "2001", "CER/CEA with the Erlang peer")
+        h.check(kind == "up" and f.get("Result-Code") == "2001", "CER/CEA with the Erlang peer")
 
-        model_story(d, "RADIUS", radius_feed(d, "234550000000001", "model-r1"), "234550000000001")
-        model_story(d, "Diameter", diameter_feed(erl, "234550000000002", "ctf1;rf;model2"),
+        model_story(d, "RADIUS", h.radius_feed(d, "234550000000001", "model-r1"), "234550000000001")
+        model_story(d, "Diameter", dst.feed(erl, "234550000000002", "ctf1;rf;model2"),
                     "234550000000002")
 
         # The default scope: the product text, the same-model move bars.
-        observe = radius_feed(d, "234550000000003", "model-r3")
+        observe = h.radius_feed(d, "234550000000003", "model-r3")
         s = lock(d, "RADIUS, scope imei", observe, "234550000000003", None)
         observe(A2)
-        body = sim(d, s)
-        check(body["bar"]["state"] == "bar_pending" and body["bar"]["trigger_imei"] == A2,
+        body = d.sim(s)
+        h.check(body["bar"]["state"] == "bar_pending" and body["bar"]["trigger_imei"] == A2,
               "scope imei (default): another device of the same model is a violation (R7)")
 
         st, res = d.api("POST", f"/v1/sims/{s}/orders", {"type": "bar", "lock_scope": "imei"})
-        check(st == 422 and "lock_scope" in res["error"]["message"],
+        h.check(st == 422 and "lock_scope" in res["error"]["message"],
               "lock_scope on an order that enables no lock is refused with a reason")
         allowed_models_story(d)
         ok = True

@@ -64,6 +64,21 @@ NO_IMEI = "none"
 ANSWERS = {"ACA": 0, "CCA": 0}
 
 
+def feed(erl, imsi, session_id):
+    """observe(imei=None, first=None): one ACR of SIM `imsi` in Diameter
+    session `session_id` (START for the session's first record unless `first`
+    says otherwise, else INTERIM), with User-Equipment-Info when `imei` is
+    given; checks the ACA (acr())."""
+    number = [0]
+
+    def observe(imei=None, first=None):
+        start = number[0] == 0 if first is None else first
+        acr(erl, session_id, START if start else INTERIM, number[0], imsi,
+            uei_ascii(imei[:14] + "01") if imei else NO_IMEI)
+        number[0] += 1
+    return observe
+
+
 def acr(erl, sid, rtype, num, imsi, imei):
     """One ACR (Rf); asserts ACA 2001 with the right echo (RFC 6733 9.7.2)."""
     line = erl.cmd(f'{{acr, "{sid}", {rtype}, {num}, "{imsi}", {imei}}}.')

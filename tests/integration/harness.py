@@ -336,6 +336,24 @@ def radclient(port, imsi, imeisv=None, status="Interim-Update", session="sess-1"
     return r.returncode == 0
 
 
+def radius_feed(d, imsi, session_id):
+    """observe(imei=None, first=False): one RADIUS record of SIM `imsi` in
+    session `session_id` through radclient (Start when `first`, else
+    Interim-Update), with 3GPP-IMEISV (the IMEI's 14 digits, software version
+    01) when `imei` is given; checks that it is answered. Each record carries
+    its own Acct-Session-Time, so none is taken for a retransmit."""
+    session_time = [0]
+
+    def observe(imei=None, first=False):
+        status = "Start" if first else "Interim-Update"
+        check(radclient(d.ports["radius"], imsi, imei[:14] + "01" if imei else None, status,
+                        session_id, session_time[0]),
+              f"RADIUS {status} of {imsi} {'from ' + imei if imei else 'without an IMEI'} "
+              "answered")
+        session_time[0] += 60
+    return observe
+
+
 def imei15(digits14):
     """The 15-digit IMEI: 14 identity digits + Luhn check digit."""
     return digits14 + luhn_full(digits14)

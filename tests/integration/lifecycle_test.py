@@ -11,12 +11,6 @@ sys.path.insert(0, os.path.dirname(__file__))
 import harness as h  # noqa: E402
 
 
-def check(cond, what):
-    if not cond:
-        raise AssertionError(what)
-    print(f"ok - {what}")
-
-
 def answered(d, secret, imsi="234500000000777", ident=1):
     pkt = h.accounting_request(ident, imsi, h.imei15("35349001234560"), secret=secret)
     resp = h.radius_exchange(d.ports["radius"], pkt, timeout=0.5, tries=2)
@@ -33,10 +27,10 @@ def main():
     try:
         d.start()
         st, body = d.api("GET", "/readyz", token=None)
-        check(st == 200, "/readyz answers 200 once the daemon is ready")
+        h.check(st == 200, "/readyz answers 200 once the daemon is ready")
         st, _ = d.api("GET", "/healthz", token=None)
-        check(st == 200, "/healthz answers 200")
-        check(answered(d, h.EXAMPLE_RADIUS_SECRET), "RADIUS answered with the configured secret")
+        h.check(st == 200, "/healthz answers 200")
+        h.check(answered(d, h.EXAMPLE_RADIUS_SECRET), "RADIUS answered with the configured secret")
 
         # SIGHUP with a rotated secret and a new log level: applied without a restart.
         cfg = open(d.config_path).read()
@@ -45,8 +39,8 @@ def main():
         open(d.config_path, "w").write(good)
         d.signal(signal.SIGHUP)
         wait_log(d, "daemon.reloaded log_level=debug")
-        check(answered(d, new_secret, ident=2), "SIGHUP: the rotated RADIUS secret is in force")
-        check(not answered(d, h.EXAMPLE_RADIUS_SECRET, ident=3),
+        h.check(answered(d, new_secret, ident=2), "SIGHUP: the rotated RADIUS secret is in force")
+        h.check(not answered(d, h.EXAMPLE_RADIUS_SECRET, ident=3),
               "SIGHUP: the old secret is refused (silently discarded)")
         pid_before = d.proc.pid
 
@@ -54,9 +48,9 @@ def main():
         open(d.config_path, "w").write(good + "\nradius_typo: 1\n")
         d.signal(signal.SIGHUP)
         wait_log(d, "daemon.reload_rejected")
-        check("radius_typo: unknown key" in d.log(), "the rejected reload names the bad key")
-        check(d.proc.pid == pid_before and d.proc.poll() is None, "the daemon keeps running")
-        check(answered(d, new_secret, ident=4), "the running configuration is still in force")
+        h.check("radius_typo: unknown key" in d.log(), "the rejected reload names the bad key")
+        h.check(d.proc.pid == pid_before and d.proc.poll() is None, "the daemon keeps running")
+        h.check(answered(d, new_secret, ident=4), "the running configuration is still in force")
         open(d.config_path, "w").write(good)
 
         # A state change, then SIGTERM: exit 0, and the change is there after restart.
@@ -64,25 +58,25 @@ def main():
         st, _ = d.api("PUT", f"/v1/sims/{iccid}", {"imsis": ["234500000000778"],
                                                     "msisdn": "447700900778",
                                                     "network": "multinet", "status": "active"})
-        check(st == 201, "a SIM is created")
+        h.check(st == 201, "a SIM is created")
         pkt = h.accounting_request(5, "234500000000778", h.imei15("35111100000000"),
                                    secret=new_secret)
-        check(h.response_ok(pkt, h.radius_exchange(d.ports["radius"], pkt), secret=new_secret),
+        h.check(h.response_ok(pkt, h.radius_exchange(d.ports["radius"], pkt), secret=new_secret),
               "a state-changing observation is acknowledged")
         t0 = time.monotonic()
         rc = d.stop()
-        check(rc == 0, f"SIGTERM: exit code 0 (got {rc})")
-        check(time.monotonic() - t0 < 20, "SIGTERM: stopped within the shutdown timeout")
+        h.check(rc == 0, f"SIGTERM: exit code 0 (got {rc})")
+        h.check(time.monotonic() - t0 < 20, "SIGTERM: stopped within the shutdown timeout")
         log = d.log()
-        check("daemon.stopped" in log, "the stop was logged")
+        h.check("daemon.stopped" in log, "the stop was logged")
         d.start()
         st, sim = d.api("GET", f"/v1/sims/{iccid}")
-        check(st == 200 and sim["last_seen_imei"] == h.imei15("35111100000000"),
+        h.check(st == 200 and sim["last_seen_imei"] == h.imei15("35111100000000"),
               "after the restart the acknowledged change is there")
         st, _ = d.api("GET", "/readyz", token=None)
-        check(st == 200, "ready again after the restart")
+        h.check(st == 200, "ready again after the restart")
         rc = d.stop()
-        check(rc == 0, "second clean stop")
+        h.check(rc == 0, "second clean stop")
     finally:
         d.kill9()
     print("lifecycle test passed")

@@ -20,7 +20,6 @@ diameter_stories_test.py):
 """
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -34,18 +33,6 @@ A = h.imei15("35349001234560")
 B = h.imei15("35876502222220")
 
 
-def check(cond, what):
-    if not cond:
-        raise AssertionError(what)
-    print(f"ok - {what}", flush=True)
-
-
-def sim(d, iccid):
-    st, body = d.api("GET", f"/v1/sims/{iccid}")
-    assert st == 200, (st, body)
-    return body
-
-
 def listed(d, query):
     st, body = d.api("GET", f"/v1/sims?{query}&limit=1000")
     assert st == 200, (st, body)
@@ -56,73 +43,37 @@ def gauge(d):
     return d.metric("imeilock_sims_awaiting_imei")
 
 
-def radclient(port, imsi, imeisv, session_time, session_id):
-    """One Interim-Update through radclient, with 3GPP-IMEISV only when
-    `imeisv` is given; True if answered. Each record has its own
-    Acct-Session-Time (identical records are retransmits)."""
-    attrs = (f'User-Name = "{imsi}", Acct-Status-Type = Interim-Update, '
-             f'Acct-Session-Id = "{session_id}", NAS-IP-Address = 127.0.0.1, '
-             f'3GPP-IMSI = "{imsi}", Acct-Session-Time = {session_time}')
-    if imeisv:
-        attrs += f', 3GPP-IMEISV = "{imeisv}"'
-    r = subprocess.run(["radclient", "-r", "2", "-t", "2", "-q", f"127.0.0.1:{port}", "acct",
-                        h.EXAMPLE_RADIUS_SECRET.decode()],
-                       input=attrs.encode(), capture_output=True, timeout=20)
-    return r.returncode == 0
-
-
-def radius_feed(d, imsi, session_id):
-    session_time = [0]
-
-    def observe(imei=None):
-        check(radclient(d.ports["radius"], imsi, imei[:14] + "01" if imei else None,
-                        session_time[0], session_id),
-              f"RADIUS record of {imsi} {'from ' + imei if imei else 'without an IMEI'} answered")
-        session_time[0] += 60
-    return observe
-
-
-def diameter_feed(erl, imsi, session_id):
-    number = [0]
-
-    def observe(imei=None):
-        dst.acr(erl, session_id, dst.START if number[0] == 0 else dst.INTERIM, number[0], imsi,
-                dst.uei_ascii(imei[:14] + "01") if imei else dst.NO_IMEI)
-        number[0] += 1
-    return observe
-
-
 def no_imei_story(d, label, observe, imsi, awaiting_before):
     """Records without an IMEI, then the lock enabled on the SIM."""
     s = d.new_sim(imsi)
-    body = sim(d, s)
-    check(body["last_observed_at"] is None and body["last_imei_at"] is None,
+    body = d.sim(s)
+    h.check(body["last_observed_at"] is None and body["last_imei_at"] is None,
           f"{label}: a SIM never observed shows neither time")
     observe()
     observe()
-    h.wait_until(lambda: sim(d, s)["last_observed_at"] is not None, timeout=10,
+    h.wait_until(lambda: d.sim(s)["last_observed_at"] is not None, timeout=10,
                  what="last_observed_at written behind")
-    body = sim(d, s)
-    check(body["last_imei_at"] is None and body["last_seen_imei"] is None,
+    body = d.sim(s)
+    h.check(body["last_imei_at"] is None and body["last_seen_imei"] is None,
           f"{label}: observed without an IMEI: last_observed_at set, last_imei_at null")
-    check(s in listed(d, "never_with_imei=true") and s not in listed(d, "never_with_imei=false"),
+    h.check(s in listed(d, "never_with_imei=true") and s not in listed(d, "never_with_imei=false"),
           f"{label}: GET /v1/sims?never_with_imei=true lists it")
 
     st, res = d.api("POST", f"/v1/sims/{s}/orders", {"type": "enable_imei_lock"})
-    check(st == 202, f"{label}: enable_imei_lock accepted")
+    h.check(st == 202, f"{label}: enable_imei_lock accepted")
     warnings = res.get("warnings") or []
-    check(any("never with an IMEI" in w and "no change event can bar the SIM" in w
+    h.check(any("never with an IMEI" in w and "no change event can bar the SIM" in w
               for w in warnings),
           f"{label}: the order carries the warning that the SIM never reported an IMEI")
-    h.wait_until(lambda: sim(d, s)["lock"]["state"] == "awaiting_first_imei",
+    h.wait_until(lambda: d.sim(s)["lock"]["state"] == "awaiting_first_imei",
                  what="awaiting its first IMEI")
-    check(True, f"{label}: R4 with no IMEI ever seen: the lock awaits its first IMEI")
+    h.check(True, f"{label}: R4 with no IMEI ever seen: the lock awaits its first IMEI")
     h.wait_until(lambda: gauge(d) == awaiting_before + 1, timeout=10,
                  what="imeilock_sims_awaiting_imei counts it")
-    check(True, f"{label}: imeilock_sims_awaiting_imei = {awaiting_before + 1}")
+    h.check(True, f"{label}: imeilock_sims_awaiting_imei = {awaiting_before + 1}")
     # More records without an IMEI change nothing about the lock (R3).
     observe()
-    check(sim(d, s)["lock"]["state"] == "awaiting_first_imei",
+    h.check(d.sim(s)["lock"]["state"] == "awaiting_first_imei",
           f"{label}: another record without an IMEI changes nothing (R3)")
     return s
 
@@ -148,69 +99,69 @@ def main():
         d.start()
         erl.wait_ready()
         kind, f = h.connect_erlang(d, erl)
-        check(kind == "up" and f.get("Result-Code") == "2001", "CER/CEA with the Erlang peer")
-        check(gauge(d) == 0, "imeilock_sims_awaiting_imei starts at 0")
+        h.check(kind == "up" and f.get("Result-Code") == "2001", "CER/CEA with the Erlang peer")
+        h.check(gauge(d) == 0, "imeilock_sims_awaiting_imei starts at 0")
 
-        radius_s = radius_feed(d, "234540000000001", "noimei-r1")
+        radius_s = h.radius_feed(d, "234540000000001", "noimei-r1")
         s_r = no_imei_story(d, "RADIUS", radius_s, "234540000000001", 0)
-        diameter_s = diameter_feed(erl, "234540000000002", "ctf1;rf;noimei2")
+        diameter_s = dst.feed(erl, "234540000000002", "ctf1;rf;noimei2")
         s_d = no_imei_story(d, "Diameter", diameter_s, "234540000000002", 1)
 
         # awaiting_imei_for: counted from the state change that set the lock waiting.
         time.sleep(2.2)
         waiting = listed(d, "awaiting_imei_for=2s")
-        check({s_r, s_d} <= waiting, "GET /v1/sims?awaiting_imei_for=2s lists both after 2 s")
-        check(not ({s_r, s_d} & listed(d, "awaiting_imei_for=1h")),
+        h.check({s_r, s_d} <= waiting, "GET /v1/sims?awaiting_imei_for=2s lists both after 2 s")
+        h.check(not ({s_r, s_d} & listed(d, "awaiting_imei_for=1h")),
               "GET /v1/sims?awaiting_imei_for=1h lists neither")
 
         # A SIM that did report an IMEI: no warning.
-        radius_c = radius_feed(d, "234540000000003", "noimei-r3")
+        radius_c = h.radius_feed(d, "234540000000003", "noimei-r3")
         s_c = d.new_sim("234540000000003")
         radius_c(A)
-        h.wait_until(lambda: sim(d, s_c)["last_imei_at"] is not None, timeout=10,
+        h.wait_until(lambda: d.sim(s_c)["last_imei_at"] is not None, timeout=10,
                      what="last_imei_at written behind")
         st, res = d.api("POST", f"/v1/sims/{s_c}/orders", {"type": "enable_imei_lock"})
-        check(st == 202 and not any("never with an IMEI" in w for w in res.get("warnings") or []),
+        h.check(st == 202 and not any("never with an IMEI" in w for w in res.get("warnings") or []),
               "a SIM observed with an IMEI: enable_imei_lock without the warning")
-        h.wait_until(lambda: sim(d, s_c)["lock"] == {"state": "locked", "imei": A, "scope": "imei"},
+        h.wait_until(lambda: d.sim(s_c)["lock"] == {"state": "locked", "imei": A, "scope": "imei"},
                      what="locked to A")
-        check(s_c not in listed(d, "never_with_imei=true") and gauge(d) == 2,
+        h.check(s_c not in listed(d, "never_with_imei=true") and gauge(d) == 2,
               "a SIM observed with an IMEI is neither listed nor counted")
 
         # The first record with an IMEI: R6, and out of the list and the gauge.
         radius_s(A)
-        h.wait_until(lambda: sim(d, s_r)["lock"] == {"state": "locked", "imei": A, "scope": "imei"},
+        h.wait_until(lambda: d.sim(s_r)["lock"] == {"state": "locked", "imei": A, "scope": "imei"},
                      what="RADIUS SIM locked")
-        check(True, "RADIUS: the first record with an IMEI sets the lock (R6)")
+        h.check(True, "RADIUS: the first record with an IMEI sets the lock (R6)")
         diameter_s(B)
-        h.wait_until(lambda: sim(d, s_d)["lock"] == {"state": "locked", "imei": B, "scope": "imei"},
+        h.wait_until(lambda: d.sim(s_d)["lock"] == {"state": "locked", "imei": B, "scope": "imei"},
                      what="Diameter SIM locked")
-        check(True, "Diameter: the first record with an IMEI sets the lock (R6)")
-        h.wait_until(lambda: sim(d, s_r)["last_imei_at"] is not None
-                     and sim(d, s_d)["last_imei_at"] is not None, timeout=10,
+        h.check(True, "Diameter: the first record with an IMEI sets the lock (R6)")
+        h.wait_until(lambda: d.sim(s_r)["last_imei_at"] is not None
+                     and d.sim(s_d)["last_imei_at"] is not None, timeout=10,
                      what="last_imei_at written behind")
-        check(not ({s_r, s_d} & listed(d, "never_with_imei=true")),
+        h.check(not ({s_r, s_d} & listed(d, "never_with_imei=true")),
               "SIMs that reported an IMEI leave the never_with_imei list")
         h.wait_until(lambda: gauge(d) == 0, timeout=10, what="the gauge back to 0")
-        check(True, "imeilock_sims_awaiting_imei back to 0")
+        h.check(True, "imeilock_sims_awaiting_imei back to 0")
 
         # Write-behind of an hour: only the clean stop writes the observation.
-        check(d.stop() == 0, "clean stop")
+        h.check(d.stop() == 0, "clean stop")
         with open(d.config_path, "w") as fh:
             fh.write(config("1h"))
         d.start()
         erl.close()
         erl = None
-        before = sim(d, s_r)["last_observed_at"]
+        before = d.sim(s_r)["last_observed_at"]
         time.sleep(1.1)
         radius_s(A)
         time.sleep(0.5)
-        check(sim(d, s_r)["last_observed_at"] == before,
+        h.check(d.sim(s_r)["last_observed_at"] == before,
               "activity_flush 1h: an observation that changes nothing is not written at once")
-        check(d.stop() == 0, "clean stop")
+        h.check(d.stop() == 0, "clean stop")
         d.start()
-        after = sim(d, s_r)["last_observed_at"]
-        check(after is not None and after > before,
+        after = d.sim(s_r)["last_observed_at"]
+        h.check(after is not None and after > before,
               f"the clean stop wrote the last observation ({before} -> {after})")
         ok = True
         print("no-IMEI stories passed")

@@ -63,30 +63,6 @@ def violation_count(d, network, action):
     return d.metric("imeilock_sim_violation_actions_total", network=network, action=action) or 0
 
 
-def radius_feed(d, imsi, session_id):
-    """observe(imei, first) over RADIUS for one SIM and session."""
-    session_time = [0]
-
-    def observe(imei, first=False):
-        status = "Start" if first else "Interim-Update"
-        h.check(h.radclient(d.ports["radius"], imsi, imei[:14] + "01", status, session_id,
-                          session_time[0]),
-                f"RADIUS {status} of {imsi} from {imei} answered")
-        session_time[0] += 60
-    return observe
-
-
-def diameter_feed(erl, imsi, session_id):
-    """observe(imei, first) over Diameter Rf (ACR) for one SIM."""
-    number = [0]
-
-    def observe(imei, first=False):
-        dst.acr(erl, session_id, dst.START if first else dst.INTERIM, number[0], imsi,
-                dst.uei_ascii(imei[:14] + "01"))
-        number[0] += 1
-    return observe
-
-
 def lock_to_a(d, label, observe, imsi, network):
     s = d.new_sim(imsi, network)
     observe(A, True)
@@ -159,9 +135,9 @@ def main():
             kind, f = h.connect_erlang(d, erl)
             h.check(kind == "up" and f.get("Result-Code") == "2001", "CER/CEA with the Erlang peer")
 
-            radius_a = radius_feed(d, "234530000000001", "act-r1")
+            radius_a = h.radius_feed(d, "234530000000001", "act-r1")
             s_r = alert_story(d, hooks, "alert/RADIUS", radius_a, "234530000000001")
-            diameter_a = diameter_feed(erl, "234530000000002", "ctf1;rf;act1")
+            diameter_a = dst.feed(erl, "234530000000002", "ctf1;rf;act1")
             s_d = alert_story(d, hooks, "alert/Diameter", diameter_a, "234530000000002")
             h.check(not dae.requests, "monitor mode sends no Disconnect-Request")
 
@@ -180,7 +156,7 @@ def main():
 
             # The same SIGHUP made ee disconnect_and_bar (no network disconnected at
             # start): over RADIUS the Disconnect first, then the bar.
-            radius_e = radius_feed(d, "234530000000003", "act-r3")
+            radius_e = h.radius_feed(d, "234530000000003", "act-r3")
             s_e = lock_to_a(d, "disconnect_and_bar/RADIUS", radius_e, "234530000000003", "ee")
             h.check(d.sim(s_e)["violation_action"] == "disconnect_and_bar",
                     "disconnect_and_bar/RADIUS: the SIM shows its network's action")
@@ -204,7 +180,7 @@ def main():
                     "disconnect_and_bar/RADIUS: counted with action disconnect_and_bar")
             h.wait_until(lambda: d.sim(s_e)["bar"]["state"] == "barred", timeout=15, what="barred")
 
-            diameter_e = diameter_feed(erl, "234530000000004", "ctf1;rf;act4")
+            diameter_e = dst.feed(erl, "234530000000004", "ctf1;rf;act4")
             s_de = lock_to_a(d, "disconnect_and_bar/Diameter", diameter_e, "234530000000004", "ee")
             diameter_e(B)
             body = d.sim(s_de)
