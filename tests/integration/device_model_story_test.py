@@ -12,7 +12,7 @@ diameter_stories_test.py), for a SIM locked with lock_scope device_model:
 A SIM locked with the default scope (imei) in the same daemon is barred by
 the same-model move, as the product text says.
 
-Allowed device models (R17), over RADIUS: on a network that lists the TACs
+Allowed device models (R17), over RADIUS and Diameter: on a network that lists the TACs
 its SIMs may be used in, a SIM awaiting its first IMEI that turns up in a
 device of another model is barred (one Bar order, the audit names R17) and
 the lock does not take that device; the first allowed device becomes the lock.
@@ -74,28 +74,33 @@ def model_story(d, label, observe, imsi):
           f"{label}: a device of another model raises one Bar order (R16, R7)")
 
 
-def allowed_models_story(d):
-    for imsi, first, barred in (("234550000000004", OTHER, True), ("234550000000005", A2, False)):
+def allowed_models_story(d, erl):
+    feeds = (("RADIUS", lambda imsi: h.radius_feed(d, imsi, f"tac-{imsi}")),
+             ("Diameter", lambda imsi: dst.feed(erl, imsi, f"ctf1;rf;tac{imsi}")))
+    cases = (("234550000000004", 0, OTHER, True), ("234550000000005", 0, A2, False),
+             ("234550000000006", 1, OTHER, True), ("234550000000007", 1, A2, False))
+    for imsi, feed, first, barred in cases:
+        label, make_feed = feeds[feed]
         s = d.new_sim(imsi, network="ee")
         st, res = d.api("POST", f"/v1/sims/{s}/orders", {"type": "enable_imei_lock"})
-        h.check(st == 202, f"R17 {imsi}: enable_imei_lock accepted with no device seen yet")
+        h.check(st == 202, f"R17 {label}: enable_imei_lock accepted with no device seen yet")
         h.wait_until(lambda: d.sim(s)["lock"]["state"] == "awaiting_first_imei",
                      what="awaiting its first IMEI")
-        h.radius_feed(d, imsi, f"tac-{imsi}")(first)
+        make_feed(imsi)(first)
         body = d.sim(s)
         if barred:
             h.check(body["bar"]["state"] == "bar_pending" and body["bar"]["trigger_imei"] == OTHER
-                  and len(bar_orders(d, s)) == 1
-                  and body["lock"]["state"] == "awaiting_first_imei",
-                  "R17: awaiting its first IMEI, a device of a model ee does not allow raises one "
-                  "Bar order and does not become the lock")
+                    and len(bar_orders(d, s)) == 1
+                    and body["lock"]["state"] == "awaiting_first_imei",
+                    f"R17 {label}: awaiting its first IMEI, a device of a model ee does not allow "
+                    "raises one Bar order and does not become the lock")
             st, events = d.api("GET", f"/v1/sims/{s}/events")
             h.check(st == 200 and any("R17" in (e.get("detail") or "") for e in events["items"]),
-                  "R17: the SIM's audit log says why (R17, the model not allowed)")
+                    f"R17 {label}: the SIM's audit log says why (R17, the model not allowed)")
         else:
             h.check(body["bar"]["state"] == "none" and not bar_orders(d, s)
-                  and body["lock"]["state"] == "locked" and body["lock"]["imei"] == A2,
-                  "R17: a device of the allowed model becomes the lock (R6), no bar")
+                    and body["lock"]["state"] == "locked" and body["lock"]["imei"] == A2,
+                    f"R17 {label}: a device of the allowed model becomes the lock (R6), no bar")
 
 
 def main():
@@ -129,7 +134,7 @@ def main():
         st, res = d.api("POST", f"/v1/sims/{s}/orders", {"type": "bar", "lock_scope": "imei"})
         h.check(st == 422 and "lock_scope" in res["error"]["message"],
               "lock_scope on an order that enables no lock is refused with a reason")
-        allowed_models_story(d)
+        allowed_models_story(d, erl)
         ok = True
         print("device-model lock stories passed")
     finally:
