@@ -572,14 +572,15 @@ STORE_TEST("schema 3 -> 4: SIMs and orders keep their rows and gain the lock sco
   s.state.lock = lock::lock_state::locked;
   s.state.lock_imei = 35209900176148;
   {
-    store::store db{fx.config()};
-    REQUIRE(commit(db, sims_change({s})));
+    auto opened = open_store(fx.config());
+    REQUIRE(commit(*opened, sims_change({s})));
   }
   fx.query("ALTER TABLE sims DROP COLUMN lock_scope");
   fx.query("ALTER TABLE orders DROP COLUMN lock_scope");
   fx.set_schema_version(3);
 
-  store::store db{fx.config()};
+  auto opened = open_store(fx.config());
+  auto& db = *opened;
   CHECK(fx.schema_version() == std::to_string(store::store::schema_version));
   auto got = db.get_sim(s.iccid);
   REQUIRE(got);
