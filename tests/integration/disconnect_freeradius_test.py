@@ -20,9 +20,6 @@ it; then the same for a second SIM answered with a NAK, recorded as
 """
 import os
 import shutil
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -37,49 +34,9 @@ IMSI_ACK = "234500000000041"
 IMSI_NAK = "234500000000042"  # FreeRADIUS answers NAK for this User-Name
 
 
-def free_udp_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def raddb(work, port, secret):
     """A minimal FreeRADIUS 3.2 configuration: a CoA/Disconnect listener only."""
-    os.makedirs(os.path.join(work, "run"), exist_ok=True)
-    os.makedirs(os.path.join(work, "log"), exist_ok=True)
-    conf = f"""
-prefix = /usr
-exec_prefix = /usr
-sysconfdir = /etc
-localstatedir = /var
-sbindir = /usr/sbin
-logdir = {work}/log
-raddbdir = {work}
-radacctdir = {work}/acct
-name = radiusd
-confdir = ${{raddbdir}}
-modconfdir = ${{confdir}}/mods-config
-certdir = ${{confdir}}/certs
-cadir = ${{confdir}}/certs
-run_dir = {work}/run
-db_dir = {work}
-libdir = /usr/lib/freeradius
-pidfile = ${{run_dir}}/radiusd.pid
-max_request_time = 10
-cleanup_delay = 5
-max_requests = 1024
-hostname_lookups = no
-log {{
-  destination = stdout
-  colourise = no
-}}
-security {{
-  allow_core_dumps = no
-  max_attributes = 200
-  reject_delay = 0
-  status_server = no
-}}
-# The daemon, as a Dynamic Authorization Client (example secret, tests only).
+    h.write_radiusd_conf(work, f"""# The daemon, as a Dynamic Authorization Client (example secret, tests only).
 client imeilockd {{
   ipaddr = 127.0.0.1
   secret = {secret}
@@ -118,64 +75,19 @@ server dae {{
     ok
   }}
 }}
-"""
-    with open(os.path.join(work, "radiusd.conf"), "w") as f:
-        f.write(conf)
+""", max_request_time=10)
 
 
-class freeradius:
-    """`freeradius -X` (foreground, debug log) on the test's raddb."""
-
-    def __init__(self, work, secret):
-        self.work = work
-        self.out_path = os.path.join(work, "freeradius.out")
-        for _ in range(3):  # the port was free a moment ago; retry if taken since
-            self.port = free_udp_port()
-            raddb(work, self.port, secret)
-            with open(self.out_path, "wb") as out:
-                self.proc = subprocess.Popen(["freeradius", "-X", "-d", work, "-n", "radiusd"],
-                                             stdout=out, stderr=subprocess.STDOUT,
-                                             stdin=subprocess.DEVNULL)
-            deadline = time.monotonic() + 20
-            while time.monotonic() < deadline and self.proc.poll() is None:
-                if "Ready to process requests" in self.log():
-                    return
-                time.sleep(0.05)
-            self.stop()
-        raise RuntimeError("freeradius did not start:\n" + self.log())
-
-    def log(self):
-        with open(self.out_path, "rb") as f:
-            return f.read().decode(errors="replace")
-
-    def received(self):
-        """The linelog lines: one per Disconnect-Request FreeRADIUS accepted."""
-        try:
-            with open(os.path.join(self.work, "disconnects.log")) as f:
-                return f.read().splitlines()
-        except FileNotFoundError:
-            return []
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+def received(work):
+    """The linelog lines: one per Disconnect-Request FreeRADIUS accepted."""
+    try:
+        with open(os.path.join(work, "disconnects.log")) as f:
+            return f.read().splitlines()
+    except FileNotFoundError:
+        return []
 
 
-def check(cond, what):
-    if not cond:
-        raise AssertionError(what)
-    print(f"ok - {what}")
-
-
-def events(d, iccid):
-    st, body = d.api("GET", f"/v1/sims/{iccid}/events")
-    assert st == 200, (st, body)
-    return body["items"]
+check = h.check
 
 
 def violate(d, imsi, session):
@@ -201,7 +113,7 @@ def violate(d, imsi, session):
 
 
 def audit(d, iccid, cause):
-    found = h.wait_until(lambda: [e for e in events(d, iccid) if e["cause"].startswith("disconnect:")],
+    found = h.wait_until(lambda: [e for e in d.events(iccid) if e["cause"].startswith("disconnect:")],
                          timeout=15, what=f"a disconnect outcome in {iccid}'s audit log")
     check([e["cause"] for e in found] == [cause],
           f"the SIM's audit log records {cause} (got {[e['cause'] for e in found]})")
@@ -214,7 +126,7 @@ def main():
         return 1
     work = tempfile.mkdtemp(prefix="imeilock-fr-dae-")
     secret = h.EXAMPLE_RADIUS_SECRET.decode()
-    fr = freeradius(work, secret)
+    fr = h.freeradius(work, lambda port: raddb(work, port, secret))
     state = tempfile.mkdtemp(prefix="imeilockd-test-")
     cfg = h.default_config(state).replace(
         f"      secret: {secret}\n",
@@ -231,7 +143,7 @@ orders:
         d.start()
         # ACK: FreeRADIUS accepts the Disconnect-Request.
         s1 = violate(d, IMSI_ACK, "fr-ack-1")
-        lines = h.wait_until(lambda: [l for l in fr.received() if f"user={IMSI_ACK}" in l],
+        lines = h.wait_until(lambda: [l for l in received(work) if f"user={IMSI_ACK}" in l],
                              timeout=10, what="FreeRADIUS to receive the Disconnect-Request")
         check(len(lines) == 1 and lines[0].startswith("Disconnect-Request "),
               f"FreeRADIUS received one Disconnect-Request for the SIM ({lines})")
@@ -249,7 +161,7 @@ orders:
 
         # NAK: FreeRADIUS has no session for this subscriber.
         s2 = violate(d, IMSI_NAK, "fr-nak-1")
-        lines = h.wait_until(lambda: [l for l in fr.received() if f"user={IMSI_NAK}" in l],
+        lines = h.wait_until(lambda: [l for l in received(work) if f"user={IMSI_NAK}" in l],
                              timeout=10, what="FreeRADIUS to receive the 2nd Disconnect-Request")
         check(len(lines) == 1 and "session=fr-nak-1 " in lines[0],
               "FreeRADIUS received the 2nd SIM's Disconnect-Request")
@@ -261,7 +173,7 @@ orders:
         check(d.metric("imeilock_radius_disconnect_total", outcome="nak") == 1, "counted as nak")
         check(d.metric("imeilock_radius_disconnect_total", outcome="timeout") == 0,
               "no Disconnect timed out")
-        check([x["cause"] for x in events(d, s1) if x["cause"].startswith("disconnect:")] ==
+        check([x["cause"] for x in d.events(s1) if x["cause"].startswith("disconnect:")] ==
               ["disconnect:ack"], "the first SIM's log is unchanged by the second")
         check(d.stop() == 0, "the daemon stops cleanly")
         print("FreeRADIUS Disconnect story passed")

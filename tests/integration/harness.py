@@ -7,9 +7,10 @@ line. Everything is bounded in time; the process is always reaped.
 It also holds what the story tests share, so that each carries only its
 story: the operator API as they read it (`Daemon.sim`, `.events`, `.orders`,
 `.order`, `.new_sim`), `check`, `lead_times`, `radclient`, the receivers of
-what the daemon sends (`webhook_receiver`, `dae_receiver`), and the Erlang/OTP
-Diameter peer with its setup (`ErlangClient`, `diameter_peer_config`,
-`erlang_story`, `connect_erlang`).
+what the daemon sends (`webhook_receiver`, `dae_receiver`), FreeRADIUS 3.2 on
+a configuration of the test's own (`freeradius`, `write_radiusd_conf`), and
+the Erlang/OTP Diameter peer with its setup (`ErlangClient`,
+`diameter_peer_config`, `erlang_story`, `connect_erlang`).
 
 Used by tests/integration (imported as `harness`), tests/metrics
 (daemon_fixture.py derives its configuration from the shipped example and
@@ -604,6 +605,95 @@ class dae_receiver(threading.Thread):
                 reply = pkt.CreateReply()
                 reply.code = packet.DisconnectACK
                 self.sock.sendto(reply.ReplyPacket(), addr)
+
+
+# -- FreeRADIUS 3.2 (Debian's freeradius) as a real peer of the daemon ---------
+def free_udp_port():
+    """A UDP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def write_radiusd_conf(work, body, max_request_time=30):
+    """Writes `work`/radiusd.conf for a raddb of the test's own in `work`: the
+    paths, logging to stdout and the security settings every test shares, then
+    `body` (its $INCLUDEs, clients, modules and servers)."""
+    os.makedirs(os.path.join(work, "run"), exist_ok=True)
+    os.makedirs(os.path.join(work, "log"), exist_ok=True)
+    conf = f"""
+prefix = /usr
+exec_prefix = /usr
+sysconfdir = /etc
+localstatedir = /var
+sbindir = /usr/sbin
+logdir = {work}/log
+raddbdir = {work}
+radacctdir = {work}/acct
+name = radiusd
+confdir = ${{raddbdir}}
+modconfdir = ${{confdir}}/mods-config
+certdir = ${{confdir}}/certs
+cadir = ${{confdir}}/certs
+run_dir = {work}/run
+db_dir = {work}
+libdir = /usr/lib/freeradius
+pidfile = ${{run_dir}}/radiusd.pid
+max_request_time = {max_request_time}
+cleanup_delay = 5
+max_requests = 1024
+hostname_lookups = no
+log {{
+  destination = stdout
+  colourise = no
+}}
+security {{
+  allow_core_dumps = no
+  max_attributes = 200
+  reject_delay = 0
+  status_server = no
+}}
+"""
+    with open(os.path.join(work, "radiusd.conf"), "w") as f:
+        f.write(conf + body)
+
+
+class freeradius:
+    """`freeradius -X` (foreground, debug log) on a raddb of the test's own in
+    `work`. `write_raddb(port)` writes that configuration (write_radiusd_conf)
+    with its listener on `port`, a free loopback UDP port; if another process
+    took the port before FreeRADIUS bound it, a new one is picked (3 tries)."""
+
+    def __init__(self, work, write_raddb, timeout=20):
+        self.work = work
+        self.out_path = os.path.join(work, "freeradius.out")
+        for _ in range(3):
+            self.port = free_udp_port()
+            write_raddb(self.port)
+            with open(self.out_path, "wb") as out:
+                self.proc = subprocess.Popen(["freeradius", "-X", "-d", work, "-n", "radiusd"],
+                                             stdout=out, stderr=subprocess.STDOUT,
+                                             stdin=subprocess.DEVNULL)
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline and self.proc.poll() is None:
+                if "Ready to process requests" in self.log():
+                    return
+                time.sleep(0.05)
+            self.stop()
+        raise RuntimeError("freeradius did not start:\n" + self.log())
+
+    def log(self):
+        with open(self.out_path, "rb") as f:
+            return f.read().decode(errors="replace")
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
 
 
 # -- the load generators' SIMs (bench/radius_load, bench/diameter_load) --------

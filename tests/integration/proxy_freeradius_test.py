@@ -25,10 +25,7 @@ are the proxy's, which is what this test is about. Loopback only, bounded.
 import os
 import re
 import shutil
-import signal
-import socket
 import struct
-import subprocess
 import sys
 import tempfile
 import time
@@ -44,12 +41,6 @@ LOW = ["234150000000007", "234150000001234", "234150000004999"]
 HIGH = ["234150000005000", "234150000007777", "234150000009999"]
 IMEI_1 = h.imei15("35349001234567")
 IMEI_2 = h.imei15("35209900176148")
-
-
-def free_udp_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def doc_blocks():
@@ -85,45 +76,13 @@ def proxy_conf(text, port_a, port_b, secret):
 
 
 def raddb(work, port, port_a, port_b, secret):
-    os.makedirs(os.path.join(work, "run"), exist_ok=True)
-    os.makedirs(os.path.join(work, "log"), exist_ok=True)
+    """The proxy's raddb: docs/cluster.md's proxy.conf and preacct blocks, an
+    accounting listener on `port` for the NAS (this test)."""
     proxy, preacct = doc_blocks()
     with open(os.path.join(work, "proxy.conf"), "w") as f:
         f.write(proxy_conf(proxy, port_a, port_b, secret))
-    conf = f"""
-prefix = /usr
-exec_prefix = /usr
-sysconfdir = /etc
-localstatedir = /var
-sbindir = /usr/sbin
-logdir = {work}/log
-raddbdir = {work}
-radacctdir = {work}/acct
-name = radiusd
-confdir = ${{raddbdir}}
-modconfdir = ${{confdir}}/mods-config
-certdir = ${{confdir}}/certs
-cadir = ${{confdir}}/certs
-run_dir = {work}/run
-db_dir = {work}
-libdir = /usr/lib/freeradius
-pidfile = ${{run_dir}}/radiusd.pid
-max_request_time = 30
-cleanup_delay = 5
-max_requests = 1024
-hostname_lookups = no
-proxy_requests = yes
+    h.write_radiusd_conf(work, f"""proxy_requests = yes
 $INCLUDE proxy.conf
-log {{
-  destination = stdout
-  colourise = no
-}}
-security {{
-  allow_core_dumps = no
-  max_attributes = 200
-  reject_delay = 0
-  status_server = no
-}}
 # The NAS (this test), example secret (tests only).
 client nas {{
   ipaddr = 127.0.0.1
@@ -145,44 +104,7 @@ server default {{
     ok
   }}
 }}
-"""
-    with open(os.path.join(work, "radiusd.conf"), "w") as f:
-        f.write(conf)
-
-
-class proxy:
-    """`freeradius -X` as the RADIUS proxy in front of the nodes."""
-
-    def __init__(self, work, port_a, port_b, secret):
-        self.work = work
-        self.out_path = os.path.join(work, "freeradius.out")
-        for _ in range(3):  # the port was free a moment ago; retry if taken since
-            self.port = free_udp_port()
-            raddb(work, self.port, port_a, port_b, secret)
-            with open(self.out_path, "wb") as out:
-                self.proc = subprocess.Popen(["freeradius", "-X", "-d", work, "-n", "radiusd"],
-                                             stdout=out, stderr=subprocess.STDOUT,
-                                             stdin=subprocess.DEVNULL)
-            deadline = time.monotonic() + 20
-            while time.monotonic() < deadline and self.proc.poll() is None:
-                if "Ready to process requests" in self.log():
-                    return
-                time.sleep(0.05)
-            self.stop()
-        raise RuntimeError("freeradius did not start:\n" + self.log())
-
-    def log(self):
-        with open(self.out_path, "rb") as f:
-            return f.read().decode(errors="replace")
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+""")
 
 
 check = h.check
@@ -205,9 +127,7 @@ class nas:
 
 
 def last_seen(d, iccid):
-    st, body = d.api("GET", f"/v1/sims/{iccid}")
-    assert st == 200, (st, body)
-    return body.get("last_seen_imei")
+    return d.sim(iccid).get("last_seen_imei")
 
 
 def main():
@@ -222,7 +142,8 @@ def main():
     try:
         a.start()
         b.start()
-        fr = proxy(work, a.ports["radius"], b.ports["radius"], secret)
+        fr = h.freeradius(work, lambda port: raddb(work, port, a.ports["radius"], b.ports["radius"],
+                                                   secret))
         sims = {}
         for i, imsi in enumerate(LOW + HIGH):
             iccid = h.iccid(9100 + i)
