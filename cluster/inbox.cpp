@@ -1,5 +1,6 @@
 #include "cluster/inbox.hpp"
 
+#include "cluster/pq.hpp"
 #include "common/assert.hpp"
 #include "common/log.hpp"
 
@@ -25,11 +26,6 @@ log::rate_limiter batch_error_limiter{5, std::chrono::seconds{10}};
 
 /// Advisory lock class of enqueue()'s per-SIM lock (two-key form: its own key space).
 constexpr const char* sim_lock_class = "730561";
-
-struct result_deleter {
-  void operator()(PGresult* r) const { PQclear(r); }
-};
-using result_ptr = std::unique_ptr<PGresult, result_deleter>;
 
 // -- The payload's text form ------------------------------------------------------
 
@@ -116,37 +112,7 @@ error malformed(std::string what) {
   return error{ec::malformed, "handoff payload: " + std::move(what)};
 }
 
-// -- libpq helpers -----------------------------------------------------------------
-
-std::string one_line(std::string message) {
-  for (auto& c : message)
-    if (c == '\n' || c == '\t')
-      c = ' ';
-  while (!message.empty() && message.back() == ' ')
-    message.pop_back();
-  return message;
-}
-
-error database_error(pg_conn* conn, const PGresult* r, std::string_view what) {
-  std::string message = r ? PQresultErrorMessage(r) : "";
-  if (message.empty())
-    message = PQerrorMessage(conn);
-  return error{ec::database, std::string{what} + ": " + one_line(std::move(message))};
-}
-
-expected<result_ptr> run(pg_conn* conn, std::string_view what, const std::string& sql,
-                         const std::vector<std::string>& params = {}) {
-  std::vector<const char*> values;
-  values.reserve(params.size());
-  for (const auto& p : params)
-    values.push_back(p.c_str());
-  result_ptr r{PQexecParams(conn, sql.c_str(), static_cast<int>(values.size()), nullptr,
-                            values.data(), nullptr, nullptr, 0)};
-  auto status = r ? PQresultStatus(r.get()) : PGRES_FATAL_ERROR;
-  if (status != PGRES_TUPLES_OK && status != PGRES_COMMAND_OK)
-    return database_error(conn, r.get(), what);
-  return r;
-}
+// -- libpq helpers (and cluster/pq.hpp) ----------------------------------------------
 
 /// COMMIT, and whether it did: a transaction that had failed answers COMMIT
 /// with "ROLLBACK".
@@ -176,17 +142,6 @@ std::string text_array(const std::vector<std::string_view>& values) {
       out += c;
     }
     out += '"';
-  }
-  return out + "}";
-}
-
-template <class T>
-std::string number_array(const std::vector<T>& values) {
-  std::string out = "{";
-  for (std::size_t i = 0; i < values.size(); ++i) {
-    if (i)
-      out += ',';
-    out += std::to_string(values[i]);
   }
   return out + "}";
 }

@@ -1,6 +1,6 @@
 #include "cluster/leases.hpp"
 
-#include <libpq-fe.h>
+#include "cluster/pq.hpp"
 
 #include <algorithm>
 #include <charconv>
@@ -10,62 +10,12 @@ namespace imeilock::cluster {
 
 namespace {
 
-struct result_deleter {
-  void operator()(PGresult* r) const { PQclear(r); }
-};
-using result_ptr = std::unique_ptr<PGresult, result_deleter>;
-
-/// libpq's messages span lines ("server closed the connection\n\tThis
-/// probably means..."): one line for the log.
-std::string one_line(std::string message) {
-  for (auto& c : message)
-    if (c == '\n' || c == '\t')
-      c = ' ';
-  while (!message.empty() && message.back() == ' ')
-    message.pop_back();
-  return message;
-}
-
-/// The error of a failed statement: the server's message, else the connection's.
-error database_error(pg_conn* conn, const PGresult* r, std::string_view what) {
-  std::string message = r ? PQresultErrorMessage(r) : "";
-  if (message.empty())
-    message = PQerrorMessage(conn);
-  return error{ec::database, std::string{what} + ": " + one_line(std::move(message))};
-}
-
-/// Runs `sql` with text parameters; the result, or the error naming `what`.
-expected<result_ptr> run(pg_conn* conn, std::string_view what, const char* sql,
-                         const std::vector<std::string>& params = {}) {
-  std::vector<const char*> values;
-  values.reserve(params.size());
-  for (const auto& p : params)
-    values.push_back(p.c_str());
-  result_ptr r{PQexecParams(conn, sql, static_cast<int>(values.size()), nullptr, values.data(),
-                            nullptr, nullptr, 0)};
-  auto status = r ? PQresultStatus(r.get()) : PGRES_FATAL_ERROR;
-  if (status != PGRES_TUPLES_OK && status != PGRES_COMMAND_OK)
-    return database_error(conn, r.get(), what);
-  return r;
-}
-
 template <class T>
 T number(const PGresult* r, int row, int col) {
   T v{};
   const char* text = PQgetvalue(r, row, col);
   std::from_chars(text, text + PQgetlength(r, row, col), v);
   return v;
-}
-
-template <class T>
-std::string array_literal(std::span<const T> values) {
-  std::string out = "{";
-  for (std::size_t i = 0; i < values.size(); ++i) {
-    if (i)
-      out += ',';
-    out += std::to_string(values[i]);
-  }
-  return out + "}";
 }
 
 /// $2 and $3 of the statements that name leases held: shards and epochs,
@@ -79,7 +29,7 @@ std::pair<std::string, std::string> held_params(std::span<const shard_epoch> hel
     shards.push_back(h.shard);
     epochs.push_back(h.epoch);
   }
-  return {array_literal<std::uint32_t>(shards), array_literal<std::int64_t>(epochs)};
+  return {number_array(shards), number_array(epochs)};
 }
 
 std::vector<shard_epoch> read_shard_epochs(const PGresult* r) {
@@ -265,7 +215,7 @@ SET owner = $1, epoch = l.epoch + 1, acquired_at = clock_timestamp(),
 FROM c WHERE l.shard = c.shard
 RETURNING l.shard, l.epoch)sql";
   auto r = run(conn, "acquire leases", sql,
-               {std::string{node}, array_literal(candidates), std::to_string(duration.count()),
+               {std::string{node}, number_array(candidates), std::to_string(duration.count()),
                 unless_preferred_elsewhere ? "true" : "false"});
   if (!r)
     return r.error();
@@ -305,7 +255,7 @@ next_expiry(pg_conn* conn, std::string_view node, std::span<const std::uint32_t>
 SELECT ceil(extract(epoch FROM min(expires_at) - clock_timestamp()) * 1000)::bigint
 FROM cluster_leases
 WHERE shard = ANY($2::integer[]) AND owner <> $1 AND expires_at > clock_timestamp())sql",
-               {std::string{node}, array_literal(candidates)});
+               {std::string{node}, number_array(candidates)});
   if (!r)
     return r.error();
   if (PQgetisnull(r->get(), 0, 0))
@@ -343,7 +293,7 @@ ON CONFLICT (node_id) DO UPDATE
 SET api_url = EXCLUDED.api_url, preferred = EXCLUDED.preferred,
     renewed_at = EXCLUDED.renewed_at, expires_at = EXCLUDED.expires_at)sql";
   auto r = run(conn, "node heartbeat", sql,
-               {std::string{node}, std::string{api_url}, array_literal(preferred),
+               {std::string{node}, std::string{api_url}, number_array(preferred),
                 std::to_string(duration.count())});
   if (!r)
     return r.error();
