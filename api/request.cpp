@@ -263,14 +263,10 @@ public:
 
   /// A string field; `required` fields missing fail.
   std::optional<std::string> string(const std::string& key, bool required) {
-    if (fail_)
+    const json* f = field(key, required);
+    if (!f)
       return std::nullopt;
-    if (!obj_.contains(key)) {
-      if (required)
-        missing(key);
-      return std::nullopt;
-    }
-    const auto& v = obj_[key];
+    const auto& v = *f;
     if (!v.is_string()) {
       wrong(key, "a string");
       return std::nullopt;
@@ -279,9 +275,10 @@ public:
   }
 
   std::optional<bool> boolean(const std::string& key) {
-    if (fail_ || !obj_.contains(key))
+    const json* f = field(key, false);
+    if (!f)
       return std::nullopt;
-    const auto& v = obj_[key];
+    const auto& v = *f;
     if (!v.is_boolean()) {
       wrong(key, "true or false");
       return std::nullopt;
@@ -289,15 +286,12 @@ public:
     return v.get<bool>();
   }
 
+  /// An array of strings field; `required` fields missing fail.
   std::optional<std::vector<std::string>> strings(const std::string& key, bool required) {
-    if (fail_)
+    const json* f = field(key, required);
+    if (!f)
       return std::nullopt;
-    if (!obj_.contains(key)) {
-      if (required)
-        missing(key);
-      return std::nullopt;
-    }
-    const auto& v = obj_[key];
+    const auto& v = *f;
     if (!v.is_array()) {
       wrong(key, "an array of strings");
       return std::nullopt;
@@ -322,6 +316,20 @@ public:
   const std::optional<error>& failure() const { return fail_; }
 
 private:
+  /// The field's value; null when an earlier field failed or it is absent
+  /// (which fails it if `required`).
+  const json* field(const std::string& key, bool required) {
+    if (fail_)
+      return nullptr;
+    auto it = obj_.find(key);
+    if (it == obj_.end()) {
+      if (required)
+        missing(key);
+      return nullptr;
+    }
+    return &*it;
+  }
+
   void missing(const std::string& key) {
     fail_ = error{ec::missing_field, "the field \"" + key + "\" is required"};
   }
