@@ -52,10 +52,11 @@
 using namespace imeilock::diameter;
 using clk = std::chrono::steady_clock;
 using imeilock::bench::chance;
+using imeilock::bench::percentile;
 
 namespace {
 
-struct options {
+struct options : imeilock::bench::change_options {
   std::string host = "127.0.0.1";
   int port = 0;
   int connections = 4;
@@ -75,11 +76,7 @@ struct options {
   /// Connection c > 0 sends CER as "c<c>.<origin-host>" (freeDiameter accepts
   /// one connection per Origin-Host).
   bool distinct_peers = false;
-  double imei_change_percent = 0;
-  unsigned long long seed = 1;
-  double interval = 0;        ///< seconds between interval lines; 0 = none
-  std::string record_acked;   ///< file for the acknowledged changes; empty = none
-  std::uint64_t requests = 0; ///< send exactly this many (bench/instructions.sh); 0 = `duration`
+  // change_options: --requests N sends N (bench/instructions.sh); 0 = run for `duration`.
 };
 
 /// A precomputed request with the offsets to patch per send.
@@ -158,15 +155,6 @@ std::string imeisv_for(int i, bool alternate = false, std::uint32_t version = 0)
   return buf;
 }
 
-double percentile(std::vector<std::uint32_t>& v, double p) {
-  if (v.empty())
-    return 0;
-  const std::size_t k =
-      std::min(v.size() - 1, static_cast<std::size_t>(p * static_cast<double>(v.size())));
-  std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(k), v.end());
-  return v[k];
-}
-
 } // namespace
 
 int main(int argc, char** argv) {
@@ -201,17 +189,7 @@ int main(int argc, char** argv) {
       o.compat = v == "1" || v == "yes" || v == "true";
     else if (k == "--distinct-peers")
       o.distinct_peers = v == "1" || v == "yes" || v == "true";
-    else if (k == "--imei-change-percent")
-      o.imei_change_percent = std::stod(v);
-    else if (k == "--seed")
-      o.seed = std::stoull(v);
-    else if (k == "--interval")
-      o.interval = std::stod(v);
-    else if (k == "--record-acked")
-      o.record_acked = v;
-    else if (k == "--requests")
-      o.requests = std::stoull(v);
-    else {
+    else if (!o.take(k, v)) {
       std::fprintf(stderr, "unknown option %s\n", k.c_str());
       return 64;
     }

@@ -69,7 +69,7 @@ using steady = std::chrono::steady_clock;
 
 namespace {
 
-struct options {
+struct options : imeilock::bench::change_options {
   std::string host = "127.0.0.1";
   int port = 1813;
   std::string secret = "testing123";
@@ -80,13 +80,9 @@ struct options {
   double warmup = 1;
   std::size_t sockets = 8;
   double timeout = 1.0; ///< a request unanswered this long counts as lost
-  double imei_change_percent = 0;
-  std::uint64_t seed = 1;
-  double rate = 0;            ///< requests/s, open loop; 0 = keep `window` outstanding
-  double interval = 0;        ///< seconds between interval lines; 0 = none
-  std::string record_acked;   ///< file for the acknowledged changes; empty = none
-  std::uint64_t requests = 0; ///< send exactly this many, then stop; 0 = run for `seconds`
-  bool verify = true;         ///< check answers' Response Authenticators
+  double rate = 0;      ///< requests/s, open loop; 0 = keep `window` outstanding
+  bool verify = true;   ///< check answers' Response Authenticators
+  // change_options: --requests N sends N, then stops; 0 = run for `seconds`.
 };
 
 /// Where to patch a precomputed request per send.
@@ -161,13 +157,9 @@ struct slot {
   const std::array<std::uint8_t, 16>& current() const { return auth[sends % 32]; }
 };
 
-double percentile(std::vector<std::uint32_t>& v, double p) {
-  if (v.empty())
-    return 0;
-  const std::size_t k =
-      std::min(v.size() - 1, static_cast<std::size_t>(p * static_cast<double>(v.size())));
-  std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(k), v.end());
-  return v[k] / 1000.0;
+/// Latencies are recorded in ns; the percentiles are printed in µs.
+double percentile(std::vector<std::uint32_t>& ns, double p) {
+  return imeilock::bench::percentile(ns, p) / 1000.0;
 }
 
 } // namespace
@@ -195,23 +187,13 @@ int main(int argc, char** argv) {
       o.warmup = std::stod(v);
     else if (a == "--sockets")
       o.sockets = std::stoul(v);
-    else if (a == "--imei-change-percent")
-      o.imei_change_percent = std::stod(v);
-    else if (a == "--seed")
-      o.seed = std::stoull(v);
     else if (a == "--rate")
       o.rate = std::stod(v);
     else if (a == "--timeout")
       o.timeout = std::stod(v);
-    else if (a == "--interval")
-      o.interval = std::stod(v);
-    else if (a == "--record-acked")
-      o.record_acked = v;
-    else if (a == "--requests")
-      o.requests = std::stoull(v);
     else if (a == "--verify")
       o.verify = v != "0";
-    else {
+    else if (!o.take(a, v)) {
       std::fprintf(stderr, "unknown option %s\n", a.c_str());
       return 2;
     }
