@@ -15,12 +15,14 @@
 #include <algorithm>
 #include <cstdlib>
 #include <fstream>
+#include <functional>
 #include <iostream>
 #include <iterator>
 #include <map>
 #include <optional>
 #include <sstream>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace {
@@ -160,37 +162,31 @@ public:
     };
     const auto& cmd = a[0];
     const std::string sub = a.size() > 1 ? a[1] : "";
-    if (cmd == "sims" && sub == "get") {
-      need(3, "sims get ICCID");
-      return sim_get(a[2]);
-    }
-    if (cmd == "sims" && sub == "list") {
-      need(2, "sims list [filters]");
-      return sim_list();
-    }
-    if (cmd == "sims" && sub == "import") {
-      need(3, "sims import FILE");
-      return sim_import(a[2]);
-    }
-    if (cmd == "sims" && sub == "put") {
-      need(3, "sims put ICCID --imsi IMSI --network N --status S");
-      return sim_put(a[2]);
-    }
-    if (cmd == "order") {
-      need(3, "order enable|disable|bar|unbar|activate ICCID");
-      return place(sub, a[2]);
-    }
-    if (cmd == "orders" && sub == "get") {
-      need(3, "orders get ID");
-      return order_get(a[2]);
-    }
-    if (cmd == "orders" && sub == "list") {
-      need(3, "orders list ICCID");
-      return order_list(a[2]);
-    }
-    if (cmd == "events") {
-      need(2, "events ICCID [--limit N]");
-      return events(a[1]);
+    // A command: its first two words (an empty `sub`: any, given to it), how
+    // many words it takes with its arguments, its usage.
+    struct command {
+      std::string_view cmd, sub;
+      std::size_t words;
+      const char* usage;
+      std::function<int()> run;
+    };
+    const command commands[] = {
+        {"sims", "get", 3, "sims get ICCID", [&] { return sim_get(a[2]); }},
+        {"sims", "list", 2, "sims list [filters]", [&] { return sim_list(); }},
+        {"sims", "import", 3, "sims import FILE", [&] { return sim_import(a[2]); }},
+        {"sims", "put", 3, "sims put ICCID --imsi IMSI --network N --status S",
+         [&] { return sim_put(a[2]); }},
+        {"order", "", 3, "order enable|disable|bar|unbar|activate ICCID",
+         [&] { return place(sub, a[2]); }},
+        {"orders", "get", 3, "orders get ID", [&] { return order_get(a[2]); }},
+        {"orders", "list", 3, "orders list ICCID", [&] { return order_list(a[2]); }},
+        {"events", "", 2, "events ICCID [--limit N]", [&] { return events(a[1]); }},
+    };
+    for (const auto& c : commands) {
+      if (cmd == c.cmd && (c.sub.empty() || sub == c.sub)) {
+        need(c.words, c.usage);
+        return c.run();
+      }
     }
     usage_fail("unknown command: " + cmd + (sub.empty() ? "" : " " + sub));
   }
