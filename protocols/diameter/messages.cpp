@@ -210,6 +210,49 @@ lock::imei_value decode_terminal(bytes imei, bytes sv) {
   return lock::decode_imei(imei);
 }
 
+/// Origin-Host and Origin-Realm, which every peer-control message carries
+/// (RFC 6733 §5.3.1, §5.4.1, §5.5.1): read while walking its AVPs, then
+/// checked for presence.
+struct peer_identity {
+  std::string& host;
+  std::string& realm;
+  bool has_host = false;
+  bool has_realm = false;
+
+  /// Takes `a` if it is one of the two; false otherwise.
+  bool read(const avp& a) {
+    if (a.code == avp_code::origin_host) {
+      host.assign(a.text());
+      has_host = true;
+    } else if (a.code == avp_code::origin_realm) {
+      realm.assign(a.text());
+      has_realm = true;
+    } else {
+      return false;
+    }
+    return true;
+  }
+
+  /// 5005 for the first one missing, or no error.
+  request_error missing() const {
+    if (!has_host)
+      return make_error(result::missing_avp, missing_example(avp_code::origin_host, 1),
+                        "missing Origin-Host");
+    if (!has_realm)
+      return make_error(result::missing_avp, missing_example(avp_code::origin_realm, 1),
+                        "missing Origin-Realm");
+    return {};
+  }
+};
+
+/// 5014 for an AVP sequence that does not parse (its reader's error), or no error.
+request_error avp_sequence_error(const avp_reader& r, bytes body) {
+  if (r.error() == avp_error::none)
+    return {};
+  return make_error(result::invalid_avp_length, header_only(body, r.error_offset()),
+                    "invalid AVP length");
+}
+
 } // namespace
 
 message_kind classify(const header& h) {
@@ -429,22 +472,15 @@ request_error parse_charging_request(bytes msg, const decode_limits& lim, chargi
 
 request_error parse_cer(bytes msg, cer_info& out) {
   out.request = decode_header(msg);
-  bool host = false, realm = false, ip = false, vendor = false, product = false;
+  peer_identity id{out.origin_host, out.origin_realm};
+  bool ip = false, vendor = false, product = false;
   avp_reader r{body_of(msg)};
   avp a;
   while (r.next(a)) {
-    if (a.vendor != 0)
+    if (a.vendor != 0 || id.read(a))
       continue;
     std::uint32_t v = 0;
     switch (a.code) {
-      case avp_code::origin_host:
-        out.origin_host.assign(a.text());
-        host = true;
-        break;
-      case avp_code::origin_realm:
-        out.origin_realm.assign(a.text());
-        realm = true;
-        break;
       case avp_code::host_ip_address:
         ip = true;
         break;
@@ -489,16 +525,11 @@ request_error parse_cer(bytes msg, cer_info& out) {
         break;
     }
   }
-  if (r.error() != avp_error::none)
-    return make_error(result::invalid_avp_length, header_only(body_of(msg), r.error_offset()),
-                      "invalid AVP length");
+  if (auto e = avp_sequence_error(r, body_of(msg)); e)
+    return e;
   // RFC 6733 §5.3.1 CER ABNF.
-  if (!host)
-    return make_error(result::missing_avp, missing_example(avp_code::origin_host, 1),
-                      "missing Origin-Host");
-  if (!realm)
-    return make_error(result::missing_avp, missing_example(avp_code::origin_realm, 1),
-                      "missing Origin-Realm");
+  if (auto e = id.missing(); e)
+    return e;
   if (!ip)
     return make_error(result::missing_avp, missing_example(avp_code::host_ip_address, 6),
                       "missing Host-IP-Address");
@@ -513,22 +544,15 @@ request_error parse_cer(bytes msg, cer_info& out) {
 
 request_error parse_base(bytes msg, base_info& out) {
   out.hdr = decode_header(msg);
-  bool host = false, realm = false, cause = false;
+  peer_identity id{out.origin_host, out.origin_realm};
+  bool cause = false;
   avp_reader r{body_of(msg)};
   avp a;
   while (r.next(a)) {
-    if (a.vendor != 0)
+    if (a.vendor != 0 || id.read(a))
       continue;
     std::uint32_t v = 0;
     switch (a.code) {
-      case avp_code::origin_host:
-        out.origin_host.assign(a.text());
-        host = true;
-        break;
-      case avp_code::origin_realm:
-        out.origin_realm.assign(a.text());
-        realm = true;
-        break;
       case avp_code::result_code:
         if (a.u32(v))
           out.result_code = v;
@@ -543,17 +567,12 @@ request_error parse_base(bytes msg, base_info& out) {
         break;
     }
   }
-  if (r.error() != avp_error::none)
-    return make_error(result::invalid_avp_length, header_only(body_of(msg), r.error_offset()),
-                      "invalid AVP length");
+  if (auto e = avp_sequence_error(r, body_of(msg)); e)
+    return e;
   if (!out.hdr.is_request())
     return {};
-  if (!host)
-    return make_error(result::missing_avp, missing_example(avp_code::origin_host, 1),
-                      "missing Origin-Host");
-  if (!realm)
-    return make_error(result::missing_avp, missing_example(avp_code::origin_realm, 1),
-                      "missing Origin-Realm");
+  if (auto e = id.missing(); e)
+    return e;
   if (out.hdr.command == command::disconnect_peer && !cause)
     return make_error(result::missing_avp, missing_example(avp_code::disconnect_cause, 4),
                       "missing Disconnect-Cause");
