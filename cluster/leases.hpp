@@ -87,6 +87,9 @@ inline constexpr int cluster_schema_version = 2;
 struct shard_epoch {
   std::uint32_t shard = 0;
   std::int64_t epoch = 0;
+  // clang-tidy 14 takes the 0 the defaulted <=> compares its result with for
+  // a null pointer (fixed in later releases).
+  // NOLINTNEXTLINE(modernize-use-nullptr)
   friend auto operator<=>(const shard_epoch&, const shard_epoch&) = default;
 };
 
