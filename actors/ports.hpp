@@ -19,6 +19,8 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
+#include <utility>
 #include <vector>
 
 namespace imeilock::actors {
@@ -126,6 +128,9 @@ struct order_request {
   bool with_lock = false;
   /// What the lock holds the SIM to (R16): enable_imei_lock, activate with lock.
   lock::lock_scope scope = lock::lock_scope::imei;
+  /// The bulk job placing it (0: an operator's single order). The order is
+  /// linked to the job in the same commit, at most once per job and SIM.
+  std::uint64_t job_id = 0;
 };
 
 /// The answer to an operator write. error == ec::ok means accepted.
@@ -186,6 +191,92 @@ struct sim_page {
   std::string next_cursor; ///< empty: no more
 };
 
+// -- Bulk jobs (POST /v1/orders:bulk; actors/jobs.hpp) ---------------------------
+
+/// Which SIMs a bulk job places its order for.
+struct job_selector {
+  /// Exactly these SIMs (any order, duplicates once); empty: by `filter`.
+  std::vector<std::string> iccids;
+  /// When `iccids` is empty: every SIM matching it (an empty filter: all SIMs).
+  sim_filter filter;
+};
+
+/// Where a job is. Stored as its integer value (keep them).
+enum class job_state : std::uint8_t {
+  running = 0,   ///< placing (or waiting its turn: jobs run one at a time, oldest first)
+  completed = 1, ///< every selected SIM was placed or refused
+  cancelled = 2, ///< stopped by an operator: what was placed stays, nothing more is
+};
+
+constexpr std::string_view to_string(job_state s) {
+  switch (s) {
+    case job_state::running:
+      return "running";
+    case job_state::completed:
+      return "completed";
+    case job_state::cancelled:
+      return "cancelled";
+  }
+  return "unknown";
+}
+
+/// One SIM a job could not place its order for, and why.
+struct job_refusal {
+  std::string iccid;
+  std::string reason;
+};
+
+/// A bulk job and its progress.
+struct job_info {
+  std::uint64_t id = 0;
+  job_state state = job_state::running;
+  order_request order;
+  /// The filter of a job by filter; for a job by list, `by_list` and no ICCIDs.
+  sim_filter filter;
+  bool by_list = false;
+  std::int64_t created_at_ms = 0;
+  std::int64_t updated_at_ms = 0;
+  std::int64_t finished_at_ms = 0; ///< 0 while running
+  std::uint64_t total = 0;         ///< SIMs selected when the job was created
+  std::uint64_t processed = 0;     ///< placed + refused
+  std::uint64_t placed = 0;        ///< orders placed (accepted by the rules)
+  std::uint64_t refused = 0;       ///< SIMs the rules (or the inventory) refused
+  /// Refusals counted by reason, most frequent first.
+  std::vector<std::pair<std::string, std::uint64_t>> reasons;
+  /// The first refused SIMs with their reason (at most job_runner_config::kept_refusals).
+  std::vector<job_refusal> refusals;
+  /// Where the placed orders are now (from the store).
+  std::uint64_t orders_open = 0;
+  std::uint64_t orders_completed = 0;
+  std::uint64_t orders_failed = 0;
+};
+
+/// The answer to creating or cancelling a job. error == ec::ok: done.
+struct job_result {
+  ec error = ec::ok;
+  std::string reason;
+  std::optional<job_info> job;
+};
+
+/// API -> bulk jobs. A job places its order on each selected SIM through
+/// sim_service::place_order, exactly as an operator's single order (the same
+/// rules, validation and rate limits), and survives a restart.
+class job_service {
+public:
+  virtual ~job_service() = default;
+  /// Creates a job (durable before `done`); it starts when the jobs before it are done.
+  virtual void create_job(order_request order, job_selector selector,
+                          std::function<void(job_result)> done) = 0;
+  virtual void get_job(std::uint64_t id, std::function<void(std::optional<job_info>)> done) = 0;
+  /// Newest first, at most `limit`; only running ones with `running_only`.
+  virtual void list_jobs(bool running_only, std::size_t limit,
+                         std::function<void(std::vector<job_info>)> done) = 0;
+  /// Stops a running job: the orders it placed stay, it places no more.
+  /// ec::conflict when it has finished already, ec::invalid when there is no
+  /// such job; the job as it is now otherwise.
+  virtual void cancel_job(std::uint64_t id, std::function<void(job_result)> done) = 0;
+};
+
 /// API -> SIM layer. Every write goes through the SIM actor (one path to a
 /// SIM's state); reads come from the store's committed state.
 class sim_service {
@@ -207,6 +298,8 @@ public:
   /// Newest first, at most `limit`.
   virtual void list_events(std::string iccid, std::size_t limit,
                            std::function<void(std::vector<event_info>)> done) = 0;
+  /// The bulk jobs, or null where there are none (a test's fake SIM service).
+  virtual job_service* jobs() { return nullptr; }
 };
 
 /// Something happened to a SIM (lock::notify effects, order outcomes).

@@ -302,7 +302,12 @@ void handle_order(sim_pointer self, sim_order&& m) {
       (ev.type == lock::order_type::activate && ev.with_lock))
     if (auto w = lock::no_imei_warning(m.activity); !w.empty())
       warnings.push_back(std::move(w));
-  begin_write(self, std::move(out), at, {},
+  // A bulk job's order is linked to the job in the same commit (at most one
+  // per job and SIM: a second one fails the write, placing nothing).
+  store::change link;
+  if (m.req.job_id != 0)
+    link.job_orders.push_back({m.req.job_id, std::string{ctx->inv->iccid(s.id)}, ev.order_id});
+  begin_write(self, std::move(out), at, std::move(link),
               [done = std::move(m.done), warnings = std::move(warnings), id = ev.order_id](
                   bool ok, bool refused, const std::vector<orders::order>& created) mutable {
                 write_result r;

@@ -6,6 +6,7 @@
 #include "actors/sim_layer.hpp"
 
 #include "actors/context.hpp"
+#include "actors/jobs.hpp"
 #include "common/log.hpp"
 #include "lock/identifiers.hpp"
 
@@ -73,7 +74,8 @@ struct sim_layer::impl {
   lock::eligibility_config eligibility;
   layer_context ctx;
   std::unique_ptr<inventory> inv;
-  std::unique_ptr<store::store> db; ///< last: destroyed (writer joined) first
+  std::unique_ptr<store::store> db; ///< destroyed (writer joined) after the job runner
+  std::unique_ptr<job_runner> jobs; ///< after db: stopped and destroyed before it
   std::atomic<bool> running{false};
   bool stopped = false;
   std::atomic<std::size_t> in_flight{0};     ///< observations not yet acknowledged
@@ -185,7 +187,9 @@ sim_layer::sim_layer(std::unique_ptr<store::store> db, caf::actor_system& sys,
                      const orders::orders_config& orders_cfg, prometheus::Registry& registry,
                      sim_listener* listener, boost::asio::io_context& io) :
     impl_(std::make_unique<impl>(std::move(db), sys, cfg, eligibility, orders_cfg, registry,
-                                 listener, io)) {}
+                                 listener, io)) {
+  impl_->jobs = std::make_unique<job_runner>(*impl_->db, service());
+}
 
 sim_layer::~sim_layer() {
   stop();
@@ -242,6 +246,7 @@ void sim_layer::start() {
   guarded(fault_site::store_read, [&] { resume.open = d.db->open_orders(); });
   caf::anon_send(ctx.orders, std::move(resume));
   d.running = true;
+  d.jobs->start();
   auto ms =
       std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0)
           .count();
@@ -258,6 +263,8 @@ void sim_layer::stop() {
       return;
     d.stopped = true;
   }
+  // First: a running job finishes the orders in hand while the layer still answers.
+  d.jobs->stop();
   bool was_running = d.running.exchange(false);
   if (!was_running)
     return;
@@ -543,6 +550,10 @@ void sim_layer::list_events(std::string iccid, std::size_t limit,
     out.push_back({a.id, std::move(a.iccid), a.at_ms, std::move(a.cause), a.before, a.after, a.imei,
                    std::move(a.detail)});
   done(std::move(out));
+}
+
+job_service* sim_layer::jobs() {
+  return impl_->jobs.get();
 }
 
 store::store& sim_layer::db() {

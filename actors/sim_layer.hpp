@@ -111,6 +111,8 @@ public:
                    std::function<void(std::vector<orders::order>)> done) override;
   void list_events(std::string iccid, std::size_t limit,
                    std::function<void(std::vector<event_info>)> done) override;
+  /// The bulk jobs (actors/jobs.hpp): started by start(), stopped first by stop().
+  job_service* jobs() override;
 
   // -- For tests and benchmarks -------------------------------------------------
   /// The store (reads, counters).

@@ -119,4 +119,52 @@ json event_json(const actors::event_info& e) {
   };
 }
 
+json job_json(const actors::job_info& job) {
+  json selector;
+  if (job.by_list) {
+    selector = {{"iccids", job.total}};
+  } else {
+    json f = json::object();
+    if (job.filter.network)
+      f["network"] = *job.filter.network;
+    if (job.filter.lock)
+      f["lock_state"] = lock::to_string(*job.filter.lock);
+    if (job.filter.bar)
+      f["bar_state"] = lock::to_string(*job.filter.bar);
+    if (job.filter.alerted)
+      f["alerted"] = *job.filter.alerted;
+    selector = {{"filter", std::move(f)}};
+  }
+  json reasons = json::array();
+  for (const auto& [reason, n] : job.reasons)
+    reasons.push_back({{"reason", reason}, {"count", n}});
+  json refusals = json::array();
+  for (const auto& r : job.refusals)
+    refusals.push_back({{"iccid", r.iccid}, {"reason", r.reason}});
+  return {
+      {"id", job.id},
+      {"state", actors::to_string(job.state)},
+      {"type", lock::to_string(job.order.type)},
+      {"unbar_mode", job.order.mode == lock::unbar_mode::none
+                         ? json(nullptr)
+                         : json(lock::to_string(job.order.mode))},
+      {"enable_imei_lock",
+       job.order.type == lock::order_type::activate ? json(job.order.with_lock) : json(nullptr)},
+      {"selector", std::move(selector)},
+      {"total", job.total},
+      {"processed", job.processed},
+      {"placed", job.placed},
+      {"refused", job.refused},
+      {"refused_reasons", std::move(reasons)},
+      {"refusals", std::move(refusals)},
+      {"orders",
+       {{"open", job.orders_open},
+        {"completed", job.orders_completed},
+        {"failed", job.orders_failed}}},
+      {"created_at", time_json(job.created_at_ms)},
+      {"updated_at", time_json(job.updated_at_ms)},
+      {"finished_at", time_json(job.finished_at_ms)},
+  };
+}
+
 } // namespace imeilock::api

@@ -24,6 +24,8 @@ nlohmann::json state_json(const lock::sim_state& s);
 nlohmann::json sim_json(const actors::sim_info& sim);
 /// GET /v1/orders/{id}.
 nlohmann::json order_json(const orders::order& order);
+/// GET /v1/jobs/{id}: a bulk job and its progress.
+nlohmann::json job_json(const actors::job_info& job);
 /// One item of GET /v1/sims/{iccid}/events.
 nlohmann::json event_json(const actors::event_info& event);
 

@@ -1,12 +1,14 @@
 #include "api/request.hpp"
 
 #include "api/validate.hpp"
+#include "lock/identifiers.hpp"
 
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <cctype>
 #include <charconv>
+#include <functional>
 
 namespace imeilock::api {
 
@@ -168,9 +170,11 @@ bool match_route(std::string_view tmpl, const std::vector<std::string>& segments
   std::vector<std::string> found;
   for (std::size_t i = 0; i < parts.size(); ++i) {
     if (parts[i].starts_with('{')) {
-      if (segments[i].empty())
+      // "{id}" or "{id}:cancel": a parameter, then maybe a literal suffix.
+      auto suffix = parts[i].substr(parts[i].find('}') + 1);
+      if (segments[i].size() <= suffix.size() || !segments[i].ends_with(suffix))
         return false;
-      found.push_back(segments[i]);
+      found.push_back(segments[i].substr(0, segments[i].size() - suffix.size()));
     } else if (parts[i] != segments[i]) {
       return false;
     }
@@ -307,6 +311,18 @@ public:
     return out;
   }
 
+  /// An object field, absent: nullopt.
+  std::optional<json> object(const std::string& key) {
+    if (fail_ || !obj_.contains(key))
+      return std::nullopt;
+    const auto& v = obj_[key];
+    if (!v.is_object()) {
+      wrong(key, "an object {...}");
+      return std::nullopt;
+    }
+    return v;
+  }
+
   void invalid(const std::string& message) {
     if (!fail_)
       fail_ = error{ec::invalid_value, message};
@@ -411,6 +427,180 @@ expected<actors::order_request> read_order(const request& req) {
       body.invalid("lock_scope must be imei or device_model, not \"" + *scope + "\"");
   }
   if (const auto& problem = body.failure())
+    return *problem;
+  return out;
+}
+
+namespace {
+
+/// The order of a bulk request from its fields (JSON body or CSV query): the
+/// same checks as read_order's.
+void check_bulk_order(const std::optional<std::string>& type,
+                      const std::optional<std::string>& mode, std::optional<bool> with_lock,
+                      actors::order_request& out,
+                      const std::function<void(const std::string&)>& invalid) {
+  if (type && (!lock::parse(*type, out.type) || out.type == lock::order_type::none))
+    invalid("type must be one of enable_imei_lock, disable_imei_lock, bar, unbar, activate; "
+            "not \"" +
+            *type + "\"");
+  if (mode) {
+    if (out.type != lock::order_type::unbar)
+      invalid("unbar_mode applies only to unbar orders");
+    else if (!lock::parse(*mode, out.mode) || out.mode == lock::unbar_mode::none)
+      invalid("unbar_mode must be keep_lock or update_to_last_seen, not \"" + *mode + "\"");
+  }
+  if (with_lock) {
+    if (out.type != lock::order_type::activate)
+      invalid("enable_imei_lock applies only to activate orders");
+    out.with_lock = *with_lock;
+  }
+}
+
+/// The ICCID column of a CSV body ("iccid" in the header line; other columns
+/// are ignored, so a sims:import file will do). ec::invalid_value naming the
+/// line for a malformed ICCID or a missing column.
+expected<std::vector<std::string>> csv_iccids(std::string_view body, std::size_t max_lines) {
+  std::vector<std::string> out;
+  std::size_t line_no = 0;
+  std::size_t column = std::string::npos;
+  while (!body.empty()) {
+    auto nl = body.find('\n');
+    auto line = trim(body.substr(0, nl));
+    body = nl == std::string_view::npos ? std::string_view{} : body.substr(nl + 1);
+    ++line_no;
+    if (line.empty())
+      continue;
+    std::vector<std::string_view> cells;
+    for (std::size_t from = 0;;) {
+      auto comma = line.find(',', from);
+      cells.push_back(
+          trim(line.substr(from, comma == std::string_view::npos ? comma : comma - from)));
+      if (comma == std::string_view::npos)
+        break;
+      from = comma + 1;
+    }
+    if (column == std::string::npos) {
+      for (std::size_t i = 0; i < cells.size(); ++i)
+        if (lower(cells[i]) == "iccid" || lower(cells[i]) == "\"iccid\"")
+          column = i;
+      if (column == std::string::npos)
+        return error{ec::invalid_value,
+                     "the CSV's first line must be a header with an iccid column, e.g. \"iccid\""};
+      continue;
+    }
+    if (out.size() >= max_lines)
+      return error{ec::invalid_value, "a bulk order takes at most " + std::to_string(max_lines) +
+                                          " ICCIDs: split the file"};
+    auto cell = column < cells.size() ? cells[column] : std::string_view{};
+    if (cell.size() >= 2 && cell.front() == '"' && cell.back() == '"')
+      cell = cell.substr(1, cell.size() - 2);
+    auto iccid = lock::validate_iccid(cell);
+    if (!iccid)
+      return error{ec::invalid_value,
+                   "line " + std::to_string(line_no) + ": " + iccid.error().message()};
+    out.push_back(std::move(*iccid));
+  }
+  if (column == std::string::npos)
+    return error{ec::invalid_value, "the CSV is empty: send a header line iccid and one ICCID "
+                                    "per line"};
+  return out;
+}
+
+} // namespace
+
+expected<bulk_request> read_bulk(const request& req, const query_map& query) {
+  bulk_request out;
+  std::optional<error> problem;
+  auto invalid = [&](const std::string& m) {
+    if (!problem)
+      problem = error{ec::invalid_value, m};
+  };
+  if (media_type(req.content_type) == "text/csv") {
+    for (const auto& [key, value] : query)
+      if (key != "type" && key != "unbar_mode" && key != "enable_imei_lock")
+        return error{ec::bad_parameter, "unknown query parameter \"" + key +
+                                            "\": a CSV bulk order takes type, unbar_mode, "
+                                            "enable_imei_lock"};
+    auto type = query_value(query, "type");
+    if (!type)
+      return error{ec::bad_parameter, "a CSV bulk order names its order in the query: "
+                                      "?type=bar (or unbar&unbar_mode=..., ...)"};
+    std::optional<bool> with_lock;
+    if (auto v = query_value(query, "enable_imei_lock")) {
+      if (*v != "true" && *v != "false")
+        return error{ec::bad_parameter, "enable_imei_lock must be true or false"};
+      with_lock = *v == "true";
+    }
+    check_bulk_order(type, query_value(query, "unbar_mode"), with_lock, out.order, invalid);
+    if (problem)
+      return *problem;
+    auto iccids = csv_iccids(req.body, max_bulk_iccids);
+    if (!iccids)
+      return iccids.error();
+    if (iccids->empty())
+      return error{ec::invalid_value, "the CSV lists no ICCID"};
+    out.selector.iccids = std::move(*iccids);
+    return out;
+  }
+  if (!query.empty())
+    return error{ec::bad_parameter, "unknown query parameter \"" + query.front().first +
+                                        "\": a JSON bulk order takes its fields in the body"};
+  body_reader body{req};
+  body.only({"type", "unbar_mode", "enable_imei_lock", "iccids", "filter"});
+  auto type = body.string("type", true);
+  auto mode = body.string("unbar_mode", false);
+  auto with_lock = body.boolean("enable_imei_lock");
+  auto iccids = body.strings("iccids", false);
+  auto filter = body.object("filter");
+  if (const auto& p = body.failure())
+    return *p;
+  check_bulk_order(type, mode, with_lock, out.order, invalid);
+  if (iccids.has_value() == filter.has_value())
+    invalid("give exactly one of iccids (a list) or filter (an object; {} selects every SIM)");
+  if (iccids) {
+    if (iccids->empty())
+      invalid("iccids is empty: list at least one ICCID");
+    if (iccids->size() > max_bulk_iccids)
+      invalid("a bulk order takes at most " + std::to_string(max_bulk_iccids) + " ICCIDs");
+    for (std::size_t i = 0; i < iccids->size() && !problem; ++i) {
+      auto iccid = lock::validate_iccid((*iccids)[i]);
+      if (!iccid)
+        invalid("iccids[" + std::to_string(i) + "]: " + iccid.error().message());
+      else
+        out.selector.iccids.push_back(std::move(*iccid));
+    }
+  }
+  if (filter) {
+    auto& f = out.selector.filter;
+    for (const auto& [key, v] : filter->items()) {
+      if (key == "lock_state" && v.is_string()) {
+        lock::lock_state st{};
+        if (!lock::parse(v.get<std::string>(), st))
+          invalid("filter.lock_state must be off, awaiting_first_imei or locked");
+        f.lock = st;
+      } else if (key == "bar_state" && v.is_string()) {
+        lock::bar_state st{};
+        if (!lock::parse(v.get<std::string>(), st))
+          invalid("filter.bar_state must be none, bar_pending, barred or unbar_pending");
+        f.bar = st;
+      } else if (key == "network" && v.is_string()) {
+        if (auto name = check_network(v.get<std::string>()); !name)
+          invalid("filter.network: " + name.error().message());
+        f.network = v.get<std::string>();
+      } else if (key == "alerted" && v.is_boolean()) {
+        f.alerted = v.get<bool>();
+      } else if (key == "lock_state" || key == "bar_state" || key == "network" ||
+                 key == "alerted") {
+        return error{ec::wrong_type, "the field \"filter." + key + "\" must be " +
+                                         (key == "alerted" ? "true or false" : "a string")};
+      } else {
+        return error{ec::unknown_field, "unknown field \"filter." + key +
+                                            "\": the fields are lock_state, bar_state, "
+                                            "network, alerted"};
+      }
+    }
+  }
+  if (problem)
     return *problem;
   return out;
 }

@@ -90,4 +90,22 @@ expected<actors::sim_upsert> read_sim_upsert(const request& req, const std::stri
 /// problem, an api::ec: 400/415/422).
 expected<actors::order_request> read_order(const request& req);
 
+/// The most ICCIDs one bulk order may list (a CSV of them is about 21 MB:
+/// api.max_body_bytes bounds it first by default).
+constexpr std::size_t max_bulk_iccids = 1'000'000;
+
+/// A bulk order: one order for many SIMs.
+struct bulk_request {
+  actors::order_request order;
+  actors::job_selector selector;
+};
+
+/// POST /v1/orders:bulk: a JSON body {"type", "unbar_mode"?, "enable_imei_lock"?}
+/// with exactly one of "iccids" (a list) or "filter" ({"network", "lock_state",
+/// "bar_state", "alerted"}; {} selects every SIM), or a text/csv body with an
+/// iccid column and the order in the query (?type=bar, unbar_mode,
+/// enable_imei_lock). Every ICCID is checked (the first bad one refuses the
+/// whole request, naming it); the first problem is the answer (400/415/422).
+expected<bulk_request> read_bulk(const request& req, const query_map& query);
+
 } // namespace imeilock::api

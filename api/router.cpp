@@ -440,6 +440,100 @@ void list_sim_events(const call_ptr& c) {
   });
 }
 
+// -- Bulk jobs ------------------------------------------------------------------
+
+/// The job service, or a 503 answered (a SIM service without jobs).
+actors::job_service* jobs_of(const call_ptr& c) {
+  auto* jobs = c->service.jobs();
+  if (!jobs)
+    c->reply(error_response(503, "jobs_unavailable", "bulk jobs are not available here"));
+  return jobs;
+}
+
+/// The {id} of a job route; 422 answered when it is not a positive number.
+std::optional<std::uint64_t> job_id(const call_ptr& c) {
+  std::uint64_t id = 0;
+  if (!parse_u64(c->params[0], id) || id == 0) {
+    c->reply(error_response(422, "invalid_value",
+                            "a job id is a positive whole number, not \"" + c->params[0] + "\""));
+    return std::nullopt;
+  }
+  return id;
+}
+
+void bulk_orders(const call_ptr& c) {
+  auto* jobs = jobs_of(c);
+  if (!jobs)
+    return;
+  auto bulk = read_bulk(c->req, c->query);
+  if (!bulk) {
+    c->reply(error_response(bulk.error()));
+    return;
+  }
+  jobs->create_job(bulk->order, std::move(bulk->selector), [c](actors::job_result res) {
+    if (res.error != imeilock::ec::ok || !res.job) {
+      c->reply(service_error(res.error, res.reason));
+      return;
+    }
+    auto r = json_response(202, job_json(*res.job));
+    r.headers.emplace_back("Location", "/v1/jobs/" + std::to_string(res.job->id));
+    c->reply(std::move(r));
+  });
+}
+
+void list_jobs(const call_ptr& c) {
+  bool running_only = false;
+  if (auto v = query_value(c->query, "state")) {
+    if (*v != "running" && *v != "all") {
+      c->reply(error_response(400, "bad_parameter", "state must be running or all"));
+      return;
+    }
+    running_only = *v == "running";
+  }
+  auto limit = read_limit(c->query);
+  if (!limit) {
+    c->reply(error_response(limit.error()));
+    return;
+  }
+  auto* jobs = jobs_of(c);
+  if (!jobs)
+    return;
+  jobs->list_jobs(running_only, *limit, [c](const std::vector<actors::job_info>& list) {
+    json items = json::array();
+    for (const auto& j : list)
+      items.push_back(job_json(j));
+    c->reply(json_response(200, {{"items", std::move(items)}}));
+  });
+}
+
+void get_job(const call_ptr& c) {
+  auto* jobs = jobs_of(c);
+  auto id = jobs ? job_id(c) : std::nullopt;
+  if (!id)
+    return;
+  jobs->get_job(*id, [c](const std::optional<actors::job_info>& job) {
+    if (!job)
+      c->reply(error_response(404, "unknown_job", "no job with id " + c->params[0]));
+    else
+      c->reply(json_response(200, job_json(*job)));
+  });
+}
+
+void cancel_job(const call_ptr& c) {
+  auto* jobs = jobs_of(c);
+  auto id = jobs ? job_id(c) : std::nullopt;
+  if (!id)
+    return;
+  jobs->cancel_job(*id, [c](actors::job_result res) {
+    if (res.error == imeilock::ec::invalid)
+      c->reply(error_response(404, "unknown_job", res.reason));
+    else if (res.error != imeilock::ec::ok || !res.job)
+      c->reply(service_error(res.error, res.reason));
+    else
+      c->reply(json_response(200, job_json(*res.job)));
+  });
+}
+
 const std::vector<route_def>& route_table() {
   static const std::vector<route_def> table{
       {{"GET", "/healthz", false, true}, {}, get_healthz},
@@ -458,6 +552,13 @@ const std::vector<route_def>& route_table() {
       {{"POST", "/v1/sims/{iccid}/orders", true, false}, {}, place_order},
       {{"GET", "/v1/sims/{iccid}/events", false, false}, {"limit"}, list_sim_events},
       {{"GET", "/v1/orders/{id}", false, false}, {}, get_order},
+      {{"POST", "/v1/orders:bulk", true, false},
+       {"type", "unbar_mode", "enable_imei_lock"},
+       bulk_orders},
+      {{"GET", "/v1/jobs", false, false}, {"state", "limit"}, list_jobs},
+      {{"POST", "/v1/jobs/{id}:cancel", true, false}, {}, cancel_job},
+      {{"GET", "/v1/jobs/{id}", false, false}, {}, get_job},
+      {{"DELETE", "/v1/jobs/{id}", true, false}, {}, cancel_job},
   };
   return table;
 }

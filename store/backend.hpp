@@ -64,6 +64,14 @@ public:
   virtual std::vector<orders::order> open_orders() = 0;
   virtual void load_inventory(const std::function<void(const inventory_row&)>& fn) = 0;
   virtual std::uint64_t count_sims() = 0;
+  virtual std::uint64_t count_sims(const lock::sim_filter& filter) = 0;
+  virtual std::optional<job_record> get_job(std::uint64_t id) = 0;
+  virtual std::vector<job_record> list_jobs(std::optional<int> state, std::size_t limit) = 0;
+  virtual std::uint64_t max_job_id() = 0;
+  virtual std::vector<std::string> job_iccids(std::uint64_t job_id, const std::string& after,
+                                              std::size_t limit) = 0;
+  virtual job_order_counts job_orders(std::uint64_t job_id) = 0;
+  virtual bool job_placed(std::uint64_t job_id, const std::string& iccid) = 0;
 };
 
 /// Open, migrate, connect the readers; an error (store::ec) naming the

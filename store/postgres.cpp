@@ -197,10 +197,17 @@ const generated_sql& q() {
 }
 
 std::vector<prepared> writer_statements() {
-  return {{"upsert_sim", &q().upsert_sim},           {"delete_imsis", &q().delete_imsis},
-          {"insert_imsi", &q().insert_imsi},         {"update_state", &q().update_state},
-          {"update_activity", &q().update_activity}, {"upsert_order", &q().upsert_order},
-          {"insert_audit", &q().insert_audit}};
+  return {{"upsert_sim", &q().upsert_sim},
+          {"delete_imsis", &q().delete_imsis},
+          {"insert_imsi", &q().insert_imsi},
+          {"update_state", &q().update_state},
+          {"update_activity", &q().update_activity},
+          {"upsert_order", &q().upsert_order},
+          {"insert_audit", &q().insert_audit},
+          {"insert_job", &q().insert_job},
+          {"update_job", &q().update_job},
+          {"insert_job_iccid", &q().insert_job_iccid},
+          {"insert_job_order", &q().insert_job_order}};
 }
 
 /// One statement of a change, ready to send.
@@ -246,6 +253,28 @@ void commands_of(const change& c, Emit&& emit) {
   for (auto& a : c.audits) {
     command st{"insert_audit", {}};
     bind_audit(st.p, a);
+    emit(st);
+  }
+  for (auto& j : c.new_jobs) {
+    command st{"insert_job", {}};
+    bind_job(st.p, j);
+    emit(st);
+  }
+  for (auto& j : c.job_iccids) {
+    command st{"insert_job_iccid", {}};
+    st.p.bind(1, static_cast<std::int64_t>(j.job_id)).bind(2, std::string_view{j.iccid});
+    emit(st);
+  }
+  for (auto& j : c.job_updates) {
+    command st{"update_job", {}, true};
+    bind_job_progress(st.p, j);
+    emit(st);
+  }
+  for (auto& l : c.job_orders) {
+    command st{"insert_job_order", {}};
+    st.p.bind(1, static_cast<std::int64_t>(l.job_id))
+        .bind(2, std::string_view{l.iccid})
+        .bind(3, static_cast<std::int64_t>(l.order_id));
     emit(st);
   }
 }
@@ -501,6 +530,90 @@ public:
       std::uint64_t n = 0;
       read(c, q().count_sims, {}, [&](const row& r) { n = static_cast<std::uint64_t>(r.i64(0)); });
       return n;
+    });
+  }
+
+  std::uint64_t count_sims(const lock::sim_filter& filter) override {
+    std::vector<param> list;
+    auto text = count_sims_query(dialect::postgresql, filter, list);
+    params p;
+    for (std::size_t i = 0; i < list.size(); ++i) {
+      if (list[i].is_text)
+        p.bind(static_cast<int>(i + 1), std::string_view{list[i].text});
+      else
+        p.bind(static_cast<int>(i + 1), list[i].integer);
+    }
+    return with_reader([&](PGconn* c) {
+      std::uint64_t n = 0;
+      read(c, text, p, [&](const row& r) { n = static_cast<std::uint64_t>(r.i64(0)); });
+      return n;
+    });
+  }
+
+  std::optional<job_record> get_job(std::uint64_t id) override {
+    return with_reader([&](PGconn* c) {
+      std::optional<job_record> out;
+      params p;
+      p.bind(1, static_cast<std::int64_t>(id));
+      read(c, q().get_job, p, [&](const row& r) { out = read_job(r); });
+      return out;
+    });
+  }
+
+  std::vector<job_record> list_jobs(std::optional<int> state, std::size_t limit) override {
+    return with_reader([&](PGconn* c) {
+      std::vector<job_record> out;
+      params p;
+      if (state)
+        p.bind(1, static_cast<std::int64_t>(*state)).bind(2, static_cast<std::int64_t>(limit));
+      else
+        p.bind(1, static_cast<std::int64_t>(limit));
+      read(c, state ? q().list_jobs_in_state : q().list_jobs, p,
+           [&](const row& r) { out.push_back(read_job(r)); });
+      return out;
+    });
+  }
+
+  std::uint64_t max_job_id() override {
+    return with_reader([](PGconn* c) {
+      std::uint64_t id = 0;
+      read(c, q().max_job_id, {}, [&](const row& r) { id = static_cast<std::uint64_t>(r.i64(0)); });
+      return id;
+    });
+  }
+
+  std::vector<std::string> job_iccids(std::uint64_t job_id, const std::string& after,
+                                      std::size_t limit) override {
+    return with_reader([&](PGconn* c) {
+      std::vector<std::string> out;
+      params p;
+      p.bind(1, static_cast<std::int64_t>(job_id))
+          .bind(2, std::string_view{after})
+          .bind(3, static_cast<std::int64_t>(limit));
+      read(c, q().job_iccids, p, [&](const row& r) { out.emplace_back(r.text(0)); });
+      return out;
+    });
+  }
+
+  job_order_counts job_orders(std::uint64_t job_id) override {
+    return with_reader([&](PGconn* c) {
+      job_order_counts out;
+      params p;
+      p.bind(1, static_cast<std::int64_t>(job_id));
+      read(c, q().job_orders_by_status, p, [&](const row& r) {
+        add_status_count(out, r.i64(0), static_cast<std::uint64_t>(r.i64(1)));
+      });
+      return out;
+    });
+  }
+
+  bool job_placed(std::uint64_t job_id, const std::string& iccid) override {
+    return with_reader([&](PGconn* c) {
+      bool found = false;
+      params p;
+      p.bind(1, static_cast<std::int64_t>(job_id)).bind(2, std::string_view{iccid});
+      read(c, q().job_placed, p, [&](const row&) { found = true; });
+      return found;
     });
   }
 

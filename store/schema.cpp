@@ -79,6 +79,36 @@ ALTER TABLE sims ADD COLUMN imei_seen_s INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE sims ADD COLUMN lock_scope INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE orders ADD COLUMN lock_scope INTEGER NOT NULL DEFAULT 0;
 )sql",
+    // 4 -> 5: bulk order jobs (actors/jobs.hpp): the job and its progress, the
+    // ICCIDs of a job given as a list, and the orders each job placed (one per
+    // job and SIM: a resumed job never places a second one).
+    R"sql(
+CREATE TABLE jobs (
+  id INTEGER PRIMARY KEY,
+  state INTEGER NOT NULL DEFAULT 0,
+  spec TEXT NOT NULL,
+  created_at_ms INTEGER NOT NULL DEFAULT 0,
+  updated_at_ms INTEGER NOT NULL DEFAULT 0,
+  finished_at_ms INTEGER NOT NULL DEFAULT 0,
+  after_iccid TEXT NOT NULL DEFAULT '',
+  total INTEGER NOT NULL DEFAULT 0,
+  processed INTEGER NOT NULL DEFAULT 0,
+  placed INTEGER NOT NULL DEFAULT 0,
+  refused INTEGER NOT NULL DEFAULT 0,
+  refusals TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE job_iccids (
+  job_id INTEGER NOT NULL,
+  iccid TEXT NOT NULL,
+  PRIMARY KEY (job_id, iccid)
+) WITHOUT ROWID;
+CREATE TABLE job_orders (
+  job_id INTEGER NOT NULL,
+  iccid TEXT NOT NULL,
+  order_id INTEGER NOT NULL,
+  PRIMARY KEY (job_id, iccid)
+) WITHOUT ROWID;
+)sql",
 };
 const std::size_t migration_count = std::size(migrations);
 static_assert(std::size(migrations) == store::schema_version);
@@ -208,13 +238,38 @@ generated_sql::generated_sql(dialect d) {
   count_sims = "SELECT COUNT(*) FROM sims";
   max_order_id = "SELECT COALESCE(MAX(id), 0) FROM orders";
 
+  const std::string job_columns = "id, state, spec, created_at_ms, updated_at_ms, finished_at_ms, "
+                                  "after_iccid, total, processed, placed, refused, refusals";
+  insert_job = "INSERT INTO jobs (" + job_columns + ") VALUES (" + placeholders(1, 12) + ")";
+  update_job = "UPDATE jobs SET state = ?2, updated_at_ms = ?3, finished_at_ms = ?4, "
+               "after_iccid = ?5, total = ?6, processed = ?7, placed = ?8, refused = ?9, "
+               "refusals = ?10 WHERE id = ?1";
+  insert_job_iccid = "INSERT INTO job_iccids (job_id, iccid) VALUES (?1, ?2)";
+  insert_job_order = "INSERT INTO job_orders (job_id, iccid, order_id) VALUES (?1, ?2, ?3)";
+  get_job = "SELECT " + job_columns + " FROM jobs WHERE id = ?1";
+  list_jobs = "SELECT " + job_columns + " FROM jobs ORDER BY id DESC LIMIT ?1";
+  list_jobs_in_state =
+      "SELECT " + job_columns + " FROM jobs WHERE state = ?1 ORDER BY id DESC LIMIT ?2";
+  max_job_id = "SELECT COALESCE(MAX(id), 0) FROM jobs";
+  job_iccids = "SELECT iccid FROM job_iccids WHERE job_id = ?1 AND iccid > ?2 ORDER BY iccid "
+               "LIMIT ?3";
+  job_orders_by_status = "SELECT o.status, COUNT(*) FROM job_orders j JOIN orders o ON o.id = "
+                         "j.order_id WHERE j.job_id = ?1 GROUP BY o.status";
+  job_placed = "SELECT 1 FROM job_orders WHERE job_id = ?1 AND iccid = ?2";
+
   if (d == dialect::postgresql) {
     std::string upsert = upsert_order;
     upsert_order.clear(); // to_postgres refuses INSERT OR; this one is already PostgreSQL's
-    for (auto* s :
-         {&upsert_sim, &delete_imsis, &insert_imsi, &update_state, &update_activity, &select_sim,
-          &imsis_of_sim, &list_sims_head, &load_inventory, &get_order, &orders_of_sim, &open_orders,
-          &insert_audit, &list_events, &iccid_of, &count_sims, &max_order_id})
+    for (auto* s : {&upsert_sim,   &delete_imsis,     &insert_imsi,
+                    &update_state, &update_activity,  &select_sim,
+                    &imsis_of_sim, &list_sims_head,   &load_inventory,
+                    &get_order,    &orders_of_sim,    &open_orders,
+                    &insert_audit, &list_events,      &iccid_of,
+                    &count_sims,   &max_order_id,     &insert_job,
+                    &update_job,   &insert_job_iccid, &insert_job_order,
+                    &get_job,      &list_jobs,        &list_jobs_in_state,
+                    &max_job_id,   &job_iccids,       &job_orders_by_status,
+                    &job_placed})
       *s = to_postgres(*s);
     upsert_order = to_postgres(upsert);
   }
@@ -226,9 +281,12 @@ const generated_sql& sql(dialect d) {
   return d == dialect::sqlite ? sqlite : postgresql;
 }
 
-std::string list_sims_query(dialect d, const lock::sim_filter& filter, std::vector<param>& params,
-                            const std::string& cursor, std::size_t limit) {
-  std::string text = sql(d).list_sims_head;
+namespace {
+
+/// Appends the WHERE conditions of `filter` (after `iccid > cursor` when
+/// `cursor` is given) to `text`, their parameters to `params`.
+void add_filter(dialect d, std::string& text, const lock::sim_filter& filter,
+                std::vector<param>& params, const std::string* cursor) {
   const char mark = d == dialect::sqlite ? '?' : '$';
   auto add = [&](std::string_view condition, param p, std::string_view after = {}) {
     params.push_back(std::move(p));
@@ -237,7 +295,8 @@ std::string list_sims_query(dialect d, const lock::sim_filter& filter, std::vect
     text += std::to_string(params.size());
     text += after;
   };
-  add("iccid > ", {true, 0, cursor});
+  if (cursor)
+    add("iccid > ", {true, 0, *cursor});
   if (filter.lock)
     add("lock = ", {false, fields::to_integer(*filter.lock), {}});
   if (filter.bar)
@@ -255,10 +314,26 @@ std::string list_sims_query(dialect d, const lock::sim_filter& filter, std::vect
     add("lock = ", {false, fields::to_integer(lock::lock_state::awaiting_first_imei), {}});
     add("updated_at_ms <= ", {false, *filter.awaiting_imei_since_ms, {}});
   }
+}
+
+} // namespace
+
+std::string list_sims_query(dialect d, const lock::sim_filter& filter, std::vector<param>& params,
+                            const std::string& cursor, std::size_t limit) {
+  std::string text = sql(d).list_sims_head;
+  add_filter(d, text, filter, params, &cursor);
+  const char mark = d == dialect::sqlite ? '?' : '$';
   params.push_back({false, static_cast<std::int64_t>(limit), {}});
   text += " ORDER BY iccid LIMIT ";
   text += mark;
   text += std::to_string(params.size());
+  return text;
+}
+
+std::string count_sims_query(dialect d, const lock::sim_filter& filter,
+                             std::vector<param>& params) {
+  std::string text = "SELECT COUNT(*) FROM sims";
+  add_filter(d, text, filter, params, nullptr);
   return text;
 }
 

@@ -61,6 +61,17 @@ struct generated_sql {
   std::string iccid_of;        ///< ?1 = imsi
   std::string count_sims;
   std::string max_order_id;
+  std::string insert_job;         ///< ?1..?12 = bind_job's columns
+  std::string update_job;         ///< ?1 = id, ?2..?10 = progress
+  std::string insert_job_iccid;   ///< ?1 = job id, ?2 = iccid
+  std::string insert_job_order;   ///< ?1 = job id, ?2 = iccid, ?3 = order id
+  std::string get_job;            ///< ?1 = id
+  std::string list_jobs;          ///< ?1 = limit, newest first
+  std::string list_jobs_in_state; ///< ?1 = state, ?2 = limit, newest first
+  std::string max_job_id;
+  std::string job_iccids;           ///< ?1 = job id, ?2 = after, ?3 = limit
+  std::string job_orders_by_status; ///< ?1 = job id: (status, count) rows
+  std::string job_placed;           ///< ?1 = job id, ?2 = iccid
 
   explicit generated_sql(dialect d);
 };
@@ -78,6 +89,9 @@ struct param {
 /// The list_sims query for `filter` (parameters numbered in order of use).
 std::string list_sims_query(dialect d, const lock::sim_filter& filter, std::vector<param>& params,
                             const std::string& cursor, std::size_t limit);
+
+/// The COUNT(*) of SIMs matching `filter` (parameters numbered in order of use).
+std::string count_sims_query(dialect d, const lock::sim_filter& filter, std::vector<param>& params);
 
 /// The compact JSON of a state in the audit log: the state columns as keys,
 /// integers as stored, bool as true/false.
@@ -161,6 +175,73 @@ void bind_audit(Stmt& s, const audit_record& a) {
   s.bind(5, std::string_view{state_json(a.after)});
   s.bind(6, static_cast<std::int64_t>(a.imei));
   s.bind(7, std::string_view{a.detail});
+}
+
+/// Adds `n` orders of stored status `status` to `counts`.
+inline void add_status_count(job_order_counts& counts, std::int64_t status, std::uint64_t n) {
+  switch (static_cast<orders::order_status>(status)) {
+    case orders::order_status::queued:
+    case orders::order_status::submitted:
+      counts.open += n;
+      break;
+    case orders::order_status::completed:
+      counts.completed += n;
+      break;
+    case orders::order_status::failed:
+      counts.failed += n;
+      break;
+  }
+}
+
+/// Binds a whole job as ?1..?12 of insert_job.
+template <class Stmt>
+void bind_job(Stmt& s, const job_record& j) {
+  s.bind(1, static_cast<std::int64_t>(j.id));
+  s.bind(2, static_cast<std::int64_t>(j.state));
+  s.bind(3, std::string_view{j.spec});
+  s.bind(4, j.created_at_ms);
+  s.bind(5, j.updated_at_ms);
+  s.bind(6, j.finished_at_ms);
+  s.bind(7, std::string_view{j.after_iccid});
+  s.bind(8, static_cast<std::int64_t>(j.total));
+  s.bind(9, static_cast<std::int64_t>(j.processed));
+  s.bind(10, static_cast<std::int64_t>(j.placed));
+  s.bind(11, static_cast<std::int64_t>(j.refused));
+  s.bind(12, std::string_view{j.refusals});
+}
+
+/// Binds a job's progress as ?1..?10 of update_job.
+template <class Stmt>
+void bind_job_progress(Stmt& s, const job_record& j) {
+  s.bind(1, static_cast<std::int64_t>(j.id));
+  s.bind(2, static_cast<std::int64_t>(j.state));
+  s.bind(3, j.updated_at_ms);
+  s.bind(4, j.finished_at_ms);
+  s.bind(5, std::string_view{j.after_iccid});
+  s.bind(6, static_cast<std::int64_t>(j.total));
+  s.bind(7, static_cast<std::int64_t>(j.processed));
+  s.bind(8, static_cast<std::int64_t>(j.placed));
+  s.bind(9, static_cast<std::int64_t>(j.refused));
+  s.bind(10, std::string_view{j.refusals});
+}
+
+/// A job row of get_job's columns.
+template <class Row>
+job_record read_job(const Row& s) {
+  job_record j;
+  j.id = static_cast<std::uint64_t>(s.i64(0));
+  j.state = static_cast<int>(s.i64(1));
+  j.spec = std::string(s.text(2));
+  j.created_at_ms = s.i64(3);
+  j.updated_at_ms = s.i64(4);
+  j.finished_at_ms = s.i64(5);
+  j.after_iccid = std::string(s.text(6));
+  j.total = static_cast<std::uint64_t>(s.i64(7));
+  j.processed = static_cast<std::uint64_t>(s.i64(8));
+  j.placed = static_cast<std::uint64_t>(s.i64(9));
+  j.refused = static_cast<std::uint64_t>(s.i64(10));
+  j.refusals = std::string(s.text(11));
+  return j;
 }
 
 } // namespace imeilock::store::detail

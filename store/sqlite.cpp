@@ -339,6 +339,86 @@ public:
         [](connection& c) { return static_cast<std::uint64_t>(c.scalar(q().count_sims.c_str())); });
   }
 
+  std::uint64_t count_sims(const lock::sim_filter& filter) override {
+    std::vector<param> params;
+    auto text = count_sims_query(dialect::sqlite, filter, params);
+    return with_reader([&](connection& c) {
+      statement s{c.get(), text.c_str(), false};
+      for (std::size_t i = 0; i < params.size(); ++i) {
+        if (params[i].is_text)
+          s.bind(static_cast<int>(i + 1), std::string_view{params[i].text});
+        else
+          s.bind(static_cast<int>(i + 1), params[i].integer);
+      }
+      return s.step() ? static_cast<std::uint64_t>(s.i64(0)) : std::uint64_t{0};
+    });
+  }
+
+  std::optional<job_record> get_job(std::uint64_t id) override {
+    return with_reader([&](connection& c) -> std::optional<job_record> {
+      auto& s = c.prepare(q().get_job.c_str());
+      reset_guard g{s};
+      s.bind(1, i64(id));
+      if (!s.step())
+        return std::nullopt;
+      return read_job(s);
+    });
+  }
+
+  std::vector<job_record> list_jobs(std::optional<int> state, std::size_t limit) override {
+    return with_reader([&](connection& c) {
+      std::vector<job_record> out;
+      auto& s = c.prepare(state ? q().list_jobs_in_state.c_str() : q().list_jobs.c_str());
+      reset_guard g{s};
+      if (state)
+        s.bind(1, static_cast<std::int64_t>(*state)).bind(2, static_cast<std::int64_t>(limit));
+      else
+        s.bind(1, static_cast<std::int64_t>(limit));
+      while (s.step())
+        out.push_back(read_job(s));
+      return out;
+    });
+  }
+
+  std::uint64_t max_job_id() override {
+    return with_reader(
+        [](connection& c) { return static_cast<std::uint64_t>(c.scalar(q().max_job_id.c_str())); });
+  }
+
+  std::vector<std::string> job_iccids(std::uint64_t job_id, const std::string& after,
+                                      std::size_t limit) override {
+    return with_reader([&](connection& c) {
+      std::vector<std::string> out;
+      auto& s = c.prepare(q().job_iccids.c_str());
+      reset_guard g{s};
+      s.bind(1, i64(job_id)).bind(2, after).bind(3, static_cast<std::int64_t>(limit));
+      while (s.step())
+        out.emplace_back(s.text(0));
+      return out;
+    });
+  }
+
+  job_order_counts job_orders(std::uint64_t job_id) override {
+    return with_reader([&](connection& c) {
+      job_order_counts out;
+      auto& s = c.prepare(q().job_orders_by_status.c_str());
+      reset_guard g{s};
+      s.bind(1, i64(job_id));
+      while (s.step())
+        add_status_count(out, s.i64(0), static_cast<std::uint64_t>(s.i64(1)));
+      return out;
+    });
+  }
+
+  bool job_placed(std::uint64_t job_id, const std::string& iccid) override {
+    return with_reader([&](connection& c) {
+      auto& s = c.prepare(q().job_placed.c_str());
+      reset_guard g{s};
+      s.bind(1, i64(job_id)).bind(2, iccid);
+      return s.step();
+    });
+  }
+
   void load_inventory(const std::function<void(const inventory_row&)>& fn) override {
     with_reader([&](connection& c) {
       // One pass over sims joined with their IMSIs, grouped by ICCID.
@@ -517,6 +597,30 @@ private:
       reset_guard g{st};
       bind_audit(st, a);
       st.run();
+    }
+    for (auto& j : c.new_jobs) {
+      auto& st = writer_->prepare(q().insert_job.c_str());
+      reset_guard g{st};
+      bind_job(st, j);
+      st.run();
+    }
+    for (auto& j : c.job_iccids) {
+      auto& st = writer_->prepare(q().insert_job_iccid.c_str());
+      reset_guard g{st};
+      st.bind(1, i64(j.job_id)).bind(2, j.iccid).run();
+    }
+    for (auto& j : c.job_updates) {
+      auto& st = writer_->prepare(q().update_job.c_str());
+      reset_guard g{st};
+      bind_job_progress(st, j);
+      st.run();
+      if (sqlite3_changes(writer_->get()) != 1)
+        throw sqlite_error(SQLITE_NOTFOUND, "progress of unknown job " + std::to_string(j.id));
+    }
+    for (auto& l : c.job_orders) {
+      auto& st = writer_->prepare(q().insert_job_order.c_str());
+      reset_guard g{st};
+      st.bind(1, i64(l.job_id)).bind(2, l.iccid).bind(3, i64(l.order_id)).run();
     }
   }
 

@@ -368,6 +368,35 @@ std::uint64_t store::count_sims() {
   return impl_->db->count_sims();
 }
 
+std::uint64_t store::count_sims(const lock::sim_filter& filter) {
+  return impl_->db->count_sims(filter);
+}
+
+std::optional<job_record> store::get_job(std::uint64_t id) {
+  return impl_->db->get_job(id);
+}
+
+std::vector<job_record> store::list_jobs(std::optional<int> state, std::size_t limit) {
+  return impl_->db->list_jobs(state, limit);
+}
+
+std::uint64_t store::max_job_id() {
+  return impl_->db->max_job_id();
+}
+
+std::vector<std::string> store::job_iccids(std::uint64_t job_id, const std::string& after,
+                                           std::size_t limit) {
+  return impl_->db->job_iccids(job_id, after, limit);
+}
+
+job_order_counts store::job_orders(std::uint64_t job_id) {
+  return impl_->db->job_orders(job_id);
+}
+
+bool store::job_placed(std::uint64_t job_id, const std::string& iccid) {
+  return impl_->db->job_placed(job_id, iccid);
+}
+
 void store::load_inventory(const std::function<void(const inventory_row&)>& fn) {
   impl_->db->load_inventory(fn);
 }

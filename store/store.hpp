@@ -117,6 +117,46 @@ struct activity_update {
   lock::sim_activity activity;
 };
 
+/// A bulk order job (POST /v1/orders:bulk) as the store keeps it. The store
+/// does not read `spec` or `refusals` (the job runner's JSON, actors/jobs.cpp);
+/// `state` is the runner's enumeration as an integer (0: running).
+struct job_record {
+  std::uint64_t id = 0; ///< > 0, chosen by the runner
+  int state = 0;
+  std::string spec; ///< the order and the selector; written once, at creation
+  std::int64_t created_at_ms = 0;
+  std::int64_t updated_at_ms = 0;
+  std::int64_t finished_at_ms = 0; ///< 0 while running
+  std::string after_iccid;         ///< every SIM up to this ICCID is done
+  std::uint64_t total = 0;
+  std::uint64_t processed = 0;
+  std::uint64_t placed = 0;
+  std::uint64_t refused = 0;
+  std::string refusals; ///< why SIMs were refused (reasons counted, first ICCIDs)
+};
+
+/// One ICCID of a job's explicit list (job_iccids).
+struct job_iccid {
+  std::uint64_t job_id = 0;
+  std::string iccid;
+};
+
+/// An order placed by a job, committed with the order itself: at most one per
+/// job and SIM (the table's key), which is what keeps a resumed job from
+/// placing an order twice.
+struct job_order_link {
+  std::uint64_t job_id = 0;
+  std::string iccid;
+  std::uint64_t order_id = 0;
+};
+
+/// The orders a job placed, by where they are now.
+struct job_order_counts {
+  std::uint64_t open = 0; ///< queued or submitted
+  std::uint64_t completed = 0;
+  std::uint64_t failed = 0;
+};
+
 /// Everything one caller wants committed atomically. The writer commits many
 /// changes in one transaction (group commit); each change is all-or-nothing.
 struct change {
@@ -125,8 +165,15 @@ struct change {
   std::vector<orders::order> orders;       ///< insert or replace by id (`imsis` not stored)
   std::vector<audit_record> audits;        ///< appended
   std::vector<activity_update> activities; ///< when SIMs were last observed (write-behind)
+  std::vector<job_record> new_jobs;        ///< inserted (all columns)
+  std::vector<job_iccid> job_iccids;       ///< inserted
+  std::vector<job_record> job_updates;     ///< progress of existing jobs (all but spec, created_at)
+  std::vector<job_order_link>
+      job_orders; ///< inserted; a second link for a job and SIM fails the change
   bool empty() const {
-    return sims.empty() && states.empty() && orders.empty() && audits.empty() && activities.empty();
+    return sims.empty() && states.empty() && orders.empty() && audits.empty() &&
+           activities.empty() && new_jobs.empty() && job_iccids.empty() && job_updates.empty() &&
+           job_orders.empty();
   }
 };
 
@@ -242,7 +289,7 @@ public:
 
   /// The schema version this code writes (SQLite: PRAGMA user_version;
   /// PostgreSQL: the schema_version table).
-  static constexpr int schema_version = 4;
+  static constexpr int schema_version = 5;
 
   /// Queues `chg`; `done` runs exactly once on the writer thread. Returns false
   /// (and runs done(false) before returning) when the queue is full or the
@@ -285,6 +332,22 @@ public:
   void load_inventory(const std::function<void(const inventory_row&)>& fn);
   /// Number of SIMs in the database.
   std::uint64_t count_sims();
+  /// Number of SIMs matching `filter`.
+  std::uint64_t count_sims(const lock::sim_filter& filter);
+
+  // -- Bulk jobs (actors/jobs.hpp) -------------------------------------------------
+  std::optional<job_record> get_job(std::uint64_t id);
+  /// Newest first, at most `limit`; only those in `state` when given.
+  std::vector<job_record> list_jobs(std::optional<int> state, std::size_t limit);
+  /// The largest job id, 0 when none.
+  std::uint64_t max_job_id();
+  /// A job's explicit ICCIDs after `after`, in order, at most `limit`.
+  std::vector<std::string> job_iccids(std::uint64_t job_id, const std::string& after,
+                                      std::size_t limit);
+  /// The orders job `job_id` placed, by status.
+  job_order_counts job_orders(std::uint64_t job_id);
+  /// Whether job `job_id` placed an order for `iccid`.
+  bool job_placed(std::uint64_t job_id, const std::string& iccid);
 
   /// Counters for metrics.
   const stats& counters() const { return stats_; }

@@ -12,7 +12,11 @@
 
 #include <nlohmann/json.hpp>
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <chrono>
+#include <cstdint>
 #include <cstdlib>
 #include <fstream>
 #include <functional>
@@ -23,6 +27,7 @@
 #include <sstream>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 namespace {
@@ -50,6 +55,16 @@ Commands:
   orders get ID                       one order
   orders list ICCID                   the SIM's orders, newest first
   events ICCID [--limit N]            the SIM's audit log, newest first
+  bulk enable|disable|bar|unbar|activate SELECTOR [--keep-lock | --update-to-last-seen] [--lock] [--watch]
+                                      one order for many SIMs, as a job (placed one SIM at a time
+                                      through the same rules and rate limits as single orders).
+                                      SELECTOR: --iccid ICCID [--iccid ...] | --file CSV (an iccid
+                                      column; - for stdin) | filters --network N --lock-state S
+                                      --bar-state S --alerted true|false | --every (every SIM)
+  job show ID                         a job's progress: placed, refused (with reasons), orders
+  job watch ID                        follow a job until it ends (a progress bar on a terminal)
+  job cancel ID                       stop a job: its orders stay, no more are placed
+  jobs list [--running] [--limit N]   jobs, newest first
 
 Options:
   --url URL          the API (default $IMEILOCK_URL, else http://127.0.0.1:8080)
@@ -64,6 +79,8 @@ Exit codes:
   2  refused by the API (4xx: invalid input, unknown SIM or order, conflict,
      missing or wrong token, read-only token); an import with rejected lines
   3  server error (5xx) or the API could not be reached
+  (bulk --watch and job watch: 0 when the job completed with no SIM refused, 2 when
+  it ended with refused SIMs or was cancelled)
 )";
 
 struct options {
@@ -181,6 +198,12 @@ public:
         {"orders", "get", 3, "orders get ID", [&] { return order_get(a[2]); }},
         {"orders", "list", 3, "orders list ICCID", [&] { return order_list(a[2]); }},
         {"events", "", 2, "events ICCID [--limit N]", [&] { return events(a[1]); }},
+        {"bulk", "", 2, "bulk enable|disable|bar|unbar|activate SELECTOR",
+         [&] { return bulk(sub); }},
+        {"job", "show", 3, "job show|watch|cancel ID", [&] { return job_show(a[2]); }},
+        {"job", "watch", 3, "job show|watch|cancel ID", [&] { return job_watch(a[2]); }},
+        {"job", "cancel", 3, "job show|watch|cancel ID", [&] { return job_cancel(a[2]); }},
+        {"jobs", "list", 2, "jobs list [--running] [--limit N]", [&] { return jobs_list(); }},
     };
     for (const auto& c : commands) {
       if (cmd == c.cmd && (c.sub.empty() || sub == c.sub)) {
@@ -332,28 +355,7 @@ private:
   }
 
   int place(const std::string& kind, const std::string& iccid) {
-    json body;
-    if (kind == "enable") {
-      body["type"] = "enable_imei_lock";
-    } else if (kind == "disable") {
-      body["type"] = "disable_imei_lock";
-    } else if (kind == "bar") {
-      body["type"] = "bar";
-    } else if (kind == "unbar") {
-      body["type"] = "unbar";
-      if (flag("keep-lock") && flag("update-to-last-seen"))
-        usage_fail("choose one of --keep-lock and --update-to-last-seen");
-      if (flag("keep-lock"))
-        body["unbar_mode"] = "keep_lock";
-      if (flag("update-to-last-seen"))
-        body["unbar_mode"] = "update_to_last_seen";
-    } else if (kind == "activate") {
-      body["type"] = "activate";
-      if (flag("lock"))
-        body["enable_imei_lock"] = true;
-    } else {
-      usage_fail("unknown order: " + kind + " (enable, disable, bar, unbar, activate)");
-    }
+    json body = order_body(kind);
     int code = ok;
     auto j = call("POST", "/v1/sims/" + iccid + "/orders", code, body.dump(), "application/json");
     if (!j)
@@ -433,6 +435,207 @@ private:
     return ok;
   }
 
+  /// The body fields of an order of `kind` (place() and bulk()).
+  json order_body(const std::string& kind) {
+    json body;
+    if (kind == "enable") {
+      body["type"] = "enable_imei_lock";
+    } else if (kind == "disable") {
+      body["type"] = "disable_imei_lock";
+    } else if (kind == "bar") {
+      body["type"] = "bar";
+    } else if (kind == "unbar") {
+      body["type"] = "unbar";
+      if (flag("keep-lock") && flag("update-to-last-seen"))
+        usage_fail("choose one of --keep-lock and --update-to-last-seen");
+      if (flag("keep-lock"))
+        body["unbar_mode"] = "keep_lock";
+      if (flag("update-to-last-seen"))
+        body["unbar_mode"] = "update_to_last_seen";
+    } else if (kind == "activate") {
+      body["type"] = "activate";
+      if (flag("lock"))
+        body["enable_imei_lock"] = true;
+    } else {
+      usage_fail("unknown order: " + kind + " (enable, disable, bar, unbar, activate)");
+    }
+    return body;
+  }
+
+  int bulk(const std::string& kind) {
+    auto body = order_body(kind);
+    const bool by_list = flag("iccid");
+    const bool by_file = flag("file");
+    json filter = json::object();
+    auto add = [&](const std::string& key, const std::string& flag_name) {
+      if (flag(flag_name))
+        filter[key] = value(flag_name);
+    };
+    add("network", "network");
+    add("lock_state", "lock-state");
+    add("bar_state", "bar-state");
+    if (flag("alerted")) {
+      auto v = value("alerted");
+      if (v != "true" && v != "false")
+        usage_fail("--alerted must be true or false");
+      filter["alerted"] = v == "true";
+    }
+    const bool by_filter = !filter.empty() || flag("every");
+    if (static_cast<int>(by_list) + static_cast<int>(by_file) + static_cast<int>(by_filter) != 1)
+      usage_fail("choose the SIMs with one of --iccid, --file, filters (--network, --lock-state, "
+                 "--bar-state, --alerted) or --every");
+    int code = ok;
+    std::optional<json> j;
+    if (by_file) {
+      std::string csv;
+      auto file = value("file");
+      if (file == "-") {
+        csv.assign(std::istreambuf_iterator<char>(std::cin), {});
+      } else {
+        std::ifstream in(file, std::ios::binary);
+        if (!in) {
+          std::cerr << "imeilockctl: cannot read " << file << "\n";
+          return usage_error;
+        }
+        csv.assign(std::istreambuf_iterator<char>(in), {});
+      }
+      std::string query = "?type=" + body["type"].get<std::string>();
+      if (body.contains("unbar_mode"))
+        query += "&unbar_mode=" + body["unbar_mode"].get<std::string>();
+      if (body.contains("enable_imei_lock"))
+        query += "&enable_imei_lock=true";
+      j = call("POST", "/v1/orders:bulk" + query, code, csv, "text/csv");
+    } else {
+      if (by_list)
+        body["iccids"] = opt_.flags.at("iccid");
+      else
+        body["filter"] = filter;
+      j = call("POST", "/v1/orders:bulk", code, body.dump(), "application/json");
+    }
+    if (!j)
+      return code;
+    for (const auto& w : j->value("warnings", json::array()))
+      std::cerr << "warning: " << s(w) << "\n";
+    if (flag("watch"))
+      return job_watch(s((*j)["id"]));
+    if (opt_.as_json)
+      std::cout << j->dump(2) << "\n";
+    else
+      std::cout << "job " << s((*j)["id"]) << ": " << s((*j)["type"]) << " for " << s((*j)["total"])
+                << " SIMs, " << s((*j)["state"]) << " (imeilockctl job watch " << s((*j)["id"])
+                << ")\n";
+    return ok;
+  }
+
+  static void print_job(const json& j) {
+    std::cout << "job " << s(j["id"]) << ": " << s(j["type"]);
+    if (!j["unbar_mode"].is_null())
+      std::cout << " (" << s(j["unbar_mode"]) << ")";
+    std::cout << ", " << s(j["state"]) << "\n";
+    std::cout << "selected:  " << s(j["total"]) << " SIMs " << j["selector"].dump() << "\n";
+    std::cout << "processed: " << s(j["processed"]) << " (placed " << s(j["placed"]) << ", refused "
+              << s(j["refused"]) << ")\n";
+    std::cout << "orders:    " << s(j["orders"]["open"]) << " open, " << s(j["orders"]["completed"])
+              << " completed, " << s(j["orders"]["failed"]) << " failed\n";
+    std::cout << "created:   " << s(j["created_at"]) << "   finished: " << s(j["finished_at"])
+              << "\n";
+    if (!j["refused_reasons"].empty()) {
+      std::vector<std::vector<std::string>> rows;
+      for (const auto& r : j["refused_reasons"])
+        rows.push_back({s(r["count"]), s(r["reason"])});
+      table({"REFUSED", "REASON"}, rows);
+      rows.clear();
+      for (const auto& r : j["refusals"])
+        rows.push_back({s(r["iccid"]), s(r["reason"])});
+      table({"ICCID", "REASON"}, rows);
+    }
+  }
+
+  int job_show(const std::string& id) {
+    int code = ok;
+    auto j = call("GET", "/v1/jobs/" + id, code);
+    if (!j)
+      return code;
+    if (opt_.as_json)
+      std::cout << j->dump(2) << "\n";
+    else
+      print_job(*j);
+    return ok;
+  }
+
+  int job_cancel(const std::string& id) {
+    int code = ok;
+    auto j = call("POST", "/v1/jobs/" + id + ":cancel", code, "", "application/json");
+    if (!j)
+      return code;
+    if (opt_.as_json)
+      std::cout << j->dump(2) << "\n";
+    else
+      print_job(*j);
+    return ok;
+  }
+
+  /// Polls the job until it ends: a progress bar redrawn in place on a
+  /// terminal, else a line whenever the counts change.
+  int job_watch(const std::string& id) {
+    const bool tty = ::isatty(STDOUT_FILENO) == 1;
+    std::string last;
+    for (;;) {
+      int code = ok;
+      auto j = call("GET", "/v1/jobs/" + id, code);
+      if (!j)
+        return code;
+      const auto total = (*j)["total"].get<std::uint64_t>();
+      const auto done = (*j)["processed"].get<std::uint64_t>();
+      const bool running = (*j)["state"] == "running";
+      std::ostringstream line;
+      line << done << "/" << total << " placed " << s((*j)["placed"]) << " refused "
+           << s((*j)["refused"]) << " | orders completed " << s((*j)["orders"]["completed"])
+           << " failed " << s((*j)["orders"]["failed"]) << " | " << s((*j)["state"]);
+      if (tty && !opt_.as_json) {
+        constexpr std::size_t width = 30;
+        const auto filled =
+            total == 0 ? width : static_cast<std::size_t>(std::min(done, total) * width / total);
+        const auto pct = total == 0 ? 100 : std::min(done, total) * 100 / total;
+        std::cout << "\r[" << std::string(filled, '#') << std::string(width - filled, '.') << "] "
+                  << pct << "% " << line.str() << "\x1b[K" << std::flush;
+      } else if (line.str() != last && !opt_.as_json) {
+        std::cout << line.str() << "\n" << std::flush;
+      }
+      last = line.str();
+      if (!running) {
+        if (tty && !opt_.as_json)
+          std::cout << "\n";
+        if (opt_.as_json)
+          std::cout << j->dump(2) << "\n";
+        else
+          print_job(*j);
+        return (*j)["state"] == "completed" && (*j)["refused"] == 0 ? ok : rejected;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds{500});
+    }
+  }
+
+  int jobs_list() {
+    std::string query = flag("running") ? "?state=running" : "";
+    if (auto limit = value("limit"); !limit.empty())
+      query += (query.empty() ? "?" : "&") + std::string{"limit="} + limit;
+    int code = ok;
+    auto j = call("GET", "/v1/jobs" + query, code);
+    if (!j)
+      return code;
+    if (opt_.as_json) {
+      std::cout << j->dump(2) << "\n";
+      return ok;
+    }
+    std::vector<std::vector<std::string>> rows;
+    for (const auto& item : (*j)["items"])
+      rows.push_back({s(item["id"]), s(item["type"]), s(item["state"]), s(item["total"]),
+                      s(item["placed"]), s(item["refused"]), s(item["created_at"])});
+    table({"ID", "TYPE", "STATE", "TOTAL", "PLACED", "REFUSED", "CREATED"}, rows);
+    return ok;
+  }
+
   options opt_;
   imeilock::api::http_client client_;
 };
@@ -447,10 +650,10 @@ options parse_args(int argc, char** argv) {
     o.token = tok;
   // Flags that take a value; the others are switches.
   static const std::vector<std::string> with_value{
-      "url",   "token-file", "timeout", "lock-state", "bar-state", "network",
-      "limit", "cursor",     "imsi",    "msisdn",     "status"};
-  static const std::vector<std::string> switches{"json", "all", "keep-lock", "update-to-last-seen",
-                                                 "lock"};
+      "url",    "token-file", "timeout", "lock-state", "bar-state", "network", "limit",
+      "cursor", "imsi",       "msisdn",  "status",     "iccid",     "file",    "alerted"};
+  static const std::vector<std::string> switches{
+      "json", "all", "keep-lock", "update-to-last-seen", "lock", "watch", "every", "running"};
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
     if (arg == "-h" || arg == "--help") {

@@ -776,3 +776,74 @@ TEST_CASE("every route the server answers is in the OpenAPI document, and back",
     CHECK(code != "method_not_allowed");
   }
 }
+
+TEST_CASE("POST /v1/orders:bulk bodies: a list, a filter or a CSV; every ICCID checked",
+          "[api][bulk]") {
+  auto read = [](const std::string& body, const std::string& type = "application/json",
+                 query_map query = {}) {
+    request req;
+    req.method = "POST";
+    req.target = "/v1/orders:bulk";
+    req.content_type = type;
+    req.body = body;
+    return read_bulk(req, query);
+  };
+  const std::string a{iccid_a};
+  auto list = read(R"({"type":"bar","iccids":[")" + a + R"(", ")" + a + R"("]})");
+  REQUIRE(list);
+  CHECK(list->order.type == lock::order_type::bar);
+  CHECK(list->selector.iccids.size() == 2); // the job keeps each SIM once
+
+  auto filter = read(R"({"type":"unbar","unbar_mode":"keep_lock","filter":{"network":"multinet",)"
+                     R"("bar_state":"barred","alerted":true}})");
+  REQUIRE(filter);
+  CHECK(filter->order.mode == lock::unbar_mode::keep_lock);
+  CHECK(filter->selector.iccids.empty());
+  CHECK(filter->selector.filter.network == std::optional<std::string>{"multinet"});
+  CHECK(filter->selector.filter.bar == std::optional<lock::bar_state>{lock::bar_state::barred});
+  CHECK(filter->selector.filter.alerted == std::optional<bool>{true});
+  CHECK(read(R"({"type":"bar","filter":{}})")); // every SIM, said explicitly
+
+  // Exactly one selector, and the order checked as a single order's.
+  CHECK(read(R"({"type":"bar"})").error().is(ec::invalid_value));
+  CHECK(read(R"({"type":"bar","iccids":[],"filter":{}})").error().is(ec::invalid_value));
+  CHECK(read(R"({"type":"bar","iccids":[]})").error().is(ec::invalid_value));
+  CHECK(read(R"({"type":"explode","filter":{}})").error().is(ec::invalid_value));
+  CHECK(
+      read(R"({"type":"bar","unbar_mode":"keep_lock","filter":{}})").error().is(ec::invalid_value));
+  CHECK(read(R"({"type":"bar","filter":{"colour":"red"}})").error().is(ec::unknown_field));
+  CHECK(read(R"({"type":"bar","filter":{"alerted":"yes"}})").error().is(ec::wrong_type));
+  CHECK(read(R"({"type":"bar","filter":{"lock_state":"open"}})").error().is(ec::invalid_value));
+  auto bad = read(R"({"type":"bar","iccids":[")" + a + R"(","8944"]})");
+  REQUIRE_FALSE(bad);
+  CHECK(bad.error().message().find("iccids[1]") != std::string::npos);
+
+  // CSV: the iccid column of any header, the order in the query.
+  auto csv = read("iccid,network\n" + a + ",multinet\n\n" + a + ",x\n", "text/csv",
+                  {{"type", "unbar"}, {"unbar_mode", "update_to_last_seen"}});
+  REQUIRE(csv);
+  CHECK(csv->selector.iccids.size() == 2);
+  CHECK(csv->order.mode == lock::unbar_mode::update_to_last_seen);
+  CHECK(read("iccid\n" + a + "\n", "text/csv").error().is(ec::bad_parameter));
+  CHECK(read("imsi\n1\n", "text/csv", {{"type", "bar"}}).error().is(ec::invalid_value));
+  auto csv_bad = read("iccid\n" + a + "\n123\n", "text/csv", {{"type", "bar"}});
+  REQUIRE_FALSE(csv_bad);
+  CHECK(csv_bad.error().message().find("line 3") != std::string::npos);
+  CHECK(read("iccid\n", "text/csv", {{"type", "bar"}}).error().is(ec::invalid_value));
+  CHECK(read("x", "text/plain").error().is(ec::unsupported_media_type));
+}
+
+TEST_CASE("the job routes: a write token to create or cancel, 503 where there are no jobs",
+          "[api][bulk]") {
+  server_fixture f;
+  http_client c{f.url()};
+  const std::string body = R"({"type":"bar","filter":{}})";
+  CHECK(c.request("POST", "/v1/orders:bulk", ro_token, body, json_type).status == 403);
+  CHECK(c.request("POST", "/v1/jobs/1:cancel", ro_token, "", json_type).status == 403);
+  CHECK(c.request("DELETE", "/v1/jobs/1", ro_token).status == 403);
+  auto r = c.request("POST", "/v1/orders:bulk", rw_token, body, json_type);
+  CHECK(r.status == 503);
+  CHECK(error_code(r) == "jobs_unavailable");
+  CHECK(c.request("POST", "/v1/jobs/1", rw_token, "", json_type).status == 405);
+  CHECK(c.request("GET", "/v1/jobs?state=done", rw_token).status == 400);
+}
