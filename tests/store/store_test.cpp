@@ -1006,3 +1006,84 @@ TEST_CASE("PostgreSQL only: a batch larger than a pipeline chunk with one refuse
   CHECK(db.count_sims() == 1500);
   CHECK(db.iccid_of(234150000000001) == "8944000000000000001");
 }
+
+STORE_TEST("bulk jobs: the job, its ICCIDs, its progress and the orders it placed round-trip; "
+           "a second order of one job for one SIM fails its change") {
+  TestType fx;
+  REQUIRE_BACKEND(fx);
+  store::store db{fx.config()};
+  REQUIRE(commit(db, sims_change({sim("8944000000000000001", {234150000000001}),
+                                  sim("8944000000000000002", {234150000000002}, "other")})));
+  CHECK(db.count_sims({}) == 2);
+  lock::sim_filter other;
+  other.network = "other";
+  CHECK(db.count_sims(other) == 1);
+  other.bar = lock::bar_state::barred;
+  CHECK(db.count_sims(other) == 0);
+
+  CHECK(db.max_job_id() == 0);
+  store::job_record job;
+  job.id = 7;
+  job.spec = R"({"type":"bar","by_list":true})";
+  job.created_at_ms = 1000;
+  job.updated_at_ms = 1000;
+  job.total = 3;
+  store::change c;
+  c.new_jobs.push_back(job);
+  for (auto id : {"8944000000000000003", "8944000000000000001", "8944000000000000002"})
+    c.job_iccids.push_back({7, id});
+  REQUIRE(commit(db, std::move(c)));
+  CHECK(db.max_job_id() == 7);
+  CHECK(db.job_iccids(7, "", 2) ==
+        std::vector<std::string>{"8944000000000000001", "8944000000000000002"});
+  CHECK(db.job_iccids(7, "8944000000000000002", 10) ==
+        std::vector<std::string>{"8944000000000000003"});
+
+  // An order with its link, in one change; the job's progress.
+  orders::order o;
+  o.id = db.allocate_order_id();
+  o.iccid = "8944000000000000001";
+  o.network = "multinet";
+  o.type = lock::order_type::bar;
+  store::change placed;
+  placed.orders.push_back(o);
+  placed.job_orders.push_back({7, o.iccid, o.id});
+  REQUIRE(commit(db, std::move(placed)));
+  job.after_iccid = "8944000000000000001";
+  job.processed = 1;
+  job.placed = 1;
+  job.refusals = R"({"reasons":{}})";
+  job.updated_at_ms = 2000;
+  job.spec = "ignored by an update";
+  store::change progress;
+  progress.job_updates.push_back(job);
+  REQUIRE(commit(db, std::move(progress)));
+  auto back = db.get_job(7);
+  REQUIRE(back);
+  CHECK(back->spec == R"({"type":"bar","by_list":true})");
+  CHECK(back->after_iccid == "8944000000000000001");
+  CHECK(back->placed == 1);
+  CHECK(back->total == 3);
+  CHECK(back->updated_at_ms == 2000);
+  CHECK(db.job_placed(7, "8944000000000000001"));
+  CHECK_FALSE(db.job_placed(7, "8944000000000000002"));
+  auto counts = db.job_orders(7);
+  CHECK(counts.open == 1);
+  CHECK(counts.completed == 0);
+  CHECK(db.list_jobs(0, 10).size() == 1);
+  CHECK(db.list_jobs(1, 10).empty());
+
+  // The same job and SIM again: the whole change fails, its order is not written.
+  orders::order twice = o;
+  twice.id = db.allocate_order_id();
+  store::change dup;
+  dup.orders.push_back(twice);
+  dup.job_orders.push_back({7, o.iccid, twice.id});
+  CHECK_FALSE(commit(db, std::move(dup)));
+  CHECK_FALSE(db.get_order(twice.id));
+  // Progress of a job that does not exist fails too.
+  store::change ghost;
+  job.id = 8;
+  ghost.job_updates.push_back(job);
+  CHECK_FALSE(commit(db, std::move(ghost)));
+}
