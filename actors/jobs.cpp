@@ -342,7 +342,8 @@ void job_runner::list_jobs(bool running_only, std::size_t limit,
 
 void job_runner::cancel_job(std::uint64_t id, std::function<void(job_result)> done) {
   auto now = wall_ms();
-  auto answer = [this, done = std::move(done)](store::job_record rec) mutable {
+  // Takes `done` only when the cancellation is written (the refusals below answer it directly).
+  auto answer = [this, &done](store::job_record rec) {
     auto info = info_of(rec, false);
     store::change chg;
     chg.job_updates.push_back(std::move(rec));
