@@ -261,7 +261,7 @@ TEST_CASE("a runner stopped in the middle of a page is resumed without a second 
   second.stop();
 }
 
-TEST_CASE("a job's spec reads back as written; a hand-edited one reads as none", "[jobs]") {
+TEST_CASE("a job's spec reads back as written, a hand-edited one reads as none", "[jobs]") {
   actors::order_request unbar;
   unbar.type = lock::order_type::unbar;
   unbar.mode = lock::unbar_mode::keep_lock;

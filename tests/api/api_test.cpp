@@ -805,15 +805,17 @@ TEST_CASE("POST /v1/orders:bulk bodies: a list, a filter or a CSV; every ICCID c
   CHECK(read(R"({"type":"bar","filter":{}})")); // every SIM, said explicitly
 
   // Exactly one selector, and the order checked as a single order's.
-  CHECK(read(R"({"type":"bar"})").error().is(ec::invalid_value));
-  CHECK(read(R"({"type":"bar","iccids":[],"filter":{}})").error().is(ec::invalid_value));
-  CHECK(read(R"({"type":"bar","iccids":[]})").error().is(ec::invalid_value));
-  CHECK(read(R"({"type":"explode","filter":{}})").error().is(ec::invalid_value));
+  CHECK(read(R"({"type":"bar"})").error().is(api::ec::invalid_value));
+  CHECK(read(R"({"type":"bar","iccids":[],"filter":{}})").error().is(api::ec::invalid_value));
+  CHECK(read(R"({"type":"bar","iccids":[]})").error().is(api::ec::invalid_value));
+  CHECK(read(R"({"type":"explode","filter":{}})").error().is(api::ec::invalid_value));
+  CHECK(read(R"({"type":"bar","unbar_mode":"keep_lock","filter":{}})")
+            .error()
+            .is(api::ec::invalid_value));
+  CHECK(read(R"({"type":"bar","filter":{"colour":"red"}})").error().is(api::ec::unknown_field));
+  CHECK(read(R"({"type":"bar","filter":{"alerted":"yes"}})").error().is(api::ec::wrong_type));
   CHECK(
-      read(R"({"type":"bar","unbar_mode":"keep_lock","filter":{}})").error().is(ec::invalid_value));
-  CHECK(read(R"({"type":"bar","filter":{"colour":"red"}})").error().is(ec::unknown_field));
-  CHECK(read(R"({"type":"bar","filter":{"alerted":"yes"}})").error().is(ec::wrong_type));
-  CHECK(read(R"({"type":"bar","filter":{"lock_state":"open"}})").error().is(ec::invalid_value));
+      read(R"({"type":"bar","filter":{"lock_state":"open"}})").error().is(api::ec::invalid_value));
   auto bad = read(R"({"type":"bar","iccids":[")" + a + R"(","8944"]})");
   REQUIRE_FALSE(bad);
   CHECK(bad.error().message().find("iccids[1]") != std::string::npos);
@@ -824,13 +826,13 @@ TEST_CASE("POST /v1/orders:bulk bodies: a list, a filter or a CSV; every ICCID c
   REQUIRE(csv);
   CHECK(csv->selector.iccids.size() == 2);
   CHECK(csv->order.mode == lock::unbar_mode::update_to_last_seen);
-  CHECK(read("iccid\n" + a + "\n", "text/csv").error().is(ec::bad_parameter));
-  CHECK(read("imsi\n1\n", "text/csv", {{"type", "bar"}}).error().is(ec::invalid_value));
+  CHECK(read("iccid\n" + a + "\n", "text/csv").error().is(api::ec::bad_parameter));
+  CHECK(read("imsi\n1\n", "text/csv", {{"type", "bar"}}).error().is(api::ec::invalid_value));
   auto csv_bad = read("iccid\n" + a + "\n123\n", "text/csv", {{"type", "bar"}});
   REQUIRE_FALSE(csv_bad);
   CHECK(csv_bad.error().message().find("line 3") != std::string::npos);
-  CHECK(read("iccid\n", "text/csv", {{"type", "bar"}}).error().is(ec::invalid_value));
-  CHECK(read("x", "text/plain").error().is(ec::unsupported_media_type));
+  CHECK(read("iccid\n", "text/csv", {{"type", "bar"}}).error().is(api::ec::invalid_value));
+  CHECK(read("x", "text/plain").error().is(api::ec::unsupported_media_type));
 }
 
 TEST_CASE("the job routes: a write token to create or cancel, 503 where there are no jobs",

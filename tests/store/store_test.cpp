@@ -577,6 +577,9 @@ STORE_TEST("schema 3 -> 4: SIMs and orders keep their rows and gain the lock sco
   }
   fx.query("ALTER TABLE sims DROP COLUMN lock_scope");
   fx.query("ALTER TABLE orders DROP COLUMN lock_scope");
+  fx.query("DROP TABLE job_orders");
+  fx.query("DROP TABLE job_iccids");
+  fx.query("DROP TABLE jobs");
   fx.set_schema_version(3);
 
   auto opened = open_store(fx.config());
@@ -602,6 +605,47 @@ STORE_TEST("schema 3 -> 4: SIMs and orders keep their rows and gain the lock sco
   CHECK(db.get_order(o.id)->scope == lock::lock_scope::device_model);
 }
 
+STORE_TEST("schema 4 -> 5: SIMs and orders keep their rows, and bulk jobs can be stored") {
+  TestType fx;
+  REQUIRE_BACKEND(fx);
+  auto s = sim("8944000000000000001", {234150000000001});
+  s.state.lock = lock::lock_state::locked;
+  orders::order o;
+  o.iccid = s.iccid;
+  o.network = "multinet";
+  o.type = lock::order_type::bar;
+  {
+    store::store db{fx.config()};
+    o.id = db.allocate_order_id();
+    auto c = sims_change({s});
+    c.orders.push_back(o);
+    REQUIRE(commit(db, std::move(c)));
+  }
+  // Turn the database back into a version 4 one (no job tables).
+  fx.query("DROP TABLE job_orders");
+  fx.query("DROP TABLE job_iccids");
+  fx.query("DROP TABLE jobs");
+  fx.set_schema_version(4);
+  CHECK(fx.columns("jobs").empty());
+
+  store::store db{fx.config()};
+  CHECK(fx.schema_version() == std::to_string(store::store::schema_version));
+  CHECK(db.get_sim(s.iccid)->state == s.state);
+  REQUIRE(db.get_order(o.id));
+  CHECK(db.max_job_id() == 0);
+  store::job_record job;
+  job.id = 1;
+  job.spec = R"({"type":"bar","by_list":true})";
+  job.total = 1;
+  store::change c;
+  c.new_jobs.push_back(job);
+  c.job_iccids.push_back({1, s.iccid});
+  c.job_orders.push_back({1, s.iccid, o.id});
+  REQUIRE(commit(db, std::move(c)));
+  CHECK(db.job_placed(1, s.iccid));
+  CHECK(db.job_orders(1).open == 1);
+}
+
 STORE_TEST("schema 2 -> 3: SIMs keep their rows and gain an empty activity") {
   TestType fx;
   REQUIRE_BACKEND(fx);
@@ -611,6 +655,9 @@ STORE_TEST("schema 2 -> 3: SIMs keep their rows and gain an empty activity") {
     auto opened = open_store(fx.config());
     REQUIRE(commit(*opened, sims_change({s})));
   }
+  fx.query("DROP TABLE job_orders");
+  fx.query("DROP TABLE job_iccids");
+  fx.query("DROP TABLE jobs");
   fx.query("ALTER TABLE sims DROP COLUMN lock_scope");
   fx.query("ALTER TABLE orders DROP COLUMN lock_scope");
   fx.query("ALTER TABLE sims DROP COLUMN imei_seen_s");
@@ -640,6 +687,9 @@ STORE_TEST("schema 1 -> 2: SIMs keep their rows, gain `alerted` (false), and fil
                                     sim("8944000000000000002", {234150000000002})})));
   }
   // Turn the database back into a version 1 one (no alerted column, nor later ones).
+  fx.query("DROP TABLE job_orders");
+  fx.query("DROP TABLE job_iccids");
+  fx.query("DROP TABLE jobs");
   fx.query("ALTER TABLE sims DROP COLUMN lock_scope");
   fx.query("ALTER TABLE orders DROP COLUMN lock_scope");
   fx.query("ALTER TABLE sims DROP COLUMN imei_seen_s");
@@ -1007,7 +1057,7 @@ TEST_CASE("PostgreSQL only: a batch larger than a pipeline chunk with one refuse
   CHECK(db.iccid_of(234150000000001) == "8944000000000000001");
 }
 
-STORE_TEST("bulk jobs: the job, its ICCIDs, its progress and the orders it placed round-trip; "
+STORE_TEST("bulk jobs: the job, its ICCIDs, its progress and the orders it placed round-trip, and "
            "a second order of one job for one SIM fails its change") {
   TestType fx;
   REQUIRE_BACKEND(fx);
