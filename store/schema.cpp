@@ -81,7 +81,8 @@ ALTER TABLE orders ADD COLUMN lock_scope INTEGER NOT NULL DEFAULT 0;
 )sql",
     // 4 -> 5: bulk order jobs (actors/jobs.hpp): the job and its progress, the
     // ICCIDs of a job given as a list, and the orders each job placed (one per
-    // job and SIM: a resumed job never places a second one).
+    // job and SIM: a resumed job never places a second one). The audit log by
+    // time: the fleet overview reads its last 24 hours without a full scan.
     R"sql(
 CREATE TABLE jobs (
   id INTEGER PRIMARY KEY,
@@ -108,6 +109,7 @@ CREATE TABLE job_orders (
   order_id INTEGER NOT NULL,
   PRIMARY KEY (job_id, iccid)
 ) WITHOUT ROWID;
+CREATE INDEX audit_by_time ON audit (at_ms);
 )sql",
 };
 const std::size_t migration_count = std::size(migrations);

@@ -580,6 +580,7 @@ STORE_TEST("schema 3 -> 4: SIMs and orders keep their rows and gain the lock sco
   fx.query("DROP TABLE job_orders");
   fx.query("DROP TABLE job_iccids");
   fx.query("DROP TABLE jobs");
+  fx.query("DROP INDEX audit_by_time");
   fx.set_schema_version(3);
 
   auto opened = open_store(fx.config());
@@ -615,20 +616,23 @@ STORE_TEST("schema 4 -> 5: SIMs and orders keep their rows, and bulk jobs can be
   o.network = "multinet";
   o.type = lock::order_type::bar;
   {
-    store::store db{fx.config()};
+    auto opened = open_store(fx.config());
+    auto& db = *opened;
     o.id = db.allocate_order_id();
     auto c = sims_change({s});
     c.orders.push_back(o);
     REQUIRE(commit(db, std::move(c)));
   }
-  // Turn the database back into a version 4 one (no job tables).
+  // Turn the database back into a version 4 one (no job tables, no audit_by_time).
   fx.query("DROP TABLE job_orders");
   fx.query("DROP TABLE job_iccids");
   fx.query("DROP TABLE jobs");
+  fx.query("DROP INDEX audit_by_time");
   fx.set_schema_version(4);
   CHECK(fx.columns("jobs").empty());
 
-  store::store db{fx.config()};
+  auto opened = open_store(fx.config());
+  auto& db = *opened;
   CHECK(fx.schema_version() == std::to_string(store::store::schema_version));
   CHECK(db.get_sim(s.iccid)->state == s.state);
   REQUIRE(db.get_order(o.id));
@@ -660,6 +664,7 @@ STORE_TEST("schema 2 -> 3: SIMs keep their rows and gain an empty activity") {
   fx.query("DROP TABLE jobs");
   fx.query("ALTER TABLE sims DROP COLUMN lock_scope");
   fx.query("ALTER TABLE orders DROP COLUMN lock_scope");
+  fx.query("DROP INDEX audit_by_time");
   fx.query("ALTER TABLE sims DROP COLUMN imei_seen_s");
   fx.query("ALTER TABLE sims DROP COLUMN observed_s");
   fx.set_schema_version(2);
@@ -692,6 +697,7 @@ STORE_TEST("schema 1 -> 2: SIMs keep their rows, gain `alerted` (false), and fil
   fx.query("DROP TABLE jobs");
   fx.query("ALTER TABLE sims DROP COLUMN lock_scope");
   fx.query("ALTER TABLE orders DROP COLUMN lock_scope");
+  fx.query("DROP INDEX audit_by_time");
   fx.query("ALTER TABLE sims DROP COLUMN imei_seen_s");
   fx.query("ALTER TABLE sims DROP COLUMN observed_s");
   fx.query("ALTER TABLE sims DROP COLUMN alerted");
@@ -1061,7 +1067,8 @@ STORE_TEST("bulk jobs: the job, its ICCIDs, its progress and the orders it place
            "a second order of one job for one SIM fails its change") {
   TestType fx;
   REQUIRE_BACKEND(fx);
-  store::store db{fx.config()};
+  auto opened = open_store(fx.config());
+  auto& db = *opened;
   REQUIRE(commit(db, sims_change({sim("8944000000000000001", {234150000000001}),
                                   sim("8944000000000000002", {234150000000002}, "other")})));
   CHECK(db.count_sims({}) == 2);
