@@ -277,6 +277,40 @@ public:
   virtual void cancel_job(std::uint64_t id, std::function<void(job_result)> done) = 0;
 };
 
+// -- The fleet overview (GET /v1/fleet) --------------------------------------------
+
+/// SIMs in one lock and bar state.
+struct fleet_state_count {
+  lock::lock_state lock = lock::lock_state::off;
+  lock::bar_state bar = lock::bar_state::none;
+  std::uint64_t sims = 0;
+};
+
+/// One network: its SIMs by state, its open orders against its rate limits.
+struct fleet_network {
+  std::string name;
+  std::vector<fleet_state_count> sims; ///< each (lock, bar) with at least one SIM
+  std::uint64_t orders_queued = 0;     ///< stored orders waiting their turn
+  std::uint64_t orders_in_flight = 0;  ///< sent, waiting for their lead time
+  double rate_per_second = 0;          ///< orders.networks.<name>: the token bucket
+  std::uint32_t burst = 0;
+  std::uint32_t max_in_flight = 0;
+  std::uint32_t max_queue = 0;
+};
+
+/// The whole fleet at one moment (counts from the store's committed state).
+struct fleet_info {
+  std::int64_t at_ms = 0;    ///< when it was read
+  std::int64_t since_ms = 0; ///< start of the violation window: 24 whole hours
+  /// Configured networks and those SIMs are on, by name.
+  std::vector<fleet_network> networks;
+  /// Violations per hour: [0] is the hour starting at since_ms.
+  std::vector<std::uint64_t> violations_per_hour;
+  std::vector<event_info> latest_violations; ///< newest first, since since_ms
+  std::vector<event_info> latest_bars;       ///< completed bars, newest first, since since_ms
+  std::vector<job_info> running_jobs;        ///< oldest first runs first
+};
+
 /// API -> SIM layer. Every write goes through the SIM actor (one path to a
 /// SIM's state); reads come from the store's committed state.
 class sim_service {
@@ -300,6 +334,9 @@ public:
                            std::function<void(std::vector<event_info>)> done) = 0;
   /// The bulk jobs, or null where there are none (a test's fake SIM service).
   virtual job_service* jobs() { return nullptr; }
+  /// The fleet overview: SIMs by network and state, the last 24 hours of
+  /// violations, the latest violations and bars, open orders, running jobs.
+  virtual void fleet(std::function<void(fleet_info)> done) = 0;
 };
 
 /// Something happened to a SIM (lock::notify effects, order outcomes).

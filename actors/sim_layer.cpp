@@ -19,6 +19,8 @@
 
 #include <algorithm>
 #include <atomic>
+#include <iterator>
+#include <map>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -554,6 +556,61 @@ void sim_layer::list_events(std::string iccid, std::size_t limit,
 
 job_service* sim_layer::jobs() {
   return impl_->jobs.get();
+}
+
+void sim_layer::fleet(std::function<void(fleet_info)> done) {
+  constexpr std::int64_t hour_ms = 3'600'000;
+  constexpr std::size_t hours = 24;
+  constexpr std::size_t latest = 10;
+  auto& d = *impl_;
+  fleet_info out;
+  out.at_ms = now_ms();
+  // The current hour and the 23 before it, whole hours (a chart's bars).
+  out.since_ms = (out.at_ms / hour_ms - static_cast<std::int64_t>(hours - 1)) * hour_ms;
+  auto counts = d.db->fleet(out.since_ms, hours, latest);
+  orders::orders_config ocfg;
+  {
+    std::lock_guard g{d.orders_mtx};
+    ocfg = d.ctx.orders_cfg;
+  }
+  std::map<std::string, fleet_network, std::less<>> nets;
+  auto net = [&](const std::string& name) -> fleet_network& {
+    auto [it, added] = nets.try_emplace(name);
+    if (added) {
+      const auto& c = ocfg.network(name);
+      it->second.name = name;
+      it->second.rate_per_second = c.rate_per_second;
+      it->second.burst = c.burst;
+      it->second.max_in_flight = c.max_in_flight;
+      it->second.max_queue = c.max_queue;
+    }
+    return it->second;
+  };
+  for (const auto& name : *d.networks())
+    net(name);
+  for (auto& s : counts.sims)
+    net(s.network).sims.push_back({s.lock, s.bar, s.sims});
+  for (auto& o : counts.orders) {
+    auto& n = net(o.network);
+    n.orders_queued = o.queued;
+    n.orders_in_flight = o.submitted;
+  }
+  for (auto& [name, n] : nets)
+    out.networks.push_back(std::move(n));
+  out.violations_per_hour = std::move(counts.violations_per_hour);
+  auto events = [](std::vector<store::audit_record>& from, std::vector<event_info>& to) {
+    for (auto& a : from)
+      to.push_back({a.id, std::move(a.iccid), a.at_ms, std::move(a.cause), a.before, a.after,
+                    a.imei, std::move(a.detail)});
+  };
+  events(counts.latest_violations, out.latest_violations);
+  events(counts.latest_bars, out.latest_bars);
+  d.jobs->list_jobs(true, 20, [&](std::vector<job_info> jobs) {
+    // list_jobs is newest first: the oldest runs first.
+    out.running_jobs.assign(std::make_move_iterator(jobs.rbegin()),
+                            std::make_move_iterator(jobs.rend()));
+  });
+  done(std::move(out));
 }
 
 store::store& sim_layer::db() {

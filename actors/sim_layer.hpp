@@ -113,6 +113,7 @@ public:
                    std::function<void(std::vector<event_info>)> done) override;
   /// The bulk jobs (actors/jobs.hpp): started by start(), stopped first by stop().
   job_service* jobs() override;
+  void fleet(std::function<void(fleet_info)> done) override;
 
   // -- For tests and benchmarks -------------------------------------------------
   /// The store (reads, counters).

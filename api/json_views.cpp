@@ -107,6 +107,77 @@ json order_json(const orders::order& o) {
   return j;
 }
 
+json fleet_json(const actors::fleet_info& f) {
+  constexpr std::int64_t hour_ms = 3'600'000;
+  json networks = json::array();
+  for (const auto& n : f.networks) {
+    json by_lock = json::object();
+    for (auto l :
+         {lock::lock_state::off, lock::lock_state::awaiting_first_imei, lock::lock_state::locked})
+      by_lock[std::string{lock::to_string(l)}] = 0;
+    json by_bar = json::object();
+    for (auto b : {lock::bar_state::none, lock::bar_state::bar_pending, lock::bar_state::barred,
+                   lock::bar_state::unbar_pending})
+      by_bar[std::string{lock::to_string(b)}] = 0;
+    json states = json::array();
+    std::uint64_t total = 0;
+    for (const auto& s : n.sims) {
+      total += s.sims;
+      auto& l = by_lock[std::string{lock::to_string(s.lock)}];
+      l = l.get<std::uint64_t>() + s.sims;
+      auto& b = by_bar[std::string{lock::to_string(s.bar)}];
+      b = b.get<std::uint64_t>() + s.sims;
+      states.push_back({{"lock_state", lock::to_string(s.lock)},
+                        {"bar_state", lock::to_string(s.bar)},
+                        {"sims", s.sims}});
+    }
+    networks.push_back({{"network", n.name},
+                        {"sims", total},
+                        {"lock", std::move(by_lock)},
+                        {"bar", std::move(by_bar)},
+                        {"states", std::move(states)},
+                        {"orders",
+                         {{"queued", n.orders_queued},
+                          {"in_flight", n.orders_in_flight},
+                          {"max_queue", n.max_queue},
+                          {"max_in_flight", n.max_in_flight},
+                          {"rate_per_second", n.rate_per_second},
+                          {"burst", n.burst}}}});
+  }
+  json hours = json::array();
+  std::uint64_t violations = 0;
+  for (std::size_t i = 0; i < f.violations_per_hour.size(); ++i) {
+    violations += f.violations_per_hour[i];
+    hours.push_back({{"hour", time_json(f.since_ms + static_cast<std::int64_t>(i) * hour_ms)},
+                     {"violations", f.violations_per_hour[i]}});
+  }
+  auto events = [](const std::vector<actors::event_info>& list) {
+    json out = json::array();
+    for (const auto& e : list)
+      out.push_back({{"iccid", e.iccid},
+                     {"at", time_json(e.at_ms)},
+                     {"imei", imei_json(e.imei)},
+                     {"locked_imei", imei_json(e.before.lock_imei)},
+                     {"bar_reason", e.after.reason == lock::bar_reason::none
+                                        ? json(nullptr)
+                                        : json(lock::to_string(e.after.reason))},
+                     {"detail", e.detail.empty() ? json(nullptr) : json(e.detail)}});
+    return out;
+  };
+  json jobs = json::array();
+  for (const auto& j : f.running_jobs)
+    jobs.push_back(job_json(j));
+  return {
+      {"at", time_json(f.at_ms)},
+      {"networks", std::move(networks)},
+      {"violations",
+       {{"since", time_json(f.since_ms)}, {"total", violations}, {"per_hour", std::move(hours)}}},
+      {"latest_violations", events(f.latest_violations)},
+      {"latest_bars", events(f.latest_bars)},
+      {"running_jobs", std::move(jobs)},
+  };
+}
+
 json event_json(const actors::event_info& e) {
   return {
       {"id", e.id},

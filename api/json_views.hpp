@@ -28,5 +28,7 @@ nlohmann::json order_json(const orders::order& order);
 nlohmann::json job_json(const actors::job_info& job);
 /// One item of GET /v1/sims/{iccid}/events.
 nlohmann::json event_json(const actors::event_info& event);
+/// GET /v1/fleet: the fleet overview.
+nlohmann::json fleet_json(const actors::fleet_info& fleet);
 
 } // namespace imeilock::api

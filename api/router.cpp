@@ -534,6 +534,11 @@ void cancel_job(const call_ptr& c) {
   });
 }
 
+void get_fleet(const call_ptr& c) {
+  c->service.fleet(
+      [c](const actors::fleet_info& fleet) { c->reply(json_response(200, fleet_json(fleet))); });
+}
+
 const std::vector<route_def>& route_table() {
   static const std::vector<route_def> table{
       {{"GET", "/healthz", false, true}, {}, get_healthz},
@@ -556,6 +561,7 @@ const std::vector<route_def>& route_table() {
        {"type", "unbar_mode", "enable_imei_lock"},
        bulk_orders},
       {{"GET", "/v1/jobs", false, false}, {"state", "limit"}, list_jobs},
+      {{"GET", "/v1/fleet", false, false}, {}, get_fleet},
       {{"POST", "/v1/jobs/{id}:cancel", true, false}, {}, cancel_job},
       {{"GET", "/v1/jobs/{id}", false, false}, {}, get_job},
       {{"DELETE", "/v1/jobs/{id}", true, false}, {}, cancel_job},

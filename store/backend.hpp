@@ -72,6 +72,7 @@ public:
                                               std::size_t limit) = 0;
   virtual job_order_counts job_orders(std::uint64_t job_id) = 0;
   virtual bool job_placed(std::uint64_t job_id, const std::string& iccid) = 0;
+  virtual fleet_counts fleet(std::int64_t since_ms, std::size_t hours, std::size_t latest) = 0;
 };
 
 /// Open, migrate, connect the readers; an error (store::ec) naming the

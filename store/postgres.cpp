@@ -617,6 +617,30 @@ public:
     });
   }
 
+  fleet_counts fleet(std::int64_t since_ms, std::size_t hours, std::size_t latest) override {
+    return with_reader([&](PGconn* c) {
+      fleet_counts out;
+      out.violations_per_hour.assign(hours, 0);
+      read(c, q().fleet_sims, {}, [&](const row& r) {
+        add_fleet_sims(out, r.text(0), r.i64(1), r.i64(2), static_cast<std::uint64_t>(r.i64(3)));
+      });
+      read(c, q().fleet_orders, {}, [&](const row& r) {
+        add_fleet_orders(out, r.text(0), r.i64(1), static_cast<std::uint64_t>(r.i64(2)));
+      });
+      params since;
+      since.bind(1, since_ms);
+      read(c, q().fleet_violations, since, [&](const row& r) {
+        add_fleet_violations(out, r.i64(0), static_cast<std::uint64_t>(r.i64(1)));
+      });
+      params p;
+      p.bind(1, since_ms).bind(2, static_cast<std::int64_t>(latest));
+      read(c, q().latest_violations, p,
+           [&](const row& r) { out.latest_violations.push_back(read_audit(r)); });
+      read(c, q().latest_bars, p, [&](const row& r) { out.latest_bars.push_back(read_audit(r)); });
+      return out;
+    });
+  }
+
   void load_inventory(const std::function<void(const inventory_row&)>& fn) override {
     with_reader([&](PGconn* c) {
       // One pass, a row at a time (single-row mode: 10 million SIMs are not

@@ -259,19 +259,34 @@ generated_sql::generated_sql(dialect d) {
                          "j.order_id WHERE j.job_id = ?1 GROUP BY o.status";
   job_placed = "SELECT 1 FROM job_orders WHERE job_id = ?1 AND iccid = ?2";
 
+  // The fleet overview. A violation's audit record is the one whose detail
+  // lock::apply starts with "R7: violation" (monitor mode's included).
+  fleet_sims = "SELECT network, lock, bar, COUNT(*) FROM sims GROUP BY network, lock, bar";
+  fleet_orders = "SELECT network, status, COUNT(*) FROM orders WHERE status < 2 "
+                 "GROUP BY network, status";
+  const std::string violation = "detail LIKE 'R7: violation%'";
+  fleet_violations = "SELECT (at_ms - ?1) / 3600000, COUNT(*) FROM audit WHERE at_ms >= ?1 AND " +
+                     violation + " GROUP BY 1";
+  const std::string audit_columns = "SELECT id, iccid, at_ms, cause, before, after, imei, detail "
+                                    "FROM audit WHERE at_ms >= ?1 AND ";
+  latest_violations = audit_columns + violation + " ORDER BY at_ms DESC, id DESC LIMIT ?2";
+  latest_bars =
+      audit_columns + "cause = 'order_completed:bar' ORDER BY at_ms DESC, id DESC LIMIT ?2";
+
   if (d == dialect::postgresql) {
     std::string upsert = upsert_order;
     upsert_order.clear(); // to_postgres refuses INSERT OR; this one is already PostgreSQL's
-    for (auto* s : {&upsert_sim,   &delete_imsis,     &insert_imsi,
-                    &update_state, &update_activity,  &select_sim,
-                    &imsis_of_sim, &list_sims_head,   &load_inventory,
-                    &get_order,    &orders_of_sim,    &open_orders,
-                    &insert_audit, &list_events,      &iccid_of,
-                    &count_sims,   &max_order_id,     &insert_job,
-                    &update_job,   &insert_job_iccid, &insert_job_order,
-                    &get_job,      &list_jobs,        &list_jobs_in_state,
-                    &max_job_id,   &job_iccids,       &job_orders_by_status,
-                    &job_placed})
+    for (auto* s : {&upsert_sim,       &delete_imsis,      &insert_imsi,
+                    &update_state,     &update_activity,   &select_sim,
+                    &imsis_of_sim,     &list_sims_head,    &load_inventory,
+                    &get_order,        &orders_of_sim,     &open_orders,
+                    &insert_audit,     &list_events,       &iccid_of,
+                    &count_sims,       &max_order_id,      &insert_job,
+                    &update_job,       &insert_job_iccid,  &insert_job_order,
+                    &get_job,          &list_jobs,         &list_jobs_in_state,
+                    &max_job_id,       &job_iccids,        &job_orders_by_status,
+                    &job_placed,       &fleet_sims,        &fleet_orders,
+                    &fleet_violations, &latest_violations, &latest_bars})
       *s = to_postgres(*s);
     upsert_order = to_postgres(upsert);
   }

@@ -9,6 +9,7 @@
 #include "orders/order.hpp"
 #include "store/store.hpp"
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -72,6 +73,11 @@ struct generated_sql {
   std::string job_iccids;           ///< ?1 = job id, ?2 = after, ?3 = limit
   std::string job_orders_by_status; ///< ?1 = job id: (status, count) rows
   std::string job_placed;           ///< ?1 = job id, ?2 = iccid
+  std::string fleet_sims;           ///< (network, lock, bar, count) rows
+  std::string fleet_orders;         ///< (network, status, count) rows of open orders
+  std::string fleet_violations;     ///< ?1 = since: (hour index, count) rows
+  std::string latest_violations;    ///< ?1 = since, ?2 = limit: audit rows, newest first
+  std::string latest_bars;          ///< ?1 = since, ?2 = limit: audit rows, newest first
 
   explicit generated_sql(dialect d);
 };
@@ -175,6 +181,37 @@ void bind_audit(Stmt& s, const audit_record& a) {
   s.bind(5, std::string_view{state_json(a.after)});
   s.bind(6, static_cast<std::int64_t>(a.imei));
   s.bind(7, std::string_view{a.detail});
+}
+
+/// Adds a fleet_sims row; a row with a lock or bar value this code does not
+/// know (a damaged store) is left out (the last enumerators of lock/types.hpp).
+inline void add_fleet_sims(fleet_counts& out, std::string_view network, std::int64_t lock,
+                           std::int64_t bar, std::uint64_t n) {
+  if (lock < 0 || lock > fields::to_integer(lock::lock_state::locked) || bar < 0 ||
+      bar > fields::to_integer(lock::bar_state::unbar_pending))
+    return;
+  out.sims.push_back({std::string{network}, fields::from_integer<lock::lock_state>(lock),
+                      fields::from_integer<lock::bar_state>(bar), n});
+}
+
+/// Adds a fleet_orders row (the query returns the rows of a network together
+/// only by chance: they are merged by name).
+inline void add_fleet_orders(fleet_counts& out, std::string_view network, std::int64_t status,
+                             std::uint64_t n) {
+  auto it = std::find_if(out.orders.begin(), out.orders.end(),
+                         [&](const auto& o) { return o.network == network; });
+  if (it == out.orders.end())
+    it = out.orders.insert(out.orders.end(), {std::string{network}, 0, 0});
+  if (status == fields::to_integer(orders::order_status::queued))
+    it->queued += n;
+  else if (status == fields::to_integer(orders::order_status::submitted))
+    it->submitted += n;
+}
+
+/// Adds a fleet_violations row: hour `hour` after the window's start.
+inline void add_fleet_violations(fleet_counts& out, std::int64_t hour, std::uint64_t n) {
+  if (hour >= 0 && static_cast<std::size_t>(hour) < out.violations_per_hour.size())
+    out.violations_per_hour[static_cast<std::size_t>(hour)] += n;
 }
 
 /// Adds `n` orders of stored status `status` to `counts`.

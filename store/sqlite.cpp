@@ -419,6 +419,41 @@ public:
     });
   }
 
+  fleet_counts fleet(std::int64_t since_ms, std::size_t hours, std::size_t latest) override {
+    return with_reader([&](connection& c) {
+      fleet_counts out;
+      out.violations_per_hour.assign(hours, 0);
+      {
+        auto& s = c.prepare(q().fleet_sims.c_str());
+        reset_guard g{s};
+        while (s.step())
+          add_fleet_sims(out, s.text(0), s.i64(1), s.i64(2), static_cast<std::uint64_t>(s.i64(3)));
+      }
+      {
+        auto& s = c.prepare(q().fleet_orders.c_str());
+        reset_guard g{s};
+        while (s.step())
+          add_fleet_orders(out, s.text(0), s.i64(1), static_cast<std::uint64_t>(s.i64(2)));
+      }
+      {
+        auto& s = c.prepare(q().fleet_violations.c_str());
+        reset_guard g{s};
+        s.bind(1, since_ms);
+        while (s.step())
+          add_fleet_violations(out, s.i64(0), static_cast<std::uint64_t>(s.i64(1)));
+      }
+      for (auto [sql, list] : {std::pair{&q().latest_violations, &out.latest_violations},
+                               std::pair{&q().latest_bars, &out.latest_bars}}) {
+        auto& s = c.prepare(sql->c_str());
+        reset_guard g{s};
+        s.bind(1, since_ms).bind(2, static_cast<std::int64_t>(latest));
+        while (s.step())
+          list->push_back(read_audit(s));
+      }
+      return out;
+    });
+  }
+
   void load_inventory(const std::function<void(const inventory_row&)>& fn) override {
     with_reader([&](connection& c) {
       // One pass over sims joined with their IMSIs, grouped by ICCID.

@@ -397,6 +397,10 @@ bool store::job_placed(std::uint64_t job_id, const std::string& iccid) {
   return impl_->db->job_placed(job_id, iccid);
 }
 
+fleet_counts store::fleet(std::int64_t since_ms, std::size_t hours, std::size_t latest) {
+  return impl_->db->fleet(since_ms, hours, latest);
+}
+
 void store::load_inventory(const std::function<void(const inventory_row&)>& fn) {
   impl_->db->load_inventory(fn);
 }

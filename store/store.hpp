@@ -157,6 +157,30 @@ struct job_order_counts {
   std::uint64_t failed = 0;
 };
 
+/// The fleet overview's reads (GET /v1/fleet): counts and the latest events,
+/// each one query on an index or a group-by.
+struct fleet_counts {
+  /// SIMs of one network in one lock and bar state.
+  struct sims_in_state {
+    std::string network;
+    lock::lock_state lock = lock::lock_state::off;
+    lock::bar_state bar = lock::bar_state::none;
+    std::uint64_t sims = 0;
+  };
+  /// Open orders of one network.
+  struct open_orders {
+    std::string network;
+    std::uint64_t queued = 0;    ///< waiting for their turn (order_status::queued)
+    std::uint64_t submitted = 0; ///< sent, waiting for their lead time (in flight)
+  };
+  std::vector<sims_in_state> sims; ///< every (network, lock, bar) with at least one SIM
+  std::vector<open_orders> orders; ///< networks with open orders
+  /// Violations per hour since `since_ms`: [0] is the hour starting at since_ms.
+  std::vector<std::uint64_t> violations_per_hour;
+  std::vector<audit_record> latest_violations; ///< newest first (the R7 audit records)
+  std::vector<audit_record> latest_bars;       ///< newest first (order_completed:bar)
+};
+
 /// Everything one caller wants committed atomically. The writer commits many
 /// changes in one transaction (group commit); each change is all-or-nothing.
 struct change {
@@ -348,6 +372,10 @@ public:
   job_order_counts job_orders(std::uint64_t job_id);
   /// Whether job `job_id` placed an order for `iccid`.
   bool job_placed(std::uint64_t job_id, const std::string& iccid);
+  /// The fleet overview: SIMs by network, lock and bar; open orders by
+  /// network; violations per hour for `hours` hours from `since_ms`; the
+  /// latest `latest` violations and completed bars since `since_ms`.
+  fleet_counts fleet(std::int64_t since_ms, std::size_t hours, std::size_t latest);
 
   /// Counters for metrics.
   const stats& counters() const { return stats_; }

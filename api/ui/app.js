@@ -1,6 +1,7 @@
-// imeilockd SIM dashboard: plain JavaScript over the operator API (/v1).
-// The token lives in sessionStorage (gone when the tab closes). The open SIM
-// is polled every few seconds so bars and order progress show without reload.
+// imeilockd dashboard: plain JavaScript over the operator API (/v1). It opens
+// on the fleet (GET /v1/fleet); an ICCID opens that SIM. The token lives in
+// sessionStorage (gone when the tab closes). The fleet, or the open SIM, is
+// polled every few seconds so bars and order progress show without reload.
 'use strict';
 
 const POLL_MS = 3000;
@@ -129,11 +130,130 @@ async function loadAlerted() {
   } catch (e) { /* the search and SIM views report API errors */ }
 }
 
+// -- The fleet ---------------------------------------------------------------
+// The first page: every network's SIMs by state, its open orders against its
+// limits, the last 24 hours of violations, the latest violations and bars
+// (each ICCID opens its SIM), running bulk jobs. Polled while on screen.
+
+let fleetInFlight = false;
+
+function simLink(tr, iccid) {
+  const td = document.createElement('td');
+  const a = document.createElement('a');
+  a.href = '#sim=' + iccid;
+  a.className = 'imei sim-link';
+  a.textContent = iccid;
+  a.addEventListener('click', (ev) => { ev.preventDefault(); openSim(iccid); });
+  td.appendChild(a);
+  tr.appendChild(td);
+}
+
+async function loadFleet() {
+  if (!token()) {
+    $('fleet-body').hidden = true;
+    $('fleet-login').hidden = false;
+    return;
+  }
+  if ($('fleet').hidden || fleetInFlight) return;
+  fleetInFlight = true;
+  try {
+    renderFleet(await api('GET', '/v1/fleet'));
+    $('fleet-note').textContent = 'updated ' + new Date().toLocaleTimeString();
+  } catch (e) {
+    $('fleet-note').textContent = 'not updated: ' + e.message;
+  } finally {
+    fleetInFlight = false;
+  }
+}
+
+function renderFleet(f) {
+  $('fleet-login').hidden = true;
+  $('fleet-body').hidden = false;
+  const nets = $('fleet-networks').querySelector('tbody');
+  nets.textContent = '';
+  for (const n of f.networks) {
+    const tr = document.createElement('tr');
+    tr.dataset.network = n.network;
+    cell(tr, n.network);
+    cell(tr, n.sims);
+    cell(tr, n.lock.locked);
+    cell(tr, n.lock.awaiting_first_imei);
+    cell(tr, n.lock.off);
+    cell(tr, n.bar.barred, n.bar.barred ? 'bad' : '');
+    cell(tr, n.bar.bar_pending, n.bar.bar_pending ? 'bad' : '');
+    cell(tr, n.bar.unbar_pending);
+    const o = n.orders;
+    cell(tr, o.queued + ' / ' + o.max_queue, o.queued >= 0.8 * o.max_queue ? 'warn' : '');
+    cell(tr, o.in_flight + ' / ' + o.max_in_flight,
+         o.in_flight >= 0.8 * o.max_in_flight ? 'warn' : '');
+    cell(tr, o.rate_per_second + '/s, burst ' + o.burst);
+    nets.appendChild(tr);
+  }
+  // One bar per hour, the current hour last; heights relative to the busiest.
+  const chart = $('violations-chart');
+  chart.textContent = '';
+  const peak = Math.max(1, ...f.violations.per_hour.map((h) => h.violations));
+  for (const h of f.violations.per_hour) {
+    const bar = document.createElement('div');
+    bar.className = 'bar';
+    bar.dataset.count = h.violations;
+    bar.style.height = (100 * h.violations / peak) + '%';
+    const at = new Date(h.hour);
+    bar.title = at.toLocaleString() + ': ' + h.violations + ' violation' +
+                (h.violations === 1 ? '' : 's');
+    chart.appendChild(bar);
+  }
+  $('violations-total').textContent = f.violations.total + ' since ' +
+    new Date(f.violations.since).toLocaleString();
+  const events = (id, list, row) => {
+    const body = $(id).querySelector('tbody');
+    body.textContent = '';
+    for (const e of list) {
+      const tr = document.createElement('tr');
+      cell(tr, fmtTime(e.at));
+      simLink(tr, e.iccid);
+      row(tr, e);
+      body.appendChild(tr);
+    }
+  };
+  events('latest-violations', f.latest_violations, (tr, e) => {
+    cell(tr, e.imei, 'imei');
+    cell(tr, e.locked_imei, 'imei');
+  });
+  events('latest-bars', f.latest_bars,
+         (tr, e) => cell(tr, REASON_LABEL[e.bar_reason] || e.bar_reason));
+  const jobs = $('fleet-jobs').querySelector('tbody');
+  jobs.textContent = '';
+  for (const j of f.running_jobs) {
+    const tr = document.createElement('tr');
+    cell(tr, '#' + j.id);
+    cell(tr, j.type + (j.unbar_mode ? ' (' + j.unbar_mode + ')' : ''));
+    cell(tr, j.processed + ' / ' + j.total);
+    cell(tr, j.placed);
+    cell(tr, j.refused);
+    cell(tr, j.orders.open);
+    jobs.appendChild(tr);
+  }
+  $('fleet-jobs').hidden = f.running_jobs.length === 0;
+  $('no-jobs').hidden = f.running_jobs.length !== 0;
+}
+
+function showFleet() {
+  current = null;
+  if (polling) clearInterval(polling);
+  polling = null;
+  history.replaceState(null, '', location.pathname);
+  $('sim-view').hidden = true;
+  $('fleet').hidden = false;
+  loadFleet();
+}
+
 // -- One SIM -----------------------------------------------------------------
 
 function openSim(iccid) {
   current = iccid;
   if (location.hash !== '#sim=' + iccid) history.replaceState(null, '', '#sim=' + iccid);
+  $('fleet').hidden = true;
   $('sim-view').hidden = false;
   say('');
   refresh();
@@ -296,11 +416,14 @@ document.addEventListener('DOMContentLoaded', () => {
     say('Token set for this tab.');
     if (current) refresh();
     loadAlerted();
+    loadFleet();
   });
   $('logout').addEventListener('click', () => {
     sessionStorage.removeItem(TOKEN_KEY);
     showLogin();
+    loadFleet();
   });
+  $('back-to-fleet').addEventListener('click', showFleet);
   $('search-form').addEventListener('submit', (ev) => { ev.preventDefault(); search(false); });
   $('more').addEventListener('click', () => search(true));
   for (const b of document.querySelectorAll('button.tab'))
@@ -325,6 +448,8 @@ document.addEventListener('DOMContentLoaded', () => {
   showLogin();
   loadAlerted();
   setInterval(loadAlerted, POLL_MS);
+  setInterval(loadFleet, POLL_MS);
   const m = /^#sim=(\d+)$/.exec(location.hash);
   if (m) openSim(m[1]);
+  else loadFleet();
 });

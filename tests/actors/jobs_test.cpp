@@ -58,6 +58,9 @@ struct counting_service : actors::sim_service {
                    std::function<void(std::vector<actors::event_info>)> done) override {
     inner.list_events(std::move(iccid), limit, std::move(done));
   }
+  void fleet(std::function<void(actors::fleet_info)> done) override {
+    inner.fleet(std::move(done));
+  }
 };
 
 actors::job_result create(actors::job_service& jobs, actors::order_request order,

@@ -849,3 +849,35 @@ TEST_CASE("the job routes: a write token to create or cancel, 503 where there ar
   CHECK(c.request("POST", "/v1/jobs/1", rw_token, "", json_type).status == 405);
   CHECK(c.request("GET", "/v1/jobs?state=done", rw_token).status == 400);
 }
+
+TEST_CASE("GET /v1/fleet: SIMs by network and state, 24 hourly violation counts, the latest "
+          "violations with their ICCIDs",
+          "[api][fleet]") {
+  server_fixture f;
+  f.seed_barred_sim(); // multinet: locked, seen in device B: a violation, barred
+  http_client c{f.url()};
+  CHECK(c.request("GET", "/v1/fleet", "").status == 401);
+  auto r = c.request("GET", "/v1/fleet", ro_token);
+  REQUIRE(r.status == 200);
+  auto j = body(r);
+  REQUIRE(j["networks"].size() == 1);
+  const auto& n = j["networks"][0];
+  CHECK(n["network"] == "multinet");
+  CHECK(n["sims"] == 1);
+  CHECK(n["lock"] == json{{"off", 0}, {"awaiting_first_imei", 0}, {"locked", 1}});
+  CHECK(n["bar"]["none"] == 0);
+  CHECK(n["bar"]["bar_pending"].get<int>() + n["bar"]["barred"].get<int>() == 1);
+  REQUIRE(n["states"].size() == 1);
+  CHECK(n["states"][0]["lock_state"] == "locked");
+  CHECK(n["states"][0]["sims"] == 1);
+  CHECK(n["orders"]["queued"] == 0);
+  REQUIRE(j["violations"]["per_hour"].size() == 24);
+  CHECK(j["violations"]["total"] == 1);
+  CHECK(j["violations"]["per_hour"][23]["violations"] == 1);
+  CHECK(j["violations"]["per_hour"][0]["hour"] == j["violations"]["since"]);
+  REQUIRE(j["latest_violations"].size() == 1);
+  CHECK(j["latest_violations"][0]["iccid"] == iccid_a);
+  CHECK(j["latest_violations"][0]["locked_imei"] == "353490012345670");
+  CHECK(j["latest_violations"][0]["imei"] == "352099001761481");
+  CHECK(j["running_jobs"] == json::array());
+}

@@ -343,4 +343,38 @@ void fake_sim_service::list_events(std::string iccid, std::size_t limit,
   post([done = std::move(done), out] { done(out); });
 }
 
+void fake_sim_service::fleet(std::function<void(actors::fleet_info)> done) {
+  actors::fleet_info out;
+  out.at_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                  std::chrono::system_clock::now().time_since_epoch())
+                  .count();
+  out.since_ms = (out.at_ms / 3'600'000 - 23) * 3'600'000;
+  out.violations_per_hour.assign(24, 0);
+  {
+    std::lock_guard lock{mutex_};
+    for (const auto& [iccid, s] : sims_) {
+      auto it = std::find_if(out.networks.begin(), out.networks.end(),
+                             [&](const auto& n) { return n.name == s.network; });
+      if (it == out.networks.end()) {
+        actors::fleet_network n;
+        n.name = s.network;
+        it = out.networks.insert(out.networks.end(), std::move(n));
+      }
+      auto c = std::find_if(it->sims.begin(), it->sims.end(), [&](const auto& x) {
+        return x.lock == s.state.lock && x.bar == s.state.bar;
+      });
+      if (c == it->sims.end())
+        it->sims.push_back({s.state.lock, s.state.bar, 1});
+      else
+        ++c->sims;
+    }
+    for (auto e = events_.rbegin(); e != events_.rend(); ++e)
+      if (e->detail.starts_with("R7: violation")) {
+        ++out.violations_per_hour.back();
+        out.latest_violations.push_back(*e);
+      }
+  }
+  post([done = std::move(done), out] { done(out); });
+}
+
 } // namespace imeilock::api::test

@@ -38,6 +38,9 @@ public:
                    std::function<void(std::vector<orders::order>)> done) override;
   void list_events(std::string iccid, std::size_t limit,
                    std::function<void(std::vector<actors::event_info>)> done) override;
+  /// Its SIMs counted by network and state, its events with an R7 detail as
+  /// the violations (all of them in the current hour); no orders, no jobs.
+  void fleet(std::function<void(actors::fleet_info)> done) override;
 
   // -- Test controls ---------------------------------------------------------
 

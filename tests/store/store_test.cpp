@@ -15,10 +15,13 @@
 #include <filesystem>
 #include <fstream>
 #include <future>
+#include <map>
 #include <mutex>
+#include <numeric>
 #include <random>
 #include <set>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 #include <sys/stat.h>
@@ -1143,4 +1146,86 @@ STORE_TEST("bulk jobs: the job, its ICCIDs, its progress and the orders it place
   job.id = 8;
   ghost.job_updates.push_back(job);
   CHECK_FALSE(commit(db, std::move(ghost)));
+}
+
+STORE_TEST("the fleet: SIMs by network, lock and bar, open orders by network, violations per "
+           "hour and the latest violations and bars of the window") {
+  TestType fx;
+  REQUIRE_BACKEND(fx);
+  auto opened = open_store(fx.config());
+  auto& db = *opened;
+  auto locked = sim("8944000000000000001", {234150000000001});
+  locked.state.lock = lock::lock_state::locked;
+  locked.state.bar = lock::bar_state::barred;
+  REQUIRE(commit(db, sims_change({locked, sim("8944000000000000002", {234150000000002}),
+                                  sim("8944000000000000003", {234150000000003}),
+                                  sim("8944000000000000004", {234150000000004}, "ee")})));
+  store::change c;
+  for (auto [status, network] : {std::pair{orders::order_status::queued, "multinet"},
+                                 std::pair{orders::order_status::queued, "multinet"},
+                                 std::pair{orders::order_status::submitted, "multinet"},
+                                 std::pair{orders::order_status::completed, "multinet"},
+                                 std::pair{orders::order_status::submitted, "ee"}}) {
+    orders::order o;
+    o.id = db.allocate_order_id();
+    o.iccid = "8944000000000000002";
+    o.network = network;
+    o.type = lock::order_type::bar;
+    o.status = status;
+    c.orders.push_back(o);
+  }
+  // The window starts at 10 h; violations at 9:59 (before), 10:00, 10:30 and 12:00.
+  constexpr std::int64_t h = 3'600'000;
+  auto audit = [&](std::int64_t at, std::string cause, std::string detail, std::string iccid) {
+    store::audit_record a;
+    a.iccid = std::move(iccid);
+    a.at_ms = at;
+    a.cause = std::move(cause);
+    a.detail = std::move(detail);
+    a.imei = 35209900176148;
+    c.audits.push_back(std::move(a));
+  };
+  audit(10 * h - 1, "observation", "R7: violation, locked to A but seen in B",
+        "8944000000000000009");
+  audit(10 * h, "observation", "R7: violation, locked to A but seen in B; Bar order raised",
+        "8944000000000000001");
+  audit(10 * h + h / 2, "observation", "R5: change event", "8944000000000000002");
+  audit(10 * h + h / 2, "observation", "R7: violation, locked to A but seen in B; monitor mode",
+        "8944000000000000002");
+  audit(12 * h, "observation", "R7: violation, locked to A but seen in B", "8944000000000000003");
+  audit(12 * h + 5, "order_completed:bar", "", "8944000000000000001");
+  audit(9 * h, "order_completed:bar", "", "8944000000000000008");
+  REQUIRE(commit(db, std::move(c)));
+
+  auto f = db.fleet(10 * h, 24, 2);
+  std::map<std::tuple<std::string, lock::lock_state, lock::bar_state>, std::uint64_t> sims;
+  for (auto& s : f.sims)
+    sims[{s.network, s.lock, s.bar}] += s.sims;
+  CHECK(sims.size() == 3);
+  CHECK(sims[{"multinet", lock::lock_state::locked, lock::bar_state::barred}] == 1);
+  CHECK(sims[{"multinet", lock::lock_state::off, lock::bar_state::none}] == 2);
+  CHECK(sims[{"ee", lock::lock_state::off, lock::bar_state::none}] == 1);
+  REQUIRE(f.orders.size() == 2);
+  for (auto& o : f.orders) {
+    if (o.network == "multinet") {
+      CHECK(o.queued == 2);
+      CHECK(o.submitted == 1);
+    } else {
+      CHECK(o.network == "ee");
+      CHECK(o.queued == 0);
+      CHECK(o.submitted == 1);
+    }
+  }
+  REQUIRE(f.violations_per_hour.size() == 24);
+  CHECK(f.violations_per_hour[0] == 2);
+  CHECK(f.violations_per_hour[1] == 0);
+  CHECK(f.violations_per_hour[2] == 1);
+  CHECK(std::accumulate(f.violations_per_hour.begin(), f.violations_per_hour.end(),
+                        std::uint64_t{0}) == 3);
+  REQUIRE(f.latest_violations.size() == 2); // the limit
+  CHECK(f.latest_violations[0].iccid == "8944000000000000003");
+  CHECK(f.latest_violations[1].iccid == "8944000000000000002");
+  CHECK(f.latest_violations[1].imei == 35209900176148);
+  REQUIRE(f.latest_bars.size() == 1); // the one of 9 h is before the window
+  CHECK(f.latest_bars[0].iccid == "8944000000000000001");
 }
