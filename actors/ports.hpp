@@ -59,6 +59,10 @@ enum class ack : std::uint8_t {
   overloaded,    ///< shed: RADIUS sends nothing, Diameter answers 3004
   store_failed,  ///< not durable: do not answer, the peer retries
   shutting_down, ///< do not answer
+  /// More than one node (DESIGN §6): this node does not serve the SIM's shard
+  /// now. Nothing was done: RADIUS sends nothing (the proxy fails over),
+  /// Diameter answers 3002 DIAMETER_UNABLE_TO_DELIVER.
+  not_owner,
 };
 
 using ack_fn = std::function<void(ack)>;

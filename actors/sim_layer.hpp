@@ -23,8 +23,11 @@
 #include "orders/network.hpp"
 
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace caf {
@@ -88,6 +91,37 @@ public:
   std::vector<std::string> configured_networks() const;
   /// SIMs whose network is no longer configured (the gauge's value).
   std::uint64_t sims_on_unconfigured_networks() const;
+
+  // -- More than one node (DESIGN §6, docs/cluster.md) -------------------------
+  /// What the layer needs of the cluster: the shard count and the lease
+  /// manager's view of a lease now (cluster::lease_manager::epoch_of).
+  struct cluster_view {
+    std::uint32_t shards = 0;
+    std::function<std::optional<std::int64_t>(std::uint32_t shard)> epoch_of;
+  };
+  /// Before start(): this layer serves only the cluster shards it is given
+  /// (shard_gained), loads nothing at start() and fences every change with
+  /// the lease of its SIM's shard (store::change::shard/epoch). Without it
+  /// the layer serves every SIM of the store (one node).
+  void set_cluster(cluster_view view);
+  /// The lease of `shard` was gained at `epoch`: its SIMs (lowest IMSI in
+  /// the shard) are loaded from the store and their open orders resumed, on
+  /// the layer's loader thread; the shard is served once that is done and
+  /// only while the lease is held. Never blocks (a lease manager callback).
+  void shard_gained(std::uint32_t shard, std::int64_t epoch);
+  /// The lease of `shard` is lost: the shard is not served from now on
+  /// (observations: ack::not_owner; writes: refused), then its SIMs are
+  /// dropped (actors stopped, IMSIs forgotten, open orders forgotten) on the
+  /// loader thread. Never blocks.
+  void shard_lost(std::uint32_t shard);
+  /// The cluster shards served now, with the epoch each was loaded under.
+  std::vector<std::pair<std::uint32_t, std::int64_t>> serving() const;
+  /// No shard load or drop waiting or running (readiness).
+  bool shards_settled() const;
+  /// The fencing claim ({shard, epoch}) for a change of SIM `iccid` made
+  /// outside the actors (the RFC 5176 audit note); nullopt when its shard is
+  /// not served here. {-1, 0} on one node.
+  std::optional<std::pair<std::int64_t, std::int64_t>> claim_of(const std::string& iccid) const;
 
   observation_sink& sink() { return *this; }
   sim_service& service() { return *this; }

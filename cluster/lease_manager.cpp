@@ -297,6 +297,7 @@ std::chrono::milliseconds lease_manager::round() {
     if (cb_.gained)
       cb_.gained(g);
   }
+  ++stats_.rounds;
 
   // 4. Wake up when the first lease we could take expires, if before the next round.
   std::vector<std::uint32_t> wanted{first};

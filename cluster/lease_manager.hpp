@@ -63,6 +63,9 @@ struct lease_stats {
   std::atomic<std::uint64_t> released{0};        ///< leases released on a clean stop
   std::atomic<std::uint64_t> database_errors{0}; ///< rounds that failed on the database
   std::atomic<std::uint64_t> owned{0};           ///< gauge: leases held
+  /// Rounds that got through claiming (the gained callbacks ran): after the
+  /// first, this node knows which shards it holds, none included.
+  std::atomic<std::uint64_t> rounds{0};
 };
 
 class lease_manager {

@@ -3,6 +3,7 @@
 #include "actors/sim_layer.hpp"
 #include "api/http_server.hpp"
 #include "api/webhooks.hpp"
+#include "cluster/lease_manager.hpp"
 #include "common/fault.hpp"
 #include "common/log.hpp"
 #include "daemon/service_manager.hpp"
@@ -21,6 +22,7 @@
 #include <caf/actor_system_config.hpp>
 #include <caf/atom.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <csignal>
 #include <cstdlib>
@@ -89,6 +91,8 @@ struct daemon::impl {
   std::unique_ptr<api::webhook_notifier> webhooks;
   std::unique_ptr<radius::disconnect_sender> disconnect;
   std::unique_ptr<actors::sim_layer> layer;
+  /// More than one node (cluster.enabled): this node's shard leases.
+  std::unique_ptr<cluster::lease_manager> leases;
   std::unique_ptr<api::http_server> api;
   std::unique_ptr<radius::radius_server> radius;
   std::unique_ptr<diameter::diameter_server> diameter;
@@ -126,12 +130,6 @@ struct daemon::impl {
         "daemon.starting",
         {{"version", metrics::version_string()},
          {"config", config_file.empty() ? std::string{"(embedded defaults)"} : config_file}});
-    if (cfg.cluster.enabled)
-      // The coordination core exists (cluster/); serving by shard does not yet.
-      log::warning("cluster.not_yet_used",
-                   {{"node", cfg.cluster.node_id},
-                    {"detail", "cluster.enabled is read but this version serves every SIM as a "
-                               "single node (docs/cluster.md, What comes next)"}});
 
     metrics = std::make_unique<metrics::metrics_server>(cfg.metrics);
     if (auto started = metrics->start(); !started)
@@ -168,9 +166,20 @@ struct daemon::impl {
     // Loading the inventory reads the store: a PostgreSQL server gone since
     // the open makes that read throw (store::unavailable).
     try {
+      if (cfg.cluster.enabled)
+        join_cluster();
       layer->start();
     } catch (const std::exception& e) {
       return fail("store", error{sys_ec::store_unavailable, e.what()});
+    }
+    if (leases) {
+      // The first round runs at once; the SIMs of each shard gained are
+      // loaded as it comes (/readyz waits for that).
+      if (auto started = leases->start(); !started)
+        return fail("cluster", started.error());
+      log::notice("cluster.joined", {{"node", cfg.cluster.node_id},
+                                     {"shards", cfg.cluster.shards},
+                                     {"lease_ms", cfg.cluster.lease_duration.count()}});
     }
     if (disconnect)
       wire_disconnect_audit();
@@ -191,7 +200,9 @@ struct daemon::impl {
         return fail("diameter", started.error());
     }
 
-    api->set_ready(true);
+    // A cluster node is ready once it knows its leases (arm_readiness).
+    store_ready = !leases;
+    api->set_ready(!leases);
     log::notice("daemon.ready",
                 {{"workers", or_cores(cfg.process.workers)},
                  {"io_threads", n_io},
@@ -205,6 +216,58 @@ struct daemon::impl {
     // half interval, so even a daemon stopped early has proven it is alive.
     if (service_manager::watchdog_interval().count() != 0)
       service_manager::watchdog();
+    return true;
+  }
+
+  /// More than one node (DESIGN §6): the lease manager, the SIM layer
+  /// serving only the shards it holds, and the fence in every committing
+  /// transaction of the store's writer. Before layer->start().
+  void join_cluster() {
+    leases = std::make_unique<cluster::lease_manager>(
+        cfg.cluster, store::resolve_conninfo(cfg.sim_layer.store.postgresql),
+        cluster::lease_manager::callbacks{
+            .gained = [this](cluster::shard_epoch g) { layer->shard_gained(g.shard, g.epoch); },
+            .lost = [this](cluster::shard_epoch l,
+                           cluster::loss_reason) { layer->shard_lost(l.shard); }});
+    auto* held = leases.get();
+    layer->set_cluster(
+        {cfg.cluster.shards, [held](std::uint32_t shard) { return held->epoch_of(shard); }});
+    layer->db().set_fence([held,
+                           node = cfg.cluster.node_id](std::span<const store::change* const> batch,
+                                                       const store::txn_query& query) {
+      // One claim per shard of the batch; every change of a cluster node
+      // carries the lease it was made under (store::change::shard/epoch).
+      std::vector<cluster::shard_epoch> claims;
+      for (const auto* c : batch) {
+        if (c->shard < 0)
+          return false;
+        auto shard = static_cast<std::uint32_t>(c->shard);
+        auto it = std::find_if(claims.begin(), claims.end(),
+                               [&](const cluster::shard_epoch& e) { return e.shard == shard; });
+        if (it == claims.end())
+          claims.push_back({shard, c->epoch});
+        else if (it->epoch != c->epoch)
+          return false; // made under two periods of ownership: the older is stale
+      }
+      // Not even asked when this node knows it lost one of them.
+      for (const auto& c : claims)
+        if (held->epoch_of(c.shard) != c.epoch)
+          return false;
+      return query(std::string{cluster::fence_sql()}, cluster::fence_params(node, claims)) == "t";
+    });
+  }
+
+  /// Whether a cluster node knows its leases and serves every shard it holds.
+  bool cluster_ready() const {
+    if (!leases)
+      return true;
+    if (leases->stats().rounds.load() == 0 || !layer->shards_settled())
+      return false;
+    auto served = layer->serving();
+    for (const auto& held : leases->owned())
+      if (std::find(served.begin(), served.end(),
+                    std::pair<std::uint32_t, std::int64_t>{held.shard, held.epoch}) == served.end())
+        return false;
     return true;
   }
 
@@ -229,6 +292,11 @@ struct daemon::impl {
         note.detail += " error_cause=" + std::to_string(r.error_cause);
       store::change chg;
       chg.audits.push_back(std::move(note));
+      auto claim = layer->claim_of(r.iccid); // more than one node: under the SIM's lease
+      if (!claim)
+        return;
+      chg.shard = claim->first;
+      chg.epoch = claim->second;
       db.submit(std::move(chg), [iccid = r.iccid](bool ok) {
         if (!ok)
           log::warning("radius.disconnect_audit_failed", {{"iccid", iccid}});
@@ -289,13 +357,16 @@ struct daemon::impl {
       if (ec || stopping)
         return;
       bool connected = layer->db().counters().connected.load();
-      if (connected != store_ready) {
-        store_ready = connected;
-        api->set_ready(connected);
-        if (connected)
+      bool ready = connected && cluster_ready();
+      if (ready != store_ready) {
+        store_ready = ready;
+        api->set_ready(ready);
+        if (ready)
           service_manager::ready(summary());
-        else
+        else if (!connected)
           service_manager::status("not ready: the store's database cannot be reached");
+        else
+          service_manager::status("not ready: loading the shards this node holds");
       }
       arm_readiness();
     });
@@ -414,6 +485,10 @@ struct daemon::impl {
       api->stop();
     if (layer)
       layer->stop();
+    // After the layer's last commit (the fence needs the leases): released,
+    // so the other nodes take the shards in their next round.
+    if (leases)
+      leases->stop(true);
     if (disconnect)
       disconnect->stop();
     if (webhooks)
@@ -426,6 +501,7 @@ struct daemon::impl {
     diameter.reset();
     radius.reset();
     api.reset();
+    leases.reset();
     layer.reset();
     disconnect.reset();
     webhooks.reset();

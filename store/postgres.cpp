@@ -251,7 +251,7 @@ void commands_of(const change& c, Emit&& emit) {
 }
 
 /// The connection string from the configuration (the file read now).
-expected<std::string> resolve_conninfo(const postgresql_config& cfg) {
+expected<std::string> read_conninfo(const postgresql_config& cfg) {
   if (cfg.conninfo_file.empty())
     return cfg.conninfo;
   struct stat st {};
@@ -505,11 +505,24 @@ public:
   }
 
   void load_inventory(const std::function<void(const inventory_row&)>& fn) override {
+    read_inventory(q().load_inventory, {}, fn);
+  }
+
+  void load_inventory_suffixes(std::uint32_t first, std::uint32_t last,
+                               const std::function<void(const inventory_row&)>& fn) override {
+    params p;
+    p.bind(1, static_cast<std::int64_t>(first)).bind(2, static_cast<std::int64_t>(last));
+    read_inventory(q().load_inventory_suffixes, std::move(p), fn);
+  }
+
+private:
+  void read_inventory(const std::string& sql, params p,
+                      const std::function<void(const inventory_row&)>& fn) {
     with_reader([&](PGconn* c) {
       // One pass, a row at a time (single-row mode: 10 million SIMs are not
       // held in memory as one result), grouped by ICCID.
-      if (PQsendQueryParams(c, q().load_inventory.c_str(), 0, nullptr, nullptr, nullptr, nullptr,
-                            0) != 1)
+      if (PQsendQueryParams(c, sql.c_str(), p.size(), nullptr, p.size() > 0 ? p.values() : nullptr,
+                            nullptr, nullptr, 0) != 1)
         throw connection_failure(message_of(c));
       PQsetSingleRowMode(c);
       constexpr int imsi_column = static_cast<int>(sim_select_count);
@@ -550,7 +563,6 @@ public:
     });
   }
 
-private:
   enum class outcome { ok, change_failed, failed, lost };
 
   conn_ptr connect(std::string& error) const {
@@ -853,7 +865,7 @@ private:
 } // namespace
 
 expected<std::unique_ptr<backend>> open_postgres(const store_config& cfg, stats& counters) {
-  auto conninfo = resolve_conninfo(cfg.postgresql);
+  auto conninfo = read_conninfo(cfg.postgresql);
   if (!conninfo)
     return std::move(conninfo.error());
   auto b = std::make_unique<postgres_backend>(cfg, counters, std::move(*conninfo));
@@ -863,3 +875,14 @@ expected<std::unique_ptr<backend>> open_postgres(const store_config& cfg, stats&
 }
 
 } // namespace imeilock::store::detail
+
+namespace imeilock::store {
+
+std::string resolve_conninfo(const postgresql_config& cfg) {
+  auto conninfo = detail::read_conninfo(cfg);
+  if (!conninfo)
+    throw std::runtime_error(conninfo.error().message());
+  return std::move(*conninfo);
+}
+
+} // namespace imeilock::store

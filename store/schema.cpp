@@ -186,6 +186,10 @@ generated_sql::generated_sql(dialect d) {
   imsis_of_sim = "SELECT imsi FROM imsis WHERE iccid = ?1 ORDER BY imsi";
   load_inventory = "SELECT " + sim_select_columns("s.") +
                    ", i.imsi FROM sims s LEFT JOIN imsis i ON i.iccid = s.iccid ORDER BY s.iccid";
+  load_inventory_suffixes = "SELECT " + sim_select_columns("s.") +
+                            ", i.imsi FROM sims s JOIN imsis i ON i.iccid = s.iccid WHERE s.iccid "
+                            "IN (SELECT iccid FROM imsis GROUP BY iccid HAVING MIN(imsi) % 10000 "
+                            "BETWEEN ?1 AND ?2) ORDER BY s.iccid";
 
   const auto order_columns = column_list(orders::order_fields);
   const auto order_values = placeholders(1, fields::count<decltype(orders::order_fields)>);
@@ -213,7 +217,8 @@ generated_sql::generated_sql(dialect d) {
     upsert_order.clear(); // to_postgres refuses INSERT OR; this one is already PostgreSQL's
     for (auto* s :
          {&upsert_sim, &delete_imsis, &insert_imsi, &update_state, &update_activity, &select_sim,
-          &imsis_of_sim, &list_sims_head, &load_inventory, &get_order, &orders_of_sim, &open_orders,
+          &imsis_of_sim, &list_sims_head, &load_inventory,
+          &load_inventory_suffixes, &get_order, &orders_of_sim, &open_orders,
           &insert_audit, &list_events, &iccid_of, &count_sims, &max_order_id})
       *s = to_postgres(*s);
     upsert_order = to_postgres(upsert);

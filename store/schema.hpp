@@ -52,6 +52,8 @@ struct generated_sql {
   std::string imsis_of_sim;    ///< ?1 = iccid, ordered
   std::string list_sims_head;  ///< "SELECT <sim columns> FROM sims"
   std::string load_inventory;  ///< every SIM joined with its IMSIs (last column)
+  /// load_inventory of the SIMs whose lowest IMSI ends in ?1..?2 (a cluster shard)
+  std::string load_inventory_suffixes;
   std::string upsert_order;    ///< ?1.. = the order fields
   std::string get_order;       ///< ?1 = id
   std::string orders_of_sim;   ///< ?1 = iccid, newest first

@@ -341,30 +341,43 @@ public:
 
   void load_inventory(const std::function<void(const inventory_row&)>& fn) override {
     with_reader([&](connection& c) {
-      // One pass over sims joined with their IMSIs, grouped by ICCID.
       statement s{c.get(), q().load_inventory.c_str(), false};
-      constexpr int imsi_column = static_cast<int>(sim_select_count);
-      lock::sim_record sim;
-      bool have = false;
-      auto emit = [&] {
-        if (have)
-          fn(inventory_row{sim.iccid, sim.network, sim.imsis, sim.state, sim.activity});
-      };
-      while (s.step()) {
-        auto id = s.text(0);
-        if (!have || id != sim.iccid) {
-          emit();
-          sim = read_sim(s);
-          have = true;
-        }
-        if (!s.is_null(imsi_column))
-          sim.imsis.push_back(static_cast<std::uint64_t>(s.i64(imsi_column)));
-      }
-      emit();
+      read_inventory(s, fn);
+    });
+  }
+
+  void load_inventory_suffixes(std::uint32_t first, std::uint32_t last,
+                               const std::function<void(const inventory_row&)>& fn) override {
+    with_reader([&](connection& c) {
+      statement s{c.get(), q().load_inventory_suffixes.c_str(), false};
+      s.bind(1, static_cast<std::int64_t>(first)).bind(2, static_cast<std::int64_t>(last));
+      read_inventory(s, fn);
     });
   }
 
 private:
+  /// One pass over sims joined with their IMSIs, grouped by ICCID.
+  static void read_inventory(statement& s, const std::function<void(const inventory_row&)>& fn) {
+    constexpr int imsi_column = static_cast<int>(sim_select_count);
+    lock::sim_record sim;
+    bool have = false;
+    auto emit = [&] {
+      if (have)
+        fn(inventory_row{sim.iccid, sim.network, sim.imsis, sim.state, sim.activity});
+    };
+    while (s.step()) {
+      auto id = s.text(0);
+      if (!have || id != sim.iccid) {
+        emit();
+        sim = read_sim(s);
+        have = true;
+      }
+      if (!s.is_null(imsi_column))
+        sim.imsis.push_back(static_cast<std::uint64_t>(s.i64(imsi_column)));
+    }
+    emit();
+  }
+
   expected<void> migrate() {
     int version = 0;
     try {

@@ -125,6 +125,11 @@ struct change {
   std::vector<orders::order> orders;       ///< insert or replace by id (`imsis` not stored)
   std::vector<audit_record> audits;        ///< appended
   std::vector<activity_update> activities; ///< when SIMs were last observed (write-behind)
+  /// The shard lease this change was made under (more than one node, DESIGN
+  /// §6): the fence (set_fence) checks it inside the committing transaction.
+  /// shard -1: no claim (one node).
+  std::int64_t shard = -1;
+  std::int64_t epoch = 0; ///< the lease's epoch (fencing token) when shard >= 0
   bool empty() const {
     return sims.empty() && states.empty() && orders.empty() && audits.empty() && activities.empty();
   }
@@ -156,6 +161,12 @@ struct postgresql_config {
   /// refused when readable by everyone.
   std::string conninfo_file;
 };
+
+/// The libpq connection string of `cfg` (conninfo, or conninfo_file read
+/// now); throws std::runtime_error naming the file when it cannot be read or
+/// is readable by everyone. The lease manager of a cluster node connects
+/// with it too.
+std::string resolve_conninfo(const postgresql_config& cfg);
 
 /// Store settings (the `store` part of sim_layer_config).
 struct store_config {
@@ -283,6 +294,12 @@ public:
   std::vector<orders::order> open_orders();
   /// Calls `fn` for every SIM (startup: build the compact inventory).
   void load_inventory(const std::function<void(const inventory_row&)>& fn);
+  /// Calls `fn` for every SIM whose lowest IMSI ends in `first`..`last` (its
+  /// last four digits, inclusive: the SIMs of one cluster shard,
+  /// cluster::suffix_range), with all its IMSIs. SIMs without an IMSI are in
+  /// no shard.
+  void load_inventory_suffixes(std::uint32_t first, std::uint32_t last,
+                               const std::function<void(const inventory_row&)>& fn);
   /// Number of SIMs in the database.
   std::uint64_t count_sims();
 
