@@ -190,6 +190,30 @@ struct sim_page {
   std::string next_cursor; ///< empty: no more
 };
 
+/// More than one node (DESIGN §6): the cluster as GET /v1/cluster shows it,
+/// read from the database (the leases and nodes tables) plus what this node
+/// serves.
+struct cluster_info {
+  struct node {
+    std::string node_id;
+    std::string api_url; ///< where its operator API is reached (may be empty)
+    std::vector<std::uint32_t> preferred_shards;
+    bool live = false; ///< its heartbeat has not expired
+  };
+  struct lease {
+    std::uint32_t shard = 0;
+    std::string owner; ///< empty: free
+    std::int64_t epoch = 0;
+    std::int64_t expires_in_ms = 0; ///< by the database's clock; <= 0: expired
+    bool served_here = false;       ///< this node serves the shard (loaded, at this epoch)
+  };
+  bool enabled = false; ///< false: one node, nothing else is set
+  std::string node_id;  ///< this node
+  std::uint32_t shards = 0;
+  std::vector<node> nodes;
+  std::vector<lease> leases;
+};
+
 /// API -> SIM layer. Every write goes through the SIM actor (one path to a
 /// SIM's state); reads come from the store's committed state.
 class sim_service {
@@ -211,6 +235,9 @@ public:
   /// Newest first, at most `limit`.
   virtual void list_events(std::string iccid, std::size_t limit,
                            std::function<void(std::vector<event_info>)> done) = 0;
+  /// The cluster (GET /v1/cluster); enabled false on one node. Throws
+  /// imeilock::unavailable_error when the database cannot be read (503).
+  virtual void get_cluster(std::function<void(cluster_info)> done) { done({}); }
 };
 
 /// Something happened to a SIM (lock::notify effects, order outcomes).

@@ -110,6 +110,7 @@ struct sim_layer::impl {
     };
     std::uint32_t shards = 0;
     std::function<std::optional<std::int64_t>(std::uint32_t)> epoch_of;
+    std::function<cluster_info()> describe;
     /// Per shard: the epoch it is served at, 0 when not. Written under mtx,
     /// read lock-free on the packet path.
     std::unique_ptr<std::atomic<std::int64_t>[]> serving;
@@ -800,6 +801,7 @@ void sim_layer::set_cluster(cluster_view view) {
   IMEILOCK_ASSERT(!d.running.load(), "set_cluster after start()");
   d.cl.shards = view.shards;
   d.cl.epoch_of = std::move(view.epoch_of);
+  d.cl.describe = std::move(view.describe);
   d.cl.serving = std::make_unique<std::atomic<std::int64_t>[]>(view.shards);
   for (std::uint32_t i = 0; i < view.shards; ++i)
     d.cl.serving[i].store(0);
@@ -855,6 +857,19 @@ sim_layer::claim_of(const std::string& iccid) const {
   if (!d.clustered())
     return std::pair<std::int64_t, std::int64_t>{-1, 0};
   return d.claim(d.inv->lowest_imsi(d.inv->by_iccid(iccid)));
+}
+
+void sim_layer::get_cluster(std::function<void(cluster_info)> done) {
+  auto& d = *impl_;
+  if (!d.clustered() || !d.cl.describe) {
+    done({});
+    return;
+  }
+  auto info = d.cl.describe();
+  for (auto& l : info.leases)
+    l.served_here = l.shard < d.cl.shards && l.epoch != 0 &&
+                    d.cl.serving[l.shard].load(std::memory_order_acquire) == l.epoch;
+  done(std::move(info));
 }
 
 store::store& sim_layer::db() {

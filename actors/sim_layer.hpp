@@ -98,6 +98,9 @@ public:
   struct cluster_view {
     std::uint32_t shards = 0;
     std::function<std::optional<std::int64_t>(std::uint32_t shard)> epoch_of;
+    /// The nodes and leases from the database (get_cluster; served_here is
+    /// filled in by the layer); throws imeilock::unavailable_error.
+    std::function<cluster_info()> describe;
   };
   /// Before start(): this layer serves only the cluster shards it is given
   /// (shard_gained), loads nothing at start() and fences every change with
@@ -145,6 +148,7 @@ public:
                    std::function<void(std::vector<orders::order>)> done) override;
   void list_events(std::string iccid, std::size_t limit,
                    std::function<void(std::vector<event_info>)> done) override;
+  void get_cluster(std::function<void(cluster_info)> done) override;
 
   // -- For tests and benchmarks -------------------------------------------------
   /// The store (reads, counters).

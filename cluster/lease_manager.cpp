@@ -158,6 +158,27 @@ bool lease_manager::ensure_connected() {
   return true;
 }
 
+expected<lease_manager::cluster_rows> lease_manager::read_cluster() const {
+  pg_conn* conn = PQconnectdb(conninfo_.c_str());
+  auto close = [conn] { PQfinish(conn); };
+  if (PQstatus(conn) != CONNECTION_OK) {
+    auto why = connection_error(conn);
+    close();
+    return error{ec::database, "the cluster database cannot be reached: " + why};
+  }
+  cluster_rows out;
+  auto nodes = list_nodes(conn);
+  auto leases = nodes ? list_leases(conn) : expected<std::vector<lease_row>>{nodes.error()};
+  close();
+  if (!nodes)
+    return nodes.error();
+  if (!leases)
+    return leases.error();
+  out.nodes = std::move(*nodes);
+  out.leases = std::move(*leases);
+  return out;
+}
+
 void lease_manager::disconnect() {
   if (conn_)
     PQfinish(conn_);

@@ -100,6 +100,15 @@ public:
   /// The epoch this node holds `shard` at, if it holds it now.
   std::optional<std::int64_t> epoch_of(std::uint32_t shard) const;
 
+  /// The cluster as the database records it now: every node and every
+  /// lease (GET /v1/cluster). Any thread: a connection of its own, opened
+  /// and closed per call. ec::database when the database cannot be read.
+  struct cluster_rows {
+    std::vector<node_row> nodes;
+    std::vector<lease_row> leases;
+  };
+  expected<cluster_rows> read_cluster() const;
+
   const lease_stats& stats() const { return stats_; }
   const cluster_config& config() const { return cfg_; }
 

@@ -21,6 +21,9 @@
 #include <caf/actor_system.hpp>
 #include <caf/actor_system_config.hpp>
 #include <caf/atom.hpp>
+#include <prometheus/counter.h>
+#include <prometheus/gauge.h>
+#include <prometheus/registry.h>
 
 #include <algorithm>
 #include <atomic>
@@ -71,6 +74,57 @@ std::uint16_t first_port(const std::vector<config::endpoint>& eps) {
   return eps.empty() ? 0 : eps.front().port;
 }
 
+/// imeilock_cluster_*: per shard, what this node holds (more than one node).
+struct cluster_metrics {
+  struct shard_metrics {
+    prometheus::Gauge* owned = nullptr;
+    prometheus::Gauge* epoch = nullptr;
+    prometheus::Counter* takeovers = nullptr;
+    prometheus::Counter* step_downs = nullptr;
+  };
+  std::vector<shard_metrics> shards;
+
+  cluster_metrics(prometheus::Registry& reg, std::uint32_t count) {
+    auto& owned = prometheus::BuildGauge()
+                      .Name("imeilock_cluster_shard_owned")
+                      .Help("1 while this node holds the shard's lease, else 0")
+                      .Register(reg);
+    auto& epoch = prometheus::BuildGauge()
+                      .Name("imeilock_cluster_shard_epoch")
+                      .Help("The epoch (fencing token) of the shard's lease this node holds "
+                            "or last held")
+                      .Register(reg);
+    auto& takeovers = prometheus::BuildCounter()
+                          .Name("imeilock_cluster_takeovers_total")
+                          .Help("Times this node acquired the shard's lease (each with a new "
+                                "epoch: a start, a takeover, a return after stepping down)")
+                          .Register(reg);
+    auto& step_downs = prometheus::BuildCounter()
+                           .Name("imeilock_cluster_step_downs_total")
+                           .Help("Times this node lost the shard's lease without releasing it "
+                                 "(taken over after a pause, or the database unreachable)")
+                           .Register(reg);
+    for (std::uint32_t s = 0; s < count; ++s) {
+      prometheus::Labels l{{"shard", std::to_string(s)}};
+      shards.push_back({&owned.Add(l), &epoch.Add(l), &takeovers.Add(l), &step_downs.Add(l)});
+    }
+  }
+  void gained(cluster::shard_epoch g) {
+    if (g.shard >= shards.size())
+      return;
+    shards[g.shard].owned->Set(1);
+    shards[g.shard].epoch->Set(static_cast<double>(g.epoch));
+    shards[g.shard].takeovers->Increment();
+  }
+  void lost(cluster::shard_epoch l, cluster::loss_reason why) {
+    if (l.shard >= shards.size())
+      return;
+    shards[l.shard].owned->Set(0);
+    if (why != cluster::loss_reason::released)
+      shards[l.shard].step_downs->Increment();
+  }
+};
+
 } // namespace
 
 struct daemon::impl {
@@ -93,6 +147,7 @@ struct daemon::impl {
   std::unique_ptr<actors::sim_layer> layer;
   /// More than one node (cluster.enabled): this node's shard leases.
   std::unique_ptr<cluster::lease_manager> leases;
+  std::unique_ptr<cluster_metrics> shard_metrics;
   std::unique_ptr<api::http_server> api;
   std::unique_ptr<radius::radius_server> radius;
   std::unique_ptr<diameter::diameter_server> diameter;
@@ -167,7 +222,7 @@ struct daemon::impl {
     // the open makes that read throw (store::unavailable).
     try {
       if (cfg.cluster.enabled)
-        join_cluster();
+        join_cluster(registry);
       layer->start();
     } catch (const std::exception& e) {
       return fail("store", error{sys_ec::store_unavailable, e.what()});
@@ -222,16 +277,27 @@ struct daemon::impl {
   /// More than one node (DESIGN §6): the lease manager, the SIM layer
   /// serving only the shards it holds, and the fence in every committing
   /// transaction of the store's writer. Before layer->start().
-  void join_cluster() {
+  void join_cluster(prometheus::Registry& registry) {
+    shard_metrics = std::make_unique<cluster_metrics>(registry, cfg.cluster.shards);
     leases = std::make_unique<cluster::lease_manager>(
         cfg.cluster, store::resolve_conninfo(cfg.sim_layer.store.postgresql),
         cluster::lease_manager::callbacks{
-            .gained = [this](cluster::shard_epoch g) { layer->shard_gained(g.shard, g.epoch); },
-            .lost = [this](cluster::shard_epoch l,
-                           cluster::loss_reason) { layer->shard_lost(l.shard); }});
+            .gained =
+                [this](cluster::shard_epoch g) {
+                  shard_metrics->gained(g);
+                  layer->shard_gained(g.shard, g.epoch);
+                },
+            .lost =
+                [this](cluster::shard_epoch l, cluster::loss_reason why) {
+                  shard_metrics->lost(l, why);
+                  layer->shard_lost(l.shard);
+                }});
     auto* held = leases.get();
-    layer->set_cluster(
-        {cfg.cluster.shards, [held](std::uint32_t shard) { return held->epoch_of(shard); }});
+    layer->set_cluster({cfg.cluster.shards,
+                        [held](std::uint32_t shard) { return held->epoch_of(shard); },
+                        [held, node = cfg.cluster.node_id, shards = cfg.cluster.shards] {
+                          return describe_cluster(*held, node, shards);
+                        }});
     layer->db().set_fence([held,
                            node = cfg.cluster.node_id](std::span<const store::change* const> batch,
                                                        const store::txn_query& query) {
@@ -255,6 +321,25 @@ struct daemon::impl {
           return false;
       return query(std::string{cluster::fence_sql()}, cluster::fence_params(node, claims)) == "t";
     });
+  }
+
+  /// GET /v1/cluster: the nodes and leases from the database.
+  static actors::cluster_info describe_cluster(const cluster::lease_manager& held,
+                                               const std::string& node, std::uint32_t shards) {
+    auto rows = held.read_cluster();
+    if (!rows)
+      throw unavailable_error(rows.error().message());
+    actors::cluster_info info;
+    info.enabled = true;
+    info.node_id = node;
+    info.shards = shards;
+    for (auto& n : rows->nodes)
+      info.nodes.push_back(
+          {std::move(n.node_id), std::move(n.api_url), std::move(n.preferred_shards), n.live});
+    for (auto& l : rows->leases)
+      info.leases.push_back({l.shard, std::move(l.owner), l.epoch,
+                             static_cast<std::int64_t>(l.remaining.count()), false});
+    return info;
   }
 
   /// Whether a cluster node knows its leases and serves every shard it holds.
@@ -502,6 +587,7 @@ struct daemon::impl {
     radius.reset();
     api.reset();
     leases.reset();
+    shard_metrics.reset();
     layer.reset();
     disconnect.reset();
     webhooks.reset();

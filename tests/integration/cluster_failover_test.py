@@ -58,7 +58,8 @@ def node_config(state_dir, conninfo, node, preferred):
     cluster = (f"cluster:\n  enabled: true\n  node_id: {node}\n  shards: {SHARDS}\n"
                f"  preferred_shards: {preferred}\n  claim_others_after: 3s\n"
                f"  lease_duration: {int(LEASE_S * 1000)}ms\n"
-               f"  renew_interval: {int(RENEW_S * 1000)}ms\n")
+               f"  renew_interval: {int(RENEW_S * 1000)}ms\n"
+               f"  api_url: http://{node}.example.net:8080\n")
     orders = "orders:\n  defaults:\n    lead_times:\n      bar: 2s\n  networks:\n    multinet: {}\n"
     config = h.default_config(state_dir, cluster + orders).replace(
         f"    path: {state_dir}/imeilockd.db",
@@ -167,6 +168,24 @@ def main():
         print(f"leases at start: {leases}")
         assert {s: o for s, (o, _) in leases.items()} == \
             {0: "node-a", 1: "node-a", 2: "node-b", 3: "node-c"}, leases
+
+        # -- GET /v1/cluster and the per-shard metrics ----------------------------------
+        st, body = c.nodes["node-b"].api("GET", "/v1/cluster")
+        assert st == 200 and body["enabled"] and body["node_id"] == "node-b", (st, body)
+        assert body["shards"] == SHARDS, body
+        by_shard = {x["shard"]: x for x in body["leases"]}
+        assert by_shard[2]["owner"] == "node-b" and by_shard[2]["served_here"], body
+        assert by_shard[0]["owner"] == "node-a" and not by_shard[0]["served_here"], body
+        assert all(x["epoch"] >= 1 and x["expires_in_ms"] > 0 for x in by_shard.values()), body
+        by_node = {x["node_id"]: x for x in body["nodes"]}
+        assert set(by_node) == set(NODES) and all(x["live"] for x in by_node.values()), body
+        assert by_node["node-a"]["api_url"] == "http://node-a.example.net:8080", body
+        assert by_node["node-a"]["preferred_shards"] == [0, 1], body
+        b = c.nodes["node-b"]
+        assert b.metric("imeilock_cluster_shard_owned", shard="2") == 1
+        assert b.metric("imeilock_cluster_shard_owned", shard="0") == 0
+        assert b.metric("imeilock_cluster_shard_epoch", shard="2") == by_shard[2]["epoch"]
+        assert b.metric("imeilock_cluster_takeovers_total", shard="2") == 1
 
         # -- a node serves only its shards --------------------------------------------
         stream = create_sims(c, 0, 4)
@@ -293,6 +312,8 @@ def main():
         assert not answers, f"the paused node answered {len(answers)} requests after SIGCONT"
         h.wait_until(lambda: "cluster.step_down" in stale.log(), timeout=5,
                      what="the old owner logs cluster.step_down")
+        assert stale.metric("imeilock_cluster_step_downs_total", shard="0") >= 1
+        assert stale.metric("imeilock_cluster_shard_owned", shard="0") == 0
         stored = server.query("imeilock", "SELECT count(*) FROM audit WHERE cause = "
                               "'observation' AND imei BETWEEN 36000000000000 AND 36000000000099")
         assert stored == [["0"]], f"the paused node committed for a lost shard: {stored}"
