@@ -56,7 +56,7 @@ def imsi_in_shard(shard, i):
 
 def node_config(state_dir, conninfo, node, preferred):
     cluster = (f"cluster:\n  enabled: true\n  node_id: {node}\n  shards: {SHARDS}\n"
-               f"  preferred_shards: {preferred}\n  claim_others_after: 3s\n"
+               f"  preferred_shards: {preferred}\n  claim_others_after: 5s\n"
                f"  lease_duration: {int(LEASE_S * 1000)}ms\n"
                f"  renew_interval: {int(RENEW_S * 1000)}ms\n"
                f"  api_url: http://{node}.example.net:8080\n")
@@ -160,8 +160,15 @@ def main():
     c = Cluster(server, conninfo)
     rng = random.Random(int(os.environ.get("CLUSTER_FAILOVER_SEED", "11")))
     try:
-        for d in c.nodes.values():
-            d.start()
+        # Started together: each claims its preferred shards before any may
+        # claim others (claim_others_after), however slow the machine.
+        starters = [threading.Thread(target=d.start, kwargs={"timeout": 60})
+                    for d in c.nodes.values()]
+        for t in starters:
+            t.start()
+        for t in starters:
+            t.join()
+        assert all(d.proc is not None for d in c.nodes.values()), "a node did not start"
         h.wait_until(lambda: all(c.ready(n) for n in c.nodes), timeout=30,
                      what="every node ready (its leases known, its shards loaded)")
         leases = c.leases()
