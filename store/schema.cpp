@@ -215,11 +215,10 @@ generated_sql::generated_sql(dialect d) {
   if (d == dialect::postgresql) {
     std::string upsert = upsert_order;
     upsert_order.clear(); // to_postgres refuses INSERT OR; this one is already PostgreSQL's
-    for (auto* s :
-         {&upsert_sim, &delete_imsis, &insert_imsi, &update_state, &update_activity, &select_sim,
-          &imsis_of_sim, &list_sims_head, &load_inventory,
-          &load_inventory_suffixes, &get_order, &orders_of_sim, &open_orders,
-          &insert_audit, &list_events, &iccid_of, &count_sims, &max_order_id})
+    for (auto* s : {&upsert_sim, &delete_imsis, &insert_imsi, &update_state, &update_activity,
+                    &select_sim, &imsis_of_sim, &list_sims_head, &load_inventory,
+                    &load_inventory_suffixes, &get_order, &orders_of_sim, &open_orders,
+                    &insert_audit, &list_events, &iccid_of, &count_sims, &max_order_id})
       *s = to_postgres(*s);
     upsert_order = to_postgres(upsert);
   }
