@@ -224,17 +224,20 @@ struct sim_layer::impl {
         resume.open.push_back(std::move(o));
     }
     auto orders = resume.open.size();
-    {
-      std::lock_guard g{orders_mtx};
-      if (ctx.orders)
-        caf::anon_send(ctx.orders, std::move(resume));
-    }
     bool serve = false;
     {
       std::lock_guard g{cl.mtx};
       serve = cl.wanted[shard] == epoch;
       if (serve)
         cl.serving[shard].store(epoch, std::memory_order_release);
+    }
+    // Only once served: an order due at once is carried out straight away,
+    // and its changes are written under the shard's lease (stamp_claim),
+    // which a shard not served yet does not give (they were lost).
+    if (serve) {
+      std::lock_guard g{orders_mtx};
+      if (ctx.orders)
+        caf::anon_send(ctx.orders, std::move(resume));
     }
     auto ms =
         std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0)
