@@ -190,6 +190,10 @@ generated_sql::generated_sql(dialect d) {
                             ", i.imsi FROM sims s JOIN imsis i ON i.iccid = s.iccid WHERE s.iccid "
                             "IN (SELECT iccid FROM imsis GROUP BY iccid HAVING MIN(imsi) % 10000 "
                             "BETWEEN ?1 AND ?2) ORDER BY s.iccid";
+  sims_by_iccid = list_sims_head + " ORDER BY iccid";
+  // The index on imsis(iccid) holds the IMSI too (SQLite: it is the rowid), so
+  // this reads the index alone, in order.
+  imsis_by_iccid = "SELECT iccid, imsi FROM imsis ORDER BY iccid, imsi";
 
   const auto order_columns = column_list(orders::order_fields);
   const auto order_values = placeholders(1, fields::count<decltype(orders::order_fields)>);
@@ -215,10 +219,16 @@ generated_sql::generated_sql(dialect d) {
   if (d == dialect::postgresql) {
     std::string upsert = upsert_order;
     upsert_order.clear(); // to_postgres refuses INSERT OR; this one is already PostgreSQL's
-    for (auto* s : {&upsert_sim, &delete_imsis, &insert_imsi, &update_state, &update_activity,
-                    &select_sim, &imsis_of_sim, &list_sims_head, &load_inventory,
-                    &load_inventory_suffixes, &get_order, &orders_of_sim, &open_orders,
-                    &insert_audit, &list_events, &iccid_of, &count_sims, &max_order_id})
+    for (auto* s : {&upsert_sim,      &delete_imsis,
+                    &insert_imsi,     &update_state,
+                    &update_activity, &select_sim,
+                    &imsis_of_sim,    &list_sims_head,
+                    &load_inventory,  &load_inventory_suffixes,
+                    &sims_by_iccid,   &imsis_by_iccid,
+                    &get_order,       &orders_of_sim,
+                    &open_orders,     &insert_audit,
+                    &list_events,     &iccid_of,
+                    &count_sims,      &max_order_id})
       *s = to_postgres(*s);
     upsert_order = to_postgres(upsert);
   }

@@ -341,8 +341,27 @@ public:
 
   void load_inventory(const std::function<void(const inventory_row&)>& fn) override {
     with_reader([&](connection& c) {
-      statement s{c.get(), q().load_inventory.c_str(), false};
-      read_inventory(s, fn);
+      // Two scans in ICCID order merged here: the sims table (clustered by
+      // ICCID) and the index of imsis by ICCID (which holds the IMSI). A join
+      // would descend the index once per SIM: a third of the load's CPU at
+      // 10 M SIMs. Both sides compare ICCIDs bytewise (SQLite's BINARY
+      // collation, std::string_view's order).
+      statement sims{c.get(), q().sims_by_iccid.c_str(), false};
+      statement imsis{c.get(), q().imsis_by_iccid.c_str(), false};
+      bool imsi_ready = imsis.step();
+      lock::sim_record sim;
+      while (sims.step()) {
+        sim = read_sim(sims);
+        const std::string_view id = sim.iccid;
+        // IMSIs of no SIM (a hand-edited store) sort before the next SIM's: skipped.
+        while (imsi_ready && imsis.text(0) < id)
+          imsi_ready = imsis.step();
+        while (imsi_ready && imsis.text(0) == id) {
+          sim.imsis.push_back(static_cast<std::uint64_t>(imsis.i64(1)));
+          imsi_ready = imsis.step();
+        }
+        fn(inventory_row{sim.iccid, sim.network, sim.imsis, sim.state, sim.activity});
+      }
     });
   }
 

@@ -677,16 +677,24 @@ STORE_TEST("the inventory loader hands out every SIM with all its IMSIs") {
   REQUIRE(commit(db, sims_change({sim("8944000000000000001", {234150000000001, 234150000000002}),
                                   sim("8944000000000000002", {234150000000003}),
                                   sim("8944000000000000003", {})})));
-  std::vector<std::pair<std::string, std::size_t>> rows;
+  // IMSI rows of no SIM (a hand-edited store) before, between and after the
+  // SIMs' ICCIDs: the loader skips them.
+  fx.query("INSERT INTO imsis (imsi, iccid) VALUES (234150000000900, '8944000000000000000'), "
+           "(234150000000901, '89440000000000000015'), (234150000000902, '9')");
+  std::vector<std::pair<std::string, std::vector<std::uint64_t>>> rows;
   db.load_inventory([&](const store::inventory_row& r) {
-    rows.emplace_back(std::string(r.iccid), r.imsis.size());
+    rows.emplace_back(std::string(r.iccid),
+                      std::vector<std::uint64_t>(r.imsis.begin(), r.imsis.end()));
     CHECK(r.network == "multinet");
     CHECK(r.state.status == lock::sim_status::active);
   });
   REQUIRE(rows.size() == 3);
-  CHECK(rows[0].second == 2);
-  CHECK(rows[1].second == 1);
-  CHECK(rows[2].second == 0);
+  CHECK(rows[0].first == "8944000000000000001");
+  CHECK(rows[0].second == std::vector<std::uint64_t>{234150000000001, 234150000000002});
+  CHECK(rows[1].first == "8944000000000000002");
+  CHECK(rows[1].second == std::vector<std::uint64_t>{234150000000003});
+  CHECK(rows[2].first == "8944000000000000003");
+  CHECK(rows[2].second.empty());
 }
 
 STORE_TEST("the shard loader hands out the SIMs whose lowest IMSI ends in the range, with all "
