@@ -14,6 +14,7 @@
 #include "lock/types.hpp"
 #include "orders/order.hpp"
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -37,6 +38,16 @@ struct disconnect_target {
   std::string calling_station_id;
 };
 
+/// More than one node: the handoff an observation came from when its owner
+/// applies it (sim_layer::apply_handoffs; cluster/inbox.hpp).
+struct inbox_ref {
+  std::int64_t id = 0; ///< the cluster_inbox entry
+  /// A change that deletes the entry (store::change::inbox_done) was
+  /// submitted with the observation's effect; else the entry is deleted on
+  /// its own once the observation is answered.
+  std::atomic<bool> consumed{false};
+};
+
 /// One accounting message, reduced to what the lock needs (DESIGN §1).
 struct observation {
   std::uint64_t imsi = 0; ///< 15-digit IMSI as an integer
@@ -50,6 +61,9 @@ struct observation {
   std::uint64_t dedupe_key = 0;
   std::int64_t at_ms = 0;                              ///< receive time, unix ms
   std::shared_ptr<const disconnect_target> disconnect; ///< RADIUS sessions only
+  /// Set when the owner applies a handoff (never by a front-end): the change
+  /// carrying its effect deletes the inbox entry in the same transaction.
+  std::shared_ptr<inbox_ref> inbox;
 };
 
 /// The SIM layer's answer to an observation.

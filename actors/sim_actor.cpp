@@ -307,7 +307,14 @@ void handle_observation(sim_pointer self, sim_observation&& m) {
     m.done(ack::ok);
     return;
   }
-  begin_write(self, std::move(out), at, {},
+  // A handoff being applied (more than one node): its inbox entry is
+  // deleted in the transaction that commits its effect, never on its own.
+  store::change extra;
+  if (obs.inbox) {
+    extra.inbox_done.push_back(obs.inbox->id);
+    obs.inbox->consumed.store(true);
+  }
+  begin_write(self, std::move(out), at, std::move(extra),
               [done = std::move(m.done)](bool ok, bool refused, const auto&) {
                 done(ok ? ack::ok : refused ? ack::overloaded : ack::store_failed);
               });

@@ -24,7 +24,9 @@
 #include <deque>
 #include <mutex>
 #include <set>
+#include <string_view>
 #include <thread>
+#include <unordered_map>
 
 namespace imeilock::actors {
 
@@ -111,6 +113,8 @@ struct sim_layer::impl {
     std::uint32_t shards = 0;
     std::function<std::optional<std::int64_t>(std::uint32_t)> epoch_of;
     std::function<cluster_info()> describe;
+    std::function<void(observation, ack_fn)> hand_off;
+    std::function<void(std::uint32_t)> served_fn;
     /// Per shard: the epoch it is served at, 0 when not. Written under mtx,
     /// read lock-free on the packet path.
     std::unique_ptr<std::atomic<std::int64_t>[]> serving;
@@ -132,7 +136,12 @@ struct sim_layer::impl {
   std::optional<std::pair<std::int64_t, std::int64_t>> claim(std::uint64_t lowest) const {
     if (lowest == 0)
       return std::nullopt;
-    auto shard = cluster::shard_of(lowest, cl.shards);
+    return claim_shard(cluster::shard_of(lowest, cl.shards));
+  }
+  /// claim() by shard.
+  std::optional<std::pair<std::int64_t, std::int64_t>> claim_shard(std::uint32_t shard) const {
+    if (shard >= cl.shards)
+      return std::nullopt;
     auto epoch = cl.serving[shard].load(std::memory_order_acquire);
     if (epoch == 0)
       return std::nullopt;
@@ -239,6 +248,8 @@ struct sim_layer::impl {
       if (ctx.orders)
         caf::anon_send(ctx.orders, std::move(resume));
     }
+    if (serve && cl.served_fn)
+      cl.served_fn(shard);
     auto ms =
         std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0)
             .count();
@@ -571,8 +582,17 @@ bool sim_layer::admit(observation& obs, ack_fn& done, sim_id& sim) {
   }
   sim = d.inv->by_imsi(obs.imsi);
   // More than one node: a SIM of a shard served elsewhere (or an IMSI of
-  // one: the owner may know it) is not answered here.
+  // one: the owner may know it) is handed to the owner through the inbox,
+  // answered once that has committed; without a handoff (or for a handoff
+  // being applied) it is not answered here.
   if (d.clustered() && !d.served(sim == no_sim ? obs.imsi : d.inv->lowest_imsi(sim))) {
+    if (d.cl.hand_off && !obs.inbox) {
+      d.cl.hand_off(std::move(obs), [&d, done = std::move(done)](ack a) {
+        d.metrics.count(a);
+        done(a);
+      });
+      return false;
+    }
     d.metrics.count(ack::not_owner);
     done(ack::not_owner);
     return false;
@@ -810,6 +830,85 @@ void sim_layer::set_cluster(cluster_view view) {
     d.cl.serving[i].store(0);
   d.cl.wanted.assign(view.shards, 0);
   d.ctx.claim = [&d](std::uint64_t lowest) { return d.claim(lowest); };
+  d.cl.hand_off = std::move(view.hand_off);
+  d.cl.served_fn = std::move(view.served);
+}
+
+/// One apply_handoffs call: its entries, grouped into per-SIM chains.
+struct handoff_run {
+  std::uint32_t shard = 0;
+  std::vector<sim_layer::handed_over> items;
+  std::vector<std::vector<std::size_t>> chains; ///< indices into items, in order
+  sim_layer::handoff_results results;           ///< each written by its chain only
+  std::atomic<std::size_t> running{0};          ///< chains not ended
+  std::chrono::steady_clock::time_point t0;
+  std::function<void(sim_layer::handoff_results)> done;
+};
+
+void sim_layer::apply_handoffs(std::uint32_t shard, std::vector<handed_over> items,
+                               std::function<void(handoff_results)> done) {
+  auto r = std::make_shared<handoff_run>();
+  r->shard = shard;
+  r->t0 = std::chrono::steady_clock::now();
+  r->results.assign(items.size(), std::nullopt);
+  std::unordered_map<std::string_view, std::size_t> chain_of;
+  for (std::size_t i = 0; i < items.size(); ++i) {
+    auto [it, added] = chain_of.try_emplace(items[i].sim_key, r->chains.size());
+    if (added)
+      r->chains.emplace_back();
+    r->chains[it->second].push_back(i);
+  }
+  r->items = std::move(items); // the keys above are not used past here
+  r->done = std::move(done);
+  if (r->chains.empty()) {
+    r->done(std::move(r->results));
+    return;
+  }
+  r->running.store(r->chains.size());
+  for (std::size_t c = 0; c < r->chains.size(); ++c)
+    handoff_step(r, c, 0);
+}
+
+void sim_layer::handoff_step(const std::shared_ptr<handoff_run>& r, std::size_t chain,
+                             std::size_t pos) {
+  auto ended = [r] {
+    if (r->running.fetch_sub(1, std::memory_order_acq_rel) == 1)
+      r->done(std::move(r->results));
+  };
+  const auto& indices = r->chains[chain];
+  if (pos == indices.size())
+    return ended();
+  auto index = indices[pos];
+  auto applied = [this, r, chain, pos, index] {
+    r->results[index] = std::chrono::duration_cast<std::chrono::microseconds>(
+        std::chrono::steady_clock::now() - r->t0);
+    handoff_step(r, chain, pos + 1);
+  };
+  auto ref = std::make_shared<inbox_ref>();
+  ref->id = r->items[index].id;
+  observation obs = std::move(r->items[index].obs);
+  obs.inbox = ref;
+  submit(std::move(obs), [this, r, ref, applied, ended](ack a) {
+    if (a != ack::ok && a != ack::unknown_sim)
+      return ended(); // it and the SIM's later entries stay: read again
+    if (ref->consumed.load())
+      return applied(); // its effect's change deleted it
+    // Nothing to commit for it (R2/R3, no change, a retransmit, R15): its
+    // entry goes on its own, under the shard's lease.
+    auto claim = impl_->claim_shard(r->shard);
+    if (!claim)
+      return ended();
+    store::change chg;
+    chg.inbox_done.push_back(ref->id);
+    chg.shard = claim->first;
+    chg.epoch = claim->second;
+    impl_->db->submit(std::move(chg), [applied, ended](bool ok) {
+      if (ok)
+        applied();
+      else
+        ended();
+    });
+  });
 }
 
 void sim_layer::shard_gained(std::uint32_t shard, std::int64_t epoch) {

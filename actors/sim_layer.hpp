@@ -22,6 +22,7 @@
 #include "lock/eligibility.hpp"
 #include "orders/network.hpp"
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -44,6 +45,8 @@ class store;
 }
 
 namespace imeilock::actors {
+
+struct handoff_run; // sim_layer.cpp
 
 class sim_layer final : public observation_sink, public sim_service {
 public:
@@ -101,6 +104,13 @@ public:
     /// The nodes and leases from the database (get_cluster; served_here is
     /// filled in by the layer); throws imeilock::unavailable_error.
     std::function<cluster_info()> describe;
+    /// Hands an observation of a SIM whose shard this node does not serve
+    /// to the shard's owner (cluster::inbox_sender); `done` with ack::ok
+    /// once the handoff is committed. Empty: such observations are answered
+    /// ack::not_owner.
+    std::function<void(observation, ack_fn)> hand_off;
+    /// A shard is served from now on (loaded): its handoffs can be applied.
+    std::function<void(std::uint32_t shard)> served;
   };
   /// Before start(): this layer serves only the cluster shards it is given
   /// (shard_gained), loads nothing at start() and fences every change with
@@ -117,6 +127,25 @@ public:
   /// dropped (actors stopped, IMSIs forgotten, open orders forgotten) on the
   /// loader thread. Never blocks.
   void shard_lost(std::uint32_t shard);
+  /// One handed-over observation to apply (a cluster inbox entry).
+  struct handed_over {
+    std::int64_t id = 0; ///< the entry: deleted by the change that applies it
+    std::string sim_key; ///< the SIM (per-SIM order)
+    observation obs;
+  };
+  /// Per entry of apply_handoffs: the time from the call until its
+  /// deletion committed, or nullopt when it was not applied.
+  using handoff_results = std::vector<std::optional<std::chrono::microseconds>>;
+  /// The owner's side of a handoff (more than one node): applies entries of
+  /// cluster shard `shard` (in inbox id order), each SIM's one after the
+  /// other (the next once the previous has committed), every entry deleted
+  /// in the transaction that commits its effect, or in one of its own, under
+  /// the shard's lease, when it changes nothing. A SIM's chain stops at its
+  /// first entry not applied (shard not served, overloaded, store failure):
+  /// it and the SIM's later entries stay in the inbox. `done` once every
+  /// chain has ended, from any thread. Never blocks.
+  void apply_handoffs(std::uint32_t shard, std::vector<handed_over> items,
+                      std::function<void(handoff_results)> done);
   /// The cluster shards served now, with the epoch each was loaded under.
   std::vector<std::pair<std::uint32_t, std::int64_t>> serving() const;
   /// No shard load or drop waiting or running (readiness).
@@ -176,6 +205,8 @@ private:
   bool admit(observation& obs, ack_fn& done, std::uint32_t& sim);
   /// upsert_sim(); `bulk` for import_sims (sim_upsert_msg::bulk).
   void upsert(sim_upsert sim, std::function<void(write_result)> done, bool bulk);
+  /// apply_handoffs(): applies entry `pos` of chain `chain`, then the next.
+  void handoff_step(const std::shared_ptr<handoff_run>& r, std::size_t chain, std::size_t pos);
 };
 
 } // namespace imeilock::actors

@@ -3,7 +3,9 @@
 #include "actors/sim_layer.hpp"
 #include "api/http_server.hpp"
 #include "api/webhooks.hpp"
+#include "cluster/inbox.hpp"
 #include "cluster/lease_manager.hpp"
+#include "cluster/shard.hpp"
 #include "common/fault.hpp"
 #include "common/log.hpp"
 #include "daemon/service_manager.hpp"
@@ -23,6 +25,7 @@
 #include <caf/atom.hpp>
 #include <prometheus/counter.h>
 #include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
 #include <prometheus/registry.h>
 
 #include <algorithm>
@@ -81,8 +84,11 @@ struct cluster_metrics {
     prometheus::Gauge* epoch = nullptr;
     prometheus::Counter* takeovers = nullptr;
     prometheus::Counter* step_downs = nullptr;
+    prometheus::Counter* handed_off = nullptr; ///< handoffs_total{side="sent"}
+    prometheus::Counter* applied = nullptr;    ///< handoffs_total{side="applied"}
   };
   std::vector<shard_metrics> shards;
+  prometheus::Histogram* handoff_latency = nullptr;
 
   cluster_metrics(prometheus::Registry& reg, std::uint32_t count) {
     auto& owned = prometheus::BuildGauge()
@@ -104,10 +110,39 @@ struct cluster_metrics {
                            .Help("Times this node lost the shard's lease without releasing it "
                                  "(taken over after a pause, or the database unreachable)")
                            .Register(reg);
+    auto& handoffs = prometheus::BuildCounter()
+                         .Name("imeilock_cluster_handoffs_total")
+                         .Help("Observations handed over through the inbox: side=sent, those "
+                               "this node received for a shard it did not serve and enqueued "
+                               "for the owner (then acknowledged); side=applied, those this "
+                               "node applied as the shard's owner")
+                         .Register(reg);
+    handoff_latency = &prometheus::BuildHistogram()
+                           .Name("imeilock_cluster_handoff_seconds")
+                           .Help("From a handoff's enqueue (committed at the receiving node) "
+                                 "until the owner committed it applied (database clock to the "
+                                 "read, then this node's)")
+                           .Register(reg)
+                           .Add({}, prometheus::Histogram::BucketBoundaries{
+                                        0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10});
     for (std::uint32_t s = 0; s < count; ++s) {
       prometheus::Labels l{{"shard", std::to_string(s)}};
-      shards.push_back({&owned.Add(l), &epoch.Add(l), &takeovers.Add(l), &step_downs.Add(l)});
+      auto sent = l;
+      sent["side"] = "sent";
+      auto applied = l;
+      applied["side"] = "applied";
+      shards.push_back({&owned.Add(l), &epoch.Add(l), &takeovers.Add(l), &step_downs.Add(l),
+                        &handoffs.Add(sent), &handoffs.Add(applied)});
     }
+  }
+  void handed_off(std::uint32_t shard) {
+    if (shard < shards.size())
+      shards[shard].handed_off->Increment();
+  }
+  void applied(std::uint32_t shard, std::chrono::microseconds latency) {
+    if (shard < shards.size())
+      shards[shard].applied->Increment();
+    handoff_latency->Observe(static_cast<double>(latency.count()) / 1e6);
   }
   void gained(cluster::shard_epoch g) {
     if (g.shard >= shards.size())
@@ -124,6 +159,44 @@ struct cluster_metrics {
       shards[l.shard].step_downs->Increment();
   }
 };
+
+/// The handoff payload (cluster/inbox.hpp) of an observation, and back.
+cluster::observation to_handoff(const actors::observation& o) {
+  cluster::observation c;
+  c.imsi = o.imsi;
+  c.msisdn = o.msisdn;
+  c.imei = o.imei;
+  c.source = o.source == actors::source_kind::diameter ? cluster::protocol::diameter
+                                                       : cluster::protocol::radius;
+  c.peer = o.peer;
+  c.dedupe_key = o.dedupe_key;
+  c.at_ms = o.at_ms;
+  if (o.disconnect) {
+    const auto& d = *o.disconnect;
+    c.disconnect = cluster::disconnect_info{d.nas_address, d.nas_identifier, d.acct_session_id,
+                                            d.user_name,   d.framed_ip,      d.calling_station_id};
+  }
+  return c;
+}
+
+actors::observation from_handoff(cluster::observation c) {
+  actors::observation o;
+  o.imsi = c.imsi;
+  o.msisdn = std::move(c.msisdn);
+  o.imei = c.imei;
+  o.source = c.source == cluster::protocol::diameter ? actors::source_kind::diameter
+                                                     : actors::source_kind::radius;
+  o.peer = std::move(c.peer);
+  o.dedupe_key = c.dedupe_key;
+  o.at_ms = c.at_ms;
+  if (c.disconnect) {
+    auto& d = *c.disconnect;
+    o.disconnect = std::make_shared<const actors::disconnect_target>(actors::disconnect_target{
+        std::move(d.nas_address), std::move(d.nas_identifier), std::move(d.acct_session_id),
+        std::move(d.user_name), std::move(d.framed_ip), std::move(d.calling_station_id)});
+  }
+  return o;
+}
 
 } // namespace
 
@@ -148,6 +221,11 @@ struct daemon::impl {
   /// More than one node (cluster.enabled): this node's shard leases.
   std::unique_ptr<cluster::lease_manager> leases;
   std::unique_ptr<cluster_metrics> shard_metrics;
+  /// More than one node: observations of shards served elsewhere go to their
+  /// owner through the inbox (handoff_out); this node applies its shards'
+  /// (handoff_in).
+  std::unique_ptr<cluster::inbox_sender> handoff_out;
+  std::unique_ptr<cluster::inbox_consumer> handoff_in;
   std::unique_ptr<api::http_server> api;
   std::unique_ptr<radius::radius_server> radius;
   std::unique_ptr<diameter::diameter_server> diameter;
@@ -232,6 +310,9 @@ struct daemon::impl {
       // loaded as it comes (/readyz waits for that).
       if (auto started = leases->start(); !started)
         return fail("cluster", started.error());
+      // The inbox table exists now (the lease manager migrated the cluster schema).
+      handoff_out->start();
+      handoff_in->start();
       log::notice("cluster.joined", {{"node", cfg.cluster.node_id},
                                      {"shards", cfg.cluster.shards},
                                      {"lease_ms", cfg.cluster.lease_duration.count()}});
@@ -293,11 +374,16 @@ struct daemon::impl {
                   layer->shard_lost(l.shard);
                 }});
     auto* held = leases.get();
+    join_inbox();
     layer->set_cluster({cfg.cluster.shards,
                         [held](std::uint32_t shard) { return held->epoch_of(shard); },
                         [held, node = cfg.cluster.node_id, shards = cfg.cluster.shards] {
                           return describe_cluster(*held, node, shards);
-                        }});
+                        },
+                        [this](actors::observation obs, actors::ack_fn done) {
+                          hand_off(std::move(obs), std::move(done));
+                        },
+                        [this](std::uint32_t) { handoff_in->poke(); }});
     layer->db().set_fence([held,
                            node = cfg.cluster.node_id](std::span<const store::change* const> batch,
                                                        const store::txn_query& query) {
@@ -321,6 +407,82 @@ struct daemon::impl {
           return false;
       return query(std::string{cluster::fence_sql()}, cluster::fence_params(node, claims)) == "t";
     });
+  }
+
+  /// The handoff inbox's two sides (cluster/inbox.hpp), not started yet.
+  void join_inbox() {
+    auto conninfo = store::resolve_conninfo(cfg.sim_layer.store.postgresql);
+    using target = cluster::inbox_sender::target;
+    handoff_out = std::make_unique<cluster::inbox_sender>(
+        cluster::sender_config{.node_id = cfg.cluster.node_id}, conninfo,
+        [this, shards = cfg.cluster.shards](std::uint64_t imsi) -> expected<std::optional<target>> {
+          // The SIM as the store has it: its ICCID orders its handoffs, its
+          // lowest IMSI names the shard (throws store::unavailable: failed).
+          auto& db = layer->db();
+          auto iccid = db.iccid_of(imsi);
+          if (!iccid)
+            return std::optional<target>{};
+          auto sim = db.get_sim(*iccid);
+          if (!sim || sim->imsis.empty())
+            return std::optional<target>{};
+          return std::optional<target>{target{*iccid, cluster::shard_of_sim(sim->imsis, shards)}};
+        });
+    handoff_in = std::make_unique<cluster::inbox_consumer>(
+        cluster::inbox_config{.node_id = cfg.cluster.node_id}, conninfo,
+        cluster::inbox_consumer::hooks{
+            .owned =
+                [this] {
+                  // The shards served (loaded), not merely leased: a shard
+                  // being loaded gets its handoffs once it is (served hook).
+                  std::vector<cluster::shard_epoch> out;
+                  for (auto [shard, epoch] : layer->serving())
+                    out.push_back({shard, epoch});
+                  return out;
+                },
+            .apply = nullptr,
+            .dispatch =
+                [this](std::uint32_t shard, std::vector<cluster::inbox_entry> entries,
+                       std::function<void(bool)> settled) {
+                  std::vector<actors::sim_layer::handed_over> items;
+                  std::vector<std::chrono::microseconds> waited;
+                  items.reserve(entries.size());
+                  waited.reserve(entries.size());
+                  for (auto& e : entries) {
+                    waited.push_back(e.waited);
+                    items.push_back({e.id, std::move(e.sim_key), from_handoff(std::move(e.obs))});
+                  }
+                  layer->apply_handoffs(
+                      shard, std::move(items),
+                      [this, shard, waited = std::move(waited),
+                       settled = std::move(settled)](actors::sim_layer::handoff_results r) {
+                        bool all = true;
+                        for (std::size_t i = 0; i < r.size(); ++i) {
+                          if (r[i])
+                            shard_metrics->applied(shard, waited[i] + *r[i]);
+                          else
+                            all = false;
+                        }
+                        settled(all);
+                      });
+                }});
+  }
+
+  /// An observation of a SIM whose shard this node does not serve: enqueued
+  /// for the owner, acknowledged once that committed.
+  void hand_off(actors::observation obs, actors::ack_fn done) {
+    using outcome = cluster::inbox_sender::outcome;
+    auto shared = std::make_shared<actors::ack_fn>(std::move(done));
+    bool queued = handoff_out->post(to_handoff(obs), [this, shared](outcome o,
+                                                                    std::uint32_t shard) {
+      if (o == outcome::enqueued) {
+        shard_metrics->handed_off(shard);
+        (*shared)(actors::ack::ok);
+      } else {
+        (*shared)(o == outcome::unknown_sim ? actors::ack::unknown_sim : actors::ack::store_failed);
+      }
+    });
+    if (!queued)
+      (*shared)(actors::ack::overloaded);
   }
 
   /// GET /v1/cluster: the nodes and leases from the database.
@@ -568,6 +730,13 @@ struct daemon::impl {
     }
     if (api)
       api->stop();
+    // Handoffs received so far are enqueued (and answered); a batch being
+    // applied is left to the layer's drain (what it does not apply stays in
+    // the inbox for the shard's next owner).
+    if (handoff_out)
+      handoff_out->stop();
+    if (handoff_in)
+      handoff_in->stop();
     if (layer)
       layer->stop();
     // After the layer's last commit (the fence needs the leases): released,
@@ -587,8 +756,10 @@ struct daemon::impl {
     radius.reset();
     api.reset();
     leases.reset();
-    shard_metrics.reset();
     layer.reset();
+    handoff_in.reset(); // their callbacks are done once the layer is gone
+    handoff_out.reset();
+    shard_metrics.reset();
     disconnect.reset();
     webhooks.reset();
     system.reset(); // waits for every actor to finish

@@ -205,10 +205,16 @@ std::vector<prepared> writer_statements() {
 
 /// One statement of a change, ready to send.
 struct command {
-  const char* name;
+  const char* name; ///< a prepared statement, or nullptr: `text`
   params p;
-  bool expect_one = false; ///< must affect exactly one row (a state update)
+  bool expect_one = false;    ///< must affect exactly one row (a state update)
+  const char* text = nullptr; ///< unprepared (its table may not exist on one node)
+  const char* when_missing = "state update for an unknown SIM"; ///< expect_one's error
 };
+
+/// A handoff inbox entry applied (store::change::inbox_done): the table is
+/// the cluster's (cluster/leases.cpp migrates it), so not prepared.
+constexpr const char* delete_inbox_entry = "DELETE FROM cluster_inbox WHERE id = $1";
 
 /// The statements that carry out `c`, in order.
 template <class Emit>
@@ -246,6 +252,11 @@ void commands_of(const change& c, Emit&& emit) {
   for (auto& a : c.audits) {
     command st{"insert_audit", {}};
     bind_audit(st.p, a);
+    emit(st);
+  }
+  for (auto id : c.inbox_done) {
+    command st{nullptr, {}, true, delete_inbox_entry, "handoff inbox entry applied already"};
+    st.p.bind(1, id);
     emit(st);
   }
 }
@@ -675,7 +686,7 @@ private:
     PGconn* w = writer_.get();
     if (PQenterPipelineMode(w) != 1)
       return classify(nullptr, error);
-    std::vector<bool> expect_one; // per statement in flight
+    std::vector<const char*> expect_one; // per statement in flight: expect_one's error, or null
     outcome worst = outcome::ok;
     auto note = [&](outcome o, PGresult* r) {
       if (o > worst) {
@@ -689,7 +700,7 @@ private:
         note(outcome::lost, nullptr);
         return;
       }
-      for (bool one : expect_one) {
+      for (const char* one : expect_one) {
         result_ptr r{PQgetResult(w)};
         if (!r) {
           note(PQstatus(w) != CONNECTION_OK ? outcome::lost : outcome::failed, nullptr);
@@ -701,7 +712,7 @@ private:
           note(classify(r.get(), e), r.get());
         } else if (st == PGRES_COMMAND_OK && one && std::strcmp(PQcmdTuples(r.get()), "1") != 0) {
           note(outcome::change_failed, nullptr);
-          error = "state update for an unknown SIM";
+          error = one;
         }
         while (result_ptr extra{PQgetResult(w)}) {
         }
@@ -717,11 +728,12 @@ private:
         }
       }
     };
-    auto send = [&](const char* name, const char* text, params* p, bool one) {
+    auto send = [&](const char* name, const char* text, params* p, const char* one) {
       int n = p ? p->size() : 0;
       int rc = name
                    ? PQsendQueryPrepared(w, name, n, p ? p->values() : nullptr, nullptr, nullptr, 0)
-                   : PQsendQueryParams(w, text, 0, nullptr, nullptr, nullptr, nullptr, 0);
+                   : PQsendQueryParams(w, text, n, nullptr, n > 0 ? p->values() : nullptr, nullptr,
+                                       nullptr, 0);
       if (rc != 1) {
         note(outcome::lost, nullptr);
         return false;
@@ -731,12 +743,12 @@ private:
         drain();
       return worst == outcome::ok;
     };
-    if (send(nullptr, "BEGIN", nullptr, false))
+    if (send(nullptr, "BEGIN", nullptr, nullptr))
       for (const change* c : batch) {
         bool going = true;
         commands_of(*c, [&](command& cmd) {
           if (going)
-            going = send(cmd.name, nullptr, &cmd.p, cmd.expect_one);
+            going = send(cmd.name, cmd.text, &cmd.p, cmd.expect_one ? cmd.when_missing : nullptr);
         });
         if (!going)
           break;
@@ -766,13 +778,15 @@ private:
       commands_of(*batch[i], [&](command& cmd) {
         if (result != outcome::ok)
           return;
-        result_ptr r{PQexecPrepared(writer_.get(), cmd.name, cmd.p.size(), cmd.p.values(), nullptr,
-                                    nullptr, 0)};
+        result_ptr r{cmd.name ? PQexecPrepared(writer_.get(), cmd.name, cmd.p.size(),
+                                               cmd.p.values(), nullptr, nullptr, 0)
+                              : PQexecParams(writer_.get(), cmd.text, cmd.p.size(), nullptr,
+                                             cmd.p.values(), nullptr, nullptr, 0)};
         if (PQresultStatus(r.get()) != PGRES_COMMAND_OK)
           result = classify(r.get(), change_error);
         else if (cmd.expect_one && std::strcmp(PQcmdTuples(r.get()), "1") != 0) {
           result = outcome::change_failed;
-          change_error = "state update for an unknown SIM " + std::string(cmd.p.values()[0]);
+          change_error = std::string(cmd.when_missing) + " " + std::string(cmd.p.values()[0]);
         }
       });
       if (result == outcome::change_failed) {

@@ -550,6 +550,8 @@ private:
       bind_audit(st, a);
       st.run();
     }
+    if (!c.inbox_done.empty()) // a cluster node's change: cluster.enabled requires PostgreSQL
+      throw sqlite_error(SQLITE_NOTFOUND, "a handoff inbox entry in a change to a SQLite store");
   }
 
   struct reader {

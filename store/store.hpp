@@ -130,8 +130,14 @@ struct change {
   /// shard -1: no claim (one node).
   std::int64_t shard = -1;
   std::int64_t epoch = 0; ///< the lease's epoch (fencing token) when shard >= 0
+  /// More than one node: the handoff inbox entries (cluster_inbox ids,
+  /// cluster/inbox.hpp) this change applies, deleted in its transaction.
+  /// Each must still be there, else the change fails (it was applied
+  /// already: never twice). PostgreSQL only (SQLite fails the change).
+  std::vector<std::int64_t> inbox_done;
   bool empty() const {
-    return sims.empty() && states.empty() && orders.empty() && audits.empty() && activities.empty();
+    return sims.empty() && states.empty() && orders.empty() && audits.empty() &&
+           activities.empty() && inbox_done.empty();
   }
 };
 
