@@ -235,9 +235,21 @@ def main():
         total = sum(d.metric("imeilock_cluster_handoff_seconds_sum") or 0
                     for d in nodes.values())
         assert count == sum(sent.values()), (count, sent)
+        buckets = {}  # upper bound -> cumulative count, both nodes
+        for d in nodes.values():
+            for line in d.metrics().splitlines():
+                if line.startswith("imeilock_cluster_handoff_seconds_bucket{"):
+                    le = line.split('le="')[1].split('"')[0]
+                    buckets[float(le)] = buckets.get(float(le), 0) + float(line.split()[-1])
+
+        def quantile(q):
+            return next(le for le in sorted(buckets) if buckets[le] >= q * count)
+
         lat = sorted(latencies)
         print(f"handoff latency (enqueue committed to applied, the nodes' histogram): mean "
-              f"{1000 * total / max(count, 1):.1f} ms over {int(count)}; as the test saw it "
+              f"{1000 * total / max(count, 1):.1f} ms over {int(count)}, p50 <= "
+              f"{1000 * quantile(0.5):g} ms, p99 <= {1000 * quantile(0.99):g} ms (buckets); "
+              f"as the test saw it "
               f"(answer to inbox empty, a bound): p50 {1000 * lat[len(lat) // 2]:.1f} ms, "
               f"max {1000 * lat[-1]:.1f} ms")
         for d in nodes.values():
