@@ -192,9 +192,9 @@ public:
                                          std::function<void(bool all_applied)> settled)>;
   struct hooks {
     /// The shards this node holds now and their epochs (lease_manager). Any thread.
-    std::function<std::vector<shard_epoch>()> owned;
-    apply_fn apply;       ///< one of apply and dispatch
-    dispatch_fn dispatch; ///< one of apply and dispatch
+    std::function<std::vector<shard_epoch>()> owned{};
+    apply_fn apply{};       ///< one of apply and dispatch
+    dispatch_fn dispatch{}; ///< one of apply and dispatch
   };
 
   inbox_consumer(inbox_config cfg, std::string conninfo, hooks h);

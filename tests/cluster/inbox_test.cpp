@@ -378,9 +378,10 @@ TEST_CASE("inbox: an enqueue that fails leaves nothing and the connection usable
         "a\"b\\c{d},e");
 }
 
-TEST_CASE("inbox sender: each post answered once its batch committed (unknown SIMs and store "
-          "errors too), a SIM's in post order; a dispatch consumer hands a shard's entries over "
-          "and reads them again only once settled") {
+TEST_CASE(
+    "inbox sender: each post answered once its batch committed (unknown SIMs and store "
+    "errors too), a SIM's in post order, and a dispatch consumer hands a shard's entries over "
+    "and reads them again only once settled") {
   IMEILOCK_REQUIRE_POSTGRES(pg);
   auto conninfo = fresh_cluster_db(pg);
   // The store's view: IMSIs ending 9 are unknown, ending 8 cannot be read;
