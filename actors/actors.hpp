@@ -16,6 +16,8 @@
 //   shard ──stop_atom──▶ idle SIM actor (passivation after `passivate_after`)
 //   shard ──change (activities)──▶ store writer   (write-behind of when SIMs were last observed)
 //   store done callback ──activity_unsaved──▶ shard   (that write failed: again next time)
+//   sim_layer (cluster shard gained/lost) ──sims_loaded / sims_dropped──▶ shard
+//   sim_layer (cluster shard gained/lost) ──orders_resume / orders_drop──▶ order actor
 //
 // Every reply travels as a callback inside the message (TOOLCHAIN pitfalls 3-5:
 // no request/response bookkeeping, no timeouts, no blocking bridges).
@@ -41,6 +43,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <string>
 #include <variant>
 #include <vector>
 
@@ -145,6 +148,31 @@ struct activity_unsaved {
   std::vector<std::uint32_t> rows;
 };
 
+/// More than one node: SIMs of a cluster shard this node now serves, as
+/// sim_layer loaded them from the store (their ids in the inventory index
+/// are set); the registry shard takes their rows (`states`, `networks`
+/// index-aligned with `sims`), replacing any it had.
+struct sims_loaded {
+  std::vector<sim_id> sims;
+  std::vector<lock::sim_state> states;
+  std::vector<lock::sim_activity> activities;
+  std::vector<network_id> networks;
+};
+
+/// More than one node: SIMs of a cluster shard this node no longer serves.
+/// The registry shard stops their actors (work still waiting is answered as
+/// not stored) and forgets their rows.
+struct sims_dropped {
+  std::vector<sim_id> sims;
+};
+
+/// More than one node: the order actor forgets the open orders of these
+/// SIMs (sorted ICCIDs): their shard is served by another node now, which
+/// resumes them from the store.
+struct orders_drop {
+  std::vector<std::string> iccids;
+};
+
 /// Counts for tests and benchmarks.
 struct registry_counts {
   std::size_t active = 0;
@@ -191,6 +219,10 @@ using registry_actor = caf::typed_actor<
     caf::reacts_to<sim_order_outcome>,
     // A SIM actor went idle: its row is the state again.
     caf::reacts_to<sim_idle>,
+    // More than one node: rows of SIMs of a cluster shard gained, loaded.
+    caf::reacts_to<sims_loaded>,
+    // More than one node: SIMs of a cluster shard lost: stop, forget.
+    caf::reacts_to<sims_dropped>,
     // Timer: look for idle SIM actors; write changed SIM activity behind.
     caf::reacts_to<sweep_atom>,
     // The activity write-behind of these rows failed: write them again.
@@ -214,6 +246,8 @@ using order_actor = caf::typed_actor<
     caf::reacts_to<orders_resume>,
     // SIGHUP: reconfigure the scheduler, rebuild changed backends, re-arm the timer.
     caf::reacts_to<orders_reload>,
+    // More than one node: forget the open orders of SIMs no longer served.
+    caf::reacts_to<orders_drop>,
     // Quit.
     caf::reacts_to<stop_atom>>;
 
@@ -232,3 +266,6 @@ CAF_ALLOW_UNSAFE_MESSAGE_TYPE(imeilock::actors::orders_reload)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(imeilock::actors::backend_answer)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(imeilock::actors::registry_counts)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(imeilock::actors::activity_unsaved)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(imeilock::actors::sims_loaded)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(imeilock::actors::sims_dropped)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(imeilock::actors::orders_drop)

@@ -24,6 +24,8 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <optional>
+#include <utility>
 #include <vector>
 
 namespace boost::asio {
@@ -81,6 +83,13 @@ struct layer_context {
   /// straight away. The deterministic tests collect completions here and
   /// deliver them from the test thread.
   std::function<void(const sim_actor&, bool ok)> deliver_commit;
+  /// More than one node (DESIGN §6): the shard lease a change of a SIM whose
+  /// lowest IMSI is this one is made under ({shard, epoch}, written into
+  /// store::change for the fence), or nullopt when this node does not serve
+  /// that shard now: the write then fails without reaching the store. Empty
+  /// on one node (no claim).
+  std::function<std::optional<std::pair<std::int64_t, std::int64_t>>(std::uint64_t lowest_imsi)>
+      claim;
   /// Actors of this layer (registry shards, SIM actors, the order actor) not
   /// yet terminated. They all point at this context, so sim_layer::stop()
   /// waits for zero before the context may go (count_running()).
@@ -92,6 +101,20 @@ struct layer_context {
     return static_cast<std::uint32_t>(id / shards.size());
   }
 };
+
+/// Writes the fencing claim of a SIM whose lowest IMSI is `lowest_imsi` into
+/// `chg` (layer_context::claim). False when this node does not serve that
+/// SIM's cluster shard now; always true on one node.
+inline bool stamp_claim(const layer_context* ctx, store::change& chg, std::uint64_t lowest_imsi) {
+  if (!ctx->claim)
+    return true;
+  auto c = ctx->claim(lowest_imsi);
+  if (!c)
+    return false;
+  chg.shard = c->first;
+  chg.epoch = c->second;
+  return true;
+}
 
 /// Counts `hdl` in ctx->actors_running until it terminates; returns it.
 template <class Handle>

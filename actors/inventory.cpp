@@ -2,6 +2,7 @@
 
 #include "common/assert.hpp"
 
+#include <algorithm>
 #include <mutex>
 
 namespace imeilock::actors {
@@ -308,6 +309,19 @@ void inventory::set_imsis(sim_id id, std::span<const std::uint64_t> imsis) {
       if (auto owner = other_imsis_.find(imsi); owner != other_imsis_.end() && owner->second == id)
         other_imsis_.erase(owner);
   store_imsis_locked(id, imsis);
+}
+
+std::uint64_t inventory::lowest_imsi(sim_id id) const {
+  std::shared_lock g{mtx_};
+  if (id >= first_imsis_.size())
+    return 0;
+  auto lowest = first_imsis_[id];
+  if (lowest == 0)
+    return 0;
+  if (auto it = more_imsis_.find(id); it != more_imsis_.end())
+    for (auto imsi : it->second)
+      lowest = std::min(lowest, imsi);
+  return lowest;
 }
 
 std::size_t inventory::size() const {

@@ -182,6 +182,12 @@ public:
   /// Replaces the IMSI set of `id` (its committed upsert): the ones it had
   /// are released, `imsis` taken.
   void set_imsis(sim_id id, std::span<const std::uint64_t> imsis);
+  /// The lowest of imsis(id) (what its cluster shard follows), 0 when none.
+  std::uint64_t lowest_imsi(sim_id id) const;
+  /// Forgets the IMSIs of `id` (a cluster shard this node no longer serves):
+  /// by_imsi() no longer finds it. Its ICCID stays indexed with its id, so
+  /// serving the shard again reuses the id (set_imsis).
+  void forget_imsis(sim_id id) { set_imsis(id, {}); }
 
   /// Interns a network name (thread-safe); its policy is computed once.
   /// no_network when max_networks other names are interned already.

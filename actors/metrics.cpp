@@ -28,7 +28,8 @@ layer_metrics::layer_metrics(prometheus::Registry& reg) {
                   .Name("imeilock_sim_observations_total")
                   .Help("Accounting observations handed to the SIM layer, by answer")
                   .Register(reg);
-  const char* results[] = {"ok", "unknown_sim", "overloaded", "store_failed", "shutting_down"};
+  const char* results[] = {"ok",           "unknown_sim",   "overloaded",
+                           "store_failed", "shutting_down", "not_owner"};
   for (std::size_t i = 0; i < observations.size(); ++i)
     observations[i] = &obs.Add({{"result", results[i]}});
   auto counter = [&](const char* name, const char* help) {

@@ -33,7 +33,7 @@ struct layer_metrics {
   /// imeilock_sim_sims_by_bar{bar}: SIMs per bar state.
   std::array<prometheus::Gauge*, 4> sims_by_bar{};
   /// imeilock_sim_observations_total{result}: observations by their answer.
-  std::array<prometheus::Counter*, 5> observations{};
+  std::array<prometheus::Counter*, 6> observations{};
   prometheus::Counter* change_events = nullptr;    ///< imeilock_sim_change_events_total (R5)
   prometheus::Counter* violations = nullptr;       ///< imeilock_sim_violations_total (R7)
   prometheus::Counter* bars_raised = nullptr;      ///< imeilock_sim_bars_raised_total

@@ -20,6 +20,7 @@
 #include <caf/stateful_actor.hpp>
 #include <caf/typed_event_based_actor.hpp>
 
+#include <algorithm>
 #include <map>
 #include <optional>
 
@@ -66,10 +67,15 @@ expected<orders::provisioning_backend*> backend_for(order_pointer self,
 }
 
 void persist(order_pointer self, const orders::order& o) {
+  auto* ctx = self->state.ctx;
   store::change chg;
   chg.orders.push_back(o);
-  if (!self->state.ctx->db->submit(std::move(chg), nullptr))
-    self->state.ctx->metrics->store_refused->Increment();
+  // More than one node: written under the lease of the SIM's shard; a shard
+  // no longer served here is the new owner's to write (it resumed the order).
+  if (!stamp_claim(ctx, chg, ctx->inv->lowest_imsi(ctx->inv->by_iccid(o.iccid))))
+    return;
+  if (!ctx->db->submit(std::move(chg), nullptr))
+    ctx->metrics->store_refused->Increment();
 }
 
 void carry_out(order_pointer self, orders::action& a) {
@@ -244,6 +250,16 @@ order_actor::behavior_type order_behavior(order_pointer self, layer_context* ctx
               log::notice("orders.reloaded", {{"open_orders", s.sched->size()}});
               // New lead times or rates may bring the next wake-up forward: step()
               // arms one timer for it unless one already fires at or before it.
+              step(self);
+            }),
+      guard(fault_site::order_actor,
+            [self](orders_drop& m) {
+              auto& s = self->state;
+              auto n = s.sched->forget_if([&](const orders::order& o) {
+                return std::binary_search(m.iccids.begin(), m.iccids.end(), o.iccid);
+              });
+              if (n > 0)
+                log::notice("orders.handed_over", {{"orders", n}});
               step(self);
             }),
       [self](stop_atom) { self->quit(); },

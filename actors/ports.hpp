@@ -14,6 +14,7 @@
 #include "lock/types.hpp"
 #include "orders/order.hpp"
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -39,6 +40,16 @@ struct disconnect_target {
   std::string calling_station_id;
 };
 
+/// More than one node: the handoff an observation came from when its owner
+/// applies it (sim_layer::apply_handoffs; cluster/inbox.hpp).
+struct inbox_ref {
+  std::int64_t id = 0; ///< the cluster_inbox entry
+  /// A change that deletes the entry (store::change::inbox_done) was
+  /// submitted with the observation's effect; else the entry is deleted on
+  /// its own once the observation is answered.
+  std::atomic<bool> consumed{false};
+};
+
 /// One accounting message, reduced to what the lock needs (DESIGN §1).
 struct observation {
   std::uint64_t imsi = 0; ///< 15-digit IMSI as an integer
@@ -52,6 +63,9 @@ struct observation {
   std::uint64_t dedupe_key = 0;
   std::int64_t at_ms = 0;                              ///< receive time, unix ms
   std::shared_ptr<const disconnect_target> disconnect; ///< RADIUS sessions only
+  /// Set when the owner applies a handoff (never by a front-end): the change
+  /// carrying its effect deletes the inbox entry in the same transaction.
+  std::shared_ptr<inbox_ref> inbox;
 };
 
 /// The SIM layer's answer to an observation.
@@ -61,6 +75,10 @@ enum class ack : std::uint8_t {
   overloaded,    ///< shed: RADIUS sends nothing, Diameter answers 3004
   store_failed,  ///< not durable: do not answer, the peer retries
   shutting_down, ///< do not answer
+  /// More than one node (DESIGN §6): this node does not serve the SIM's shard
+  /// now. Nothing was done: RADIUS sends nothing (the proxy fails over),
+  /// Diameter answers 3002 DIAMETER_UNABLE_TO_DELIVER.
+  not_owner,
 };
 
 using ack_fn = std::function<void(ack)>;
@@ -311,6 +329,30 @@ struct fleet_info {
   std::vector<job_info> running_jobs;        ///< oldest first runs first
 };
 
+/// More than one node (DESIGN §6): the cluster as GET /v1/cluster shows it,
+/// read from the database (the leases and nodes tables) plus what this node
+/// serves.
+struct cluster_info {
+  struct node {
+    std::string node_id;
+    std::string api_url; ///< where its operator API is reached (may be empty)
+    std::vector<std::uint32_t> preferred_shards;
+    bool live = false; ///< its heartbeat has not expired
+  };
+  struct lease {
+    std::uint32_t shard = 0;
+    std::string owner; ///< empty: free
+    std::int64_t epoch = 0;
+    std::int64_t expires_in_ms = 0; ///< by the database's clock; <= 0: expired
+    bool served_here = false;       ///< this node serves the shard (loaded, at this epoch)
+  };
+  bool enabled = false; ///< false: one node, nothing else is set
+  std::string node_id;  ///< this node
+  std::uint32_t shards = 0;
+  std::vector<node> nodes;
+  std::vector<lease> leases;
+};
+
 /// API -> SIM layer. Every write goes through the SIM actor (one path to a
 /// SIM's state); reads come from the store's committed state.
 class sim_service {
@@ -337,6 +379,9 @@ public:
   /// The fleet overview: SIMs by network and state, the last 24 hours of
   /// violations, the latest violations and bars, open orders, running jobs.
   virtual void fleet(std::function<void(fleet_info)> done) = 0;
+  /// The cluster (GET /v1/cluster); enabled false on one node. Throws
+  /// imeilock::unavailable_error when the database cannot be read (503).
+  virtual void get_cluster(std::function<void(cluster_info)> done) { done({}); }
 };
 
 /// Something happened to a SIM (lock::notify effects, order outcomes).

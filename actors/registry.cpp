@@ -106,7 +106,9 @@ void note_activity(registry_pointer self, std::uint32_t local, compact_row& row,
 /// Writes the activity of the dirty rows to the store, in changes of at most
 /// `chunk` SIMs. Rows not in the store yet (an upsert not committed) stay
 /// dirty; a change the store refuses or rolls back comes back as
-/// activity_unsaved and is written again next time.
+/// activity_unsaved and is written again next time. More than one node:
+/// one change per cluster shard, under its lease (stamp_claim); the activity
+/// of a SIM whose shard this node no longer serves is its new owner's.
 void flush_activity(registry_pointer self) {
   auto& st = self->state;
   st.last_flush_ms = st.ctx->clock();
@@ -115,32 +117,56 @@ void flush_activity(registry_pointer self) {
   constexpr std::size_t chunk = 4096;
   const auto shards = static_cast<std::uint32_t>(st.ctx->shards.size());
   std::vector<std::uint32_t> later;
-  store::change chg;
-  std::vector<std::uint32_t> locals;
-  auto submit = [&] {
-    if (chg.activities.empty())
+  struct pending {
+    store::change chg;
+    std::vector<std::uint32_t> locals;
+  };
+  std::vector<pending> open; // one per claim (one on a single node)
+  auto submit = [&](pending& p) {
+    if (p.chg.activities.empty())
       return;
     auto hdl = caf::actor_cast<registry_actor>(self);
-    st.ctx->db->submit(std::move(chg), [hdl, locals = std::move(locals)](bool ok) mutable {
+    auto shard = p.chg.shard;
+    auto epoch = p.chg.epoch;
+    st.ctx->db->submit(std::move(p.chg), [hdl, locals = std::move(p.locals)](bool ok) mutable {
       if (!ok)
         caf::anon_send(hdl, activity_unsaved{std::move(locals)});
     });
-    chg = {};
-    locals = {};
+    p.chg = {};
+    p.chg.shard = shard;
+    p.chg.epoch = epoch;
+    p.locals = {};
   };
   for (auto local : st.dirty) {
     auto& row = st.rows[local];
+    if (!row.activity_dirty)
+      continue; // the row was replaced (its cluster shard dropped or loaded again)
     if (!row.stored) {
       later.push_back(local);
       continue;
     }
+    auto id = local * shards + st.index;
+    store::change claim;
+    if (!stamp_claim(st.ctx, claim, st.ctx->inv->lowest_imsi(id))) {
+      row.activity_dirty = false;
+      continue;
+    }
+    auto it = std::find_if(open.begin(), open.end(), [&](const pending& p) {
+      return p.chg.shard == claim.shard && p.chg.epoch == claim.epoch;
+    });
+    if (it == open.end()) {
+      it = open.emplace(open.end());
+      it->chg.shard = claim.shard;
+      it->chg.epoch = claim.epoch;
+    }
     row.activity_dirty = false;
-    chg.activities.push_back({st.ctx->inv->iccid(local * shards + st.index), row.activity});
-    locals.push_back(local);
-    if (chg.activities.size() == chunk)
-      submit();
+    it->chg.activities.push_back({st.ctx->inv->iccid(id), row.activity});
+    it->locals.push_back(local);
+    if (it->chg.activities.size() == chunk)
+      submit(*it);
   }
-  submit();
+  for (auto& p : open)
+    submit(p);
   st.dirty = std::move(later);
 }
 
@@ -202,6 +228,18 @@ void observe(registry_pointer self, sim_observation& m) {
   forward(self, std::move(m));
 }
 
+/// Stops the actor of `id` if it has one (work it holds is answered as not
+/// done: sim_actor.cpp, fail_pending).
+void stop_actor(registry_pointer self, sim_id id) {
+  auto& st = self->state;
+  auto it = st.actors.find(st.ctx->local_index(id));
+  if (it == st.actors.end())
+    return;
+  self->send(it->second.hdl, stop_atom::value);
+  st.actors.erase(it);
+  st.ctx->metrics->actors_alive->Decrement();
+}
+
 registry_actor::behavior_type registry_behavior(registry_pointer self, layer_context* ctx,
                                                 std::uint32_t index) {
   auto& s = self->state;
@@ -258,6 +296,24 @@ registry_actor::behavior_type registry_behavior(registry_pointer self, layer_con
                   st.rows[local].activity_dirty = true;
                   st.dirty.push_back(local);
                 }
+            }),
+      guard(fault_site::registry,
+            [self](sims_loaded& m) {
+              for (std::size_t i = 0; i < m.sims.size(); ++i) {
+                // An actor left from an earlier period of ownership holds a
+                // state older than the store's.
+                stop_actor(self, m.sims[i]);
+                change_row(self, row_of(self, m.sims[i]), [&](compact_row& r) {
+                  r = compact_row{m.states[i], m.activities[i], m.networks[i], true};
+                });
+              }
+            }),
+      guard(fault_site::registry,
+            [self](sims_dropped& m) {
+              for (auto id : m.sims) {
+                stop_actor(self, id);
+                change_row(self, row_of(self, id), [](compact_row& r) { r = compact_row{}; });
+              }
             }),
       [self, sweep_every](sweep_atom) {
         auto& st = self->state;

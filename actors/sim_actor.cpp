@@ -153,16 +153,55 @@ void begin_write(sim_pointer self, lock::outcome out, std::int64_t at_ms, store:
   }
   w.settle = std::move(settle);
   auto hdl = caf::actor_cast<sim_actor>(self);
-  if (!ctx->db->submit(std::move(chg), [hdl, ctx](bool ok) {
-        if (ctx->deliver_commit)
-          ctx->deliver_commit(hdl, ok);
-        else
-          caf::anon_send(hdl, commit_atom::value, ok);
-      })) {
+  auto on_done = [hdl, ctx](bool ok) {
+    if (ctx->deliver_commit)
+      ctx->deliver_commit(hdl, ok);
+    else
+      caf::anon_send(hdl, commit_atom::value, ok);
+  };
+  // More than one node: the change carries the lease it is made under. A
+  // shard this node no longer serves fails the write here; one it lost
+  // after this point is failed by the fence in the store's transaction.
+  std::uint64_t lowest = 0;
+  if (!chg.sims.empty() && !chg.sims.front().imsis.empty())
+    lowest = *std::min_element(chg.sims.front().imsis.begin(), chg.sims.front().imsis.end());
+  else
+    lowest = ctx->inv->lowest_imsi(s.id);
+  if (!stamp_claim(ctx, chg, lowest)) {
+    on_done(false);
+  } else if (!ctx->db->submit(std::move(chg), on_done)) {
     w.refused = true;
     ctx->metrics->store_refused->Increment();
   }
   w.submitted = true;
+}
+
+/// The actor is stopped with work in flight or waiting (its cluster shard
+/// is no longer served here): nothing of it is acknowledged as done.
+void fail_pending(sim_pointer self) {
+  auto& s = self->state;
+  if (s.w) {
+    auto w = std::move(s.w);
+    if (w->settle)
+      w->settle(false, false, {});
+  }
+  auto not_stored = [] {
+    return write_result{ec::store_failed,
+                        "this node no longer serves the SIM's shard, retry",
+                        {},
+                        false,
+                        std::nullopt,
+                        {}};
+  };
+  for (auto& work : s.queue) {
+    if (auto* o = std::get_if<sim_observation>(&work))
+      o->done(ack::not_owner);
+    else if (auto* p = std::get_if<sim_order>(&work))
+      p->done(not_stored());
+    else if (auto* u = std::get_if<sim_upsert_msg>(&work))
+      u->done(not_stored());
+  }
+  s.queue.clear();
 }
 
 void process(sim_pointer self, sim_work&& w);
@@ -268,7 +307,14 @@ void handle_observation(sim_pointer self, sim_observation&& m) {
     m.done(ack::ok);
     return;
   }
-  begin_write(self, std::move(out), at, {},
+  // A handoff being applied (more than one node): its inbox entry is
+  // deleted in the transaction that commits its effect, never on its own.
+  store::change extra;
+  if (obs.inbox) {
+    extra.inbox_done.push_back(obs.inbox->id);
+    obs.inbox->consumed.store(true);
+  }
+  begin_write(self, std::move(out), at, std::move(extra),
               [done = std::move(m.done)](bool ok, bool refused, const auto&) {
                 done(ok ? ack::ok : refused ? ack::overloaded : ack::store_failed);
               });
@@ -476,7 +522,10 @@ sim_actor::behavior_type sim_behavior(sim_pointer self, layer_context* ctx, sim_
   return {
       [self](sim_work& w) { guard_sim(self, [&] { enqueue(self, std::move(w)); }); },
       [self](commit_atom, bool ok) { guard_sim(self, [&] { on_commit(self, ok); }); },
-      [self](stop_atom) { self->quit(); },
+      [self](stop_atom) {
+        guarded(fault_site::sim_actor, [&] { fail_pending(self); });
+        self->quit();
+      },
   };
 }
 

@@ -7,6 +7,8 @@
 
 #include "actors/context.hpp"
 #include "actors/jobs.hpp"
+#include "cluster/shard.hpp"
+#include "common/assert.hpp"
 #include "common/log.hpp"
 #include "lock/identifiers.hpp"
 
@@ -19,11 +21,15 @@
 
 #include <algorithm>
 #include <atomic>
+#include <condition_variable>
+#include <deque>
 #include <iterator>
 #include <map>
 #include <mutex>
 #include <set>
+#include <string_view>
 #include <thread>
+#include <unordered_map>
 
 namespace imeilock::actors {
 
@@ -66,6 +72,16 @@ write_result refused(ec e, std::string reason) {
   return r;
 }
 
+/// More than one node: a write for a SIM whose shard another node serves.
+write_result not_served_here() {
+  return refused(ec::store_failed, "this node does not serve the SIM's cluster shard; send the "
+                                   "request to its owner (GET /v1/cluster) or retry");
+}
+
+std::uint64_t lowest_of(const std::vector<std::uint64_t>& imsis) {
+  return imsis.empty() ? 0 : *std::min_element(imsis.begin(), imsis.end());
+}
+
 } // namespace
 
 struct sim_layer::impl {
@@ -89,6 +105,204 @@ struct sim_layer::impl {
   name_list configured; ///< guarded by networks_mtx; replaced whole on reload
   prometheus::Gauge* unconfigured_gauge = nullptr; ///< imeilock_sims_unconfigured_network
   std::atomic<std::uint64_t> unconfigured_sims{0};
+
+  /// More than one node (set_cluster): which cluster shards are served, and
+  /// the loader thread that loads and drops them. shards == 0: one node.
+  struct cluster_part {
+    /// A shard to load at `epoch`, or to drop (epoch 0).
+    struct job {
+      std::uint32_t shard = 0;
+      std::int64_t epoch = 0;
+    };
+    std::uint32_t shards = 0;
+    std::function<std::optional<std::int64_t>(std::uint32_t)> epoch_of;
+    std::function<cluster_info()> describe;
+    std::function<void(observation, ack_fn)> hand_off;
+    std::function<void(std::uint32_t)> served_fn;
+    /// Per shard: the epoch it is served at, 0 when not. Written under mtx,
+    /// read lock-free on the packet path.
+    std::unique_ptr<std::atomic<std::int64_t>[]> serving;
+    mutable std::mutex mtx;
+    std::condition_variable cv;
+    std::vector<std::int64_t> wanted; ///< under mtx: the lease's epoch per shard, 0: none
+    std::deque<job> jobs;             ///< under mtx
+    bool busy = false;                ///< under mtx: a job is running
+    bool stopping = false;            ///< under mtx
+    std::thread loader;
+  };
+  cluster_part cl;
+
+  bool clustered() const { return cl.shards > 0; }
+
+  /// The fencing claim of a SIM whose lowest IMSI is `lowest`: its shard and
+  /// the epoch this node serves it at, if it serves it now and still holds
+  /// the lease at that epoch (the lease manager's local deadline included).
+  std::optional<std::pair<std::int64_t, std::int64_t>> claim(std::uint64_t lowest) const {
+    if (lowest == 0)
+      return std::nullopt;
+    return claim_shard(cluster::shard_of(lowest, cl.shards));
+  }
+  /// claim() by shard.
+  std::optional<std::pair<std::int64_t, std::int64_t>> claim_shard(std::uint32_t shard) const {
+    if (shard >= cl.shards)
+      return std::nullopt;
+    auto epoch = cl.serving[shard].load(std::memory_order_acquire);
+    if (epoch == 0)
+      return std::nullopt;
+    if (auto held = cl.epoch_of(shard); !held || *held != epoch)
+      return std::nullopt;
+    return std::pair<std::int64_t, std::int64_t>{shard, epoch};
+  }
+  bool served(std::uint64_t lowest) const { return claim(lowest).has_value(); }
+
+  void loader_run() {
+    for (;;) {
+      cluster_part::job j;
+      {
+        std::unique_lock lk{cl.mtx};
+        cl.cv.wait(lk, [&] { return cl.stopping || !cl.jobs.empty(); });
+        if (cl.stopping)
+          return;
+        j = cl.jobs.front();
+        cl.jobs.pop_front();
+        cl.busy = true;
+      }
+      bool retry = false;
+      try {
+        if (j.epoch == 0)
+          drop_shard(j.shard);
+        else
+          load_shard(j.shard, j.epoch);
+      } catch (const std::exception& e) {
+        // The store cannot be read (an outage): the shard stays unserved
+        // while the lease is held; tried again shortly.
+        log::error("cluster.shard_load_failed",
+                   {{"shard", j.shard}, {"epoch", j.epoch}, {"error", e.what()}});
+        retry = j.epoch != 0;
+      }
+      std::unique_lock lk{cl.mtx};
+      cl.busy = false;
+      if (retry) {
+        cl.cv.wait_for(lk, std::chrono::milliseconds{500}, [&] { return cl.stopping; });
+        if (!cl.stopping && cl.wanted[j.shard] == j.epoch)
+          cl.jobs.push_front(j);
+      }
+    }
+  }
+
+  /// Loads the SIMs of `shard` (lowest IMSI in it) into the index and the
+  /// registry shards, resumes their open orders, then serves the shard if
+  /// its lease is still held at `epoch`.
+  void load_shard(std::uint32_t shard, std::int64_t epoch) {
+    {
+      std::lock_guard g{cl.mtx};
+      if (cl.wanted[shard] != epoch)
+        return; // lost again before it was loaded
+    }
+    auto t0 = std::chrono::steady_clock::now();
+    auto bounds = cluster::suffix_range(shard, cl.shards);
+    std::vector<sims_loaded> rows(ctx.shards.size());
+    std::size_t loaded = 0;
+    std::size_t skipped = 0;
+    db->load_inventory_suffixes(bounds.first, bounds.last, [&](const store::inventory_row& r) {
+      auto net = inv->intern(r.network);
+      if (!usable(r.state) || net == no_network) {
+        ++skipped;
+        return;
+      }
+      auto id = inv->by_iccid(r.iccid);
+      if (id == no_sim)
+        id = inv->add(r.iccid, r.network, r.imsis);
+      else // served here before: the same id again
+        inv->set_imsis(id, r.imsis);
+      if (id == no_sim) {
+        ++skipped;
+        return;
+      }
+      auto& m = rows[ctx.shard_index(id)];
+      m.sims.push_back(id);
+      m.states.push_back(r.state);
+      m.activities.push_back(r.activity);
+      m.networks.push_back(net);
+      ++loaded;
+    });
+    for (std::size_t i = 0; i < rows.size(); ++i)
+      if (!rows[i].sims.empty())
+        caf::anon_send(ctx.shards[i], std::move(rows[i]));
+    // Their open orders resume with their remaining lead time (orders_resume).
+    orders_resume resume;
+    for (auto& o : db->open_orders()) {
+      auto lowest = inv->lowest_imsi(inv->by_iccid(o.iccid));
+      if (lowest != 0 && cluster::shard_of(lowest, cl.shards) == shard)
+        resume.open.push_back(std::move(o));
+    }
+    auto orders = resume.open.size();
+    bool serve = false;
+    {
+      std::lock_guard g{cl.mtx};
+      serve = cl.wanted[shard] == epoch;
+      if (serve)
+        cl.serving[shard].store(epoch, std::memory_order_release);
+    }
+    // Only once served: an order due at once is carried out straight away,
+    // and its changes are written under the shard's lease (stamp_claim),
+    // which a shard not served yet does not give (they were lost).
+    if (serve) {
+      std::lock_guard g{orders_mtx};
+      if (ctx.orders)
+        caf::anon_send(ctx.orders, std::move(resume));
+    }
+    if (serve && cl.served_fn)
+      cl.served_fn(shard);
+    auto ms =
+        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0)
+            .count();
+    log::notice(serve ? "cluster.shard_served" : "cluster.shard_lost_while_loading",
+                {{"shard", shard},
+                 {"epoch", epoch},
+                 {"sims", loaded},
+                 {"skipped", skipped},
+                 {"open_orders", orders},
+                 {"load_ms", ms}});
+  }
+
+  /// Drops the SIMs of `shard`: forgets their IMSIs (their ICCIDs keep their
+  /// ids for a later load), stops their actors, forgets their open orders.
+  void drop_shard(std::uint32_t shard) {
+    std::vector<sims_dropped> drops(ctx.shards.size());
+    std::vector<std::string> iccids;
+    auto total = static_cast<sim_id>(inv->size());
+    for (sim_id id = 0; id < total; ++id) {
+      auto lowest = inv->lowest_imsi(id);
+      if (lowest == 0 || cluster::shard_of(lowest, cl.shards) != shard)
+        continue;
+      inv->forget_imsis(id);
+      drops[ctx.shard_index(id)].sims.push_back(id);
+      iccids.push_back(inv->iccid(id));
+    }
+    for (std::size_t i = 0; i < drops.size(); ++i)
+      if (!drops[i].sims.empty())
+        caf::anon_send(ctx.shards[i], std::move(drops[i]));
+    auto n = iccids.size();
+    std::sort(iccids.begin(), iccids.end());
+    {
+      std::lock_guard g{orders_mtx};
+      if (ctx.orders)
+        caf::anon_send(ctx.orders, orders_drop{std::move(iccids)});
+    }
+    log::notice("cluster.shard_dropped", {{"shard", shard}, {"sims", n}});
+  }
+
+  void stop_loader() {
+    {
+      std::lock_guard g{cl.mtx};
+      cl.stopping = true;
+      cl.jobs.clear();
+    }
+    cl.cv.notify_all();
+    if (cl.loader.joinable())
+      cl.loader.join();
+  }
 
   name_list networks() const {
     std::lock_guard g{networks_mtx};
@@ -161,6 +375,29 @@ struct sim_layer::impl {
     });
   }
 
+  /// More than one node: why an upsert cannot be done here, if it cannot.
+  /// The SIM's shard (that of its lowest IMSI) must be served here, before
+  /// and after; a SIM does not move to another shard (not supported yet:
+  /// the two shards' leases would both have to fence the change).
+  std::optional<write_result> cluster_refusal(const sim_upsert& sim) const {
+    auto lowest = lowest_of(sim.imsis);
+    if (lowest == 0)
+      return refused(ec::invalid, "imsis: a SIM needs at least one IMSI in a cluster");
+    if (!served(lowest))
+      return not_served_here();
+    auto stored = db->get_sim(sim.iccid); // the store: the SIM may be in no index here
+    if (stored && !stored->imsis.empty()) {
+      auto before = lowest_of(stored->imsis);
+      if (cluster::shard_of(before, cl.shards) != cluster::shard_of(lowest, cl.shards))
+        return refused(ec::conflict, "the new IMSIs put the SIM in cluster shard " +
+                                         std::to_string(cluster::shard_of(lowest, cl.shards)) +
+                                         ", it is in shard " +
+                                         std::to_string(cluster::shard_of(before, cl.shards)) +
+                                         "; moving a SIM between shards is not supported yet");
+    }
+    return std::nullopt;
+  }
+
   /// Wraps an API callback so stop() can wait for it.
   template <class T>
   std::function<void(T)> track(std::function<void(T)> done) {
@@ -203,32 +440,34 @@ void sim_layer::start() {
   auto t0 = std::chrono::steady_clock::now();
   auto shards = std::max<std::uint32_t>(1, ctx.cfg.shards);
   ctx.initial_rows.assign(shards, {});
-  auto expected = d.db->count_sims();
+  auto expected = d.clustered() ? 0 : d.db->count_sims(); // cluster: loaded by shard
   d.inv->reserve(expected);
   for (auto& rows : ctx.initial_rows)
     rows.reserve(expected / shards + 1);
   std::size_t skipped = 0;
-  d.db->load_inventory([&](const store::inventory_row& r) {
-    // A row the index or the rules cannot hold (a corrupted or hand-edited
-    // store) is not served: kept in the store, logged, its IMSIs unknown.
-    auto skip = [&](std::string_view why) {
-      if (++skipped <= 10)
-        log::error("sim_layer.row_skipped", {{"iccid", r.iccid.substr(0, 40)}, {"reason", why}});
-    };
-    if (!usable(r.state))
-      return skip("a state value out of range");
-    auto net = d.inv->intern(r.network);
-    if (net == no_network)
-      return skip("more distinct networks than the index holds");
-    auto id = d.inv->add(r.iccid, r.network, r.imsis);
-    if (id == no_sim)
-      return skip("ICCID longer than 255 bytes");
-    // Ids are dense and in load order: shard id % shards gets them in order.
-    ctx.initial_rows[id % shards].push_back({r.state, r.activity, net, true});
-    d.metrics.added(r.state);
-    if (r.state.lock != lock::lock_state::off && r.activity.never_with_imei())
-      d.metrics.awaiting_imei(1); // then kept in step by the shards (registry.cpp)
-  });
+  // More than one node: nothing now; each shard as its lease is gained.
+  if (!d.clustered())
+    d.db->load_inventory([&](const store::inventory_row& r) {
+      // A row the index or the rules cannot hold (a corrupted or hand-edited
+      // store) is not served: kept in the store, logged, its IMSIs unknown.
+      auto skip = [&](std::string_view why) {
+        if (++skipped <= 10)
+          log::error("sim_layer.row_skipped", {{"iccid", r.iccid.substr(0, 40)}, {"reason", why}});
+      };
+      if (!usable(r.state))
+        return skip("a state value out of range");
+      auto net = d.inv->intern(r.network);
+      if (net == no_network)
+        return skip("more distinct networks than the index holds");
+      auto id = d.inv->add(r.iccid, r.network, r.imsis);
+      if (id == no_sim)
+        return skip("ICCID longer than 255 bytes");
+      // Ids are dense and in load order: shard id % shards gets them in order.
+      ctx.initial_rows[id % shards].push_back({r.state, r.activity, net, true});
+      d.metrics.added(r.state);
+      if (r.state.lock != lock::lock_state::off && r.activity.never_with_imei())
+        d.metrics.awaiting_imei(1); // then kept in step by the shards (registry.cpp)
+    });
   if (skipped > 0)
     log::error("sim_layer.rows_skipped", {{"rows", skipped}});
   d.report_unconfigured(true);
@@ -245,10 +484,13 @@ void sim_layer::start() {
   // Read here, before the order actor runs: its handlers never wait on SQLite.
   // An unreadable orders table is counted and resumes nothing (the daemon serves).
   orders_resume resume;
-  guarded(fault_site::store_read, [&] { resume.open = d.db->open_orders(); });
+  if (!d.clustered())
+    guarded(fault_site::store_read, [&] { resume.open = d.db->open_orders(); });
   caf::anon_send(ctx.orders, std::move(resume));
   d.running = true;
   d.jobs->start();
+  if (d.clustered())
+    d.cl.loader = std::thread([&d] { d.loader_run(); });
   auto ms =
       std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0)
           .count();
@@ -268,6 +510,7 @@ void sim_layer::stop() {
   // First: a running job finishes the orders in hand while the layer still answers.
   d.jobs->stop();
   bool was_running = d.running.exchange(false);
+  d.stop_loader();
   if (!was_running)
     return;
   auto deadline = std::chrono::steady_clock::now() + d.ctx.cfg.stop_timeout;
@@ -347,6 +590,22 @@ bool sim_layer::admit(observation& obs, ack_fn& done, sim_id& sim) {
                        {{"imsi", obs.imsi}, {"peer", obs.peer}});
   }
   sim = d.inv->by_imsi(obs.imsi);
+  // More than one node: a SIM of a shard served elsewhere (or an IMSI of
+  // one: the owner may know it) is handed to the owner through the inbox,
+  // answered once that has committed; without a handoff (or for a handoff
+  // being applied) it is not answered here.
+  if (d.clustered() && !d.served(sim == no_sim ? obs.imsi : d.inv->lowest_imsi(sim))) {
+    if (d.cl.hand_off && !obs.inbox) {
+      d.cl.hand_off(std::move(obs), [&d, done = std::move(done)](ack a) {
+        d.metrics.count(a);
+        done(a);
+      });
+      return false;
+    }
+    d.metrics.count(ack::not_owner);
+    done(ack::not_owner);
+    return false;
+  }
   if (sim == no_sim) { // R15
     d.metrics.unknown_imsis->Increment();
     d.metrics.count(ack::unknown_sim);
@@ -417,6 +676,12 @@ void sim_layer::upsert(sim_upsert sim, std::function<void(write_result)> done, b
   if (auto known = d.networks(); !std::binary_search(known->begin(), known->end(), sim.network)) {
     done(unknown_network(sim.network, *known));
     return;
+  }
+  if (d.clustered()) {
+    if (auto refusal = d.cluster_refusal(sim)) {
+      done(std::move(*refusal));
+      return;
+    }
   }
   auto net = d.inv->intern(sim.network);
   if (net == no_network) { // more configured networks than the index holds
@@ -527,6 +792,14 @@ void sim_layer::place_order(std::string iccid, order_request req,
     return;
   }
   auto id = d.inv->by_iccid(iccid);
+  if (d.clustered() && (id == no_sim || !d.served(d.inv->lowest_imsi(id)))) {
+    // Not served here: the store says whether it exists at all.
+    if (d.db->get_sim(iccid)) {
+      done(not_served_here());
+      return;
+    }
+    id = no_sim;
+  }
   if (id == no_sim) {
     done(refused(ec::unknown_sim, "no SIM with ICCID " + iccid));
     return;
@@ -611,6 +884,162 @@ void sim_layer::fleet(std::function<void(fleet_info)> done) {
                             std::make_move_iterator(jobs.rend()));
   });
   done(std::move(out));
+}
+
+void sim_layer::set_cluster(cluster_view view) {
+  auto& d = *impl_;
+  IMEILOCK_ASSERT(view.shards > 0 && view.epoch_of, "set_cluster without shards or leases");
+  IMEILOCK_ASSERT(!d.running.load(), "set_cluster after start()");
+  d.cl.shards = view.shards;
+  d.cl.epoch_of = std::move(view.epoch_of);
+  d.cl.describe = std::move(view.describe);
+  d.cl.serving = std::make_unique<std::atomic<std::int64_t>[]>(view.shards);
+  for (std::uint32_t i = 0; i < view.shards; ++i)
+    d.cl.serving[i].store(0);
+  d.cl.wanted.assign(view.shards, 0);
+  d.ctx.claim = [&d](std::uint64_t lowest) { return d.claim(lowest); };
+  d.cl.hand_off = std::move(view.hand_off);
+  d.cl.served_fn = std::move(view.served);
+}
+
+/// One apply_handoffs call: its entries, grouped into per-SIM chains.
+struct handoff_run {
+  std::uint32_t shard = 0;
+  std::vector<sim_layer::handed_over> items;
+  std::vector<std::vector<std::size_t>> chains; ///< indices into items, in order
+  sim_layer::handoff_results results;           ///< each written by its chain only
+  std::atomic<std::size_t> running{0};          ///< chains not ended
+  std::chrono::steady_clock::time_point t0;
+  std::function<void(sim_layer::handoff_results)> done;
+};
+
+void sim_layer::apply_handoffs(std::uint32_t shard, std::vector<handed_over> items,
+                               std::function<void(handoff_results)> done) {
+  auto r = std::make_shared<handoff_run>();
+  r->shard = shard;
+  r->t0 = std::chrono::steady_clock::now();
+  r->results.assign(items.size(), std::nullopt);
+  std::unordered_map<std::string_view, std::size_t> chain_of;
+  for (std::size_t i = 0; i < items.size(); ++i) {
+    auto [it, added] = chain_of.try_emplace(items[i].sim_key, r->chains.size());
+    if (added)
+      r->chains.emplace_back();
+    r->chains[it->second].push_back(i);
+  }
+  r->items = std::move(items); // the keys above are not used past here
+  r->done = std::move(done);
+  if (r->chains.empty()) {
+    r->done(std::move(r->results));
+    return;
+  }
+  r->running.store(r->chains.size());
+  for (std::size_t c = 0; c < r->chains.size(); ++c)
+    handoff_step(r, c, 0);
+}
+
+void sim_layer::handoff_step(const std::shared_ptr<handoff_run>& r, std::size_t chain,
+                             std::size_t pos) {
+  auto ended = [r] {
+    if (r->running.fetch_sub(1, std::memory_order_acq_rel) == 1)
+      r->done(std::move(r->results));
+  };
+  const auto& indices = r->chains[chain];
+  if (pos == indices.size())
+    return ended();
+  auto index = indices[pos];
+  auto applied = [this, r, chain, pos, index] {
+    r->results[index] = std::chrono::duration_cast<std::chrono::microseconds>(
+        std::chrono::steady_clock::now() - r->t0);
+    handoff_step(r, chain, pos + 1);
+  };
+  auto ref = std::make_shared<inbox_ref>();
+  ref->id = r->items[index].id;
+  observation obs = std::move(r->items[index].obs);
+  obs.inbox = ref;
+  submit(std::move(obs), [this, r, ref, applied, ended](ack a) {
+    if (a != ack::ok && a != ack::unknown_sim)
+      return ended(); // it and the SIM's later entries stay: read again
+    if (ref->consumed.load())
+      return applied(); // its effect's change deleted it
+    // Nothing to commit for it (R2/R3, no change, a retransmit, R15): its
+    // entry goes on its own, under the shard's lease.
+    auto claim = impl_->claim_shard(r->shard);
+    if (!claim)
+      return ended();
+    store::change chg;
+    chg.inbox_done.push_back(ref->id);
+    chg.shard = claim->first;
+    chg.epoch = claim->second;
+    impl_->db->submit(std::move(chg), [applied, ended](bool ok) {
+      if (ok)
+        applied();
+      else
+        ended();
+    });
+  });
+}
+
+void sim_layer::shard_gained(std::uint32_t shard, std::int64_t epoch) {
+  auto& d = *impl_;
+  if (!d.clustered() || shard >= d.cl.shards)
+    return;
+  {
+    std::lock_guard g{d.cl.mtx};
+    if (d.cl.stopping)
+      return;
+    d.cl.wanted[shard] = epoch;
+    d.cl.jobs.push_back({shard, epoch});
+  }
+  d.cl.cv.notify_all();
+}
+
+void sim_layer::shard_lost(std::uint32_t shard) {
+  auto& d = *impl_;
+  if (!d.clustered() || shard >= d.cl.shards)
+    return;
+  {
+    std::lock_guard g{d.cl.mtx};
+    d.cl.wanted[shard] = 0;
+    d.cl.serving[shard].store(0, std::memory_order_release);
+    if (!d.cl.stopping)
+      d.cl.jobs.push_back({shard, 0});
+  }
+  d.cl.cv.notify_all();
+}
+
+std::vector<std::pair<std::uint32_t, std::int64_t>> sim_layer::serving() const {
+  auto& d = *impl_;
+  std::vector<std::pair<std::uint32_t, std::int64_t>> out;
+  for (std::uint32_t s = 0; s < d.cl.shards; ++s)
+    if (auto e = d.cl.serving[s].load(std::memory_order_acquire); e != 0)
+      out.emplace_back(s, e);
+  return out;
+}
+
+bool sim_layer::shards_settled() const {
+  std::lock_guard g{impl_->cl.mtx};
+  return impl_->cl.jobs.empty() && !impl_->cl.busy;
+}
+
+std::optional<std::pair<std::int64_t, std::int64_t>>
+sim_layer::claim_of(const std::string& iccid) const {
+  auto& d = *impl_;
+  if (!d.clustered())
+    return std::pair<std::int64_t, std::int64_t>{-1, 0};
+  return d.claim(d.inv->lowest_imsi(d.inv->by_iccid(iccid)));
+}
+
+void sim_layer::get_cluster(std::function<void(cluster_info)> done) {
+  auto& d = *impl_;
+  if (!d.clustered() || !d.cl.describe) {
+    done({});
+    return;
+  }
+  auto info = d.cl.describe();
+  for (auto& l : info.leases)
+    l.served_here = l.shard < d.cl.shards && l.epoch != 0 &&
+                    d.cl.serving[l.shard].load(std::memory_order_acquire) == l.epoch;
+  done(std::move(info));
 }
 
 store::store& sim_layer::db() {

@@ -22,9 +22,13 @@
 #include "lock/eligibility.hpp"
 #include "orders/network.hpp"
 
+#include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace caf {
@@ -41,6 +45,8 @@ class store;
 }
 
 namespace imeilock::actors {
+
+struct handoff_run; // sim_layer.cpp
 
 class sim_layer final : public observation_sink, public sim_service {
 public:
@@ -89,6 +95,66 @@ public:
   /// SIMs whose network is no longer configured (the gauge's value).
   std::uint64_t sims_on_unconfigured_networks() const;
 
+  // -- More than one node (DESIGN §6, docs/cluster.md) -------------------------
+  /// What the layer needs of the cluster: the shard count and the lease
+  /// manager's view of a lease now (cluster::lease_manager::epoch_of).
+  struct cluster_view {
+    std::uint32_t shards = 0;
+    std::function<std::optional<std::int64_t>(std::uint32_t shard)> epoch_of;
+    /// The nodes and leases from the database (get_cluster; served_here is
+    /// filled in by the layer); throws imeilock::unavailable_error.
+    std::function<cluster_info()> describe;
+    /// Hands an observation of a SIM whose shard this node does not serve
+    /// to the shard's owner (cluster::inbox_sender); `done` with ack::ok
+    /// once the handoff is committed. Empty: such observations are answered
+    /// ack::not_owner.
+    std::function<void(observation, ack_fn)> hand_off;
+    /// A shard is served from now on (loaded): its handoffs can be applied.
+    std::function<void(std::uint32_t shard)> served;
+  };
+  /// Before start(): this layer serves only the cluster shards it is given
+  /// (shard_gained), loads nothing at start() and fences every change with
+  /// the lease of its SIM's shard (store::change::shard/epoch). Without it
+  /// the layer serves every SIM of the store (one node).
+  void set_cluster(cluster_view view);
+  /// The lease of `shard` was gained at `epoch`: its SIMs (lowest IMSI in
+  /// the shard) are loaded from the store and their open orders resumed, on
+  /// the layer's loader thread; the shard is served once that is done and
+  /// only while the lease is held. Never blocks (a lease manager callback).
+  void shard_gained(std::uint32_t shard, std::int64_t epoch);
+  /// The lease of `shard` is lost: the shard is not served from now on
+  /// (observations: ack::not_owner; writes: refused), then its SIMs are
+  /// dropped (actors stopped, IMSIs forgotten, open orders forgotten) on the
+  /// loader thread. Never blocks.
+  void shard_lost(std::uint32_t shard);
+  /// One handed-over observation to apply (a cluster inbox entry).
+  struct handed_over {
+    std::int64_t id = 0; ///< the entry: deleted by the change that applies it
+    std::string sim_key; ///< the SIM (per-SIM order)
+    observation obs;
+  };
+  /// Per entry of apply_handoffs: the time from the call until its
+  /// deletion committed, or nullopt when it was not applied.
+  using handoff_results = std::vector<std::optional<std::chrono::microseconds>>;
+  /// The owner's side of a handoff (more than one node): applies entries of
+  /// cluster shard `shard` (in inbox id order), each SIM's one after the
+  /// other (the next once the previous has committed), every entry deleted
+  /// in the transaction that commits its effect, or in one of its own, under
+  /// the shard's lease, when it changes nothing. A SIM's chain stops at its
+  /// first entry not applied (shard not served, overloaded, store failure):
+  /// it and the SIM's later entries stay in the inbox. `done` once every
+  /// chain has ended, from any thread. Never blocks.
+  void apply_handoffs(std::uint32_t shard, std::vector<handed_over> items,
+                      std::function<void(handoff_results)> done);
+  /// The cluster shards served now, with the epoch each was loaded under.
+  std::vector<std::pair<std::uint32_t, std::int64_t>> serving() const;
+  /// No shard load or drop waiting or running (readiness).
+  bool shards_settled() const;
+  /// The fencing claim ({shard, epoch}) for a change of SIM `iccid` made
+  /// outside the actors (the RFC 5176 audit note); nullopt when its shard is
+  /// not served here. {-1, 0} on one node.
+  std::optional<std::pair<std::int64_t, std::int64_t>> claim_of(const std::string& iccid) const;
+
   observation_sink& sink() { return *this; }
   sim_service& service() { return *this; }
 
@@ -114,6 +180,7 @@ public:
   /// The bulk jobs (actors/jobs.hpp): started by start(), stopped first by stop().
   job_service* jobs() override;
   void fleet(std::function<void(fleet_info)> done) override;
+  void get_cluster(std::function<void(cluster_info)> done) override;
 
   // -- For tests and benchmarks -------------------------------------------------
   /// The store (reads, counters).
@@ -141,6 +208,8 @@ private:
   bool admit(observation& obs, ack_fn& done, std::uint32_t& sim);
   /// upsert_sim(); `bulk` for import_sims (sim_upsert_msg::bulk).
   void upsert(sim_upsert sim, std::function<void(write_result)> done, bool bulk);
+  /// apply_handoffs(): applies entry `pos` of chain `chain`, then the next.
+  void handoff_step(const std::shared_ptr<handoff_run>& r, std::size_t chain, std::size_t pos);
 };
 
 } // namespace imeilock::actors

@@ -539,6 +539,37 @@ void get_fleet(const call_ptr& c) {
       [c](const actors::fleet_info& fleet) { c->reply(json_response(200, fleet_json(fleet))); });
 }
 
+/// GET /v1/cluster: the nodes and leases from the database (more than one
+/// node, docs/cluster.md); {"enabled": false} on one node.
+void get_cluster(const call_ptr& c) {
+  c->service.get_cluster([c](const actors::cluster_info& info) {
+    if (!info.enabled) {
+      c->reply(json_response(200, {{"enabled", false}}));
+      return;
+    }
+    json nodes = json::array();
+    for (const auto& n : info.nodes)
+      nodes.push_back({{"node_id", n.node_id},
+                       {"api_url", n.api_url},
+                       {"preferred_shards", n.preferred_shards},
+                       {"live", n.live}});
+    json leases = json::array();
+    for (const auto& l : info.leases) {
+      json j{{"shard", l.shard},
+             {"owner", l.owner.empty() ? json(nullptr) : json(l.owner)},
+             {"epoch", l.epoch},
+             {"expires_in_ms", l.expires_in_ms},
+             {"served_here", l.served_here}};
+      leases.push_back(std::move(j));
+    }
+    c->reply(json_response(200, {{"enabled", true},
+                                 {"node_id", info.node_id},
+                                 {"shards", info.shards},
+                                 {"nodes", std::move(nodes)},
+                                 {"leases", std::move(leases)}}));
+  });
+}
+
 const std::vector<route_def>& route_table() {
   static const std::vector<route_def> table{
       {{"GET", "/healthz", false, true}, {}, get_healthz},
@@ -565,6 +596,7 @@ const std::vector<route_def>& route_table() {
       {{"POST", "/v1/jobs/{id}:cancel", true, false}, {}, cancel_job},
       {{"GET", "/v1/jobs/{id}", false, false}, {}, get_job},
       {{"DELETE", "/v1/jobs/{id}", true, false}, {}, cancel_job},
+      {{"GET", "/v1/cluster", false, false}, {}, get_cluster},
   };
   return table;
 }

@@ -8,7 +8,9 @@
 
 #include <algorithm>
 #include <charconv>
+#include <condition_variable>
 #include <cstring>
+#include <deque>
 #include <mutex>
 #include <set>
 
@@ -389,6 +391,107 @@ struct inbox_consumer::impl {
 
   enum class outcome { drained, more, fenced, failed };
 
+  /// The entries of a read (id, sim_key, from_node, payload, waited µs):
+  /// decoded into `entries`; the ids of those that do not decode (logged,
+  /// counted) into `malformed`. False when there is none.
+  bool read_entries(const PGresult* r, const shard_epoch& claim, std::vector<inbox_entry>& entries,
+                    std::vector<std::int64_t>& malformed) {
+    int n = PQntuples(r);
+    if (n == 0)
+      return false;
+    entries.reserve(static_cast<std::size_t>(n));
+    for (int i = 0; i < n; ++i) {
+      auto id = parse_number<std::int64_t>(PQgetvalue(r, i, 0)).value_or(0);
+      auto obs = decode(PQgetvalue(r, i, 3));
+      if (!obs) {
+        malformed.push_back(id);
+        stats.malformed.fetch_add(1, std::memory_order_relaxed);
+        log::error("cluster.inbox_malformed", {{"node", cfg.node_id},
+                                               {"shard", claim.shard},
+                                               {"id", id},
+                                               {"from", PQgetvalue(r, i, 2)},
+                                               {"error", obs.error().message()},
+                                               {"payload", PQgetvalue(r, i, 3)},
+                                               {"action", "dropped"}});
+        continue;
+      }
+      inbox_entry e;
+      e.id = id;
+      e.shard = claim.shard;
+      e.sim_key = PQgetvalue(r, i, 1);
+      e.from_node = PQgetvalue(r, i, 2);
+      e.obs = std::move(*obs);
+      e.waited =
+          std::chrono::microseconds{parse_number<std::int64_t>(PQgetvalue(r, i, 4)).value_or(0)};
+      entries.push_back(std::move(e));
+    }
+    return true;
+  }
+
+  /// The dispatch mode: reads the shard's first entries (no transaction,
+  /// no lock: only this node's consumer reads an owned shard, and the
+  /// effects' transactions delete them under the fence), hands them over,
+  /// and waits until they are settled.
+  outcome dispatch_batch(const shard_epoch& claim) {
+    auto rows = run(conn, "inbox read",
+                    "SELECT id, sim_key, from_node, payload, "
+                    "(extract(epoch FROM clock_timestamp() - enqueued_at) * 1000000)::bigint "
+                    "FROM cluster_inbox WHERE shard = $1 ORDER BY id LIMIT $2",
+                    {std::to_string(claim.shard), std::to_string(cfg.max_batch)});
+    if (!rows)
+      return fail(rows.error(), claim);
+    int n = PQntuples(rows->get());
+    std::vector<inbox_entry> entries;
+    std::vector<std::int64_t> dropped;
+    if (!read_entries(rows->get(), claim, entries, dropped))
+      return outcome::drained;
+    rows->reset();
+    if (!dropped.empty())
+      if (auto d = run(conn, "inbox delete malformed",
+                       "DELETE FROM cluster_inbox WHERE id = ANY($1::bigint[])",
+                       {number_array(dropped)});
+          !d)
+        return fail(d.error(), claim);
+    if (entries.empty())
+      return static_cast<std::size_t>(n) == cfg.max_batch ? outcome::more : outcome::drained;
+    struct wait_state {
+      std::mutex mtx;
+      std::condition_variable cv;
+      bool settled = false;
+      bool ok = false;
+    };
+    auto w = std::make_shared<wait_state>();
+    auto count = entries.size();
+    try {
+      h.dispatch(claim.shard, std::move(entries), [w](bool ok) {
+        std::lock_guard g{w->mtx};
+        w->settled = true;
+        w->ok = ok;
+        w->cv.notify_all();
+      });
+    } catch (const std::exception& e) {
+      return fail(error{ec::database, std::string{"dispatch threw: "} + e.what()}, claim);
+    }
+    auto deadline = clock::now() + cfg.settle_timeout;
+    std::unique_lock lk{w->mtx};
+    while (!w->cv.wait_for(lk, std::chrono::milliseconds{50}, [&] { return w->settled; })) {
+      // Given up on stop or after settle_timeout: what was not applied is
+      // still in the table (an effect that commits later deletes its entry;
+      // read again, an entry already applied fails its delete, not twice).
+      if (stopping.load())
+        return outcome::failed;
+      if (clock::now() >= deadline)
+        return fail(error{ec::database, "the batch was not settled within settle_timeout"}, claim);
+    }
+    if (!w->ok) {
+      stats.failed.fetch_add(1, std::memory_order_relaxed);
+      return outcome::failed;
+    }
+    stats.batches.fetch_add(1, std::memory_order_relaxed);
+    stats.consumed.fetch_add(count, std::memory_order_relaxed);
+    return static_cast<std::size_t>(n) == cfg.max_batch ? outcome::more : outcome::drained;
+  }
+
   /// One transaction over shard `claim.shard`'s first entries.
   outcome batch(const shard_epoch& claim) {
     const shard_epoch claims[] = {claim};
@@ -411,40 +514,15 @@ struct inbox_consumer::impl {
       rollback(conn);
       return fail(rows.error(), claim);
     }
-    const PGresult* r = rows->get();
-    int n = PQntuples(r);
-    if (n == 0) {
+    int n = PQntuples(rows->get());
+    std::vector<inbox_entry> entries;
+    std::vector<std::int64_t> ids;
+    if (!read_entries(rows->get(), claim, entries, ids)) {
       rollback(conn);
       return outcome::drained;
     }
-    std::vector<inbox_entry> entries;
-    std::vector<std::int64_t> ids;
-    entries.reserve(static_cast<std::size_t>(n));
-    for (int i = 0; i < n; ++i) {
-      auto id = parse_number<std::int64_t>(PQgetvalue(r, i, 0)).value_or(0);
-      ids.push_back(id);
-      auto obs = decode(PQgetvalue(r, i, 3));
-      if (!obs) {
-        stats.malformed.fetch_add(1, std::memory_order_relaxed);
-        log::error("cluster.inbox_malformed", {{"node", cfg.node_id},
-                                               {"shard", claim.shard},
-                                               {"id", id},
-                                               {"from", PQgetvalue(r, i, 2)},
-                                               {"error", obs.error().message()},
-                                               {"payload", PQgetvalue(r, i, 3)},
-                                               {"action", "dropped"}});
-        continue;
-      }
-      inbox_entry e;
-      e.id = id;
-      e.shard = claim.shard;
-      e.sim_key = PQgetvalue(r, i, 1);
-      e.from_node = PQgetvalue(r, i, 2);
-      e.obs = std::move(*obs);
-      e.waited =
-          std::chrono::microseconds{parse_number<std::int64_t>(PQgetvalue(r, i, 4)).value_or(0)};
-      entries.push_back(std::move(e));
-    }
+    for (const auto& e : entries)
+      ids.push_back(e.id);
     rows->reset();
     if (!entries.empty()) {
       txn_query query =
@@ -509,7 +587,7 @@ struct inbox_consumer::impl {
       for (;;) {
         if (stopping.load())
           return ok;
-        auto o = batch(claim);
+        auto o = h.dispatch ? dispatch_batch(claim) : batch(claim);
         if (o == outcome::failed)
           ok = false;
         if (o != outcome::more)
@@ -584,7 +662,8 @@ inbox_consumer::inbox_consumer(inbox_config cfg, std::string conninfo, hooks h) 
     impl_(std::make_unique<impl>(std::move(cfg), std::move(conninfo), std::move(h), stats_)) {
   IMEILOCK_ASSERT(!impl_->cfg.node_id.empty(), "an inbox consumer needs the node id");
   IMEILOCK_ASSERT(impl_->cfg.max_batch > 0, "inbox max_batch > 0");
-  IMEILOCK_ASSERT(impl_->h.owned && impl_->h.apply, "inbox hooks set");
+  IMEILOCK_ASSERT(impl_->h.owned && (impl_->h.apply != nullptr) != (impl_->h.dispatch != nullptr),
+                  "inbox hooks: owned, and one of apply and dispatch");
 }
 
 inbox_consumer::~inbox_consumer() {
@@ -606,6 +685,198 @@ void inbox_consumer::stop() {
   impl_->wake();
   if (impl_->thread.joinable())
     impl_->thread.join();
+}
+
+// -- Sender ----------------------------------------------------------------------------
+
+struct inbox_sender::impl {
+  struct pending {
+    observation obs;
+    done_fn done;
+  };
+
+  sender_config cfg;
+  std::string conninfo;
+  resolve_fn resolve;
+  sender_stats& stats;
+
+  std::mutex mtx;
+  std::condition_variable cv;
+  std::deque<pending> queue; ///< under mtx
+  bool stopping = false;     ///< under mtx
+  std::thread thread;
+
+  PGconn* conn = nullptr;
+  bool said_disconnected = false;
+  clock::time_point next_connect{};
+  std::chrono::milliseconds retry;
+
+  impl(sender_config c, std::string ci, resolve_fn r, sender_stats& s) :
+      cfg(std::move(c)),
+      conninfo(std::move(ci)),
+      resolve(std::move(r)),
+      stats(s),
+      retry(cfg.retry_after) {}
+  ~impl() { disconnect(); }
+
+  void disconnect() {
+    if (conn)
+      PQfinish(conn);
+    conn = nullptr;
+  }
+
+  /// A usable connection, or false (logged once) until the next attempt is due.
+  bool connected() {
+    if (conn && PQstatus(conn) == CONNECTION_OK)
+      return true;
+    auto now = clock::now();
+    if (now < next_connect)
+      return false;
+    disconnect();
+    conn = PQconnectdb(conninfo.c_str());
+    if (PQstatus(conn) == CONNECTION_OK) {
+      if (said_disconnected)
+        log::notice("cluster.handoff_connected", {{"node", cfg.node_id}});
+      said_disconnected = false;
+      retry = cfg.retry_after;
+      return true;
+    }
+    if (!said_disconnected)
+      log::warning("cluster.handoff_disconnected",
+                   {{"node", cfg.node_id},
+                    {"error", connection_error(conn)},
+                    {"action", "handoffs fail (not acknowledged) until it is back"}});
+    said_disconnected = true;
+    disconnect();
+    next_connect = now + retry;
+    retry = std::min<std::chrono::milliseconds>(retry * 2, std::chrono::seconds{5});
+    return false;
+  }
+
+  /// Sends one batch: resolves each SIM, enqueues the known ones in one
+  /// transaction, answers every item.
+  void send(std::vector<pending>& batch) {
+    std::vector<handoff> items;
+    std::vector<std::size_t> which; // batch index of items[i]
+    std::vector<outcome> result(batch.size(), outcome::failed);
+    if (connected()) {
+      for (std::size_t i = 0; i < batch.size(); ++i) {
+        expected<std::optional<target>> t = error{ec::database, "not resolved"};
+        try {
+          t = resolve(batch[i].obs.imsi);
+        } catch (const std::exception& e) {
+          t = error{ec::database, e.what()};
+        }
+        if (!t)
+          continue; // failed: the store cannot be read
+        if (!*t) {
+          result[i] = outcome::unknown_sim;
+          continue;
+        }
+        items.push_back({(*t)->shard, std::move((*t)->sim_key), batch[i].obs});
+        which.push_back(i);
+      }
+      if (!items.empty()) {
+        if (auto ok = enqueue(conn, cfg.node_id, items); ok) {
+          for (auto i : which)
+            result[i] = outcome::enqueued;
+        } else {
+          log::write_limited(batch_error_limiter, log::level::warning, "cluster.handoff_failed",
+                             {{"node", cfg.node_id},
+                              {"handoffs", items.size()},
+                              {"error", ok.error().message()},
+                              {"action", "not acknowledged: the peers retransmit"}});
+          if (PQstatus(conn) != CONNECTION_OK)
+            disconnect();
+        }
+      }
+    }
+    std::size_t k = 0;
+    for (std::size_t i = 0; i < batch.size(); ++i) {
+      std::uint32_t shard = 0;
+      if (k < which.size() && which[k] == i)
+        shard = items[k++].shard;
+      switch (result[i]) {
+        case outcome::enqueued:
+          stats.enqueued.fetch_add(1, std::memory_order_relaxed);
+          break;
+        case outcome::unknown_sim:
+          stats.unknown.fetch_add(1, std::memory_order_relaxed);
+          break;
+        case outcome::failed:
+          stats.failed.fetch_add(1, std::memory_order_relaxed);
+          break;
+      }
+      batch[i].done(result[i], shard);
+    }
+  }
+
+  void loop() {
+    std::vector<pending> batch;
+    for (;;) {
+      {
+        std::unique_lock lk{mtx};
+        cv.wait(lk, [&] { return stopping || !queue.empty(); });
+        if (queue.empty())
+          return; // stopping, nothing left
+        while (!queue.empty() && batch.size() < cfg.max_batch) {
+          batch.push_back(std::move(queue.front()));
+          queue.pop_front();
+        }
+      }
+      send(batch);
+      batch.clear();
+    }
+  }
+};
+
+inbox_sender::inbox_sender(sender_config cfg, std::string conninfo, resolve_fn resolve) :
+    impl_(std::make_unique<impl>(std::move(cfg), std::move(conninfo), std::move(resolve), stats_)) {
+  IMEILOCK_ASSERT(!impl_->cfg.node_id.empty(), "an inbox sender needs the node id");
+  IMEILOCK_ASSERT(impl_->cfg.max_batch > 0 && impl_->cfg.max_queue > 0, "inbox sender sizes > 0");
+  IMEILOCK_ASSERT(impl_->resolve != nullptr, "inbox sender resolve set");
+}
+
+inbox_sender::~inbox_sender() {
+  stop();
+}
+
+void inbox_sender::start() {
+  IMEILOCK_ASSERT(!impl_->thread.joinable(), "start() once");
+  impl_->thread = std::thread{[this] { impl_->loop(); }};
+}
+
+bool inbox_sender::post(observation obs, done_fn done) {
+  {
+    std::lock_guard g{impl_->mtx};
+    if (!impl_->stopping && impl_->queue.size() < impl_->cfg.max_queue) {
+      impl_->queue.push_back({std::move(obs), std::move(done)});
+      impl_->cv.notify_one();
+      return true;
+    }
+  }
+  stats_.refused.fetch_add(1, std::memory_order_relaxed);
+  return false;
+}
+
+void inbox_sender::stop() {
+  {
+    std::lock_guard g{impl_->mtx};
+    impl_->stopping = true;
+  }
+  impl_->cv.notify_all();
+  if (impl_->thread.joinable())
+    impl_->thread.join();
+  // Never started: nothing sent, every caller answered.
+  std::deque<impl::pending> left;
+  {
+    std::lock_guard g{impl_->mtx};
+    left.swap(impl_->queue);
+  }
+  for (auto& p : left) {
+    stats_.failed.fetch_add(1, std::memory_order_relaxed);
+    p.done(outcome::failed, 0);
+  }
 }
 
 } // namespace imeilock::cluster

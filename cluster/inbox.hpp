@@ -51,9 +51,12 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <span>
 #include <string>
@@ -152,6 +155,9 @@ struct inbox_config {
   std::chrono::milliseconds retry_after{100};
   /// How long the consumer's statements wait for a row lock (lock_timeout).
   std::chrono::milliseconds lock_timeout{5000};
+  /// Dispatch mode: how long a batch handed over may take to settle before
+  /// the consumer gives up waiting and reads the shard again.
+  std::chrono::milliseconds settle_timeout{60000};
 };
 
 /// Counters (monotonic).
@@ -173,10 +179,22 @@ public:
   /// delivered again). Called on the consumer's thread.
   using apply_fn = std::function<expected<void>(
       std::uint32_t shard, std::span<const inbox_entry> entries, const txn_query& txn)>;
+  /// The daemon's way (instead of `apply`): hands a shard's entries (id
+  /// order) to the SIM layer and returns at once. Their effects are
+  /// committed by the store's writer, each change deleting its entry in the
+  /// same fenced transaction (store::change::inbox_done), so the consumer
+  /// neither locks nor deletes them. `settled` must be called once, from
+  /// any thread, when every entry is applied (true) or some were not (false:
+  /// what is left is read again after retry_after). The consumer reads the
+  /// shard again only once the batch is settled, so no entry is handed out
+  /// twice while its effect may still commit.
+  using dispatch_fn = std::function<void(std::uint32_t shard, std::vector<inbox_entry> entries,
+                                         std::function<void(bool all_applied)> settled)>;
   struct hooks {
     /// The shards this node holds now and their epochs (lease_manager). Any thread.
-    std::function<std::vector<shard_epoch>()> owned;
-    apply_fn apply;
+    std::function<std::vector<shard_epoch>()> owned{};
+    apply_fn apply{};       ///< one of apply and dispatch
+    dispatch_fn dispatch{}; ///< one of apply and dispatch
   };
 
   inbox_consumer(inbox_config cfg, std::string conninfo, hooks h);
@@ -199,6 +217,68 @@ private:
   struct impl;
   std::unique_ptr<impl> impl_;
   inbox_stats stats_;
+};
+
+// -- The receiving side in the daemon ------------------------------------------------
+
+/// Sender settings.
+struct sender_config {
+  std::string node_id;          ///< this node (the entries' from_node)
+  std::size_t max_queue = 4096; ///< post() refuses beyond this many waiting
+  std::size_t max_batch = 256;  ///< handoffs enqueued per transaction
+  /// Wait before connecting again after a failure (doubling up to 5 s).
+  std::chrono::milliseconds retry_after{100};
+};
+
+/// Counters (monotonic).
+struct sender_stats {
+  std::atomic<std::uint64_t> enqueued{0}; ///< committed to the inbox
+  std::atomic<std::uint64_t> unknown{0};  ///< the store knows no SIM with the IMSI
+  std::atomic<std::uint64_t> failed{0};   ///< not committed (database, or stopping)
+  std::atomic<std::uint64_t> refused{0};  ///< post() with a full queue
+};
+
+/// A node that receives observations for shards it does not serve: a
+/// thread with its own connection that enqueues them (enqueue(), one
+/// transaction per batch of what is waiting) and tells each caller once its
+/// handoff has committed, or that it did not. Per SIM, the order of post()
+/// calls is the order of the entries.
+class inbox_sender {
+public:
+  /// Where a SIM's handoffs go.
+  struct target {
+    std::string sim_key;     ///< the SIM's identity (its ICCID)
+    std::uint32_t shard = 0; ///< its cluster shard (of its lowest IMSI)
+  };
+  /// The SIM of `imsi` (the store's view): nullopt when there is none, an
+  /// error when it cannot be read. Called on the sender's thread.
+  using resolve_fn = std::function<expected<std::optional<target>>(std::uint64_t imsi)>;
+  enum class outcome : std::uint8_t { enqueued, unknown_sim, failed };
+  /// Called once per post(), on the sender's thread (or in stop()); `shard`
+  /// is meaningful for `enqueued`.
+  using done_fn = std::function<void(outcome, std::uint32_t shard)>;
+
+  inbox_sender(sender_config cfg, std::string conninfo, resolve_fn resolve);
+  /// Stops.
+  ~inbox_sender();
+  inbox_sender(const inbox_sender&) = delete;
+  inbox_sender& operator=(const inbox_sender&) = delete;
+
+  /// Starts the thread (it connects when it has something to send). Once.
+  void start();
+  /// Queues `obs` for its SIM's owner; false (and `done` not called) when
+  /// the queue is full. Never blocks on the database. Any thread.
+  bool post(observation obs, done_fn done);
+  /// Sends what is queued (or answers it failed if the database is gone),
+  /// then ends the thread.
+  void stop();
+
+  const sender_stats& stats() const { return stats_; }
+
+private:
+  struct impl;
+  std::unique_ptr<impl> impl_;
+  sender_stats stats_;
 };
 
 } // namespace imeilock::cluster

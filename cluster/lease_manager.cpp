@@ -158,6 +158,27 @@ bool lease_manager::ensure_connected() {
   return true;
 }
 
+expected<lease_manager::cluster_rows> lease_manager::read_cluster() const {
+  pg_conn* conn = PQconnectdb(conninfo_.c_str());
+  auto close = [conn] { PQfinish(conn); };
+  if (PQstatus(conn) != CONNECTION_OK) {
+    auto why = connection_error(conn);
+    close();
+    return error{ec::database, "the cluster database cannot be reached: " + why};
+  }
+  cluster_rows out;
+  auto nodes = list_nodes(conn);
+  auto leases = nodes ? list_leases(conn) : expected<std::vector<lease_row>>{nodes.error()};
+  close();
+  if (!nodes)
+    return nodes.error();
+  if (!leases)
+    return leases.error();
+  out.nodes = std::move(*nodes);
+  out.leases = std::move(*leases);
+  return out;
+}
+
 void lease_manager::disconnect() {
   if (conn_)
     PQfinish(conn_);
@@ -297,6 +318,7 @@ std::chrono::milliseconds lease_manager::round() {
     if (cb_.gained)
       cb_.gained(g);
   }
+  ++stats_.rounds;
 
   // 4. Wake up when the first lease we could take expires, if before the next round.
   std::vector<std::uint32_t> wanted{first};

@@ -63,6 +63,9 @@ struct lease_stats {
   std::atomic<std::uint64_t> released{0};        ///< leases released on a clean stop
   std::atomic<std::uint64_t> database_errors{0}; ///< rounds that failed on the database
   std::atomic<std::uint64_t> owned{0};           ///< gauge: leases held
+  /// Rounds that got through claiming (the gained callbacks ran): after the
+  /// first, this node knows which shards it holds, none included.
+  std::atomic<std::uint64_t> rounds{0};
 };
 
 class lease_manager {
@@ -96,6 +99,15 @@ public:
   std::vector<shard_epoch> owned() const;
   /// The epoch this node holds `shard` at, if it holds it now.
   std::optional<std::int64_t> epoch_of(std::uint32_t shard) const;
+
+  /// The cluster as the database records it now: every node and every
+  /// lease (GET /v1/cluster). Any thread: a connection of its own, opened
+  /// and closed per call. ec::database when the database cannot be read.
+  struct cluster_rows {
+    std::vector<node_row> nodes;
+    std::vector<lease_row> leases;
+  };
+  expected<cluster_rows> read_cluster() const;
 
   const lease_stats& stats() const { return stats_; }
   const cluster_config& config() const { return cfg_; }

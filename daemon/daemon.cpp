@@ -3,6 +3,9 @@
 #include "actors/sim_layer.hpp"
 #include "api/http_server.hpp"
 #include "api/webhooks.hpp"
+#include "cluster/inbox.hpp"
+#include "cluster/lease_manager.hpp"
+#include "cluster/shard.hpp"
 #include "common/fault.hpp"
 #include "common/log.hpp"
 #include "daemon/service_manager.hpp"
@@ -20,7 +23,12 @@
 #include <caf/actor_system.hpp>
 #include <caf/actor_system_config.hpp>
 #include <caf/atom.hpp>
+#include <prometheus/counter.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
 
+#include <algorithm>
 #include <atomic>
 #include <csignal>
 #include <cstdlib>
@@ -69,6 +77,127 @@ std::uint16_t first_port(const std::vector<config::endpoint>& eps) {
   return eps.empty() ? 0 : eps.front().port;
 }
 
+/// imeilock_cluster_*: per shard, what this node holds (more than one node).
+struct cluster_metrics {
+  struct shard_metrics {
+    prometheus::Gauge* owned = nullptr;
+    prometheus::Gauge* epoch = nullptr;
+    prometheus::Counter* takeovers = nullptr;
+    prometheus::Counter* step_downs = nullptr;
+    prometheus::Counter* handed_off = nullptr; ///< handoffs_total{side="sent"}
+    prometheus::Counter* applied = nullptr;    ///< handoffs_total{side="applied"}
+  };
+  std::vector<shard_metrics> shards;
+  prometheus::Histogram* handoff_latency = nullptr;
+
+  cluster_metrics(prometheus::Registry& reg, std::uint32_t count) {
+    auto& owned = prometheus::BuildGauge()
+                      .Name("imeilock_cluster_shard_owned")
+                      .Help("1 while this node holds the shard's lease, else 0")
+                      .Register(reg);
+    auto& epoch = prometheus::BuildGauge()
+                      .Name("imeilock_cluster_shard_epoch")
+                      .Help("The epoch (fencing token) of the shard's lease this node holds "
+                            "or last held")
+                      .Register(reg);
+    auto& takeovers = prometheus::BuildCounter()
+                          .Name("imeilock_cluster_takeovers_total")
+                          .Help("Times this node acquired the shard's lease (each with a new "
+                                "epoch: a start, a takeover, a return after stepping down)")
+                          .Register(reg);
+    auto& step_downs = prometheus::BuildCounter()
+                           .Name("imeilock_cluster_step_downs_total")
+                           .Help("Times this node lost the shard's lease without releasing it "
+                                 "(taken over after a pause, or the database unreachable)")
+                           .Register(reg);
+    auto& handoffs = prometheus::BuildCounter()
+                         .Name("imeilock_cluster_handoffs_total")
+                         .Help("Observations handed over through the inbox: side=sent, those "
+                               "this node received for a shard it did not serve and enqueued "
+                               "for the owner (then acknowledged); side=applied, those this "
+                               "node applied as the shard's owner")
+                         .Register(reg);
+    handoff_latency = &prometheus::BuildHistogram()
+                           .Name("imeilock_cluster_handoff_seconds")
+                           .Help("From a handoff's enqueue (committed at the receiving node) "
+                                 "until the owner committed it applied (database clock to the "
+                                 "read, then this node's)")
+                           .Register(reg)
+                           .Add({}, prometheus::Histogram::BucketBoundaries{
+                                        0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10});
+    for (std::uint32_t s = 0; s < count; ++s) {
+      prometheus::Labels l{{"shard", std::to_string(s)}};
+      auto sent = l;
+      sent["side"] = "sent";
+      auto applied = l;
+      applied["side"] = "applied";
+      shards.push_back({&owned.Add(l), &epoch.Add(l), &takeovers.Add(l), &step_downs.Add(l),
+                        &handoffs.Add(sent), &handoffs.Add(applied)});
+    }
+  }
+  void handed_off(std::uint32_t shard) {
+    if (shard < shards.size())
+      shards[shard].handed_off->Increment();
+  }
+  void applied(std::uint32_t shard, std::chrono::microseconds latency) {
+    if (shard < shards.size())
+      shards[shard].applied->Increment();
+    handoff_latency->Observe(static_cast<double>(latency.count()) / 1e6);
+  }
+  void gained(cluster::shard_epoch g) {
+    if (g.shard >= shards.size())
+      return;
+    shards[g.shard].owned->Set(1);
+    shards[g.shard].epoch->Set(static_cast<double>(g.epoch));
+    shards[g.shard].takeovers->Increment();
+  }
+  void lost(cluster::shard_epoch l, cluster::loss_reason why) {
+    if (l.shard >= shards.size())
+      return;
+    shards[l.shard].owned->Set(0);
+    if (why != cluster::loss_reason::released)
+      shards[l.shard].step_downs->Increment();
+  }
+};
+
+/// The handoff payload (cluster/inbox.hpp) of an observation, and back.
+cluster::observation to_handoff(const actors::observation& o) {
+  cluster::observation c;
+  c.imsi = o.imsi;
+  c.msisdn = o.msisdn;
+  c.imei = o.imei;
+  c.source = o.source == actors::source_kind::diameter ? cluster::protocol::diameter
+                                                       : cluster::protocol::radius;
+  c.peer = o.peer;
+  c.dedupe_key = o.dedupe_key;
+  c.at_ms = o.at_ms;
+  if (o.disconnect) {
+    const auto& d = *o.disconnect;
+    c.disconnect = cluster::disconnect_info{d.nas_address, d.nas_identifier, d.acct_session_id,
+                                            d.user_name,   d.framed_ip,      d.calling_station_id};
+  }
+  return c;
+}
+
+actors::observation from_handoff(cluster::observation c) {
+  actors::observation o;
+  o.imsi = c.imsi;
+  o.msisdn = std::move(c.msisdn);
+  o.imei = c.imei;
+  o.source = c.source == cluster::protocol::diameter ? actors::source_kind::diameter
+                                                     : actors::source_kind::radius;
+  o.peer = std::move(c.peer);
+  o.dedupe_key = c.dedupe_key;
+  o.at_ms = c.at_ms;
+  if (c.disconnect) {
+    auto& d = *c.disconnect;
+    o.disconnect = std::make_shared<const actors::disconnect_target>(actors::disconnect_target{
+        std::move(d.nas_address), std::move(d.nas_identifier), std::move(d.acct_session_id),
+        std::move(d.user_name), std::move(d.framed_ip), std::move(d.calling_station_id)});
+  }
+  return o;
+}
+
 } // namespace
 
 struct daemon::impl {
@@ -89,6 +218,14 @@ struct daemon::impl {
   std::unique_ptr<api::webhook_notifier> webhooks;
   std::unique_ptr<radius::disconnect_sender> disconnect;
   std::unique_ptr<actors::sim_layer> layer;
+  /// More than one node (cluster.enabled): this node's shard leases.
+  std::unique_ptr<cluster::lease_manager> leases;
+  std::unique_ptr<cluster_metrics> shard_metrics;
+  /// More than one node: observations of shards served elsewhere go to their
+  /// owner through the inbox (handoff_out); this node applies its shards'
+  /// (handoff_in).
+  std::unique_ptr<cluster::inbox_sender> handoff_out;
+  std::unique_ptr<cluster::inbox_consumer> handoff_in;
   std::unique_ptr<api::http_server> api;
   std::unique_ptr<radius::radius_server> radius;
   std::unique_ptr<diameter::diameter_server> diameter;
@@ -126,12 +263,6 @@ struct daemon::impl {
         "daemon.starting",
         {{"version", metrics::version_string()},
          {"config", config_file.empty() ? std::string{"(embedded defaults)"} : config_file}});
-    if (cfg.cluster.enabled)
-      // The coordination core exists (cluster/); serving by shard does not yet.
-      log::warning("cluster.not_yet_used",
-                   {{"node", cfg.cluster.node_id},
-                    {"detail", "cluster.enabled is read but this version serves every SIM as a "
-                               "single node (docs/cluster.md, What comes next)"}});
 
     metrics = std::make_unique<metrics::metrics_server>(cfg.metrics);
     if (auto started = metrics->start(); !started)
@@ -168,9 +299,23 @@ struct daemon::impl {
     // Loading the inventory reads the store: a PostgreSQL server gone since
     // the open makes that read throw (store::unavailable).
     try {
+      if (cfg.cluster.enabled)
+        join_cluster(registry);
       layer->start();
     } catch (const std::exception& e) {
       return fail("store", error{sys_ec::store_unavailable, e.what()});
+    }
+    if (leases) {
+      // The first round runs at once; the SIMs of each shard gained are
+      // loaded as it comes (/readyz waits for that).
+      if (auto started = leases->start(); !started)
+        return fail("cluster", started.error());
+      // The inbox table exists now (the lease manager migrated the cluster schema).
+      handoff_out->start();
+      handoff_in->start();
+      log::notice("cluster.joined", {{"node", cfg.cluster.node_id},
+                                     {"shards", cfg.cluster.shards},
+                                     {"lease_ms", cfg.cluster.lease_duration.count()}});
     }
     if (disconnect)
       wire_disconnect_audit();
@@ -191,7 +336,9 @@ struct daemon::impl {
         return fail("diameter", started.error());
     }
 
-    api->set_ready(true);
+    // A cluster node is ready once it knows its leases (arm_readiness).
+    store_ready = !leases;
+    api->set_ready(!leases);
     log::notice("daemon.ready",
                 {{"workers", or_cores(cfg.process.workers)},
                  {"io_threads", n_io},
@@ -205,6 +352,169 @@ struct daemon::impl {
     // half interval, so even a daemon stopped early has proven it is alive.
     if (service_manager::watchdog_interval().count() != 0)
       service_manager::watchdog();
+    return true;
+  }
+
+  /// More than one node (DESIGN §6): the lease manager, the SIM layer
+  /// serving only the shards it holds, and the fence in every committing
+  /// transaction of the store's writer. Before layer->start().
+  void join_cluster(prometheus::Registry& registry) {
+    shard_metrics = std::make_unique<cluster_metrics>(registry, cfg.cluster.shards);
+    leases = std::make_unique<cluster::lease_manager>(
+        cfg.cluster, store::resolve_conninfo(cfg.sim_layer.store.postgresql),
+        cluster::lease_manager::callbacks{
+            .gained =
+                [this](cluster::shard_epoch g) {
+                  shard_metrics->gained(g);
+                  layer->shard_gained(g.shard, g.epoch);
+                },
+            .lost =
+                [this](cluster::shard_epoch l, cluster::loss_reason why) {
+                  shard_metrics->lost(l, why);
+                  layer->shard_lost(l.shard);
+                }});
+    auto* held = leases.get();
+    join_inbox();
+    layer->set_cluster({cfg.cluster.shards,
+                        [held](std::uint32_t shard) { return held->epoch_of(shard); },
+                        [held, node = cfg.cluster.node_id, shards = cfg.cluster.shards] {
+                          return describe_cluster(*held, node, shards);
+                        },
+                        [this](actors::observation obs, actors::ack_fn done) {
+                          hand_off(std::move(obs), std::move(done));
+                        },
+                        [this](std::uint32_t) { handoff_in->poke(); }});
+    layer->db().set_fence([held,
+                           node = cfg.cluster.node_id](std::span<const store::change* const> batch,
+                                                       const store::txn_query& query) {
+      // One claim per shard of the batch; every change of a cluster node
+      // carries the lease it was made under (store::change::shard/epoch).
+      std::vector<cluster::shard_epoch> claims;
+      for (const auto* c : batch) {
+        if (c->shard < 0)
+          return false;
+        auto shard = static_cast<std::uint32_t>(c->shard);
+        auto it = std::find_if(claims.begin(), claims.end(),
+                               [&](const cluster::shard_epoch& e) { return e.shard == shard; });
+        if (it == claims.end())
+          claims.push_back({shard, c->epoch});
+        else if (it->epoch != c->epoch)
+          return false; // made under two periods of ownership: the older is stale
+      }
+      // Not even asked when this node knows it lost one of them.
+      for (const auto& c : claims)
+        if (held->epoch_of(c.shard) != c.epoch)
+          return false;
+      return query(std::string{cluster::fence_sql()}, cluster::fence_params(node, claims)) == "t";
+    });
+  }
+
+  /// The handoff inbox's two sides (cluster/inbox.hpp), not started yet.
+  void join_inbox() {
+    auto conninfo = store::resolve_conninfo(cfg.sim_layer.store.postgresql);
+    using target = cluster::inbox_sender::target;
+    handoff_out = std::make_unique<cluster::inbox_sender>(
+        cluster::sender_config{.node_id = cfg.cluster.node_id}, conninfo,
+        [this, shards = cfg.cluster.shards](std::uint64_t imsi) -> expected<std::optional<target>> {
+          // The SIM as the store has it: its ICCID orders its handoffs, its
+          // lowest IMSI names the shard (throws store::unavailable: failed).
+          auto& db = layer->db();
+          auto iccid = db.iccid_of(imsi);
+          if (!iccid)
+            return std::optional<target>{};
+          auto sim = db.get_sim(*iccid);
+          if (!sim || sim->imsis.empty())
+            return std::optional<target>{};
+          return std::optional<target>{target{*iccid, cluster::shard_of_sim(sim->imsis, shards)}};
+        });
+    handoff_in = std::make_unique<cluster::inbox_consumer>(
+        cluster::inbox_config{.node_id = cfg.cluster.node_id}, conninfo,
+        cluster::inbox_consumer::hooks{
+            .owned =
+                [this] {
+                  // The shards served (loaded), not merely leased: a shard
+                  // being loaded gets its handoffs once it is (served hook).
+                  std::vector<cluster::shard_epoch> out;
+                  for (auto [shard, epoch] : layer->serving())
+                    out.push_back({shard, epoch});
+                  return out;
+                },
+            .apply = nullptr,
+            .dispatch =
+                [this](std::uint32_t shard, std::vector<cluster::inbox_entry> entries,
+                       std::function<void(bool)> settled) {
+                  std::vector<actors::sim_layer::handed_over> items;
+                  std::vector<std::chrono::microseconds> waited;
+                  items.reserve(entries.size());
+                  waited.reserve(entries.size());
+                  for (auto& e : entries) {
+                    waited.push_back(e.waited);
+                    items.push_back({e.id, std::move(e.sim_key), from_handoff(std::move(e.obs))});
+                  }
+                  layer->apply_handoffs(
+                      shard, std::move(items),
+                      [this, shard, waited = std::move(waited),
+                       settled = std::move(settled)](actors::sim_layer::handoff_results r) {
+                        bool all = true;
+                        for (std::size_t i = 0; i < r.size(); ++i) {
+                          if (r[i])
+                            shard_metrics->applied(shard, waited[i] + *r[i]);
+                          else
+                            all = false;
+                        }
+                        settled(all);
+                      });
+                }});
+  }
+
+  /// An observation of a SIM whose shard this node does not serve: enqueued
+  /// for the owner, acknowledged once that committed.
+  void hand_off(actors::observation obs, actors::ack_fn done) {
+    using outcome = cluster::inbox_sender::outcome;
+    auto shared = std::make_shared<actors::ack_fn>(std::move(done));
+    bool queued = handoff_out->post(to_handoff(obs), [this, shared](outcome o,
+                                                                    std::uint32_t shard) {
+      if (o == outcome::enqueued) {
+        shard_metrics->handed_off(shard);
+        (*shared)(actors::ack::ok);
+      } else {
+        (*shared)(o == outcome::unknown_sim ? actors::ack::unknown_sim : actors::ack::store_failed);
+      }
+    });
+    if (!queued)
+      (*shared)(actors::ack::overloaded);
+  }
+
+  /// GET /v1/cluster: the nodes and leases from the database.
+  static actors::cluster_info describe_cluster(const cluster::lease_manager& held,
+                                               const std::string& node, std::uint32_t shards) {
+    auto rows = held.read_cluster();
+    if (!rows)
+      throw unavailable_error(rows.error().message());
+    actors::cluster_info info;
+    info.enabled = true;
+    info.node_id = node;
+    info.shards = shards;
+    for (auto& n : rows->nodes)
+      info.nodes.push_back(
+          {std::move(n.node_id), std::move(n.api_url), std::move(n.preferred_shards), n.live});
+    for (auto& l : rows->leases)
+      info.leases.push_back({l.shard, std::move(l.owner), l.epoch,
+                             static_cast<std::int64_t>(l.remaining.count()), false});
+    return info;
+  }
+
+  /// Whether a cluster node knows its leases and serves every shard it holds.
+  bool cluster_ready() const {
+    if (!leases)
+      return true;
+    if (leases->stats().rounds.load() == 0 || !layer->shards_settled())
+      return false;
+    auto served = layer->serving();
+    for (const auto& held : leases->owned())
+      if (std::find(served.begin(), served.end(),
+                    std::pair<std::uint32_t, std::int64_t>{held.shard, held.epoch}) == served.end())
+        return false;
     return true;
   }
 
@@ -229,6 +539,11 @@ struct daemon::impl {
         note.detail += " error_cause=" + std::to_string(r.error_cause);
       store::change chg;
       chg.audits.push_back(std::move(note));
+      auto claim = layer->claim_of(r.iccid); // more than one node: under the SIM's lease
+      if (!claim)
+        return;
+      chg.shard = claim->first;
+      chg.epoch = claim->second;
       db.submit(std::move(chg), [iccid = r.iccid](bool ok) {
         if (!ok)
           log::warning("radius.disconnect_audit_failed", {{"iccid", iccid}});
@@ -289,13 +604,16 @@ struct daemon::impl {
       if (ec || stopping)
         return;
       bool connected = layer->db().counters().connected.load();
-      if (connected != store_ready) {
-        store_ready = connected;
-        api->set_ready(connected);
-        if (connected)
+      bool ready = connected && cluster_ready();
+      if (ready != store_ready) {
+        store_ready = ready;
+        api->set_ready(ready);
+        if (ready)
           service_manager::ready(summary());
-        else
+        else if (!connected)
           service_manager::status("not ready: the store's database cannot be reached");
+        else
+          service_manager::status("not ready: loading the shards this node holds");
       }
       arm_readiness();
     });
@@ -412,8 +730,19 @@ struct daemon::impl {
     }
     if (api)
       api->stop();
+    // Handoffs received so far are enqueued (and answered); a batch being
+    // applied is left to the layer's drain (what it does not apply stays in
+    // the inbox for the shard's next owner).
+    if (handoff_out)
+      handoff_out->stop();
+    if (handoff_in)
+      handoff_in->stop();
     if (layer)
       layer->stop();
+    // After the layer's last commit (the fence needs the leases): released,
+    // so the other nodes take the shards in their next round.
+    if (leases)
+      leases->stop(true);
     if (disconnect)
       disconnect->stop();
     if (webhooks)
@@ -426,7 +755,11 @@ struct daemon::impl {
     diameter.reset();
     radius.reset();
     api.reset();
+    leases.reset();
     layer.reset();
+    handoff_in.reset(); // their callbacks are done once the layer is gone
+    handoff_out.reset();
+    shard_metrics.reset();
     disconnect.reset();
     webhooks.reset();
     system.reset(); // waits for every actor to finish

@@ -281,6 +281,44 @@ std::optional<std::int64_t> scheduler::next_wakeup(std::int64_t now_ms) const {
   return best;
 }
 
+std::size_t scheduler::forget_if(const std::function<bool(const order&)>& pred) {
+  std::size_t n = 0;
+  for (auto it = orders_.begin(); it != orders_.end();) {
+    if (!pred(it->second.o)) {
+      ++it;
+      continue;
+    }
+    const auto id = it->first;
+    const auto& o = it->second.o;
+    auto net_it = nets_.find(o.network);
+    switch (it->second.ph) {
+      case phase::internal_wait:
+        std::erase(internal_, id);
+        break;
+      case phase::queued:
+        if (net_it != nets_.end())
+          std::erase(net_it->second.ready, id);
+        break;
+      case phase::retry_wait:
+        if (net_it != nets_.end())
+          std::erase_if(net_it->second.retries, [id](const auto& r) { return r.second == id; });
+        break;
+      case phase::sending:
+        if (net_it != nets_.end())
+          --net_it->second.sending;
+        break;
+      case phase::submitted:
+        due_.erase({o.due_at_ms, id});
+        if (net_it != nets_.end() && goes_to_network(o.type))
+          --net_it->second.submitted;
+        break;
+    }
+    it = orders_.erase(it);
+    ++n;
+  }
+  return n;
+}
+
 scheduler::entry* scheduler::take_sending(std::uint64_t id, std::int64_t now_ms) {
   auto it = orders_.find(id);
   if (it == orders_.end() || it->second.ph != phase::sending)

@@ -51,6 +51,7 @@
 
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -163,6 +164,12 @@ public:
   /// not being sent.
   std::optional<action> on_submit_failed(std::uint64_t id, std::string_view reason,
                                          std::int64_t now_ms);
+
+  /// Forgets the open orders `pred` selects (their SIMs are now served by
+  /// another node, DESIGN §6: that node resumes them from the store). No
+  /// action comes for them any more; a backend answer still on its way is
+  /// ignored as stale. Returns how many were forgotten.
+  std::size_t forget_if(const std::function<bool(const order&)>& pred);
 
   /// The open order `id`, or nullptr.
   const order* find(std::uint64_t id) const;

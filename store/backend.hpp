@@ -63,6 +63,8 @@ public:
   virtual std::optional<std::string> iccid_of(std::uint64_t imsi) = 0;
   virtual std::vector<orders::order> open_orders() = 0;
   virtual void load_inventory(const std::function<void(const inventory_row&)>& fn) = 0;
+  virtual void load_inventory_suffixes(std::uint32_t first, std::uint32_t last,
+                                       const std::function<void(const inventory_row&)>& fn) = 0;
   virtual std::uint64_t count_sims() = 0;
   virtual std::uint64_t count_sims(const lock::sim_filter& filter) = 0;
   virtual std::optional<job_record> get_job(std::uint64_t id) = 0;

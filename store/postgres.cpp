@@ -212,10 +212,16 @@ std::vector<prepared> writer_statements() {
 
 /// One statement of a change, ready to send.
 struct command {
-  const char* name;
+  const char* name; ///< a prepared statement, or nullptr: `text`
   params p;
-  bool expect_one = false; ///< must affect exactly one row (a state update)
+  bool expect_one = false;    ///< must affect exactly one row (a state update)
+  const char* text = nullptr; ///< unprepared (its table may not exist on one node)
+  const char* when_missing = "state update for an unknown SIM"; ///< expect_one's error
 };
+
+/// A handoff inbox entry applied (store::change::inbox_done): the table is
+/// the cluster's (cluster/leases.cpp migrates it), so not prepared.
+constexpr const char* delete_inbox_entry = "DELETE FROM cluster_inbox WHERE id = $1";
 
 /// The statements that carry out `c`, in order.
 template <class Emit>
@@ -277,10 +283,15 @@ void commands_of(const change& c, Emit&& emit) {
         .bind(3, static_cast<std::int64_t>(l.order_id));
     emit(st);
   }
+  for (auto id : c.inbox_done) {
+    command st{nullptr, {}, true, delete_inbox_entry, "handoff inbox entry applied already"};
+    st.p.bind(1, id);
+    emit(st);
+  }
 }
 
 /// The connection string from the configuration (the file read now).
-expected<std::string> resolve_conninfo(const postgresql_config& cfg) {
+expected<std::string> read_conninfo(const postgresql_config& cfg) {
   if (cfg.conninfo_file.empty())
     return cfg.conninfo;
   struct stat st {};
@@ -642,11 +653,24 @@ public:
   }
 
   void load_inventory(const std::function<void(const inventory_row&)>& fn) override {
+    read_inventory(q().load_inventory, {}, fn);
+  }
+
+  void load_inventory_suffixes(std::uint32_t first, std::uint32_t last,
+                               const std::function<void(const inventory_row&)>& fn) override {
+    params p;
+    p.bind(1, static_cast<std::int64_t>(first)).bind(2, static_cast<std::int64_t>(last));
+    read_inventory(q().load_inventory_suffixes, std::move(p), fn);
+  }
+
+private:
+  void read_inventory(const std::string& sql, params p,
+                      const std::function<void(const inventory_row&)>& fn) {
     with_reader([&](PGconn* c) {
       // One pass, a row at a time (single-row mode: 10 million SIMs are not
       // held in memory as one result), grouped by ICCID.
-      if (PQsendQueryParams(c, q().load_inventory.c_str(), 0, nullptr, nullptr, nullptr, nullptr,
-                            0) != 1)
+      if (PQsendQueryParams(c, sql.c_str(), p.size(), nullptr, p.size() > 0 ? p.values() : nullptr,
+                            nullptr, nullptr, 0) != 1)
         throw connection_failure(message_of(c));
       PQsetSingleRowMode(c);
       constexpr int imsi_column = static_cast<int>(sim_select_count);
@@ -687,7 +711,6 @@ public:
     });
   }
 
-private:
   enum class outcome { ok, change_failed, failed, lost };
 
   conn_ptr connect(std::string& error) const {
@@ -800,7 +823,7 @@ private:
     PGconn* w = writer_.get();
     if (PQenterPipelineMode(w) != 1)
       return classify(nullptr, error);
-    std::vector<bool> expect_one; // per statement in flight
+    std::vector<const char*> expect_one; // per statement in flight: expect_one's error, or null
     outcome worst = outcome::ok;
     auto note = [&](outcome o, PGresult* r) {
       if (o > worst) {
@@ -814,7 +837,7 @@ private:
         note(outcome::lost, nullptr);
         return;
       }
-      for (bool one : expect_one) {
+      for (const char* one : expect_one) {
         result_ptr r{PQgetResult(w)};
         if (!r) {
           note(PQstatus(w) != CONNECTION_OK ? outcome::lost : outcome::failed, nullptr);
@@ -826,7 +849,7 @@ private:
           note(classify(r.get(), e), r.get());
         } else if (st == PGRES_COMMAND_OK && one && std::strcmp(PQcmdTuples(r.get()), "1") != 0) {
           note(outcome::change_failed, nullptr);
-          error = "state update for an unknown SIM";
+          error = one;
         }
         while (result_ptr extra{PQgetResult(w)}) {
         }
@@ -842,11 +865,12 @@ private:
         }
       }
     };
-    auto send = [&](const char* name, const char* text, params* p, bool one) {
+    auto send = [&](const char* name, const char* text, params* p, const char* one) {
       int n = p ? p->size() : 0;
       int rc = name
                    ? PQsendQueryPrepared(w, name, n, p ? p->values() : nullptr, nullptr, nullptr, 0)
-                   : PQsendQueryParams(w, text, 0, nullptr, nullptr, nullptr, nullptr, 0);
+                   : PQsendQueryParams(w, text, n, nullptr, n > 0 ? p->values() : nullptr, nullptr,
+                                       nullptr, 0);
       if (rc != 1) {
         note(outcome::lost, nullptr);
         return false;
@@ -856,12 +880,12 @@ private:
         drain();
       return worst == outcome::ok;
     };
-    if (send(nullptr, "BEGIN", nullptr, false))
+    if (send(nullptr, "BEGIN", nullptr, nullptr))
       for (const change* c : batch) {
         bool going = true;
         commands_of(*c, [&](command& cmd) {
           if (going)
-            going = send(cmd.name, nullptr, &cmd.p, cmd.expect_one);
+            going = send(cmd.name, cmd.text, &cmd.p, cmd.expect_one ? cmd.when_missing : nullptr);
         });
         if (!going)
           break;
@@ -891,13 +915,15 @@ private:
       commands_of(*batch[i], [&](command& cmd) {
         if (result != outcome::ok)
           return;
-        result_ptr r{PQexecPrepared(writer_.get(), cmd.name, cmd.p.size(), cmd.p.values(), nullptr,
-                                    nullptr, 0)};
+        result_ptr r{cmd.name ? PQexecPrepared(writer_.get(), cmd.name, cmd.p.size(),
+                                               cmd.p.values(), nullptr, nullptr, 0)
+                              : PQexecParams(writer_.get(), cmd.text, cmd.p.size(), nullptr,
+                                             cmd.p.values(), nullptr, nullptr, 0)};
         if (PQresultStatus(r.get()) != PGRES_COMMAND_OK)
           result = classify(r.get(), change_error);
         else if (cmd.expect_one && std::strcmp(PQcmdTuples(r.get()), "1") != 0) {
           result = outcome::change_failed;
-          change_error = "state update for an unknown SIM " + std::string(cmd.p.values()[0]);
+          change_error = std::string(cmd.when_missing) + " " + std::string(cmd.p.values()[0]);
         }
       });
       if (result == outcome::change_failed) {
@@ -990,7 +1016,7 @@ private:
 } // namespace
 
 expected<std::unique_ptr<backend>> open_postgres(const store_config& cfg, stats& counters) {
-  auto conninfo = resolve_conninfo(cfg.postgresql);
+  auto conninfo = read_conninfo(cfg.postgresql);
   if (!conninfo)
     return std::move(conninfo.error());
   auto b = std::make_unique<postgres_backend>(cfg, counters, std::move(*conninfo));
@@ -1000,3 +1026,14 @@ expected<std::unique_ptr<backend>> open_postgres(const store_config& cfg, stats&
 }
 
 } // namespace imeilock::store::detail
+
+namespace imeilock::store {
+
+std::string resolve_conninfo(const postgresql_config& cfg) {
+  auto conninfo = detail::read_conninfo(cfg);
+  if (!conninfo)
+    throw std::runtime_error(conninfo.error().message());
+  return std::move(*conninfo);
+}
+
+} // namespace imeilock::store

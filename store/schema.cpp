@@ -218,6 +218,14 @@ generated_sql::generated_sql(dialect d) {
   imsis_of_sim = "SELECT imsi FROM imsis WHERE iccid = ?1 ORDER BY imsi";
   load_inventory = "SELECT " + sim_select_columns("s.") +
                    ", i.imsi FROM sims s LEFT JOIN imsis i ON i.iccid = s.iccid ORDER BY s.iccid";
+  load_inventory_suffixes = "SELECT " + sim_select_columns("s.") +
+                            ", i.imsi FROM sims s JOIN imsis i ON i.iccid = s.iccid WHERE s.iccid "
+                            "IN (SELECT iccid FROM imsis GROUP BY iccid HAVING MIN(imsi) % 10000 "
+                            "BETWEEN ?1 AND ?2) ORDER BY s.iccid";
+  sims_by_iccid = list_sims_head + " ORDER BY iccid";
+  // The index on imsis(iccid) holds the IMSI too (SQLite: it is the rowid), so
+  // this reads the index alone, in order.
+  imsis_by_iccid = "SELECT iccid, imsi FROM imsis ORDER BY iccid, imsi";
 
   const auto order_columns = column_list(orders::order_fields);
   const auto order_values = placeholders(1, fields::count<decltype(orders::order_fields)>);
@@ -276,17 +284,42 @@ generated_sql::generated_sql(dialect d) {
   if (d == dialect::postgresql) {
     std::string upsert = upsert_order;
     upsert_order.clear(); // to_postgres refuses INSERT OR; this one is already PostgreSQL's
-    for (auto* s : {&upsert_sim,       &delete_imsis,      &insert_imsi,
-                    &update_state,     &update_activity,   &select_sim,
-                    &imsis_of_sim,     &list_sims_head,    &load_inventory,
-                    &get_order,        &orders_of_sim,     &open_orders,
-                    &insert_audit,     &list_events,       &iccid_of,
-                    &count_sims,       &max_order_id,      &insert_job,
-                    &update_job,       &insert_job_iccid,  &insert_job_order,
-                    &get_job,          &list_jobs,         &list_jobs_in_state,
-                    &max_job_id,       &job_iccids,        &job_orders_by_status,
-                    &job_placed,       &fleet_sims,        &fleet_orders,
-                    &fleet_violations, &latest_violations, &latest_bars})
+    for (auto* s : {&upsert_sim,
+                    &delete_imsis,
+                    &insert_imsi,
+                    &update_state,
+                    &update_activity,
+                    &select_sim,
+                    &imsis_of_sim,
+                    &list_sims_head,
+                    &load_inventory,
+                    &load_inventory_suffixes,
+                    &sims_by_iccid,
+                    &imsis_by_iccid,
+                    &get_order,
+                    &orders_of_sim,
+                    &open_orders,
+                    &insert_audit,
+                    &list_events,
+                    &iccid_of,
+                    &count_sims,
+                    &max_order_id,
+                    &insert_job,
+                    &update_job,
+                    &insert_job_iccid,
+                    &insert_job_order,
+                    &get_job,
+                    &list_jobs,
+                    &list_jobs_in_state,
+                    &max_job_id,
+                    &job_iccids,
+                    &job_orders_by_status,
+                    &job_placed,
+                    &fleet_sims,
+                    &fleet_orders,
+                    &fleet_violations,
+                    &latest_violations,
+                    &latest_bars})
       *s = to_postgres(*s);
     upsert_order = to_postgres(upsert);
   }

@@ -53,13 +53,17 @@ struct generated_sql {
   std::string imsis_of_sim;    ///< ?1 = iccid, ordered
   std::string list_sims_head;  ///< "SELECT <sim columns> FROM sims"
   std::string load_inventory;  ///< every SIM joined with its IMSIs (last column)
-  std::string upsert_order;    ///< ?1.. = the order fields
-  std::string get_order;       ///< ?1 = id
-  std::string orders_of_sim;   ///< ?1 = iccid, newest first
-  std::string open_orders;     ///< queued or submitted, by id
-  std::string insert_audit;    ///< ?1..?7 = iccid, at_ms, cause, before, after, imei, detail
-  std::string list_events;     ///< ?1 = iccid, ?2 = limit
-  std::string iccid_of;        ///< ?1 = imsi
+  /// load_inventory of the SIMs whose lowest IMSI ends in ?1..?2 (a cluster shard)
+  std::string load_inventory_suffixes;
+  std::string sims_by_iccid;  ///< every SIM, ordered by ICCID (no IMSIs)
+  std::string imsis_by_iccid; ///< every (iccid, imsi), ordered by ICCID then IMSI
+  std::string upsert_order;   ///< ?1.. = the order fields
+  std::string get_order;      ///< ?1 = id
+  std::string orders_of_sim;  ///< ?1 = iccid, newest first
+  std::string open_orders;    ///< queued or submitted, by id
+  std::string insert_audit;   ///< ?1..?7 = iccid, at_ms, cause, before, after, imei, detail
+  std::string list_events;    ///< ?1 = iccid, ?2 = limit
+  std::string iccid_of;       ///< ?1 = imsi
   std::string count_sims;
   std::string max_order_id;
   std::string insert_job;         ///< ?1..?12 = bind_job's columns

@@ -456,30 +456,62 @@ public:
 
   void load_inventory(const std::function<void(const inventory_row&)>& fn) override {
     with_reader([&](connection& c) {
-      // One pass over sims joined with their IMSIs, grouped by ICCID.
-      statement s{c.get(), q().load_inventory.c_str(), false};
-      constexpr int imsi_column = static_cast<int>(sim_select_count);
+      // Two scans in ICCID order merged here: the sims table (clustered by
+      // ICCID) and the index of imsis by ICCID (which holds the IMSI). A join
+      // would descend the index once per SIM: a third of the load's CPU at
+      // 10 M SIMs. Both sides compare ICCIDs bytewise (SQLite's BINARY
+      // collation, std::string_view's order).
+      statement sims{c.get(), q().sims_by_iccid.c_str(), false};
+      statement imsis{c.get(), q().imsis_by_iccid.c_str(), false};
+      bool imsi_ready = imsis.step();
       lock::sim_record sim;
-      bool have = false;
-      auto emit = [&] {
-        if (have)
-          fn(inventory_row{sim.iccid, sim.network, sim.imsis, sim.state, sim.activity});
-      };
-      while (s.step()) {
-        auto id = s.text(0);
-        if (!have || id != sim.iccid) {
-          emit();
-          sim = read_sim(s);
-          have = true;
+      while (sims.step()) {
+        sim = read_sim(sims);
+        const std::string_view id = sim.iccid;
+        // IMSIs of no SIM (a hand-edited store) sort before the next SIM's: skipped.
+        while (imsi_ready && imsis.text(0) < id)
+          imsi_ready = imsis.step();
+        while (imsi_ready && imsis.text(0) == id) {
+          sim.imsis.push_back(static_cast<std::uint64_t>(imsis.i64(1)));
+          imsi_ready = imsis.step();
         }
-        if (!s.is_null(imsi_column))
-          sim.imsis.push_back(static_cast<std::uint64_t>(s.i64(imsi_column)));
+        fn(inventory_row{sim.iccid, sim.network, sim.imsis, sim.state, sim.activity});
       }
-      emit();
+    });
+  }
+
+  void load_inventory_suffixes(std::uint32_t first, std::uint32_t last,
+                               const std::function<void(const inventory_row&)>& fn) override {
+    with_reader([&](connection& c) {
+      statement s{c.get(), q().load_inventory_suffixes.c_str(), false};
+      s.bind(1, static_cast<std::int64_t>(first)).bind(2, static_cast<std::int64_t>(last));
+      read_inventory(s, fn);
     });
   }
 
 private:
+  /// One pass over sims joined with their IMSIs, grouped by ICCID.
+  static void read_inventory(statement& s, const std::function<void(const inventory_row&)>& fn) {
+    constexpr int imsi_column = static_cast<int>(sim_select_count);
+    lock::sim_record sim;
+    bool have = false;
+    auto emit = [&] {
+      if (have)
+        fn(inventory_row{sim.iccid, sim.network, sim.imsis, sim.state, sim.activity});
+    };
+    while (s.step()) {
+      auto id = s.text(0);
+      if (!have || id != sim.iccid) {
+        emit();
+        sim = read_sim(s);
+        have = true;
+      }
+      if (!s.is_null(imsi_column))
+        sim.imsis.push_back(static_cast<std::uint64_t>(s.i64(imsi_column)));
+    }
+    emit();
+  }
+
   expected<void> migrate() {
     int version = 0;
     try {
@@ -657,6 +689,8 @@ private:
       reset_guard g{st};
       st.bind(1, i64(l.job_id)).bind(2, l.iccid).bind(3, i64(l.order_id)).run();
     }
+    if (!c.inbox_done.empty()) // a cluster node's change: cluster.enabled requires PostgreSQL
+      throw sqlite_error(SQLITE_NOTFOUND, "a handoff inbox entry in a change to a SQLite store");
   }
 
   struct reader {

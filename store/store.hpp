@@ -194,10 +194,20 @@ struct change {
   std::vector<job_record> job_updates;     ///< progress of existing jobs (all but spec, created_at)
   std::vector<job_order_link>
       job_orders; ///< inserted; a second link for a job and SIM fails the change
+  /// The shard lease this change was made under (more than one node, DESIGN
+  /// §6): the fence (set_fence) checks it inside the committing transaction.
+  /// shard -1: no claim (one node).
+  std::int64_t shard = -1;
+  std::int64_t epoch = 0; ///< the lease's epoch (fencing token) when shard >= 0
+  /// More than one node: the handoff inbox entries (cluster_inbox ids,
+  /// cluster/inbox.hpp) this change applies, deleted in its transaction.
+  /// Each must still be there, else the change fails (it was applied
+  /// already: never twice). PostgreSQL only (SQLite fails the change).
+  std::vector<std::int64_t> inbox_done;
   bool empty() const {
     return sims.empty() && states.empty() && orders.empty() && audits.empty() &&
            activities.empty() && new_jobs.empty() && job_iccids.empty() && job_updates.empty() &&
-           job_orders.empty();
+           job_orders.empty() && inbox_done.empty();
   }
 };
 
@@ -227,6 +237,12 @@ struct postgresql_config {
   /// refused when readable by everyone.
   std::string conninfo_file;
 };
+
+/// The libpq connection string of `cfg` (conninfo, or conninfo_file read
+/// now); throws std::runtime_error naming the file when it cannot be read or
+/// is readable by everyone. The lease manager of a cluster node connects
+/// with it too.
+std::string resolve_conninfo(const postgresql_config& cfg);
 
 /// Store settings (the `store` part of sim_layer_config).
 struct store_config {
@@ -354,6 +370,12 @@ public:
   std::vector<orders::order> open_orders();
   /// Calls `fn` for every SIM (startup: build the compact inventory).
   void load_inventory(const std::function<void(const inventory_row&)>& fn);
+  /// Calls `fn` for every SIM whose lowest IMSI ends in `first`..`last` (its
+  /// last four digits, inclusive: the SIMs of one cluster shard,
+  /// cluster::suffix_range), with all its IMSIs. SIMs without an IMSI are in
+  /// no shard.
+  void load_inventory_suffixes(std::uint32_t first, std::uint32_t last,
+                               const std::function<void(const inventory_row&)>& fn);
   /// Number of SIMs in the database.
   std::uint64_t count_sims();
   /// Number of SIMs matching `filter`.

@@ -1002,8 +1002,9 @@ std::shared_ptr<connection> server_impl::cer_wait_victim(const asio::ip::address
 void server_impl::on_ack(const std::shared_ptr<pending_request>& p, actors::ack a) {
   in_flight.erase(p->record);
   in_flight.erase(p->e2e);
-  const std::uint32_t rc =
-      (a == actors::ack::ok || a == actors::ack::unknown_sim) ? result::success : result::too_busy;
+  const std::uint32_t rc = (a == actors::ack::ok || a == actors::ack::unknown_sim) ? result::success
+                           : a == actors::ack::not_owner ? result::unable_to_deliver
+                                                         : result::too_busy;
   auto answer = std::make_shared<std::vector<std::uint8_t>>();
   build_charging_answer(*answer, p->ctx, self, rc);
   if (rc == result::success) {

@@ -12,6 +12,9 @@
 // Answers by SIM layer outcome (RFC 6733 §7.1):
 //   ok, unknown_sim            -> 2001 DIAMETER_SUCCESS
 //   overloaded                 -> 3004 DIAMETER_TOO_BUSY, E bit
+//   not_owner                  -> 3002 DIAMETER_UNABLE_TO_DELIVER, E bit: another
+//      node serves the SIM's shard (more than one node, docs/cluster.md); the
+//      routing agent sends the request to an alternate peer
 //   store_failed, shutting_down-> 3004 DIAMETER_TOO_BUSY, E bit: nothing was
 //      made durable, and 3004 tells the client at once to send the record to
 //      an alternate peer (RFC 6733 §7.1.3) instead of waiting for its Tx

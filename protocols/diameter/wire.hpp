@@ -106,6 +106,7 @@ inline constexpr std::uint32_t software_version = 1403;     ///< vendor 10415
 namespace result {
 inline constexpr std::uint32_t success = 2001;
 inline constexpr std::uint32_t command_unsupported = 3001;
+inline constexpr std::uint32_t unable_to_deliver = 3002;
 inline constexpr std::uint32_t too_busy = 3004;
 inline constexpr std::uint32_t application_unsupported = 3007;
 inline constexpr std::uint32_t invalid_hdr_bits = 3008;

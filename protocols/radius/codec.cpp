@@ -37,6 +37,8 @@ std::string_view to_string(discard_reason r) {
       return "not_durable";
     case discard_reason::shutting_down:
       return "shutting_down";
+    case discard_reason::not_owner:
+      return "not_owner";
   }
   return "unknown";
 }

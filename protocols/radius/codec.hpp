@@ -96,8 +96,9 @@ enum class discard_reason : std::uint8_t {
   overloaded,                ///< the SIM layer shed it: no answer, the NAS retries
   not_durable,               ///< the SIM layer could not commit: no answer
   shutting_down,             ///< arrived or finished while stopping
+  not_owner,                 ///< more than one node: the SIM's shard is served by another node
 };
-inline constexpr std::size_t discard_reason_count = 15;
+inline constexpr std::size_t discard_reason_count = 16;
 std::string_view to_string(discard_reason r);
 
 struct parse_result;

@@ -130,7 +130,7 @@ struct metrics {
   prometheus::Counter& resent;
   prometheus::Counter& in_progress;
   prometheus::Counter& no_imsi;
-  std::array<prometheus::Counter*, 5> acks{};
+  std::array<prometheus::Counter*, 6> acks{};
   prometheus::Histogram& latency;
   std::mutex clients_mutex;
   std::map<std::string, std::unique_ptr<client_metrics>> clients;
@@ -174,7 +174,8 @@ struct metrics {
     for (std::size_t i = 0; i < discard_reason_count; ++i)
       discard[i] =
           &discards.Add({{"reason", std::string{to_string(static_cast<discard_reason>(i))}}});
-    const char* ack_names[] = {"ok", "unknown_sim", "overloaded", "store_failed", "shutting_down"};
+    const char* ack_names[] = {"ok",           "unknown_sim",   "overloaded",
+                               "store_failed", "shutting_down", "not_owner"};
     for (std::size_t i = 0; i < acks.size(); ++i)
       acks[i] = &observations.Add({{"ack", ack_names[i]}});
   }
@@ -535,6 +536,7 @@ struct worker : std::enable_shared_from_this<worker> {
       cache.forget(ctx.key, ctx.seq);
       const discard_reason r = a == actors::ack::overloaded     ? discard_reason::overloaded
                                : a == actors::ack::store_failed ? discard_reason::not_durable
+                               : a == actors::ack::not_owner    ? discard_reason::not_owner
                                                                 : discard_reason::shutting_down;
       discard(r, ctx.from);
     }

@@ -377,3 +377,127 @@ TEST_CASE("inbox: an enqueue that fails leaves nothing and the connection usable
   CHECK(test::pg_query(conninfo, "SELECT sim_key FROM cluster_inbox WHERE shard = 2").at(0).at(0) ==
         "a\"b\\c{d},e");
 }
+
+TEST_CASE(
+    "inbox sender: each post answered once its batch committed (unknown SIMs and store "
+    "errors too), a SIM's in post order, and a dispatch consumer hands a shard's entries over "
+    "and reads them again only once settled") {
+  IMEILOCK_REQUIRE_POSTGRES(pg);
+  auto conninfo = fresh_cluster_db(pg);
+  // The store's view: IMSIs ending 9 are unknown, ending 8 cannot be read;
+  // the others belong to one of three SIMs, SIM k in shard k.
+  cluster::inbox_sender sender{
+      {.node_id = "b", .max_batch = 8},
+      conninfo,
+      [](std::uint64_t imsi) -> expected<std::optional<cluster::inbox_sender::target>> {
+        if (imsi % 10 == 9)
+          return std::optional<cluster::inbox_sender::target>{};
+        if (imsi % 10 == 8)
+          return error{cluster::ec::database, "the store cannot be read"};
+        auto k = static_cast<std::uint32_t>(imsi % 3);
+        return std::optional<cluster::inbox_sender::target>{
+            cluster::inbox_sender::target{"sim-" + std::to_string(k), k}};
+      }};
+  using outcome = cluster::inbox_sender::outcome;
+  std::mutex m;
+  std::map<std::uint64_t, std::pair<outcome, std::uint32_t>> answers; // dedupe key -> answer
+  sender.start();
+  constexpr std::uint64_t posts = 60;
+  std::uint64_t want_enqueued = 0;
+  for (std::uint64_t i = 1; i <= posts; ++i) {
+    cluster::observation o;
+    o.imsi = 234150000000000 + i;
+    o.dedupe_key = i;
+    o.at_ms = static_cast<std::int64_t>(i);
+    if (i % 10 != 9 && i % 10 != 8)
+      ++want_enqueued;
+    REQUIRE(sender.post(o, [&, i](outcome out, std::uint32_t shard) {
+      std::lock_guard g{m};
+      CHECK(answers.emplace(i, std::pair{out, shard}).second); // once
+    }));
+  }
+  REQUIRE(eventually([&] {
+    std::lock_guard g{m};
+    return answers.size() == posts;
+  }));
+  std::size_t enqueued = 0;
+  for (const auto& [key, a] : answers) {
+    INFO("post " << key);
+    auto [out, shard] = a;
+    if (key % 10 == 9)
+      CHECK(out == outcome::unknown_sim);
+    else if (key % 10 == 8)
+      CHECK(out == outcome::failed);
+    else {
+      CHECK(out == outcome::enqueued);
+      CHECK(shard == (234150000000000 + key) % 3);
+      ++enqueued;
+    }
+  }
+  CHECK(enqueued == want_enqueued);
+  CHECK(static_cast<std::uint64_t>(count(conninfo, "SELECT count(*) FROM cluster_inbox")) ==
+        want_enqueued);
+  CHECK(sender.stats().enqueued.load() == want_enqueued);
+
+  // The owner: entries handed over, deleted by "the writer" (here the test's
+  // own connection), settled. The first batch of shard 0 is settled as not
+  // applied (nothing deleted): it must come again, the same entries.
+  auto writer = test::connect(conninfo);
+  std::mutex dm;
+  std::map<std::uint32_t, std::vector<std::int64_t>> delivered; // shard -> ids, in order
+  std::map<std::string, std::vector<std::uint64_t>> per_sim;    // applied dedupe keys
+  std::vector<std::int64_t> refused_once;
+  std::atomic<int> dispatches{0};
+  std::atomic<bool> in_flight{false};
+  cluster::inbox_consumer owner{
+      {.node_id = "a", .sweep_interval = 200ms, .max_batch = 5, .retry_after = 50ms},
+      conninfo,
+      {.owned =
+           [] {
+             return std::vector<shard_epoch>{{0, 1}, {1, 1}, {2, 1}};
+           },
+       .apply = nullptr,
+       .dispatch =
+           [&](std::uint32_t shard, std::vector<cluster::inbox_entry> entries,
+               std::function<void(bool)> settled) {
+             CHECK_FALSE(in_flight.exchange(true)); // one batch at a time
+             dispatches.fetch_add(1);
+             std::lock_guard g{dm};
+             std::vector<std::int64_t> ids;
+             for (const auto& e : entries)
+               ids.push_back(e.id);
+             if (shard == 0 && refused_once.empty()) {
+               refused_once = ids;
+               in_flight.store(false);
+               settled(false);
+               return;
+             }
+             if (shard == 0 && delivered[0].empty())
+               CHECK(ids == refused_once); // delivered again, the same
+             for (const auto& e : entries) {
+               delivered[shard].push_back(e.id);
+               per_sim[e.sim_key].push_back(e.obs.dedupe_key);
+               test::exec(writer.get(),
+                          "DELETE FROM cluster_inbox WHERE id = " + std::to_string(e.id));
+             }
+             in_flight.store(false);
+             std::thread{[settled = std::move(settled)] { settled(true); }}.detach();
+           }}};
+  owner.start();
+  REQUIRE(eventually([&] { return count(conninfo, "SELECT count(*) FROM cluster_inbox") == 0; }));
+  owner.stop();
+  std::lock_guard g{dm};
+  std::size_t total = 0;
+  for (auto& [shard, ids] : delivered) {
+    CHECK(std::is_sorted(ids.begin(), ids.end()));
+    total += ids.size();
+  }
+  CHECK(total == want_enqueued);
+  for (auto& [sim, keys] : per_sim) {
+    INFO(sim);
+    CHECK(std::is_sorted(keys.begin(), keys.end())); // post order
+  }
+  CHECK(owner.stats().failed.load() >= 1);
+  CHECK(owner.stats().consumed.load() == want_enqueued);
+  sender.stop();
+}

@@ -477,3 +477,26 @@ TEST_CASE("reconfigure: new rate and limits apply to open orders from now on", "
   CHECK(ids_of(b, kind::send).size() == 3);
   CHECK(s.stats("net").tokens == Approx(0.0));
 }
+
+TEST_CASE("forget_if: orders handed to another node leave every queue and free their slots",
+          "[orders][cluster]") {
+  // In-flight window of 2: order 1 submitted, 2 sending, 3 and 4 queued.
+  scheduler s{one_network(100.0, 100, 2), 1};
+  for (std::uint64_t id = 1; id <= 4; ++id)
+    REQUIRE(s.add(make_order(id), t0) == ec::ok);
+  auto sends = ids_of(s.poll(t0), kind::send);
+  REQUIRE(sends == std::vector<std::uint64_t>{1, 2});
+  REQUIRE(s.on_submitted(1, t0));
+  CHECK(s.forget_if([](const order& o) { return o.id != 4; }) == 3);
+  CHECK(s.size() == 1);
+  CHECK(s.find(1) == nullptr);
+  CHECK_FALSE(s.on_submitted(2, t0 + 1)); // a late backend answer is stale
+  // Both in-flight slots are free again: order 4 goes out at once, and no
+  // completion comes for the forgotten order 1.
+  auto next = s.poll(t0 + 10);
+  CHECK(ids_of(next, kind::send) == std::vector<std::uint64_t>{4});
+  REQUIRE(s.on_submitted(4, t0 + 10));
+  CHECK(ids_of(s.poll(t0 + 5'000), kind::completed).empty());
+  CHECK(ids_of(s.poll(t0 + 5'010), kind::completed) == std::vector<std::uint64_t>{4});
+  CHECK(s.forget_if([](const order&) { return true; }) == 0);
+}

@@ -736,16 +736,51 @@ STORE_TEST("the inventory loader hands out every SIM with all its IMSIs") {
   REQUIRE(commit(db, sims_change({sim("8944000000000000001", {234150000000001, 234150000000002}),
                                   sim("8944000000000000002", {234150000000003}),
                                   sim("8944000000000000003", {})})));
-  std::vector<std::pair<std::string, std::size_t>> rows;
+  // IMSI rows of no SIM (a hand-edited store) before, between and after the
+  // SIMs' ICCIDs: the loader skips them.
+  fx.query("INSERT INTO imsis (imsi, iccid) VALUES (234150000000900, '8944000000000000000'), "
+           "(234150000000901, '89440000000000000015'), (234150000000902, '9')");
+  std::vector<std::pair<std::string, std::vector<std::uint64_t>>> rows;
   db.load_inventory([&](const store::inventory_row& r) {
-    rows.emplace_back(std::string(r.iccid), r.imsis.size());
+    rows.emplace_back(std::string(r.iccid),
+                      std::vector<std::uint64_t>(r.imsis.begin(), r.imsis.end()));
     CHECK(r.network == "multinet");
     CHECK(r.state.status == lock::sim_status::active);
   });
   REQUIRE(rows.size() == 3);
-  CHECK(rows[0].second == 2);
-  CHECK(rows[1].second == 1);
-  CHECK(rows[2].second == 0);
+  CHECK(rows[0].first == "8944000000000000001");
+  CHECK(rows[0].second == std::vector<std::uint64_t>{234150000000001, 234150000000002});
+  CHECK(rows[1].first == "8944000000000000002");
+  CHECK(rows[1].second == std::vector<std::uint64_t>{234150000000003});
+  CHECK(rows[2].first == "8944000000000000003");
+  CHECK(rows[2].second.empty());
+}
+
+STORE_TEST("the shard loader hands out the SIMs whose lowest IMSI ends in the range, with all "
+           "their IMSIs") {
+  TestType fx;
+  REQUIRE_BACKEND(fx);
+  auto opened = open_store(fx.config());
+  auto& db = *opened;
+  // Lowest IMSI ...0499 (in 0000..2499) although its other one ends in 7000;
+  // lowest ...2500 (not in it) although its other one ends in 0001.
+  REQUIRE(commit(db, sims_change({sim("8944000000000000001", {234150000000499, 234150000017000}),
+                                  sim("8944000000000000002", {234150000012500, 234150000020001}),
+                                  sim("8944000000000000003", {234150000000000}),
+                                  sim("8944000000000000004", {234150000009999}),
+                                  sim("8944000000000000005", {})})));
+  auto load = [&](std::uint32_t first, std::uint32_t last) {
+    std::vector<std::pair<std::string, std::size_t>> rows;
+    db.load_inventory_suffixes(first, last, [&](const store::inventory_row& r) {
+      rows.emplace_back(std::string(r.iccid), r.imsis.size());
+    });
+    return rows;
+  };
+  using rows_t = std::vector<std::pair<std::string, std::size_t>>;
+  CHECK(load(0, 2499) == rows_t{{"8944000000000000001", 2}, {"8944000000000000003", 1}});
+  CHECK(load(2500, 4999) == rows_t{{"8944000000000000002", 2}});
+  CHECK(load(5000, 7499).empty());
+  CHECK(load(7500, 9999) == rows_t{{"8944000000000000004", 1}});
 }
 
 STORE_TEST("an IMSI belongs to one SIM: a change that steals it fails alone") {
