@@ -381,7 +381,10 @@ public:
   virtual void fleet(std::function<void(fleet_info)> done) = 0;
   /// The cluster (GET /v1/cluster); enabled false on one node. Throws
   /// imeilock::unavailable_error when the database cannot be read (503).
-  virtual void get_cluster(std::function<void(cluster_info)> done) { done({}); }
+  virtual void get_cluster(std::function<void(cluster_info)> done) {
+    auto answer = std::move(done); // taken by value like every override's
+    answer({});
+  }
 };
 
 /// Something happened to a SIM (lock::notify effects, order outcomes).

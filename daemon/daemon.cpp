@@ -380,8 +380,8 @@ struct daemon::impl {
                         [held, node = cfg.cluster.node_id, shards = cfg.cluster.shards] {
                           return describe_cluster(*held, node, shards);
                         },
-                        [this](actors::observation obs, actors::ack_fn done) {
-                          hand_off(std::move(obs), std::move(done));
+                        [this](const actors::observation& obs, actors::ack_fn done) {
+                          hand_off(obs, std::move(done));
                         },
                         [this](std::uint32_t) { handoff_in->poke(); }});
     layer->db().set_fence([held,
@@ -469,7 +469,7 @@ struct daemon::impl {
 
   /// An observation of a SIM whose shard this node does not serve: enqueued
   /// for the owner, acknowledged once that committed.
-  void hand_off(actors::observation obs, actors::ack_fn done) {
+  void hand_off(const actors::observation& obs, actors::ack_fn done) {
     using outcome = cluster::inbox_sender::outcome;
     auto shared = std::make_shared<actors::ack_fn>(std::move(done));
     bool queued = handoff_out->post(to_handoff(obs), [this, shared](outcome o,
