@@ -488,7 +488,8 @@ void sim_layer::start() {
     guarded(fault_site::store_read, [&] { resume.open = d.db->open_orders(); });
   caf::anon_send(ctx.orders, std::move(resume));
   d.running = true;
-  d.jobs->start();
+  if (d.jobs)
+    d.jobs->start();
   if (d.clustered())
     d.cl.loader = std::thread([&d] { d.loader_run(); });
   auto ms =
@@ -508,7 +509,8 @@ void sim_layer::stop() {
     d.stopped = true;
   }
   // First: a running job finishes the orders in hand while the layer still answers.
-  d.jobs->stop();
+  if (d.jobs)
+    d.jobs->stop();
   bool was_running = d.running.exchange(false);
   d.stop_loader();
   if (!was_running)
@@ -878,11 +880,12 @@ void sim_layer::fleet(std::function<void(fleet_info)> done) {
   };
   events(counts.latest_violations, out.latest_violations);
   events(counts.latest_bars, out.latest_bars);
-  d.jobs->list_jobs(true, 20, [&](std::vector<job_info> jobs) {
-    // list_jobs is newest first: the oldest runs first.
-    out.running_jobs.assign(std::make_move_iterator(jobs.rbegin()),
-                            std::make_move_iterator(jobs.rend()));
-  });
+  if (d.jobs)
+    d.jobs->list_jobs(true, 20, [&](std::vector<job_info> jobs) {
+      // list_jobs is newest first: the oldest runs first.
+      out.running_jobs.assign(std::make_move_iterator(jobs.rbegin()),
+                              std::make_move_iterator(jobs.rend()));
+    });
   done(std::move(out));
 }
 
@@ -891,6 +894,10 @@ void sim_layer::set_cluster(cluster_view view) {
   IMEILOCK_ASSERT(view.shards > 0 && view.epoch_of, "set_cluster without shards or leases");
   IMEILOCK_ASSERT(!d.running.load(), "set_cluster after start()");
   d.cl.shards = view.shards;
+  // Bulk jobs run on one node only: every node of a cluster would resume the
+  // same jobs from the shared store, and a job's orders for SIMs of another
+  // node's shards would be refused (docs/cluster.md, "What comes next").
+  d.jobs.reset();
   d.cl.epoch_of = std::move(view.epoch_of);
   d.cl.describe = std::move(view.describe);
   d.cl.serving = std::make_unique<std::atomic<std::int64_t>[]>(view.shards);

@@ -177,7 +177,8 @@ public:
                    std::function<void(std::vector<orders::order>)> done) override;
   void list_events(std::string iccid, std::size_t limit,
                    std::function<void(std::vector<event_info>)> done) override;
-  /// The bulk jobs (actors/jobs.hpp): started by start(), stopped first by stop().
+  /// The bulk jobs (actors/jobs.hpp): started by start(), stopped first by
+  /// stop(); null on a cluster node (set_cluster: jobs run on one node only).
   job_service* jobs() override;
   void fleet(std::function<void(fleet_info)> done) override;
   void get_cluster(std::function<void(cluster_info)> done) override;

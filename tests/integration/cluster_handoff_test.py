@@ -180,6 +180,9 @@ def main():
         leases = {int(s): o for s, o in server.query(
             "imeilock", "SELECT shard, owner FROM cluster_leases")}
         assert leases == {0: "node-a", 1: "node-a", 2: "node-b", 3: "node-b"}, leases
+        # Bulk jobs run on one node only (docs/cluster.md): a cluster node refuses them.
+        st, body = nodes["node-a"].api("POST", "/v1/orders:bulk", {"type": "bar", "filter": {}})
+        assert st == 503 and body.get("error", {}).get("code") == "jobs_unavailable", (st, body)
 
         wrong = {"count": 0, "total": 0}
         answered_at = []
