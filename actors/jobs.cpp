@@ -192,6 +192,8 @@ std::string job_runner::encode_spec(const order_request& order, const sim_filter
     j["unbar_mode"] = lock::to_string(order.mode);
   if (order.type == lock::order_type::activate)
     j["enable_imei_lock"] = order.with_lock;
+  if (order.scope != lock::lock_scope::imei)
+    j["lock_scope"] = lock::to_string(order.scope);
   if (by_list)
     j["by_list"] = true;
   else
@@ -215,6 +217,9 @@ std::optional<job_info> job_runner::decode_spec(const std::string& spec) {
       return std::nullopt;
     out.order.with_lock = it->get<bool>();
   }
+  if (auto it = j.find("lock_scope"); it != j.end())
+    if (!it->is_string() || !lock::parse(it->get<std::string>(), out.order.scope))
+      return std::nullopt;
   out.by_list = j.value("by_list", false);
   if (!out.by_list && !read_filter(j.value("filter", json::object()), out.filter))
     return std::nullopt;

@@ -221,6 +221,10 @@ json job_json(const actors::job_info& job) {
                          : json(lock::to_string(job.order.mode))},
       {"enable_imei_lock",
        job.order.type == lock::order_type::activate ? json(job.order.with_lock) : json(nullptr)},
+      {"lock_scope", job.order.type == lock::order_type::enable_imei_lock ||
+                             (job.order.type == lock::order_type::activate && job.order.with_lock)
+                         ? json(lock::to_string(job.order.scope))
+                         : json(nullptr)},
       {"selector", std::move(selector)},
       {"total", job.total},
       {"processed", job.processed},

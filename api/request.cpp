@@ -395,50 +395,14 @@ expected<actors::sim_upsert> read_sim_upsert(const request& req, const std::stri
   return up;
 }
 
-expected<actors::order_request> read_order(const request& req) {
-  body_reader body{req};
-  body.only({"type", "unbar_mode", "enable_imei_lock", "lock_scope"});
-  auto type = body.string("type", true);
-  auto mode = body.string("unbar_mode", false);
-  auto with_lock = body.boolean("enable_imei_lock");
-  auto scope = body.string("lock_scope", false);
-  actors::order_request out;
-  if (type && (!lock::parse(*type, out.type) || out.type == lock::order_type::none))
-    body.invalid("type must be one of enable_imei_lock, disable_imei_lock, bar, unbar, "
-                 "activate; not \"" +
-                 *type + "\"");
-  if (mode) {
-    if (out.type != lock::order_type::unbar)
-      body.invalid("unbar_mode applies only to unbar orders");
-    else if (!lock::parse(*mode, out.mode) || out.mode == lock::unbar_mode::none)
-      body.invalid("unbar_mode must be keep_lock or update_to_last_seen, not \"" + *mode + "\"");
-  }
-  if (with_lock) {
-    if (out.type != lock::order_type::activate)
-      body.invalid("enable_imei_lock applies only to activate orders");
-    out.with_lock = *with_lock;
-  }
-  if (scope) {
-    if (out.type != lock::order_type::enable_imei_lock &&
-        !(out.type == lock::order_type::activate && out.with_lock))
-      body.invalid("lock_scope applies only to enable_imei_lock and to activate with "
-                   "enable_imei_lock");
-    else if (!lock::parse(*scope, out.scope))
-      body.invalid("lock_scope must be imei or device_model, not \"" + *scope + "\"");
-  }
-  if (const auto& problem = body.failure())
-    return *problem;
-  return out;
-}
-
 namespace {
 
-/// The order of a bulk request from its fields (JSON body or CSV query): the
-/// same checks as read_order's.
-void check_bulk_order(const std::optional<std::string>& type,
-                      const std::optional<std::string>& mode, std::optional<bool> with_lock,
-                      actors::order_request& out,
-                      const std::function<void(const std::string&)>& invalid) {
+/// An order's fields (a JSON body, or a CSV bulk order's query) into `out`;
+/// `invalid` is told each problem. One set of checks for single and bulk orders.
+void check_order(const std::optional<std::string>& type, const std::optional<std::string>& mode,
+                 std::optional<bool> with_lock, const std::optional<std::string>& scope,
+                 actors::order_request& out,
+                 const std::function<void(const std::string&)>& invalid) {
   if (type && (!lock::parse(*type, out.type) || out.type == lock::order_type::none))
     invalid("type must be one of enable_imei_lock, disable_imei_lock, bar, unbar, activate; "
             "not \"" +
@@ -454,7 +418,33 @@ void check_bulk_order(const std::optional<std::string>& type,
       invalid("enable_imei_lock applies only to activate orders");
     out.with_lock = *with_lock;
   }
+  if (scope) {
+    if (out.type != lock::order_type::enable_imei_lock &&
+        !(out.type == lock::order_type::activate && out.with_lock))
+      invalid("lock_scope applies only to enable_imei_lock and to activate with "
+              "enable_imei_lock");
+    else if (!lock::parse(*scope, out.scope))
+      invalid("lock_scope must be imei or device_model, not \"" + *scope + "\"");
+  }
 }
+
+} // namespace
+
+expected<actors::order_request> read_order(const request& req) {
+  body_reader body{req};
+  body.only({"type", "unbar_mode", "enable_imei_lock", "lock_scope"});
+  auto type = body.string("type", true);
+  auto mode = body.string("unbar_mode", false);
+  auto with_lock = body.boolean("enable_imei_lock");
+  auto scope = body.string("lock_scope", false);
+  actors::order_request out;
+  check_order(type, mode, with_lock, scope, out, [&](const std::string& m) { body.invalid(m); });
+  if (const auto& problem = body.failure())
+    return *problem;
+  return out;
+}
+
+namespace {
 
 /// The ICCID column of a CSV body ("iccid" in the header line; other columns
 /// are ignored, so a sims:import file will do). ec::invalid_value naming the
@@ -517,10 +507,10 @@ expected<bulk_request> read_bulk(const request& req, const query_map& query) {
   };
   if (media_type(req.content_type) == "text/csv") {
     for (const auto& [key, value] : query)
-      if (key != "type" && key != "unbar_mode" && key != "enable_imei_lock")
+      if (key != "type" && key != "unbar_mode" && key != "enable_imei_lock" && key != "lock_scope")
         return error{ec::bad_parameter, "unknown query parameter \"" + key +
                                             "\": a CSV bulk order takes type, unbar_mode, "
-                                            "enable_imei_lock"};
+                                            "enable_imei_lock, lock_scope"};
     auto type = query_value(query, "type");
     if (!type)
       return error{ec::bad_parameter, "a CSV bulk order names its order in the query: "
@@ -531,7 +521,8 @@ expected<bulk_request> read_bulk(const request& req, const query_map& query) {
         return error{ec::bad_parameter, "enable_imei_lock must be true or false"};
       with_lock = *v == "true";
     }
-    check_bulk_order(type, query_value(query, "unbar_mode"), with_lock, out.order, invalid);
+    check_order(type, query_value(query, "unbar_mode"), with_lock, query_value(query, "lock_scope"),
+                out.order, invalid);
     if (problem)
       return *problem;
     auto iccids = csv_iccids(req.body, max_bulk_iccids);
@@ -546,15 +537,16 @@ expected<bulk_request> read_bulk(const request& req, const query_map& query) {
     return error{ec::bad_parameter, "unknown query parameter \"" + query.front().first +
                                         "\": a JSON bulk order takes its fields in the body"};
   body_reader body{req};
-  body.only({"type", "unbar_mode", "enable_imei_lock", "iccids", "filter"});
+  body.only({"type", "unbar_mode", "enable_imei_lock", "lock_scope", "iccids", "filter"});
   auto type = body.string("type", true);
   auto mode = body.string("unbar_mode", false);
   auto with_lock = body.boolean("enable_imei_lock");
+  auto scope = body.string("lock_scope", false);
   auto iccids = body.strings("iccids", false);
   auto filter = body.object("filter");
   if (const auto& p = body.failure())
     return *p;
-  check_bulk_order(type, mode, with_lock, out.order, invalid);
+  check_order(type, mode, with_lock, scope, out.order, invalid);
   if (iccids.has_value() == filter.has_value())
     invalid("give exactly one of iccids (a list) or filter (an object; {} selects every SIM)");
   if (iccids) {

@@ -46,16 +46,20 @@ Commands:
                                       IMSIs separated by ';'); FILE may be - for stdin
   sims put ICCID --imsi IMSI [--imsi IMSI...] --network N --status active|inactive [--msisdn M]
                                       create or update one SIM
-  order enable ICCID                  Enable IMEI Locking
+  order enable ICCID [--lock-scope imei|device_model]
+                                      Enable IMEI Locking (device_model: any device of the
+                                      model the lock is set to, R16; default imei)
   order disable ICCID                 Disable IMEI Locking
   order bar ICCID                     bar the SIM (manual)
   order unbar ICCID [--keep-lock | --update-to-last-seen]
                                       unbar; an IMEI-lock bar needs one of the two options
-  order activate ICCID [--lock]       activate, optionally with Enable IMEI Locking
+  order activate ICCID [--lock [--lock-scope S]]
+                                      activate, optionally with Enable IMEI Locking
   orders get ID                       one order
   orders list ICCID                   the SIM's orders, newest first
   events ICCID [--limit N]            the SIM's audit log, newest first
-  bulk enable|disable|bar|unbar|activate SELECTOR [--keep-lock | --update-to-last-seen] [--lock] [--watch]
+  bulk enable|disable|bar|unbar|activate SELECTOR [--keep-lock | --update-to-last-seen] [--lock]
+                                      [--lock-scope S] [--watch]
                                       one order for many SIMs, as a job (placed one SIM at a time
                                       through the same rules and rate limits as single orders).
                                       SELECTOR: --iccid ICCID [--iccid ...] | --file CSV (an iccid
@@ -459,6 +463,8 @@ private:
     } else {
       usage_fail("unknown order: " + kind + " (enable, disable, bar, unbar, activate)");
     }
+    if (flag("lock-scope"))
+      body["lock_scope"] = value("lock-scope"); // the API checks it and says why
     return body;
   }
 
@@ -504,6 +510,8 @@ private:
         query += "&unbar_mode=" + body["unbar_mode"].get<std::string>();
       if (body.contains("enable_imei_lock"))
         query += "&enable_imei_lock=true";
+      if (body.contains("lock_scope"))
+        query += "&lock_scope=" + body["lock_scope"].get<std::string>();
       j = call("POST", "/v1/orders:bulk" + query, code, csv, "text/csv");
     } else {
       if (by_list)
@@ -650,8 +658,8 @@ options parse_args(int argc, char** argv) {
     o.token = tok;
   // Flags that take a value; the others are switches.
   static const std::vector<std::string> with_value{
-      "url",    "token-file", "timeout", "lock-state", "bar-state", "network", "limit",
-      "cursor", "imsi",       "msisdn",  "status",     "iccid",     "file",    "alerted"};
+      "url",  "token-file", "timeout", "lock-state", "bar-state", "network", "limit",     "cursor",
+      "imsi", "msisdn",     "status",  "iccid",      "file",      "alerted", "lock-scope"};
   static const std::vector<std::string> switches{
       "json", "all", "keep-lock", "update-to-last-seen", "lock", "watch", "every", "running"};
   for (int i = 1; i < argc; ++i) {

@@ -283,6 +283,16 @@ TEST_CASE("a job's spec reads back as written, a hand-edited one reads as none",
   CHECK(back->filter.alerted == std::optional<bool>{true});
   CHECK_FALSE(back->filter.lock);
   CHECK(actors::job_runner::decode_spec(actors::job_runner::encode_spec(bar(), {}, true))->by_list);
+  actors::order_request by_model;
+  by_model.type = lock::order_type::enable_imei_lock;
+  by_model.scope = lock::lock_scope::device_model;
+  auto model_back =
+      actors::job_runner::decode_spec(actors::job_runner::encode_spec(by_model, {}, true));
+  REQUIRE(model_back);
+  CHECK(model_back->order.scope == lock::lock_scope::device_model);
+  CHECK(actors::job_runner::decode_spec(actors::job_runner::encode_spec(bar(), {}, true))
+            ->order.scope == lock::lock_scope::imei);
+  CHECK_FALSE(actors::job_runner::decode_spec(R"({"type":"enable_imei_lock","lock_scope":"x"})"));
   CHECK_FALSE(actors::job_runner::decode_spec("not json"));
   CHECK_FALSE(actors::job_runner::decode_spec(R"({"type":"explode"})"));
   CHECK_FALSE(actors::job_runner::decode_spec(R"({"type":"bar","filter":{"color":"red"}})"));

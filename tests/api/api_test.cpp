@@ -804,6 +804,17 @@ TEST_CASE("POST /v1/orders:bulk bodies: a list, a filter or a CSV; every ICCID c
   CHECK(filter->selector.filter.alerted == std::optional<bool>{true});
   CHECK(read(R"({"type":"bar","filter":{}})")); // every SIM, said explicitly
 
+  // The lock scope (R16), as on a single order: only where a lock is enabled.
+  auto by_model = read(R"({"type":"enable_imei_lock","lock_scope":"device_model","filter":{}})");
+  REQUIRE(by_model);
+  CHECK(by_model->order.scope == lock::lock_scope::device_model);
+  CHECK(read(R"({"type":"bar","lock_scope":"device_model","filter":{}})")
+            .error()
+            .is(api::ec::invalid_value));
+  CHECK(read(R"({"type":"enable_imei_lock","lock_scope":"tac","filter":{}})")
+            .error()
+            .is(api::ec::invalid_value));
+
   // Exactly one selector, and the order checked as a single order's.
   CHECK(read(R"({"type":"bar"})").error().is(api::ec::invalid_value));
   CHECK(read(R"({"type":"bar","iccids":[],"filter":{}})").error().is(api::ec::invalid_value));
@@ -826,6 +837,12 @@ TEST_CASE("POST /v1/orders:bulk bodies: a list, a filter or a CSV; every ICCID c
   REQUIRE(csv);
   CHECK(csv->selector.iccids.size() == 2);
   CHECK(csv->order.mode == lock::unbar_mode::update_to_last_seen);
+  auto csv_model =
+      read("iccid\n" + a + "\n", "text/csv",
+           {{"type", "activate"}, {"enable_imei_lock", "true"}, {"lock_scope", "device_model"}});
+  REQUIRE(csv_model);
+  CHECK(csv_model->order.with_lock);
+  CHECK(csv_model->order.scope == lock::lock_scope::device_model);
   CHECK(read("iccid\n" + a + "\n", "text/csv").error().is(api::ec::bad_parameter));
   CHECK(read("imsi\n1\n", "text/csv", {{"type", "bar"}}).error().is(api::ec::invalid_value));
   auto csv_bad = read("iccid\n" + a + "\n123\n", "text/csv", {{"type", "bar"}});

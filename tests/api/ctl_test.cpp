@@ -133,6 +133,14 @@ TEST_CASE("imeilockctl orders: unbar needs an option, --update-to-last-seen move
     CHECK(f.service.snapshot(iccid)->state.lock == lock::lock_state::locked);
     CHECK(ctl(f.url(), "order activate " + iccid + " --lock").code == 2); // already active
   }
+  SECTION("--lock-scope sets a device-model lock (R16); a wrong scope is the API's refusal") {
+    CHECK(ctl(f.url(), "order disable " + iccid).code == 0);
+    auto bad = ctl(f.url(), "order enable " + iccid + " --lock-scope tac");
+    CHECK(bad.code == 2);
+    CHECK(bad.err.find("lock_scope must be imei or device_model") != std::string::npos);
+    CHECK(ctl(f.url(), "order enable " + iccid + " --lock-scope device_model").code == 0);
+    CHECK(f.service.snapshot(iccid)->state.scope == lock::lock_scope::device_model);
+  }
 }
 
 TEST_CASE("imeilockctl sims import/list/put and a token file", "[ctl]") {

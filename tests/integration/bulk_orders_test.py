@@ -102,6 +102,18 @@ def main():
         r = ctl(d, "job", "show", str(jobs["items"][0]["id"]))
         h.check(r.returncode == 0 and "completed" in r.stdout, "imeilockctl job show")
 
+        # -- a bulk enable by device model (R16), through imeilockctl -------------
+        r = ctl(d, "bulk", "enable", "--iccid", sims[100], "--iccid", sims[101],
+                "--lock-scope", "device_model", "--watch")
+        h.check(r.returncode == 0 and "placed 2" in r.stdout,
+                f"imeilockctl bulk enable --lock-scope device_model: 2 placed "
+                f"(rc {r.returncode}: {r.stdout[-300:]} {r.stderr[-300:]})")
+        st, jobs = d.api("GET", "/v1/jobs?limit=1")
+        h.check(jobs["items"][0]["lock_scope"] == "device_model", "the job shows its lock scope")
+        h.wait_until(lambda: all(d.api("GET", f"/v1/sims/{s}")[1]["lock"]["scope"]
+                                 == "device_model" for s in sims[100:102]),
+                     what="both SIMs' locks are by device model")
+
         # -- pacing and cancel ---------------------------------------------------
         m = 1500
         lines = ["iccid,imsis,msisdn,network,status"]
