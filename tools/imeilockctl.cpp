@@ -173,6 +173,38 @@ public:
     return j;
   }
 
+  /// Sends a request and prints its answer: the API's JSON with --json, else
+  /// `print`'s rendering of it. The exit code.
+  int show(const std::string& method, const std::string& target,
+           const std::function<void(const json&)>& print, const std::string& body = {},
+           const std::string& type = {}) {
+    int code = ok;
+    auto j = call(method, target, code, body, type);
+    if (!j)
+      return code;
+    if (opt_.as_json)
+      std::cout << j->dump(2) << "\n";
+    else
+      print(*j);
+    return ok;
+  }
+
+  /// The contents of `file`, or of stdin for "-"; nullopt (said on stderr) when unreadable.
+  static std::optional<std::string> read_input(const std::string& file) {
+    std::string out;
+    if (file == "-") {
+      out.assign(std::istreambuf_iterator<char>(std::cin), {});
+      return out;
+    }
+    std::ifstream in(file, std::ios::binary);
+    if (!in) {
+      std::cerr << "imeilockctl: cannot read " << file << "\n";
+      return std::nullopt;
+    }
+    out.assign(std::istreambuf_iterator<char>(in), {});
+    return out;
+  }
+
   int run() {
     auto& a = opt_.args;
     if (a.empty())
@@ -225,7 +257,7 @@ private:
     return it == opt_.flags.end() || it->second.empty() ? std::string{} : it->second.back();
   }
 
-  void print_sim(const json& j) {
+  static void print_sim(const json& j) {
     std::vector<std::vector<std::string>> rows{
         {"iccid", s(j["iccid"])},
         {"imsis",
@@ -253,17 +285,7 @@ private:
       std::cout << r[0] << ":" << std::string(16 - r[0].size(), ' ') << r[1] << "\n";
   }
 
-  int sim_get(const std::string& iccid) {
-    int code = ok;
-    auto j = call("GET", "/v1/sims/" + iccid, code);
-    if (!j)
-      return code;
-    if (opt_.as_json)
-      std::cout << j->dump(2) << "\n";
-    else
-      print_sim(*j);
-    return ok;
-  }
+  int sim_get(const std::string& iccid) { return show("GET", "/v1/sims/" + iccid, print_sim); }
 
   int sim_list() {
     std::string query;
@@ -311,19 +333,11 @@ private:
   }
 
   int sim_import(const std::string& file) {
-    std::string body;
-    if (file == "-") {
-      body.assign(std::istreambuf_iterator<char>(std::cin), {});
-    } else {
-      std::ifstream in(file, std::ios::binary);
-      if (!in) {
-        std::cerr << "imeilockctl: cannot read " << file << "\n";
-        return usage_error;
-      }
-      body.assign(std::istreambuf_iterator<char>(in), {});
-    }
+    auto body = read_input(file);
+    if (!body)
+      return usage_error;
     int code = ok;
-    auto j = call("POST", "/v1/sims:import", code, body, "text/csv");
+    auto j = call("POST", "/v1/sims:import", code, *body, "text/csv");
     if (!j)
       return code;
     if (opt_.as_json) {
@@ -347,15 +361,7 @@ private:
         {"status", value("status")}};
     if (flag("msisdn"))
       body["msisdn"] = value("msisdn");
-    int code = ok;
-    auto j = call("PUT", "/v1/sims/" + iccid, code, body.dump(), "application/json");
-    if (!j)
-      return code;
-    if (opt_.as_json)
-      std::cout << j->dump(2) << "\n";
-    else
-      print_sim(*j);
-    return ok;
+    return show("PUT", "/v1/sims/" + iccid, print_sim, body.dump(), "application/json");
   }
 
   int place(const std::string& kind, const std::string& iccid) {
@@ -387,56 +393,37 @@ private:
   }
 
   int order_get(const std::string& id) {
-    int code = ok;
-    auto j = call("GET", "/v1/orders/" + id, code);
-    if (!j)
-      return code;
-    if (opt_.as_json) {
-      std::cout << j->dump(2) << "\n";
-    } else {
-      std::cout << "iccid: " << s((*j)["iccid"]) << "\n";
+    return show("GET", "/v1/orders/" + id, [](const json& j) {
+      std::cout << "iccid: " << s(j["iccid"]) << "\n";
       table({"ID", "TYPE", "OPTION", "STATUS", "CREATED", "DUE", "COMPLETED", "FAILURE"},
-            {order_row(*j)});
-    }
-    return ok;
+            {order_row(j)});
+    });
   }
 
   int order_list(const std::string& iccid) {
-    int code = ok;
-    auto j = call("GET", "/v1/sims/" + iccid + "/orders", code);
-    if (!j)
-      return code;
-    if (opt_.as_json) {
-      std::cout << j->dump(2) << "\n";
-      return ok;
-    }
-    std::vector<std::vector<std::string>> rows;
-    for (const auto& o : (*j)["items"])
-      rows.push_back(order_row(o));
-    table({"ID", "TYPE", "OPTION", "STATUS", "CREATED", "DUE", "COMPLETED", "FAILURE"}, rows);
-    return ok;
+    return show("GET", "/v1/sims/" + iccid + "/orders", [](const json& j) {
+      std::vector<std::vector<std::string>> rows;
+      for (const auto& o : j["items"])
+        rows.push_back(order_row(o));
+      table({"ID", "TYPE", "OPTION", "STATUS", "CREATED", "DUE", "COMPLETED", "FAILURE"}, rows);
+    });
   }
 
   int events(const std::string& iccid) {
     auto limit = value("limit");
-    int code = ok;
-    auto j = call("GET", "/v1/sims/" + iccid + "/events" + (limit.empty() ? "" : "?limit=" + limit),
-                  code);
-    if (!j)
-      return code;
-    if (opt_.as_json) {
-      std::cout << j->dump(2) << "\n";
-      return ok;
-    }
-    std::vector<std::vector<std::string>> rows;
-    for (const auto& e : (*j)["items"])
-      rows.push_back({s(e["at"]), s(e["cause"]), s(e["imei"]),
-                      s(e["before"]["lock"]["state"]) + " -> " + s(e["after"]["lock"]["state"]),
-                      s(e["after"]["lock"]["imei"]), s(e["after"]["last_seen_imei"]),
-                      s(e["before"]["bar"]["state"]) + " -> " + s(e["after"]["bar"]["state"]),
-                      s(e["detail"])});
-    table({"AT", "CAUSE", "IMEI", "LOCK", "LOCKED IMEI", "LAST SEEN", "BAR", "DETAIL"}, rows);
-    return ok;
+    return show(
+        "GET", "/v1/sims/" + iccid + "/events" + (limit.empty() ? "" : "?limit=" + limit),
+        [](const json& j) {
+          std::vector<std::vector<std::string>> rows;
+          for (const auto& e : j["items"])
+            rows.push_back(
+                {s(e["at"]), s(e["cause"]), s(e["imei"]),
+                 s(e["before"]["lock"]["state"]) + " -> " + s(e["after"]["lock"]["state"]),
+                 s(e["after"]["lock"]["imei"]), s(e["after"]["last_seen_imei"]),
+                 s(e["before"]["bar"]["state"]) + " -> " + s(e["after"]["bar"]["state"]),
+                 s(e["detail"])});
+          table({"AT", "CAUSE", "IMEI", "LOCK", "LOCKED IMEI", "LAST SEEN", "BAR", "DETAIL"}, rows);
+        });
   }
 
   /// The body fields of an order of `kind` (place() and bulk()).
@@ -493,18 +480,9 @@ private:
     int code = ok;
     std::optional<json> j;
     if (by_file) {
-      std::string csv;
-      auto file = value("file");
-      if (file == "-") {
-        csv.assign(std::istreambuf_iterator<char>(std::cin), {});
-      } else {
-        std::ifstream in(file, std::ios::binary);
-        if (!in) {
-          std::cerr << "imeilockctl: cannot read " << file << "\n";
-          return usage_error;
-        }
-        csv.assign(std::istreambuf_iterator<char>(in), {});
-      }
+      auto csv = read_input(value("file"));
+      if (!csv)
+        return usage_error;
       std::string query = "?type=" + body["type"].get<std::string>();
       if (body.contains("unbar_mode"))
         query += "&unbar_mode=" + body["unbar_mode"].get<std::string>();
@@ -512,7 +490,7 @@ private:
         query += "&enable_imei_lock=true";
       if (body.contains("lock_scope"))
         query += "&lock_scope=" + body["lock_scope"].get<std::string>();
-      j = call("POST", "/v1/orders:bulk" + query, code, csv, "text/csv");
+      j = call("POST", "/v1/orders:bulk" + query, code, *csv, "text/csv");
     } else {
       if (by_list)
         body["iccids"] = opt_.flags.at("iccid");
@@ -559,28 +537,10 @@ private:
     }
   }
 
-  int job_show(const std::string& id) {
-    int code = ok;
-    auto j = call("GET", "/v1/jobs/" + id, code);
-    if (!j)
-      return code;
-    if (opt_.as_json)
-      std::cout << j->dump(2) << "\n";
-    else
-      print_job(*j);
-    return ok;
-  }
+  int job_show(const std::string& id) { return show("GET", "/v1/jobs/" + id, print_job); }
 
   int job_cancel(const std::string& id) {
-    int code = ok;
-    auto j = call("POST", "/v1/jobs/" + id + ":cancel", code, "", "application/json");
-    if (!j)
-      return code;
-    if (opt_.as_json)
-      std::cout << j->dump(2) << "\n";
-    else
-      print_job(*j);
-    return ok;
+    return show("POST", "/v1/jobs/" + id + ":cancel", print_job, "", "application/json");
   }
 
   /// Polls the job until it ends: a progress bar redrawn in place on a
@@ -628,20 +588,13 @@ private:
     std::string query = flag("running") ? "?state=running" : "";
     if (auto limit = value("limit"); !limit.empty())
       query += (query.empty() ? "?" : "&") + std::string{"limit="} + limit;
-    int code = ok;
-    auto j = call("GET", "/v1/jobs" + query, code);
-    if (!j)
-      return code;
-    if (opt_.as_json) {
-      std::cout << j->dump(2) << "\n";
-      return ok;
-    }
-    std::vector<std::vector<std::string>> rows;
-    for (const auto& item : (*j)["items"])
-      rows.push_back({s(item["id"]), s(item["type"]), s(item["state"]), s(item["total"]),
-                      s(item["placed"]), s(item["refused"]), s(item["created_at"])});
-    table({"ID", "TYPE", "STATE", "TOTAL", "PLACED", "REFUSED", "CREATED"}, rows);
-    return ok;
+    return show("GET", "/v1/jobs" + query, [](const json& j) {
+      std::vector<std::vector<std::string>> rows;
+      for (const auto& item : j["items"])
+        rows.push_back({s(item["id"]), s(item["type"]), s(item["state"]), s(item["total"]),
+                        s(item["placed"]), s(item["refused"]), s(item["created_at"])});
+      table({"ID", "TYPE", "STATE", "TOTAL", "PLACED", "REFUSED", "CREATED"}, rows);
+    });
   }
 
   options opt_;
