@@ -92,6 +92,10 @@ struct sqlite_db {
   static constexpr const char* read_only_off = "PRAGMA query_only=0";
   /// A fence query: the number of SIMs with ICCID ?1 the transaction sees.
   static constexpr const char* count_sql = "SELECT COUNT(*) FROM sims WHERE iccid = ?1";
+  /// One row when the index `name` exists.
+  static std::string index_sql(const std::string& name) {
+    return "SELECT name FROM sqlite_master WHERE type = 'index' AND name = '" + name + "'";
+  }
 };
 
 /// The PostgreSQL backend: a fresh database on this process's test server.
@@ -131,6 +135,10 @@ struct postgres_db {
   static constexpr const char* read_only_on = "SET default_transaction_read_only = on";
   static constexpr const char* read_only_off = "SET default_transaction_read_only = off";
   static constexpr const char* count_sql = "SELECT COUNT(*) FROM sims WHERE iccid = $1";
+  /// One row when the index `name` exists.
+  static std::string index_sql(const std::string& name) {
+    return "SELECT indexname FROM pg_indexes WHERE indexname = '" + name + "'";
+  }
 };
 
 /// Skips the test (with the reason) when the backend cannot run here.
@@ -568,6 +576,28 @@ STORE_TEST("list_sims pages by ICCID and filters") {
   CHECK(db.list_sims(f, "", 100)[0].imsis.size() == 1);
 }
 
+/// Takes a database of the current schema back to `version` by undoing the
+/// migrations after it, newest first, as if a daemon of that schema had left
+/// it (where every migration test starts). One entry per migration:
+/// undo[i] takes schema i + 2 back to i + 1.
+template <class Db>
+void downgrade_to(const Db& fx, int version) {
+  static const std::vector<std::vector<std::string>> undo = {
+      {"ALTER TABLE sims DROP COLUMN alerted"},
+      {"ALTER TABLE sims DROP COLUMN imei_seen_s", "ALTER TABLE sims DROP COLUMN observed_s"},
+      {"ALTER TABLE sims DROP COLUMN lock_scope", "ALTER TABLE orders DROP COLUMN lock_scope"},
+      {"DROP TABLE job_orders", "DROP TABLE job_iccids", "DROP TABLE jobs",
+       "DROP INDEX audit_by_time"},
+      {"DROP INDEX sims_by_state"},
+  };
+  static_assert(store::store::schema_version == 6, "a new migration needs its undo here");
+  REQUIRE(undo.size() == static_cast<std::size_t>(store::store::schema_version - 1));
+  for (int v = store::store::schema_version; v > version; --v)
+    for (const auto& sql : undo[static_cast<std::size_t>(v - 2)])
+      fx.query(sql);
+  fx.set_schema_version(version);
+}
+
 STORE_TEST("schema 3 -> 4: SIMs and orders keep their rows and gain the lock scope imei (R16)") {
   TestType fx;
   REQUIRE_BACKEND(fx);
@@ -578,13 +608,7 @@ STORE_TEST("schema 3 -> 4: SIMs and orders keep their rows and gain the lock sco
     auto opened = open_store(fx.config());
     REQUIRE(commit(*opened, sims_change({s})));
   }
-  fx.query("ALTER TABLE sims DROP COLUMN lock_scope");
-  fx.query("ALTER TABLE orders DROP COLUMN lock_scope");
-  fx.query("DROP TABLE job_orders");
-  fx.query("DROP TABLE job_iccids");
-  fx.query("DROP TABLE jobs");
-  fx.query("DROP INDEX audit_by_time");
-  fx.set_schema_version(3);
+  downgrade_to(fx, 3);
 
   auto opened = open_store(fx.config());
   auto& db = *opened;
@@ -626,12 +650,7 @@ STORE_TEST("schema 4 -> 5: SIMs and orders keep their rows, and bulk jobs can be
     c.orders.push_back(o);
     REQUIRE(commit(db, std::move(c)));
   }
-  // Turn the database back into a version 4 one (no job tables, no audit_by_time).
-  fx.query("DROP TABLE job_orders");
-  fx.query("DROP TABLE job_iccids");
-  fx.query("DROP TABLE jobs");
-  fx.query("DROP INDEX audit_by_time");
-  fx.set_schema_version(4);
+  downgrade_to(fx, 4); // no job tables, no audit_by_time
   CHECK(fx.columns("jobs").empty());
 
   auto opened = open_store(fx.config());
@@ -653,6 +672,32 @@ STORE_TEST("schema 4 -> 5: SIMs and orders keep their rows, and bulk jobs can be
   CHECK(db.job_orders(1).open == 1);
 }
 
+STORE_TEST("schema 5 -> 6: the fleet counts SIMs by network, lock and bar from an index") {
+  TestType fx;
+  REQUIRE_BACKEND(fx);
+  auto a = sim("8944000000000000001", {234150000000001});
+  auto b = sim("8944000000000000002", {234150000000002}, "ee");
+  b.state.lock = lock::lock_state::locked;
+  b.state.bar = lock::bar_state::barred;
+  {
+    auto opened = open_store(fx.config());
+    REQUIRE(commit(*opened, sims_change({a, b})));
+  }
+  downgrade_to(fx, 5);
+  auto opened = open_store(fx.config());
+  auto& db = *opened;
+  CHECK(fx.schema_version() == std::to_string(store::store::schema_version));
+  CHECK(fx.query(TestType::index_sql("sims_by_state")).size() == 1);
+  auto counts = db.fleet(0, 1, 1);
+  std::map<std::tuple<std::string, int, int>, std::uint64_t> by_state;
+  for (const auto& n : counts.sims)
+    by_state[{n.network, static_cast<int>(n.lock), static_cast<int>(n.bar)}] += n.sims;
+  CHECK(by_state.size() == 2);
+  CHECK(by_state[{"multinet", 0, 0}] == 1);
+  CHECK(by_state[{"ee", static_cast<int>(lock::lock_state::locked),
+                  static_cast<int>(lock::bar_state::barred)}] == 1);
+}
+
 STORE_TEST("schema 2 -> 3: SIMs keep their rows and gain an empty activity") {
   TestType fx;
   REQUIRE_BACKEND(fx);
@@ -662,15 +707,7 @@ STORE_TEST("schema 2 -> 3: SIMs keep their rows and gain an empty activity") {
     auto opened = open_store(fx.config());
     REQUIRE(commit(*opened, sims_change({s})));
   }
-  fx.query("DROP TABLE job_orders");
-  fx.query("DROP TABLE job_iccids");
-  fx.query("DROP TABLE jobs");
-  fx.query("ALTER TABLE sims DROP COLUMN lock_scope");
-  fx.query("ALTER TABLE orders DROP COLUMN lock_scope");
-  fx.query("DROP INDEX audit_by_time");
-  fx.query("ALTER TABLE sims DROP COLUMN imei_seen_s");
-  fx.query("ALTER TABLE sims DROP COLUMN observed_s");
-  fx.set_schema_version(2);
+  downgrade_to(fx, 2);
 
   auto opened = open_store(fx.config());
   auto& db = *opened;
@@ -694,17 +731,7 @@ STORE_TEST("schema 1 -> 2: SIMs keep their rows, gain `alerted` (false), and fil
     REQUIRE(commit(db, sims_change({sim("8944000000000000001", {234150000000001}),
                                     sim("8944000000000000002", {234150000000002})})));
   }
-  // Turn the database back into a version 1 one (no alerted column, nor later ones).
-  fx.query("DROP TABLE job_orders");
-  fx.query("DROP TABLE job_iccids");
-  fx.query("DROP TABLE jobs");
-  fx.query("ALTER TABLE sims DROP COLUMN lock_scope");
-  fx.query("ALTER TABLE orders DROP COLUMN lock_scope");
-  fx.query("DROP INDEX audit_by_time");
-  fx.query("ALTER TABLE sims DROP COLUMN imei_seen_s");
-  fx.query("ALTER TABLE sims DROP COLUMN observed_s");
-  fx.query("ALTER TABLE sims DROP COLUMN alerted");
-  fx.set_schema_version(1);
+  downgrade_to(fx, 1); // no alerted column, nor later ones
 
   auto opened = open_store(fx.config());
   auto& db = *opened;
