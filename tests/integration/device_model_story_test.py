@@ -18,9 +18,7 @@ device of another model is barred (one Bar order, the audit names R17) and
 the lock does not take that device; the first allowed device becomes the lock.
 """
 import os
-import shutil
 import sys
-import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -104,18 +102,10 @@ def allowed_models_story(d, erl):
 
 
 def main():
-    if not shutil.which("erl"):
-        raise SystemExit("erl not found: install erlang-base and erlang-diameter "
-                         "(scripts/install-deps.sh)")
-    work = tempfile.mkdtemp(prefix="imeilock-model-erl-")
-    state_dir = tempfile.mkdtemp(prefix="imeilockd-test-")
-    d = h.Daemon(config_text=h.diameter_peer_config(state_dir, ALLOWED_TACS), state_dir=state_dir)
-    erl = None
-    ok = False
-    try:
-        erl = h.ErlangClient(work)
-        d.start()
-        erl.wait_ready()
+    def config(state_dir):
+        return h.diameter_peer_config(state_dir, ALLOWED_TACS)
+
+    with h.erlang_story("model", config) as (d, erl):
         kind, f = h.connect_erlang(d, erl)
         h.check(kind == "up" and f.get("Result-Code") == "2001", "CER/CEA with the Erlang peer")
 
@@ -135,18 +125,7 @@ def main():
         h.check(st == 422 and "lock_scope" in res["error"]["message"],
               "lock_scope on an order that enables no lock is refused with a reason")
         allowed_models_story(d, erl)
-        ok = True
         print("device-model lock stories passed")
-    finally:
-        if erl is not None:
-            erl.close()
-        d.kill9()
-        shutil.rmtree(work, ignore_errors=True)
-        if ok:
-            shutil.rmtree(state_dir, ignore_errors=True)
-        else:
-            print(f"kept {state_dir}; daemon log:\n{d.log()[-4000:]}")
-
 
 if __name__ == "__main__":
     main()

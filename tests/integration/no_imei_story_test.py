@@ -19,9 +19,7 @@ diameter_stories_test.py):
   last observation (and a restart reads it back).
 """
 import os
-import shutil
 import sys
-import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -79,25 +77,14 @@ def no_imei_story(d, label, observe, imsi, awaiting_before):
 
 
 def main():
-    if not shutil.which("erl"):
-        raise SystemExit("erl not found: install erlang-base and erlang-diameter "
-                         "(scripts/install-deps.sh)")
-    work = tempfile.mkdtemp(prefix="imeilock-noimei-erl-")
-    state_dir = tempfile.mkdtemp(prefix="imeilockd-test-")
-    base = h.diameter_peer_config(state_dir)
     anchor = "sim_layer:\n"
-    assert anchor in base, "harness configuration changed: update this test"
 
-    def config(flush):
+    def config(state_dir, flush):
+        base = h.diameter_peer_config(state_dir)
+        assert anchor in base, "harness configuration changed: update this test"
         return base.replace(anchor, anchor + f"  activity_flush: {flush}\n")
 
-    d = h.Daemon(config_text=config("200ms"), state_dir=state_dir)
-    erl = None
-    ok = False
-    try:
-        erl = h.ErlangClient(work)
-        d.start()
-        erl.wait_ready()
+    with h.erlang_story("noimei", lambda state_dir: config(state_dir, "200ms")) as (d, erl):
         kind, f = h.connect_erlang(d, erl)
         h.check(kind == "up" and f.get("Result-Code") == "2001", "CER/CEA with the Erlang peer")
         h.check(gauge(d) == 0, "imeilock_sims_awaiting_imei starts at 0")
@@ -148,7 +135,7 @@ def main():
         # Write-behind of an hour: only the clean stop writes the observation.
         h.check(d.stop() == 0, "clean stop")
         with open(d.config_path, "w") as fh:
-            fh.write(config("1h"))
+            fh.write(config(d.state_dir, "1h"))
         d.start()
         erl.close()
         erl = None
@@ -163,18 +150,7 @@ def main():
         after = d.sim(s_r)["last_observed_at"]
         h.check(after is not None and after > before,
               f"the clean stop wrote the last observation ({before} -> {after})")
-        ok = True
         print("no-IMEI stories passed")
-    finally:
-        if erl is not None:
-            erl.close()
-        d.kill9()
-        shutil.rmtree(work, ignore_errors=True)
-        if ok:
-            shutil.rmtree(state_dir, ignore_errors=True)
-        else:
-            print(f"kept {state_dir}; daemon log:\n{d.log()[-4000:]}")
-
 
 if __name__ == "__main__":
     main()
