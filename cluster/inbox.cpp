@@ -12,6 +12,7 @@
 #include <cstring>
 #include <deque>
 #include <mutex>
+#include <optional>
 #include <set>
 
 #include <poll.h>
@@ -492,19 +493,28 @@ struct inbox_consumer::impl {
     return static_cast<std::size_t>(n) == cfg.max_batch ? outcome::more : outcome::drained;
   }
 
+  /// The fence (cluster/leases.hpp) inside the open transaction: nullopt
+  /// while `claim` holds; else the transaction is rolled back and the outcome
+  /// is fenced (counted) or failed (the check itself could not run).
+  std::optional<outcome> fence(const shard_epoch& claim) {
+    const shard_epoch claims[] = {claim};
+    auto f = check_fence(conn, cfg.node_id, claims);
+    if (f)
+      return std::nullopt;
+    rollback(conn);
+    if (f.error().is(ec::fenced)) {
+      stats.fenced.fetch_add(1, std::memory_order_relaxed);
+      return outcome::fenced;
+    }
+    return fail(f.error(), claim);
+  }
+
   /// One transaction over shard `claim.shard`'s first entries.
   outcome batch(const shard_epoch& claim) {
-    const shard_epoch claims[] = {claim};
     if (auto b = run(conn, "inbox batch", "BEGIN"); !b)
       return fail(b.error(), claim);
-    if (auto f = check_fence(conn, cfg.node_id, claims); !f) {
-      rollback(conn);
-      if (f.error().is(ec::fenced)) {
-        stats.fenced.fetch_add(1, std::memory_order_relaxed);
-        return outcome::fenced;
-      }
-      return fail(f.error(), claim);
-    }
+    if (auto stop = fence(claim))
+      return *stop;
     auto rows = run(conn, "inbox read",
                     "SELECT id, sim_key, from_node, payload, "
                     "(extract(epoch FROM clock_timestamp() - enqueued_at) * 1000000)::bigint "
@@ -553,14 +563,8 @@ struct inbox_consumer::impl {
       return fail(d.error(), claim);
     }
     // Again right before COMMIT: the lease may have expired meanwhile.
-    if (auto f = check_fence(conn, cfg.node_id, claims); !f) {
-      rollback(conn);
-      if (f.error().is(ec::fenced)) {
-        stats.fenced.fetch_add(1, std::memory_order_relaxed);
-        return outcome::fenced;
-      }
-      return fail(f.error(), claim);
-    }
+    if (auto stop = fence(claim))
+      return *stop;
     if (auto c = commit(conn, "inbox batch"); !c)
       return fail(c.error(), claim);
     stats.batches.fetch_add(1, std::memory_order_relaxed);
