@@ -48,14 +48,21 @@ std::optional<inventory::packed_iccid> inventory::pack(std::string_view iccid) {
     return std::nullopt;
   packed_iccid p;
   p.fill(0xff);
-  for (std::size_t i = 0; i < iccid.size(); ++i) {
-    auto c = iccid[i];
-    if (c < '0' || c > '9')
+  auto digit = [&](std::size_t at) { return static_cast<unsigned>(iccid[at]) - '0'; };
+  // Two digits a byte (every ICCID's bytes on the startup load's path).
+  std::size_t i = 0;
+  for (; i + 1 < iccid.size(); i += 2) {
+    auto hi = digit(i);
+    auto lo = digit(i + 1);
+    if (hi > 9 || lo > 9)
       return std::nullopt;
-    auto d = static_cast<std::uint8_t>(c - '0');
-    auto& byte = p[i / 2];
-    byte = i % 2 == 0 ? static_cast<std::uint8_t>((d << 4) | 0x0f)
-                      : static_cast<std::uint8_t>((byte & 0xf0) | d);
+    p[i / 2] = static_cast<std::uint8_t>((hi << 4) | lo);
+  }
+  if (i < iccid.size()) {
+    auto hi = digit(i);
+    if (hi > 9)
+      return std::nullopt;
+    p[i / 2] = static_cast<std::uint8_t>((hi << 4) | 0x0f);
   }
   return p;
 }
@@ -115,7 +122,8 @@ void inventory::put_imsi_locked(std::uint64_t imsi, sim_id id, bool first) {
   // The last SIM given an IMSI owns it (only a damaged store lists one twice).
   auto is_key = [&](std::uint32_t v) { return first_is_locked(v, imsi); };
   if (first) {
-    other_imsis_.erase(imsi);
+    if (!other_imsis_.empty())
+      other_imsis_.erase(imsi);
     if (!imsi_table_.has_room())
       rebuild_imsis_locked((imsi_table_.size() + 1) * 3 / 2);
     imsi_table_.put(mix(imsi), id, is_key);
@@ -125,10 +133,10 @@ void inventory::put_imsi_locked(std::uint64_t imsi, sim_id id, bool first) {
   }
 }
 
-void inventory::put_iccid_locked(sim_id id) {
+void inventory::put_iccid_locked(sim_id id, std::uint64_t hash) {
   if (!iccid_table_.has_room())
     rebuild_iccids_locked((iccid_table_.size() + 1) * 3 / 2);
-  iccid_table_.insert(iccid_hash_of(id), id);
+  iccid_table_.insert(hash, id);
 }
 
 void inventory::rebuild_imsis_locked(std::size_t n) {
@@ -180,12 +188,53 @@ network_id inventory::intern(std::string_view network) {
   return intern_locked(network);
 }
 
+std::uint64_t inventory::hash_of(const std::optional<packed_iccid>& packed,
+                                 std::string_view iccid) {
+  return packed ? hash_bytes(packed->data(), packed->size()) : hash_text(iccid);
+}
+
 sim_id inventory::add(std::string_view iccid, std::string_view network,
                       std::span<const std::uint64_t> imsis) {
   if (iccid.size() > 255) // not an ICCID; the API refuses far shorter ones
     return no_sim;
   auto packed = pack(iccid);
+  auto hash = hash_of(packed, iccid);
   std::unique_lock g{mtx_};
+  return add_locked(iccid, network, imsis, packed, hash);
+}
+
+void inventory::add_many(std::span<const new_sim> sims, std::span<sim_id> ids) {
+  IMEILOCK_ASSERT(ids.size() == sims.size(), "add_many: one id per SIM");
+  // Outside the lock: the packed ICCIDs and both hashes.
+  std::vector<std::optional<packed_iccid>> packed(sims.size());
+  std::vector<std::uint64_t> iccid_hashes(sims.size());
+  std::vector<std::uint64_t> imsi_hashes(sims.size());
+  for (std::size_t i = 0; i < sims.size(); ++i) {
+    const auto& s = sims[i];
+    if (s.iccid.size() > 255)
+      continue; // refused below, as add() does
+    packed[i] = pack(s.iccid);
+    iccid_hashes[i] = hash_of(packed[i], s.iccid);
+    auto first = std::find_if(s.imsis.begin(), s.imsis.end(), [](auto v) { return v != 0; });
+    imsi_hashes[i] = first == s.imsis.end() ? 0 : mix(*first);
+  }
+  constexpr std::size_t ahead = 8;
+  std::unique_lock g{mtx_};
+  for (std::size_t i = 0; i < sims.size(); ++i) {
+    if (i + ahead < sims.size()) {
+      iccid_table_.prefetch(iccid_hashes[i + ahead]);
+      imsi_table_.prefetch(imsi_hashes[i + ahead]);
+    }
+    const auto& s = sims[i];
+    ids[i] = s.iccid.size() > 255
+                 ? no_sim
+                 : add_locked(s.iccid, s.network, s.imsis, packed[i], iccid_hashes[i]);
+  }
+}
+
+sim_id inventory::add_locked(std::string_view iccid, std::string_view network,
+                             std::span<const std::uint64_t> imsis,
+                             const std::optional<packed_iccid>& packed, std::uint64_t hash) {
   if (iccids_.size() >= max_sims)
     return no_sim;
   auto net = intern_locked(network);
@@ -201,7 +250,7 @@ sim_id inventory::add(std::string_view iccid, std::string_view network,
     iccids_.push_back(other);
     long_iccids_.emplace(id, std::string(iccid));
   }
-  put_iccid_locked(id);
+  put_iccid_locked(id, hash);
   first_imsis_.push_back(0);
   store_imsis_locked(id, imsis);
   return id;
@@ -220,10 +269,10 @@ void inventory::store_imsis_locked(sim_id id, std::span<const std::uint64_t> ims
       more.push_back(imsi);
   }
   first_imsis_[id] = first;
-  if (more.empty())
-    more_imsis_.erase(id);
-  else
+  if (!more.empty())
     more_imsis_[id] = more;
+  else if (!more_imsis_.empty())
+    more_imsis_.erase(id);
   if (first != 0)
     put_imsi_locked(first, id, true);
   for (auto imsi : more)
@@ -272,7 +321,7 @@ sim_id inventory::by_imsi(std::uint64_t imsi) const {
 
 sim_id inventory::by_iccid(std::string_view iccid) const {
   auto packed = pack(iccid);
-  auto hash = packed ? hash_bytes(packed->data(), packed->size()) : hash_text(iccid);
+  auto hash = hash_of(packed, iccid);
   std::shared_lock g{mtx_};
   auto id = iccid_table_.find(
       hash, [&](std::uint32_t v) { return holds_iccid_locked(v, packed, iccid); });

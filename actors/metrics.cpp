@@ -118,6 +118,13 @@ void layer_metrics::added(const lock::sim_state& s) {
   sims_by_bar[static_cast<std::size_t>(s.bar) % 4]->Increment();
 }
 
+void layer_metrics::added(lock::lock_state lock, lock::bar_state bar, std::uint64_t n) {
+  if (n == 0)
+    return;
+  sims_by_lock[static_cast<std::size_t>(lock) % 3]->Increment(static_cast<double>(n));
+  sims_by_bar[static_cast<std::size_t>(bar) % 4]->Increment(static_cast<double>(n));
+}
+
 void layer_metrics::moved(const lock::sim_state& before, const lock::sim_state& after) {
   if (before.lock != after.lock) {
     sims_by_lock[static_cast<std::size_t>(before.lock) % 3]->Decrement();

@@ -57,6 +57,9 @@ struct layer_metrics {
   void moved(const lock::sim_state& before, const lock::sim_state& after);
   /// A SIM present in the inventory at startup or created.
   void added(const lock::sim_state& s);
+  /// `n` SIMs in lock state `lock` and bar state `bar` present at startup
+  /// (the load counts them first: one gauge update per state, not per SIM).
+  void added(lock::lock_state lock, lock::bar_state bar, std::uint64_t n);
   /// A SIM started (+1) or stopped (-1) counting in imeilock_sims_awaiting_imei.
   void awaiting_imei(int delta);
 

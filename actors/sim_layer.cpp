@@ -20,6 +20,7 @@
 #include <prometheus/registry.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <condition_variable>
 #include <deque>
@@ -446,28 +447,68 @@ void sim_layer::start() {
     rows.reserve(expected / shards + 1);
   std::size_t skipped = 0;
   // More than one node: nothing now; each shard as its lease is gained.
-  if (!d.clustered())
-    d.db->load_inventory([&](const store::inventory_row& r) {
-      // A row the index or the rules cannot hold (a corrupted or hand-edited
-      // store) is not served: kept in the store, logged, its IMSIs unknown.
-      auto skip = [&](std::string_view why) {
-        if (++skipped <= 10)
-          log::error("sim_layer.row_skipped", {{"iccid", r.iccid.substr(0, 40)}, {"reason", why}});
-      };
-      if (!usable(r.state))
-        return skip("a state value out of range");
-      auto net = d.inv->intern(r.network);
-      if (net == no_network)
-        return skip("more distinct networks than the index holds");
-      auto id = d.inv->add(r.iccid, r.network, r.imsis);
-      if (id == no_sim)
-        return skip("ICCID longer than 255 bytes");
-      // Ids are dense and in load order: shard id % shards gets them in order.
-      ctx.initial_rows[id % shards].push_back({r.state, r.activity, net, true});
-      d.metrics.added(r.state);
-      if (r.state.lock != lock::lock_state::off && r.activity.never_with_imei())
-        d.metrics.awaiting_imei(1); // then kept in step by the shards (registry.cpp)
+  if (!d.clustered()) {
+    std::vector<inventory::new_sim> sims;
+    std::vector<const store::inventory_row*> rows;
+    std::vector<network_id> nets;
+    std::vector<sim_id> ids;
+    std::string last_network;
+    auto last_net = no_network;
+    // The state gauges and imeilock_sims_awaiting_imei, counted here and set once.
+    std::array<std::array<std::uint64_t, 4>, 3> by_lock_bar{};
+    std::int64_t awaiting = 0;
+    d.db->load_inventory_batches([&](std::span<const store::inventory_row> batch) {
+      sims.clear();
+      rows.clear();
+      nets.clear();
+      for (const auto& r : batch) {
+        // A row the index or the rules cannot hold (a corrupted or hand-edited
+        // store) is not served: kept in the store, logged, its IMSIs unknown.
+        auto skip = [&](std::string_view why) {
+          if (++skipped <= 10)
+            log::error("sim_layer.row_skipped",
+                       {{"iccid", r.iccid.substr(0, 40)}, {"reason", why}});
+        };
+        if (!usable(r.state)) {
+          skip("a state value out of range");
+          continue;
+        }
+        if (r.network != last_network || last_net == no_network) {
+          last_net = d.inv->intern(r.network);
+          last_network = r.network;
+        }
+        if (last_net == no_network) {
+          skip("more distinct networks than the index holds");
+          continue;
+        }
+        sims.push_back({r.iccid, r.network, r.imsis});
+        rows.push_back(&r);
+        nets.push_back(last_net);
+      }
+      ids.resize(sims.size());
+      d.inv->add_many(sims, ids);
+      for (std::size_t i = 0; i < ids.size(); ++i) {
+        const auto& r = *rows[i];
+        if (ids[i] == no_sim) {
+          if (++skipped <= 10)
+            log::error("sim_layer.row_skipped", {{"iccid", r.iccid.substr(0, 40)},
+                                                 {"reason", "ICCID longer than 255 bytes"}});
+          continue;
+        }
+        // Ids are dense and in load order: shard id % shards gets them in order.
+        ctx.initial_rows[ids[i] % shards].push_back({r.state, r.activity, nets[i], true});
+        ++by_lock_bar[static_cast<std::size_t>(r.state.lock) % 3]
+                     [static_cast<std::size_t>(r.state.bar) % 4];
+        if (r.state.lock != lock::lock_state::off && r.activity.never_with_imei())
+          ++awaiting; // then kept in step by the shards (registry.cpp)
+      }
     });
+    for (std::size_t l = 0; l < 3; ++l)
+      for (std::size_t b = 0; b < 4; ++b)
+        d.metrics.added(static_cast<lock::lock_state>(l), static_cast<lock::bar_state>(b),
+                        by_lock_bar[l][b]);
+    d.metrics.awaiting_imei(static_cast<int>(awaiting));
+  }
   if (skipped > 0)
     log::error("sim_layer.rows_skipped", {{"rows", skipped}});
   d.report_unconfigured(true);

@@ -63,6 +63,10 @@ public:
   virtual std::optional<std::string> iccid_of(std::uint64_t imsi) = 0;
   virtual std::vector<orders::order> open_orders() = 0;
   virtual void load_inventory(const std::function<void(const inventory_row&)>& fn) = 0;
+  /// Batches of one SIM unless a backend reads faster.
+  virtual void load_inventory_batches(const inventory_batch_fn& fn) {
+    load_inventory([&](const inventory_row& r) { fn(std::span<const inventory_row>{&r, 1}); });
+  }
   virtual void load_inventory_suffixes(std::uint32_t first, std::uint32_t last,
                                        const std::function<void(const inventory_row&)>& fn) = 0;
   virtual std::uint64_t count_sims() = 0;

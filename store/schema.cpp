@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include <charconv>
+#include <optional>
 
 namespace imeilock::store::detail {
 
@@ -228,10 +229,17 @@ generated_sql::generated_sql(dialect d) {
                             ", i.imsi FROM sims s JOIN imsis i ON i.iccid = s.iccid WHERE s.iccid "
                             "IN (SELECT iccid FROM imsis GROUP BY iccid HAVING MIN(imsi) % 10000 "
                             "BETWEEN ?1 AND ?2) ORDER BY s.iccid";
-  sims_by_iccid = list_sims_head + " ORDER BY iccid";
+  const auto inventory_sims = "SELECT iccid, network, " + column_list(lock::sim_state_fields) +
+                              ", " + column_list(lock::sim_activity_fields) + " FROM sims WHERE ";
+  inventory_sims_range = inventory_sims + "iccid >= ?1 AND iccid < ?2 ORDER BY iccid";
+  inventory_sims_from = inventory_sims + "iccid >= ?1 ORDER BY iccid";
   // The index on imsis(iccid) holds the IMSI too (SQLite: it is the rowid), so
-  // this reads the index alone, in order.
-  imsis_by_iccid = "SELECT iccid, imsi FROM imsis ORDER BY iccid, imsi";
+  // these read the index alone, in order.
+  inventory_imsis_range =
+      "SELECT iccid, imsi FROM imsis WHERE iccid >= ?1 AND iccid < ?2 ORDER BY iccid, imsi";
+  inventory_imsis_from = "SELECT iccid, imsi FROM imsis WHERE iccid >= ?1 ORDER BY iccid, imsi";
+  // Two subqueries: each reads one end of the primary key.
+  iccid_bounds = "SELECT (SELECT MIN(iccid) FROM sims), (SELECT MAX(iccid) FROM sims)";
 
   const auto order_columns = column_list(orders::order_fields);
   const auto order_values = placeholders(1, fields::count<decltype(orders::order_fields)>);
@@ -300,8 +308,11 @@ generated_sql::generated_sql(dialect d) {
                     &list_sims_head,
                     &load_inventory,
                     &load_inventory_suffixes,
-                    &sims_by_iccid,
-                    &imsis_by_iccid,
+                    &inventory_sims_range,
+                    &inventory_sims_from,
+                    &inventory_imsis_range,
+                    &inventory_imsis_from,
+                    &iccid_bounds,
                     &get_order,
                     &orders_of_sim,
                     &open_orders,
@@ -335,6 +346,38 @@ const generated_sql& sql(dialect d) {
   static const generated_sql sqlite{dialect::sqlite};
   static const generated_sql postgresql{dialect::postgresql};
   return d == dialect::sqlite ? sqlite : postgresql;
+}
+
+std::vector<std::string> iccid_cuts(std::string_view lowest, std::string_view highest,
+                                    std::size_t n) {
+  constexpr std::size_t digits = 19; // 10^19 - 1 fits a uint64
+  // The first 19 characters as a decimal fraction scaled to an integer; no
+  // value when one of them is not a digit.
+  auto value = [](std::string_view s) -> std::optional<std::uint64_t> {
+    std::uint64_t v = 0;
+    for (std::size_t i = 0; i < digits; ++i) {
+      char c = i < s.size() ? s[i] : '0';
+      if (c < '0' || c > '9')
+        return std::nullopt;
+      v = v * 10 + static_cast<std::uint64_t>(c - '0');
+    }
+    return v;
+  };
+  std::vector<std::string> cuts;
+  auto lo = value(lowest);
+  auto hi = value(highest);
+  if (n < 2 || !lo || !hi || *hi < *lo)
+    return cuts;
+  for (std::size_t i = 1; i < n; ++i) {
+    // lo + (hi - lo) * i / n without overflowing: (q n + r) i / n = q i + r i / n.
+    const auto span = *hi - *lo;
+    auto at = *lo + span / n * i + span % n * i / n;
+    std::string cut(digits, '0');
+    for (std::size_t d = digits; d-- > 0; at /= 10)
+      cut[d] = static_cast<char>('0' + at % 10);
+    cuts.push_back(std::move(cut));
+  }
+  return cuts;
 }
 
 namespace {

@@ -55,15 +55,21 @@ struct generated_sql {
   std::string load_inventory;  ///< every SIM joined with its IMSIs (last column)
   /// load_inventory of the SIMs whose lowest IMSI ends in ?1..?2 (a cluster shard)
   std::string load_inventory_suffixes;
-  std::string sims_by_iccid;  ///< every SIM, ordered by ICCID (no IMSIs)
-  std::string imsis_by_iccid; ///< every (iccid, imsi), ordered by ICCID then IMSI
-  std::string upsert_order;   ///< ?1.. = the order fields
-  std::string get_order;      ///< ?1 = id
-  std::string orders_of_sim;  ///< ?1 = iccid, newest first
-  std::string open_orders;    ///< queued or submitted, by id
-  std::string insert_audit;   ///< ?1..?7 = iccid, at_ms, cause, before, after, imei, detail
-  std::string list_events;    ///< ?1 = iccid, ?2 = limit
-  std::string iccid_of;       ///< ?1 = imsi
+  /// The startup loader's scans of one ICCID range, ?1 <= iccid < ?2 (`_from`:
+  /// ?1 <= iccid): the SIMs (iccid, network, state, activity) ordered by
+  /// ICCID, and (iccid, imsi) ordered by ICCID then IMSI.
+  std::string inventory_sims_range;
+  std::string inventory_sims_from;
+  std::string inventory_imsis_range;
+  std::string inventory_imsis_from;
+  std::string iccid_bounds;  ///< the lowest and the highest ICCID (NULLs when none)
+  std::string upsert_order;  ///< ?1.. = the order fields
+  std::string get_order;     ///< ?1 = id
+  std::string orders_of_sim; ///< ?1 = iccid, newest first
+  std::string open_orders;   ///< queued or submitted, by id
+  std::string insert_audit;  ///< ?1..?7 = iccid, at_ms, cause, before, after, imei, detail
+  std::string list_events;   ///< ?1 = iccid, ?2 = limit
+  std::string iccid_of;      ///< ?1 = imsi
   std::string count_sims;
   std::string max_order_id;
   std::string insert_job;         ///< ?1..?12 = bind_job's columns
@@ -88,6 +94,17 @@ struct generated_sql {
 
 /// The statements of a dialect.
 const generated_sql& sql(dialect d);
+
+/// Where to cut the ICCIDs from `lowest` to `highest` into `n` ranges of
+/// about as many SIMs each when they are spread evenly (they are issued in
+/// runs): n - 1 non-decreasing cut points, range i being
+/// cut[i-1] <= iccid < cut[i] (the first open below, the last above). Read
+/// as decimal fractions (the first 19 digits; a shorter ICCID as if padded
+/// with zeros) and interpolated. Empty (one range) when either has a
+/// non-digit in its first 19 characters, or n < 2. Any cut points partition
+/// the ICCIDs; these only balance them.
+std::vector<std::string> iccid_cuts(std::string_view lowest, std::string_view highest,
+                                    std::size_t n);
 
 /// One parameter of a list_sims query.
 struct param {

@@ -7,10 +7,16 @@
 
 #include <sqlite3.h>
 
+#include <algorithm>
 #include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <exception>
 #include <map>
 #include <mutex>
+#include <span>
 #include <stdexcept>
+#include <thread>
 
 namespace imeilock::store::detail {
 
@@ -455,29 +461,80 @@ public:
   }
 
   void load_inventory(const std::function<void(const inventory_row&)>& fn) override {
-    with_reader([&](connection& c) {
-      // Two scans in ICCID order merged here: the sims table (clustered by
-      // ICCID) and the index of imsis by ICCID (which holds the IMSI). A join
-      // would descend the index once per SIM: a third of the load's CPU at
-      // 10 M SIMs. Both sides compare ICCIDs bytewise (SQLite's BINARY
-      // collation, std::string_view's order).
-      statement sims{c.get(), q().sims_by_iccid.c_str(), false};
-      statement imsis{c.get(), q().imsis_by_iccid.c_str(), false};
-      bool imsi_ready = imsis.step();
-      lock::sim_record sim;
-      while (sims.step()) {
-        sim = read_sim(sims);
-        const std::string_view id = sim.iccid;
-        // IMSIs of no SIM (a hand-edited store) sort before the next SIM's: skipped.
-        while (imsi_ready && imsis.text(0) < id)
-          imsi_ready = imsis.step();
-        while (imsi_ready && imsis.text(0) == id) {
-          sim.imsis.push_back(static_cast<std::uint64_t>(imsis.i64(1)));
-          imsi_ready = imsis.step();
-        }
-        fn(inventory_row{sim.iccid, sim.network, sim.imsis, sim.state, sim.activity});
-      }
+    load_inventory_batches([&](std::span<const inventory_row> rows) {
+      for (const auto& r : rows)
+        fn(r);
     });
+  }
+
+  void load_inventory_batches(const inventory_batch_fn& fn) override {
+    // Startup, before anything writes. The ICCIDs are cut into ranges that
+    // loader threads take in turn, each on a reader connection of its own in
+    // one read transaction, so a SIM and its IMSIs come from one snapshot. A
+    // thread merges two ordered scans of its range, the sims table (clustered
+    // by ICCID) and the index of imsis by ICCID (which holds the IMSI): a
+    // join would descend the index once per SIM. Both compare ICCIDs bytewise
+    // (SQLite's BINARY collation, std::string_view's order). The threads
+    // decode rows into batches (SQLite's steps and column reads: about two
+    // thirds of the load's CPU) and this thread hands them to `fn` as they
+    // come: ranges in no particular order, each range's SIMs in ICCID order.
+    const auto threads = std::min<std::size_t>(
+        {readers_.size(), std::max(1u, std::thread::hardware_concurrency()), 4});
+    std::vector<std::string> cuts;
+    if (threads > 1)
+      with_reader([&](connection& c) {
+        statement b{c.get(), q().iccid_bounds.c_str(), false};
+        if (b.step() && !b.is_null(0))
+          cuts = iccid_cuts(b.text(0), b.text(1), 8 * threads);
+      });
+    loader_queue lq;
+    lq.ranges = cuts.size() + 1;
+    lq.running = threads;
+    std::vector<std::thread> workers;
+    std::vector<inventory_row> rows;
+    auto join = [&] {
+      {
+        std::lock_guard g{lq.mtx};
+        lq.stop = true;
+      }
+      lq.cv.notify_all();
+      for (auto& t : workers)
+        t.join();
+      workers.clear();
+    };
+    try {
+      for (std::size_t i = 0; i < threads; ++i)
+        workers.emplace_back([this, i, &lq, &cuts] { load_ranges(*readers_[i], cuts, lq); });
+      for (;;) {
+        inventory_batch b;
+        {
+          std::unique_lock lk{lq.mtx};
+          lq.cv.wait(lk, [&] { return !lq.ready.empty() || lq.running == 0 || lq.error; });
+          if (lq.error || lq.ready.empty())
+            break;
+          b = std::move(lq.ready.front());
+          lq.ready.pop_front();
+        }
+        lq.cv.notify_all();
+        rows.clear();
+        const std::string_view text{b.text};
+        const std::span<const std::uint64_t> imsis{b.imsis};
+        for (const auto& e : b.rows)
+          rows.push_back({text.substr(e.text_at, e.iccid_size),
+                          text.substr(e.text_at + e.iccid_size, e.network_size),
+                          imsis.subspan(e.imsis_at, e.imsi_count), e.state, e.activity});
+        fn(rows);
+        b.clear();
+        std::lock_guard g{lq.mtx};
+        lq.spare.push_back(std::move(b));
+      }
+    } catch (...) {
+      join();
+      throw;
+    }
+    join();
+    if (lq.error)
+      std::rethrow_exception(lq.error);
   }
 
   void load_inventory_suffixes(std::uint32_t first, std::uint32_t last,
@@ -490,6 +547,151 @@ public:
   }
 
 private:
+  struct reader {
+    std::mutex mtx;
+    std::unique_ptr<connection> conn;
+  };
+
+  /// Decoded inventory rows, what a loader thread hands over: the rows' texts
+  /// in one buffer and their IMSIs in another (offsets: both grow).
+  struct inventory_batch {
+    struct entry {
+      std::size_t text_at; ///< the ICCID, then the network
+      std::uint32_t iccid_size;
+      std::uint32_t network_size;
+      std::size_t imsis_at;
+      std::size_t imsi_count;
+      lock::sim_state state;
+      lock::sim_activity activity;
+    };
+    std::string text;
+    std::vector<std::uint64_t> imsis;
+    std::vector<entry> rows;
+    void clear() {
+      text.clear();
+      imsis.clear();
+      rows.clear();
+    }
+  };
+  static constexpr std::size_t batch_rows = 4096;
+
+  /// What the loader threads and the consuming thread share.
+  struct loader_queue {
+    std::mutex mtx;
+    std::condition_variable cv;
+    std::deque<inventory_batch> ready;  ///< decoded, not yet handed to fn
+    std::vector<inventory_batch> spare; ///< handed over: buffers to reuse
+    std::size_t max_ready = 8;          ///< the decoded batches held at most
+    std::size_t ranges = 1;
+    std::size_t next_range = 0;
+    std::size_t running = 0;  ///< loader threads not finished
+    std::exception_ptr error; ///< the first thread's failure
+    bool stop = false;        ///< the consumer is gone: threads stop
+  };
+  struct loader_stopped {};
+
+  /// A loader thread: takes ranges until none is left, on `r`'s connection.
+  static void load_ranges(reader& r, const std::vector<std::string>& cuts, loader_queue& lq) {
+    try {
+      std::lock_guard rg{r.mtx};
+      connection& c = *r.conn;
+      c.exec("BEGIN");
+      try {
+        statement sims_range{c.get(), q().inventory_sims_range.c_str(), false};
+        statement sims_from{c.get(), q().inventory_sims_from.c_str(), false};
+        statement imsis_range{c.get(), q().inventory_imsis_range.c_str(), false};
+        statement imsis_from{c.get(), q().inventory_imsis_from.c_str(), false};
+        inventory_batch b;
+        for (;;) {
+          std::size_t k = 0;
+          {
+            std::lock_guard g{lq.mtx};
+            if (lq.stop || lq.next_range == lq.ranges)
+              break;
+            k = lq.next_range++;
+          }
+          const bool last = k + 1 == lq.ranges;
+          auto& sims = last ? sims_from : sims_range;
+          auto& imsis = last ? imsis_from : imsis_range;
+          reset_guard gs{sims};
+          reset_guard gi{imsis};
+          // "" (not a null view: SQLite binds a null pointer as NULL) is below every ICCID.
+          const std::string_view from = k == 0 ? std::string_view{""} : cuts[k - 1];
+          sims.bind(1, from);
+          imsis.bind(1, from);
+          if (!last) {
+            sims.bind(2, std::string_view{cuts[k]});
+            imsis.bind(2, std::string_view{cuts[k]});
+          }
+          scan_range(sims, imsis, b, lq);
+        }
+        if (!b.rows.empty())
+          hand_over(b, lq);
+        c.exec("COMMIT");
+      } catch (...) {
+        c.exec("ROLLBACK");
+        throw;
+      }
+    } catch (const loader_stopped&) {
+    } catch (...) {
+      std::lock_guard g{lq.mtx};
+      if (!lq.error)
+        lq.error = std::current_exception();
+    }
+    {
+      std::lock_guard g{lq.mtx};
+      --lq.running;
+    }
+    lq.cv.notify_all();
+  }
+
+  /// Merges one range's two scans into batches (see load_inventory).
+  static void scan_range(statement& sims, statement& imsis, inventory_batch& b, loader_queue& lq) {
+    constexpr int state_at = 2;
+    constexpr int activity_at = state_at + static_cast<int>(sim_state_count);
+    bool imsi_ready = imsis.step();
+    while (sims.step()) {
+      const std::string_view id = sims.text(0);
+      const std::string_view network = sims.text(1);
+      auto& e = b.rows.emplace_back();
+      e.text_at = b.text.size();
+      e.iccid_size = static_cast<std::uint32_t>(id.size());
+      e.network_size = static_cast<std::uint32_t>(network.size());
+      b.text.append(id).append(network);
+      read_fields(sims, state_at, lock::sim_state_fields, e.state);
+      read_fields(sims, activity_at, lock::sim_activity_fields, e.activity);
+      e.imsis_at = b.imsis.size();
+      // IMSIs of no SIM (a hand-edited store) sort before the next SIM's: skipped.
+      while (imsi_ready && imsis.text(0) < id)
+        imsi_ready = imsis.step();
+      while (imsi_ready && imsis.text(0) == id) {
+        b.imsis.push_back(static_cast<std::uint64_t>(imsis.i64(1)));
+        imsi_ready = imsis.step();
+      }
+      e.imsi_count = b.imsis.size() - e.imsis_at;
+      if (b.rows.size() == batch_rows)
+        hand_over(b, lq);
+    }
+  }
+
+  /// Queues `b` for the consumer (waiting while it is behind) and gives the
+  /// thread an empty one back, a spare if there is one.
+  static void hand_over(inventory_batch& b, loader_queue& lq) {
+    {
+      std::unique_lock lk{lq.mtx};
+      lq.cv.wait(lk, [&] { return lq.ready.size() < lq.max_ready || lq.stop; });
+      if (lq.stop)
+        throw loader_stopped{};
+      lq.ready.push_back(std::move(b));
+      b = inventory_batch{};
+      if (!lq.spare.empty()) {
+        b = std::move(lq.spare.back());
+        lq.spare.pop_back();
+      }
+    }
+    lq.cv.notify_all();
+  }
+
   /// One pass over sims joined with their IMSIs, grouped by ICCID.
   static void read_inventory(statement& s, const std::function<void(const inventory_row&)>& fn) {
     constexpr int imsi_column = static_cast<int>(sim_select_count);
@@ -692,11 +894,6 @@ private:
     if (!c.inbox_done.empty()) // a cluster node's change: cluster.enabled requires PostgreSQL
       throw sqlite_error(SQLITE_NOTFOUND, "a handoff inbox entry in a change to a SQLite store");
   }
-
-  struct reader {
-    std::mutex mtx;
-    std::unique_ptr<connection> conn;
-  };
 
   store_config cfg_;
   std::string name_;

@@ -405,6 +405,10 @@ void store::load_inventory(const std::function<void(const inventory_row&)>& fn) 
   impl_->db->load_inventory(fn);
 }
 
+void store::load_inventory_batches(const inventory_batch_fn& fn) {
+  impl_->db->load_inventory_batches(fn);
+}
+
 void store::load_inventory_suffixes(std::uint32_t first, std::uint32_t last,
                                     const std::function<void(const inventory_row&)>& fn) {
   impl_->db->load_inventory_suffixes(first, last, fn);

@@ -225,6 +225,10 @@ struct inventory_row {
   lock::sim_activity activity;
 };
 
+/// Called with loaded SIMs a batch at a time (views valid only during the
+/// call): the startup loader's consumer can work on many rows at once.
+using inventory_batch_fn = std::function<void(std::span<const inventory_row>)>;
+
 /// Which database the store keeps its state in.
 enum class backend_kind { sqlite, postgresql };
 
@@ -370,6 +374,10 @@ public:
   std::vector<orders::order> open_orders();
   /// Calls `fn` for every SIM (startup: build the compact inventory).
   void load_inventory(const std::function<void(const inventory_row&)>& fn);
+  /// load_inventory() a batch of SIMs at a time (SQLite: read by several
+  /// threads, so the batches come in no particular order; PostgreSQL: batches
+  /// of one SIM, in ICCID order). Nothing may write meanwhile (startup).
+  void load_inventory_batches(const inventory_batch_fn& fn);
   /// Calls `fn` for every SIM whose lowest IMSI ends in `first`..`last` (its
   /// last four digits, inclusive: the SIMs of one cluster shard,
   /// cluster::suffix_range), with all its IMSIs. SIMs without an IMSI are in

@@ -6,6 +6,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <random>
 #include <unordered_map>
 #include <utility>
@@ -157,6 +158,50 @@ TEST_CASE("the index grows without a reserve and finds every SIM after each rebu
   CHECK(inv.by_imsi(234160000000000ull + 10) == 10);
   CHECK(inv.by_iccid("89441000000000000049999") == no_sim);
   CHECK(inv.by_iccid("8944" + std::to_string(100000000000000ull + 49999)) == 49999);
+}
+
+TEST_CASE("add_many gives each SIM the id add() would, and refuses what add() refuses",
+          "[inventory]") {
+  // The same SIMs one at a time and in batches (the startup load), across a
+  // rebuild of both tables (no reserve), with odd ICCIDs and IMSI sets.
+  actors::inventory one{lock::eligibility_config{}};
+  actors::inventory many{lock::eligibility_config{}};
+  constexpr std::size_t n = 20000;
+  std::vector<std::string> iccids;
+  std::vector<std::vector<std::uint64_t>> imsis;
+  for (std::size_t i = 0; i < n; ++i) {
+    iccids.push_back(i % 997 == 5   ? std::string(256, '8')       // too long: refused
+                     : i % 101 == 7 ? "8944X" + std::to_string(i) // kept whole
+                                    : "8944" + std::to_string(100000000000000ull + i));
+    std::vector<std::uint64_t> set{234150000000000ull + i};
+    if (i % 10 == 0)
+      set.push_back(234160000000000ull + i);
+    if (i % 333 == 0)
+      set = {}; // no IMSI
+    imsis.push_back(set);
+  }
+  std::vector<actors::sim_id> want;
+  for (std::size_t i = 0; i < n; ++i)
+    want.push_back(one.add(iccids[i], i % 7 == 0 ? "othernet" : "multinet", imsis[i]));
+  std::vector<actors::sim_id> got(n);
+  for (std::size_t at = 0; at < n; at += 4096) {
+    std::vector<actors::inventory::new_sim> batch;
+    for (std::size_t i = at; i < std::min(n, at + 4096); ++i)
+      batch.push_back({iccids[i], i % 7 == 0 ? "othernet" : "multinet", imsis[i]});
+    many.add_many(batch, std::span{got}.subspan(at, batch.size()));
+  }
+  CHECK(got == want);
+  CHECK(std::count(got.begin(), got.end(), no_sim) > 0);
+  REQUIRE(many.size() == one.size());
+  for (std::size_t i = 0; i < n; ++i) {
+    if (got[i] == no_sim)
+      continue;
+    REQUIRE(many.by_iccid(iccids[i]) == got[i]);
+    REQUIRE(many.imsis(got[i]) == imsis[i]);
+    for (auto imsi : imsis[i])
+      REQUIRE(many.by_imsi(imsi) == got[i]);
+  }
+  CHECK(many.sims_on(many.intern("othernet")) == one.sims_on(one.intern("othernet")));
 }
 
 TEST_CASE("ICCIDs the packed form cannot hold are kept whole", "[inventory]") {

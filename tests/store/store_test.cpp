@@ -5,6 +5,7 @@
 #include "store/store.hpp"
 
 #include "common/fields.hpp"
+#include "store/schema.hpp"
 #include "tests/support/postgres.hpp"
 
 #include <catch2/catch.hpp>
@@ -774,6 +775,8 @@ STORE_TEST("the inventory loader hands out every SIM with all its IMSIs") {
     CHECK(r.network == "multinet");
     CHECK(r.state.status == lock::sim_status::active);
   });
+  // SQLite's loader threads hand out ICCID ranges in no particular order.
+  std::sort(rows.begin(), rows.end());
   REQUIRE(rows.size() == 3);
   CHECK(rows[0].first == "8944000000000000001");
   CHECK(rows[0].second == std::vector<std::uint64_t>{234150000000001, 234150000000002});
@@ -781,6 +784,91 @@ STORE_TEST("the inventory loader hands out every SIM with all its IMSIs") {
   CHECK(rows[1].second == std::vector<std::uint64_t>{234150000000003});
   CHECK(rows[2].first == "8944000000000000003");
   CHECK(rows[2].second.empty());
+}
+
+TEST_CASE("iccid_cuts: even cuts between the lowest and the highest ICCID, read as decimal "
+          "fractions",
+          "[store]") {
+  using store::detail::iccid_cuts;
+  // 20 SIMs in a run: cut in four, ranges of five.
+  auto cuts = iccid_cuts("8944000000000000000", "8944000000000000020", 4);
+  CHECK(cuts == std::vector<std::string>{"8944000000000000005", "8944000000000000010",
+                                         "8944000000000000015"});
+  // A 20th digit is past the precision; a shorter ICCID reads as padded with zeros.
+  cuts = iccid_cuts("894410", "89442000000000000009", 2);
+  CHECK(cuts == std::vector<std::string>{"8944150000000000000"});
+  // The cuts are ordered whatever the span, equal when it is narrow.
+  cuts = iccid_cuts("8944000000000000001", "8944000000000000002", 4);
+  REQUIRE(cuts.size() == 3);
+  CHECK(std::is_sorted(cuts.begin(), cuts.end()));
+  cuts = iccid_cuts("0000000000000000000", "9999999999999999999", 16);
+  REQUIRE(cuts.size() == 15);
+  CHECK(std::is_sorted(cuts.begin(), cuts.end()));
+  // One range: a non-digit, a single range asked for, or the bounds reversed.
+  CHECK(iccid_cuts("8944x", "8945", 4).empty());
+  CHECK(iccid_cuts("8944", "8945", 1).empty());
+  CHECK(iccid_cuts("8945", "8944", 4).empty());
+}
+
+STORE_TEST(
+    "the inventory loader hands out thousands of SIMs once each, with their IMSIs and state, "
+    "from every ICCID range") {
+  TestType fx;
+  REQUIRE_BACKEND(fx);
+  auto opened = open_store(fx.config());
+  auto& db = *opened;
+  struct loaded {
+    std::vector<std::uint64_t> imsis;
+    std::string network;
+    lock::sim_state state;
+  };
+  // 19- and 20-digit ICCIDs over a wide span (SQLite cuts it into ranges that
+  // its loader threads read at once), 0 to 3 IMSIs each, states that differ.
+  std::map<std::string, loaded> want;
+  std::vector<lock::sim_record> batch;
+  std::uint64_t next_imsi = 234150000000000;
+  for (std::uint64_t i = 0; i < 3000; ++i) {
+    auto iccid = "8944" + std::to_string(100'000'000'000'000ull + 33'331'111'111ull * i);
+    if (i % 3 == 0)
+      iccid += "7";
+    std::vector<std::uint64_t> imsis;
+    for (std::uint64_t k = 0; k < i % 4; ++k)
+      imsis.push_back(next_imsi += 13);
+    auto r = sim(iccid, imsis, i % 5 == 0 ? "othernet" : "multinet");
+    r.state.lock = i % 2 == 0 ? lock::lock_state::off : lock::lock_state::locked;
+    r.state.last_seen_imei = lock::device_id{i + 1};
+    want[iccid] = {imsis, r.network, r.state};
+    batch.push_back(std::move(r));
+    if (batch.size() == 500)
+      REQUIRE(commit(db, sims_change(std::exchange(batch, {}))));
+  }
+  // IMSIs of no SIM, below, among and above the SIMs' ICCIDs: skipped.
+  fx.query("INSERT INTO imsis (imsi, iccid) VALUES (234159000000001, '8944000'), "
+           "(234159000000002, '89445000000000000000'), (234159000000003, '9')");
+  std::map<std::string, loaded> got;
+  db.load_inventory_batches([&](std::span<const store::inventory_row> rows) {
+    for (const auto& r : rows) {
+      std::vector<std::uint64_t> imsis(r.imsis.begin(), r.imsis.end());
+      std::sort(imsis.begin(), imsis.end()); // a set: PostgreSQL's join keeps no order
+      auto fresh =
+          got.emplace(std::string(r.iccid), loaded{imsis, std::string(r.network), r.state}).second;
+      CHECK(fresh); // once each
+    }
+  });
+  REQUIRE(got.size() == want.size());
+  for (const auto& [iccid, w] : want) {
+    INFO(iccid);
+    REQUIRE(got.contains(iccid));
+    const auto& g = got[iccid];
+    CHECK(g.imsis == w.imsis);
+    CHECK(g.network == w.network);
+    CHECK(g.state.lock == w.state.lock);
+    CHECK(g.state.last_seen_imei == w.state.last_seen_imei);
+  }
+  // The row-at-a-time form hands out the same SIMs.
+  std::size_t rows_seen = 0;
+  db.load_inventory([&](const store::inventory_row&) { ++rows_seen; });
+  CHECK(rows_seen == want.size());
 }
 
 STORE_TEST("the shard loader hands out the SIMs whose lowest IMSI ends in the range, with all "
