@@ -7,7 +7,11 @@
 # ratios. freeDiameter binds every interface whatever it is told
 # (TOOLCHAIN.md), so it gets its own port and lives only for the run.
 #
-#   bench/diameter_vs_freediameter.sh BUILD_DIR [SECONDS=10] [CONNECTIONS=1] [WINDOW=64] [ROUNDS=3]
+#   bench/diameter_vs_freediameter.sh BUILD_DIR [SECONDS=10] [CONNECTIONS="1 4"] [WINDOW=64] [ROUNDS=3]
+#
+# CONNECTIONS is a list: each round runs every row at each count in turn (the
+# rows are named ROW@COUNT) and the summary compares each count's rows with
+# freeDiameter at the same count.
 #
 # Rows per round (imeilockd_chg last, then an unmeasured pass putting every SIM
 # back on its first IMEI; ACR only, the same bytes for all: identity AVPs without the
@@ -30,7 +34,8 @@
 set -euo pipefail
 build=$(cd "$1" && pwd)
 secs=${2:-10}
-conns=${3:-1}
+conns_list=${3:-1 4}
+conns=${conns_list%% *} # the extra runs (ACR/CCR mix, 2000 ACR/s) use the first count
 window=${4:-64}
 rounds=${5:-3}
 sims=${SIMS:-100000}
@@ -124,33 +129,35 @@ echo "prime (first contact, every ACR a new IMEI): $(echo " ${line#*result}" | f
 servers=(freediameter imeilockd)
 [[ $want_harness == 1 ]] && servers+=(harness)
 servers+=(imeilockd_chg)
-echo "connections=$conns window=$window seconds=$secs rounds=$rounds sims=$sims imei_change=${change}%; load $(cut -d' ' -f1-3 /proc/loadavg)"
-printf '%-6s %-14s %10s %8s %8s %9s %7s %11s %8s %s\n' round server ACR/s p50_us p99_us p99.9_us errors cpu_us/ACR changes load1
+echo "connections=$conns_list window=$window seconds=$secs rounds=$rounds sims=$sims imei_change=${change}%; load $(cut -d' ' -f1-3 /proc/loadavg)"
+printf '%-6s %-16s %10s %8s %8s %9s %7s %11s %8s %s\n' round server ACR/s p50_us p99_us p99.9_us errors cpu_us/ACR changes load1
 declare -A rates p50s p99s p999s cpus
 for r in $(seq 1 "$rounds"); do
+  for conns in $conns_list; do
   for who in "${servers[@]}"; do
     extra=(--compat 1)
     case $who in
       # freeDiameter takes one connection per Origin-Host and may still hold
-      # the previous round's (it closed the new one in a run): a new name per round.
-      freediameter) pid=$fd_pid; port=$fd_port; extra+=(--origin-host "r$r.pgw1.example.net") ;;
+      # the previous run's (it closed the new one in a run): a new name per run.
+      freediameter) pid=$fd_pid; port=$fd_port; extra+=(--origin-host "r$r.n$conns.pgw1.example.net") ;;
       imeilockd) pid=$d_pid; port=$d_diameter ;;
       imeilockd_chg) pid=$d_pid; port=$d_diameter; extra+=(--imei-change-percent "$change" --seed "$r") ;;
       harness) pid=$h_pid; port=$h_port ;;
     esac
+    row="$who@$conns"
     kill -0 "$pid" 2>/dev/null || { echo "$who (pid $pid) is gone"; [[ $who == imeilockd* ]] && tail -30 "$work/d/daemon.log"; exit 1; }
     line=$(run "$pid" "$port" "$secs" "${extra[@]}")
     res=" ${line#*result}"
     rate=$(echo "$res" | field rate); p50=$(echo "$res" | field p50_us); p99=$(echo "$res" | field p99_us)
     p999=$(echo "$res" | field p999_us); errs=$(echo "$res" | field errors); cpu=$(echo " $line" | field cpu_us)
     chg=$(echo " $line" | field imei_changes)
-    [[ $line == *"server closed"* || $line == *"answers missing"* || $line == *"first error"* ]] && echo "  ($who: $(echo "$line" | grep -o 'server closed a connection\|[0-9]* answers missing at the end\|first error answer: Result-Code [0-9]*' | head -1))"
-    printf '%-6s %-14s %10s %8s %8s %9s %7s %11s %8s %s\n' "$r" "$who" "$rate" "$p50" "$p99" "$p999" "$errs" "$cpu" "$chg" "$(cut -d' ' -f1 /proc/loadavg)"
+    [[ $line == *"server closed"* || $line == *"answers missing"* || $line == *"first error"* ]] && echo "  ($row: $(echo "$line" | grep -o 'server closed a connection\|[0-9]* answers missing at the end\|first error answer: Result-Code [0-9]*' | head -1))"
+    printf '%-6s %-16s %10s %8s %8s %9s %7s %11s %8s %s\n' "$r" "$row" "$rate" "$p50" "$p99" "$p999" "$errs" "$cpu" "$chg" "$(cut -d' ' -f1 /proc/loadavg)"
     # A failed run (no result line) counts in no median; its ratio shows as "-".
     if [[ -n $rate ]]; then
-      rates[$who]+="$rate "; p50s[$who]+="$p50 "; p99s[$who]+="$p99 "; p999s[$who]+="$p999 "; cpus[$who]+="$cpu "
+      rates[$row]+="$rate "; p50s[$row]+="$p50 "; p99s[$row]+="$p99 "; p999s[$row]+="$p999 "; cpus[$row]+="$cpu "
     else
-      rates[$who]+="- "
+      rates[$row]+="- "
     fi
     if [[ $who == imeilockd_chg ]]; then
       # Restore: a new generator starts with every SIM on its first IMEI, so
@@ -159,12 +166,22 @@ for r in $(seq 1 "$rounds"); do
       line=$(run "$d_pid" "$d_diameter" "$prime_secs" --compat 1 --warmup 0)
     fi
   done
+  done
 done
+conns=${conns_list%% *}
 for extra_run in "imeilockd_mix30:--ccr-percent 30" "imeilockd_2000/s:--rate 2000"; do
   name=${extra_run%%:*}
   line=$(run "$d_pid" "$d_diameter" 5 --compat 1 ${extra_run#*:})
   res=" ${line#*result}"
-  printf '%-6s %-14s %10s %8s %8s %9s %7s %11s %8s %s\n' once "$name" "$(echo "$res" | field rate)" "$(echo "$res" | field p50_us)" \
+  printf '%-6s %-16s %10s %8s %8s %9s %7s %11s %8s %s\n' once "$name@$conns" "$(echo "$res" | field rate)" "$(echo "$res" | field p50_us)" \
     "$(echo "$res" | field p99_us)" "$(echo "$res" | field p999_us)" "$(echo "$res" | field errors)" "$(echo " $line" | field cpu_us)" 0 "$(cut -d' ' -f1 /proc/loadavg)"
 done
-print_summary freediameter ACR
+# One summary per connection count, each against freeDiameter at that count.
+all_servers=("${servers[@]}")
+for conns in $conns_list; do
+  servers=()
+  for who in "${all_servers[@]}"; do servers+=("$who@$conns"); done
+  echo
+  echo "== $conns connection(s)"
+  print_summary "freediameter@$conns" ACR
+done
