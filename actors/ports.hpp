@@ -117,6 +117,9 @@ struct sim_info : lock::sim_record {
   /// False when the SIM's network is no longer in the configuration (removed
   /// by a reload): the SIM keeps its state and keeps working (api/README.md).
   bool network_configured = true;
+  /// The bar lead time of its network as configured now ("5s"; as
+  /// orders::lead_time::describe() writes it): the bar caveat quotes it.
+  std::string bar_lead_time;
 };
 
 /// Create or update a SIM's identity (not its lock state).

@@ -10,6 +10,7 @@
 #include "cluster/shard.hpp"
 #include "common/assert.hpp"
 #include "common/log.hpp"
+#include "lock/caveats.hpp"
 #include "lock/identifiers.hpp"
 
 #include <caf/actor_system.hpp>
@@ -43,7 +44,7 @@ using name_list = std::shared_ptr<const std::vector<std::string>>;
 sim_info to_info(lock::sim_record&& r, lock::policy policy,
                  const std::vector<std::string>& configured) {
   bool known = std::binary_search(configured.begin(), configured.end(), r.network);
-  return {std::move(r), policy, known};
+  return {std::move(r), policy, known, {}};
 }
 
 /// Every enum of a stored state is a known value (the rules may trust it).
@@ -101,6 +102,12 @@ struct sim_layer::impl {
   std::atomic<std::size_t> api_in_flight{0}; ///< operator writes not yet answered
   std::mutex create_mtx;                     ///< serialises creating new SIMs
   std::mutex orders_mtx; ///< guards ctx.orders_cfg and ctx.orders between start/stop and reload
+  /// The `orders:` section as last loaded or reloaded (ctx.orders_cfg stays
+  /// the startup one): the limits the fleet shows and the lead times the
+  /// answers quote. Guarded by orders_now_mtx alone, which is never held
+  /// while waiting on anything (answers take it on actor threads).
+  orders::orders_config orders_now;
+  mutable std::mutex orders_now_mtx;
   std::size_t rows_bytes = 0;
   mutable std::mutex networks_mtx;
   name_list configured; ///< guarded by networks_mtx; replaced whole on reload
@@ -311,6 +318,13 @@ struct sim_layer::impl {
   }
 
   /// The rules' view of `network` as reads report it.
+  /// The bar lead time of `network` as configured now ("5s",
+  /// "lognormal(median 5s, p95 20s)"): what the bar caveat quotes.
+  std::string bar_lead_time(std::string_view network) const {
+    std::lock_guard g{orders_now_mtx};
+    return orders_now.network(network).lead_time_for(lock::order_type::bar).describe();
+  }
+
   lock::policy policy_of(std::string_view network) const {
     std::lock_guard g{networks_mtx};
     return lock::policy_for(eligibility, network);
@@ -364,6 +378,7 @@ struct sim_layer::impl {
                               .Add({});
     ctx.cfg = cfg;
     ctx.orders_cfg = ocfg;
+    orders_now = ocfg;
     inv = std::make_unique<inventory>(elig);
     ctx.db = db.get();
     ctx.inv = inv.get();
@@ -586,6 +601,10 @@ void sim_layer::reload_orders(const orders::orders_config& cfg) {
   {
     std::lock_guard n{d.networks_mtx};
     d.configured = network_names(d.eligibility, cfg);
+  }
+  {
+    std::lock_guard n{d.orders_now_mtx};
+    d.orders_now = cfg;
   }
   if (!d.ctx.orders) { // not started: start() spawns the order actor with it
     d.ctx.orders_cfg = cfg;
@@ -810,7 +829,10 @@ void sim_layer::get_sim(std::string iccid, std::function<void(std::optional<sim_
     return;
   }
   auto policy = impl_->policy_of(r->network);
-  done(to_info(std::move(*r), policy, *impl_->networks()));
+  auto lead = impl_->bar_lead_time(r->network);
+  auto info = to_info(std::move(*r), policy, *impl_->networks());
+  info.bar_lead_time = std::move(lead);
+  done(std::move(info));
 }
 
 void sim_layer::list_sims(sim_filter filter, std::string cursor, std::size_t limit,
@@ -822,8 +844,14 @@ void sim_layer::list_sims(sim_filter filter, std::string cursor, std::size_t lim
     page.next_cursor = rows.back().iccid;
   page.items.reserve(rows.size());
   auto known = impl_->networks();
-  for (auto& r : rows)
+  std::map<std::string, std::string, std::less<>> leads; // per network, read once
+  for (auto& r : rows) {
+    auto lead = leads.find(r.network);
+    if (lead == leads.end())
+      lead = leads.emplace(r.network, impl_->bar_lead_time(r.network)).first;
     page.items.push_back(to_info(std::move(r), impl_->policy_of(r.network), *known));
+    page.items.back().bar_lead_time = lead->second;
+  }
   done(std::move(page));
 }
 
@@ -847,8 +875,20 @@ void sim_layer::place_order(std::string iccid, order_request req,
     done(refused(ec::unknown_sim, "no SIM with ICCID " + iccid));
     return;
   }
+  // The product text's caveats for this order (lock/caveats.hpp): the bar
+  // lead time of the SIM's network as configured now, the advice to disable
+  // the lock before testing in another device.
+  auto answer = [&d, type = req.type, with_lock = req.with_lock,
+                 done = std::move(done)](write_result r) {
+    if (r.error == ec::ok && r.order) {
+      auto lead = type == lock::order_type::bar ? d.bar_lead_time(r.order->network) : "";
+      for (auto& w : lock::order_caveats(type, with_lock, r.order->network, lead))
+        r.warnings.push_back(std::move(w));
+    }
+    done(std::move(r));
+  };
   caf::anon_send(d.ctx.shard_of(id),
-                 sim_order{id, req, now_ms(), d.track<write_result>(std::move(done))});
+                 sim_order{id, req, now_ms(), d.track<write_result>(std::move(answer))});
 }
 
 void sim_layer::get_order(std::uint64_t id,
@@ -886,8 +926,8 @@ void sim_layer::fleet(std::function<void(fleet_info)> done) {
   auto counts = d.db->fleet(out.since_ms, hours, latest);
   orders::orders_config ocfg;
   {
-    std::lock_guard g{d.orders_mtx};
-    ocfg = d.ctx.orders_cfg;
+    std::lock_guard g{d.orders_now_mtx};
+    ocfg = d.orders_now;
   }
   std::map<std::string, fleet_network, std::less<>> nets;
   auto net = [&](const std::string& name) -> fleet_network& {

@@ -1,6 +1,7 @@
 #include "api/json_views.hpp"
 
 #include "common/fields.hpp"
+#include "lock/caveats.hpp"
 #include "lock/identifiers.hpp"
 
 #include <cstdio>
@@ -98,6 +99,22 @@ json sim_json(const actors::sim_info& sim) {
                       {"lock_on_activation", sim.policy.lock_on_activation_eligible}};
   // What a violation does on this network now (imei_lock.action/actions).
   j["violation_action"] = lock::to_string(sim.policy.action);
+  // The bar lead time of its network as configured now (null: not known).
+  j["bar_lead_time"] = sim.bar_lead_time.empty() ? json(nullptr) : json(sim.bar_lead_time);
+  return j;
+}
+
+json caveats_json(const actors::sim_info& sim) {
+  json j = json::object();
+  for (const auto& c : lock::caveats()) {
+    // The keep-lock option's caveat as it applies under this SIM's policy.
+    if (c.id == (sim.policy.strict ? lock::caveat::keep_lock : lock::caveat::keep_lock_strict))
+      continue;
+    if (c.id == lock::caveat::bar_lead_time || c.id == lock::caveat::imei_lock_bar)
+      j[std::string{c.key}] = lock::bar_caveat(c.id, sim.network, sim.bar_lead_time);
+    else
+      j[std::string{c.key}] = c.text;
+  }
   return j;
 }
 

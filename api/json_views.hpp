@@ -20,8 +20,12 @@ nlohmann::json time_json(std::int64_t unix_ms);
 nlohmann::json imei_json(lock::device_id device);
 /// The lock part of a SIM: status, lock, last_seen_imei, bar.
 nlohmann::json state_json(const lock::sim_state& s);
-/// GET /v1/sims/{iccid}.
+/// GET /v1/sims/{iccid} (without its `caveats`) and each item of GET /v1/sims.
 nlohmann::json sim_json(const actors::sim_info& sim);
+/// GET /v1/sims/{iccid}'s `caveats`: the product text's caveats for this SIM
+/// by key (lock/caveats.hpp), the bar ones with its network's lead time, the
+/// keep-lock one as strict mode words it when on. The dashboard shows them.
+nlohmann::json caveats_json(const actors::sim_info& sim);
 /// GET /v1/orders/{id}.
 nlohmann::json order_json(const orders::order& order);
 /// GET /v1/jobs/{id}: a bulk job and its progress.

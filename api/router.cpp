@@ -180,8 +180,11 @@ void get_sim(const call_ptr& c) {
   c->service.get_sim(c->params[0], [c](std::optional<actors::sim_info> sim) {
     if (!sim)
       c->reply(unknown_sim(c->params[0]));
-    else
-      c->reply(json_response(200, sim_json(*sim)));
+    else {
+      auto j = sim_json(*sim);
+      j["caveats"] = caveats_json(*sim);
+      c->reply(json_response(200, j));
+    }
   });
 }
 
