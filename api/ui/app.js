@@ -337,10 +337,59 @@ function renderSim(s) {
   $('bar').disabled = pending || !active || s.bar.state !== 'none';
   $('activate').disabled = pending || active;
   const lockable = !!(s.eligibility && s.eligibility.lock_on_activation);
-  $('activate-lock').disabled = !lockable || active;
-  if (!lockable) $('activate-lock').checked = false;
-  $('activate-lock-label').title = lockable ? ''
-    : 'IMEI Locking on activation is not available for ' + s.network + ' SIMs';
+  renderActivationBox(lockable, s);
+  if ($('activate-lock')) $('activate-lock').disabled = active;
+  renderCaveats(s);
+}
+
+// The activation tick box exists only where the SIM's network allows IMEI
+// locking on activation (R13); elsewhere it is not rendered at all and the
+// daemon refuses such an order with its reason. Kept across polls (its tick).
+function renderActivationBox(lockable, s) {
+  const slot = $('activate-lock-slot');
+  if (!lockable) {
+    slot.textContent = '';
+    $('activate-lock-unavailable').textContent =
+      'IMEI Locking on activation is not available for ' + s.network + ' SIMs.';
+    $('activate-lock-unavailable').hidden = false;
+    return;
+  }
+  $('activate-lock-unavailable').hidden = true;
+  if (!$('activate-lock')) {
+    const label = document.createElement('label');
+    label.id = 'activate-lock-label';
+    const box = document.createElement('input');
+    box.id = 'activate-lock';
+    box.type = 'checkbox';
+    label.append(box, ' Enable IMEI Locking');
+    const tip = document.createElement('span');
+    tip.className = 'tip';
+    tip.id = 'tip-activate';
+    tip.tabIndex = 0;
+    tip.textContent = '?';
+    slot.append(label, ' ', tip);
+  }
+  $('tip-activate').dataset.tip = (s.caveats && s.caveats.lock_on_activation) || '';
+}
+
+// The product text's caveats, as GET /v1/sims/{iccid} words them (the one
+// table of lock/caveats.hpp): beside the action each concerns.
+function renderCaveats(s) {
+  const c = s.caveats || {};
+  $('caveat-test').textContent = c.test_in_another_device || '';
+  $('caveat-bar').textContent = c.bar_lead_time || '';
+  $('tip-keep').dataset.tip = c.keep_lock || '';
+  $('tip-update').dataset.tip = c.update_to_last_seen || '';
+  // The keep-lock caveat in full where that option is offered (an IMEI-lock bar).
+  const keepOffered = s.bar.state === 'barred' && s.bar.reason === 'imei_lock';
+  $('caveat-keep').textContent = keepOffered ? c.keep_lock || '' : '';
+  $('caveat-keep').hidden = !keepOffered;
+  // A bar on its way (placed by hand or raised by a violation): it takes
+  // effect after the network's lead time.
+  const pendingBar = s.bar.state === 'bar_pending';
+  $('caveat-bar-pending').textContent = !pendingBar ? ''
+    : s.bar.reason === 'imei_lock' ? c.imei_lock_bar || '' : c.bar_lead_time || '';
+  $('caveat-bar-pending').hidden = !pendingBar;
 }
 
 function renderOrders(items) {
@@ -442,7 +491,8 @@ document.addEventListener('DOMContentLoaded', () => {
   $('bar').addEventListener('click', () => order({ type: 'bar' }, 'Bar'));
   $('activate').addEventListener('click', () => {
     const body = { type: 'activate' };
-    if (!$('activate-lock').disabled) body.enable_imei_lock = $('activate-lock').checked;
+    const box = $('activate-lock');
+    if (box && !box.disabled) body.enable_imei_lock = box.checked;
     order(body, 'Activation');
   });
   showLogin();
