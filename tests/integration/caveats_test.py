@@ -15,7 +15,8 @@ roamnet901 (allowed). Checked:
 - the keep-lock caveat beside "Unbar and keep existing IMEI Lock";
 - the activation tick box is rendered for the roamnet901 SIM and absent for
   the multinet one, whose activation with the lock the API refuses;
-- a SIGHUP that changes the lead time changes what the page says.
+- a SIGHUP that changes the lead time changes what the page says (and the
+  limits GET /v1/fleet shows, which now follow reloads).
 """
 import importlib.util
 import os
@@ -43,6 +44,7 @@ def orders_config(bar):
 orders:
   networks:
     multinet:
+      max_queue: 5000
       lead_times: {{bar: {bar}, unbar: 300ms}}
     roamnet901:
       lead_times: {{activate: 300ms}}
@@ -221,9 +223,13 @@ def main():
         with open(d.config_path) as f:
             cfg = f.read()
         with open(d.config_path, "w") as f:
-            f.write(cfg.replace("bar: 8s,", "bar: 12s,"))
+            f.write(cfg.replace("bar: 8s,", "bar: 12s,").replace("max_queue: 5000", "max_queue: 7000"))
         d.signal(signal.SIGHUP)
         h.wait_until(lambda: d.sim(m2)["bar_lead_time"] == "12s", what="the reloaded lead time")
+        fleet = d.api("GET", "/v1/fleet")[1]
+        multinet = next(n for n in fleet["networks"] if n["network"] == "multinet")
+        h.check(multinet["orders"]["max_queue"] == 7000,
+                f"GET /v1/fleet shows the reloaded limits too ({multinet['orders']})")
         goto_sim(dt, m2)
         dt.wait("document.getElementById('caveat-bar').textContent.includes(\"lead time: 12s\")",
                 "the page with the new lead time")
