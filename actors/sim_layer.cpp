@@ -317,7 +317,6 @@ struct sim_layer::impl {
     return configured;
   }
 
-  /// The rules' view of `network` as reads report it.
   /// The bar lead time of `network` as configured now ("5s",
   /// "lognormal(median 5s, p95 20s)"): what the bar caveat quotes.
   std::string bar_lead_time(std::string_view network) const {
@@ -325,6 +324,7 @@ struct sim_layer::impl {
     return orders_now.network(network).lead_time_for(lock::order_type::bar).describe();
   }
 
+  /// The rules' view of `network` as reads report it.
   lock::policy policy_of(std::string_view network) const {
     std::lock_guard g{networks_mtx};
     return lock::policy_for(eligibility, network);
