@@ -6,6 +6,7 @@
 #include "common/error.hpp"
 #include "common/fault.hpp"
 #include "config/section.hpp"
+#include "lock/caveats.hpp"
 #include "lock/identifiers.hpp"
 
 #include <nlohmann/json.hpp>
@@ -481,7 +482,11 @@ void bulk_orders(const call_ptr& c) {
       c->reply(service_error(res.error, res.reason));
       return;
     }
-    auto r = json_response(202, job_json(*res.job));
+    auto body = job_json(*res.job);
+    // The product text's caveats, as a single order's answer carries them (the
+    // bar's wording without a lead time: the SIMs may be on several networks).
+    body["warnings"] = lock::order_caveats(res.job->order.type, res.job->order.with_lock, {}, {});
+    auto r = json_response(202, body);
     r.headers.emplace_back("Location", "/v1/jobs/" + std::to_string(res.job->id));
     c->reply(std::move(r));
   });

@@ -75,6 +75,8 @@ def main():
         st, job = d.api("POST", "/v1/orders:bulk", {"type": "bar", "iccids": sims + [unknown]})
         h.check(st == 202 and job["total"] == n + 1 and job["state"] == "running",
                 f"a bulk bar over {n} SIMs and an unknown ICCID is accepted as a job (202)")
+        h.check(any("lead time" in w for w in job.get("warnings", [])),
+                f"the bulk bar's answer carries the bar lead time caveat ({job.get('warnings')})")
         job = wait_job(d, job["id"])
         h.check(job["state"] == "completed" and job["processed"] == n + 1 and
                 job["placed"] == n - 1 and job["refused"] == 2,
@@ -108,6 +110,8 @@ def main():
         h.check(r.returncode == 0 and "placed 2" in r.stdout,
                 f"imeilockctl bulk enable --lock-scope device_model: 2 placed "
                 f"(rc {r.returncode}: {r.stdout[-300:]} {r.stderr[-300:]})")
+        h.check("before testing the SIM in another device" in r.stderr,
+                f"imeilockctl prints the bulk enable's caveat as a warning ({r.stderr[-300:]})")
         st, jobs = d.api("GET", "/v1/jobs?limit=1")
         h.check(jobs["items"][0]["lock_scope"] == "device_model", "the job shows its lock scope")
         h.wait_until(lambda: all(d.api("GET", f"/v1/sims/{s}")[1]["lock"]["scope"]
