@@ -48,12 +48,21 @@ def main():
         server.query("imeilock", "ANALYZE")
         print(f"{sims} SIMs written in {time.monotonic() - t0:.1f} s")
         t0 = time.monotonic()
+        # The log file holds the first start's lines too (20 shards served
+        # with no SIM): only this start's count.
+        log_from = len(d.log())
         d.start(timeout=600)
         h.wait_until(lambda: d.api("GET", "/readyz", token=None, timeout=30)[0] == 200,
                      timeout=1200, interval=0.2, what="ready")
         ready = time.monotonic() - t0
-        loads = [(int(m.group(1)), int(m.group(2))) for m in re.finditer(
-            r"cluster\.shard_served .*?sims=(\d+).*?load_ms=(\d+)", d.log())]
+
+        def served():
+            return [(int(m.group(1)), int(m.group(2))) for m in re.finditer(
+                r"cluster\.shard_served .*?sims=(\d+).*?load_ms=(\d+)", d.log()[log_from:])]
+        # /readyz can answer before the last shard's line is in the log.
+        h.wait_until(lambda: len(served()) >= shards, timeout=600, interval=0.2,
+                     what="every shard's cluster.shard_served line")
+        loads = served()
         assert len(loads) == shards, d.log()[-3000:]
         assert sum(n for n, _ in loads) == sims, loads
         ms = sorted(t for _, t in loads)
