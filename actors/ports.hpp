@@ -154,6 +154,15 @@ struct order_request {
   std::uint64_t job_id = 0;
 };
 
+/// More than one node: who serves the shard of a SIM that this node does not
+/// serve, as the lease table and cluster_nodes say now (an operator write is
+/// redirected there: docs/cluster.md "Serving").
+struct shard_owner {
+  std::uint32_t shard = 0;
+  std::string node_id; ///< the lease's holder; empty: no live owner right now
+  std::string api_url; ///< its advertised operator API URL (cluster.api_url); may be empty
+};
+
 /// The answer to an operator write. error == ec::ok means accepted.
 struct write_result {
   ec error = ec::ok;
@@ -163,6 +172,9 @@ struct write_result {
   std::optional<orders::order> order; ///< place_order: the new order
   /// Refused because the network is not configured: the configured names.
   std::vector<std::string> known_networks;
+  /// More than one node: refused because another node serves the SIM's
+  /// shard (error ec::store_failed); the API redirects the write there.
+  std::optional<shard_owner> elsewhere;
 };
 
 /// The API error of an order the rules refused (lock::apply): ec::invalid when

@@ -88,6 +88,14 @@ struct sim_actor_state {
 
 using sim_pointer = sim_actor::stateful_pointer<sim_actor_state>;
 
+/// An operator write refused with `e` and `reason`, nothing else set.
+write_result refusal(ec e, std::string reason) {
+  write_result r;
+  r.error = e;
+  r.reason = std::move(reason);
+  return r;
+}
+
 /// The API error of a refused order (rejection_error, shared with the API
 /// tests' fake). none is not a refusal, and a value outside the enum is
 /// memory corruption: our own bug either way (STYLE §4).
@@ -186,12 +194,7 @@ void fail_pending(sim_pointer self) {
       w->settle(false, false, {});
   }
   auto not_stored = [] {
-    return write_result{ec::store_failed,
-                        "this node no longer serves the SIM's shard, retry",
-                        {},
-                        false,
-                        std::nullopt,
-                        {}};
+    return refusal(ec::store_failed, "this node no longer serves the SIM's shard, retry");
   };
   for (auto& work : s.queue) {
     if (auto* o = std::get_if<sim_observation>(&work))
@@ -476,13 +479,11 @@ void enqueue(sim_pointer self, sim_work&& w) {
       return;
     }
     if (auto* p = std::get_if<sim_order>(&w)) {
-      p->done(
-          {ec::overloaded, "too many changes pending for this SIM", {}, false, std::nullopt, {}});
+      p->done(refusal(ec::overloaded, "too many changes pending for this SIM"));
       return;
     }
     if (auto* u = std::get_if<sim_upsert_msg>(&w)) {
-      u->done(
-          {ec::overloaded, "too many changes pending for this SIM", {}, false, std::nullopt, {}});
+      u->done(refusal(ec::overloaded, "too many changes pending for this SIM"));
       return;
     }
   }

@@ -395,12 +395,14 @@ struct sim_layer::impl {
   /// The SIM's shard (that of its lowest IMSI) must be served here, before
   /// and after; a SIM does not move to another shard (not supported yet:
   /// the two shards' leases would both have to fence the change).
-  std::optional<write_result> cluster_refusal(const sim_upsert& sim) const {
+  /// `bulk` (an import): the owner is not looked up (one database read per
+  /// SIM), the refusal names no owner.
+  std::optional<write_result> cluster_refusal(const sim_upsert& sim, bool bulk) const {
     auto lowest = lowest_of(sim.imsis);
     if (lowest == 0)
       return refused(ec::invalid, "imsis: a SIM needs at least one IMSI in a cluster");
     if (!served(lowest))
-      return not_served_here();
+      return bulk ? not_served_here() : served_elsewhere(cluster::shard_of(lowest, cl.shards));
     auto stored = db->get_sim(sim.iccid); // the store: the SIM may be in no index here
     if (stored && !stored->imsis.empty()) {
       auto before = lowest_of(stored->imsis);
@@ -412,6 +414,39 @@ struct sim_layer::impl {
                                          "; moving a SIM between shards is not supported yet");
     }
     return std::nullopt;
+  }
+
+  /// The refusal of an operator write for a SIM of `shard`, which this node
+  /// does not serve now, naming who does (write_result::elsewhere) as the
+  /// lease table and cluster_nodes say: the API redirects the write there.
+  /// The shard's live lease holder, unless that is this node (a shard it
+  /// is still loading: retry here) or the database cannot be read (no owner
+  /// named: retry).
+  write_result served_elsewhere(std::uint32_t shard) const {
+    cluster_info info;
+    try {
+      if (cl.describe)
+        info = cl.describe();
+    } catch (const unavailable_error&) {
+      return not_served_here(); // the database: the caller retries
+    }
+    auto lease = std::find_if(info.leases.begin(), info.leases.end(),
+                              [&](const cluster_info::lease& l) { return l.shard == shard; });
+    shard_owner owner{shard, {}, {}};
+    if (lease != info.leases.end() && !lease->owner.empty() && lease->expires_in_ms > 0) {
+      if (lease->owner == info.node_id)
+        return refused(ec::store_failed, "this node is loading the SIM's cluster shard " +
+                                             std::to_string(shard) + ": retry shortly");
+      owner.node_id = lease->owner;
+      auto node =
+          std::find_if(info.nodes.begin(), info.nodes.end(),
+                       [&](const cluster_info::node& n) { return n.node_id == owner.node_id; });
+      if (node != info.nodes.end())
+        owner.api_url = node->api_url;
+    }
+    auto r = not_served_here();
+    r.elsewhere = std::move(owner);
+    return r;
   }
 
   /// Wraps an API callback so stop() can wait for it.
@@ -740,7 +775,7 @@ void sim_layer::upsert(sim_upsert sim, std::function<void(write_result)> done, b
     return;
   }
   if (d.clustered()) {
-    if (auto refusal = d.cluster_refusal(sim)) {
+    if (auto refusal = d.cluster_refusal(sim, bulk)) {
       done(std::move(*refusal));
       return;
     }
@@ -864,9 +899,12 @@ void sim_layer::place_order(std::string iccid, order_request req,
   }
   auto id = d.inv->by_iccid(iccid);
   if (d.clustered() && (id == no_sim || !d.served(d.inv->lowest_imsi(id)))) {
-    // Not served here: the store says whether it exists at all.
-    if (d.db->get_sim(iccid)) {
-      done(not_served_here());
+    // Not served here: the store says whether it exists at all, and its
+    // lowest IMSI names the shard.
+    if (auto stored = d.db->get_sim(iccid)) {
+      auto lowest = lowest_of(stored->imsis);
+      done(lowest == 0 ? not_served_here()
+                       : d.served_elsewhere(cluster::shard_of(lowest, d.cl.shards)));
       return;
     }
     id = no_sim;

@@ -12,11 +12,10 @@ http_client::http_client(const std::string& base_url, std::chrono::milliseconds 
   prefix_ = url->target;
   while (!prefix_.empty() && prefix_.back() == '/')
     prefix_.pop_back();
-  http::options opt;
-  opt.timeout = timeout;
-  opt.body_limit = std::size_t{1} << 30;
-  opt.user_agent = "imeilockctl";
-  client_.emplace(std::move(*url), std::move(opt));
+  options_.timeout = timeout;
+  options_.body_limit = std::size_t{1} << 30;
+  options_.user_agent = "imeilockctl";
+  client_.emplace(std::move(*url), options_);
 }
 
 http_client::~http_client() = default;
@@ -43,8 +42,20 @@ client_response http_client::request(const std::string& method, const std::strin
     req.headers.emplace_back("Content-Type", content_type);
   req.headers.insert(req.headers.end(), headers.begin(), headers.end());
   auto out = client_->send(req);
+  auto server = client_->server().authority();
+  if (out.status == 307 || out.status == 308) {
+    // Followed once, keeping the method and body (RFC 9110 15.4.8).
+    auto location = out.header("Location");
+    if (auto to = http::parse_url(location); to) {
+      server = to->authority();
+      req.target = to->target;
+      http::client other{std::move(*to), options_};
+      out = other.send(req);
+    } else {
+      out.error = "the redirect's Location is not a URL: \"" + location + "\"";
+    }
+  }
   if (out.status == 0) {
-    auto server = client_->server().authority();
     switch (out.failed) {
       case http::failure::resolve:
       case http::failure::connect:

@@ -30,6 +30,10 @@ public:
   /// Sends one request. `token` empty: no Authorization header. Extra headers
   /// may be given (tests). When no answer comes, `error` names the server:
   /// "cannot connect to 127.0.0.1:1: connect: Connection refused".
+  /// A 307 or 308 answer is followed once: the same method, body and headers
+  /// (the token too) are sent to its Location, on a connection of its own
+  /// (a cluster node redirects a write to the node serving the SIM's shard,
+  /// docs/cluster.md); the answer from there is returned, whatever it is.
   client_response request(const std::string& method, const std::string& target,
                           const std::string& token = {}, const std::string& body = {},
                           const std::string& content_type = {},
@@ -40,6 +44,7 @@ public:
 
 private:
   std::optional<http::client> client_; ///< nullopt when the URL is bad
+  http::options options_;              ///< client_'s, for a redirect's server too
   std::string prefix_;                 ///< the base URL's path, without a trailing '/'
   std::string parse_error_;
 };

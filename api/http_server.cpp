@@ -127,6 +127,13 @@ struct http_server::impl : std::enable_shared_from_this<http_server::impl> {
               .Help("HTTP API connections without a valid token closed to make room for a new one, "
                     "by the limit reached (max_connections, per_source)")
               .Register(registry)),
+      owner_redirects(
+          prometheus::BuildCounter()
+              .Name("imeilock_api_owner_redirects_total")
+              .Help("More than one node: operator writes for a SIM whose cluster shard another "
+                    "node serves, by outcome (redirected: 307 to the owner's api_url; no_owner, "
+                    "no_api_url: 503)")
+              .Register(registry)),
       header_timeouts(prometheus::BuildCounter()
                           .Name("imeilock_api_header_timeouts_total")
                           .Help("HTTP API connections closed for not sending a complete request "
@@ -198,6 +205,7 @@ struct http_server::impl : std::enable_shared_from_this<http_server::impl> {
   prometheus::Gauge& connections;
   prometheus::Family<prometheus::Counter>& rejected_connections;
   prometheus::Family<prometheus::Counter>& evicted_connections;
+  prometheus::Family<prometheus::Counter>& owner_redirects;
   prometheus::Counter& header_timeouts;
 };
 
@@ -378,6 +386,8 @@ private:
       return;
     auto elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - started_);
     server_->count(method_, route_.empty() ? r.route : route_, r.status, elapsed.count());
+    if (!r.owner_outcome.empty())
+      server_->owner_redirects.Add({{"outcome", std::string{r.owner_outcome}}}).Increment();
     route_.clear();
     auto res = std::make_shared<http::response<http::string_body>>();
     res->version(version_);

@@ -36,6 +36,9 @@ struct response {
   std::string body;
   std::vector<std::pair<std::string, std::string>> headers; ///< extra headers
   std::string route = "unmatched";                          ///< route template, the metrics label
+  /// A write for a SIM another cluster node serves (owner_answer): "redirected",
+  /// "no_owner" or "no_api_url", counted by the server; empty otherwise.
+  std::string_view owner_outcome;
 };
 
 /// Builds the JSON error body {"error":{"code","message"}}.

@@ -79,6 +79,51 @@ response service_error(imeilock::ec e, const std::string& reason) {
 
 } // namespace
 
+response owner_answer(std::string_view target, const actors::shard_owner& owner) {
+  const auto shard = std::to_string(owner.shard);
+  if (owner.node_id.empty()) {
+    auto r = json_response(
+        503, json{{"error",
+                   {{"code", "no_shard_owner"},
+                    {"message", "no node serves the SIM's cluster shard " + shard +
+                                    " right now (its lease is free or expired): retry shortly, "
+                                    "a node takes it over within the lease duration"}}},
+                  {"shard", owner.shard},
+                  {"owner", nullptr}});
+    r.headers.emplace_back("Retry-After", "1");
+    r.owner_outcome = "no_owner";
+    return r;
+  }
+  std::string_view base = owner.api_url;
+  while (!base.empty() && base.back() == '/')
+    base.remove_suffix(1);
+  if (base.empty()) {
+    auto r = json_response(
+        503, json{{"error",
+                   {{"code", "owner_without_api_url"},
+                    {"message", "the SIM's cluster shard " + shard + " is served by node " +
+                                    owner.node_id +
+                                    ", which advertises no API URL (cluster.api_url): send the "
+                                    "request to that node"}}},
+                  {"shard", owner.shard},
+                  {"owner", owner.node_id}});
+    r.headers.emplace_back("Retry-After", "1");
+    r.owner_outcome = "no_api_url";
+    return r;
+  }
+  auto location = std::string{base} + std::string{target};
+  auto r = json_response(307, json{{"message", "the SIM's cluster shard " + shard +
+                                                   " is served by node " + owner.node_id +
+                                                   ": repeat the request (same method and "
+                                                   "body) at the Location"},
+                                   {"shard", owner.shard},
+                                   {"owner", owner.node_id},
+                                   {"location", location}});
+  r.headers.emplace_back("Location", std::move(location));
+  r.owner_outcome = "redirected";
+  return r;
+}
+
 // -- The request in flight and the route table -------------------------------
 
 struct router::call {
@@ -153,6 +198,15 @@ void get_ui_asset(const call_ptr& c) {
   reply_asset(c, "ui/" + c->params[0]);
 }
 
+/// The answer to a refused operator write of one SIM: redirected to the node
+/// serving the SIM's shard when that is the reason (owner_answer), else
+/// service_error. The one place where write routes answer a refusal.
+response write_refusal(const call_ptr& c, const actors::write_result& res) {
+  if (res.elsewhere)
+    return owner_answer(c->req.target, *res.elsewhere);
+  return service_error(res.error, res.reason);
+}
+
 /// Checks the ICCID path parameter; answers 422 and returns false if malformed.
 bool check_iccid(const call_ptr& c) {
   if (auto iccid = lock::validate_iccid(c->params[0]); !iccid) {
@@ -208,7 +262,7 @@ void put_sim(const call_ptr& c) {
       return;
     }
     if (res.error != imeilock::ec::ok) {
-      c->reply(service_error(res.error, res.reason));
+      c->reply(write_refusal(c, res));
       return;
     }
     unsigned code = res.created ? 201 : 200;
@@ -366,7 +420,7 @@ void place_order(const call_ptr& c) {
       return;
     }
     if (res.error != imeilock::ec::ok) {
-      c->reply(service_error(res.error, res.reason));
+      c->reply(write_refusal(c, res));
       return;
     }
     json j;

@@ -33,6 +33,15 @@ struct route_info {
 /// Every route the server answers (the OpenAPI test walks this list).
 const std::vector<route_info>& routes();
 
+/// More than one node (docs/cluster.md "Serving"): the answer to an operator
+/// write with request target `target` (path and query, as received) for a
+/// SIM whose shard `owner` serves, not this node. 307 Temporary Redirect to
+/// the owner's api_url + `target` (the client repeats the method and body
+/// there), with a JSON body naming the shard and its owner; 503 with
+/// Retry-After when the shard has no live owner right now or the owner
+/// advertises no api_url. Every write route answers through this.
+response owner_answer(std::string_view target, const actors::shard_owner& owner);
+
 /// Dispatches requests to the SIM layer. Thread-safe.
 class router {
 public:

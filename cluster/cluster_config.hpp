@@ -42,7 +42,9 @@ struct cluster_config {
   /// so one lost round trip does not lose the leases.
   std::chrono::milliseconds renew_interval{std::chrono::seconds{3}};
   /// The operator API URL other nodes and imeilockctl reach this node at
-  /// (http(s)://host:port), published in the database; may be empty.
+  /// (http(s)://host:port), published in the database; may be empty. Other
+  /// nodes redirect operator writes of this node's SIMs there (307); empty:
+  /// they answer 503.
   std::string api_url;
 
   /// config::ec::invalid naming the key when a value is wrong.

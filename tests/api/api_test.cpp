@@ -9,6 +9,7 @@
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <set>
 #include <thread>
@@ -897,4 +898,104 @@ TEST_CASE("GET /v1/fleet: SIMs by network and state, 24 hourly violation counts,
   CHECK(j["latest_violations"][0]["locked_imei"] == "353490012345670");
   CHECK(j["latest_violations"][0]["imei"] == "352099001761481");
   CHECK(j["running_jobs"] == json::array());
+}
+
+// -- More than one node: writes for a SIM another node serves ----------------
+
+TEST_CASE("owner_answer: 307 to the owner's api_url with the same target, 503 without an owner "
+          "or an api_url",
+          "[api][cluster]") {
+  auto r = owner_answer("/v1/sims/89441000000000000018/orders?x=1",
+                        {3, "node-b", "http://10.0.0.2:8080/"});
+  CHECK(r.status == 307);
+  CHECK(r.owner_outcome == "redirected");
+  auto loc = std::find_if(r.headers.begin(), r.headers.end(),
+                          [](const auto& h) { return h.first == "Location"; });
+  REQUIRE(loc != r.headers.end());
+  CHECK(loc->second == "http://10.0.0.2:8080/v1/sims/89441000000000000018/orders?x=1");
+  auto j = json::parse(r.body);
+  CHECK(j["shard"] == 3);
+  CHECK(j["owner"] == "node-b");
+  CHECK(j["location"] == loc->second);
+
+  // A path prefix (a reverse proxy's) in the advertised URL is kept.
+  r = owner_answer("/v1/sims/1", {0, "node-b", "https://api.example.net/node-b"});
+  CHECK(r.status == 307);
+  CHECK(json::parse(r.body)["location"] == "https://api.example.net/node-b/v1/sims/1");
+
+  for (const auto& owner : {actors::shard_owner{5, "", ""}, actors::shard_owner{5, "node-c", ""},
+                            actors::shard_owner{5, "node-c", "///"}}) {
+    INFO(owner.node_id << " " << owner.api_url);
+    r = owner_answer("/v1/sims/1", owner);
+    CHECK(r.status == 503);
+    CHECK(std::count_if(r.headers.begin(), r.headers.end(),
+                        [](const auto& h) { return h.first == "Retry-After"; }) == 1);
+    CHECK(std::none_of(r.headers.begin(), r.headers.end(),
+                       [](const auto& h) { return h.first == "Location"; }));
+    j = json::parse(r.body);
+    CHECK(j["shard"] == 5);
+    CHECK(j["error"]["code"] ==
+          (owner.node_id.empty() ? "no_shard_owner" : "owner_without_api_url"));
+    CHECK(r.owner_outcome == (owner.node_id.empty() ? "no_owner" : "no_api_url"));
+    if (!owner.node_id.empty())
+      CHECK(j["error"]["message"].get<std::string>().find("node-c") != std::string::npos);
+  }
+}
+
+TEST_CASE("a write for a SIM another node serves is redirected there, and the client follows "
+          "once with the same method and body",
+          "[api][cluster]") {
+  server_fixture owner; // the node serving the SIM's shard
+  server_fixture other; // a node that does not
+  owner.seed_barred_sim();
+  other.seed_barred_sim(); // reads work everywhere
+  other.service.serve_elsewhere(iccid_a, {7, "node-owner", owner.url()});
+  other.service.serve_elsewhere(iccid_b, {8, "", ""});
+  const auto orders = std::string{"/v1/sims/"} + iccid_a + "/orders";
+
+  // The raw answer: 307 with Location and the owner in the body.
+  http::client raw{*http::parse_url(other.url())};
+  http::request req{
+      "POST",
+      orders,
+      {{"Authorization", std::string{"Bearer "} + rw_token}, {"Content-Type", json_type}},
+      R"({"type":"unbar","unbar_mode":"keep_lock"})"};
+  auto r = raw.send(req);
+  REQUIRE(r.status == 307);
+  CHECK(r.header("Location") == owner.url() + orders);
+  CHECK(json::parse(r.body)["owner"] == "node-owner");
+  CHECK(owner.service.writes() == 0);
+  CHECK(other.service.writes() == 0);
+  // No token: 401 before anything else.
+  CHECK(raw.send({"POST", orders, {{"Content-Type", json_type}}, req.body}).status == 401);
+
+  // imeilockctl's client follows it: the order is placed at the owner.
+  http_client c{other.url()};
+  auto placed = c.request("POST", orders, rw_token, req.body, json_type);
+  REQUIRE(placed.status == 202);
+  CHECK(body(placed)["type"] == "unbar");
+  CHECK(owner.service.writes() == 1);
+  CHECK(other.service.writes() == 0);
+  // An upsert too (PUT keeps its body).
+  auto put = c.request("PUT", std::string{"/v1/sims/"} + iccid_a, rw_token,
+                       sim_body("234100000000001"), json_type);
+  CHECK(put.status == 200);
+  CHECK(owner.service.writes() == 2);
+  // Reads are answered where they are asked.
+  CHECK(c.request("GET", orders, ro_token).status == 200);
+
+  // No live owner: 503 with Retry-After, nothing followed.
+  auto none = c.request("PUT", std::string{"/v1/sims/"} + iccid_b, rw_token,
+                        sim_body("234100000000002"), json_type);
+  CHECK(none.status == 503);
+  CHECK(error_code(none) == "no_shard_owner");
+  CHECK(!none.header("Retry-After").empty());
+  CHECK(owner.service.writes() == 2);
+
+  auto sample = [text = other.metrics()](const std::string& series) {
+    auto at = text.find("\n" + series + " ");
+    return at == std::string::npos ? -1.0 : std::stod(text.substr(at + series.size() + 2));
+  };
+  CHECK(sample(R"(imeilock_api_owner_redirects_total{outcome="redirected"})") == 3);
+  CHECK(sample(R"(imeilock_api_owner_redirects_total{outcome="no_owner"})") == 1);
 }

@@ -185,11 +185,31 @@ void fake_sim_service::add(actors::sim_info sim) {
   sims_[sim.iccid] = std::move(sim);
 }
 
+void fake_sim_service::serve_elsewhere(const std::string& iccid, actors::shard_owner owner) {
+  std::lock_guard lock{mutex_};
+  elsewhere_[iccid] = std::move(owner);
+}
+
+std::optional<actors::write_result> fake_sim_service::elsewhere(const std::string& iccid) const {
+  auto it = elsewhere_.find(iccid);
+  if (it == elsewhere_.end())
+    return std::nullopt;
+  actors::write_result res;
+  res.error = ec::store_failed;
+  res.reason = "this node does not serve the SIM's cluster shard";
+  res.elsewhere = it->second;
+  return res;
+}
+
 void fake_sim_service::upsert_sim(actors::sim_upsert sim,
                                   std::function<void(actors::write_result)> done) {
   actors::write_result res;
   {
     std::lock_guard lock{mutex_};
+    if (auto other = elsewhere(sim.iccid)) {
+      post([done = std::move(done), res = std::move(*other)] { done(res); });
+      return;
+    }
     res = check_upsert(sim);
     if (res.error == ec::ok)
       res.created = apply_upsert(sim);
@@ -259,7 +279,9 @@ void fake_sim_service::place_order(std::string iccid, actors::order_request req,
   {
     std::lock_guard lock{mutex_};
     auto it = sims_.find(iccid);
-    if (it == sims_.end()) {
+    if (auto other = elsewhere(iccid)) {
+      res = std::move(*other);
+    } else if (it == sims_.end()) {
       res.error = ec::unknown_sim;
       res.reason = "no SIM with ICCID " + iccid;
     } else {

@@ -60,6 +60,9 @@ public:
   void drain();
   /// Adds a SIM directly (test set-up).
   void add(actors::sim_info sim);
+  /// More than one node: writes of `iccid` are refused as the SIM layer of a
+  /// node not serving its shard refuses them (write_result::elsewhere = owner).
+  void serve_elsewhere(const std::string& iccid, actors::shard_owner owner);
 
 private:
   void post(std::function<void()> fn);
@@ -75,6 +78,9 @@ private:
   mutable std::mutex mutex_;
   std::map<std::string, actors::sim_info> sims_;
   std::map<std::uint64_t, orders::order> orders_;
+  std::map<std::string, actors::shard_owner> elsewhere_;
+  /// The refusal of a write of `iccid` served elsewhere, if it is (mutex_ held).
+  std::optional<actors::write_result> elsewhere(const std::string& iccid) const;
   std::vector<actors::event_info> events_;
   std::uint64_t next_order_ = 1;
   std::uint64_t next_event_ = 1;

@@ -203,9 +203,14 @@ def main():
         stream = create_sims(c, 0, 4)
         order_sims = create_sims(c, 0, ROUNDS, first=10)
         other = create_sims(c, 2, 1)[0]
-        st, body = c.nodes["node-a"].api("PUT", f"/v1/sims/{h.random_iccid()}", {
-            "imsis": [imsi_in_shard(2, 50)], "network": "multinet", "status": "active"})
-        assert st == 503, ("a SIM of shard 2 created at node-a", st, body)
+        path = f"/v1/sims/{h.random_iccid()}"
+        st, body = c.nodes["node-a"].api("PUT", path, {
+            "imsis": [imsi_in_shard(2, 50)], "network": "multinet", "status": "active"},
+            follow=False)
+        # Not created at node-a: redirected to node-b's (advertised) API.
+        assert st == 307 and body["owner"] == "node-b" and \
+            body["location"] == "http://node-b.example.net:8080" + path, \
+            ("a SIM of shard 2 at node-a", st, body)
         # An observation of node-b's shard at node-a: handed over, answered.
         pkt = h.accounting_request(1, other[1], h.imei15("35000000000001"), session_id="x1")
         resp = h.radius_exchange(c.nodes["node-a"].ports["radius"], pkt, timeout=2, tries=2)

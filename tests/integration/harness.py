@@ -172,27 +172,13 @@ class Daemon:
 
     # -- HTTP API ----------------------------------------------------------
     def api(self, method, path, body=None, token=EXAMPLE_TOKEN, content_type="application/json",
-            timeout=10):
-        """Returns (status, parsed JSON or text)."""
-        url = f"http://127.0.0.1:{self.ports['api']}{path}"
-        data = None
-        if body is not None:
-            data = body if isinstance(body, (bytes, str)) else json.dumps(body)
-            data = data.encode() if isinstance(data, str) else data
-        req = urllib.request.Request(url, data=data, method=method)
-        if token:
-            req.add_header("Authorization", f"Bearer {token}")
-        if data is not None:
-            req.add_header("Content-Type", content_type)
-        try:
-            with urllib.request.urlopen(req, timeout=timeout) as resp:
-                status, raw = resp.status, resp.read()
-        except urllib.error.HTTPError as e:
-            status, raw = e.code, e.read()
-        try:
-            return status, json.loads(raw) if raw else None
-        except ValueError:
-            return status, raw.decode(errors="replace")
+            timeout=10, follow=True):
+        """Returns (status, parsed JSON or text). A 307/308 (a cluster node
+        redirecting a write to the node serving the SIM's shard) is followed
+        once with the same method, body and token, as imeilockctl does;
+        `follow=False` returns it."""
+        return http_call(f"http://127.0.0.1:{self.ports['api']}{path}", method, body, token,
+                         content_type, timeout, follow)
 
     # -- the operator API as the story tests read it -----------------------
     def sim(self, iccid):
@@ -247,6 +233,42 @@ class Daemon:
                 total += float(m.group(3))
                 found = True
         return total if found else None
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):
+        return None  # the 3xx comes back as an HTTPError: http_call decides
+
+
+_OPENER = urllib.request.build_opener(_NoRedirect)
+
+
+def http_call(url, method, body=None, token=EXAMPLE_TOKEN, content_type="application/json",
+              timeout=10, follow=True):
+    """One operator API request: (status, parsed JSON or text). A 307/308 is
+    followed once (same method, body and token) when `follow`."""
+    data = None
+    if body is not None:
+        data = body if isinstance(body, (bytes, str)) else json.dumps(body)
+        data = data.encode() if isinstance(data, str) else data
+    req = urllib.request.Request(url, data=data, method=method)
+    if token:
+        req.add_header("Authorization", f"Bearer {token}")
+    if data is not None:
+        req.add_header("Content-Type", content_type)
+    location = None
+    try:
+        with _OPENER.open(req, timeout=timeout) as resp:
+            status, raw = resp.status, resp.read()
+    except urllib.error.HTTPError as e:
+        status, raw = e.code, e.read()
+        location = e.headers.get("Location")
+    if follow and status in (307, 308) and location:
+        return http_call(location, method, body, token, content_type, timeout, follow=False)
+    try:
+        return status, json.loads(raw) if raw else None
+    except ValueError:
+        return status, raw.decode(errors="replace")
 
 
 # -- RADIUS accounting, built by hand (RFC 2866) so tests control every byte --
@@ -605,6 +627,62 @@ class dae_receiver(threading.Thread):
                 reply = pkt.CreateReply()
                 reply.code = packet.DisconnectACK
                 self.sock.sendto(reply.ReplyPacket(), addr)
+
+
+def free_tcp_port():
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# -- More than one node (docs/cluster.md) --------------------------------------
+def cluster_node_config(state_dir, conninfo, node, preferred, shards, extra="",
+                        claim_others_after="30s", lease_duration="5s", renew_interval="1s",
+                        api_port=None):
+    """A cluster node's configuration: default_config() on PostgreSQL `conninfo`
+    (tests/integration/pg.py) with `cluster:` enabled for `node` preferring
+    `preferred` (a list of shards) of `shards`. With `api_port` the API listens
+    there and advertises http://127.0.0.1:PORT as cluster.api_url (writes at
+    another node are redirected to it); without, a name that resolves nowhere."""
+    api_url = f"http://127.0.0.1:{api_port}" if api_port else f"http://{node}.example.net:8080"
+    cluster = (f"cluster:\n  enabled: true\n  node_id: {node}\n  shards: {shards}\n"
+               f"  preferred_shards: {list(preferred)}\n"
+               f"  claim_others_after: {claim_others_after}\n"
+               f"  lease_duration: {lease_duration}\n  renew_interval: {renew_interval}\n"
+               f"  api_url: {api_url}\n")
+    config = default_config(state_dir, cluster + extra).replace(
+        f"    path: {state_dir}/imeilockd.db",
+        f"    backend: postgresql\n    postgresql:\n      conninfo: \"{conninfo}\"")
+    assert "backend: postgresql" in config
+    if api_port:
+        config = config.replace("api:\n  listen: 127.0.0.1:0", f"api:\n  listen: 127.0.0.1:{api_port}")
+        assert f"listen: 127.0.0.1:{api_port}" in config
+    return config
+
+
+def cluster_nodes(conninfo, nodes, shards, extra="", **kwargs):
+    """h.Daemon per node of `nodes` ({name: preferred shards}), not started,
+    each with an API port of its own advertised as its api_url."""
+    out = {}
+    for node, preferred in nodes.items():
+        state_dir = tempfile.mkdtemp(prefix=f"imeilockd-{node}-")
+        out[node] = Daemon(config_text=cluster_node_config(
+            state_dir, conninfo, node, preferred, shards, extra, api_port=free_tcp_port(),
+            **kwargs), state_dir=state_dir, cleanup=True)
+    return out
+
+
+def start_all(daemons, timeout=60):
+    """Starts the daemons in parallel; then waits until every /readyz says 200."""
+    threads = [threading.Thread(target=d.start, kwargs={"timeout": timeout}) for d in daemons]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(d.proc is not None for d in daemons), "a node did not start"
+    wait_until(lambda: all(d.api("GET", "/readyz", token=None, timeout=2)[0] == 200
+                           for d in daemons), timeout=30, what="every node ready")
 
 
 # -- FreeRADIUS 3.2 (Debian's freeradius) as a real peer of the daemon ---------
