@@ -60,17 +60,11 @@ def imsi_in_shard(shard, i):
 
 
 def node_config(state_dir, conninfo, node, preferred):
-    cluster = (f"cluster:\n  enabled: true\n  node_id: {node}\n  shards: {SHARDS}\n"
-               f"  preferred_shards: {preferred}\n  claim_others_after: 5s\n"
-               f"  lease_duration: {int(LEASE_S * 1000)}ms\n"
-               f"  renew_interval: {int(RENEW_S * 1000)}ms\n"
-               f"  api_url: http://{node}.example.net:8080\n")
     orders = "orders:\n  defaults:\n    lead_times:\n      bar: 2s\n  networks:\n    multinet: {}\n"
-    config = h.default_config(state_dir, cluster + orders).replace(
-        f"    path: {state_dir}/imeilockd.db",
-        f"    backend: postgresql\n    postgresql:\n      conninfo: \"{conninfo}\"")
-    assert "backend: postgresql" in config
-    return config
+    return h.cluster_node_config(state_dir, conninfo, node, preferred, SHARDS, orders,
+                                 claim_others_after="5s",
+                                 lease_duration=f"{int(LEASE_S * 1000)}ms",
+                                 renew_interval=f"{int(RENEW_S * 1000)}ms")
 
 
 class Cluster:

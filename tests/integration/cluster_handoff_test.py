@@ -23,7 +23,6 @@ import os
 import random
 import sys
 import tempfile
-import threading
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -55,15 +54,9 @@ def imsi_in_shard(shard, i):
 
 
 def cluster_config(state_dir, conninfo, node, preferred):
-    cluster = (f"cluster:\n  enabled: true\n  node_id: {node}\n  shards: {SHARDS}\n"
-               f"  preferred_shards: {preferred}\n  claim_others_after: 30s\n"
-               f"  lease_duration: 5s\n  renew_interval: 1s\n"
-               f"  api_url: http://{node}.example.net:8080\n")
-    config = h.default_config(state_dir, cluster + h.lead_times(LEAD_MS)).replace(
-        f"    path: {state_dir}/imeilockd.db",
-        f"    backend: postgresql\n    postgresql:\n      conninfo: \"{conninfo}\"")
-    assert "backend: postgresql" in config
-    return config
+    return h.cluster_node_config(state_dir, conninfo, node, preferred, SHARDS,
+                                 h.lead_times(LEAD_MS), claim_others_after="30s",
+                                 lease_duration="5s", renew_interval="1s")
 
 
 def owner_of(shard):
@@ -167,16 +160,7 @@ def main():
         assert bars >= SHARDS, f"the reference barred too few SIMs: {expected}"
 
         # -- two nodes, half of the requests at the wrong one ----------------------
-        starters = [threading.Thread(target=d.start, kwargs={"timeout": 60})
-                    for d in nodes.values()]
-        for t in starters:
-            t.start()
-        for t in starters:
-            t.join()
-        assert all(d.proc is not None for d in nodes.values()), "a node did not start"
-        h.wait_until(lambda: all(d.api("GET", "/readyz", token=None, timeout=2)[0] == 200
-                                 for d in nodes.values()),
-                     timeout=30, what="both nodes ready")
+        h.start_all(nodes.values())
         leases = {int(s): o for s, o in server.query(
             "imeilock", "SELECT shard, owner FROM cluster_leases")}
         assert leases == {0: "node-a", 1: "node-a", 2: "node-b", 3: "node-b"}, leases
