@@ -8,7 +8,13 @@ every encoding of DESIGN.md section 4. Rule numbers from the design (R1-R15).
 The Erlang client (diameter_client/imeilock_stories_client.erl) runs as one
 long-lived `erl` that reads a command per line and answers one line each;
 it and the dictionaries (tests/protocols/diameter/erlang/*.dia) are compiled at test
-time into a temporary directory."""
+time into a temporary directory.
+
+With `--cluster` the same stories run against two cluster nodes on one PostgreSQL
+(harness.StoryCluster), one Erlang client connected to each: the SIMs' shards split
+between the nodes, each request sent to the node that does not serve the SIM half of
+the time (handed to the owner), the API calls to either node (writes redirected to
+the owner). The peer-management part (DWR, DPR, DPR at stop) runs on one node only."""
 import os
 import sys
 import time
@@ -16,8 +22,10 @@ import time
 sys.path.insert(0, os.path.dirname(__file__))
 import harness as h  # noqa: E402
 
-LEAD = 1.5  # seconds: bar lead time of the test network
-EXTRA = h.lead_times(int(LEAD * 1000))
+# Seconds: bar lead time of the test network (the cluster waits for each handoff to
+# be applied before the next request: more of the lead time goes by between two).
+LEAD = 3.0 if h.cluster_mode() else 1.5
+EXTRA = h.lead_times(int(LEAD * 1000)) + h.network_lead_times("roamnet901", activate_ms=300)
 OUR_HOST, OUR_REALM = h.DIAMETER_HOST, h.DIAMETER_REALM
 
 # Accounting-Record-Type (RFC 6733 9.8.1) and CC-Request-Type (RFC 4006 8.3).
@@ -81,7 +89,7 @@ def feed(erl, imsi, session_id):
 
 def acr(erl, sid, rtype, num, imsi, imei):
     """One ACR (Rf); asserts ACA 2001 with the right echo (RFC 6733 9.7.2)."""
-    line = erl.cmd(f'{{acr, "{sid}", {rtype}, {num}, "{imsi}", {imei}}}.')
+    line = erl.cmd_for(imsi, f'{{acr, "{sid}", {rtype}, {num}, "{imsi}", {imei}}}.')
     kind, f = h.erlang_fields(line)
     ok = (kind == "ACA" and f.get("Result-Code") == "2001" and f.get("Session-Id") == sid
           and f.get("Accounting-Record-Type") == str(rtype)
@@ -96,7 +104,7 @@ def acr(erl, sid, rtype, num, imsi, imei):
 
 def ccr(erl, sid, rtype, num, imsi, imei):
     """One CCR (Gy); asserts CCA 2001 with the right echo (RFC 4006 3.2)."""
-    line = erl.cmd(f'{{ccr, "{sid}", {rtype}, {num}, "{imsi}", {imei}}}.')
+    line = erl.cmd_for(imsi, f'{{ccr, "{sid}", {rtype}, {num}, "{imsi}", {imei}}}.')
     kind, f = h.erlang_fields(line)
     ok = (kind == "CCA" and f.get("Result-Code") == "2001" and f.get("Session-Id") == sid
           and f.get("CC-Request-Type") == str(rtype) and f.get("CC-Request-Number") == str(num)
@@ -171,7 +179,7 @@ def story_move_and_update_to_last_seen(d, erl):
 
 def story_keep_lock(d, erl):
     """R10 over Gy: unbar keep_lock while in the 2nd device."""
-    imsi = "234510000000002"
+    imsi = "234510000005002"
     s = d.new_sim(imsi)
     ccr(erl, "ctf1;gy;2", INITIAL, 0, imsi, ps(terminal(A, "01")))
     h.check(d.sim(s)["last_seen_imei"] == A,
@@ -202,7 +210,7 @@ def story_keep_lock(d, erl):
 
 def story_no_imei(d, erl):
     """R3 (no IMEI, no event), malformed values, R4 without a last seen IMEI, R6."""
-    imsi = "234510000000003"
+    imsi = "234510000007503"
     s = d.new_sim(imsi)
     acr(erl, "ctf1;rf;3", START, 0, imsi, NO_IMEI)
     acr(erl, "ctf1;rf;3", INTERIM, 1, imsi, uei_mac("00:1b:63:84:45:e6"))
@@ -230,6 +238,37 @@ def story_no_imei(d, erl):
     acr(erl, "ctf1;rf;3", STOP, 5, imsi, NO_IMEI)
 
 
+def story_disable_and_activation(d, erl):
+    """R12 disable over Rf, R13 activation with lock and R6 over Gy."""
+    imsi = "234510000002504"
+    s = d.new_sim(imsi)
+    acr(erl, "ctf1;rf;5", START, 0, imsi, uei_ascii(A[:14] + "01"))
+    st, _ = d.order(s, type="enable_imei_lock")
+    h.check(st == 202, "enable_imei_lock accepted")
+    h.wait_until(lambda: d.sim(s)["lock"]["state"] == "locked", what="s5 locked")
+    st, _ = d.order(s, type="disable_imei_lock")
+    h.check(st == 202, "disable_imei_lock accepted")
+    h.wait_until(lambda: d.sim(s)["lock"]["state"] == "off", what="s5 lock disabled")
+    acr(erl, "ctf1;rf;5", INTERIM, 1, imsi, uei_hex(B))
+    body = d.sim(s)
+    h.check(body["bar"]["state"] == "none" and body["last_seen_imei"] == B and not d.orders(s, "bar"),
+            "R12 after disable the SIM moves to device B freely: no bar, last seen B")
+
+    imsi = "234510000007506"
+    s = h.random_iccid()
+    st, _ = d.api("PUT", f"/v1/sims/{s}", {"imsis": [imsi], "network": "roamnet901",
+                                             "status": "inactive"})
+    h.check(st == 201, "inactive SIM on roamnet901 created")
+    st, _ = d.order(s, type="activate", enable_imei_lock=True)
+    h.check(st == 202, "activate with enable_imei_lock accepted (R13: roamnet901 allows it)")
+    h.wait_until(lambda: d.sim(s)["status"] == "active", what="s6 activated")
+    h.check(d.sim(s)["lock"]["state"] == "awaiting_first_imei",
+            "R13 after activation with lock: awaiting the first IMEI")
+    ccr(erl, "ctf1;gy;6", INITIAL, 0, imsi, ps(uei_tbcd(C[:14] + "01")))
+    h.check(d.sim(s)["lock"] == {"state": "locked", "imei": C, "scope": "imei"},
+            "R6 over Gy: the first device seen becomes the lock")
+
+
 def story_unknown_imsi(d, erl):
     """R15: answered 2001, counted, ignored."""
     before = d.metric("imeilock_sim_unknown_imsis_total") or 0
@@ -240,7 +279,35 @@ def story_unknown_imsi(d, erl):
     h.check(True, "R15 unknown IMSIs (ACR, CCR) answered 2001 and counted")
 
 
+def stories(d, erl):
+    story_move_and_update_to_last_seen(d, erl)
+    story_keep_lock(d, erl)
+    story_no_imei(d, erl)
+    story_disable_and_activation(d, erl)
+    story_unknown_imsi(d, erl)
+
+
+def main_cluster():
+    t_start = time.monotonic()
+    with h.erlang_cluster_story("dstories-cluster", EXTRA) as (c, erl):
+        for node, (kind, f) in erl.connect_all().items():
+            h.check(kind == "up" and f.get("Result-Code") == "2001",
+                    f"CER/CEA with {node}: 2001")
+        stories(c, erl)
+        h.check(ANSWERS["ACA"] + ANSWERS["CCA"] == sum(
+            int(c.metric("imeilock_diameter_answers_total", command=cmd, result_code="2001")
+                or 0) for cmd in ("ACA", "CCA")),
+            f"every ACR/CCR answered 2001 by the node it reached ({ANSWERS['ACA']} ACA, "
+            f"{ANSWERS['CCA']} CCA)")
+        c.finish()
+        h.check(c.stop() == 0, "both nodes stopped cleanly on SIGTERM")
+    print(f"all Diameter stories passed on two cluster nodes in {time.monotonic() - t_start:.1f}s")
+
+
 def main():
+    if h.cluster_mode():
+        main_cluster()
+        return
     t_start = time.monotonic()
     with h.erlang_story("dstories", lambda state_dir: h.diameter_peer_config(state_dir, EXTRA)) \
             as (d, erl):
@@ -252,10 +319,7 @@ def main():
                 and f.get("Origin-Realm") == OUR_REALM,
                 f"CER/CEA with the Erlang/OTP diameter peer: 2001 from {OUR_HOST}")
 
-        story_move_and_update_to_last_seen(d, erl)
-        story_keep_lock(d, erl)
-        story_no_imei(d, erl)
-        story_unknown_imsi(d, erl)
+        stories(d, erl)
 
         # DWR/DWA: the client's Tw (3 s) is below the daemon's (6 s), so it
         # sends the DWRs; any traffic resets the timer, so wait out one idle Tw.

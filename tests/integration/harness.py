@@ -30,6 +30,7 @@ import signal
 import socket
 import struct
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -179,6 +180,10 @@ class Daemon:
         `follow=False` returns it."""
         return http_call(f"http://127.0.0.1:{self.ports['api']}{path}", method, body, token,
                          content_type, timeout, follow)
+
+    def deliver(self, imsi, send):
+        """send(self): one observation of `imsi` (StoryCluster picks a node)."""
+        return send(self)
 
     # -- the operator API as the story tests read it -----------------------
     def sim(self, iccid):
@@ -336,6 +341,14 @@ orders:
       lead_times:
         bar: {bar_ms}ms
         unbar: {unbar_ms}ms
+"""
+
+
+def network_lead_times(network, activate_ms):
+    """One more network's lead times, to follow lead_times() in the same `orders:`."""
+    return f"""    {network}:
+      lead_times:
+        activate: {activate_ms}ms
 """
 
 
@@ -505,6 +518,10 @@ class ErlangClient:
         self.send(term)
         return self.read(timeout)
 
+    def cmd_for(self, imsi, term, timeout=20):
+        """cmd() for a request of SIM `imsi` (ClusterErlang routes by it)."""
+        return self.cmd(term, timeout)
+
     def close(self):
         if self.proc.poll() is None:
             try:
@@ -559,6 +576,45 @@ def erlang_story(name, config_for):
         else:
             log = d.log()[-4000:] if os.path.exists(d.log_path) else "(not started)"
             print(f"kept {work} and {state_dir}; daemon log:\n{log}")
+
+
+class ClusterErlang:
+    """One Erlang client per node of a StoryCluster; a request of a SIM goes
+    through the client of the node StoryCluster.deliver picks."""
+
+    def __init__(self, cluster, clients):
+        self.cluster = cluster
+        self.clients = clients  # node name -> ErlangClient
+
+    def connect_all(self):
+        """CER/CEA of each client with its node: {node: (kind, fields)}."""
+        return {n: connect_erlang(self.cluster.nodes[n], e) for n, e in self.clients.items()}
+
+    def cmd_for(self, imsi, term, timeout=20):
+        return self.cluster.deliver(imsi, lambda node: self.clients[node.name].cmd(term, timeout))
+
+
+@contextlib.contextmanager
+def erlang_cluster_story(name, extra=""):
+    """erlang_story() against a StoryCluster (configuration
+    diameter_peer_config() + `extra` on each node): yields (cluster,
+    ClusterErlang), the clients not connected yet."""
+    if not shutil.which("erl"):
+        raise SystemExit("erl not found: install erlang-base and erlang-diameter "
+                         "(scripts/install-deps.sh)")
+    works = {n: tempfile.mkdtemp(prefix=f"imeilock-{name}-{n}-erl-") for n in StoryCluster.NODES}
+    clients = {}
+    try:
+        clients = {n: ErlangClient(w) for n, w in works.items()}
+        with StoryCluster(extra, base=diameter_peer_config) as c:
+            for e in clients.values():
+                e.wait_ready()
+            yield c, ClusterErlang(c, clients)
+    finally:
+        for e in clients.values():
+            e.close()
+        for w in works.values():
+            shutil.rmtree(w, ignore_errors=True)
 
 
 def connect_erlang(d, erl):
@@ -639,8 +695,9 @@ def free_tcp_port():
 # -- More than one node (docs/cluster.md) --------------------------------------
 def cluster_node_config(state_dir, conninfo, node, preferred, shards, extra="",
                         claim_others_after="30s", lease_duration="5s", renew_interval="1s",
-                        api_port=None):
-    """A cluster node's configuration: default_config() on PostgreSQL `conninfo`
+                        api_port=None, base=None):
+    """A cluster node's configuration: `base`(state_dir, extra) (default_config()
+    unless given, e.g. diameter_peer_config) on PostgreSQL `conninfo`
     (tests/integration/pg.py) with `cluster:` enabled for `node` preferring
     `preferred` (a list of shards) of `shards`. With `api_port` the API listens
     there and advertises http://127.0.0.1:PORT as cluster.api_url (writes at
@@ -651,7 +708,7 @@ def cluster_node_config(state_dir, conninfo, node, preferred, shards, extra="",
                f"  claim_others_after: {claim_others_after}\n"
                f"  lease_duration: {lease_duration}\n  renew_interval: {renew_interval}\n"
                f"  api_url: {api_url}\n")
-    config = default_config(state_dir, cluster + extra).replace(
+    config = (base or default_config)(state_dir, cluster + extra).replace(
         f"    path: {state_dir}/imeilockd.db",
         f"    backend: postgresql\n    postgresql:\n      conninfo: \"{conninfo}\"")
     assert "backend: postgresql" in config
@@ -670,6 +727,7 @@ def cluster_nodes(conninfo, nodes, shards, extra="", **kwargs):
         out[node] = Daemon(config_text=cluster_node_config(
             state_dir, conninfo, node, preferred, shards, extra, api_port=free_tcp_port(),
             **kwargs), state_dir=state_dir, cleanup=True)
+        out[node].name = node
     return out
 
 
@@ -683,6 +741,166 @@ def start_all(daemons, timeout=60):
     assert all(d.proc is not None for d in daemons), "a node did not start"
     wait_until(lambda: all(d.api("GET", "/readyz", token=None, timeout=2)[0] == 200
                            for d in daemons), timeout=30, what="every node ready")
+
+
+def cluster_mode():
+    """Whether a story test runs against two cluster nodes (its `--cluster`
+    argument, the extra ctest entries) instead of one node."""
+    return "--cluster" in sys.argv[1:]
+
+
+def shard_of(imsi, shards):
+    """docs/cluster.md: the IMSI's last four digits × shards / 10000."""
+    return int(str(imsi)[-4:]) * shards // 10000
+
+
+class StoryCluster:
+    """The story tests' target as two cluster nodes on one PostgreSQL (their
+    `--cluster` mode, docs/cluster.md), with what the stories use of a Daemon.
+
+    4 shards, node-a preferring 0-1 (IMSIs ending 0000-4999), node-b 2-3. Each
+    operator API call goes to either node (seeded), following the redirect of a
+    write to the SIM's owner; each observation (`deliver`) goes to the node
+    that does not serve the SIM's shard half of the time (seeded) and the next
+    one is sent only once it has been applied (the inbox is empty), as a NAS's
+    interim interval is far above the handoff latency. `finish()` checks that
+    both paths were taken and prints the counts."""
+
+    SHARDS = 4
+    NODES = {"node-a": [0, 1], "node-b": [2, 3]}
+
+    def __init__(self, extra="", base=None, seed=None):
+        import pg  # noqa: PLC0415 - only the cluster mode needs PostgreSQL
+        import random  # noqa: PLC0415
+        self.server = pg.server_or_skip()
+        conninfo = self.server.create_database("imeilock")
+        self.nodes = cluster_nodes(conninfo, self.NODES, self.SHARDS, extra, base=base,
+                                   claim_others_after="120s")
+        seed = int(os.environ.get("IMEILOCK_CLUSTER_SEED", "11") if seed is None else seed)
+        # Two generators: how often a story polls the API does not change where
+        # its observations go.
+        self.rng = random.Random(seed)
+        self.api_rng = random.Random(seed + 1)
+        self.observations = {"total": 0, "wrong": 0}
+        self.api_calls = {"total": 0, "wrong": 0}
+
+    # -- lifecycle ------------------------------------------------------------
+    def start(self):
+        start_all(self.nodes.values())
+        leases = {int(s): o for s, o in self.server.query(
+            "imeilock", "SELECT shard, owner FROM cluster_leases")}
+        expected = {s: n for n, shards in self.NODES.items() for s in shards}
+        assert leases == expected, f"shards not split as configured: {leases}"
+        return self
+
+    def stop(self):
+        """SIGTERM to both; the first non-zero exit code, else 0."""
+        codes = [d.stop() for d in self.nodes.values()]
+        return next((c for c in codes if c), 0)
+
+    def close(self):
+        for d in self.nodes.values():
+            d.kill9()
+        self.server.close()
+
+    def log(self):
+        return "\n".join(f"== {n}\n{d.log()}" for n, d in self.nodes.items())
+
+    def __enter__(self):
+        try:
+            return self.start()
+        except BaseException:
+            print(self.log()[-4000:])
+            self.close()
+            raise
+
+    def __exit__(self, exc_type, *exc):
+        if exc_type is not None:
+            print(self.log()[-6000:])
+        self.close()
+
+    # -- routing --------------------------------------------------------------
+    def owner(self, imsi):
+        shard = shard_of(imsi, self.SHARDS)
+        return next(n for n, shards in self.NODES.items() if shard in shards)
+
+    def deliver(self, imsi, send):
+        """send(node) for one observation of `imsi`, at the wrong node half of
+        the time; returns what send returned once the observation is applied."""
+        right = self.owner(imsi)
+        name = right
+        self.observations["total"] += 1
+        if self.rng.random() < 0.5:
+            name = next(n for n in self.NODES if n != right)
+            self.observations["wrong"] += 1
+        result = send(self.nodes[name])
+        self.settle()
+        return result
+
+    def settle(self):
+        """Returns once every handed-over observation answered so far is applied."""
+        wait_until(lambda: self.server.query("imeilock", "SELECT count(*) FROM cluster_inbox")
+                   == [["0"]], timeout=20, interval=0.01, what="the handoff inbox drained")
+
+    # -- the operator API, as Daemon offers it ----------------------------------
+    def api(self, method, path, body=None, token=EXAMPLE_TOKEN, content_type="application/json",
+            timeout=10, follow=True):
+        self.api_calls["total"] += 1
+        d = self.nodes[self.api_rng.choice(sorted(self.NODES))]
+        return d.api(method, path, body, token, content_type, timeout, follow)
+
+    sim = Daemon.sim
+    events = Daemon.events
+    orders = Daemon.orders
+    order = Daemon.order
+    new_sim = Daemon.new_sim
+
+    def metric(self, name, **labels):
+        """The sum over both nodes (None if neither has the series)."""
+        values = [d.metric(name, **labels) for d in self.nodes.values()]
+        found = [v for v in values if v is not None]
+        return sum(found) if found else None
+
+    def finish(self):
+        """Checks that both paths were taken: observations handed over (sent by
+        one node, applied by the other) and writes redirected; prints them."""
+        self.settle()
+        sent = {n: self._sum(d, "imeilock_cluster_handoffs_total", side="sent")
+                for n, d in self.nodes.items()}
+        applied = {n: self._sum(d, "imeilock_cluster_handoffs_total", side="applied")
+                   for n, d in self.nodes.items()}
+        redirected = self.metric("imeilock_api_owner_redirects_total", outcome="redirected") or 0
+        print(f"cluster: {self.observations['wrong']} of {self.observations['total']} "
+              f"observations sent to the node not serving the SIM; handoffs sent {sent}, "
+              f"applied {applied}; {int(redirected)} operator writes redirected")
+        check(self.observations["wrong"] >= self.observations["total"] // 4,
+              "about half of the observations went to the wrong node")
+        check(sum(sent.values()) >= 1 and sent["node-a"] == applied["node-b"]
+              and sent["node-b"] == applied["node-a"],
+              "every observation handed over was applied by the owner")
+        check(redirected >= 1, "operator writes at the wrong node were redirected to the owner")
+        check(self.server.query("imeilock", "SELECT count(*) FROM cluster_inbox") == [["0"]],
+              "the inbox is empty")
+
+    @staticmethod
+    def _sum(d, name, **labels):
+        return int(sum(d.metric(name, shard=str(s), **labels) or 0
+                       for s in range(StoryCluster.SHARDS)))
+
+
+@contextlib.contextmanager
+def story_target(extra=""):
+    """What a RADIUS story test plays against: one daemon (default_config() +
+    `extra`), or with `--cluster` a StoryCluster. Daemon and StoryCluster both
+    offer the operator API (`api`, `sim`, `order`, ...), `metric` and
+    `deliver(imsi, send)` for an observation."""
+    if cluster_mode():
+        with StoryCluster(extra) as c:
+            yield c
+            c.finish()
+    else:
+        with Daemon(extra_config=extra) as d:
+            yield d
 
 
 # -- FreeRADIUS 3.2 (Debian's freeradius) as a real peer of the daemon ---------
