@@ -694,6 +694,8 @@ bool sim_layer::admit(observation& obs, ack_fn& done, sim_id& sim) {
   if (d.clustered() && !d.served(sim == no_sim ? obs.imsi : d.inv->lowest_imsi(sim))) {
     if (d.cl.hand_off && !obs.inbox) {
       d.cl.hand_off(std::move(obs), [&d, done = std::move(done)](ack a) {
+        if (a == ack::unknown_sim) // R15 at the node that received it: the store knows no such IMSI
+          d.metrics.unknown_imsis->Increment();
         d.metrics.count(a);
         done(a);
       });
