@@ -40,9 +40,17 @@ def main():
         d.start()  # creates the schema
         assert d.stop() == 0
         t0 = time.monotonic()
-        server.query("imeilock", "INSERT INTO sims (iccid, network, status) SELECT '8944' || "
-                     f"lpad(i::text, 15, '0'), 'multinet', 1 FROM generate_series(1, {sims}) i")
         # IMSI 234150000000000 + i * 7: the last four digits walk every shard.
+        # Schema 7 keeps each SIM's home suffix (its lowest IMSI's last four
+        # digits) in sims, as the store's upserts do; an older binary's schema
+        # has no such column.
+        home = server.query("imeilock", "SELECT count(*) FROM information_schema.columns WHERE "
+                            "table_name = 'sims' AND column_name = 'home_suffix'") == [["1"]]
+        server.query("imeilock", "INSERT INTO sims (iccid, network, status"
+                     + (", home_suffix" if home else "") + ") SELECT '8944' || "
+                     "lpad(i::text, 15, '0'), 'multinet', 1"
+                     + (", (i * 7) % 10000" if home else "")
+                     + f" FROM generate_series(1, {sims}) i")
         server.query("imeilock", "INSERT INTO imsis (imsi, iccid) SELECT 234150000000000 + i * 7, "
                      f"'8944' || lpad(i::text, 15, '0') FROM generate_series(1, {sims}) i")
         server.query("imeilock", "ANALYZE")

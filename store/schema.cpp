@@ -4,6 +4,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <charconv>
 #include <optional>
 
@@ -118,6 +119,16 @@ CREATE INDEX audit_by_time ON audit (at_ms);
     R"sql(
 CREATE INDEX sims_by_state ON sims (network, lock, bar);
 )sql",
+    // 6 -> 7: a SIM's home suffix (its lowest IMSI's last four digits), kept
+    // by every upsert and indexed, so that a cluster node taking over a shard
+    // reads that shard's SIMs, not every IMSI of the store (the takeover of
+    // one shard of 1M SIMs aggregated all 1M IMSIs: 1.7 s).
+    R"sql(
+ALTER TABLE sims ADD COLUMN home_suffix INTEGER NOT NULL DEFAULT -1;
+UPDATE sims SET home_suffix = (SELECT MIN(imsi) % 10000 FROM imsis WHERE imsis.iccid = sims.iccid)
+  WHERE EXISTS (SELECT 1 FROM imsis WHERE imsis.iccid = sims.iccid);
+CREATE INDEX sims_by_home_suffix ON sims (home_suffix);
+)sql",
 };
 const std::size_t migration_count = std::size(migrations);
 static_assert(std::size(migrations) == store::schema_version);
@@ -202,6 +213,7 @@ generated_sql::generated_sql(dialect d) {
                placeholders(1, sim_column_count) + ") ON CONFLICT (iccid) DO UPDATE SET " +
                set_excluded("iccid", lock::sim_identity_fields, lock::sim_state_fields);
   delete_imsis = "DELETE FROM imsis WHERE iccid = ?1";
+  set_home_suffix = "UPDATE sims SET home_suffix = ?2 WHERE iccid = ?1";
   insert_imsi = "INSERT INTO imsis (imsi, iccid) VALUES (?1, ?2)";
 
   update_state = "UPDATE sims SET ";
@@ -226,9 +238,8 @@ generated_sql::generated_sql(dialect d) {
   load_inventory = "SELECT " + sim_select_columns("s.") +
                    ", i.imsi FROM sims s LEFT JOIN imsis i ON i.iccid = s.iccid ORDER BY s.iccid";
   load_inventory_suffixes = "SELECT " + sim_select_columns("s.") +
-                            ", i.imsi FROM sims s JOIN imsis i ON i.iccid = s.iccid WHERE s.iccid "
-                            "IN (SELECT iccid FROM imsis GROUP BY iccid HAVING MIN(imsi) % 10000 "
-                            "BETWEEN ?1 AND ?2) ORDER BY s.iccid";
+                            ", i.imsi FROM sims s JOIN imsis i ON i.iccid = s.iccid WHERE "
+                            "s.home_suffix BETWEEN ?1 AND ?2 ORDER BY s.iccid, i.imsi";
   const auto inventory_sims = "SELECT iccid, network, " + column_list(lock::sim_state_fields) +
                               ", " + column_list(lock::sim_activity_fields) + " FROM sims WHERE ";
   inventory_sims_range = inventory_sims + "iccid >= ?1 AND iccid < ?2 ORDER BY iccid";
@@ -301,6 +312,7 @@ generated_sql::generated_sql(dialect d) {
     for (auto* s : {&upsert_sim,
                     &delete_imsis,
                     &insert_imsi,
+                    &set_home_suffix,
                     &update_state,
                     &update_activity,
                     &select_sim,
@@ -346,6 +358,12 @@ const generated_sql& sql(dialect d) {
   static const generated_sql sqlite{dialect::sqlite};
   static const generated_sql postgresql{dialect::postgresql};
   return d == dialect::sqlite ? sqlite : postgresql;
+}
+
+std::int64_t home_suffix(const std::vector<std::uint64_t>& imsis) {
+  if (imsis.empty())
+    return -1;
+  return static_cast<std::int64_t>(*std::min_element(imsis.begin(), imsis.end()) % 10000);
 }
 
 std::vector<std::string> iccid_cuts(std::string_view lowest, std::string_view highest,

@@ -44,7 +44,9 @@ constexpr std::size_t sim_select_count = sim_column_count + sim_activity_count;
 /// The statements generated from the field lists, built once per dialect.
 /// Their texts live as long as the process, so cached statements can key on them.
 struct generated_sql {
-  std::string upsert_sim;      ///< ?1.. = identity, then state
+  std::string upsert_sim; ///< ?1.. = identity, then state
+  /// ?1 = iccid, ?2 = home_suffix(its IMSIs): after its IMSIs are written
+  std::string set_home_suffix;
   std::string delete_imsis;    ///< ?1 = iccid
   std::string insert_imsi;     ///< ?1 = imsi, ?2 = iccid
   std::string update_state;    ///< ?1 = iccid, ?2.. = state
@@ -53,7 +55,8 @@ struct generated_sql {
   std::string imsis_of_sim;    ///< ?1 = iccid, ordered
   std::string list_sims_head;  ///< "SELECT <sim columns> FROM sims"
   std::string load_inventory;  ///< every SIM joined with its IMSIs (last column)
-  /// load_inventory of the SIMs whose lowest IMSI ends in ?1..?2 (a cluster shard)
+  /// load_inventory of the SIMs whose lowest IMSI ends in ?1..?2 (a cluster
+  /// shard), found through the index of sims.home_suffix (schema 7)
   std::string load_inventory_suffixes;
   /// The startup loader's scans of one ICCID range, ?1 <= iccid < ?2 (`_from`:
   /// ?1 <= iccid): the SIMs (iccid, network, state, activity) ordered by
@@ -94,6 +97,11 @@ struct generated_sql {
 
 /// The statements of a dialect.
 const generated_sql& sql(dialect d);
+
+/// The last four digits of a SIM's lowest IMSI (the sims.home_suffix column,
+/// schema 7: a cluster shard is a range of them, docs/cluster.md); -1 for a
+/// SIM without IMSIs (in no shard).
+std::int64_t home_suffix(const std::vector<std::uint64_t>& imsis);
 
 /// Where to cut the ICCIDs from `lowest` to `highest` into `n` ranges of
 /// about as many SIMs each when they are spread evenly (they are issued in

@@ -333,7 +333,7 @@ public:
 
   /// The schema version this code writes (SQLite: PRAGMA user_version;
   /// PostgreSQL: the schema_version table).
-  static constexpr int schema_version = 6;
+  static constexpr int schema_version = 7;
 
   /// Queues `chg`; `done` runs exactly once on the writer thread. Returns false
   /// (and runs done(false) before returning) when the queue is full or the

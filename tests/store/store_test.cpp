@@ -334,7 +334,11 @@ STORE_TEST("the field lists name every column of the schema, in table order") {
                          [&](const auto& f) { sims.emplace_back(f.name); });
   // Each migration adds its columns last: the activity (schema 3) comes
   // before the lock scope (schema 4) in the table, after it in the lists.
+  // home_suffix (schema 7) is the store's own, derived from the IMSIs: no
+  // record carries it.
   auto table = fx.columns("sims");
+  CHECK(table.back() == "home_suffix");
+  table.pop_back();
   CHECK(std::set<std::string>(table.begin(), table.end()) ==
         std::set<std::string>(sims.begin(), sims.end()));
   CHECK(table.size() == sims.size());
@@ -590,8 +594,9 @@ void downgrade_to(const Db& fx, int version) {
       {"DROP TABLE job_orders", "DROP TABLE job_iccids", "DROP TABLE jobs",
        "DROP INDEX audit_by_time"},
       {"DROP INDEX sims_by_state"},
+      {"DROP INDEX sims_by_home_suffix", "ALTER TABLE sims DROP COLUMN home_suffix"},
   };
-  static_assert(store::store::schema_version == 6, "a new migration needs its undo here");
+  static_assert(store::store::schema_version == 7, "a new migration needs its undo here");
   REQUIRE(undo.size() == static_cast<std::size_t>(store::store::schema_version - 1));
   for (int v = store::store::schema_version; v > version; --v)
     for (const auto& sql : undo[static_cast<std::size_t>(v - 2)])
@@ -896,6 +901,35 @@ STORE_TEST("the shard loader hands out the SIMs whose lowest IMSI ends in the ra
   CHECK(load(2500, 4999) == rows_t{{"8944000000000000002", 2}});
   CHECK(load(5000, 7499).empty());
   CHECK(load(7500, 9999) == rows_t{{"8944000000000000004", 1}});
+  // An upsert that changes the SIM's IMSIs moves it with its lowest one.
+  REQUIRE(commit(db, sims_change({sim("8944000000000000004", {234150000005000})})));
+  CHECK(load(5000, 7499) == rows_t{{"8944000000000000004", 1}});
+  CHECK(load(7500, 9999).empty());
+}
+
+STORE_TEST("schema 6 -> 7: SIMs gain their home suffix, and the shard loader finds them by it") {
+  TestType fx;
+  REQUIRE_BACKEND(fx);
+  {
+    auto opened = open_store(fx.config());
+    REQUIRE(
+        commit(*opened, sims_change({sim("8944000000000000001", {234150000017000, 234150000000499}),
+                                     sim("8944000000000000002", {234150000012500}),
+                                     sim("8944000000000000003", {})})));
+  }
+  downgrade_to(fx, 6);
+  auto opened = open_store(fx.config());
+  auto& db = *opened;
+  CHECK(fx.schema_version() == std::to_string(store::store::schema_version));
+  CHECK(fx.query(TestType::index_sql("sims_by_home_suffix")).size() == 1);
+  CHECK(fx.query("SELECT iccid, home_suffix FROM sims ORDER BY iccid") ==
+        rows{{"8944000000000000001", "499"},
+             {"8944000000000000002", "2500"},
+             {"8944000000000000003", "-1"}});
+  std::vector<std::string> shard;
+  db.load_inventory_suffixes(0, 499,
+                             [&](const store::inventory_row& r) { shard.emplace_back(r.iccid); });
+  CHECK(shard == std::vector<std::string>{"8944000000000000001"});
 }
 
 STORE_TEST("an IMSI belongs to one SIM: a change that steals it fails alone") {
