@@ -37,7 +37,7 @@ def main():
         return 1
     hooks = h.webhook_receiver(WEBHOOK_KEY)
     dae = h.dae_receiver(h.EXAMPLE_RADIUS_SECRET)
-    state = tempfile.mkdtemp(prefix="imeilockd-test-")
+    state = h.temp_dir("imeilockd-test-")
     secret = h.EXAMPLE_RADIUS_SECRET.decode()
     cfg = h.default_config(state).replace(
         f"      secret: {secret}\n",

@@ -127,7 +127,7 @@ def main():
     work = tempfile.mkdtemp(prefix="imeilock-fr-dae-")
     secret = h.EXAMPLE_RADIUS_SECRET.decode()
     fr = h.freeradius(work, lambda port: raddb(work, port, secret))
-    state = tempfile.mkdtemp(prefix="imeilockd-test-")
+    state = h.temp_dir("imeilockd-test-")
     cfg = h.default_config(state).replace(
         f"      secret: {secret}\n",
         f"      secret: {secret}\n      disconnect_port: {fr.port}\n"

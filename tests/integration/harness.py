@@ -16,6 +16,7 @@ Used by tests/integration (imported as `harness`), tests/metrics
 (daemon_fixture.py derives its configuration from the shipped example and
 hands it to `Daemon`) and the overload/soak script bench/overload_soak.py.
 """
+import atexit
 import contextlib
 import hashlib
 import hmac
@@ -46,6 +47,38 @@ EXAMPLE_TOKEN = "example-test-token-not-a-secret"
 EXAMPLE_READONLY_TOKEN = "example-readonly-token-not-a-secret"
 EXAMPLE_RADIUS_SECRET = b"example-radius-secret"
 EXAMPLE_WEBHOOK_KEY = "EXAMPLE-webhook-key-for-tests"
+
+
+_temp_dirs = []
+_failed = []
+
+
+def temp_dir(prefix):
+    """A new temporary directory, removed when the test process ends unless
+    it failed (an uncaught exception) or IMEILOCK_KEEP_TMP=1 is set: a
+    daemon's state directory holds its store and log, a few MB, and a test
+    run starts hundreds of daemons."""
+    path = tempfile.mkdtemp(prefix=prefix)
+    _temp_dirs.append(path)
+    return path
+
+
+def _note_failure(kind, value, tb):
+    _failed.append(kind)
+    sys.__excepthook__(kind, value, tb)
+
+
+@atexit.register
+def _remove_temp_dirs():
+    if _failed or os.environ.get("IMEILOCK_KEEP_TMP") == "1":
+        if _temp_dirs:
+            print("kept for a look: " + " ".join(_temp_dirs), file=sys.stderr)
+        return
+    for path in _temp_dirs:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+sys.excepthook = _note_failure
 
 
 def parse_fields(text):
@@ -95,7 +128,7 @@ class Daemon:
     def __init__(self, config_text=None, state_dir=None, extra_config="", binary=None,
                  cleanup=False):
         self.binary = binary or BINARY
-        self.state_dir = state_dir or tempfile.mkdtemp(prefix="imeilockd-test-")
+        self.state_dir = state_dir or temp_dir("imeilockd-test-")
         self.cleanup = cleanup
         self.config_path = os.path.join(self.state_dir, "imeilockd.yaml")
         with open(self.config_path, "w") as f:
@@ -555,8 +588,8 @@ def erlang_story(name, config_for):
     if not shutil.which("erl"):
         raise SystemExit("erl not found: install erlang-base and erlang-diameter "
                          "(scripts/install-deps.sh)")
-    work = tempfile.mkdtemp(prefix=f"imeilock-{name}-erl-")
-    state_dir = tempfile.mkdtemp(prefix="imeilockd-test-")
+    work = temp_dir(f"imeilock-{name}-erl-")
+    state_dir = temp_dir("imeilockd-test-")
     d = Daemon(config_text=config_for(state_dir), state_dir=state_dir)
     erl = None
     ok = False
@@ -602,7 +635,7 @@ def erlang_cluster_story(name, extra=""):
     if not shutil.which("erl"):
         raise SystemExit("erl not found: install erlang-base and erlang-diameter "
                          "(scripts/install-deps.sh)")
-    works = {n: tempfile.mkdtemp(prefix=f"imeilock-{name}-{n}-erl-") for n in StoryCluster.NODES}
+    works = {n: temp_dir(f"imeilock-{name}-{n}-erl-") for n in StoryCluster.NODES}
     clients = {}
     try:
         clients = {n: ErlangClient(w) for n, w in works.items()}
@@ -723,7 +756,7 @@ def cluster_nodes(conninfo, nodes, shards, extra="", **kwargs):
     each with an API port of its own advertised as its api_url."""
     out = {}
     for node, preferred in nodes.items():
-        state_dir = tempfile.mkdtemp(prefix=f"imeilockd-{node}-")
+        state_dir = temp_dir(f"imeilockd-{node}-")
         out[node] = Daemon(config_text=cluster_node_config(
             state_dir, conninfo, node, preferred, shards, extra, api_port=free_tcp_port(),
             **kwargs), state_dir=state_dir, cleanup=True)

@@ -15,7 +15,6 @@ and after) is in the database.
 import os
 import subprocess
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -45,7 +44,7 @@ def main():
     assert DIAMETER_LOAD and os.path.exists(DIAMETER_LOAD), "set DIAMETER_LOAD (bench/diameter_load)"
     server = pg.server_or_skip()
     conninfo = server.create_database("imeilock")
-    state_dir = tempfile.mkdtemp(prefix="imeilockd-test-")
+    state_dir = h.temp_dir("imeilockd-test-")
     config = h.default_config(state_dir).replace(
         f"    path: {state_dir}/imeilockd.db",
         f"    backend: postgresql\n    postgresql:\n      conninfo: \"{conninfo}\"").replace(

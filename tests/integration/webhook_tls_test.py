@@ -96,7 +96,7 @@ def main():
     expired = receiver(c["expired"], c["expired_key"])
     mtls = receiver(c["good"], c["good_key"], client_ca=c["ca"])
     trust = {"ca_file": c["ca"]}
-    state = tempfile.mkdtemp(prefix="imeilockd-test-")
+    state = h.temp_dir("imeilockd-test-")
     base = h.default_config(state)
     cfg = base + webhooks_section([(good.url, trust), (wrong.url, trust), (expired.url, trust)])
     d = h.Daemon(config_text=cfg, state_dir=state)

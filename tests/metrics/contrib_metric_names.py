@@ -23,7 +23,6 @@ import re
 import socket
 import struct
 import sys
-import tempfile
 import time
 
 import yaml
@@ -195,7 +194,7 @@ def main():
                 sys.exit(f"FAIL: {rel} {where}: no metric found in {expr!r}")
             queried += [(rel, where, n, l) for n, l in sel]
 
-    state = tempfile.mkdtemp(prefix="imeilockd-names-")
+    state = h.temp_dir("imeilockd-names-")
     secret = h.EXAMPLE_RADIUS_SECRET.decode()
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as nas:  # a NAS that never answers
         nas.bind(("127.0.0.1", 0))

@@ -13,7 +13,6 @@ import os
 import re
 import subprocess
 import sys
-import tempfile
 import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
@@ -60,7 +59,7 @@ class Daemon(harness.Daemon):
     directory is removed when the `with` block ends."""
 
     def __init__(self, binary, example):
-        state_dir = tempfile.mkdtemp(prefix="imeilockd-metrics-")
+        state_dir = harness.temp_dir("imeilockd-metrics-")
         with open(example) as f:
             text = loopback_config(f.read())
         super().__init__(config_text=text, state_dir=state_dir, binary=binary, cleanup=True)
