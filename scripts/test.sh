@@ -6,7 +6,10 @@
 # bounded run.
 #   scripts/test.sh
 # Environment: JOBS (default: nproc), BUILD_DIR (default: build),
-#              SKIP_SANITIZE=1, SKIP_TSAN=1, SKIP_FUZZ=1 for a quicker local loop.
+#              SKIP_SANITIZE=1, SKIP_TSAN=1, SKIP_FUZZ=1 for a quicker local loop,
+#              PRUNE_BUILDS=1 (.ci/run sets it) to delete each sanitizer or fuzzer
+#              build once its stage passed (a CI clone with its five build
+#              trees took 4.3 GB; a full disk fails the run halfway).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -15,6 +18,17 @@ build=${BUILD_DIR:-build}
 start=$(date +%s)
 
 scripts/install-deps.sh
+
+# A build that runs out of disk fails with "No space left on device" deep in
+# a link; say first how much there is.
+free_mb=$(df -Pm . | awk 'NR == 2 {print $4}')
+echo "== disk: ${free_mb} MB free in $(df -P . | awk 'NR == 2 {print $6}')"
+prune() {
+  if [[ "${PRUNE_BUILDS:-0}" == 1 ]]; then
+    echo "== PRUNE_BUILDS: deleting $(du -sh "$1" | cut -f1) of $1"
+    rm -rf "$1"
+  fi
+}
 
 # ccache keyed on paths relative to the checkout, so any clone reuses the cache.
 export CCACHE_BASEDIR="$root" CCACHE_NOHASHDIR=true
@@ -44,6 +58,7 @@ if [[ "${SKIP_SANITIZE:-0}" != 1 ]]; then
   cmake --build "$build-asan" -j "$jobs"
   (cd "$build-asan" && ctest --output-on-failure --timeout 600 -j "$jobs" -L 'unit|actors|server')
   echo "== sanitizer stage took $(( $(date +%s) - san_start ))s"
+  prune "$build-asan"
 fi
 
 if [[ "${SKIP_TSAN:-0}" != 1 ]]; then
@@ -76,6 +91,7 @@ if [[ "${SKIP_TSAN:-0}" != 1 ]]; then
   fi
   ((tsan_ok)) || { echo "ThreadSanitizer: reports above"; exit 1; }
   echo "== TSan stage took $(( $(date +%s) - tsan_start ))s"
+  prune "$build-tsan"
 fi
 
 if [[ "${SKIP_FUZZ:-0}" != 1 && -d fuzz ]]; then
@@ -84,6 +100,7 @@ if [[ "${SKIP_FUZZ:-0}" != 1 && -d fuzz ]]; then
         -DIMEILOCK_FUZZ=ON -DIMEILOCK_UNIT_ONLY=ON -DIMEILOCK_TESTS=OFF -DIMEILOCK_BENCH=OFF
   cmake --build "$build-fuzz" -j "$jobs"
   fuzz/run-all.sh "$build-fuzz" "${FUZZ_SECONDS:-20}"
+  prune "$build-fuzz"
 fi
 
 echo "== all tests passed in $(( $(date +%s) - start ))s"
