@@ -9,13 +9,55 @@
 
 #include "store/store.hpp"
 
+#include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <span>
 #include <string>
+#include <string_view>
+#include <utility>
 #include <vector>
 
 namespace imeilock::store::detail {
+
+/// Turns the rows of the inventory queries (a SIM joined with its IMSIs, one
+/// row per IMSI, ordered by ICCID) into one inventory_row per SIM, for either
+/// backend's row type:
+///
+///   inventory_grouper g{fn};
+///   while (next row r)
+///     g.add(r.iccid, [&] { return read_sim(r); }, r.imsi or nullopt);
+///   g.finish();
+class inventory_grouper {
+public:
+  explicit inventory_grouper(const std::function<void(const inventory_row&)>& fn) : fn_{fn} {}
+
+  /// One row: `read()` makes the SIM from its first row; a NULL IMSI (a SIM
+  /// without one) adds none.
+  template <class Read>
+  void add(std::string_view iccid, Read&& read, std::optional<std::uint64_t> imsi) {
+    if (!have_ || iccid != sim_.iccid) {
+      finish();
+      sim_ = std::forward<Read>(read)();
+      have_ = true;
+    }
+    if (imsi)
+      sim_.imsis.push_back(*imsi);
+  }
+
+  /// Hands over the SIM of the last rows.
+  void finish() {
+    if (have_)
+      fn_(inventory_row{sim_.iccid, sim_.network, sim_.imsis, sim_.state, sim_.activity});
+    have_ = false;
+  }
+
+private:
+  const std::function<void(const inventory_row&)>& fn_;
+  lock::sim_record sim_;
+  bool have_ = false;
+};
 
 /// What one try at committing a batch came to.
 struct batch_result {

@@ -678,12 +678,7 @@ private:
         throw connection_failure(message_of(c));
       PQsetSingleRowMode(c);
       constexpr int imsi_column = static_cast<int>(sim_select_count);
-      lock::sim_record sim;
-      bool have = false;
-      auto emit = [&] {
-        if (have)
-          fn(inventory_row{sim.iccid, sim.network, sim.imsis, sim.state, sim.activity});
-      };
+      inventory_grouper sims{fn};
       std::string error;
       bool lost = false;
       while (result_ptr res{PQgetResult(c)}) {
@@ -692,14 +687,11 @@ private:
           if (!error.empty())
             continue; // drain after a callback failure
           row r{res.get(), 0};
-          auto id = r.text(0);
-          if (!have || id != sim.iccid) {
-            emit();
-            sim = read_sim(r);
-            have = true;
-          }
-          if (!r.is_null(imsi_column))
-            sim.imsis.push_back(static_cast<std::uint64_t>(r.i64(imsi_column)));
+          sims.add(
+              r.text(0), [&] { return read_sim(r); },
+              r.is_null(imsi_column)
+                  ? std::nullopt
+                  : std::optional{static_cast<std::uint64_t>(r.i64(imsi_column))});
         } else if (st != PGRES_TUPLES_OK) {
           error = message_of(res.get());
           lost = is_connection_error(c, res.get());
@@ -710,7 +702,7 @@ private:
           throw connection_failure(error);
         throw std::runtime_error(name_ + ": " + error);
       }
-      emit();
+      sims.finish();
       return 0;
     });
   }

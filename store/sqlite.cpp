@@ -695,23 +695,13 @@ private:
   /// One pass over sims joined with their IMSIs, grouped by ICCID.
   static void read_inventory(statement& s, const std::function<void(const inventory_row&)>& fn) {
     constexpr int imsi_column = static_cast<int>(sim_select_count);
-    lock::sim_record sim;
-    bool have = false;
-    auto emit = [&] {
-      if (have)
-        fn(inventory_row{sim.iccid, sim.network, sim.imsis, sim.state, sim.activity});
-    };
-    while (s.step()) {
-      auto id = s.text(0);
-      if (!have || id != sim.iccid) {
-        emit();
-        sim = read_sim(s);
-        have = true;
-      }
-      if (!s.is_null(imsi_column))
-        sim.imsis.push_back(static_cast<std::uint64_t>(s.i64(imsi_column)));
-    }
-    emit();
+    inventory_grouper sims{fn};
+    while (s.step())
+      sims.add(
+          s.text(0), [&] { return read_sim(s); },
+          s.is_null(imsi_column) ? std::nullopt
+                                 : std::optional{static_cast<std::uint64_t>(s.i64(imsi_column))});
+    sims.finish();
   }
 
   expected<void> migrate() {
