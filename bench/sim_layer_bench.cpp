@@ -8,12 +8,14 @@
 //   bench_sim_layer [--sims 1000000] [--seconds 3] [--actors 100000] [--workers 2]
 //                   [--submitters 2] [--dir /tmp]
 //                   [--backend sqlite|postgresql] [--conninfo "host=... dbname=..."]
-//                   [--db FILE] [--load-only 1]
+//                   [--db FILE] [--load-only 1] [--synchronous normal|full]
 //
 // --db keeps the SQLite store in FILE (not removed at the end) and writes the
 // SIMs only when it does not hold --sims of them already: repeated runs of
 // the inventory load at 10 M SIMs skip the minute and a half of writing.
-// --load-only 1 stops after the load's figures.
+// --load-only 1 stops after the load's figures. --synchronous full makes
+// SQLite fsync the WAL on every group commit (sim_layer.store.synchronous_full):
+// the durable changes figure then survives power loss, not only kill -9.
 //
 // With --backend postgresql the store is the (empty) database of --conninfo;
 // bench/store_backends.sh runs both backends side by side on a temporary
@@ -173,6 +175,7 @@ int main(int argc, char** argv) {
   std::string conninfo;
   std::string db_file;
   bool load_only = false;
+  bool synchronous_full = false;
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string k = argv[i];
     std::string v = argv[i + 1];
@@ -196,6 +199,8 @@ int main(int argc, char** argv) {
       db_file = v;
     else if (k == "--load-only")
       load_only = v != "0";
+    else if (k == "--synchronous")
+      synchronous_full = v == "full";
   }
   live = std::min(live, sims);
   auto path = db_file.empty() ? std::filesystem::path(dir) /
@@ -219,6 +224,7 @@ int main(int argc, char** argv) {
   prometheus::Registry registry;
   actors::sim_layer_config cfg;
   cfg.store.path = path.string();
+  cfg.store.synchronous_full = synchronous_full;
   if (backend == "postgresql") {
     cfg.store.backend = store::backend_kind::postgresql;
     cfg.store.postgresql.conninfo = conninfo;
@@ -379,9 +385,9 @@ int main(int argc, char** argv) {
         },
         not_ok);
     auto& c = layer.db().counters();
-    std::printf("durable state changes, steady: %.0f /s, %.0f per CPU-s, %.2f cores busy (not ok: "
-                "%llu; %llu commits, %.1f changes/commit)\n",
-                r.per_second, r.per_cpu_second, r.cores,
+    std::printf("durable state changes, steady (synchronous=%s): %.0f /s, %.0f per CPU-s, %.2f "
+                "cores busy (not ok: %llu; %llu commits, %.1f changes/commit)\n",
+                synchronous_full ? "full" : "normal", r.per_second, r.per_cpu_second, r.cores,
                 static_cast<unsigned long long>(not_ok.load()),
                 static_cast<unsigned long long>(c.commits.load()),
                 static_cast<double>(c.changes_committed.load()) /
