@@ -137,6 +137,11 @@ void flush_activity(registry_pointer self) {
     p.chg.epoch = epoch;
     p.locals = {};
   };
+  // In SIM order, which is the store's order for SIMs loaded at start (the
+  // loader reads them by ICCID): the updates then walk the sims table's
+  // B-tree instead of hitting a random page each (the write-behind of 1M
+  // SIMs observed in random order took 16 s).
+  std::sort(st.dirty.begin(), st.dirty.end());
   for (auto local : st.dirty) {
     auto& row = st.rows[local];
     if (!row.activity_dirty)
