@@ -104,14 +104,7 @@ struct job_runner::active {
   /// The record with the refusals encoded, as written to the store.
   store::job_record snapshot() const {
     auto r = rec;
-    json reasons_j = json::object();
-    for (const auto& [reason, n] : reasons)
-      reasons_j[reason] = n;
-    json first = json::array();
-    for (const auto& f : refusals)
-      first.push_back({{"iccid", f.iccid}, {"reason", f.reason}});
-    r.refusals = json{{"reasons", std::move(reasons_j)}, {"first", std::move(first)}}.dump(
-        -1, ' ', false, json::error_handler_t::replace);
+    r.refusals = encode_refusals(reasons, refusals);
     return r;
   }
 
@@ -124,11 +117,21 @@ struct job_runner::active {
   }
 };
 
-namespace {
+std::string job_runner::encode_refusals(const std::map<std::string, std::uint64_t>& reasons,
+                                        const std::vector<job_refusal>& first) {
+  json reasons_j = json::object();
+  for (const auto& [reason, n] : reasons)
+    reasons_j[reason] = n;
+  json first_j = json::array();
+  for (const auto& f : first)
+    first_j.push_back({{"iccid", f.iccid}, {"reason", f.reason}});
+  return json{{"reasons", std::move(reasons_j)}, {"first", std::move(first_j)}}.dump(
+      -1, ' ', false, json::error_handler_t::replace);
+}
 
-/// Reads a job's refusals column (an unreadable one reads as none).
-void read_refusals(const std::string& text, std::map<std::string, std::uint64_t>& reasons,
-                   std::vector<job_refusal>& first) {
+void job_runner::decode_refusals(const std::string& text,
+                                 std::map<std::string, std::uint64_t>& reasons,
+                                 std::vector<job_refusal>& first) {
   auto j = json::parse(text, nullptr, false);
   if (!j.is_object())
     return;
@@ -141,6 +144,14 @@ void read_refusals(const std::string& text, std::map<std::string, std::uint64_t>
       if (f.is_object() && f.value("iccid", json()).is_string() &&
           f.value("reason", json()).is_string())
         first.push_back({f["iccid"].get<std::string>(), f["reason"].get<std::string>()});
+}
+
+namespace {
+
+/// Reads a job's refusals column (an unreadable one reads as none).
+void read_refusals(const std::string& text, std::map<std::string, std::uint64_t>& reasons,
+                   std::vector<job_refusal>& first) {
+  job_runner::decode_refusals(text, reasons, first);
 }
 
 } // namespace
@@ -226,7 +237,7 @@ std::optional<job_info> job_runner::decode_spec(const std::string& spec) {
   return out;
 }
 
-job_info job_runner::info_of(const store::job_record& rec, bool with_orders) {
+job_info job_runner::info_of(const store::job_record& rec) {
   job_info out = decode_spec(rec.spec).value_or(job_info{});
   out.id = rec.id;
   out.state = static_cast<job_state>(rec.state);
@@ -242,6 +253,11 @@ job_info job_runner::info_of(const store::job_record& rec, bool with_orders) {
   out.reasons.assign(reasons.begin(), reasons.end());
   std::stable_sort(out.reasons.begin(), out.reasons.end(),
                    [](const auto& a, const auto& b) { return a.second > b.second; });
+  return out;
+}
+
+job_info job_runner::info_of(const store::job_record& rec, bool with_orders) {
+  auto out = info_of(rec);
   if (with_orders) {
     auto counts = db_.job_orders(rec.id);
     out.orders_open = counts.open;

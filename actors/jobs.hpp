@@ -27,6 +27,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <deque>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -89,6 +90,17 @@ public:
   static std::string encode_spec(const order_request& order, const sim_filter& filter,
                                  bool by_list);
   static std::optional<job_info> decode_spec(const std::string& spec);
+  /// The JSON `refusals` column (reasons counted, the first refused SIMs) and
+  /// its inverse, which adds to `reasons` and `first` (an unreadable text
+  /// reads as none).
+  static std::string encode_refusals(const std::map<std::string, std::uint64_t>& reasons,
+                                     const std::vector<job_refusal>& first);
+  static void decode_refusals(const std::string& text,
+                              std::map<std::string, std::uint64_t>& reasons,
+                              std::vector<job_refusal>& first);
+  /// A job_info of `rec` (its spec decoded, its refusals sorted by count);
+  /// without the orders' counts.
+  static job_info info_of(const store::job_record& rec);
 
 private:
   struct active; ///< the job being run (jobs.cpp)

@@ -5,8 +5,10 @@
 
 #include "actors/sim_layer.hpp"
 
+#include "actors/cluster_jobs.hpp"
 #include "actors/context.hpp"
 #include "actors/jobs.hpp"
+#include "cluster/jobs.hpp"
 #include "cluster/shard.hpp"
 #include "common/assert.hpp"
 #include "common/log.hpp"
@@ -96,6 +98,9 @@ struct sim_layer::impl {
   std::unique_ptr<inventory> inv;
   std::unique_ptr<store::store> db; ///< destroyed (writer joined) after the job runner
   std::unique_ptr<job_runner> jobs; ///< after db: stopped and destroyed before it
+  /// More than one node: bulk jobs by shard (set_cluster), instead of `jobs`.
+  std::unique_ptr<cluster::job_store> job_parts;
+  std::unique_ptr<cluster_job_runner> cluster_jobs; ///< after job_parts: destroyed before it
   std::atomic<bool> running{false};
   bool stopped = false;
   std::atomic<std::size_t> in_flight{0};     ///< observations not yet acknowledged
@@ -262,6 +267,8 @@ struct sim_layer::impl {
     }
     if (serve && cl.served_fn)
       cl.served_fn(shard);
+    if (serve && cluster_jobs)
+      cluster_jobs->poke(); // the shard's part of running jobs goes on here
     auto ms =
         std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0)
             .count();
@@ -581,6 +588,8 @@ void sim_layer::start() {
   d.running = true;
   if (d.jobs)
     d.jobs->start();
+  if (d.cluster_jobs)
+    d.cluster_jobs->start();
   if (d.clustered())
     d.cl.loader = std::thread([&d] { d.loader_run(); });
   auto ms =
@@ -602,6 +611,8 @@ void sim_layer::stop() {
   // First: a running job finishes the orders in hand while the layer still answers.
   if (d.jobs)
     d.jobs->stop();
+  if (d.cluster_jobs)
+    d.cluster_jobs->stop();
   bool was_running = d.running.exchange(false);
   d.stop_loader();
   if (!was_running)
@@ -951,6 +962,8 @@ void sim_layer::list_events(std::string iccid, std::size_t limit,
 }
 
 job_service* sim_layer::jobs() {
+  if (impl_->cluster_jobs)
+    return impl_->cluster_jobs.get();
   return impl_->jobs.get();
 }
 
@@ -1001,8 +1014,8 @@ void sim_layer::fleet(std::function<void(fleet_info)> done) {
   };
   events(counts.latest_violations, out.latest_violations);
   events(counts.latest_bars, out.latest_bars);
-  if (d.jobs)
-    d.jobs->list_jobs(true, 20, [&](std::vector<job_info> jobs) {
+  if (auto* js = jobs())
+    js->list_jobs(true, 20, [&](std::vector<job_info> jobs) {
       // list_jobs is newest first: the oldest runs first.
       out.running_jobs.assign(std::make_move_iterator(jobs.rbegin()),
                               std::make_move_iterator(jobs.rend()));
@@ -1015,10 +1028,18 @@ void sim_layer::set_cluster(cluster_view view) {
   IMEILOCK_ASSERT(view.shards > 0 && view.epoch_of, "set_cluster without shards or leases");
   IMEILOCK_ASSERT(!d.running.load(), "set_cluster after start()");
   d.cl.shards = view.shards;
-  // Bulk jobs run on one node only: every node of a cluster would resume the
-  // same jobs from the shared store, and a job's orders for SIMs of another
-  // node's shards would be refused (docs/cluster.md, "What comes next").
+  // Bulk jobs by shard: each node places the orders of the SIMs of the
+  // shards it serves (docs/cluster.md, "Bulk jobs on more than one node").
   d.jobs.reset();
+  if (!view.jobs_conninfo.empty()) {
+    d.job_parts = std::make_unique<cluster::job_store>(view.jobs_conninfo, view.node_id);
+    d.cluster_jobs = std::make_unique<cluster_job_runner>(
+        *d.db, service(), *d.job_parts, view.shards, [this] { return serving(); },
+        [&d](std::uint32_t shard, std::int64_t epoch) {
+          auto c = d.claim_shard(shard);
+          return c && c->second == epoch;
+        });
+  }
   d.cl.epoch_of = std::move(view.epoch_of);
   d.cl.describe = std::move(view.describe);
   d.cl.serving = std::make_unique<std::atomic<std::int64_t>[]>(view.shards);

@@ -111,6 +111,11 @@ public:
     std::function<void(observation, ack_fn)> hand_off;
     /// A shard is served from now on (loaded): its handoffs can be applied.
     std::function<void(std::uint32_t shard)> served;
+    /// Bulk jobs (actors/cluster_jobs.hpp): the database where their shard
+    /// parts are kept (cluster::job_store) and this node's id. Empty: this
+    /// node runs no bulk jobs (jobs() is null).
+    std::string jobs_conninfo;
+    std::string node_id;
   };
   /// Before start(): this layer serves only the cluster shards it is given
   /// (shard_gained), loads nothing at start() and fences every change with

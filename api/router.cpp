@@ -500,14 +500,14 @@ void list_sim_events(const call_ptr& c) {
 
 // -- Bulk jobs ------------------------------------------------------------------
 
-/// The job service, or a 503 answered (a SIM service without jobs: a
-/// cluster node, docs/cluster.md).
+/// The job service, or a 503 answered (a SIM service without jobs; the
+/// daemon's has them, on one node and on a cluster node alike).
 actors::job_service* jobs_of(const call_ptr& c) {
   auto* jobs = c->service.jobs();
   if (!jobs)
     c->reply(error_response(503, "jobs_unavailable",
-                            "bulk jobs are not available on this node (a cluster node runs no "
-                            "bulk jobs yet: place the orders one by one)"));
+                            "bulk jobs are not available on this node: place the orders one "
+                            "by one"));
   return jobs;
 }
 

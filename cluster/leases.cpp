@@ -107,6 +107,23 @@ CREATE TABLE cluster_inbox (
   enqueued_at TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp());
 CREATE INDEX cluster_inbox_by_shard ON cluster_inbox (shard, id);
 )sql",
+    // 2 -> 3: bulk jobs on more than one node (jobs.hpp): each shard's part of
+    // a job, written by the shard's owner under its lease.
+    R"sql(
+CREATE TABLE cluster_job_parts (
+  job_id BIGINT NOT NULL,
+  shard INTEGER NOT NULL CHECK (shard >= 0),
+  done BOOLEAN NOT NULL DEFAULT FALSE,
+  after_iccid TEXT NOT NULL DEFAULT '',
+  processed BIGINT NOT NULL DEFAULT 0,
+  placed BIGINT NOT NULL DEFAULT 0,
+  refused BIGINT NOT NULL DEFAULT 0,
+  refusals TEXT NOT NULL DEFAULT '',
+  updated_at_ms BIGINT NOT NULL DEFAULT 0,
+  finished_at_ms BIGINT NOT NULL DEFAULT 0,
+  node TEXT NOT NULL DEFAULT '',
+  PRIMARY KEY (job_id, shard));
+)sql",
 };
 static_assert(std::size(migrations) == cluster_schema_version);
 

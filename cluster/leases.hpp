@@ -27,7 +27,8 @@
 // schema_version): cluster_settings (the shard count every node must agree
 // on), cluster_leases, cluster_nodes (node id, advertised API URL, preferred
 // shards, liveness) and the function imeilock_fence(); version 2 adds the
-// handoff inbox (cluster_inbox, inbox.hpp). Not thread-safe: one
+// handoff inbox (cluster_inbox, inbox.hpp), version 3 the parts of bulk
+// jobs (cluster_job_parts, jobs.hpp). Not thread-safe: one
 // connection per thread (libpq).
 
 #include "common/error.hpp"
@@ -81,7 +82,7 @@ struct imeilock::error_category<imeilock::cluster::ec> {
 namespace imeilock::cluster {
 
 /// The version of the cluster tables this code writes (cluster_schema_version).
-inline constexpr int cluster_schema_version = 2;
+inline constexpr int cluster_schema_version = 3;
 
 /// A shard held at an epoch: what a lease gives and what a fence claims.
 struct shard_epoch {

@@ -375,15 +375,16 @@ struct daemon::impl {
                 }});
     auto* held = leases.get();
     join_inbox();
-    layer->set_cluster({cfg.cluster.shards,
-                        [held](std::uint32_t shard) { return held->epoch_of(shard); },
-                        [held, node = cfg.cluster.node_id, shards = cfg.cluster.shards] {
-                          return describe_cluster(*held, node, shards);
-                        },
-                        [this](const actors::observation& obs, actors::ack_fn done) {
-                          hand_off(obs, std::move(done));
-                        },
-                        [this](std::uint32_t) { handoff_in->poke(); }});
+    layer->set_cluster(
+        {cfg.cluster.shards, [held](std::uint32_t shard) { return held->epoch_of(shard); },
+         [held, node = cfg.cluster.node_id, shards = cfg.cluster.shards] {
+           return describe_cluster(*held, node, shards);
+         },
+         [this](const actors::observation& obs, actors::ack_fn done) {
+           hand_off(obs, std::move(done));
+         },
+         [this](std::uint32_t) { handoff_in->poke(); },
+         store::resolve_conninfo(cfg.sim_layer.store.postgresql), cfg.cluster.node_id});
     layer->db().set_fence([held,
                            node = cfg.cluster.node_id](std::span<const store::change* const> batch,
                                                        const store::txn_query& query) {

@@ -853,7 +853,8 @@ TEST_CASE("POST /v1/orders:bulk bodies: a list, a filter or a CSV; every ICCID c
   CHECK(read("x", "text/plain").error().is(api::ec::unsupported_media_type));
 }
 
-TEST_CASE("the job routes: a write token to create or cancel, 503 where there are no jobs",
+TEST_CASE("the job routes: a write token to create or cancel, 503 from a SIM service without "
+          "jobs",
           "[api][bulk]") {
   server_fixture f;
   http_client c{f.url()};

@@ -1,0 +1,274 @@
+#!/usr/bin/env python3
+"""Bulk jobs on a cluster (issue 11, docs/cluster.md "Bulk jobs on more than one node").
+
+Three real imeilockd cluster nodes on one PostgreSQL started by the test, 6 shards
+(node-a prefers 0-1, node-b 2-3, node-c 4-5), SIMs of every shard.
+
+  - a job by list created on node A over SIMs of every shard: each node places the
+    orders of the shards it serves; progress read on node B lies between two reads
+    on A (and equals it at the end), the job completes, every SIM has exactly one
+    order (in the store: orders and job_orders);
+  - kill -9 of a node in the middle of a slower job: its shards move to the
+    survivors, which continue its part; the job completes, every SIM has exactly
+    one order of the job, none has two; the killed node comes back;
+  - a job by filter created on node A, cancelled on node C: every node stops
+    placing (the count of its orders stays put), what was placed stays.
+
+Printed: the first job's time and orders per second (SIMs / creation to completed).
+"""
+import math
+import os
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(__file__))
+import harness as h  # noqa: E402
+import pg  # noqa: E402
+
+SHARDS = 6
+NODES = {"node-a": [0, 1], "node-b": [2, 3], "node-c": [4, 5]}
+
+# "multinet" places as fast as the job goes; "paced" and "other" take 60 orders a
+# second per node (a queue of 30, then overloaded: the job waits and retries), so
+# that a job of several hundred SIMs runs for seconds.
+EXTRA = """
+orders:
+  networks:
+    multinet:
+      rate_per_second: 100000
+      burst: 100000
+      max_in_flight: 100000
+      max_queue: 100000
+      lead_times:
+        bar: 200ms
+    paced:
+      rate_per_second: 60
+      burst: 10
+      max_in_flight: 100000
+      max_queue: 30
+      lead_times:
+        bar: 200ms
+    other:
+      rate_per_second: 60
+      burst: 10
+      max_in_flight: 100000
+      max_queue: 30
+      lead_times:
+        bar: 200ms
+"""
+
+
+def owner_of(shard):
+    return next(n for n, shards in NODES.items() if shard in shards)
+
+
+def imsi_in_shard(shard, n):
+    """An IMSI of `shard` (docs/cluster.md: last four digits × shards / 10000)."""
+    suffix = math.ceil(shard * 10000 / SHARDS) + n % 1000
+    imsi = f"23415{n:06d}{suffix:04d}"
+    assert h.shard_of(imsi, SHARDS) == shard, (imsi, shard)
+    return imsi
+
+
+def make_sims(nodes, first, count, network):
+    """`count` SIMs over every shard, each PUT at its shard's owner (4 threads).
+    Returns {iccid: shard}."""
+    sims = {}
+    for k in range(count):
+        n = first + k
+        sims[h.iccid(n)] = (k % SHARDS, imsi_in_shard(k % SHARDS, n))
+    items = list(sims.items())
+    errors = []
+
+    def put(part):
+        for iccid, (shard, imsi) in part:
+            st, body = nodes[owner_of(shard)].api("PUT", f"/v1/sims/{iccid}", {
+                "imsis": [imsi], "msisdn": "447700900123", "network": network,
+                "status": "active"})
+            if st != 201:
+                errors.append((iccid, st, body))
+
+    threads = [threading.Thread(target=put, args=(items[i::4],)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors[:3]
+    return {iccid: shard for iccid, (shard, imsi) in sims.items()}
+
+
+def job(d, job_id):
+    st, j = d.api("GET", f"/v1/jobs/{job_id}")
+    assert st == 200, (st, j)
+    return j
+
+
+def wait_job(d, job_id, timeout=120.0):
+    return h.wait_until(lambda: (lambda j: j if j["state"] != "running" else None)(job(d, job_id)),
+                        timeout=timeout, interval=0.1, what=f"job {job_id} to end")
+
+
+def orders_per_sim(server, iccids):
+    """{iccid: number of orders} from the store, for `iccids`."""
+    rows = server.query("imeilock", "SELECT iccid, count(*) FROM orders GROUP BY iccid")
+    got = {iccid: int(n) for iccid, n in rows}
+    return {i: got.get(i, 0) for i in iccids}
+
+
+def job_links(server, job_id):
+    """{iccid: links} of job `job_id` in job_orders."""
+    rows = server.query("imeilock", f"SELECT iccid, count(*) FROM job_orders WHERE job_id = "
+                                    f"{int(job_id)} GROUP BY iccid")
+    return {iccid: int(n) for iccid, n in rows}
+
+
+def leases(server):
+    return {int(s): o for s, o in server.query("imeilock",
+                                               "SELECT shard, owner FROM cluster_leases")}
+
+
+def main():
+    server = pg.server_or_skip()
+    conninfo = server.create_database("imeilock")
+    nodes = h.cluster_nodes(conninfo, NODES, SHARDS, EXTRA, claim_others_after="2s",
+                            lease_duration="2s", renew_interval="500ms")
+    try:
+        h.start_all(nodes.values())
+        h.wait_until(lambda: leases(server) == {s: owner_of(s) for s in range(SHARDS)},
+                     timeout=20, what="each node holds its preferred shards")
+        a, b, c = nodes["node-a"], nodes["node-b"], nodes["node-c"]
+
+        # -- 1. a job by list over every shard, created on A ----------------------
+        fast = make_sims(nodes, 1000, 600, "multinet")
+        unknown = h.iccid(999_999)
+        t0 = time.monotonic()
+        st, created = a.api("POST", "/v1/orders:bulk",
+                            {"type": "bar", "iccids": sorted(fast) + [unknown]})
+        h.check(st == 202 and created["state"] == "running" and created["total"] == 601,
+                f"a bulk bar over {len(fast)} SIMs of {SHARDS} shards is accepted on node A "
+                f"({st}, {created.get('total')})")
+        jid = created["id"]
+        seen_between = 0
+        while True:
+            a1 = job(a, jid)
+            bj = job(b, jid)
+            a2 = job(a, jid)
+            assert a1["processed"] <= bj["processed"] <= a2["processed"], (a1, bj, a2)
+            if 0 < bj["processed"] < 601:
+                seen_between += 1
+            if a2["state"] != "running":
+                break
+            assert time.monotonic() - t0 < 120, "job 1 did not end"
+            time.sleep(0.02)
+        done = wait_job(a, jid)
+        took = time.monotonic() - t0
+        h.check(done["state"] == "completed" and done["processed"] == 601 and
+                done["placed"] == 600 and done["refused"] == 1,
+                f"the job completes: 600 placed, 1 refused ({done['placed']}, {done['refused']})")
+        h.check([r["iccid"] for r in done["refusals"]] == [unknown],
+                f"the unknown ICCID is the refusal ({done['refusals']})")
+        keys = ("state", "total", "processed", "placed", "refused", "finished_at")
+        for other in (b, c):
+            theirs = job(other, jid)
+            h.check(all(theirs.get(k) == done.get(k) for k in keys),
+                    f"node {other.name} reads the same progress as node A")
+        print(f"progress read on node B between two reads on A {seen_between} times while "
+              f"running")
+        links = job_links(server, jid)
+        counts = orders_per_sim(server, fast)
+        h.check(sorted(links) == sorted(fast) and set(links.values()) == {1} and
+                set(counts.values()) == {1},
+                "every SIM has exactly one order, linked once to the job")
+        placed_by = {}
+        for node, shard in server.query("imeilock", f"SELECT node, shard FROM cluster_job_parts "
+                                                    f"WHERE job_id = {int(jid)}"):
+            placed_by.setdefault(node, []).append(int(shard))
+        h.check(placed_by == {n: sorted(s) for n, s in NODES.items()} or
+                {n: sorted(v) for n, v in placed_by.items()} == NODES,
+                f"each node ran the parts of its own shards ({placed_by})")
+        print(f"job 1: {len(fast)} SIMs over {len(NODES)} nodes and {SHARDS} shards in "
+              f"{took:.2f} s, {len(fast) / took:.0f} orders/s (POST to completed, read on A)")
+
+        # -- 2. kill -9 of a node in the middle of a job ----------------------------
+        paced = make_sims(nodes, 5000, 900, "paced")
+        t0 = time.monotonic()
+        st, created = b.api("POST", "/v1/orders:bulk", {"type": "bar", "iccids": sorted(paced)})
+        assert st == 202, (st, created)
+        jid = created["id"]
+        h.wait_until(lambda: job(a, jid)["processed"] >= 150, timeout=60,
+                     what="job 2 under way")
+        # node-c, unless its parts are done already.
+        undone = server.query("imeilock", f"SELECT count(*) FROM cluster_job_parts WHERE job_id "
+                                          f"= {int(jid)} AND done AND shard IN (4, 5)")
+        at_kill = job(a, jid)["processed"]
+        c.kill9()
+        killed_at = time.monotonic()
+        h.check(undone == [["0"]] and at_kill < len(paced),
+                f"node-c killed with kill -9 while its part ran ({at_kill} of {len(paced)} "
+                f"processed)")
+        h.wait_until(lambda: all(o in ("node-a", "node-b") for o in leases(server).values()),
+                     timeout=30, what="node-c's shards taken over")
+        moved = time.monotonic() - killed_at
+        done = wait_job(a, jid, timeout=180)
+        h.check(done["state"] == "completed" and done["processed"] == len(paced) and
+                done["placed"] == len(paced),
+                f"the job completes after the takeover: {done['placed']} of {len(paced)} placed, "
+                f"{done['refused']} refused ({done['refused_reasons']})")
+        links = job_links(server, jid)
+        counts = orders_per_sim(server, paced)
+        twice = {i: n for i, n in counts.items() if n != 1}
+        h.check(sorted(links) == sorted(paced) and set(links.values()) == {1} and not twice,
+                f"every SIM has exactly one order of the job, none two ({len(twice)} differ)")
+        parts = server.query("imeilock", f"SELECT shard, node FROM cluster_job_parts WHERE "
+                                         f"job_id = {int(jid)} AND shard IN (4, 5)")
+        h.check(all(n in ("node-a", "node-b") for s, n in parts),
+                f"node-c's parts were finished by the survivors ({parts})")
+        print(f"job 2: {len(paced)} SIMs, node-c killed at {at_kill} processed; its shards "
+              f"moved {moved:.2f} s after the kill; completed {time.monotonic() - t0:.2f} s "
+              f"after creation")
+        c.start()
+        h.wait_until(lambda: c.api("GET", "/readyz", token=None)[0] == 200, timeout=30,
+                     what="node-c back")
+
+        # -- 3. a job by filter created on A, cancelled on C --------------------------
+        other = make_sims(nodes, 20000, 900, "other")
+        st, created = a.api("POST", "/v1/orders:bulk",
+                            {"type": "bar", "filter": {"network": "other"}})
+        assert st == 202 and created["total"] == len(other), (st, created)
+        jid = created["id"]
+        h.wait_until(lambda: job(b, jid)["processed"] >= 60, timeout=60, what="job 3 under way")
+        st, cancelled = c.api("POST", f"/v1/jobs/{jid}:cancel")
+        h.check(st == 200 and cancelled["state"] == "cancelled",
+                f"node-c cancels the job node A created ({st}, {cancelled.get('state')})")
+        st, again = b.api("POST", f"/v1/jobs/{jid}:cancel")
+        h.check(st == 409, f"a second cancel, on node B, answers 409 ({st})")
+        time.sleep(1.5)  # the windows in hand are answered
+        before = sum(job_links(server, jid).values())
+        time.sleep(2.5)
+        after = sum(job_links(server, jid).values())
+        h.check(before == after < len(other),
+                f"no node places an order of the cancelled job ({before} then {after} of "
+                f"{len(other)})")
+        for d in (a, b, c):
+            j = job(d, jid)
+            h.check(j["state"] == "cancelled" and j["placed"] <= after,
+                    f"node {d.name} reads it cancelled with {j['placed']} placed")
+        counts = orders_per_sim(server, other)
+        h.check(max(counts.values()) <= 1, "no SIM has two orders of it")
+        st, running = b.api("GET", "/v1/jobs?state=running")
+        h.check(st == 200 and running["items"] == [], "no job is left running")
+    except BaseException:
+        for name, d in nodes.items():
+            if d.proc is not None or os.path.exists(d.log_path):
+                print(f"--- {name} log (tail) ---\n{d.log()[-4000:]}")
+        raise
+    finally:
+        for d in nodes.values():
+            d.kill9()
+            d.__exit__(None, None, None)
+        server.close()
+
+
+if __name__ == "__main__":
+    main()
