@@ -314,8 +314,11 @@ bool cluster_job_runner::round() {
         row.job_id = rec.id;
         row.shard = shard;
       }
-      worked = true;
       auto end = run_part(rec, *spec, std::move(row), epoch);
+      // A part that failed (the database) or whose shard just moved is
+      // looked at again after the poll interval, not at once.
+      if (end != part_end::failed && end != part_end::lost)
+        worked = true;
       if (end == part_end::cancelled || end == part_end::stopping)
         break;
     }
