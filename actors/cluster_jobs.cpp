@@ -389,6 +389,10 @@ cluster_job_runner::part_end cluster_job_runner::run_part(const store::job_recor
     std::size_t waiting = 0;
   };
 
+  // The first page after the part's cursor may hold SIMs the part's last run
+  // placed orders for (a node that died, or lost the shard, after its orders
+  // committed and before its page was written); later pages were not begun.
+  bool verify = true;
   for (;;) {
     // Pace: the job's orders still queued or submitted stay under the bound.
     for (;;) {
@@ -435,10 +439,10 @@ cluster_job_runner::part_end cluster_job_runner::run_part(const store::job_recor
           auto& s = slots[i];
           if (s.done)
             continue;
-          // The part may have been begun by a node that died (or this one)
-          // after its orders committed and before its page was written: the
-          // order the job has for this SIM counts as placed, none is added.
-          if (db_.job_placed(id, s.sim->iccid)) {
+          // On the first page, or after a write that may have committed: the
+          // order the job has for this SIM counts as placed, none is added
+          // (a second one could not commit: one job_orders row per job and SIM).
+          if ((verify || s.tries > 0) && db_.job_placed(id, s.sim->iccid)) {
             st.placed();
             s.done = true;
             continue;
@@ -513,6 +517,7 @@ cluster_job_runner::part_end cluster_job_runner::run_part(const store::job_recor
     st.row.after_iccid = page->back().iccid;
     if (auto end = save())
       return *end;
+    verify = false;
   }
 }
 
