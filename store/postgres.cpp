@@ -200,7 +200,6 @@ std::vector<prepared> writer_statements() {
   return {{"upsert_sim", &q().upsert_sim},
           {"delete_imsis", &q().delete_imsis},
           {"insert_imsi", &q().insert_imsi},
-          {"set_home_suffix", &q().set_home_suffix},
           {"update_state", &q().update_state},
           {"update_activity", &q().update_activity},
           {"upsert_order", &q().upsert_order},
@@ -239,9 +238,6 @@ void commands_of(const change& c, Emit&& emit) {
       ins.p.bind(1, static_cast<std::int64_t>(imsi)).bind(2, std::string_view{s.iccid});
       emit(ins);
     }
-    command home{"set_home_suffix", {}};
-    home.p.bind(1, std::string_view{s.iccid}).bind(2, home_suffix(s.imsis));
-    emit(home);
   }
   for (auto& u : c.states) {
     command st{"update_state", {}, true};

@@ -209,11 +209,11 @@ std::string to_postgres(std::string_view sqlite_text) {
 }
 
 generated_sql::generated_sql(dialect d) {
-  upsert_sim = "INSERT INTO sims (" + sim_columns() + ") VALUES (" +
-               placeholders(1, sim_column_count) + ") ON CONFLICT (iccid) DO UPDATE SET " +
-               set_excluded("iccid", lock::sim_identity_fields, lock::sim_state_fields);
+  upsert_sim = "INSERT INTO sims (" + sim_columns() + ", home_suffix) VALUES (" +
+               placeholders(1, sim_column_count + 1) + ") ON CONFLICT (iccid) DO UPDATE SET " +
+               set_excluded("iccid", lock::sim_identity_fields, lock::sim_state_fields) +
+               ", home_suffix = excluded.home_suffix";
   delete_imsis = "DELETE FROM imsis WHERE iccid = ?1";
-  set_home_suffix = "UPDATE sims SET home_suffix = ?2 WHERE iccid = ?1";
   insert_imsi = "INSERT INTO imsis (imsi, iccid) VALUES (?1, ?2)";
 
   update_state = "UPDATE sims SET ";
@@ -312,7 +312,6 @@ generated_sql::generated_sql(dialect d) {
     for (auto* s : {&upsert_sim,
                     &delete_imsis,
                     &insert_imsi,
-                    &set_home_suffix,
                     &update_state,
                     &update_activity,
                     &select_sim,

@@ -44,9 +44,9 @@ constexpr std::size_t sim_select_count = sim_column_count + sim_activity_count;
 /// The statements generated from the field lists, built once per dialect.
 /// Their texts live as long as the process, so cached statements can key on them.
 struct generated_sql {
-  std::string upsert_sim; ///< ?1.. = identity, then state
-  /// ?1 = iccid, ?2 = home_suffix(its IMSIs): after its IMSIs are written
-  std::string set_home_suffix;
+  /// ?1.. = identity, then state, then home_suffix(its IMSIs) (bind_sim):
+  /// one write of the row and its indexes per SIM
+  std::string upsert_sim;
   std::string delete_imsis;    ///< ?1 = iccid
   std::string insert_imsi;     ///< ?1 = imsi, ?2 = iccid
   std::string update_state;    ///< ?1 = iccid, ?2.. = state
@@ -162,11 +162,13 @@ void read_fields(const Row& s, int first, const List& list, Owner& o) {
   });
 }
 
-/// Binds a whole SIM (identity, then state) starting at parameter 1.
+/// Binds a whole SIM for generated_sql::upsert_sim (identity, then state,
+/// then its home suffix) starting at parameter 1.
 template <class Stmt>
 void bind_sim(Stmt& s, const lock::sim_record& r) {
   bind_fields(s, 1, lock::sim_identity_fields, r);
   bind_fields(s, 1 + static_cast<int>(sim_identity_count), lock::sim_state_fields, r.state);
+  s.bind(1 + static_cast<int>(sim_column_count), home_suffix(r.imsis));
 }
 
 /// Reads a whole SIM (without its IMSIs) starting at column `first`: the

@@ -828,11 +828,6 @@ private:
         reset_guard g{ins};
         ins.bind(1, i64(imsi)).bind(2, s.iccid).run();
       }
-      auto& home = writer_->prepare(q().set_home_suffix.c_str());
-      {
-        reset_guard g{home};
-        home.bind(1, s.iccid).bind(2, home_suffix(s.imsis)).run();
-      }
     }
     for (auto& u : c.states) {
       auto& st = writer_->prepare(q().update_state.c_str());
