@@ -3,8 +3,8 @@
 #include "lock/identifiers.hpp"
 
 #include <algorithm>
-#include <map>
 #include <optional>
+#include <unordered_map>
 
 namespace imeilock::api {
 
@@ -18,6 +18,17 @@ expected<std::vector<std::string>> split_csv(std::string_view line) {
                  "a quoted field is not closed or has text after its closing quote"};
   };
   std::vector<std::string> fields;
+  fields.reserve(5); // a sims:import line
+  if (line.find('"') ==
+      std::string_view::npos) { // no quoting: the common case, no copy per character
+    while (true) {
+      auto comma = line.find(',');
+      fields.emplace_back(trim(line.substr(0, comma)));
+      if (comma == std::string_view::npos)
+        return fields;
+      line.remove_prefix(comma + 1);
+    }
+  }
   std::string cur;
   bool quoted = false;
   bool was_quoted = false;
@@ -110,8 +121,15 @@ expected<std::vector<csv_line>> parse_sim_csv(std::string_view body) {
   std::size_t line_no = 0;
   std::size_t pos = 0;
   bool header_seen = false;
-  std::map<std::string, std::size_t> iccid_line;
-  std::map<std::uint64_t, std::size_t> imsi_line;
+  // Hashed, sized for the body's lines up front: a 20,000-line import looked
+  // each ICCID up in a tree of strings (a tenth of the daemon's work per line).
+  auto expected_lines = std::min<std::size_t>(
+      max_csv_lines + 1, static_cast<std::size_t>(std::count(body.begin(), body.end(), '\n')) + 1);
+  std::unordered_map<std::string, std::size_t> iccid_line;
+  std::unordered_map<std::uint64_t, std::size_t> imsi_line;
+  iccid_line.reserve(expected_lines);
+  imsi_line.reserve(expected_lines);
+  out.reserve(expected_lines);
   while (pos <= body.size()) {
     auto end = body.find('\n', pos);
     auto raw = body.substr(pos, end == std::string_view::npos ? end : end - pos);
