@@ -5,6 +5,7 @@ bounded). A benchmark, not a test: it prints figures and fails only when the
 daemon refuses a line or dies.
 
     bench/import_bench.py BUILD_DIR [--sims 1000000] [--chunk 20000] [--keep]
+                          [--compare OTHER_IMEILOCKD [--rounds 2]]
 
 The daemon (BUILD_DIR/daemon/imeilockd, or $IMEILOCKD) starts from
 tests/integration/harness.py's default configuration (SQLite in a temp dir,
@@ -18,11 +19,18 @@ after a 503 (the store's queue full on a loaded machine) and the load average.
 Then it restarts the daemon on the same store and prints how long the
 inventory took to load (the sim_layer.started line's load_ms) and the RSS
 after it.
+
+With --compare, two daemons side by side in one run (issue 12 asks for
+before/after measured so): OTHER_IMEILOCKD (say a build of main) and this
+build's, alternating, --rounds times each, each on a fresh store; then one
+SIDE_BY_SIDE line per binary with the median seconds, rate, CPU seconds and
+peak RSS of its rounds and the load average of the whole run.
 """
 import argparse
 import json
 import os
 import re
+import statistics
 import sys
 import threading
 import time
@@ -83,9 +91,37 @@ def main():
     ap.add_argument("--sims", type=int, default=1_000_000)
     ap.add_argument("--chunk", type=int, default=20_000)
     ap.add_argument("--keep", action="store_true", help="keep the state directory")
+    ap.add_argument("--compare", metavar="OTHER_IMEILOCKD",
+                    help="also run this binary, alternating with the build's, and compare")
+    ap.add_argument("--rounds", type=int, default=2, help="rounds per binary with --compare")
     args = ap.parse_args()
     binary = os.environ.get("IMEILOCKD") or os.path.join(args.build_dir, "daemon", "imeilockd")
+    if not args.compare:
+        run_once(binary, args)
+        return
+    runs = {args.compare: [], binary: []}
+    loads = [float(load_average())]
+    for r in range(args.rounds):
+        for b in runs:
+            print(f"== round {r + 1} of {args.rounds}: {b}", flush=True)
+            runs[b].append(run_once(b, args))
+            loads.append(float(load_average()))
+    med = statistics.median
+    for label, b in (("before", args.compare), ("after", binary)):
+        rs = runs[b]
+        each = ", ".join(f"{x['seconds']:.1f}" for x in rs)
+        print(f"SIDE_BY_SIDE {label} {b}: sims={args.sims} rounds={len(rs)} "
+              f"seconds={med(x['seconds'] for x in rs):.1f} (rounds {each}) "
+              f"rate={med(x['rate'] for x in rs):.0f}/s "
+              f"daemon_cpu_s={med(x['cpu'] for x in rs):.1f} "
+              f"rss_peak={mb(max(x['rss_peak_kb'] for x in rs))} "
+              f"load={min(loads):.1f}-{max(loads):.1f}", flush=True)
 
+
+def run_once(binary, args):
+    """One import of args.sims SIMs into a fresh daemon; prints the progress
+    and RESULT lines, returns the figures."""
+    RETRIES["count"] = 0
     d = harness.Daemon(binary=binary, cleanup=not args.keep)
     with d:
         pid, port = d.pid, d.ports["api"]
@@ -115,10 +151,11 @@ def main():
         sampler.join()
         cpu = cpu_seconds(pid) - cpu0
         rss1 = status_kb(pid, "VmRSS")
-        hwm = status_kb(pid, "VmHWM")
+        peak = max(status_kb(pid, "VmHWM"), sampler.peak_kb)
         print(f"RESULT imported={done} seconds={secs:.1f} rate={done / secs:.0f}/s "
-              f"daemon_cpu_s={cpu:.1f} rss_before={mb(rss0)} rss_peak={mb(max(hwm, sampler.peak_kb))} "
-              f"rss_after={mb(rss1)} retries_503={RETRIES['count']} load={load_average()}", flush=True)
+              f"daemon_cpu_s={cpu:.1f} rss_before={mb(rss0)} rss_peak={mb(peak)} "
+              f"rss_after={mb(rss1)} retries_503={RETRIES['count']} load={load_average()}",
+              flush=True)
         if d.stop() != 0:
             raise SystemExit("imeilockd did not stop cleanly:\n" + d.log()[-2000:])
 
@@ -130,6 +167,7 @@ def main():
               f"rss={mb(status_kb(d.pid, 'VmRSS'))} rss_peak={mb(status_kb(d.pid, 'VmHWM'))}",
               flush=True)
         d.stop()
+    return {"seconds": secs, "rate": done / secs, "cpu": cpu, "rss_peak_kb": peak}
 
 
 RETRIES = {"count": 0}
