@@ -343,7 +343,7 @@ struct inbox_consumer::impl {
   /// Connects, sets the lock timeout and LISTENs; false (logged once) on failure.
   bool connect() {
     disconnect();
-    conn = PQconnectdb(conninfo.c_str());
+    conn = cluster::connect(conninfo);
     std::string why;
     if (PQstatus(conn) != CONNECTION_OK) {
       why = connection_error(conn);
@@ -737,7 +737,7 @@ struct inbox_sender::impl {
     if (now < next_connect)
       return false;
     disconnect();
-    conn = PQconnectdb(conninfo.c_str());
+    conn = cluster::connect(conninfo);
     if (PQstatus(conn) == CONNECTION_OK) {
       if (said_disconnected)
         log::notice("cluster.handoff_connected", {{"node", cfg.node_id}});

@@ -127,7 +127,7 @@ auto job_store::with_conn(F&& f) -> decltype(f(static_cast<pg_conn*>(nullptr))) 
   if (!conn_ || PQstatus(conn_) != CONNECTION_OK) {
     if (conn_)
       PQfinish(conn_);
-    conn_ = PQconnectdb(conninfo_.c_str());
+    conn_ = cluster::connect(conninfo_);
     if (PQstatus(conn_) != CONNECTION_OK) {
       auto why = connection_error(conn_);
       PQfinish(conn_);

@@ -1,5 +1,6 @@
 #include "cluster/lease_manager.hpp"
 
+#include "cluster/pq.hpp"
 #include "common/assert.hpp"
 #include "common/log.hpp"
 
@@ -138,7 +139,7 @@ bool lease_manager::ensure_connected() {
   if (conn_ && PQstatus(conn_) == CONNECTION_OK)
     return true;
   disconnect();
-  conn_ = PQconnectdb(conninfo_.c_str());
+  conn_ = cluster::connect(conninfo_);
   if (PQstatus(conn_) != CONNECTION_OK)
     return false;
   // The server's notices (a shutdown's "terminating connection") go to our
@@ -159,7 +160,7 @@ bool lease_manager::ensure_connected() {
 }
 
 expected<lease_manager::cluster_rows> lease_manager::read_cluster() const {
-  pg_conn* conn = PQconnectdb(conninfo_.c_str());
+  pg_conn* conn = cluster::connect(conninfo_);
   auto close = [conn] { PQfinish(conn); };
   if (PQstatus(conn) != CONNECTION_OK) {
     auto why = connection_error(conn);

@@ -2,6 +2,13 @@
 
 namespace imeilock::cluster {
 
+pg_conn* connect(const std::string& conninfo) {
+  // Defaults first; with expand_dbname the connection string overrides them.
+  const char* keys[] = {"connect_timeout", "application_name", "dbname", nullptr};
+  const char* values[] = {"5", "imeilockd", conninfo.c_str(), nullptr};
+  return PQconnectdbParams(keys, values, 1);
+}
+
 std::string one_line(std::string message) {
   for (auto& c : message)
     if (c == '\n' || c == '\t')

@@ -21,6 +21,13 @@ struct result_deleter {
 /// A statement's result, cleared when it goes.
 using result_ptr = std::unique_ptr<PGresult, result_deleter>;
 
+/// Connects with `conninfo` (a connection string or URI). A server that does
+/// not answer fails the attempt after 5 s unless `conninfo` sets its own
+/// connect_timeout: libpq's default is to wait for the kernel's TCP timeout,
+/// minutes during which a lease could not be renewed nor a job answered.
+/// Never null (libpq's rule): check PQstatus.
+pg_conn* connect(const std::string& conninfo);
+
 /// libpq's messages span lines ("server closed the connection\n\tThis
 /// probably means..."): one line for the log.
 std::string one_line(std::string message);
