@@ -173,7 +173,8 @@ struct write_result {
   /// Refused because the network is not configured: the configured names.
   std::vector<std::string> known_networks;
   /// More than one node: refused because another node serves the SIM's
-  /// shard (error ec::store_failed); the API redirects the write there.
+  /// shard (error ec::store_failed); the API redirects the write there (an
+  /// import's line: forwards it there).
   std::optional<shard_owner> elsewhere;
 };
 
@@ -375,6 +376,8 @@ public:
   virtual ~sim_service() = default;
   virtual void upsert_sim(sim_upsert sim, std::function<void(write_result)> done) = 0;
   /// Validates all, writes the valid ones in one transaction; results[i] per input.
+  /// More than one node: a SIM of a shard served elsewhere is not written;
+  /// its result names the owner (write_result::elsewhere).
   virtual void import_sims(std::vector<sim_upsert> sims,
                            std::function<void(std::vector<write_result>)> done) = 0;
   virtual void get_sim(std::string iccid, std::function<void(std::optional<sim_info>)> done) = 0;

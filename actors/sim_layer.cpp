@@ -437,6 +437,10 @@ struct sim_layer::impl {
     } catch (const unavailable_error&) {
       return not_served_here(); // the database: the caller retries
     }
+    return served_elsewhere(info, shard);
+  }
+  /// served_elsewhere() as `info` (read once for many SIMs: an import) says.
+  static write_result served_elsewhere(const cluster_info& info, std::uint32_t shard) {
     auto lease = std::find_if(info.leases.begin(), info.leases.end(),
                               [&](const cluster_info::lease& l) { return l.shard == shard; });
     shard_owner owner{shard, {}, {}};
@@ -856,18 +860,49 @@ void sim_layer::import_sims(std::vector<sim_upsert> sims,
   g->results.resize(sims.size());
   g->remaining = sims.size();
   g->done = std::move(done);
+  // More than one node: a SIM of a shard served elsewhere is answered with
+  // its owner (write_result::elsewhere; the API forwards those lines there),
+  // the lease table read once for the whole import, not once per SIM.
+  std::vector<bool> elsewhere(sims.size(), false);
+  auto& d = *impl_;
+  if (d.clustered() && d.running.load()) {
+    std::optional<cluster_info> info;
+    bool unreadable = false;
+    for (std::size_t i = 0; i < sims.size(); ++i) {
+      auto lowest = lowest_of(sims[i].imsis);
+      if (lowest == 0 || d.served(lowest))
+        continue;
+      if (!info && !unreadable) {
+        try {
+          info = d.cl.describe ? d.cl.describe() : cluster_info{};
+        } catch (const unavailable_error&) {
+          unreadable = true; // the database: these lines are refused, the caller retries
+        }
+      }
+      g->results[i] = info ? impl::served_elsewhere(*info, cluster::shard_of(lowest, d.cl.shards))
+                           : not_served_here();
+      elsewhere[i] = true;
+    }
+    auto n = static_cast<std::size_t>(std::count(elsewhere.begin(), elsewhere.end(), true));
+    g->remaining -= n;
+    if (g->remaining == 0) {
+      g->done(std::move(g->results));
+      return;
+    }
+  }
   for (std::size_t i = 0; i < sims.size(); ++i)
-    upsert(
-        std::move(sims[i]),
-        [g, i](write_result r) {
-          std::unique_lock lk{g->mtx};
-          g->results[i] = std::move(r);
-          if (--g->remaining == 0) {
-            lk.unlock();
-            g->done(std::move(g->results));
-          }
-        },
-        true);
+    if (!elsewhere[i])
+      upsert(
+          std::move(sims[i]),
+          [g, i](write_result r) {
+            std::unique_lock lk{g->mtx};
+            g->results[i] = std::move(r);
+            if (--g->remaining == 0) {
+              lk.unlock();
+              g->done(std::move(g->results));
+            }
+          },
+          true);
 }
 
 void sim_layer::get_sim(std::string iccid, std::function<void(std::optional<sim_info>)> done) {

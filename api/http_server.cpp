@@ -348,6 +348,8 @@ private:
     req.target = str(msg.target());
     req.authorization = str(msg[http::field::authorization]);
     req.content_type = str(msg[http::field::content_type]);
+    req.forwarded_by =
+        str(msg[beast::string_view{forwarded_header.data(), forwarded_header.size()}]);
     req.body = std::move(msg.body());
     answered_ = std::make_shared<std::atomic<bool>>(false);
     auto answered = answered_;
@@ -552,7 +554,18 @@ void http_server::impl::trust(session* s) {
 
 http_server::http_server(net::io_context& io, const api_config& cfg, actors::sim_service& service,
                          prometheus::Registry& registry) :
-    impl_(std::make_shared<impl>(io, cfg, service, registry)) {}
+    impl_(std::make_shared<impl>(io, cfg, service, registry)) {
+  // More than one node: an import's lines of other nodes' shards go to their
+  // owners from here, on the API's io_context; bounded by request_timeout
+  // (the caller's answer waits for them).
+  imeilock::http::options opt;
+  opt.timeout = cfg.request_timeout;
+  opt.body_limit = std::size_t{64} << 20; // an owner's per-line answers to forward_chunk_lines
+  impl_->routes.set_forwarder([&io, opt](const imeilock::http::url& to, imeilock::http::request req,
+                                         std::function<void(imeilock::http::response)> done) {
+    imeilock::http::async_send(io, to, req, opt, std::move(done));
+  });
+}
 
 http_server::~http_server() {
   stop();

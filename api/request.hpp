@@ -26,6 +26,7 @@ struct request {
   std::string target;        ///< path and query, e.g. "/v1/sims?limit=10"
   std::string authorization; ///< the Authorization header, may be empty
   std::string content_type;  ///< the Content-Type header, may be empty
+  std::string forwarded_by;  ///< the X-Imeilock-Forwarded-By header (router.hpp), may be empty
   std::string body;
 };
 

@@ -14,7 +14,10 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <map>
+#include <mutex>
 #include <set>
+#include <tuple>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -137,7 +140,8 @@ struct router::call {
   std::string route = "unmatched";
   respond_fn done;
   bool ready = false;
-  std::atomic<bool> replied{false}; ///< exactly one answer, even after a fault
+  std::atomic<bool> replied{false};          ///< exactly one answer, even after a fault
+  std::shared_ptr<const forward_fn> forward; ///< router::set_forwarder's, may be null
 
   void reply(response r) {
     if (replied.exchange(true))
@@ -276,6 +280,159 @@ void put_sim(const call_ptr& c) {
   });
 }
 
+/// A valid import line as CSV again (RFC 4180 quoting), for its owner.
+std::string csv_of(const actors::sim_upsert& sim) {
+  auto quoted = [](std::string_view v) {
+    std::string out = "\"";
+    for (char ch : v)
+      out += ch == '"' ? std::string{"\"\""} : std::string(1, ch);
+    return out + "\"";
+  };
+  std::string imsis;
+  for (auto imsi : sim.imsis)
+    imsis += (imsis.empty() ? "" : ";") + lock::format_imsi(imsi);
+  return quoted(sim.iccid) + "," + quoted(imsis) + "," + quoted(sim.msisdn) + "," +
+         quoted(sim.network) + "," + std::string{lock::to_string(sim.status)} + "\n";
+}
+
+/// One import in progress: its lines and their answers (docs/cluster.md
+/// "Imports"). Lines of shards another node serves are sent there, one
+/// owner's lines forward_chunk_lines at a time, owners in parallel; the
+/// answer goes once every line has its own.
+struct import_job {
+  call_ptr c;
+  std::vector<csv_line> lines;
+  std::vector<json> items; ///< per line, in input order
+  std::mutex mtx;
+  std::size_t owners_left = 0; ///< under mtx
+
+  /// A line not applied for a reason that passes (retry: send it again).
+  void not_applied(std::size_t i, std::string_view code, const std::string& reason) {
+    items[i]["result"] = "rejected";
+    items[i]["code"] = std::string{code};
+    items[i]["reason"] = reason;
+    items[i]["retry"] = true;
+  }
+
+  void answer() {
+    std::size_t imported = 0;
+    std::size_t rejected = 0;
+    std::size_t retry = 0;
+    json results = json::array();
+    for (auto& item : items) {
+      if (item.value("result", "") == "rejected")
+        ++rejected;
+      else
+        ++imported;
+      if (item.value("retry", false))
+        ++retry;
+      results.push_back(std::move(item));
+    }
+    json body{{"imported", imported}, {"rejected", rejected}, {"results", std::move(results)}};
+    if (retry == 0) {
+      c->reply(json_response(200, body));
+      return;
+    }
+    // Some lines could not be applied now (their shard has no reachable
+    // owner): 207, the lines to send again marked "retry".
+    body["retry"] = retry;
+    auto r = json_response(207, body);
+    r.headers.emplace_back("Retry-After", "1");
+    c->reply(std::move(r));
+  }
+
+  /// One owner's lines are settled; the last one answers.
+  void owner_done() {
+    std::unique_lock lk{mtx};
+    if (--owners_left == 0) {
+      lk.unlock();
+      answer();
+    }
+  }
+};
+
+/// Sends `rows` (line indexes of `job`, all of one owner) to the owner,
+/// forward_chunk_lines from `from` on, then the rest once answered.
+void forward_lines(const std::shared_ptr<import_job>& job, std::shared_ptr<const forward_fn> fwd,
+                   actors::shard_owner owner, http::url to,
+                   std::shared_ptr<std::vector<std::size_t>> rows, std::size_t from) {
+  auto until = std::min(rows->size(), from + forward_chunk_lines);
+  std::string body = "iccid,imsis,msisdn,network,status\n";
+  for (auto k = from; k < until; ++k)
+    body += csv_of(job->lines[(*rows)[k]].sim);
+  std::string_view prefix = to.target; // the owner's api_url may carry a path prefix (a proxy's)
+  while (!prefix.empty() && prefix.back() == '/')
+    prefix.remove_suffix(1);
+  http::request req{"POST", std::string{prefix} + "/v1/sims:import", {}, std::move(body)};
+  req.headers.emplace_back("Content-Type", "text/csv");
+  if (!job->c->req.authorization.empty())
+    req.headers.emplace_back("Authorization", job->c->req.authorization);
+  req.headers.emplace_back(std::string{forwarded_header}, "1");
+  (*fwd)(to, std::move(req),
+         [job, fwd, owner, to, rows, from, until](const http::response& r) mutable {
+           // Data line k of the chunk is line k + 2 of its body (the header is line 1).
+           auto settle_all = [&](std::string_view code, const std::string& why, bool retry) {
+             for (auto k = from; k < until; ++k) {
+               auto i = (*rows)[k];
+               if (retry) {
+                 job->not_applied(i, code, why);
+               } else {
+                 job->items[i]["result"] = "rejected";
+                 job->items[i]["code"] = std::string{code};
+                 job->items[i]["reason"] = why;
+               }
+             }
+           };
+           const auto who = "node " + owner.node_id + " (" + owner.api_url + ")";
+           json j = r.status == 0 ? json() : json::parse(r.body, nullptr, false);
+           if (r.status == 0) {
+             settle_all("owner_unreachable",
+                        "the SIM's cluster shard is served by " + who + ", which did not answer (" +
+                            r.error +
+                            "): whether the line was applied there is unknown; send it again "
+                            "(an import is idempotent)",
+                        true);
+           } else if ((r.status == 200 || r.status == 207) && j.is_object() &&
+                      j.contains("results") && j["results"].is_array()) {
+             std::vector<bool> seen(until - from, false);
+             for (auto& res : j["results"]) {
+               if (!res.is_object() || !res.contains("line") || !res["line"].is_number_unsigned())
+                 continue;
+               auto line = res["line"].get<std::size_t>();
+               if (line < 2 || line - 2 >= until - from || seen[line - 2])
+                 continue;
+               seen[line - 2] = true;
+               auto& item = job->items[(*rows)[from + line - 2]];
+               for (const auto* key : {"result", "reason", "code", "retry", "known_networks"})
+                 if (res.contains(key))
+                   item[key] = std::move(res[key]);
+               item["node"] = owner.node_id;
+             }
+             for (std::size_t k = 0; k < seen.size(); ++k)
+               if (!seen[k])
+                 job->not_applied((*rows)[from + k], "owner_failed",
+                                  who + " gave no answer for this line: send it again");
+           } else {
+             std::string code;
+             std::string message = r.body.substr(0, 200);
+             if (j.is_object() && j.contains("error") && j["error"].is_object()) {
+               code = j["error"].value("code", "");
+               message = j["error"].value("message", message);
+             }
+             settle_all("owner_failed",
+                        who + " serves the SIM's cluster shard and answered HTTP " +
+                            std::to_string(r.status) + (code.empty() ? "" : " " + code) + ": " +
+                            message,
+                        r.status >= 500);
+           }
+           if (until < rows->size())
+             forward_lines(job, std::move(fwd), std::move(owner), std::move(to), std::move(rows),
+                           until);
+           else
+             job->owner_done();
+         });
+}
+
 void import_sims(const call_ptr& c) {
   if (media_type(c->req.content_type) != "text/csv") {
     c->reply(error_response(415, "unsupported_media_type",
@@ -288,44 +445,107 @@ void import_sims(const call_ptr& c) {
     c->reply(error_response(parsed.error()));
     return;
   }
-  auto finish = [c, lines = *parsed](std::vector<actors::write_result> results) mutable {
-    json items = json::array();
-    std::size_t imported = 0;
-    std::size_t rejected = 0;
+  c->req.body.clear(); // parsed: the lines hold what is needed
+  c->req.body.shrink_to_fit();
+  auto job = std::make_shared<import_job>();
+  job->c = c;
+  job->lines = std::move(*parsed);
+  std::vector<actors::sim_upsert> valid;
+  for (const auto& line : job->lines)
+    if (line.valid)
+      valid.push_back(line.sim);
+  auto finish = [job, c](std::vector<actors::write_result> results) {
+    // The owners of shards served elsewhere, each with its lines (input order).
+    std::map<std::pair<std::string, std::string>,
+             std::pair<actors::shard_owner, std::shared_ptr<std::vector<std::size_t>>>>
+        owners;
     std::size_t next = 0;
-    for (const auto& line : lines) {
+    for (std::size_t i = 0; i < job->lines.size(); ++i) {
+      const auto& line = job->lines[i];
       json item{{"line", line.line_no}, {"iccid", line.sim.iccid}};
       if (!line.valid) {
         item["result"] = "rejected";
         item["reason"] = line.valid.error().message();
-        ++rejected;
-      } else {
-        const auto& res = results[next++];
-        if (res.error == imeilock::ec::store_failed || res.error == imeilock::ec::overloaded ||
-            res.error == imeilock::ec::shutting_down) {
-          c->reply(service_error(res.error, res.reason));
-          return;
-        }
-        if (res.error == imeilock::ec::ok) {
-          item["result"] = res.created ? "created" : "updated";
-          ++imported;
-        } else {
-          item["result"] = "rejected";
-          item["reason"] = res.reason.empty() ? std::string{to_string(res.error)} : res.reason;
-          if (!res.known_networks.empty())
-            item["known_networks"] = res.known_networks;
-          ++rejected;
-        }
+        job->items.push_back(std::move(item));
+        continue;
       }
-      items.push_back(std::move(item));
+      const auto& res = results[next++];
+      job->items.push_back(std::move(item));
+      if (res.elsewhere) {
+        const auto& owner = *res.elsewhere;
+        const auto shard = std::to_string(owner.shard);
+        if (owner.node_id.empty())
+          job->not_applied(i, "no_shard_owner",
+                           "no node serves the SIM's cluster shard " + shard +
+                               " right now (its lease is free or expired): send the line again "
+                               "shortly, a node takes the shard over within the lease duration");
+        else if (!c->req.forwarded_by.empty())
+          job->not_applied(i, "not_served_here",
+                           "this node does not serve the SIM's cluster shard " + shard +
+                               " (it moved to node " + owner.node_id +
+                               " meanwhile): send the line again");
+        else if (owner.api_url.empty())
+          job->not_applied(i, "owner_without_api_url",
+                           "the SIM's cluster shard " + shard + " is served by node " +
+                               owner.node_id +
+                               ", which advertises no API URL (cluster.api_url): send the line "
+                               "to that node");
+        else {
+          auto& slot = owners[{owner.node_id, owner.api_url}];
+          if (!slot.second) {
+            slot.first = owner;
+            slot.second = std::make_shared<std::vector<std::size_t>>();
+          }
+          slot.second->push_back(i);
+        }
+        continue;
+      }
+      if (res.error == imeilock::ec::store_failed || res.error == imeilock::ec::overloaded ||
+          res.error == imeilock::ec::shutting_down) {
+        c->reply(service_error(res.error, res.reason));
+        return;
+      }
+      auto& it = job->items.back();
+      if (res.error == imeilock::ec::ok) {
+        it["result"] = res.created ? "created" : "updated";
+      } else {
+        it["result"] = "rejected";
+        it["reason"] = res.reason.empty() ? std::string{to_string(res.error)} : res.reason;
+        if (!res.known_networks.empty())
+          it["known_networks"] = res.known_networks;
+      }
     }
-    c->reply(json_response(
-        200, {{"imported", imported}, {"rejected", rejected}, {"results", std::move(items)}}));
+    // Every owner's lines: sent there (below), or not applied when the
+    // owner's URL is unusable or this node cannot send.
+    std::vector<
+        std::tuple<actors::shard_owner, http::url, std::shared_ptr<std::vector<std::size_t>>>>
+        sends;
+    for (auto& [key, slot] : owners) {
+      auto& [owner, rows] = slot;
+      std::string_view base = owner.api_url;
+      while (!base.empty() && base.back() == '/')
+        base.remove_suffix(1);
+      auto url = http::parse_url(base);
+      if (!url || !c->forward) {
+        for (auto i : *rows)
+          job->not_applied(i, "owner_unreachable",
+                           "the SIM's cluster shard " + std::to_string(owner.shard) +
+                               " is served by node " + owner.node_id + ", which this node " +
+                               (url ? std::string{"cannot send to"}
+                                    : "cannot reach (" + url.error().message() + ")") +
+                               ": send the line to that node");
+        continue;
+      }
+      sends.emplace_back(owner, std::move(*url), rows);
+    }
+    if (sends.empty()) {
+      job->answer();
+      return;
+    }
+    job->owners_left = sends.size();
+    for (auto& [owner, url, rows] : sends)
+      forward_lines(job, c->forward, owner, std::move(url), rows, 0);
   };
-  std::vector<actors::sim_upsert> valid;
-  for (const auto& line : *parsed)
-    if (line.valid)
-      valid.push_back(line.sim);
   if (valid.empty()) {
     finish({});
     return;
@@ -711,6 +931,7 @@ router::access router::authenticate(std::string_view authorization) const {
 
 void router::handle(request req, respond_fn done) {
   auto c = std::make_shared<call>(service_, std::move(req), std::move(done), ready_.load());
+  c->forward = forward_;
   auto target = parse_target(c->req.target);
   if (!target) {
     c->reply(error_response(target.error()));

@@ -7,6 +7,7 @@
 #include "actors/ports.hpp"
 #include "api/api_config.hpp"
 #include "api/request.hpp"
+#include "common/http_client.hpp"
 
 #include <atomic>
 #include <functional>
@@ -42,6 +43,21 @@ const std::vector<route_info>& routes();
 /// advertises no api_url. Every write route answers through this.
 response owner_answer(std::string_view target, const actors::shard_owner& owner);
 
+/// More than one node: sends a request to another node's API and calls
+/// `done` once with its answer (status 0: none), on any thread.
+using forward_fn = std::function<void(const http::url& to, http::request req,
+                                      std::function<void(http::response)> done)>;
+
+/// The header that marks a request one node forwarded to another (an
+/// import's lines of another node's shards): the node receiving it does not
+/// forward again, so a lease moving meanwhile cannot make a loop.
+inline constexpr std::string_view forwarded_header = "X-Imeilock-Forwarded-By";
+
+/// The most lines of an import sent to one owner in one request; an owner's
+/// next request goes once the previous one is answered (memory stays bounded
+/// whatever the import's size).
+inline constexpr std::size_t forward_chunk_lines = 10'000;
+
 /// Dispatches requests to the SIM layer. Thread-safe.
 class router {
 public:
@@ -54,6 +70,12 @@ public:
   bool ready() const { return ready_.load(); }
   /// Whether /ui is served.
   void set_ui(bool enabled) { ui_.store(enabled); }
+  /// More than one node: how an import's lines of shards served elsewhere
+  /// reach their owner (docs/cluster.md "Imports"). Unset: those lines are
+  /// answered as not applied. Before the first request.
+  void set_forwarder(forward_fn forward) {
+    forward_ = std::make_shared<const forward_fn>(std::move(forward));
+  }
 
   /// Handles one request; `done` runs exactly once, possibly on another thread.
   void handle(request req, respond_fn done);
@@ -71,6 +93,7 @@ private:
   std::shared_ptr<const token_set> tokens_;
   std::atomic<bool> ready_{false};
   std::atomic<bool> ui_{true};
+  std::shared_ptr<const forward_fn> forward_;
 };
 
 } // namespace imeilock::api

@@ -6,7 +6,8 @@
 //
 // Exit codes (documented in usage()): 0 done; 1 usage error; 2 the API
 // refused the request (4xx: bad input, unknown SIM, conflict, bad token; an
-// import with rejected lines); 3 server error (5xx) or no connection.
+// import with rejected lines); 3 server error (5xx) or no connection (or an
+// import with lines a cluster could not apply now).
 
 #include "api/client.hpp"
 
@@ -82,7 +83,8 @@ Exit codes:
   1  usage error (bad command line, unreadable file)
   2  refused by the API (4xx: invalid input, unknown SIM or order, conflict,
      missing or wrong token, read-only token); an import with rejected lines
-  3  server error (5xx) or the API could not be reached
+  3  server error (5xx) or the API could not be reached; an import with lines
+     not applied now (a cluster shard without a reachable owner: send them again)
   (bulk --watch and job watch: 0 when the job completed with no SIM refused, 2 when
   it ended with refused SIMs or was cancelled)
 )";
@@ -348,8 +350,16 @@ private:
         rows.push_back({s(r["line"]), s(r["iccid"]), s(r["result"]),
                         r.contains("reason") ? s(r["reason"]) : ""});
       table({"LINE", "ICCID", "RESULT", "REASON"}, rows);
-      std::cout << s((*j)["imported"]) << " imported, " << s((*j)["rejected"]) << " rejected\n";
+      std::cout << s((*j)["imported"]) << " imported, " << s((*j)["rejected"]) << " rejected";
+      if (j->contains("retry"))
+        std::cout << " (" << s((*j)["retry"]) << " not applied now: send them again)";
+      std::cout << "\n";
     }
+    // A cluster node could not have some lines applied now (their shard has no
+    // reachable owner; HTTP 207): a server-side failure, retry.
+    const auto& again = j->contains("retry") ? (*j)["retry"] : json();
+    if (again.is_number() && again.get<double>() > 0)
+      return server_error;
     const auto& n = (*j)["rejected"];
     return n.is_number() && n.get<double>() > 0 ? rejected : ok;
   }

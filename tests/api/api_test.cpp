@@ -1059,3 +1059,81 @@ TEST_CASE("a write for a SIM another node serves is redirected there, and the cl
   CHECK(sample(R"(imeilock_api_owner_redirects_total{outcome="redirected"})") == 3);
   CHECK(sample(R"(imeilock_api_owner_redirects_total{outcome="no_owner"})") == 1);
 }
+
+TEST_CASE("an import at a node sends each line of another node's shard to its owner and merges "
+          "the per-line answers in input order",
+          "[api][cluster]") {
+  server_fixture owner; // serves the shard of ...026 and ...083
+  server_fixture other; // the node the import is sent to
+  const std::string local = "89441000000000000018";
+  const std::string forwarded = "89441000000000000026";
+  const std::string no_owner = "89441000000000000034";
+  const std::string dead = "89441000000000000042";
+  const std::string no_url = "89441000000000000059";
+  const std::string moved = "89441000000000000067";
+  const std::string bad_network = "89441000000000000083";
+  other.service.serve_elsewhere(forwarded, {2, "node-owner", owner.url() + "/"});
+  other.service.serve_elsewhere(bad_network, {2, "node-owner", owner.url()});
+  other.service.serve_elsewhere(moved, {2, "node-owner", owner.url()});
+  other.service.serve_elsewhere(no_owner, {9, "", ""});
+  other.service.serve_elsewhere(dead, {10, "node-dead", "http://127.0.0.1:1"});
+  other.service.serve_elsewhere(no_url, {11, "node-x", ""});
+  // The lease moved on meanwhile: the owner does not forward a forwarded line again.
+  owner.service.serve_elsewhere(moved, {3, "node-third", other.url()});
+  std::string csv = "iccid,imsis,msisdn,network,status\n" + local +
+                    ",234100000000001,,multinet,active\n" + forwarded +
+                    ",234100000000002;234100000000012,\"447700900002\",multinet,inactive\n" +
+                    no_owner + ",234100000000003,,multinet,active\n" + dead +
+                    ",234100000000004,,multinet,active\n" + no_url +
+                    ",234100000000005,,multinet,active\n"
+                    "89441000000000000010,234100000000006,,multinet,active\n" +
+                    moved + ",234100000000007,,multinet,active\n" + bad_network +
+                    ",234100000000008,,nowhere,active\n";
+  http_client c{other.url()};
+  auto r = c.request("POST", "/v1/sims:import", rw_token, csv, "text/csv");
+  REQUIRE(r.status == 207); // some lines are to be sent again
+  CHECK(!r.header("Retry-After").empty());
+  auto j = body(r);
+  CHECK(j["imported"] == 2);
+  CHECK(j["rejected"] == 6);
+  CHECK(j["retry"] == 4);
+  auto results = j["results"];
+  REQUIRE(results.size() == 8);
+  for (std::size_t i = 0; i < results.size(); ++i)
+    CHECK(results[i]["line"] == i + 2);
+  CHECK(results[0] == json{{"line", 2}, {"iccid", local}, {"result", "created"}});
+  CHECK(results[1] ==
+        json{{"line", 3}, {"iccid", forwarded}, {"result", "created"}, {"node", "node-owner"}});
+  auto code_of = [&](std::size_t i) { return results[i].value("code", std::string{}); };
+  CHECK(code_of(2) == "no_shard_owner");
+  CHECK(code_of(3) == "owner_unreachable");
+  CHECK(code_of(4) == "owner_without_api_url");
+  CHECK(results[5]["result"] == "rejected"); // a bad ICCID: this node says so
+  CHECK_FALSE(results[5].contains("retry"));
+  CHECK(code_of(6) == "not_served_here");
+  CHECK(results[6]["node"] == "node-owner");
+  CHECK(results[7]["result"] == "rejected"); // the owner's refusal, as on one node
+  CHECK(results[7]["reason"].get<std::string>().find("nowhere") != std::string::npos);
+  CHECK(results[7]["known_networks"].size() == 4);
+  CHECK_FALSE(results[7].contains("retry"));
+  for (std::size_t i : {2, 3, 4, 6}) {
+    CHECK(results[i]["result"] == "rejected");
+    CHECK(results[i]["retry"] == true);
+  }
+  // Each line applied by one node only, with what the line says.
+  CHECK(other.service.snapshot(local));
+  CHECK_FALSE(other.service.snapshot(forwarded));
+  auto at_owner = owner.service.snapshot(forwarded);
+  REQUIRE(at_owner);
+  CHECK(at_owner->imsis == std::vector<std::uint64_t>{234100000000002, 234100000000012});
+  CHECK(at_owner->msisdn == "447700900002");
+  CHECK(at_owner->state.status == lock::sim_status::inactive);
+  CHECK_FALSE(owner.service.snapshot(moved));
+  CHECK_FALSE(other.service.snapshot(moved));
+
+  SECTION("a read-only token is refused before anything is forwarded") {
+    auto writes = owner.service.writes();
+    CHECK(c.request("POST", "/v1/sims:import", ro_token, csv, "text/csv").status == 403);
+    CHECK(owner.service.writes() == writes);
+  }
+}

@@ -224,6 +224,10 @@ void fake_sim_service::import_sims(std::vector<actors::sim_upsert> sims,
     std::lock_guard lock{mutex_};
     // Each SIM on its own, in order, as the SIM layer's import does.
     for (std::size_t i = 0; i < sims.size(); ++i) {
+      if (auto other = elsewhere(sims[i].iccid)) {
+        results[i] = std::move(*other);
+        continue;
+      }
       results[i] = check_upsert(sims[i]);
       if (results[i].error == ec::ok)
         results[i].created = apply_upsert(sims[i]);
