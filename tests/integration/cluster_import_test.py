@@ -19,7 +19,6 @@ shard 4 (to send again).
 import os
 import subprocess
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -148,12 +147,12 @@ def main():
                 "applied by the owners themselves: nothing handed over through the inbox")
 
         # -- imeilockctl at node-b -----------------------------------------------------
-        with tempfile.NamedTemporaryFile("w", suffix=".csv", delete=False) as f:
+        owned_file = os.path.join(h.temp_dir("imeilock-import-"), "sims.csv")
+        with open(owned_file, "w") as f:
             f.write(HEADER)
             for k, shard in enumerate((0, 1, 2, 3)):
                 f.write(f"{h.iccid(7950 + k)},{imsi_in_shard(shard, 600 + k)},,multinet,"
                         "inactive\n")
-            owned_file = f.name
         rc, out, err = ctl(b, "sims", "import", owned_file)
         h.check(rc == 0 and out.count('"created"') == 4,
                 f"imeilockctl sims import at node-b, every shard owned: exit 0, 4 created "
@@ -165,7 +164,6 @@ def main():
         rc, out, err = ctl(b, "sims", "import", owned_file)
         h.check(rc == 3 and out.count('"updated"') == 4 and '"no_shard_owner"' in out,
                 f"imeilockctl with a line of the unowned shard: exit 3, the rest updated ({rc})")
-        os.unlink(owned_file)
         print(f"import of {len(lines)} lines at node-a answered in {import_s * 1000:.0f} ms")
         for d in nodes.values():
             h.check(d.stop() == 0, f"{d.name} stopped cleanly")
