@@ -561,7 +561,8 @@ http_server::http_server(net::io_context& io, const api_config& cfg, actors::sim
   imeilock::http::options opt;
   opt.timeout = cfg.request_timeout;
   opt.body_limit = std::size_t{64} << 20; // an owner's per-line answers to forward_chunk_lines
-  impl_->routes.set_forwarder([&io, opt](const imeilock::http::url& to, imeilock::http::request req,
+  impl_->routes.set_forwarder([&io, opt](const imeilock::http::url& to,
+                                         const imeilock::http::request& req,
                                          std::function<void(imeilock::http::response)> done) {
     imeilock::http::async_send(io, to, req, opt, std::move(done));
   });
