@@ -132,6 +132,8 @@ struct sim_layer::impl {
     std::function<cluster_info()> describe;
     std::function<void(observation, ack_fn)> hand_off;
     std::function<void(std::uint32_t)> served_fn;
+    decltype(cluster_view::pending) pending;
+    decltype(cluster_view::released) released;
     /// Per shard: the epoch it is served at, 0 when not. Written under mtx,
     /// read lock-free on the packet path.
     std::unique_ptr<std::atomic<std::int64_t>[]> serving;
@@ -146,6 +148,11 @@ struct sim_layer::impl {
   cluster_part cl;
 
   bool clustered() const { return cl.shards > 0; }
+  /// An observation received directly at a cluster node serving its SIM:
+  /// applied only behind the SIM's handoffs waiting in the inbox.
+  bool ordered_after_handoffs(const observation& obs) const {
+    return clustered() && cl.pending && !obs.inbox;
+  }
 
   /// The fencing claim of a SIM whose lowest IMSI is `lowest`: its shard and
   /// the epoch this node serves it at, if it serves it now and still holds
@@ -742,8 +749,61 @@ bool sim_layer::admit(observation& obs, ack_fn& done, sim_id& sim) {
 
 void sim_layer::submit(observation obs, ack_fn done) {
   sim_id id = no_sim;
-  if (admit(obs, done, id))
-    caf::anon_send(impl_->ctx.shard_of(id), sim_observation{id, std::move(obs), std::move(done)});
+  if (!admit(obs, done, id))
+    return;
+  if (impl_->ordered_after_handoffs(obs)) {
+    std::vector<sim_observation> one;
+    one.push_back(sim_observation{id, std::move(obs), std::move(done)});
+    after_handoffs(std::move(one));
+    return;
+  }
+  caf::anon_send(impl_->ctx.shard_of(id), sim_observation{id, std::move(obs), std::move(done)});
+}
+
+void sim_layer::after_handoffs(std::vector<sim_observation> items) {
+  auto& d = *impl_;
+  std::vector<std::pair<std::string, std::uint32_t>> sims;
+  sims.reserve(items.size());
+  for (const auto& it : items)
+    sims.emplace_back(d.inv->iccid(it.sim),
+                      cluster::shard_of(d.inv->lowest_imsi(it.sim), d.cl.shards));
+  std::vector<std::string> iccids;
+  iccids.reserve(sims.size());
+  for (const auto& s : sims)
+    iccids.push_back(s.first);
+  auto held = std::make_shared<std::vector<sim_observation>>(std::move(items));
+  d.cl.pending(std::move(sims), [this, held, iccids = std::move(iccids)](
+                                    std::optional<std::vector<bool>> pending) {
+    auto& dd = *impl_;
+    if (!pending || pending->size() != held->size()) {
+      // Whether the inbox holds a handoff of the SIM is unknown (the
+      // database): not applied, not acknowledged; the peer retransmits.
+      for (auto& it : *held)
+        it.done(ack::store_failed);
+      return;
+    }
+    const std::size_t shards = dd.ctx.shards.size();
+    std::vector<std::vector<sim_observation>> by_shard(shards);
+    for (std::size_t i = 0; i < held->size(); ++i) {
+      auto& it = (*held)[i];
+      if (!(*pending)[i]) {
+        by_shard[dd.ctx.shard_index(it.sim)].push_back(std::move(it));
+        continue;
+      }
+      // Behind the SIM's handoffs: into the inbox too, applied in id order.
+      dd.cl.hand_off(std::move(it.obs), [&dd, iccid = iccids[i], done = std::move(it.done)](ack a) {
+        dd.cl.released(iccid);
+        done(a);
+      });
+    }
+    for (std::size_t i = 0; i < shards; ++i) {
+      auto& group = by_shard[i];
+      if (group.size() == 1)
+        caf::anon_send(dd.ctx.shards[i], std::move(group.front()));
+      else if (!group.empty())
+        caf::anon_send(dd.ctx.shards[i], sim_observation_batch{std::move(group)});
+    }
+  });
 }
 
 void sim_layer::submit_many(std::vector<submission>& batch) {
@@ -753,13 +813,20 @@ void sim_layer::submit_many(std::vector<submission>& batch) {
   // mailbox element, a scheduling, a dispatch) is paid once per batch.
   const std::size_t shards = d.ctx.shards.size();
   std::vector<std::vector<sim_observation>> by_shard(shards);
+  std::vector<sim_observation> gated; // more than one node: behind the SIMs' handoffs
   for (auto& s : batch) {
     sim_id id = no_sim;
-    if (admit(s.obs, s.done, id))
+    if (!admit(s.obs, s.done, id))
+      continue;
+    if (d.ordered_after_handoffs(s.obs))
+      gated.push_back(sim_observation{id, std::move(s.obs), std::move(s.done)});
+    else
       by_shard[d.ctx.shard_index(id)].push_back(
           sim_observation{id, std::move(s.obs), std::move(s.done)});
   }
   batch.clear();
+  if (!gated.empty())
+    after_handoffs(std::move(gated));
   for (std::size_t i = 0; i < shards; ++i) {
     auto& items = by_shard[i];
     if (items.size() == 1)
@@ -1084,6 +1151,10 @@ void sim_layer::set_cluster(cluster_view view) {
   d.ctx.claim = [&d](std::uint64_t lowest) { return d.claim(lowest); };
   d.cl.hand_off = std::move(view.hand_off);
   d.cl.served_fn = std::move(view.served);
+  IMEILOCK_ASSERT(!view.pending == !view.released && (!view.pending || d.cl.hand_off),
+                  "set_cluster: pending needs released and hand_off");
+  d.cl.pending = std::move(view.pending);
+  d.cl.released = std::move(view.released);
 }
 
 /// One apply_handoffs call: its entries, grouped into per-SIM chains.

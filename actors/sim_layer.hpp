@@ -46,7 +46,8 @@ class store;
 
 namespace imeilock::actors {
 
-struct handoff_run; // sim_layer.cpp
+struct handoff_run;     // sim_layer.cpp
+struct sim_observation; // actors.hpp
 
 class sim_layer final : public observation_sink, public sim_service {
 public:
@@ -116,6 +117,17 @@ public:
     /// node runs no bulk jobs (jobs() is null).
     std::string jobs_conninfo;
     std::string node_id;
+    /// Order per SIM (docs/cluster.md): which SIMs ({ICCID, shard}) of a
+    /// batch of observations received directly have handoffs committed to
+    /// the inbox and not applied yet (cluster::inbox_gate; nullopt: the
+    /// database could not be asked). Such an observation is handed off too,
+    /// behind them; the others are applied at once. Empty: not asked.
+    std::function<void(std::vector<std::pair<std::string, std::uint32_t>> sims,
+                       std::function<void(std::optional<std::vector<bool>>)> done)>
+        pending;
+    /// Once per SIM answered pending, when its observation's handoff is
+    /// answered (committed or not).
+    std::function<void(const std::string& iccid)> released;
   };
   /// Before start(): this layer serves only the cluster shards it is given
   /// (shard_gained), loads nothing at start() and fences every change with
@@ -212,6 +224,10 @@ private:
   /// SIM, overloaded) and returns false, or wraps `done` with the in-flight
   /// accounting, sets `sim` and returns true: then the caller sends it on.
   bool admit(observation& obs, ack_fn& done, std::uint32_t& sim);
+  /// More than one node: applies observations received directly once the
+  /// inbox holds no handoff of their SIMs (cluster_view::pending), else hands
+  /// them off behind those.
+  void after_handoffs(std::vector<sim_observation> items);
   /// upsert_sim(); `bulk` for import_sims (sim_upsert_msg::bulk).
   void upsert(sim_upsert sim, std::function<void(write_result)> done, bool bulk);
   /// apply_handoffs(): applies entry `pos` of chain `chain`, then the next.

@@ -11,6 +11,7 @@
 #include <condition_variable>
 #include <cstring>
 #include <deque>
+#include <map>
 #include <mutex>
 #include <optional>
 #include <set>
@@ -880,6 +881,208 @@ void inbox_sender::stop() {
   for (auto& p : left) {
     stats_.failed.fetch_add(1, std::memory_order_relaxed);
     p.done(outcome::failed, 0);
+  }
+}
+
+// -- The owner's order per SIM -----------------------------------------------------------
+
+struct inbox_gate::impl {
+  struct request {
+    std::vector<key> keys;
+    done_fn done;
+  };
+
+  gate_config cfg;
+  std::string conninfo;
+  gate_stats& stats;
+
+  std::mutex mtx;
+  std::condition_variable cv;
+  std::deque<request> queue; ///< under mtx
+  std::map<std::string, std::size_t, std::less<>>
+      held;              ///< under mtx: answered pending, not released
+  bool stopping = false; ///< under mtx
+  std::thread thread;
+
+  PGconn* conn = nullptr;
+  bool said_disconnected = false;
+  clock::time_point next_connect{};
+  std::chrono::milliseconds retry;
+
+  impl(gate_config c, std::string ci, gate_stats& s) :
+      cfg(std::move(c)), conninfo(std::move(ci)), stats(s), retry(cfg.retry_after) {}
+  ~impl() { disconnect(); }
+
+  void disconnect() {
+    if (conn)
+      PQfinish(conn);
+    conn = nullptr;
+  }
+
+  /// A usable connection, or false (logged once) until the next attempt is due.
+  bool connected() {
+    if (conn && PQstatus(conn) == CONNECTION_OK)
+      return true;
+    auto now = clock::now();
+    if (now < next_connect)
+      return false;
+    disconnect();
+    conn = cluster::connect(conninfo);
+    if (PQstatus(conn) == CONNECTION_OK) {
+      if (said_disconnected)
+        log::notice("cluster.gate_connected", {{"node", cfg.node_id}});
+      said_disconnected = false;
+      retry = cfg.retry_after;
+      return true;
+    }
+    if (!said_disconnected)
+      log::warning("cluster.gate_disconnected",
+                   {{"node", cfg.node_id},
+                    {"error", connection_error(conn)},
+                    {"action", "observations received directly are not acknowledged until it "
+                               "is back"}});
+    said_disconnected = true;
+    disconnect();
+    next_connect = now + retry;
+    retry = std::min<std::chrono::milliseconds>(retry * 2, std::chrono::seconds{5});
+    return false;
+  }
+
+  /// One query for the whole batch: which of its SIMs have entries in the
+  /// inbox (by shard, the inbox's index, then by key), or are held.
+  void answer(std::vector<request>& batch) {
+    std::set<std::string_view> keys;
+    std::set<std::uint32_t> shards;
+    for (const auto& r : batch)
+      for (const auto& k : r.keys) {
+        keys.insert(k.sim_key);
+        shards.insert(k.shard);
+      }
+    // Held when the query starts: an observation answered pending whose own
+    // enqueue may commit after this query's snapshot.
+    std::set<std::string, std::less<>> pending;
+    {
+      std::lock_guard g{mtx};
+      for (auto k : keys)
+        if (held.count(k))
+          pending.emplace(k);
+    }
+    bool ok = false;
+    if (connected()) {
+      auto rows = run(conn, "inbox gate",
+                      "SELECT DISTINCT sim_key FROM cluster_inbox "
+                      "WHERE shard = ANY($1::integer[]) AND sim_key = ANY($2::text[])",
+                      {number_array(shards),
+                       text_array(std::vector<std::string_view>(keys.begin(), keys.end()))});
+      stats.queries.fetch_add(1, std::memory_order_relaxed);
+      if (rows) {
+        ok = true;
+        for (int i = 0; i < PQntuples(rows->get()); ++i)
+          pending.emplace(PQgetvalue(rows->get(), i, 0));
+      } else {
+        log::write_limited(batch_error_limiter, log::level::warning, "cluster.gate_failed",
+                           {{"node", cfg.node_id},
+                            {"error", rows.error().message()},
+                            {"action", "not acknowledged: the peers retransmit"}});
+        if (PQstatus(conn) != CONNECTION_OK)
+          disconnect();
+      }
+    }
+    for (auto& r : batch) {
+      stats.asked.fetch_add(r.keys.size(), std::memory_order_relaxed);
+      if (!ok) {
+        stats.failed.fetch_add(r.keys.size(), std::memory_order_relaxed);
+        r.done(std::nullopt);
+        continue;
+      }
+      std::vector<bool> flags(r.keys.size(), false);
+      {
+        std::lock_guard g{mtx};
+        for (std::size_t i = 0; i < r.keys.size(); ++i)
+          if (pending.count(r.keys[i].sim_key)) {
+            flags[i] = true;
+            ++held[r.keys[i].sim_key];
+          }
+      }
+      stats.pending.fetch_add(
+          static_cast<std::uint64_t>(std::count(flags.begin(), flags.end(), true)),
+          std::memory_order_relaxed);
+      r.done(std::move(flags));
+    }
+  }
+
+  void loop() {
+    std::vector<request> batch;
+    for (;;) {
+      {
+        std::unique_lock lk{mtx};
+        cv.wait(lk, [&] { return stopping || !queue.empty(); });
+        if (stopping)
+          return;
+        std::size_t keys = 0;
+        while (!queue.empty() && (batch.empty() || keys < cfg.max_batch)) {
+          keys += queue.front().keys.size();
+          batch.push_back(std::move(queue.front()));
+          queue.pop_front();
+        }
+      }
+      answer(batch);
+      batch.clear();
+    }
+  }
+};
+
+inbox_gate::inbox_gate(gate_config cfg, std::string conninfo) :
+    impl_(std::make_unique<impl>(std::move(cfg), std::move(conninfo), stats_)) {
+  IMEILOCK_ASSERT(impl_->cfg.max_batch > 0, "inbox gate batch > 0");
+}
+
+inbox_gate::~inbox_gate() {
+  stop();
+}
+
+void inbox_gate::start() {
+  IMEILOCK_ASSERT(!impl_->thread.joinable(), "start() once");
+  impl_->thread = std::thread{[this] { impl_->loop(); }};
+}
+
+void inbox_gate::check(std::vector<key> keys, done_fn done) {
+  {
+    std::lock_guard g{impl_->mtx};
+    if (!impl_->stopping) {
+      impl_->queue.push_back({std::move(keys), std::move(done)});
+      impl_->cv.notify_one();
+      return;
+    }
+  }
+  stats_.failed.fetch_add(keys.size(), std::memory_order_relaxed);
+  done(std::nullopt);
+}
+
+void inbox_gate::release(const std::string& sim_key) {
+  std::lock_guard g{impl_->mtx};
+  auto it = impl_->held.find(sim_key);
+  IMEILOCK_ASSERT(it != impl_->held.end(), "inbox gate: release of a key not held");
+  if (--it->second == 0)
+    impl_->held.erase(it);
+}
+
+void inbox_gate::stop() {
+  {
+    std::lock_guard g{impl_->mtx};
+    impl_->stopping = true;
+  }
+  impl_->cv.notify_all();
+  if (impl_->thread.joinable())
+    impl_->thread.join();
+  std::deque<impl::request> left;
+  {
+    std::lock_guard g{impl_->mtx};
+    left.swap(impl_->queue);
+  }
+  for (auto& r : left) {
+    stats_.failed.fetch_add(r.keys.size(), std::memory_order_relaxed);
+    r.done(std::nullopt);
   }
 }
 

@@ -281,4 +281,69 @@ private:
   sender_stats stats_;
 };
 
+// -- The owner's order per SIM -------------------------------------------------------
+
+/// Gate settings.
+struct gate_config {
+  std::string node_id;          ///< this node (for the log)
+  std::size_t max_batch = 4096; ///< SIMs asked about in one query
+  /// Wait before connecting again after a failure (doubling up to 5 s).
+  std::chrono::milliseconds retry_after{100};
+};
+
+/// Counters (monotonic).
+struct gate_stats {
+  std::atomic<std::uint64_t> queries{0}; ///< queries run (one per batch)
+  std::atomic<std::uint64_t> asked{0};   ///< SIMs asked about
+  std::atomic<std::uint64_t> pending{0}; ///< SIMs answered pending
+  std::atomic<std::uint64_t> failed{0};  ///< SIMs answered unknown (the database)
+};
+
+/// Order per SIM at the owner (docs/cluster.md "Order per SIM"): before an
+/// observation received directly is applied, are handoffs of its SIM
+/// already committed to the inbox? Such an observation must go behind them
+/// (the daemon enqueues it too, so the consumer applies the SIM's entries in
+/// id order). A thread with its own connection: what is asked while a query
+/// runs is asked in the next one, so the owner pays one indexed query per
+/// batch of observations, not one per observation.
+///
+/// A SIM answered pending stays pending for later checks until release()
+/// (its observation's own enqueue committed or failed): a later observation
+/// of the SIM cannot overtake it while that enqueue is in flight.
+class inbox_gate {
+public:
+  /// One SIM to ask about: its key in the inbox (the ICCID) and its shard.
+  struct key {
+    std::string sim_key;
+    std::uint32_t shard = 0;
+  };
+  /// pending[i] for keys[i]; nullopt when the database could not be asked.
+  /// On the gate's thread (or in stop()).
+  using done_fn = std::function<void(std::optional<std::vector<bool>> pending)>;
+
+  inbox_gate(gate_config cfg, std::string conninfo);
+  /// Stops.
+  ~inbox_gate();
+  inbox_gate(const inbox_gate&) = delete;
+  inbox_gate& operator=(const inbox_gate&) = delete;
+
+  /// Starts the thread (it connects when asked something). Once.
+  void start();
+  /// Asks about `keys`; never blocks on the database. Any thread. Each key
+  /// answered pending must be release()d once.
+  void check(std::vector<key> keys, done_fn done);
+  /// A key answered pending is settled (its observation went into the inbox,
+  /// or failed). Any thread.
+  void release(const std::string& sim_key);
+  /// Answers what is waiting (nullopt), then ends the thread.
+  void stop();
+
+  const gate_stats& stats() const { return stats_; }
+
+private:
+  struct impl;
+  std::unique_ptr<impl> impl_;
+  gate_stats stats_;
+};
+
 } // namespace imeilock::cluster

@@ -89,6 +89,8 @@ struct cluster_metrics {
   };
   std::vector<shard_metrics> shards;
   prometheus::Histogram* handoff_latency = nullptr;
+  prometheus::Histogram* order_check = nullptr;   ///< imeilock_cluster_order_check_seconds
+  prometheus::Counter* behind_handoffs = nullptr; ///< ..._direct_behind_handoffs_total
 
   cluster_metrics(prometheus::Registry& reg, std::uint32_t count) {
     auto& owned = prometheus::BuildGauge()
@@ -125,6 +127,21 @@ struct cluster_metrics {
                            .Register(reg)
                            .Add({}, prometheus::Histogram::BucketBoundaries{
                                         0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10});
+    order_check = &prometheus::BuildHistogram()
+                       .Name("imeilock_cluster_order_check_seconds")
+                       .Help("Order per SIM: how long an observation received directly waited "
+                             "for the inbox check (one query per batch) before it was applied "
+                             "or put behind its SIM's handoffs")
+                       .Register(reg)
+                       .Add({}, prometheus::Histogram::BucketBoundaries{0.0001, 0.00025, 0.0005,
+                                                                        0.001, 0.0025, 0.005, 0.01,
+                                                                        0.025, 0.05, 0.1, 0.25, 1});
+    behind_handoffs = &prometheus::BuildCounter()
+                           .Name("imeilock_cluster_direct_behind_handoffs_total")
+                           .Help("Observations received directly for a SIM with handoffs "
+                                 "waiting in the inbox: handed off behind them (order per SIM)")
+                           .Register(reg)
+                           .Add({});
     for (std::uint32_t s = 0; s < count; ++s) {
       prometheus::Labels l{{"shard", std::to_string(s)}};
       auto sent = l;
@@ -226,6 +243,9 @@ struct daemon::impl {
   /// (handoff_in).
   std::unique_ptr<cluster::inbox_sender> handoff_out;
   std::unique_ptr<cluster::inbox_consumer> handoff_in;
+  /// Order per SIM: an observation received directly waits for its SIM's
+  /// handoffs already in the inbox (docs/cluster.md "Order per SIM").
+  std::unique_ptr<cluster::inbox_gate> order_gate;
   std::unique_ptr<api::http_server> api;
   std::unique_ptr<radius::radius_server> radius;
   std::unique_ptr<diameter::diameter_server> diameter;
@@ -313,6 +333,7 @@ struct daemon::impl {
       // The inbox table exists now (the lease manager migrated the cluster schema).
       handoff_out->start();
       handoff_in->start();
+      order_gate->start();
       log::notice("cluster.joined", {{"node", cfg.cluster.node_id},
                                      {"shards", cfg.cluster.shards},
                                      {"lease_ms", cfg.cluster.lease_duration.count()}});
@@ -384,7 +405,12 @@ struct daemon::impl {
            hand_off(obs, std::move(done));
          },
          [this](std::uint32_t) { handoff_in->poke(); },
-         store::resolve_conninfo(cfg.sim_layer.store.postgresql), cfg.cluster.node_id});
+         store::resolve_conninfo(cfg.sim_layer.store.postgresql), cfg.cluster.node_id,
+         [this](const std::vector<std::pair<std::string, std::uint32_t>>& sims,
+                std::function<void(std::optional<std::vector<bool>>)> done) {
+           check_order(sims, std::move(done));
+         },
+         [this](const std::string& iccid) { order_gate->release(iccid); }});
     layer->db().set_fence([held,
                            node = cfg.cluster.node_id](std::span<const store::change* const> batch,
                                                        const store::txn_query& query) {
@@ -428,6 +454,8 @@ struct daemon::impl {
             return std::optional<target>{};
           return std::optional<target>{target{*iccid, cluster::shard_of_sim(sim->imsis, shards)}};
         });
+    order_gate = std::make_unique<cluster::inbox_gate>(
+        cluster::gate_config{.node_id = cfg.cluster.node_id}, conninfo);
     handoff_in = std::make_unique<cluster::inbox_consumer>(
         cluster::inbox_config{.node_id = cfg.cluster.node_id}, conninfo,
         cluster::inbox_consumer::hooks{
@@ -466,6 +494,27 @@ struct daemon::impl {
                         settled(all);
                       });
                 }});
+  }
+
+  /// Order per SIM: which of `sims` have handoffs waiting in the inbox
+  /// (cluster::inbox_gate), timed and counted.
+  void check_order(const std::vector<std::pair<std::string, std::uint32_t>>& sims,
+                   std::function<void(std::optional<std::vector<bool>>)> done) {
+    std::vector<cluster::inbox_gate::key> keys;
+    keys.reserve(sims.size());
+    for (const auto& [iccid, shard] : sims)
+      keys.push_back({iccid, shard});
+    order_gate->check(
+        std::move(keys), [this, t0 = std::chrono::steady_clock::now(),
+                          done = std::move(done)](std::optional<std::vector<bool>> pending) {
+          shard_metrics->order_check->Observe(
+              std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+          if (pending)
+            for (bool p : *pending)
+              if (p)
+                shard_metrics->behind_handoffs->Increment();
+          done(std::move(pending));
+        });
   }
 
   /// An observation of a SIM whose shard this node does not serve: enqueued
@@ -734,6 +783,9 @@ struct daemon::impl {
     // Handoffs received so far are enqueued (and answered); a batch being
     // applied is left to the layer's drain (what it does not apply stays in
     // the inbox for the shard's next owner).
+    // Observations waiting for the order check are answered (not applied).
+    if (order_gate)
+      order_gate->stop();
     if (handoff_out)
       handoff_out->stop();
     if (handoff_in)
@@ -760,6 +812,7 @@ struct daemon::impl {
     layer.reset();
     handoff_in.reset(); // their callbacks are done once the layer is gone
     handoff_out.reset();
+    order_gate.reset();
     shard_metrics.reset();
     disconnect.reset();
     webhooks.reset();
