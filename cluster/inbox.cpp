@@ -116,40 +116,6 @@ error malformed(std::string what) {
   return error{ec::malformed, "handoff payload: " + std::move(what)};
 }
 
-// -- libpq helpers (and cluster/pq.hpp) ----------------------------------------------
-
-/// COMMIT, and whether it did: a transaction that had failed answers COMMIT
-/// with "ROLLBACK".
-expected<void> commit(pg_conn* conn, std::string_view what) {
-  auto r = run(conn, what, "COMMIT");
-  if (!r)
-    return r.error();
-  if (std::strcmp(PQcmdStatus(r->get()), "COMMIT") != 0)
-    return error{ec::database, std::string{what} + ": the transaction was rolled back"};
-  return {};
-}
-
-void rollback(pg_conn* conn) {
-  result_ptr r{PQexec(conn, "ROLLBACK")}; // best effort: the error is the caller's
-}
-
-/// A PostgreSQL array literal of text values ({"a","b\"c"}).
-std::string text_array(const std::vector<std::string_view>& values) {
-  std::string out = "{";
-  for (std::size_t i = 0; i < values.size(); ++i) {
-    if (i)
-      out += ',';
-    out += '"';
-    for (char c : values[i]) {
-      if (c == '"' || c == '\\')
-        out += '\\';
-      out += c;
-    }
-    out += '"';
-  }
-  return out + "}";
-}
-
 } // namespace
 
 // -- Payload -------------------------------------------------------------------------
@@ -701,7 +667,6 @@ struct inbox_sender::impl {
   };
 
   sender_config cfg;
-  std::string conninfo;
   resolve_fn resolve;
   sender_stats& stats;
 
@@ -711,52 +676,14 @@ struct inbox_sender::impl {
   bool stopping = false;     ///< under mtx
   std::thread thread;
 
-  PGconn* conn = nullptr;
-  bool said_disconnected = false;
-  clock::time_point next_connect{};
-  std::chrono::milliseconds retry;
+  reconnecting_connection db;
 
-  impl(sender_config c, std::string ci, resolve_fn r, sender_stats& s) :
+  impl(sender_config c, const std::string& conninfo, resolve_fn r, sender_stats& s) :
       cfg(std::move(c)),
-      conninfo(std::move(ci)),
       resolve(std::move(r)),
       stats(s),
-      retry(cfg.retry_after) {}
-  ~impl() { disconnect(); }
-
-  void disconnect() {
-    if (conn)
-      PQfinish(conn);
-    conn = nullptr;
-  }
-
-  /// A usable connection, or false (logged once) until the next attempt is due.
-  bool connected() {
-    if (conn && PQstatus(conn) == CONNECTION_OK)
-      return true;
-    auto now = clock::now();
-    if (now < next_connect)
-      return false;
-    disconnect();
-    conn = cluster::connect(conninfo);
-    if (PQstatus(conn) == CONNECTION_OK) {
-      if (said_disconnected)
-        log::notice("cluster.handoff_connected", {{"node", cfg.node_id}});
-      said_disconnected = false;
-      retry = cfg.retry_after;
-      return true;
-    }
-    if (!said_disconnected)
-      log::warning("cluster.handoff_disconnected",
-                   {{"node", cfg.node_id},
-                    {"error", connection_error(conn)},
-                    {"action", "handoffs fail (not acknowledged) until it is back"}});
-    said_disconnected = true;
-    disconnect();
-    next_connect = now + retry;
-    retry = std::min<std::chrono::milliseconds>(retry * 2, std::chrono::seconds{5});
-    return false;
-  }
+      db(conninfo, cfg.retry_after,
+         {"cluster.handoff", cfg.node_id, "handoffs fail (not acknowledged) until it is back"}) {}
 
   /// Sends one batch: resolves each SIM, enqueues the known ones in one
   /// transaction, answers every item.
@@ -764,7 +691,7 @@ struct inbox_sender::impl {
     std::vector<handoff> items;
     std::vector<std::size_t> which; // batch index of items[i]
     std::vector<outcome> result(batch.size(), outcome::failed);
-    if (connected()) {
+    if (auto* conn = db.get()) {
       for (std::size_t i = 0; i < batch.size(); ++i) {
         expected<std::optional<target>> t = error{ec::database, "not resolved"};
         try {
@@ -791,8 +718,7 @@ struct inbox_sender::impl {
                               {"handoffs", items.size()},
                               {"error", ok.error().message()},
                               {"action", "not acknowledged: the peers retransmit"}});
-          if (PQstatus(conn) != CONNECTION_OK)
-            disconnect();
+          db.drop_if_broken();
         }
       }
     }
@@ -893,7 +819,6 @@ struct inbox_gate::impl {
   };
 
   gate_config cfg;
-  std::string conninfo;
   gate_stats& stats;
 
   std::mutex mtx;
@@ -904,49 +829,14 @@ struct inbox_gate::impl {
   bool stopping = false; ///< under mtx
   std::thread thread;
 
-  PGconn* conn = nullptr;
-  bool said_disconnected = false;
-  clock::time_point next_connect{};
-  std::chrono::milliseconds retry;
+  reconnecting_connection db;
 
-  impl(gate_config c, std::string ci, gate_stats& s) :
-      cfg(std::move(c)), conninfo(std::move(ci)), stats(s), retry(cfg.retry_after) {}
-  ~impl() { disconnect(); }
-
-  void disconnect() {
-    if (conn)
-      PQfinish(conn);
-    conn = nullptr;
-  }
-
-  /// A usable connection, or false (logged once) until the next attempt is due.
-  bool connected() {
-    if (conn && PQstatus(conn) == CONNECTION_OK)
-      return true;
-    auto now = clock::now();
-    if (now < next_connect)
-      return false;
-    disconnect();
-    conn = cluster::connect(conninfo);
-    if (PQstatus(conn) == CONNECTION_OK) {
-      if (said_disconnected)
-        log::notice("cluster.gate_connected", {{"node", cfg.node_id}});
-      said_disconnected = false;
-      retry = cfg.retry_after;
-      return true;
-    }
-    if (!said_disconnected)
-      log::warning("cluster.gate_disconnected",
-                   {{"node", cfg.node_id},
-                    {"error", connection_error(conn)},
-                    {"action", "observations received directly are not acknowledged until it "
-                               "is back"}});
-    said_disconnected = true;
-    disconnect();
-    next_connect = now + retry;
-    retry = std::min<std::chrono::milliseconds>(retry * 2, std::chrono::seconds{5});
-    return false;
-  }
+  impl(gate_config c, const std::string& conninfo, gate_stats& s) :
+      cfg(std::move(c)),
+      stats(s),
+      db(conninfo, cfg.retry_after,
+         {"cluster.gate", cfg.node_id,
+          "observations received directly are not acknowledged until it is back"}) {}
 
   /// One query for the whole batch: which of its SIMs have entries in the
   /// inbox (by shard, the inbox's index, then by key), or are held.
@@ -968,12 +858,11 @@ struct inbox_gate::impl {
           pending.emplace(k);
     }
     bool ok = false;
-    if (connected()) {
+    if (auto* conn = db.get()) {
       auto rows = run(conn, "inbox gate",
                       "SELECT DISTINCT sim_key FROM cluster_inbox "
                       "WHERE shard = ANY($1::integer[]) AND sim_key = ANY($2::text[])",
-                      {number_array(shards),
-                       text_array(std::vector<std::string_view>(keys.begin(), keys.end()))});
+                      {number_array(shards), text_array(keys)});
       stats.queries.fetch_add(1, std::memory_order_relaxed);
       if (rows) {
         ok = true;
@@ -984,8 +873,7 @@ struct inbox_gate::impl {
                            {{"node", cfg.node_id},
                             {"error", rows.error().message()},
                             {"action", "not acknowledged: the peers retransmit"}});
-        if (PQstatus(conn) != CONNECTION_OK)
-          disconnect();
+        db.drop_if_broken();
       }
     }
     for (auto& r : batch) {

@@ -4,6 +4,7 @@
 
 #include <charconv>
 #include <cstring>
+#include <span>
 
 namespace imeilock::cluster {
 
@@ -21,33 +22,6 @@ std::string text_of(const PGresult* r, int row, int col) {
   return {PQgetvalue(r, row, col), static_cast<std::size_t>(PQgetlength(r, row, col))};
 }
 
-/// A PostgreSQL array literal of text values ({"a","b\"c"}).
-std::string text_array(const std::vector<std::string>& values, std::size_t from, std::size_t to) {
-  std::string out = "{";
-  for (std::size_t i = from; i < to; ++i) {
-    if (i > from)
-      out += ',';
-    out += '"';
-    for (char c : values[i]) {
-      if (c == '"' || c == '\\')
-        out += '\\';
-      out += c;
-    }
-    out += '"';
-  }
-  return out + "}";
-}
-
-/// COMMIT, and whether it did (a failed transaction answers "ROLLBACK").
-expected<void> commit(pg_conn* conn, std::string_view what) {
-  auto r = run(conn, what, "COMMIT");
-  if (!r)
-    return r.error();
-  if (std::strcmp(PQcmdStatus(r->get()), "COMMIT") != 0)
-    return error{ec::database, std::string{what} + ": the transaction was rolled back"};
-  return {};
-}
-
 /// BEGIN, f(), COMMIT; ROLLBACK when f fails.
 template <class F>
 auto in_transaction(pg_conn* conn, std::string_view what, F&& f) -> decltype(f()) {
@@ -55,7 +29,7 @@ auto in_transaction(pg_conn* conn, std::string_view what, F&& f) -> decltype(f()
     return b.error();
   auto out = f();
   if (!out) {
-    result_ptr rollback{PQexec(conn, "ROLLBACK")}; // best effort: the error is f's
+    rollback(conn); // best effort: the error is f's
     return out;
   }
   if (auto c = commit(conn, what); !c)
@@ -160,7 +134,8 @@ expected<std::uint64_t> job_store::create(const new_job& job,
         return r.error();
       for (std::size_t from = 0; from < iccids.size(); from += iccids_per_insert) {
         auto to = std::min(iccids.size(), from + iccids_per_insert);
-        if (auto r = run(conn, "job ICCIDs", insert_iccids, {ids, text_array(iccids, from, to)});
+        if (auto r = run(conn, "job ICCIDs", insert_iccids,
+                         {ids, text_array(std::span{iccids}.subspan(from, to - from))});
             !r)
           return r.error();
       }

@@ -1,5 +1,10 @@
 #include "cluster/pq.hpp"
 
+#include "common/log.hpp"
+
+#include <algorithm>
+#include <cstring>
+
 namespace imeilock::cluster {
 
 pg_conn* connect(const std::string& conninfo) {
@@ -37,6 +42,70 @@ expected<result_ptr> run(pg_conn* conn, std::string_view what, const char* sql,
   if (status != PGRES_TUPLES_OK && status != PGRES_COMMAND_OK)
     return database_error(conn, r.get(), what);
   return r;
+}
+
+expected<void> commit(pg_conn* conn, std::string_view what) {
+  auto r = run(conn, what, "COMMIT");
+  if (!r)
+    return r.error();
+  if (std::strcmp(PQcmdStatus(r->get()), "COMMIT") != 0)
+    return error{ec::database, std::string{what} + ": the transaction was rolled back"};
+  return {};
+}
+
+void rollback(pg_conn* conn) {
+  result_ptr r{PQexec(conn, "ROLLBACK")};
+}
+
+// -- reconnecting_connection -----------------------------------------------------------
+
+reconnecting_connection::reconnecting_connection(std::string conninfo,
+                                                 std::chrono::milliseconds first_retry,
+                                                 log_events events) :
+    conninfo_(std::move(conninfo)),
+    first_retry_(first_retry),
+    retry_(first_retry),
+    events_(std::move(events)) {}
+
+reconnecting_connection::~reconnecting_connection() {
+  close();
+}
+
+void reconnecting_connection::close() {
+  if (conn_)
+    PQfinish(conn_);
+  conn_ = nullptr;
+}
+
+pg_conn* reconnecting_connection::get() {
+  if (conn_ && PQstatus(conn_) == CONNECTION_OK)
+    return conn_;
+  auto now = std::chrono::steady_clock::now();
+  if (now < next_attempt_)
+    return nullptr;
+  close();
+  conn_ = connect(conninfo_);
+  if (PQstatus(conn_) == CONNECTION_OK) {
+    if (said_disconnected_)
+      log::notice(events_.event + "_connected", {{"node", events_.node_id}});
+    said_disconnected_ = false;
+    retry_ = first_retry_;
+    return conn_;
+  }
+  if (!said_disconnected_)
+    log::warning(events_.event + "_disconnected", {{"node", events_.node_id},
+                                                   {"error", connection_error(conn_)},
+                                                   {"action", events_.action}});
+  said_disconnected_ = true;
+  close();
+  next_attempt_ = now + retry_;
+  retry_ = std::min<std::chrono::milliseconds>(retry_ * 2, std::chrono::seconds{5});
+  return nullptr;
+}
+
+void reconnecting_connection::drop_if_broken() {
+  if (conn_ && PQstatus(conn_) != CONNECTION_OK)
+    close();
 }
 
 } // namespace imeilock::cluster

@@ -1,13 +1,15 @@
 #pragma once
-// What cluster/'s libpq code shares (leases.cpp, inbox.cpp): running a
-// statement with text parameters, the error of a failed one, PostgreSQL array
-// literals. Internal to cluster/; the public functions take a pg_conn*.
+// What cluster/'s libpq code shares (leases.cpp, inbox.cpp, jobs.cpp): running
+// a statement with text parameters, the error of a failed one, COMMIT and
+// ROLLBACK, PostgreSQL array literals, a connection that comes back with
+// backoff. Internal to cluster/; the public functions take a pg_conn*.
 
 #include "cluster/leases.hpp"
 #include "common/error.hpp"
 
 #include <libpq-fe.h>
 
+#include <chrono>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -44,6 +46,72 @@ inline expected<result_ptr> run(pg_conn* conn, std::string_view what, const std:
                                 const std::vector<std::string>& params = {}) {
   return run(conn, what, sql.c_str(), params);
 }
+
+/// COMMIT, and whether it did: a transaction that had failed answers COMMIT
+/// with "ROLLBACK".
+expected<void> commit(pg_conn* conn, std::string_view what);
+
+/// ROLLBACK, best effort: the error that led to it is the caller's to report.
+void rollback(pg_conn* conn);
+
+/// A PostgreSQL array literal of text values ({"a","b\"c"}) from any range of
+/// strings or string_views.
+template <class Texts>
+std::string text_array(const Texts& values) {
+  std::string out = "{";
+  bool first = true;
+  for (std::string_view v : values) {
+    if (!first)
+      out += ',';
+    first = false;
+    out += '"';
+    for (char c : v) {
+      if (c == '"' || c == '\\')
+        out += '\\';
+      out += c;
+    }
+    out += '"';
+  }
+  return out + "}";
+}
+
+/// A connection of a background thread that comes back by itself: get()
+/// connects when there is no usable connection, at most once per backoff
+/// period (doubling from `first_retry` up to 5 s), and logs the loss once
+/// and the return once. Not thread-safe: one owning thread.
+class reconnecting_connection {
+public:
+  /// What the log says: `<event>_disconnected` with `action`, then
+  /// `<event>_connected` ("cluster.gate" -> cluster.gate_connected).
+  struct log_events {
+    std::string event;
+    std::string node_id;
+    std::string action; ///< what fails while the database is away
+  };
+
+  reconnecting_connection(std::string conninfo, std::chrono::milliseconds first_retry,
+                          log_events events);
+  ~reconnecting_connection();
+  reconnecting_connection(const reconnecting_connection&) = delete;
+  reconnecting_connection& operator=(const reconnecting_connection&) = delete;
+
+  /// A usable connection, or null until the next attempt is due.
+  pg_conn* get();
+  /// Drops the connection if a failed statement left it broken (the next
+  /// get() reconnects); a statement's own error keeps it.
+  void drop_if_broken();
+
+private:
+  void close();
+
+  std::string conninfo_;
+  std::chrono::milliseconds first_retry_;
+  std::chrono::milliseconds retry_;
+  log_events events_;
+  pg_conn* conn_ = nullptr;
+  bool said_disconnected_ = false;
+  std::chrono::steady_clock::time_point next_attempt_{};
+};
 
 /// A PostgreSQL array literal of numbers ({1,2,3}) from a vector or a span.
 template <class Numbers>
