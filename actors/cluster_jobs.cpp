@@ -12,17 +12,7 @@ namespace imeilock::actors {
 
 namespace {
 
-std::int64_t wall_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
 constexpr int running_state = static_cast<int>(job_state::running);
-
-std::string reason_of(const write_result& r) {
-  return r.reason.empty() ? std::string{to_string(r.error)} : r.reason;
-}
 
 /// A job's filter as the store's columns hold it.
 cluster::job_filter filter_of(const sim_filter& f) {
@@ -143,12 +133,8 @@ job_info cluster_job_runner::aggregate(const store::job_record& rec, bool with_o
     sum.finished_at_ms = finished;
   }
   auto out = job_runner::info_of(sum);
-  if (with_orders) {
-    auto counts = db_.job_orders(rec.id);
-    out.orders_open = counts.open;
-    out.orders_completed = counts.completed;
-    out.orders_failed = counts.failed;
-  }
+  if (with_orders)
+    job_runner::add_order_counts(db_, out);
   return out;
 }
 
@@ -158,13 +144,8 @@ void cluster_job_runner::create_job(order_request order, job_selector selector,
   const bool by_list = !selector.iccids.empty();
   auto& iccids = selector.iccids;
   if (by_list) {
-    std::sort(iccids.begin(), iccids.end());
-    iccids.erase(std::unique(iccids.begin(), iccids.end()), iccids.end());
-    if (iccids.size() > cfg_.base.max_iccids) {
-      done({ec::invalid,
-            "a job by list takes at most " + std::to_string(cfg_.base.max_iccids) +
-                " ICCIDs, not " + std::to_string(iccids.size()) + ": split it",
-            std::nullopt});
+    if (auto refusal = job_runner::normalize_list(iccids, cfg_.base.max_iccids)) {
+      done({ec::invalid, std::move(*refusal), std::nullopt});
       return;
     }
   }
@@ -176,7 +157,7 @@ void cluster_job_runner::create_job(order_request order, job_selector selector,
     }
   }
   const std::uint64_t total = by_list ? iccids.size() : db_.count_sims(selector.filter);
-  const auto now = wall_ms();
+  const auto now = job_runner::wall_ms();
   const bool running = total > 0;
   cluster::new_job row;
   row.state = static_cast<int>(running ? job_state::running : job_state::completed);
@@ -246,7 +227,7 @@ void cluster_job_runner::cancel_job(std::uint64_t id, std::function<void(job_res
   auto info = aggregate(*rec, false);
   if (info.state != job_state::running)
     return finished(info);
-  auto ended = parts_.end(id, static_cast<int>(job_state::cancelled), wall_ms());
+  auto ended = parts_.end(id, static_cast<int>(job_state::cancelled), job_runner::wall_ms());
   if (!ended) {
     log::warning("jobs.cancel_failed", {{"job", id}, {"error", ended.error().message()}});
     done({ec::store_failed, "the cancellation could not be stored: retry", std::nullopt});
@@ -294,7 +275,7 @@ bool cluster_job_runner::round() {
     if (!spec) {
       log::error("jobs.unreadable",
                  {{"job", rec.id}, {"action", "the job is ended, nothing placed"}});
-      (void)parts_.end(rec.id, static_cast<int>(job_state::completed), wall_ms());
+      (void)parts_.end(rec.id, static_cast<int>(job_state::completed), job_runner::wall_ms());
       continue;
     }
     auto parts = parts_.parts(rec.id);
@@ -366,7 +347,7 @@ cluster_job_runner::part_end cluster_job_runner::run_part(const store::job_recor
   // Writes the part (fenced by the shard's lease): false when it cannot.
   auto save = [&]() -> std::optional<part_end> {
     st.row.refusals = job_runner::encode_refusals(st.reasons, st.first);
-    st.row.updated_at_ms = wall_ms();
+    st.row.updated_at_ms = job_runner::wall_ms();
     auto saved = parts_.save(st.row, epoch);
     if (saved)
       return std::nullopt;
@@ -418,7 +399,7 @@ cluster_job_runner::part_end cluster_job_runner::run_part(const store::job_recor
     }
     if (page->empty()) {
       st.row.done = true;
-      st.row.finished_at_ms = wall_ms();
+      st.row.finished_at_ms = job_runner::wall_ms();
       if (auto end = save())
         return *end;
       return part_end::done;
@@ -479,7 +460,7 @@ cluster_job_runner::part_end cluster_job_runner::run_part(const store::job_recor
             case ec::conflict:
             case ec::invalid:
             case ec::backend_failed:
-              st.refuse(s.sim->iccid, reason_of(r), cfg_.base.kept_refusals);
+              st.refuse(s.sim->iccid, job_runner::reason_of(r), cfg_.base.kept_refusals);
               s.done = true;
               break;
             case ec::shutting_down:
@@ -492,7 +473,7 @@ cluster_job_runner::part_end cluster_job_runner::run_part(const store::job_recor
                 st.refuse(s.sim->iccid, no_shard_reason, cfg_.base.kept_refusals);
                 s.done = true;
               } else if (s.tries >= cfg_.base.max_tries) {
-                st.refuse(s.sim->iccid, reason_of(r), cfg_.base.kept_refusals);
+                st.refuse(s.sim->iccid, job_runner::reason_of(r), cfg_.base.kept_refusals);
                 s.done = true;
               } else {
                 retry = true;

@@ -16,12 +16,6 @@ using nlohmann::json;
 
 namespace {
 
-std::int64_t wall_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
 /// What a job does with the SIM layer's answer to one of its orders.
 enum class verdict : std::uint8_t {
   placed,  ///< accepted: the order is placed (or took effect at once)
@@ -46,10 +40,6 @@ verdict judge(ec e) {
       break;
   }
   return verdict::refused;
-}
-
-std::string reason_of(const write_result& r) {
-  return r.reason.empty() ? std::string{to_string(r.error)} : r.reason;
 }
 
 /// A sim_filter as JSON and back (the spec column).
@@ -258,13 +248,36 @@ job_info job_runner::info_of(const store::job_record& rec) {
 
 job_info job_runner::info_of(const store::job_record& rec, bool with_orders) {
   auto out = info_of(rec);
-  if (with_orders) {
-    auto counts = db_.job_orders(rec.id);
-    out.orders_open = counts.open;
-    out.orders_completed = counts.completed;
-    out.orders_failed = counts.failed;
-  }
+  if (with_orders)
+    add_order_counts(db_, out);
   return out;
+}
+
+std::optional<std::string> job_runner::normalize_list(std::vector<std::string>& iccids,
+                                                      std::size_t max) {
+  std::sort(iccids.begin(), iccids.end());
+  iccids.erase(std::unique(iccids.begin(), iccids.end()), iccids.end());
+  if (iccids.size() > max)
+    return "a job by list takes at most " + std::to_string(max) + " ICCIDs, not " +
+           std::to_string(iccids.size()) + ": split it";
+  return std::nullopt;
+}
+
+void job_runner::add_order_counts(store::store& db, job_info& info) {
+  auto counts = db.job_orders(info.id);
+  info.orders_open = counts.open;
+  info.orders_completed = counts.completed;
+  info.orders_failed = counts.failed;
+}
+
+std::string job_runner::reason_of(const write_result& r) {
+  return r.reason.empty() ? std::string{to_string(r.error)} : r.reason;
+}
+
+std::int64_t job_runner::wall_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
 }
 
 void job_runner::create_job(order_request order, job_selector selector,
@@ -273,13 +286,8 @@ void job_runner::create_job(order_request order, job_selector selector,
   const bool by_list = !selector.iccids.empty();
   auto& iccids = selector.iccids;
   if (by_list) {
-    std::sort(iccids.begin(), iccids.end());
-    iccids.erase(std::unique(iccids.begin(), iccids.end()), iccids.end());
-    if (iccids.size() > cfg_.max_iccids) {
-      done({ec::invalid,
-            "a job by list takes at most " + std::to_string(cfg_.max_iccids) + " ICCIDs, not " +
-                std::to_string(iccids.size()) + ": split it",
-            std::nullopt});
+    if (auto refusal = normalize_list(iccids, cfg_.max_iccids)) {
+      done({ec::invalid, std::move(*refusal), std::nullopt});
       return;
     }
   }

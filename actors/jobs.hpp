@@ -102,6 +102,19 @@ public:
   /// without the orders' counts.
   static job_info info_of(const store::job_record& rec);
 
+  // What the cluster's runner (cluster_jobs.hpp) shares with this one.
+
+  /// Sorts a job's ICCID list and drops repeats; the refusal when more than
+  /// `max` ICCIDs are left.
+  static std::optional<std::string> normalize_list(std::vector<std::string>& iccids,
+                                                   std::size_t max);
+  /// Adds the counts of the job's orders by state (open, completed, failed).
+  static void add_order_counts(store::store& db, job_info& info);
+  /// The reason a refused order is counted under.
+  static std::string reason_of(const write_result& r);
+  /// Now, unix ms (a job's timestamps).
+  static std::int64_t wall_ms();
+
 private:
   struct active; ///< the job being run (jobs.cpp)
 
