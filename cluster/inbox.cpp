@@ -678,11 +678,11 @@ struct inbox_sender::impl {
 
   reconnecting_connection db;
 
-  impl(sender_config c, const std::string& conninfo, resolve_fn r, sender_stats& s) :
+  impl(sender_config c, std::string conninfo, resolve_fn r, sender_stats& s) :
       cfg(std::move(c)),
       resolve(std::move(r)),
       stats(s),
-      db(conninfo, cfg.retry_after,
+      db(std::move(conninfo), cfg.retry_after,
          {"cluster.handoff", cfg.node_id, "handoffs fail (not acknowledged) until it is back"}) {}
 
   /// Sends one batch: resolves each SIM, enqueues the known ones in one
@@ -831,10 +831,10 @@ struct inbox_gate::impl {
 
   reconnecting_connection db;
 
-  impl(gate_config c, const std::string& conninfo, gate_stats& s) :
+  impl(gate_config c, std::string conninfo, gate_stats& s) :
       cfg(std::move(c)),
       stats(s),
-      db(conninfo, cfg.retry_after,
+      db(std::move(conninfo), cfg.retry_after,
          {"cluster.gate", cfg.node_id,
           "observations received directly are not acknowledged until it is back"}) {}
 
