@@ -9,7 +9,6 @@ closed after api.header_timeout."""
 import os
 import resource
 import socket
-import subprocess
 import sys
 import time
 
@@ -51,17 +50,10 @@ def timed(fn):
     return result, (time.monotonic() - t0) * 1000
 
 
-def ctl(d, *args):
-    env = dict(os.environ, IMEILOCK_TOKEN=h.EXAMPLE_TOKEN,
-               IMEILOCK_URL=f"http://127.0.0.1:{d.ports['api']}")
-    return subprocess.run([os.environ["IMEILOCKCTL"], *args], env=env, capture_output=True,
-                          text=True, timeout=20)
-
-
 def operator_is_served(d, label):
     (st, body), ms = timed(lambda: d.api("GET", "/v1/sims?limit=1", timeout=5))
     h.check(st == 200, f"{label}: GET /v1/sims with a token answered 200 ({ms:.0f} ms)")
-    r, ms = timed(lambda: ctl(d, "sims", "list", "--limit", "1"))
+    r, ms = timed(lambda: h.ctl(d, "sims", "list", "--limit", "1", timeout=20))
     h.check(r.returncode == 0,
           f"{label}: imeilockctl sims list answered ({ms:.0f} ms, exit {r.returncode} {r.stderr.strip()})")
 

@@ -10,7 +10,6 @@
     and no SIM has two orders from it.
 """
 import os
-import subprocess
 import sys
 import time
 
@@ -52,13 +51,6 @@ def bar_orders(d, iccid):
     return [o for o in body["items"] if o["type"] == "bar"]
 
 
-def ctl(d, *args, stdin=None):
-    env = dict(os.environ, IMEILOCK_TOKEN=h.EXAMPLE_TOKEN,
-               IMEILOCK_URL=f"http://127.0.0.1:{d.ports['api']}")
-    return subprocess.run([os.environ["IMEILOCKCTL"], *args], env=env, capture_output=True,
-                          text=True, input=stdin, timeout=120)
-
-
 def main():
     d = h.Daemon(extra_config=EXTRA, cleanup=True)
     with d:
@@ -96,16 +88,16 @@ def main():
 
         # -- CSV through imeilockctl ---------------------------------------------
         csv = "iccid\n" + "\n".join(sims[:50]) + "\n"
-        r = ctl(d, "bulk", "unbar", "--file", "-", "--watch", stdin=csv)
+        r = h.ctl(d, "bulk", "unbar", "--file", "-", "--watch", stdin=csv)
         h.check(r.returncode == 0 and "placed 50" in r.stdout,
                 f"imeilockctl bulk unbar --file - --watch: 50 placed, exit 0 "
                 f"(rc {r.returncode}: {r.stdout[-300:]} {r.stderr[-300:]})")
         st, jobs = d.api("GET", "/v1/jobs?limit=1")
-        r = ctl(d, "job", "show", str(jobs["items"][0]["id"]))
+        r = h.ctl(d, "job", "show", str(jobs["items"][0]["id"]))
         h.check(r.returncode == 0 and "completed" in r.stdout, "imeilockctl job show")
 
         # -- a bulk enable by device model (R16), through imeilockctl -------------
-        r = ctl(d, "bulk", "enable", "--iccid", sims[100], "--iccid", sims[101],
+        r = h.ctl(d, "bulk", "enable", "--iccid", sims[100], "--iccid", sims[101],
                 "--lock-scope", "device_model", "--watch")
         h.check(r.returncode == 0 and "placed 2" in r.stdout,
                 f"imeilockctl bulk enable --lock-scope device_model: 2 placed "

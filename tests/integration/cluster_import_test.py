@@ -17,18 +17,15 @@ import at node-b: exit 0 for a file whose shards all have an owner, 3 with lines
 shard 4 (to send again).
 """
 import os
-import subprocess
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
 import harness as h  # noqa: E402
-import pg  # noqa: E402
 
 SHARDS = 5
 NODES = {"node-a": [0, 1], "node-b": [2, 3]}
 OWNER = {0: "node-a", 1: "node-a", 2: "node-b", 3: "node-b"}
-CTL = os.environ.get("IMEILOCKCTL", "imeilockctl")
 HEADER = "iccid,imsis,msisdn,network,status\n"
 
 
@@ -37,22 +34,10 @@ def imsi_in_shard(shard, i):
     return f"2341599{i:04d}{shard * (10000 // SHARDS) + i:04d}"
 
 
-def ctl(d, *args):
-    env = dict(os.environ, IMEILOCK_TOKEN=h.EXAMPLE_TOKEN)
-    r = subprocess.run([CTL, "--url", f"http://127.0.0.1:{d.ports['api']}", "--json", *args],
-                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=120,
-                       env=env, stdin=subprocess.DEVNULL)
-    return r.returncode, r.stdout, r.stderr
-
-
 def main():
     t0 = time.monotonic()
-    server = pg.server_or_skip()
-    conninfo = server.create_database("imeilock")
-    nodes = h.cluster_nodes(conninfo, NODES, SHARDS, claim_others_after="600s")
-    a, b = nodes["node-a"], nodes["node-b"]
-    try:
-        h.start_all(nodes.values())
+    with h.pg_cluster(NODES, SHARDS, claim_others_after="600s") as (server, nodes):
+        a, b = nodes["node-a"], nodes["node-b"]
         leases = {int(s): o for s, o in server.query(
             "imeilock", "SELECT shard, COALESCE(owner, '') FROM cluster_leases")}
         assert leases == {0: "node-a", 1: "node-a", 2: "node-b", 3: "node-b", 4: ""}, leases
@@ -153,26 +138,23 @@ def main():
             for k, shard in enumerate((0, 1, 2, 3)):
                 f.write(f"{h.iccid(7950 + k)},{imsi_in_shard(shard, 600 + k)},,multinet,"
                         "inactive\n")
-        rc, out, err = ctl(b, "sims", "import", owned_file)
-        h.check(rc == 0 and out.count('"created"') == 4,
+        r = h.ctl(b, "--json", "sims", "import", owned_file)
+        h.check(r.returncode == 0 and r.stdout.count('"created"') == 4,
                 f"imeilockctl sims import at node-b, every shard owned: exit 0, 4 created "
-                f"({rc} {err.strip()})")
+                f"({r.returncode} {r.stderr.strip()})")
         for k in range(4):
             assert a.sim(h.iccid(7950 + k))["status"] == "inactive"
         with open(owned_file, "a") as f:
             f.write(f"{h.iccid(7960)},{imsi_in_shard(4, 700)},,multinet,inactive\n")
-        rc, out, err = ctl(b, "sims", "import", owned_file)
-        h.check(rc == 3 and out.count('"updated"') == 4 and '"no_shard_owner"' in out,
-                f"imeilockctl with a line of the unowned shard: exit 3, the rest updated ({rc})")
+        r = h.ctl(b, "--json", "sims", "import", owned_file)
+        h.check(r.returncode == 3 and r.stdout.count('"updated"') == 4
+                and '"no_shard_owner"' in r.stdout,
+                "imeilockctl with a line of the unowned shard: exit 3, the rest updated "
+                f"({r.returncode})")
         print(f"import of {len(lines)} lines at node-a answered in {import_s * 1000:.0f} ms")
         for d in nodes.values():
             h.check(d.stop() == 0, f"{d.name} stopped cleanly")
         print(f"cluster import test passed in {time.monotonic() - t0:.1f}s")
-    finally:
-        for d in nodes.values():
-            if d.proc is not None:
-                d.kill9()
-        server.close()
 
 
 if __name__ == "__main__":

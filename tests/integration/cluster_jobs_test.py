@@ -25,7 +25,6 @@ import time
 
 sys.path.insert(0, os.path.dirname(__file__))
 import harness as h  # noqa: E402
-import pg  # noqa: E402
 
 SHARDS = 6
 NODES = {"node-a": [0, 1], "node-b": [2, 3], "node-c": [4, 5]}
@@ -130,12 +129,8 @@ def leases(server):
 
 
 def main():
-    server = pg.server_or_skip()
-    conninfo = server.create_database("imeilock")
-    nodes = h.cluster_nodes(conninfo, NODES, SHARDS, EXTRA, claim_others_after="2s",
-                            lease_duration="2s", renew_interval="500ms")
-    try:
-        h.start_all(nodes.values())
+    with h.pg_cluster(NODES, SHARDS, EXTRA, claim_others_after="2s", lease_duration="2s",
+                      renew_interval="500ms") as (server, nodes):
         h.wait_until(lambda: leases(server) == {s: owner_of(s) for s in range(SHARDS)},
                      timeout=20, what="each node holds its preferred shards")
         a, b, c = nodes["node-a"], nodes["node-b"], nodes["node-c"]
@@ -279,16 +274,6 @@ def main():
         h.check(max(counts.values()) <= 1, "no SIM has two orders of it")
         st, running = b.api("GET", "/v1/jobs?state=running")
         h.check(st == 200 and running["items"] == [], "no job is left running")
-    except BaseException:
-        for name, d in nodes.items():
-            if d.proc is not None or os.path.exists(d.log_path):
-                print(f"--- {name} log (tail) ---\n{d.log()[-4000:]}")
-        raise
-    finally:
-        for d in nodes.values():
-            d.kill9()
-            d.__exit__(None, None, None)
-        server.close()
 
 
 if __name__ == "__main__":

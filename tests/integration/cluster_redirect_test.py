@@ -13,17 +13,14 @@ with no live owner (its node stopped) answers 503 with Retry-After; the redirect
 counted (imeilock_api_owner_redirects_total).
 """
 import os
-import subprocess
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
 import harness as h  # noqa: E402
-import pg  # noqa: E402
 
 SHARDS = 4
 NODES = {"node-a": [0, 1], "node-b": [2, 3]}
-CTL = os.environ.get("IMEILOCKCTL", "imeilockctl")
 
 
 def imsi_in_shard(shard, i):
@@ -34,22 +31,10 @@ def sim_body(imsi, status="active"):
     return {"imsis": [imsi], "msisdn": "447700900123", "network": "multinet", "status": status}
 
 
-def ctl(d, *args):
-    env = dict(os.environ, IMEILOCK_TOKEN=h.EXAMPLE_TOKEN)
-    r = subprocess.run([CTL, "--url", f"http://127.0.0.1:{d.ports['api']}", "--json", *args],
-                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=60,
-                       env=env, stdin=subprocess.DEVNULL)
-    return r.returncode, r.stdout, r.stderr
-
-
 def main():
     t0 = time.monotonic()
-    server = pg.server_or_skip()
-    conninfo = server.create_database("imeilock")
-    nodes = h.cluster_nodes(conninfo, NODES, SHARDS, claim_others_after="120s")
-    a, b = nodes["node-a"], nodes["node-b"]
-    try:
-        h.start_all(nodes.values())
+    with h.pg_cluster(NODES, SHARDS, claim_others_after="120s") as (server, nodes):
+        a, b = nodes["node-a"], nodes["node-b"]
         url_of = {n: f"http://127.0.0.1:{d.ports['api']}" for n, d in nodes.items()}
         st, cl = a.api("GET", "/v1/cluster")
         assert st == 200 and {n["node_id"]: n["api_url"] for n in cl["nodes"]} == url_of, cl
@@ -85,15 +70,17 @@ def main():
         h.check(st == 409, "unbar without a bar refused at the owner (409)")
 
         # -- imeilockctl follows the redirect (same method and body) -------------------
-        rc, out, err = ctl(a, "order", "disable", iccid)
-        h.check(rc == 0 and '"disable_imei_lock"' in out,
-                f"imeilockctl order disable at node-a: followed to node-b ({rc} {err.strip()})")
+        r = h.ctl(a, "--json", "order", "disable", iccid)
+        h.check(r.returncode == 0 and '"disable_imei_lock"' in r.stdout,
+                "imeilockctl order disable at node-a: followed to node-b "
+                f"({r.returncode} {r.stderr.strip()})")
         h.wait_until(lambda: a.sim(iccid)["lock"]["state"] == "off", what="lock disabled")
         iccid2 = h.iccid(9202)
-        rc, out, err = ctl(a, "sims", "put", iccid2, "--imsi", imsi_in_shard(3, 2),
-                           "--network", "multinet", "--status", "inactive")
-        h.check(rc == 0 and b.sim(iccid2)["status"] == "inactive",
-                f"imeilockctl sims put at node-a: created by node-b ({rc} {err.strip()})")
+        r = h.ctl(a, "--json", "sims", "put", iccid2, "--imsi", imsi_in_shard(3, 2),
+                  "--network", "multinet", "--status", "inactive")
+        h.check(r.returncode == 0 and b.sim(iccid2)["status"] == "inactive",
+                f"imeilockctl sims put at node-a: created by node-b ({r.returncode} "
+                f"{r.stderr.strip()})")
 
         # -- the node's own shards: no redirect ----------------------------------------
         iccid3 = h.iccid(9203)
@@ -124,11 +111,6 @@ def main():
                 "counted as no_owner")
         h.check(a.stop() == 0, "node-a stopped cleanly")
         print(f"cluster redirect test passed in {time.monotonic() - t0:.1f}s")
-    finally:
-        for d in nodes.values():
-            if d.proc is not None:
-                d.kill9()
-        server.close()
 
 
 if __name__ == "__main__":

@@ -764,6 +764,43 @@ def cluster_nodes(conninfo, nodes, shards, extra="", **kwargs):
     return out
 
 
+@contextlib.contextmanager
+def pg_cluster(nodes, shards, extra="", **kwargs):
+    """A PostgreSQL server of the test's own (skipped when none can be
+    started) and cluster nodes on one database of it, started and ready:
+    yields (server, {name: Daemon}). On the way out every node still running
+    is killed (kill -9) and the server stopped; when the test failed, each
+    node's log tail is printed first."""
+    import pg  # noqa: PLC0415 - only cluster tests need PostgreSQL
+    server = pg.server_or_skip()
+    daemons = {}
+    try:
+        daemons = cluster_nodes(server.create_database("imeilock"), nodes, shards, extra,
+                                **kwargs)
+        start_all(daemons.values())
+        yield server, daemons
+    except BaseException:
+        for name, d in daemons.items():
+            if os.path.exists(d.log_path):
+                print(f"--- {name} log (tail) ---\n{d.log()[-4000:]}")
+        raise
+    finally:
+        for d in daemons.values():
+            if d.proc is not None:
+                d.kill9()
+        server.close()
+
+
+def ctl(d, *args, stdin=None, timeout=120):
+    """Runs imeilockctl ($IMEILOCKCTL, else the one on PATH) against daemon
+    d's API with the example token; the subprocess.CompletedProcess (text)."""
+    env = dict(os.environ, IMEILOCK_TOKEN=EXAMPLE_TOKEN,
+               IMEILOCK_URL=f"http://127.0.0.1:{d.ports['api']}")
+    return subprocess.run([os.environ.get("IMEILOCKCTL", "imeilockctl"), *args], env=env,
+                          capture_output=True, text=True, input=stdin, timeout=timeout,
+                          stdin=None if stdin is not None else subprocess.DEVNULL)
+
+
 def start_all(daemons, timeout=60):
     """Starts the daemons in parallel; then waits until every /readyz says 200."""
     threads = [threading.Thread(target=d.start, kwargs={"timeout": timeout}) for d in daemons]
