@@ -298,16 +298,34 @@ struct server_impl : std::enable_shared_from_this<server_impl> {
   void accept(tcp::acceptor& acc);
   void on_ack(const std::shared_ptr<pending_request>& p, actors::ack a);
 
-  /// Hands the ACR/CCRs read so far to the SIM layer (one call per read).
+  /// Hands the ACR/CCRs read so far to the SIM layer (one call per read),
+  /// then answers those it acknowledged inline, inside submit_many (an
+  /// unchanged observation is decided on the calling thread).
   void submit_batch() {
-    if (!to_submit.empty())
-      sink.submit_many(to_submit);
+    if (to_submit.empty())
+      return;
+    submitting = true;
+    sink.submit_many(to_submit);
+    submitting = false;
+    if (acks_inline.empty())
+      return;
+    acks_inline_work.swap(acks_inline);
+    for (const auto& [p, a] : acks_inline_work)
+      on_ack(p, a);
+    acks_inline_work.clear();
   }
 
-  /// The SIM layer's answer, from any thread: queued, and one post onto the
-  /// strand drains whatever is queued by then (a post per answer cost an
-  /// allocation and a wakeup each).
+  /// The SIM layer's answer, from any thread. Inside our own submit_many (on
+  /// the strand): kept for submit_batch() to answer when submit_many returns,
+  /// with no lock and no post. Otherwise queued, and one post onto the strand
+  /// drains whatever is queued by then (a post per answer cost an allocation
+  /// and a wakeup each).
   void deliver(std::shared_ptr<pending_request> p, actors::ack a) {
+    // running_in_this_thread() first: only the strand's thread reads `submitting`.
+    if (strand.running_in_this_thread() && submitting) {
+      acks_inline.emplace_back(std::move(p), a);
+      return;
+    }
     bool post;
     {
       std::lock_guard lock{acks_mutex};
@@ -325,10 +343,27 @@ struct server_impl : std::enable_shared_from_this<server_impl> {
       acks_work.swap(acks_in);
       drain_posted = false;
     }
+    write_batch batch{*this};
     for (const auto& [p, a] : acks_work)
       on_ack(p, a);
     acks_work.clear();
   }
+
+  /// While one is alive (on the strand), answers queued on a connection are
+  /// written when it ends: one write per read or per drain of acks instead of
+  /// a first write holding one answer and a second the rest.
+  struct write_batch {
+    explicit write_batch(server_impl& s) : srv(s) { ++srv.batch_depth; }
+    ~write_batch() {
+      if (--srv.batch_depth == 0)
+        srv.flush_writes();
+    }
+    write_batch(const write_batch&) = delete;
+    write_batch& operator=(const write_batch&) = delete;
+    server_impl& srv;
+  };
+  /// Starts the writes the batch held back.
+  void flush_writes();
   void finish_stop_if_done();
   void remove(connection* c);
 
@@ -347,6 +382,13 @@ struct server_impl : std::enable_shared_from_this<server_impl> {
       acks_in;               ///< answers from the SIM layer; guarded by acks_mutex
   bool drain_posted = false; ///< guarded by acks_mutex
   std::vector<std::pair<std::shared_ptr<pending_request>, actors::ack>> acks_work; ///< strand's
+  bool submitting = false; ///< strand's: inside sink.submit_many()
+  std::vector<std::pair<std::shared_ptr<pending_request>, actors::ack>>
+      acks_inline; ///< strand's: acknowledged inside submit_many()
+  std::vector<std::pair<std::shared_ptr<pending_request>, actors::ack>> acks_inline_work;
+  int batch_depth = 0;                             ///< strand's: open write_batch scopes
+  std::vector<std::shared_ptr<connection>> unsent; ///< strand's: writes held by the batch
+  std::vector<std::uint8_t> scratch;               ///< strand's: an answer being built
   std::vector<peer_entry> peers;
   std::vector<std::unique_ptr<tcp::acceptor>> acceptors;
   std::list<std::shared_ptr<connection>> conns;
@@ -435,6 +477,7 @@ struct connection : std::enable_shared_from_this<connection> {
   }
 
   void on_read(boost::system::error_code ec, std::size_t n) {
+    server_impl::write_batch batch{*srv};
     read_frames(ec, n);
     // The ACR/CCRs of everything just read go to the SIM layer together
     // (one message per shard), whichever way read_frames() left.
@@ -592,6 +635,7 @@ struct connection : std::enable_shared_from_this<connection> {
                                           {"reason", reason}});
     send(out);
     close_after_write = true;
+    start_write(); // now, not at the end of the read batch: close() below would drop the CEA
     if (!writing)
       close();
   }
@@ -715,7 +759,8 @@ struct connection : std::enable_shared_from_this<connection> {
     if (!cached)
       cached = srv->cache.find(e2e, now_ms);
     if (cached) {
-      std::vector<std::uint8_t> out(cached->begin(), cached->end());
+      auto& out = srv->scratch;
+      out.assign(cached->begin(), cached->end());
       store_u32(out.data() + 12, h.hop_by_hop);
       srv->metrics.dup_cache.Increment();
       srv->metrics.answer(h.command, result::success).Increment();
@@ -863,12 +908,20 @@ struct connection : std::enable_shared_from_this<connection> {
     if (state == conn_state::closed)
       return;
     wpend.insert(wpend.end(), msg.begin(), msg.end());
-    if (!writing)
-      start_write();
+    if (writing)
+      return; // the write in progress sends wpend next
+    if (srv->batch_depth > 0) {
+      if (!write_held) {
+        write_held = true;
+        srv->unsent.push_back(shared_from_this());
+      }
+      return;
+    }
+    start_write();
   }
 
   void start_write() {
-    if (wpend.empty() || state == conn_state::closed)
+    if (writing || wpend.empty() || state == conn_state::closed)
       return;
     wwrite.swap(wpend);
     wpend.clear();
@@ -925,6 +978,7 @@ struct connection : std::enable_shared_from_this<connection> {
   std::vector<std::uint8_t> wpend;
   std::vector<std::uint8_t> wwrite;
   bool writing = false;
+  bool write_held = false; ///< in srv->unsent: the read batch writes wpend when it ends
   bool close_after_write = false;
   steady::time_point last_rx = steady::now();
   bool dwr_outstanding = false;
@@ -1005,19 +1059,36 @@ void server_impl::on_ack(const std::shared_ptr<pending_request>& p, actors::ack 
   const std::uint32_t rc = (a == actors::ack::ok || a == actors::ack::unknown_sim) ? result::success
                            : a == actors::ack::not_owner ? result::unable_to_deliver
                                                          : result::too_busy;
-  auto answer = std::make_shared<std::vector<std::uint8_t>>();
-  build_charging_answer(*answer, p->ctx, self, rc);
+  metrics.answer(p->ctx.request.command, rc).Increment();
+  metrics.latency.Observe(std::chrono::duration<double>(steady::now() - p->received).count());
+  auto c = p->conn.lock();
   if (rc == result::success) {
+    // Kept for retransmissions (RFC 6733 §9.4), so built in its own buffer.
+    auto answer = std::make_shared<std::vector<std::uint8_t>>();
+    build_charging_answer(*answer, p->ctx, self, rc);
     const std::int64_t now_ms = unix_ms();
     cache.insert(p->record, answer, now_ms);
     cache.insert(p->e2e, answer, now_ms);
+    if (c)
+      c->send(*answer);
+  } else if (c) {
+    scratch.clear();
+    build_charging_answer(scratch, p->ctx, self, rc);
+    c->send(scratch);
   }
-  metrics.answer(p->ctx.request.command, rc).Increment();
-  metrics.latency.Observe(std::chrono::duration<double>(steady::now() - p->received).count());
-  if (auto c = p->conn.lock()) {
-    c->send(*answer);
+  if (c)
     c->on_answered();
+}
+
+void server_impl::flush_writes() {
+  // Index loop: a write started here may complete only later (never inline),
+  // but stay safe if a handler appends.
+  for (std::size_t i = 0; i < unsent.size(); ++i) {
+    auto& c = *unsent[i];
+    c.write_held = false;
+    c.start_write();
   }
+  unsent.clear();
 }
 
 void server_impl::remove(connection* c) {

@@ -25,6 +25,7 @@
 #include <chrono>
 #include <cstring>
 #include <future>
+#include <map>
 #include <mutex>
 #include <optional>
 #include <thread>
@@ -42,7 +43,7 @@ public:
   void submit(actors::observation obs, actors::ack_fn done) override {
     std::unique_lock lk{mu_};
     seen.push_back(std::move(obs));
-    if (hold) {
+    if (hold || (hold_even && seen.size() % 2 == 0)) {
       held.push_back(std::move(done));
       return;
     }
@@ -72,6 +73,7 @@ public:
   std::vector<actors::observation> seen;
   std::vector<actors::ack_fn> held;
   bool hold = false;
+  bool hold_even = false; ///< hold the 2nd, 4th, ... observation; ack the others at once
   actors::ack answer = actors::ack::ok;
 };
 
@@ -386,6 +388,51 @@ TEST_CASE("overload: 3004 DIAMETER_TOO_BUSY with the E bit", "[diameter][server]
     CHECK(p.recv());
     CHECK(p.recv());
   }
+}
+
+TEST_CASE("one read's ACRs acked inside submit_many and later from another thread: each "
+          "answered once",
+          "[diameter][server]") {
+  // The SIM layer may answer an unchanged observation inside submit_many, on
+  // the server's own strand (the answer goes out when the read batch ends), and
+  // the others later from its threads: both paths on one connection, one read.
+  harness h;
+  h.sink.hold_even = true;
+  peer p{h.port};
+  REQUIRE(p.handshake() == result::success);
+  constexpr std::uint32_t n = 40;
+  buf all;
+  for (std::uint32_t i = 1; i <= n; ++i) {
+    const buf b = encode(acr(1000 + i, 500 + i));
+    all.insert(all.end(), b.begin(), b.end());
+  }
+  p.send(all); // one send: the server reads them in one or a few reads
+  std::map<std::uint32_t, int> answered;
+  auto take = [&](std::size_t want) {
+    while (answered.size() < want) {
+      auto a = p.recv(2000ms);
+      if (!a)
+        return;
+      CHECK(peer::result_of(*a) == 2001);
+      const auto e2e = decode_header(bytes{a->data(), a->size()}).end_to_end;
+      ++answered[e2e];
+      CHECK(peer::u32_of(*a, avp_code::accounting_record_number) == 1000 + e2e - 500);
+    }
+  };
+  take(n / 2);
+  CHECK(answered.size() == n / 2); // the inline half, without waiting for the held half
+  CHECK_FALSE(p.recv(200ms));
+  REQUIRE(h.sink.count() == n);
+  h.sink.release_all(); // from this thread, as the SIM layer's threads do
+  take(n);
+  REQUIRE(answered.size() == n);
+  for (const auto& [e2e, times] : answered) {
+    CHECK(e2e > 500);
+    CHECK(e2e <= 500 + n);
+    CHECK(times == 1);
+  }
+  CHECK_FALSE(p.recv(200ms)); // no second answer to anything
+  CHECK(h.metric("imeilock_diameter_answers_total{command=\"ACA\",result_code=\"2001\"}") == n);
 }
 
 TEST_CASE("errors over the wire: 5005, 3001, 3007, 3008 keep the connection",
