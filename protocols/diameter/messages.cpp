@@ -1,5 +1,7 @@
 #include "protocols/diameter/messages.hpp"
 
+#include "common/assert.hpp"
+
 #include <array>
 #include <cstring>
 
@@ -85,15 +87,13 @@ public:
   /// Errors inside groups are reported against `top` (the top-level AVP).
   bool visit(const avp& a, std::uint32_t depth, const avp& top, request_error& err) {
     if (a.is(avp_code::subscription_id)) {
-      if (!descend(a, depth, top, err))
-        return true;
-      subscription(a);
+      if (deep_enough(depth, top, err))
+        subscription(a, top, err);
       return true;
     }
     if (a.is(avp_code::user_equipment_info)) {
-      if (!descend(a, depth, top, err))
-        return true;
-      equipment(a);
+      if (deep_enough(depth, top, err))
+        equipment(a, top, err);
       return true;
     }
     if (a.is(avp_code::imeisv_3gpp, vendor_3gpp)) {
@@ -104,9 +104,8 @@ public:
       return true;
     }
     if (a.is(avp_code::terminal_information, vendor_3gpp)) {
-      if (!descend(a, depth, top, err))
-        return true;
-      terminal(a);
+      if (deep_enough(depth, top, err))
+        terminal(a, top, err);
       return true;
     }
     if (a.is(avp_code::service_information, vendor_3gpp) ||
@@ -123,33 +122,60 @@ public:
   }
 
 private:
-  /// Checks that a Grouped AVP's content can be walked and is not too deep.
-  bool descend(const avp& a, std::uint32_t depth, const avp& top, request_error& err) {
+  /// False (and `err` set) if a Grouped AVP at `depth` is nested too deep.
+  bool deep_enough(std::uint32_t depth, const avp& top, request_error& err) const {
     if (err)
       return false;
     if (depth > max_depth_) {
       err = make_error(result::invalid_avp_value, header_only(top.raw, 0), "AVP nesting too deep");
       return false;
     }
+    return true;
+  }
+
+  /// RFC 6733 §7.1.5: for a Grouped AVP its header with an empty payload suffices.
+  static void group_length_error(const avp& top, request_error& err) {
+    err = make_error(result::invalid_avp_length, header_only(top.raw, 0),
+                     "invalid AVP length in group");
+  }
+
+  /// Checks that a Grouped AVP's content can be walked and is not too deep.
+  bool descend(const avp& a, std::uint32_t depth, const avp& top, request_error& err) {
+    if (!deep_enough(depth, top, err))
+      return false;
     avp_reader r{a.data};
     avp inner;
     while (r.next(inner)) {
     }
     if (r.error() != avp_error::none) {
-      // RFC 6733 §7.1.5: for a Grouped AVP its header with an empty payload suffices.
-      err = make_error(result::invalid_avp_length, header_only(top.raw, 0),
-                       "invalid AVP length in group");
+      group_length_error(top, err);
       return false;
     }
     return true;
   }
 
-  void subscription(const avp& a) {
-    avp t, d;
+  // The leaf groups below are walked once: the first of each wanted AVP is
+  // kept, and nothing is taken from a group whose AVP lengths are invalid.
+
+  void subscription(const avp& a, const avp& top, request_error& err) {
+    avp_reader r{a.data};
+    avp in, t, d;
+    bool has_type = false, has_data = false;
+    while (r.next(in)) {
+      if (in.vendor != 0)
+        continue;
+      if (in.code == avp_code::subscription_id_type && !has_type) {
+        t = in;
+        has_type = true;
+      } else if (in.code == avp_code::subscription_id_data && !has_data) {
+        d = in;
+        has_data = true;
+      }
+    }
+    if (r.error() != avp_error::none)
+      return group_length_error(top, err);
     std::uint32_t type = 0;
-    if (!find_avp(a.data, avp_code::subscription_id_type, 0, t) || !t.u32(type))
-      return;
-    if (!find_avp(a.data, avp_code::subscription_id_data, 0, d))
+    if (!has_type || !t.u32(type) || !has_data)
       return;
     // RFC 4006 §8.47: 0 END_USER_E164, 1 END_USER_IMSI.
     if (type == 1 && out_.imsi.empty())
@@ -158,28 +184,54 @@ private:
       out_.msisdn.assign(d.text());
   }
 
-  void equipment(const avp& a) {
-    avp t, v;
+  void equipment(const avp& a, const avp& top, request_error& err) {
+    avp_reader r{a.data};
+    avp in, t, v;
+    bool has_type = false, has_value = false;
+    while (r.next(in)) {
+      if (in.vendor != 0)
+        continue;
+      if (in.code == avp_code::user_equipment_info_type && !has_type) {
+        t = in;
+        has_type = true;
+      } else if (in.code == avp_code::user_equipment_info_value && !has_value) {
+        v = in;
+        has_value = true;
+      }
+    }
+    if (r.error() != avp_error::none)
+      return group_length_error(top, err);
     std::uint32_t type = 0;
-    if (!find_avp(a.data, avp_code::user_equipment_info_type, 0, t) || !t.u32(type))
+    if (!has_type || !t.u32(type))
       return;
     // RFC 4006 §8.50: 0 IMEISV; MAC, EUI64 and MODIFIED_EUI64 are not devices we lock.
-    if (type != 0 || c_.has_uei)
-      return;
-    if (!find_avp(a.data, avp_code::user_equipment_info_value, 0, v))
+    if (type != 0 || c_.has_uei || !has_value)
       return;
     c_.uei = v.data;
     c_.has_uei = true;
   }
 
-  void terminal(const avp& a) {
-    if (c_.has_ti)
-      return;
-    avp i, s;
-    if (!find_avp(a.data, avp_code::imei, vendor_3gpp, i))
+  void terminal(const avp& a, const avp& top, request_error& err) {
+    avp_reader r{a.data};
+    avp in, i, s;
+    bool has_imei = false, has_sv = false;
+    while (r.next(in)) {
+      if (in.vendor != vendor_3gpp)
+        continue;
+      if (in.code == avp_code::imei && !has_imei) {
+        i = in;
+        has_imei = true;
+      } else if (in.code == avp_code::software_version && !has_sv) {
+        s = in;
+        has_sv = true;
+      }
+    }
+    if (r.error() != avp_error::none)
+      return group_length_error(top, err);
+    if (c_.has_ti || !has_imei)
       return;
     c_.ti_imei = i.data;
-    if (find_avp(a.data, avp_code::software_version, vendor_3gpp, s))
+    if (has_sv)
       c_.ti_sv = s.data;
     c_.has_ti = true;
   }
@@ -605,6 +657,36 @@ std::uint8_t answer_flags(const header& request, std::uint32_t result_code) {
 
 } // namespace
 
+namespace {
+
+/// Writes vendor-0 AVPs through a raw pointer into space sized beforehand:
+/// the ACA/CCA of every accepted record is the one answer on the hot path,
+/// and message_writer grows its vector once per AVP.
+struct avp_out {
+  std::uint8_t* p;
+
+  void u32(std::uint32_t code, std::uint32_t value) {
+    store_u32(p, code);
+    p[4] = avp_flag::mandatory;
+    store_u24(p + 5, 12);
+    store_u32(p + 8, value);
+    p += 12;
+  }
+  void text(std::uint32_t code, std::string_view value) {
+    store_u32(p, code);
+    p[4] = avp_flag::mandatory;
+    store_u24(p + 5, static_cast<std::uint32_t>(8 + value.size()));
+    if (!value.empty())
+      std::memcpy(p + 8, value.data(), value.size());
+    const std::size_t padded = pad4(value.size());
+    std::memset(p + 8 + value.size(), 0, padded - value.size());
+    p += 8 + padded;
+  }
+  static constexpr std::size_t text_size(std::string_view value) { return 8 + pad4(value.size()); }
+};
+
+} // namespace
+
 void build_charging_answer(std::vector<std::uint8_t>& out, const answer_context& ctx,
                            const local_identity& self, std::uint32_t result_code, bytes failed_avp,
                            std::string_view error_message) {
@@ -614,35 +696,84 @@ void build_charging_answer(std::vector<std::uint8_t>& out, const answer_context&
     return;
   }
   const header& h = ctx.request;
-  message_writer w{out};
-  w.begin(answer_flags(h, result_code), h.command, h.application, h.hop_by_hop, h.end_to_end);
+  if (!failed_avp.empty() || !error_message.empty()) {
+    // A 5xxx answer to a request that failed validation: rare, so the general writer.
+    message_writer w{out};
+    w.begin(answer_flags(h, result_code), h.command, h.application, h.hop_by_hop, h.end_to_end);
+    if (!ctx.session_id.empty())
+      w.add_string(avp_code::session_id, ctx.session_id);
+    w.add_u32(avp_code::result_code, result_code);
+    w.add_string(avp_code::origin_host, self.origin_host);
+    w.add_string(avp_code::origin_realm, self.origin_realm);
+    if (h.command == command::accounting) {
+      if (ctx.has_record) {
+        w.add_u32(avp_code::accounting_record_type, ctx.record_type);
+        w.add_u32(avp_code::accounting_record_number, ctx.record_number);
+      }
+      if (ctx.has_acct_application_id)
+        w.add_u32(avp_code::acct_application_id, ctx.acct_application_id);
+    } else {
+      w.add_u32(avp_code::auth_application_id, application::credit_control);
+      if (ctx.has_record) {
+        w.add_u32(avp_code::cc_request_type, ctx.record_type);
+        w.add_u32(avp_code::cc_request_number, ctx.record_number);
+      }
+    }
+    add_failed(w, failed_avp, error_message, self);
+    w.add_u32(avp_code::origin_state_id, self.origin_state_id);
+    if (!ctx.proxy_info.empty())
+      w.append_avps(ctx.proxy_info);
+    w.finish();
+    return;
+  }
+  // The same AVPs in the same order, sized first and written in one pass.
+  const bool acr = h.command == command::accounting;
+  const std::size_t u32s =
+      2 + (ctx.has_record ? 2 : 0) +
+      (acr ? (ctx.has_acct_application_id ? 1 : 0) : 1); // + Result-Code, Origin-State-Id
+  const std::size_t len = header_size +
+                          (ctx.session_id.empty() ? 0 : avp_out::text_size(ctx.session_id)) +
+                          avp_out::text_size(self.origin_host) +
+                          avp_out::text_size(self.origin_realm) + 12 * u32s + ctx.proxy_info.size();
+  const std::size_t start = out.size();
+  out.resize(start + len);
+  std::uint8_t* p = out.data() + start;
+  p[0] = version;
+  store_u24(p + 1, static_cast<std::uint32_t>(len));
+  p[4] = answer_flags(h, result_code);
+  store_u24(p + 5, h.command);
+  store_u32(p + 8, h.application);
+  store_u32(p + 12, h.hop_by_hop);
+  store_u32(p + 16, h.end_to_end);
+  avp_out w{p + header_size};
   if (!ctx.session_id.empty())
-    w.add_string(avp_code::session_id, ctx.session_id);
-  w.add_u32(avp_code::result_code, result_code);
-  w.add_string(avp_code::origin_host, self.origin_host);
-  w.add_string(avp_code::origin_realm, self.origin_realm);
-  if (h.command == command::accounting) {
+    w.text(avp_code::session_id, ctx.session_id);
+  w.u32(avp_code::result_code, result_code);
+  w.text(avp_code::origin_host, self.origin_host);
+  w.text(avp_code::origin_realm, self.origin_realm);
+  if (acr) {
     // RFC 6733 §9.7.2: the ACA echoes the record's type and number.
     if (ctx.has_record) {
-      w.add_u32(avp_code::accounting_record_type, ctx.record_type);
-      w.add_u32(avp_code::accounting_record_number, ctx.record_number);
+      w.u32(avp_code::accounting_record_type, ctx.record_type);
+      w.u32(avp_code::accounting_record_number, ctx.record_number);
     }
     if (ctx.has_acct_application_id)
-      w.add_u32(avp_code::acct_application_id, ctx.acct_application_id);
+      w.u32(avp_code::acct_application_id, ctx.acct_application_id);
   } else {
     // RFC 4006 §3.2: Auth-Application-Id, CC-Request-Type and -Number are echoed.
-    w.add_u32(avp_code::auth_application_id, application::credit_control);
+    w.u32(avp_code::auth_application_id, application::credit_control);
     if (ctx.has_record) {
-      w.add_u32(avp_code::cc_request_type, ctx.record_type);
-      w.add_u32(avp_code::cc_request_number, ctx.record_number);
+      w.u32(avp_code::cc_request_type, ctx.record_type);
+      w.u32(avp_code::cc_request_number, ctx.record_number);
     }
   }
-  add_failed(w, failed_avp, error_message, self);
-  w.add_u32(avp_code::origin_state_id, self.origin_state_id);
+  w.u32(avp_code::origin_state_id, self.origin_state_id);
   // RFC 6733 §6.2: Proxy-Info AVPs are copied to the answer in the same order.
-  if (!ctx.proxy_info.empty())
-    w.append_avps(ctx.proxy_info);
-  w.finish();
+  if (!ctx.proxy_info.empty()) {
+    std::memcpy(w.p, ctx.proxy_info.data(), ctx.proxy_info.size());
+    w.p += ctx.proxy_info.size();
+  }
+  IMEILOCK_ASSERT(w.p == out.data() + out.size(), "charging answer sized wrongly");
 }
 
 void build_error_answer(std::vector<std::uint8_t>& out, const header& h,

@@ -127,7 +127,7 @@ std::size_t message_writer::put_avp_header(std::uint32_t code, std::uint8_t flag
     flags = static_cast<std::uint8_t>(flags & ~avp_flag::vendor);
   const std::size_t hdr = v ? 12 : 8;
   const std::size_t at = out_.size();
-  out_.resize(at + hdr + pad4(value_len), 0);
+  out_.resize(at + hdr + pad4(value_len)); // value-initialised: the padding is zero
   std::uint8_t* p = out_.data() + at;
   store_u32(p, code);
   p[4] = flags;

@@ -515,6 +515,84 @@ TEST_CASE("Proxy-Info is echoed in order (RFC 6733 §6.2)", "[diameter][answers]
   CHECK(hosts == std::vector<std::string>{"dra1", "dra2"});
 }
 
+TEST_CASE("the ACA/CCA written in one pass is byte for byte the RFC order, appended after "
+          "what the buffer holds",
+          "[diameter][answers]") {
+  // The reference: message_writer, AVP by AVP, in the order RFC 6733 §9.7.2 /
+  // RFC 4006 §3.2 list them (what build_charging_answer wrote before it sized
+  // the answer first).
+  auto reference = [](const answer_context& ctx, const local_identity& self) {
+    buf out;
+    message_writer w{out};
+    const header& h = ctx.request;
+    w.begin(h.flags & cmd_flag::proxiable, h.command, h.application, h.hop_by_hop, h.end_to_end);
+    if (!ctx.session_id.empty())
+      w.add_string(avp_code::session_id, ctx.session_id);
+    w.add_u32(avp_code::result_code, result::success);
+    w.add_string(avp_code::origin_host, self.origin_host);
+    w.add_string(avp_code::origin_realm, self.origin_realm);
+    if (h.command == command::accounting) {
+      if (ctx.has_record) {
+        w.add_u32(avp_code::accounting_record_type, ctx.record_type);
+        w.add_u32(avp_code::accounting_record_number, ctx.record_number);
+      }
+      if (ctx.has_acct_application_id)
+        w.add_u32(avp_code::acct_application_id, ctx.acct_application_id);
+    } else {
+      w.add_u32(avp_code::auth_application_id, application::credit_control);
+      if (ctx.has_record) {
+        w.add_u32(avp_code::cc_request_type, ctx.record_type);
+        w.add_u32(avp_code::cc_request_number, ctx.record_number);
+      }
+    }
+    w.add_u32(avp_code::origin_state_id, self.origin_state_id);
+    if (!ctx.proxy_info.empty())
+      w.append_avps(ctx.proxy_info);
+    w.finish();
+    return out;
+  };
+  buf proxy;
+  {
+    message_writer w{proxy};
+    auto g = w.begin_group(avp_code::proxy_info);
+    w.add_string(avp_code::proxy_host, "dra1.example.net");
+    w.add_string(avp_code::proxy_state, "abc"); // 3 octets: padded
+    w.end_group(g);
+  }
+  auto self = me();
+  for (const std::string host : {"h", "hostname.ab", "imeilockd.example.org"}) {
+    self.origin_host = host; // lengths 1, 11, 21: every padding
+    for (const std::uint32_t cmd : {command::accounting, command::credit_control}) {
+      for (const std::string sid : {"", "s", "pgw1.example.net;42;7", "pgw1.example.net;1;22"}) {
+        for (int variant = 0; variant < 8; ++variant) {
+          answer_context ctx;
+          ctx.request.flags = cmd_flag::request | ((variant & 1) ? cmd_flag::proxiable : 0);
+          ctx.request.command = cmd;
+          ctx.request.application =
+              cmd == command::accounting ? application::accounting : application::credit_control;
+          ctx.request.hop_by_hop = 0x01020304;
+          ctx.request.end_to_end = 0xa0b0c0d0;
+          ctx.session_id = sid;
+          ctx.has_record = (variant & 2) != 0;
+          ctx.record_type = 3;
+          ctx.record_number = 77;
+          ctx.has_acct_application_id = (variant & 4) != 0;
+          ctx.acct_application_id = 3;
+          if (variant >= 4)
+            ctx.proxy_info = proxy;
+          const buf want = reference(ctx, self);
+          buf got{0xee, 0xee}; // what the buffer held stays in front
+          build_charging_answer(got, ctx, self, result::success);
+          REQUIRE(got.size() == 2 + want.size());
+          CHECK(got[0] == 0xee);
+          CHECK(got[1] == 0xee);
+          CHECK(buf(got.begin() + 2, got.end()) == want);
+        }
+      }
+    }
+  }
+}
+
 TEST_CASE("CER parsing and CEA content (RFC 6733 §5.3)", "[diameter][base]") {
   buf cer;
   build_cer(cer, "pgw1.example.net", "example.net", 4, 3, 77, 88);
