@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <array>
 #include <charconv>
 #include <optional>
 
@@ -224,6 +225,21 @@ generated_sql::generated_sql(dialect d) {
   });
   update_state += " WHERE iccid = ?1";
 
+  // The columns of sims_by_state (schema 6) among the state's: network is
+  // identity. The unindexed statement keeps update_state's numbering (its
+  // gaps are lock's and bar's parameters, bound and unused).
+  update_state_unindexed = "UPDATE sims SET ";
+  fields::for_each_field_indexed(lock::sim_state_fields, [&](const auto& f, std::size_t i) {
+    if (f.name == "lock" || f.name == "bar")
+      return;
+    if (update_state_unindexed.back() != ' ')
+      update_state_unindexed += ", ";
+    update_state_unindexed.append(f.name).append(" = ?").append(std::to_string(i + 2));
+  });
+  update_state_unindexed += " WHERE iccid = ?1";
+  update_state_indexed =
+      "UPDATE sims SET lock = ?2, bar = ?3 WHERE iccid = ?1 AND (lock <> ?2 OR bar <> ?3)";
+
   update_activity = "UPDATE sims SET ";
   fields::for_each_field_indexed(lock::sim_activity_fields, [&](const auto& f, std::size_t i) {
     if (i > 0)
@@ -313,6 +329,8 @@ generated_sql::generated_sql(dialect d) {
                     &delete_imsis,
                     &insert_imsi,
                     &update_state,
+                    &update_state_unindexed,
+                    &update_state_indexed,
                     &update_activity,
                     &select_sim,
                     &imsis_of_sim,

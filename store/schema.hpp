@@ -47,9 +47,16 @@ struct generated_sql {
   /// ?1.. = identity, then state, then home_suffix(its IMSIs) (bind_sim):
   /// one write of the row and its indexes per SIM
   std::string upsert_sim;
-  std::string delete_imsis;    ///< ?1 = iccid
-  std::string insert_imsi;     ///< ?1 = imsi, ?2 = iccid
-  std::string update_state;    ///< ?1 = iccid, ?2.. = state
+  std::string delete_imsis; ///< ?1 = iccid
+  std::string insert_imsi;  ///< ?1 = imsi, ?2 = iccid
+  std::string update_state; ///< ?1 = iccid, ?2.. = state
+  /// update_state in two (SQLite): SQLite rewrites an index entry whenever
+  /// an UPDATE sets one of its columns, changed or not, so the columns of
+  /// sims_by_state (lock, bar) are written only when their values differ.
+  /// `_unindexed` sets the others (update_state's parameters); `_indexed`:
+  /// ?1 = iccid, ?2 = lock, ?3 = bar, a row only where either differs.
+  std::string update_state_unindexed;
+  std::string update_state_indexed;
   std::string update_activity; ///< ?1 = iccid, ?2.. = activity
   std::string select_sim;      ///< ?1 = iccid
   std::string imsis_of_sim;    ///< ?1 = iccid, ordered

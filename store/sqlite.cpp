@@ -830,13 +830,24 @@ private:
       }
     }
     for (auto& u : c.states) {
-      auto& st = writer_->prepare(q().update_state.c_str());
+      // Two statements (generated_sql::update_state_indexed): most changes
+      // (a new last-seen IMEI, a pending order) leave lock and bar as they
+      // are, and then the index sims_by_state is not rewritten.
+      {
+        auto& st = writer_->prepare(q().update_state_unindexed.c_str());
+        reset_guard g{st};
+        st.bind(1, u.iccid);
+        bind_fields(st, 2, lock::sim_state_fields, u.state);
+        st.run();
+        if (sqlite3_changes(writer_->get()) != 1)
+          throw sqlite_error(SQLITE_NOTFOUND, "state update for unknown SIM " + u.iccid);
+      }
+      auto& st = writer_->prepare(q().update_state_indexed.c_str());
       reset_guard g{st};
-      st.bind(1, u.iccid);
-      bind_fields(st, 2, lock::sim_state_fields, u.state);
-      st.run();
-      if (sqlite3_changes(writer_->get()) != 1)
-        throw sqlite_error(SQLITE_NOTFOUND, "state update for unknown SIM " + u.iccid);
+      st.bind(1, u.iccid)
+          .bind(2, fields::to_integer(u.state.lock))
+          .bind(3, fields::to_integer(u.state.bar))
+          .run();
     }
     for (auto& a : c.activities) {
       auto& st = writer_->prepare(q().update_activity.c_str());

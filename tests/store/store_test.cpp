@@ -704,6 +704,74 @@ STORE_TEST("schema 5 -> 6: the fleet counts SIMs by network, lock and bar from a
                   static_cast<int>(lock::bar_state::barred)}] == 1);
 }
 
+STORE_TEST("a state update writes every state column, and the index by lock and bar follows "
+           "whether or not it changes them") {
+  TestType fx;
+  REQUIRE_BACKEND(fx);
+  auto opened = open_store(fx.config());
+  auto& db = *opened;
+  REQUIRE(commit(db, sims_change({sim("8944000000000000001", {234150000000001}),
+                                  sim("8944000000000000002", {234150000000002}, "ee")})));
+  auto fleet = [&] {
+    std::map<std::tuple<std::string, lock::lock_state, lock::bar_state>, std::uint64_t> out;
+    for (const auto& n : db.fleet(0, 1, 1).sims)
+      out[{n.network, n.lock, n.bar}] += n.sims;
+    return out;
+  };
+  auto update = [&](const std::string& iccid, const lock::sim_state& st) {
+    store::change c;
+    c.states.push_back({iccid, st});
+    return commit(db, std::move(c));
+  };
+  lock::sim_filter locked;
+  locked.lock = lock::lock_state::locked;
+
+  // Lock and bar unchanged, every other column new.
+  auto st = db.get_sim("8944000000000000001")->state;
+  st.lock_imei = 35349001234567;
+  st.last_seen_imei = 35349001234568;
+  st.trigger_imei = 35349001234569;
+  st.reason = lock::bar_reason::imei_lock;
+  st.pending_order = lock::order_type::bar;
+  st.pending_order_id = 42;
+  st.pending_unbar = lock::unbar_mode::update_to_last_seen;
+  st.activate_with_lock = true;
+  st.alerted = true;
+  st.scope = lock::lock_scope::device_model;
+  st.updated_at_ms = 1'700'000'000'123;
+  REQUIRE(update("8944000000000000001", st));
+  CHECK(db.get_sim("8944000000000000001")->state == st);
+  CHECK(fleet().at({"multinet", lock::lock_state::off, lock::bar_state::none}) == 1);
+
+  // The lock moves alone, then the bar alone, then both back.
+  st.lock = lock::lock_state::locked;
+  REQUIRE(update("8944000000000000001", st));
+  CHECK(db.get_sim("8944000000000000001")->state == st);
+  CHECK(db.count_sims(locked) == 1);
+  st.bar = lock::bar_state::barred;
+  st.updated_at_ms += 1;
+  REQUIRE(update("8944000000000000001", st));
+  CHECK(db.get_sim("8944000000000000001")->state == st);
+  auto counts = fleet();
+  CHECK(counts.size() == 2);
+  CHECK(counts[{"multinet", lock::lock_state::locked, lock::bar_state::barred}] == 1);
+  CHECK(counts[{"ee", lock::lock_state::off, lock::bar_state::none}] == 1);
+  st.lock = lock::lock_state::off;
+  st.bar = lock::bar_state::none;
+  REQUIRE(update("8944000000000000001", st));
+  CHECK(db.get_sim("8944000000000000001")->state == st);
+  CHECK(db.count_sims(locked) == 0);
+  counts = fleet();
+  CHECK(counts.size() == 2);
+  CHECK(counts[{"multinet", lock::lock_state::off, lock::bar_state::none}] == 1);
+
+  // An unknown SIM still fails its change alone.
+  CHECK_FALSE(update("8944000000000000009", st));
+  CHECK(db.get_sim("8944000000000000002")->state.lock == lock::lock_state::off);
+  if constexpr (std::is_same_v<TestType, sqlite_db>)
+    CHECK(fx.query("PRAGMA integrity_check").at(0).at(0) == "ok");
+}
+
 STORE_TEST("schema 2 -> 3: SIMs keep their rows and gain an empty activity") {
   TestType fx;
   REQUIRE_BACKEND(fx);
