@@ -472,32 +472,41 @@ std::string count_sims_query(dialect d, const lock::sim_filter& filter,
 }
 
 std::string state_json(const lock::sim_state& s) {
-  // On the write path of every change: no JSON library.
-  std::string out;
-  out.reserve(256);
-  out += '{';
+  // On the write path of every change (twice per audit entry): no JSON
+  // library and no growing string. Each key's text ("{\"status\":",
+  // ",\"lock\":", ...) is made once; a value is at most 20 digits or "false".
+  constexpr std::size_t value_max = 20;
+  static const auto keys = [] {
+    std::array<std::string, sim_state_count> k;
+    fields::for_each_field_indexed(lock::sim_state_fields, [&](const auto& f, std::size_t i) {
+      k[i].append(i == 0 ? "{\"" : ",\"").append(f.name).append("\":");
+    });
+    return k;
+  }();
+  static const std::size_t longest = [] {
+    std::size_t n = 1; // the closing brace
+    for (const auto& k : keys)
+      n += k.size() + value_max;
+    return n;
+  }();
+  char buf[1024];
+  IMEILOCK_ASSERT(longest <= sizeof buf, "state_json: the buffer holds every state");
+  char* p = buf;
   fields::for_each_field_indexed(lock::sim_state_fields, [&](const auto& f, std::size_t i) {
     using T = typename std::remove_cvref_t<decltype(f)>::value_type;
-    if (i > 0)
-      out += ',';
-    out += '"';
-    out += f.name;
-    out += "\":";
+    p = std::copy(keys[i].begin(), keys[i].end(), p);
     const T& v = f.get(s);
     if constexpr (std::is_same_v<T, bool>) {
-      out += v ? "true" : "false";
+      const std::string_view text = v ? "true" : "false";
+      p = std::copy(text.begin(), text.end(), p);
+    } else if constexpr (std::is_enum_v<T>) {
+      p = std::to_chars(p, p + value_max, static_cast<int>(v)).ptr;
     } else {
-      char buf[24];
-      std::to_chars_result r;
-      if constexpr (std::is_enum_v<T>)
-        r = std::to_chars(buf, buf + sizeof buf, static_cast<int>(v));
-      else
-        r = std::to_chars(buf, buf + sizeof buf, v);
-      out.append(buf, r.ptr);
+      p = std::to_chars(p, p + value_max, v).ptr;
     }
   });
-  out += '}';
-  return out;
+  *p++ = '}';
+  return std::string(buf, p);
 }
 
 lock::sim_state parse_state_json(std::string_view text) {
