@@ -3,6 +3,7 @@
 #include "actors/ports.hpp"
 #include "common/log.hpp"
 #include "protocols/diameter/answer_cache.hpp"
+#include "protocols/diameter/key_set.hpp"
 #include "protocols/diameter/messages.hpp"
 
 #include <boost/asio/io_context.hpp>
@@ -25,7 +26,6 @@
 #include <mutex>
 #include <random>
 #include <unordered_map>
-#include <unordered_set>
 
 namespace imeilock::diameter {
 
@@ -375,7 +375,7 @@ struct server_impl : std::enable_shared_from_this<server_impl> {
   actors::observation_sink& sink;
   server_metrics metrics;
   answer_cache cache;
-  std::unordered_set<std::uint64_t> in_flight;
+  key_set in_flight; ///< dedupe keys (record and end-to-end) with the SIM layer
   std::vector<actors::submission> to_submit; ///< read, not yet handed to the sink
   std::mutex acks_mutex;
   std::vector<std::pair<std::shared_ptr<pending_request>, actors::ack>>

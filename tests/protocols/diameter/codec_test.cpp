@@ -3,6 +3,7 @@
 // encoding, answers and dedupe keys. Real bytes throughout.
 
 #include "protocols/diameter/answer_cache.hpp"
+#include "protocols/diameter/key_set.hpp"
 #include "protocols/diameter/messages.hpp"
 #include "protocols/diameter/requests.hpp"
 #include "protocols/diameter/wire.hpp"
@@ -10,6 +11,8 @@
 #include <catch2/catch.hpp>
 
 #include <cstring>
+#include <random>
+#include <unordered_set>
 
 using namespace imeilock::diameter;
 using imeilock::lock::imei_status;
@@ -663,6 +666,42 @@ TEST_CASE("dedupe keys: same record same key, different records differ", "[diame
   CHECK(record_key("s;1", 271, 1) != record_key("s;1", 272, 1));
   CHECK(end_to_end_key("a", 1) != end_to_end_key("b", 1));
   CHECK(end_to_end_key("a", 1) != 0);
+}
+
+TEST_CASE("key_set agrees with std::unordered_set through inserts, erases and growth",
+          "[diameter][dedupe]") {
+  // Random work on few distinct keys keeps the table near half full with long
+  // probe runs, wrap-arounds at its end and back-shifts on erase; then a
+  // larger key space makes it grow.
+  std::mt19937_64 rng{12};
+  for (const std::uint64_t distinct : {40ULL, 1000ULL, 50000ULL}) {
+    key_set set;
+    std::unordered_set<std::uint64_t> ref;
+    for (int step = 0; step < 60000; ++step) {
+      const std::uint64_t key = 1 + rng() % distinct;
+      const auto op = rng() % 3;
+      if (op == 0) {
+        CHECK(set.insert(key) == ref.insert(key).second);
+      } else if (op == 1) {
+        CHECK(set.erase(key) == (ref.erase(key) == 1));
+      } else {
+        REQUIRE(set.contains(key) == ref.contains(key));
+      }
+      REQUIRE(set.size() == ref.size());
+    }
+    for (std::uint64_t k = 1; k <= distinct; ++k)
+      REQUIRE(set.contains(k) == ref.contains(k));
+    for (const auto k : ref)
+      CHECK(set.erase(k));
+    CHECK(set.empty());
+    CHECK_FALSE(set.contains(1));
+  }
+  key_set set;
+  CHECK_FALSE(set.erase(0)); // 0 is never a key
+  CHECK_FALSE(set.erase(7));
+  CHECK(set.insert(0xffffffffffffffffULL));
+  CHECK_FALSE(set.insert(0xffffffffffffffffULL));
+  CHECK(set.contains(0xffffffffffffffffULL));
 }
 
 TEST_CASE("answer cache: hit, expiry, capacity", "[diameter][dedupe]") {
