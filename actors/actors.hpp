@@ -62,6 +62,9 @@ struct sim_observation {
   /// pointer: set only for the few observations that change something, so
   /// the message stays small on the path that changes nothing.
   std::shared_ptr<lock::outcome> decided{};
+  /// Counted on its way to the shard (context.hpp, counted()): the shard
+  /// takes it off the SIM's row's count.
+  bool counted = false;
 };
 
 /// Observations of one front-end read batch for the SIMs of one shard
@@ -80,6 +83,9 @@ struct sim_order {
   /// The SIM's activity as its shard knows it (set by the shard): an order
   /// enabling the lock on a SIM never observed with an IMEI gets a warning.
   lock::sim_activity activity{};
+  /// Counted on its way to the shard (context.hpp, counted()): the shard
+  /// takes it off the SIM's row's count.
+  bool counted = false;
 };
 
 /// An identity upsert for a SIM (API upsert/import). For a new SIM the
@@ -95,12 +101,18 @@ struct sim_upsert_msg {
   /// (its row holds the state), not after passivate_after, so a million SIMs
   /// imported do not leave a million actors alive for a minute.
   bool bulk = false;
+  /// Counted on its way to the shard (context.hpp, counted()): the shard
+  /// takes it off the SIM's row's count.
+  bool counted = false;
 };
 
 /// The order actor reports an order completed or failed (o.status says which).
 struct sim_order_outcome {
   sim_id sim = no_sim;
   orders::order o;
+  /// Counted on its way to the shard (context.hpp, counted()): the shard
+  /// takes it off the SIM's row's count.
+  bool counted = false;
 };
 
 /// Anything the registry forwards to a SIM actor, as one message type (one

@@ -20,10 +20,13 @@
 #include <prometheus/gauge.h>
 #include <prometheus/histogram.h>
 
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <memory>
+#include <mutex>
 #include <optional>
 #include <utility>
 #include <vector>
@@ -48,19 +51,59 @@ struct compact_row {
   /// potentially-overlapping member, and assigning `state` copies its data
   /// only), which keeps the row at 64 bytes with the lock scope (R16).
   [[no_unique_address]] lock::sim_state state;
-  /// When the SIM was last observed (with an IMEI): owned by the shard, which
-  /// sees every observation; never handed to the SIM actor nor taken back
-  /// from it (sim_idle), written to the store by the write-behind.
-  lock::sim_activity activity;
-  network_id network = 0;
   /// The store holds the SIM: loaded at startup, or an upsert committed (a
   /// first upsert that failed leaves a row in the index only).
   bool stored = false;
   /// `activity` changed since the write-behind last took it (the row is in
-  /// its shard's dirty list).
+  /// its stripe's dirty list).
   bool activity_dirty = false;
+  /// The SIM's actor holds work it has not reported done (sim_idle): the row
+  /// is not the SIM's state now. Set and cleared by the shard.
+  bool busy = false;
+  /// When the SIM was last observed (with an IMEI): owned by the shard and
+  /// the fast path, which see every observation; never handed to the SIM
+  /// actor nor taken back from it (sim_idle), written to the store by the
+  /// write-behind.
+  lock::sim_activity activity;
+  network_id network = 0;
+  /// Messages for the SIM on their way to its shard, counted by the sender
+  /// (counted()) and not yet taken by the shard: while any is, the fast path
+  /// answers nothing of the SIM (order per SIM). Saturates: a SIM that ever
+  /// had 65,535 queued stays on the shard's path.
+  std::uint16_t queued = 0;
+
+  /// The row of a SIM read from the store.
+  static compact_row loaded(const lock::sim_state& st, lock::sim_activity act, network_id net) {
+    compact_row r;
+    r.state = st;
+    r.activity = act;
+    r.network = net;
+    r.stored = true;
+    return r;
+  }
 };
 static_assert(sizeof(compact_row) == 64, "a passivated SIM costs 64 bytes of row");
+
+/// The compact rows of one registry shard (registry.cpp): shared by the shard
+/// actor and the threads that submit observations, which answer one that
+/// changes nothing from the row themselves (observe_here). Striped locks:
+/// row `local` is read and written with stripe local % stripes held; the
+/// vector itself (size, storage) changes only with every stripe held, in
+/// order. No lock is held while waiting on anything, calling a callback or
+/// sending a message.
+struct row_table {
+  static constexpr std::uint32_t stripes = 16;
+  struct alignas(64) stripe {
+    std::mutex mtx;
+    /// Rows (local indices) of this stripe whose activity changed since the
+    /// write-behind last took it.
+    std::vector<std::uint32_t> dirty;
+  };
+  std::array<stripe, stripes> locks;
+  std::vector<compact_row> rows;
+
+  stripe& stripe_of(std::uint32_t local) { return locks[local % stripes]; }
+};
 
 struct layer_context {
   sim_layer_config cfg;
@@ -72,8 +115,16 @@ struct layer_context {
   boost::asio::io_context* io = nullptr;
   std::vector<registry_actor> shards;
   order_actor orders;
-  /// Rows loaded at startup, per shard, moved into the shard when it spawns.
+  /// Rows loaded at startup, per shard, moved into its row table when it spawns.
   std::vector<std::vector<compact_row>> initial_rows;
+  /// Per shard: its rows (made by spawn_registry_shard), shared with the
+  /// submitting threads.
+  std::vector<std::unique_ptr<row_table>> row_tables;
+  /// The submitting thread answers an observation that changes nothing
+  /// itself (observe_here). Off on a cluster node (docs/cluster.md): its
+  /// rows are replaced as cluster shards are loaded and dropped, and its
+  /// observations wait for the inbox check first.
+  bool fast_path = true;
   /// Unix time in milliseconds as the actors read it: the wall clock in the
   /// daemon; the deterministic tests (tests/actors) derive it from CAF's test
   /// clock, the one their timers run on.
@@ -136,6 +187,26 @@ template <fault_site Where>
 inline caf::error last_resort(caf::scheduled_actor*, std::exception_ptr& e) {
   report_fault(Where, describe(e));
   return caf::make_error(caf::sec::runtime_error);
+}
+
+/// The fast path (registry.cpp), on the thread that submits `m`: when its
+/// SIM has nothing queued to its shard nor in flight at its actor and `m`
+/// changes nothing but the SIM's activity, notes the activity, calls
+/// m.done(ack::ok) (no lock held) and returns true. Otherwise counts `m` on
+/// its way to the shard (counted(), m.counted) and returns false: the caller
+/// sends it there.
+bool observe_here(layer_context& ctx, sim_observation& m);
+/// Counts a message for SIM `id` on its way to its shard (compact_row::queued).
+void note_queued(layer_context& ctx, sim_id id);
+/// `m` (a message for one SIM's shard: sim_observation, sim_order,
+/// sim_upsert_msg, sim_order_outcome), counted: send it to the shard at once.
+/// Everything sent to a shard for a SIM while the layer runs goes through
+/// here, so that no observation is answered from the row before it.
+template <class Msg>
+Msg counted(layer_context& ctx, Msg m) {
+  note_queued(ctx, m.sim);
+  m.counted = true;
+  return m;
 }
 
 /// Spawns registry shard `index` (registry.cpp).

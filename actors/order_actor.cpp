@@ -127,7 +127,7 @@ void carry_out(order_pointer self, orders::action& a) {
       if (sim == no_sim)
         persist(self, a.o); // the SIM is gone: close the order on its own
       else
-        self->send(ctx->shard_of(sim), sim_order_outcome{sim, std::move(a.o)});
+        self->send(ctx->shard_of(sim), counted(*ctx, sim_order_outcome{sim, std::move(a.o)}));
       break;
     }
   }

@@ -1,20 +1,33 @@
-// The registry shards (DESIGN §1, §5, §6).
+// The registry shards (DESIGN §1, §5, §6) and the fast path.
 //
-// A shard owns the compact rows (lock state + network, 56 bytes) of the SIMs
-// with sim_id % shards == its index. The row is the SIM's committed state
+// A shard owns the compact rows (lock state + network, 64 bytes: context.hpp)
+// of the SIMs with sim_id % shards == its index, in a row table it shares with
+// the threads that submit observations. The row is the SIM's committed state
 // whenever its actor (if any) has nothing in flight, so an observation that
-// changes nothing (almost all traffic) is answered by the shard from the row,
-// one hop, no actor. Anything that changes a SIM goes to the SIM's actor
-// (sim_actor.cpp), spawned on demand; while it is busy everything for that
-// SIM goes to it, in order; when idle it hands its state back (sim_idle).
-// Actors idle for `passivate_after` are stopped: their row already holds the
-// state.
+// changes nothing (almost all traffic) is answered from the row: by the
+// submitting thread itself (observe_here: no hop, no wake-up; the RADIUS
+// and Diameter I/O threads call it inside submit_many), or by the shard when
+// the observation had to go there. Anything that changes a SIM goes to the
+// SIM's actor (sim_actor.cpp) through the shard, spawned on demand; while it
+// is busy everything for that SIM goes to it, in order; when idle it hands
+// its state back (sim_idle). Actors idle for `passivate_after` are stopped:
+// their row already holds the state.
 //
-// The shard also keeps each SIM's activity (when last observed, last with an
-// IMEI: lock::sim_activity) in its row, for every observation it sees, in
-// whole seconds: a SIM observed a thousand times a second changes it once a
-// second. Changed rows are listed and written behind in batches every
-// `activity_flush` (and at stop): never a write per observation.
+// Order per SIM: every message sent to a shard for a SIM is counted in the
+// SIM's row on its way (counted(): compact_row::queued) and taken off by the
+// shard when it handles it, in the same critical section that marks the row
+// busy when the shard hands the work to the actor. The submitting thread
+// answers from the row only when both are clear, so no observation is ever
+// answered ahead of earlier work of its SIM. The rows are guarded by striped
+// locks (row_table), held for a few hundred nanoseconds at most: never over
+// a callback, a send, or more than `flush_chunk` rows.
+//
+// The shard and the fast path also keep each SIM's activity (when last
+// observed, last with an IMEI: lock::sim_activity) in its row, for every
+// observation, in whole seconds: a SIM observed a thousand times a second
+// changes it once a second. Changed rows are listed (per stripe) and written
+// behind in batches every `activity_flush` (and at stop): never a write per
+// observation.
 
 #include "actors/context.hpp"
 
@@ -32,7 +45,11 @@
 
 #include <algorithm>
 #include <array>
+#include <cassert>
 #include <cstdlib>
+#include <memory>
+#include <mutex>
+#include <optional>
 #include <unordered_map>
 #include <variant>
 
@@ -57,21 +74,44 @@ struct registry_state {
 
   layer_context* ctx = nullptr;
   std::uint32_t index = 0;
-  std::vector<compact_row> rows;
+  row_table* table = nullptr; ///< ctx->row_tables[index]
   std::unordered_map<std::uint32_t, active> actors;
-  /// Rows (local indices) whose activity changed since the last write-behind.
-  std::vector<std::uint32_t> dirty;
   std::int64_t last_flush_ms = 0;
 };
 
 using registry_pointer = registry_actor::stateful_pointer<registry_state>;
+using actor_map = std::unordered_map<std::uint32_t, registry_state::active>;
 
-compact_row& row_of(registry_pointer self, sim_id id) {
-  auto& s = self->state;
-  auto local = s.ctx->local_index(id);
-  if (local >= s.rows.size())
-    s.rows.resize(local + 1);
-  return s.rows[local];
+constexpr std::uint16_t queued_saturated = 0xffff;
+/// Rows the write-behind handles per hold of a stripe's lock.
+constexpr std::size_t flush_chunk = 4096;
+
+/// Grows `t` to at least `n` rows, with every stripe held.
+void grow(row_table& t, std::size_t n) {
+  std::array<std::unique_lock<std::mutex>, row_table::stripes> all;
+  for (std::uint32_t i = 0; i < row_table::stripes; ++i)
+    all[i] = std::unique_lock{t.locks[i].mtx};
+  if (t.rows.size() < n)
+    t.rows.resize(n);
+}
+
+/// Locks the stripe of row `local` of `t`, the row made if missing.
+std::unique_lock<std::mutex> lock_row(row_table& t, std::uint32_t local) {
+  std::unique_lock lk{t.stripe_of(local).mtx};
+  if (local < t.rows.size())
+    return lk;
+  lk.unlock();
+  grow(t, std::size_t{local} + 1);
+  lk.lock();
+  return lk;
+}
+
+/// The shard takes a message of the SIM of `row` (counted: compact_row::queued).
+void take(compact_row& row, bool counted) {
+  if (counted && row.queued != queued_saturated) {
+    assert(row.queued > 0);
+    --row.queued;
+  }
 }
 
 /// Whether a row counts in imeilock_sims_awaiting_imei: locking on, observed,
@@ -82,41 +122,82 @@ bool awaiting_imei(const compact_row& row) {
 
 /// Changes `row` with `fn`, keeping imeilock_sims_awaiting_imei in step.
 template <class Fn>
-void change_row(registry_pointer self, compact_row& row, Fn&& fn) {
+void change_row(layer_context& ctx, compact_row& row, Fn&& fn) {
   bool before = awaiting_imei(row);
   fn(row);
   if (bool after = awaiting_imei(row); after != before)
-    self->state.ctx->metrics->awaiting_imei(after ? 1 : -1);
+    ctx.metrics->awaiting_imei(after ? 1 : -1);
 }
 
-/// Records an observation of the SIM of `row` (local index `local`) in its activity.
-void note_activity(registry_pointer self, std::uint32_t local, compact_row& row, std::int64_t at_ms,
-                   bool with_imei) {
+/// Records an observation of the SIM of `row` (local index `local`) in its
+/// activity; its stripe's lock held.
+void note_activity(layer_context& ctx, row_table& t, std::uint32_t local, compact_row& row,
+                   std::int64_t at_ms, bool with_imei) {
   auto now_s = static_cast<std::uint32_t>(std::clamp<std::int64_t>(at_ms / 1000, 0, 0xffffffff));
   if (now_s == row.activity.observed_s && (!with_imei || now_s == row.activity.imei_seen_s))
     return; // the common case: seen this second already
-  change_row(self, row, [&](compact_row& r) {
+  change_row(ctx, row, [&](compact_row& r) {
     if (lock::note_observed(r.activity, now_s, with_imei) && !r.activity_dirty) {
       r.activity_dirty = true;
-      self->state.dirty.push_back(local);
+      t.stripe_of(local).dirty.push_back(local);
     }
   });
 }
 
+/// Whether observation `ev` at `at_ms` leaves `row` as it is (R2/R3: no IMEI
+/// changes nothing); otherwise what lock::apply decided, in `out`.
+bool changes_nothing(layer_context& ctx, const compact_row& row, const lock::observed& ev,
+                     std::int64_t at_ms, std::optional<lock::outcome>& out) {
+  if (!lock::is_lock_event(ev))
+    return true;
+  out = lock::apply(ctx.inv->policy(row.network), row.state, ev, at_ms);
+  return !out->changed && out->effects.empty();
+}
+
 /// Writes the activity of the dirty rows to the store, in changes of at most
-/// `chunk` SIMs. Rows not in the store yet (an upsert not committed) stay
-/// dirty; a change the store refuses or rolls back comes back as
+/// `flush_chunk` SIMs. Rows not in the store yet (an upsert not committed)
+/// stay dirty; a change the store refuses or rolls back comes back as
 /// activity_unsaved and is written again next time. More than one node:
 /// one change per cluster shard, under its lease (stamp_claim); the activity
 /// of a SIM whose shard this node no longer serves is its new owner's.
+/// The rows are read under their stripe's lock, `flush_chunk` at a time (the
+/// fast path writes them meanwhile); the store is fed with no lock held.
 void flush_activity(registry_pointer self) {
   auto& st = self->state;
+  auto& t = *st.table;
   st.last_flush_ms = st.ctx->clock();
-  if (st.dirty.empty())
+  struct taken {
+    std::uint32_t local;
+    lock::sim_activity activity;
+  };
+  std::vector<taken> todo;
+  std::vector<std::uint32_t> list;
+  for (auto& stripe : t.locks) {
+    {
+      std::lock_guard g{stripe.mtx};
+      list.swap(stripe.dirty);
+    }
+    for (std::size_t from = 0; from < list.size(); from += flush_chunk) {
+      std::lock_guard g{stripe.mtx};
+      auto to = std::min(list.size(), from + flush_chunk);
+      for (auto i = from; i < to; ++i) {
+        auto local = list[i];
+        auto& row = t.rows[local];
+        if (!row.activity_dirty)
+          continue; // the row was replaced (its cluster shard dropped or loaded again)
+        if (!row.stored) {
+          stripe.dirty.push_back(local); // written once the store holds it
+          continue;
+        }
+        row.activity_dirty = false;
+        todo.push_back({local, row.activity});
+      }
+    }
+    list.clear();
+  }
+  if (todo.empty())
     return;
-  constexpr std::size_t chunk = 4096;
   const auto shards = static_cast<std::uint32_t>(st.ctx->shards.size());
-  std::vector<std::uint32_t> later;
   struct pending {
     store::change chg;
     std::vector<std::uint32_t> locals;
@@ -141,21 +222,13 @@ void flush_activity(registry_pointer self) {
   // loader reads them by ICCID): the updates then walk the sims table's
   // B-tree instead of hitting a random page each (the write-behind of 1M
   // SIMs observed in random order took 16 s).
-  std::sort(st.dirty.begin(), st.dirty.end());
-  for (auto local : st.dirty) {
-    auto& row = st.rows[local];
-    if (!row.activity_dirty)
-      continue; // the row was replaced (its cluster shard dropped or loaded again)
-    if (!row.stored) {
-      later.push_back(local);
-      continue;
-    }
+  std::sort(todo.begin(), todo.end(),
+            [](const taken& a, const taken& b) { return a.local < b.local; });
+  for (const auto& [local, activity] : todo) {
     auto id = local * shards + st.index;
     store::change claim;
-    if (!stamp_claim(st.ctx, claim, st.ctx->inv->lowest_imsi(id))) {
-      row.activity_dirty = false;
+    if (!stamp_claim(st.ctx, claim, st.ctx->inv->lowest_imsi(id)))
       continue;
-    }
     auto it = std::find_if(open.begin(), open.end(), [&](const pending& p) {
       return p.chg.shard == claim.shard && p.chg.epoch == claim.epoch;
     });
@@ -164,28 +237,29 @@ void flush_activity(registry_pointer self) {
       it->chg.shard = claim.shard;
       it->chg.epoch = claim.epoch;
     }
-    row.activity_dirty = false;
-    it->chg.activities.push_back({st.ctx->inv->iccid(id), row.activity});
+    it->chg.activities.push_back({st.ctx->inv->iccid(id), activity});
     it->locals.push_back(local);
-    if (it->chg.activities.size() == chunk)
+    if (it->chg.activities.size() == flush_chunk)
       submit(*it);
   }
   for (auto& p : open)
     submit(p);
-  st.dirty = std::move(later);
 }
 
-/// Sends `m` to the SIM's actor, spawned from its row if it has none.
-/// `bulk`: an import's upsert (sim_upsert_msg::bulk).
+/// Sends `m` to the SIM's actor (`it`, or spawned from `row`, the SIM's row
+/// as the shard marked it busy, when `it` is the end). `bulk`: an import's
+/// upsert (sim_upsert_msg::bulk).
 template <class Msg>
-void forward(registry_pointer self, Msg&& m, bool bulk = false) {
+void forward(registry_pointer self, actor_map::iterator it, const compact_row& row, Msg&& m,
+             bool bulk = false) {
   auto& s = self->state;
   auto id = m.sim;
-  auto local = s.ctx->local_index(id);
-  auto it = s.actors.find(local);
   if (it == s.actors.end()) {
-    auto hdl = spawn_sim_actor(*self, s.ctx, id, row_of(self, id));
-    it = s.actors.emplace(local, registry_state::active{std::move(hdl), 0, 0, false, bulk}).first;
+    auto hdl = spawn_sim_actor(*self, s.ctx, id, row);
+    it = s.actors
+             .emplace(s.ctx->local_index(id),
+                      registry_state::active{std::move(hdl), 0, 0, false, bulk})
+             .first;
     s.ctx->metrics->actors_alive->Increment();
   } else if (!bulk) {
     it->second.bulk = false; // the SIM has other work: passivated as usual
@@ -197,9 +271,29 @@ void forward(registry_pointer self, Msg&& m, bool bulk = false) {
   self->send(a.hdl, sim_work{std::forward<Msg>(m)});
 }
 
+/// Work other than an observation for the SIM of `m`: taken off its row's
+/// count, `on_row` applied to its row, the row marked busy (one critical
+/// section), then forwarded to the actor.
+template <class Msg, class Fn>
+void forward_work(registry_pointer self, Msg&& m, bool bulk, Fn&& on_row) {
+  auto& s = self->state;
+  auto local = s.ctx->local_index(m.sim);
+  auto it = s.actors.find(local);
+  compact_row snapshot;
+  {
+    auto lk = lock_row(*s.table, local);
+    auto& row = s.table->rows[local];
+    take(row, m.counted);
+    on_row(row);
+    row.busy = true;
+    if (it == s.actors.end())
+      snapshot = row;
+  }
+  forward(self, it, snapshot, std::forward<Msg>(m), bulk);
+}
+
 /// Stops the actor of `it` (not busy: its row holds the state).
-void passivate(registry_pointer self,
-               std::unordered_map<std::uint32_t, registry_state::active>::iterator it) {
+void passivate(registry_pointer self, actor_map::iterator it) {
   auto& st = self->state;
   self->send(it->second.hdl, stop_atom::value);
   st.actors.erase(it);
@@ -207,30 +301,39 @@ void passivate(registry_pointer self,
   st.ctx->metrics->passivations->Increment();
 }
 
-/// An observation for one of this shard's SIMs.
+/// An observation for one of this shard's SIMs (one the submitting thread
+/// could not answer, or one sent straight here).
 void observe(registry_pointer self, sim_observation& m) {
   auto& st = self->state;
   auto local = st.ctx->local_index(m.sim);
   const lock::observed ev{m.obs.imei};
   if (m.obs.at_ms == 0)
     m.obs.at_ms = st.ctx->clock();
-  auto& row = row_of(self, m.sim);
-  note_activity(self, local, row, m.obs.at_ms, lock::is_lock_event(ev));
   auto it = st.actors.find(local);
-  if (it == st.actors.end() || !it->second.busy) {
-    // Nothing in flight: the row is the state. The common case.
-    if (!lock::is_lock_event(ev)) {
-      m.done(ack::ok); // R2/R3
-      return;
+  const bool idle = it == st.actors.end() || !it->second.busy;
+  bool answer = false;
+  std::optional<lock::outcome> out;
+  compact_row snapshot;
+  {
+    auto lk = lock_row(*st.table, local);
+    auto& row = st.table->rows[local];
+    take(row, m.counted);
+    note_activity(*st.ctx, *st.table, local, row, m.obs.at_ms, lock::is_lock_event(ev));
+    // Nothing in flight: the row is the state.
+    answer = idle && changes_nothing(*st.ctx, row, ev, m.obs.at_ms, out);
+    if (!answer) {
+      row.busy = true;
+      if (it == st.actors.end())
+        snapshot = row;
     }
-    auto out = lock::apply(st.ctx->inv->policy(row.network), row.state, ev, m.obs.at_ms);
-    if (!out.changed && out.effects.empty()) {
-      m.done(ack::ok);
-      return;
-    }
-    m.decided = std::make_shared<lock::outcome>(std::move(out)); // carried out as decided
   }
-  forward(self, std::move(m));
+  if (answer) {
+    m.done(ack::ok);
+    return;
+  }
+  if (out)
+    m.decided = std::make_shared<lock::outcome>(std::move(*out)); // carried out as decided
+  forward(self, it, snapshot, std::move(m));
 }
 
 /// Stops the actor of `id` if it has one (work it holds is answered as not
@@ -250,8 +353,7 @@ registry_actor::behavior_type registry_behavior(registry_pointer self, layer_con
   auto& s = self->state;
   s.ctx = ctx;
   s.index = index;
-  if (index < ctx->initial_rows.size())
-    s.rows = std::move(ctx->initial_rows[index]);
+  s.table = ctx->row_tables[index].get();
   auto sweep_every = std::max<std::chrono::milliseconds>(
       std::min(ctx->cfg.passivate_after / 4, ctx->cfg.activity_flush), 50ms);
   s.last_flush_ms = ctx->clock();
@@ -267,57 +369,84 @@ registry_actor::behavior_type registry_behavior(registry_pointer self, layer_con
             }),
       guard(fault_site::registry,
             [self](sim_order& m) {
-              m.activity = row_of(self, m.sim).activity;
-              forward(self, std::move(m));
+              auto* order = &m;
+              forward_work(self, std::move(m), false,
+                           [order](compact_row& row) { order->activity = row.activity; });
             }),
       guard(fault_site::registry,
             [self](sim_upsert_msg& m) {
-              if (m.created)
-                row_of(self, m.sim).network = m.network;
               auto bulk = m.bulk;
-              forward(self, std::move(m), bulk);
+              auto created = m.created;
+              auto network = m.network;
+              forward_work(self, std::move(m), bulk, [&](compact_row& row) {
+                if (created)
+                  row.network = network;
+              });
             }),
-      guard(fault_site::registry, [self](sim_order_outcome& m) { forward(self, std::move(m)); }),
+      guard(fault_site::registry,
+            [self](sim_order_outcome& m) {
+              forward_work(self, std::move(m), false, [](compact_row&) {});
+            }),
       guard(fault_site::registry,
             [self](sim_idle& m) {
               auto& st = self->state;
-              auto it = st.actors.find(st.ctx->local_index(m.sim));
+              auto local = st.ctx->local_index(m.sim);
+              auto it = st.actors.find(local);
               if (it == st.actors.end() || it->second.epoch != m.epoch)
                 return; // forwarded more since: still busy, it reports again
               it->second.busy = false;
-              change_row(self, row_of(self, m.sim), [&](compact_row& row) {
-                row.state = m.state;
-                row.network = m.network;
-                row.stored = m.stored;
-              });
+              {
+                auto lk = lock_row(*st.table, local);
+                change_row(*st.ctx, st.table->rows[local], [&](compact_row& row) {
+                  row.state = m.state;
+                  row.network = m.network;
+                  row.stored = m.stored;
+                  row.busy = false;
+                });
+              }
               if (it->second.bulk)
                 passivate(self, it);
             }),
       guard(fault_site::registry,
             [self](activity_unsaved& m) {
-              auto& st = self->state;
-              for (auto local : m.rows)
-                if (local < st.rows.size() && !st.rows[local].activity_dirty) {
-                  st.rows[local].activity_dirty = true;
-                  st.dirty.push_back(local);
+              auto& t = *self->state.table;
+              for (auto local : m.rows) {
+                auto& stripe = t.stripe_of(local);
+                std::lock_guard g{stripe.mtx};
+                if (local < t.rows.size() && !t.rows[local].activity_dirty) {
+                  t.rows[local].activity_dirty = true;
+                  stripe.dirty.push_back(local);
                 }
+              }
             }),
       guard(fault_site::registry,
             [self](sims_loaded& m) {
+              auto& st = self->state;
               for (std::size_t i = 0; i < m.sims.size(); ++i) {
                 // An actor left from an earlier period of ownership holds a
                 // state older than the store's.
                 stop_actor(self, m.sims[i]);
-                change_row(self, row_of(self, m.sims[i]), [&](compact_row& r) {
-                  r = compact_row{m.states[i], m.activities[i], m.networks[i], true};
+                auto local = st.ctx->local_index(m.sims[i]);
+                auto lk = lock_row(*st.table, local);
+                change_row(*st.ctx, st.table->rows[local], [&](compact_row& r) {
+                  auto queued = r.queued; // messages on their way: still taken off
+                  r = compact_row::loaded(m.states[i], m.activities[i], m.networks[i]);
+                  r.queued = queued;
                 });
               }
             }),
       guard(fault_site::registry,
             [self](sims_dropped& m) {
+              auto& st = self->state;
               for (auto id : m.sims) {
                 stop_actor(self, id);
-                change_row(self, row_of(self, id), [](compact_row& r) { r = compact_row{}; });
+                auto local = st.ctx->local_index(id);
+                auto lk = lock_row(*st.table, local);
+                change_row(*st.ctx, st.table->rows[local], [](compact_row& r) {
+                  auto queued = r.queued;
+                  r = compact_row{};
+                  r.queued = queued;
+                });
               }
             }),
       [self, sweep_every](sweep_atom) {
@@ -357,8 +486,51 @@ registry_actor::behavior_type registry_behavior(registry_pointer self, layer_con
 
 } // namespace
 
+// -- The fast path ----------------------------------------------------------------------
+
+void note_queued(layer_context& ctx, sim_id id) {
+  auto& t = *ctx.row_tables[ctx.shard_index(id)];
+  auto local = ctx.local_index(id);
+  auto lk = lock_row(t, local);
+  auto& row = t.rows[local];
+  if (row.queued != queued_saturated)
+    ++row.queued;
+}
+
+bool observe_here(layer_context& ctx, sim_observation& m) {
+  auto& t = *ctx.row_tables[ctx.shard_index(m.sim)];
+  auto local = ctx.local_index(m.sim);
+  const lock::observed ev{m.obs.imei};
+  if (m.obs.at_ms == 0)
+    m.obs.at_ms = ctx.clock();
+  {
+    auto lk = lock_row(t, local);
+    auto& row = t.rows[local];
+    std::optional<lock::outcome> out;
+    // The same decision as observe() takes on the shard, when nothing of
+    // the SIM is queued to the shard or in flight at its actor.
+    if (ctx.fast_path && row.queued == 0 && !row.busy &&
+        changes_nothing(ctx, row, ev, m.obs.at_ms, out)) {
+      note_activity(ctx, t, local, row, m.obs.at_ms, lock::is_lock_event(ev));
+      lk.unlock();
+      m.done(ack::ok); // R2/R3, or nothing to change
+      return true;
+    }
+    if (row.queued != queued_saturated)
+      ++row.queued;
+    m.counted = true;
+  }
+  return false; // re-decided by the shard
+}
+
 registry_actor spawn_registry_shard(caf::actor_system& sys, layer_context* ctx,
                                     std::uint32_t index) {
+  // The table first: submitting threads reach it through ctx once the layer runs.
+  if (ctx->row_tables.size() <= index)
+    ctx->row_tables.resize(index + 1);
+  ctx->row_tables[index] = std::make_unique<row_table>();
+  if (index < ctx->initial_rows.size())
+    ctx->row_tables[index]->rows = std::move(ctx->initial_rows[index]);
   return count_running(ctx, sys.spawn(registry_behavior, ctx, index));
 }
 

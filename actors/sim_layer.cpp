@@ -508,6 +508,7 @@ void sim_layer::start() {
   auto& ctx = d.ctx;
   auto t0 = std::chrono::steady_clock::now();
   auto shards = std::max<std::uint32_t>(1, ctx.cfg.shards);
+  ctx.fast_path = !d.clustered(); // docs/cluster.md: a cluster node decides on the shards
   ctx.initial_rows.assign(shards, {});
   auto expected = d.clustered() ? 0 : d.db->count_sims(); // cluster: loaded by shard
   d.inv->reserve(expected);
@@ -564,7 +565,8 @@ void sim_layer::start() {
           continue;
         }
         // Ids are dense and in load order: shard id % shards gets them in order.
-        ctx.initial_rows[ids[i] % shards].push_back({r.state, r.activity, nets[i], true});
+        ctx.initial_rows[ids[i] % shards].push_back(
+            compact_row::loaded(r.state, r.activity, nets[i]));
         ++by_lock_bar[static_cast<std::size_t>(r.state.lock) % 3]
                      [static_cast<std::size_t>(r.state.bar) % 4];
         if (r.state.lock != lock::lock_state::off && r.activity.never_with_imei())
@@ -757,7 +759,10 @@ void sim_layer::submit(observation obs, ack_fn done) {
     after_handoffs(std::move(one));
     return;
   }
-  caf::anon_send(impl_->ctx.shard_of(id), sim_observation{id, std::move(obs), std::move(done)});
+  sim_observation m{id, std::move(obs), std::move(done)};
+  if (observe_here(impl_->ctx, m))
+    return; // answered on this thread: it changed nothing
+  caf::anon_send(impl_->ctx.shard_of(id), std::move(m));
 }
 
 void sim_layer::after_handoffs(std::vector<sim_observation> items) {
@@ -787,7 +792,7 @@ void sim_layer::after_handoffs(std::vector<sim_observation> items) {
     for (std::size_t i = 0; i < held->size(); ++i) {
       auto& it = (*held)[i];
       if (!(*pending)[i]) {
-        by_shard[dd.ctx.shard_index(it.sim)].push_back(std::move(it));
+        by_shard[dd.ctx.shard_index(it.sim)].push_back(counted(dd.ctx, std::move(it)));
         continue;
       }
       // Behind the SIM's handoffs: into the inbox too, applied in id order.
@@ -808,8 +813,9 @@ void sim_layer::after_handoffs(std::vector<sim_observation> items) {
 
 void sim_layer::submit_many(std::vector<submission>& batch) {
   auto& d = *impl_;
-  // Grouped by shard in arrival order (a SIM's observations stay in order: one
-  // SIM, one shard), one message per shard: the per-message cost of CAF (a
+  // Most are answered here, on the caller's thread (observe_here); the rest
+  // are grouped by shard in arrival order (a SIM's observations stay in order:
+  // one SIM, one shard), one message per shard: the per-message cost of CAF (a
   // mailbox element, a scheduling, a dispatch) is paid once per batch.
   const std::size_t shards = d.ctx.shards.size();
   std::vector<std::vector<sim_observation>> by_shard(shards);
@@ -818,11 +824,15 @@ void sim_layer::submit_many(std::vector<submission>& batch) {
     sim_id id = no_sim;
     if (!admit(s.obs, s.done, id))
       continue;
-    if (d.ordered_after_handoffs(s.obs))
+    if (d.ordered_after_handoffs(s.obs)) {
       gated.push_back(sim_observation{id, std::move(s.obs), std::move(s.done)});
-    else
-      by_shard[d.ctx.shard_index(id)].push_back(
-          sim_observation{id, std::move(s.obs), std::move(s.done)});
+      continue;
+    }
+    sim_observation m{id, std::move(s.obs), std::move(s.done)};
+    // Answered here when it changes nothing (the front-end's own thread: its
+    // callback runs inline); else counted, behind the SIM's earlier work.
+    if (!observe_here(d.ctx, m))
+      by_shard[d.ctx.shard_index(id)].push_back(std::move(m));
   }
   batch.clear();
   if (!gated.empty())
@@ -904,8 +914,9 @@ void sim_layer::upsert(sim_upsert sim, std::function<void(write_result)> done, b
         d.report_unconfigured(false);
       inner(std::move(r));
     };
-  caf::anon_send(shard, sim_upsert_msg{id, std::move(sim), net, created, now_ms(),
-                                       d.track<write_result>(std::move(reply)), bulk});
+  caf::anon_send(shard,
+                 counted(d.ctx, sim_upsert_msg{id, std::move(sim), net, created, now_ms(),
+                                               d.track<write_result>(std::move(reply)), bulk}));
 }
 
 void sim_layer::import_sims(std::vector<sim_upsert> sims,
@@ -1040,8 +1051,9 @@ void sim_layer::place_order(std::string iccid, order_request req,
     }
     done(std::move(r));
   };
-  caf::anon_send(d.ctx.shard_of(id),
-                 sim_order{id, req, now_ms(), d.track<write_result>(std::move(answer))});
+  caf::anon_send(
+      d.ctx.shard_of(id),
+      counted(d.ctx, sim_order{id, req, now_ms(), d.track<write_result>(std::move(answer))}));
 }
 
 void sim_layer::get_order(std::uint64_t id,

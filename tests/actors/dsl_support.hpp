@@ -92,7 +92,8 @@ struct dsl_fixture {
     db->load_inventory([&](const store::inventory_row& r) {
       auto net = inv.intern(r.network);
       auto id = inv.add(r.iccid, r.network, r.imsis);
-      ctx.initial_rows[id % shards].push_back({r.state, net, true});
+      ctx.initial_rows[id % shards].push_back(
+          actors::compact_row::loaded(r.state, r.activity, net));
     });
     ctx.orders = actors::spawn_order_actor(sys, &ctx);
     for (std::uint32_t i = 0; i < shards; ++i)

@@ -8,8 +8,12 @@
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
+#include <array>
 #include <atomic>
+#include <memory>
 #include <mutex>
+#include <thread>
 
 using namespace imeilock;
 using namespace imeilock::testing;
@@ -473,4 +477,198 @@ TEST_CASE("violation actions: alert records without a bar, a reload to bar bars 
   CHECK(violations()[2].action == lock::violation_action::disconnect_and_bar);
   REQUIRE(violations()[2].disconnect != nullptr);
   CHECK(violations()[2].disconnect->acct_session_id == "s-41");
+}
+
+namespace {
+
+/// Submits an observation of `imsi_value` with `value`; `on_ack` gets the
+/// answer and whether it came on the submitting thread, inside submit().
+void submit_one(actors::sim_layer& layer, std::uint64_t imsi_value, lock::imei_value value,
+                std::function<void(ack, bool inline_answer)> on_ack) {
+  actors::observation obs;
+  obs.imsi = imsi_value;
+  obs.imei = value;
+  obs.peer = "test";
+  auto self = std::this_thread::get_id();
+  auto inside = std::make_shared<std::atomic<bool>>(true);
+  layer.submit(std::move(obs), [self, inside, on_ack = std::move(on_ack)](ack a) {
+    on_ack(a, inside->load() && std::this_thread::get_id() == self);
+  });
+  inside->store(false);
+}
+
+} // namespace
+
+TEST_CASE("the fast path: an observation that changes nothing is answered on the submitting "
+          "thread, one that changes something is not",
+          "[actors]") {
+  temp_dir dir;
+  layer_fixture f{config_for(dir), fast_orders(100ms)};
+  REQUIRE(f.upsert(iccid(70), {imsi(70)}).error == ec::ok);
+  REQUIRE(f.observe(imsi(70), imei(1)) == ack::ok); // first contact: a change, on the shard
+
+  std::atomic<int> answered{0};
+  std::atomic<int> inline_answers{0};
+  std::atomic<int> not_ok{0};
+  auto count = [&](ack a, bool here) {
+    if (a != ack::ok)
+      not_ok.fetch_add(1);
+    if (here)
+      inline_answers.fetch_add(1);
+    answered.fetch_add(1);
+  };
+  // The shard takes the actor's report (sim_idle) shortly after the answer:
+  // from then on the row is the state and nothing is in flight.
+  REQUIRE(f.wait_for([&] {
+    bool here = false;
+    submit_one(*f.layer, imsi(70), imei(1), [&](ack, bool h) { here = h; });
+    return here;
+  }));
+  // Unchanged, and without an IMEI (R2/R3): all answered inside submit().
+  for (int i = 0; i < 1000; ++i)
+    submit_one(*f.layer, imsi(70), i % 2 == 0 ? imei(1) : lock::imei_value{}, count);
+  CHECK(answered.load() == 1000);
+  CHECK(inline_answers.load() == 1000);
+  CHECK(not_ok.load() == 0);
+  CHECK(f.layer->in_flight() == 0);
+
+  // A second device changes the SIM: written through its actor, answered
+  // from a CAF thread once durable. The first device right behind it looks
+  // unchanged to the row, but is a change after it: not answered here either.
+  answered = 0;
+  inline_answers = 0;
+  submit_one(*f.layer, imsi(70), imei(2), count);
+  submit_one(*f.layer, imsi(70), imei(1), count);
+  REQUIRE(f.wait_for([&] { return answered.load() == 2; }));
+  CHECK(inline_answers.load() == 0);
+  CHECK(not_ok.load() == 0);
+  CHECK(f.sim(iccid(70))->state.last_seen_imei == imei(1).device);
+}
+
+TEST_CASE("the fast path keeps order per SIM: two submitting threads, changes in flight, no "
+          "observation answered ahead of an earlier one of its SIM",
+          "[actors]") {
+  temp_dir dir;
+  recorder rec;
+  auto cfg = config_for(dir);
+  cfg.shards = 3;
+  layer_fixture f{cfg, fast_orders(100ms), &rec};
+  constexpr std::uint64_t sims = 8;
+  constexpr int rounds = 25;
+  for (std::uint64_t i = 0; i < sims; ++i) {
+    REQUIRE(f.upsert(iccid(80 + i), {imsi(80 + i)}).error == ec::ok);
+    REQUIRE(f.observe(imsi(80 + i), imei(1)) == ack::ok);
+  }
+  // First contact is a change (R5); its notice may follow the answer.
+  REQUIRE(f.wait_for([&] { return rec.count(lock::notice::change_event) == sims; }));
+  const auto changes_before = rec.count(lock::notice::change_event);
+
+  // Per SIM, in order: IMEI 2 (a change), 2 again, then 1 three times (a
+  // change back: answered from the row it would look unchanged while the
+  // first change is still in flight). Each answer is stamped with its
+  // position; per SIM they must come back in submission order.
+  std::mutex mtx;
+  std::vector<std::vector<int>> acks(sims);
+  std::atomic<int> answered{0};
+  std::atomic<int> not_ok{0};
+  auto make_done = [&](std::uint64_t sim, int pos) {
+    return [&, sim, pos](ack a) {
+      if (a != ack::ok)
+        not_ok.fetch_add(1);
+      {
+        std::lock_guard g{mtx};
+        acks[sim].push_back(pos);
+      }
+      answered.fetch_add(1);
+    };
+  };
+  const std::array<int, 5> pattern{2, 2, 1, 1, 1};
+  auto run = [&](std::uint64_t first, bool batched) {
+    for (int r = 0; r < rounds; ++r) {
+      std::vector<actors::submission> batch;
+      for (std::size_t k = 0; k < pattern.size(); ++k)
+        for (std::uint64_t s = first; s < first + sims / 2; ++s) {
+          actors::observation obs;
+          obs.imsi = imsi(80 + s);
+          obs.imei = imei(static_cast<std::uint64_t>(pattern[k]));
+          obs.peer = "test";
+          auto done = make_done(s, r * static_cast<int>(pattern.size()) + static_cast<int>(k));
+          if (batched)
+            batch.push_back({std::move(obs), std::move(done)});
+          else
+            f.layer->submit(std::move(obs), std::move(done));
+        }
+      if (batched)
+        f.layer->submit_many(batch);
+    }
+  };
+  std::thread a{[&] { run(0, false); }};
+  std::thread b{[&] { run(sims / 2, true); }};
+  a.join();
+  b.join();
+  const int total = static_cast<int>(sims) * rounds * static_cast<int>(pattern.size());
+  REQUIRE(f.wait_for([&] { return answered.load() == total; }, 30s));
+  CHECK(not_ok.load() == 0);
+  {
+    std::lock_guard g{mtx};
+    for (std::uint64_t s = 0; s < sims; ++s) {
+      INFO("SIM " << s);
+      CHECK(acks[s].size() == rounds * pattern.size());
+      CHECK(std::is_sorted(acks[s].begin(), acks[s].end()));
+    }
+  }
+  // Every change took effect, in order: two per SIM per round (R5), and
+  // each SIM was last seen with IMEI 1.
+  REQUIRE(f.wait_for(
+      [&] { return rec.count(lock::notice::change_event) == changes_before + 2 * sims * rounds; }));
+  for (std::uint64_t s = 0; s < sims; ++s)
+    CHECK(f.sim(iccid(80 + s))->state.last_seen_imei == imei(1).device);
+  CHECK(f.layer->in_flight() == 0);
+}
+
+TEST_CASE("the fast path: a locked SIM hammered from two threads with its own device and a "
+          "second one raises exactly one violation and one bar",
+          "[actors]") {
+  temp_dir dir;
+  recorder rec;
+  auto cfg = config_for(dir);
+  cfg.max_queued_per_sim = 1000; // none shed behind the bar's write
+  layer_fixture f{cfg, fast_orders(200ms), &rec};
+  auto id = iccid(90);
+  REQUIRE(f.upsert(id, {imsi(90)}).error == ec::ok);
+  REQUIRE(f.order(id, lock::order_type::enable_imei_lock).error == ec::ok);
+  REQUIRE(
+      f.wait_for([&] { return f.sim(id)->state.lock == lock::lock_state::awaiting_first_imei; }));
+  REQUIRE(f.observe(imsi(90), imei(100)) == ack::ok);
+  REQUIRE(f.sim(id)->state.lock_imei == imei(100).device);
+
+  std::atomic<int> answered{0};
+  std::atomic<int> not_ok{0};
+  auto hammer = [&](int second_device_at) {
+    for (int i = 0; i < 400; ++i) {
+      actors::observation obs;
+      obs.imsi = imsi(90);
+      obs.imei = i == second_device_at ? imei(200) : imei(100);
+      obs.peer = "test";
+      f.layer->submit(std::move(obs), [&](ack a) {
+        if (a != ack::ok)
+          not_ok.fetch_add(1);
+        answered.fetch_add(1);
+      });
+    }
+  };
+  std::thread a{[&] { hammer(100); }};
+  std::thread b{[&] { hammer(150); }};
+  a.join();
+  b.join();
+  REQUIRE(f.wait_for([&] { return answered.load() == 800; }));
+  CHECK(not_ok.load() == 0);
+  REQUIRE(f.wait_for([&] { return f.sim(id)->state.bar == lock::bar_state::barred; }));
+  std::size_t bars = 0;
+  for (auto& o : f.orders_of(id))
+    if (o.type == lock::order_type::bar)
+      ++bars;
+  CHECK(bars == 1);
+  CHECK(rec.count(lock::notice::violation) == 1);
+  CHECK(f.sim(id)->state.lock_imei == imei(100).device);
 }
