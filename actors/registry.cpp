@@ -47,6 +47,7 @@
 #include <array>
 #include <cassert>
 #include <cstdlib>
+#include <exception>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -506,21 +507,31 @@ bool observe_here(layer_context& ctx, sim_observation& m) {
   {
     auto lk = lock_row(t, local);
     auto& row = t.rows[local];
-    std::optional<lock::outcome> out;
     // The same decision as observe() takes on the shard, when nothing of
-    // the SIM is queued to the shard or in flight at its actor.
-    if (ctx.fast_path && row.queued == 0 && !row.busy &&
-        changes_nothing(ctx, row, ev, m.obs.at_ms, out)) {
-      note_activity(ctx, t, local, row, m.obs.at_ms, lock::is_lock_event(ev));
-      lk.unlock();
-      m.done(ack::ok); // R2/R3, or nothing to change
-      return true;
+    // the SIM is queued to the shard or in flight at its actor. Should it
+    // throw (nothing in lock/ does), the shard decides, guarded: nothing
+    // escapes onto a front-end's thread.
+    bool answer = false;
+    if (ctx.fast_path && row.queued == 0 && !row.busy) {
+      try {
+        std::optional<lock::outcome> out;
+        if (changes_nothing(ctx, row, ev, m.obs.at_ms, out)) {
+          note_activity(ctx, t, local, row, m.obs.at_ms, lock::is_lock_event(ev));
+          answer = true;
+        }
+      } catch (const std::exception&) {
+        answer = false;
+      }
     }
-    if (row.queued != queued_saturated)
-      ++row.queued;
-    m.counted = true;
+    if (!answer) {
+      if (row.queued != queued_saturated)
+        ++row.queued;
+      m.counted = true;
+      return false; // sent to the shard, which decides again
+    }
   }
-  return false; // re-decided by the shard
+  m.done(ack::ok); // R2/R3, or nothing to change
+  return true;
 }
 
 registry_actor spawn_registry_shard(caf::actor_system& sys, layer_context* ctx,
