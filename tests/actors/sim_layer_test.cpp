@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <array>
 #include <atomic>
+#include <future>
 #include <memory>
 #include <mutex>
 #include <thread>
@@ -520,9 +521,10 @@ TEST_CASE("the fast path: an observation that changes nothing is answered on the
   // The shard takes the actor's report (sim_idle) shortly after the answer:
   // from then on the row is the state and nothing is in flight.
   REQUIRE(f.wait_for([&] {
-    bool here = false;
-    submit_one(*f.layer, imsi(70), imei(1), [&](ack, bool h) { here = h; });
-    return here;
+    auto here = std::make_shared<std::promise<bool>>();
+    auto answer = here->get_future();
+    submit_one(*f.layer, imsi(70), imei(1), [here](ack, bool h) { here->set_value(h); });
+    return answer.get(); // waits for an answer from the shard
   }));
   // Unchanged, and without an IMEI (R2/R3): all answered inside submit().
   for (int i = 0; i < 1000; ++i)
