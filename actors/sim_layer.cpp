@@ -792,7 +792,8 @@ void sim_layer::after_handoffs(std::vector<sim_observation> items) {
     for (std::size_t i = 0; i < held->size(); ++i) {
       auto& it = (*held)[i];
       if (!(*pending)[i]) {
-        by_shard[dd.ctx.shard_index(it.sim)].push_back(counted(dd.ctx, std::move(it)));
+        auto& group = by_shard[dd.ctx.shard_index(it.sim)];
+        group.push_back(counted(dd.ctx, std::move(it)));
         continue;
       }
       // Behind the SIM's handoffs: into the inbox too, applied in id order.
