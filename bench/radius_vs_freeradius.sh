@@ -124,7 +124,9 @@ server default {
   }
 }
 CONF
-"$freeradius" -f -d "$work/fr" -n radiusd -l stderr > "$work/fr.out" 2>&1 &
+# From $work: FreeRADIUS 3.2 takes "-l stderr" for a file of that name in its
+# working directory (it left one in the checkout).
+(cd "$work" && exec "$freeradius" -f -d "$work/fr" -n radiusd -l stderr > "$work/fr.out" 2>&1) &
 pids+=($!)
 
 
