@@ -4,15 +4,17 @@ daemon's memory while it runs (issue 12: 1 million SIMs in <= 60 s, memory
 bounded). A benchmark, not a test: it prints figures and fails only when the
 daemon refuses a line or dies.
 
-    bench/import_bench.py BUILD_DIR [--sims 1000000] [--chunk 20000] [--keep]
-                          [--compare OTHER_IMEILOCKD [--rounds 2]]
+    bench/import_bench.py BUILD_DIR [--sims 1000000] [--chunk 20000] [--in-flight 1]
+                          [--keep] [--compare OTHER_IMEILOCKD [--rounds 2]]
 
 The daemon (BUILD_DIR/daemon/imeilockd, or $IMEILOCKD) starts from
 tests/integration/harness.py's default configuration (SQLite in a temp dir,
 every listener on 127.0.0.1 port 0). The script posts the load generators'
 SIMs (IMSI 234150000000000 + i, lock off, active; harness.import_bench_sims)
-as CSV, `--chunk` lines per request, one request at a time, and samples the
-daemon's VmRSS every 0.1 s from /proc. It prints one line per 10 % of the SIMs
+as CSV, `--chunk` lines per request, `--in-flight` requests at a time (1: the
+next request is written only once the answer to the last one is in; 2: the
+script writes the next chunk while the daemon imports the last, each request
+on its own connection), and samples the daemon's VmRSS every 0.1 s from /proc. It prints one line per 10 % of the SIMs
 (elapsed time, rate, RSS) and at the end the total time, SIMs/s, the daemon's
 CPU seconds and the script's own (client_cpu_s), the daemon's RSS before, its
 peak (VmHWM) and after, the requests retried after a 503 (the store's queue
@@ -98,6 +100,8 @@ def main():
     ap.add_argument("build_dir")
     ap.add_argument("--sims", type=int, default=1_000_000)
     ap.add_argument("--chunk", type=int, default=20_000)
+    ap.add_argument("--in-flight", type=int, default=1,
+                    help="requests outstanding at a time (each on its own connection)")
     ap.add_argument("--keep", action="store_true", help="keep the state directory")
     ap.add_argument("--compare", metavar="OTHER_IMEILOCKD",
                     help="also run this binary, alternating with the build's, and compare")
@@ -118,7 +122,8 @@ def main():
     for label, b in (("before", args.compare), ("after", binary)):
         rs = runs[b]
         each = ", ".join(f"{x['seconds']:.1f}" for x in rs)
-        print(f"SIDE_BY_SIDE {label} {b}: sims={args.sims} rounds={len(rs)} "
+        print(f"SIDE_BY_SIDE {label} {b}: sims={args.sims} in_flight={args.in_flight} "
+              f"rounds={len(rs)} "
               f"seconds={med(x['seconds'] for x in rs):.1f} (rounds {each}) "
               f"rate={med(x['rate'] for x in rs):.0f}/s "
               f"daemon_cpu_s={med(x['cpu'] for x in rs):.1f} "
@@ -134,27 +139,53 @@ def run_once(binary, args):
     with d:
         pid, port = d.pid, d.ports["api"]
         print(f"imeilockd {binary}, state {d.state_dir}; {args.sims} SIMs in chunks of "
-              f"{args.chunk}; load average {load_average()}", flush=True)
+              f"{args.chunk}, {args.in_flight} in flight; load average {load_average()}",
+              flush=True)
         rss0 = status_kb(pid, "VmRSS")
         cpu0 = cpu_seconds(pid)
         client0 = client_cpu_seconds()
         sampler = rss_sampler(pid)
         sampler.start()
         t0 = time.monotonic()
-        done = 0
-        step = max(args.chunk, args.sims // 10)
-        next_report = step
-        while done < args.sims:
-            n = min(args.chunk, args.sims - done)
-            imported = import_chunk(port, done, n)
-            if imported != n:
-                raise SystemExit(f"chunk at {done}: imported {imported} of {n}")
-            done += n
-            if done >= next_report or done == args.sims:
-                secs = time.monotonic() - t0
-                print(f"  {done:>9} SIMs  {secs:7.1f} s  {done / secs:8.0f}/s  "
-                      f"RSS {mb(sampler.last_kb)}  load {load_average()}", flush=True)
-                next_report += step
+        progress = {"next": 0, "done": 0, "report": max(args.chunk, args.sims // 10),
+                    "failed": None}
+        step = progress["report"]
+        lock = threading.Lock()
+
+        def sender():
+            # Takes the next chunk until none is left (or another sender failed).
+            while True:
+                with lock:
+                    first = progress["next"]
+                    if first >= args.sims or progress["failed"]:
+                        return
+                    n = min(args.chunk, args.sims - first)
+                    progress["next"] += n
+                try:
+                    imported = import_chunk(port, first, n)
+                    if imported != n:
+                        raise SystemExit(f"chunk at {first}: imported {imported} of {n}")
+                except SystemExit as e:
+                    with lock:
+                        progress["failed"] = progress["failed"] or str(e)
+                    return
+                with lock:
+                    progress["done"] += n
+                    done = progress["done"]
+                    if done >= progress["report"] or done == args.sims:
+                        secs = time.monotonic() - t0
+                        print(f"  {done:>9} SIMs  {secs:7.1f} s  {done / secs:8.0f}/s  "
+                              f"RSS {mb(sampler.last_kb)}  load {load_average()}", flush=True)
+                        progress["report"] += step
+
+        senders = [threading.Thread(target=sender) for _ in range(max(1, args.in_flight))]
+        for t in senders:
+            t.start()
+        for t in senders:
+            t.join()
+        if progress["failed"]:
+            raise SystemExit(progress["failed"])
+        done = progress["done"]
         secs = time.monotonic() - t0
         sampler.stop.set()
         sampler.join()
@@ -162,7 +193,8 @@ def run_once(binary, args):
         client = client_cpu_seconds() - client0
         rss1 = status_kb(pid, "VmRSS")
         peak = max(status_kb(pid, "VmHWM"), sampler.peak_kb)
-        print(f"RESULT imported={done} seconds={secs:.1f} rate={done / secs:.0f}/s "
+        print(f"RESULT imported={done} in_flight={args.in_flight} seconds={secs:.1f} "
+              f"rate={done / secs:.0f}/s "
               f"daemon_cpu_s={cpu:.1f} client_cpu_s={client:.1f} "
               f"rss_before={mb(rss0)} rss_peak={mb(peak)} "
               f"rss_after={mb(rss1)} retries_503={RETRIES['count']} load={load_average()}",
@@ -182,6 +214,7 @@ def run_once(binary, args):
 
 
 RETRIES = {"count": 0}
+RETRIES_LOCK = threading.Lock()
 
 
 def import_chunk(port, first, n):
@@ -196,7 +229,8 @@ def import_chunk(port, first, n):
         status, body = post_csv(port, "\n".join(lines) + "\n")
         if status != 503:
             break
-        RETRIES["count"] += 1
+        with RETRIES_LOCK:
+            RETRIES["count"] += 1
         time.sleep(1)
     if status != 200 or body.get("rejected"):
         bad = [x for x in body.get("results", [])
