@@ -66,10 +66,15 @@ struct sqlite_db {
   rows query(const std::string& sql) const {
     sqlite3* raw = nullptr;
     REQUIRE(sqlite3_open(dir.db().c_str(), &raw) == SQLITE_OK);
+    // Waits for a lock as the store's own connections do (a checkpoint when
+    // the store closes its last connection takes the database briefly):
+    // without it a read here can fail SQLITE_BUSY and read as no rows.
+    sqlite3_busy_timeout(raw, 5000);
     rows out;
     sqlite3_stmt* st = nullptr;
     REQUIRE(sqlite3_prepare_v2(raw, sql.c_str(), -1, &st, nullptr) == SQLITE_OK);
-    while (sqlite3_step(st) == SQLITE_ROW) {
+    int rc = SQLITE_ROW;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
       auto& r = out.emplace_back();
       for (int i = 0; i < sqlite3_column_count(st); ++i) {
         auto t = sqlite3_column_text(st, i);
@@ -78,6 +83,8 @@ struct sqlite_db {
     }
     sqlite3_finalize(st);
     sqlite3_close(raw);
+    INFO(sql << ": " << sqlite3_errstr(rc));
+    REQUIRE(rc == SQLITE_DONE); // an error is no empty result
     return out;
   }
   std::string schema_version() const { return query("PRAGMA user_version").at(0).at(0); }
@@ -337,6 +344,7 @@ STORE_TEST("the field lists name every column of the schema, in table order") {
   // home_suffix (schema 7) is the store's own, derived from the IMSIs: no
   // record carries it.
   auto table = fx.columns("sims");
+  REQUIRE(!table.empty());
   CHECK(table.back() == "home_suffix");
   table.pop_back();
   CHECK(std::set<std::string>(table.begin(), table.end()) ==
