@@ -53,13 +53,17 @@ struct compact_row {
   [[no_unique_address]] lock::sim_state state;
   /// The store holds the SIM: loaded at startup, or an upsert committed (a
   /// first upsert that failed leaves a row in the index only).
-  bool stored = false;
+  bool stored : 1 = false;
   /// `activity` changed since the write-behind last took it (the row is in
   /// its stripe's dirty list).
-  bool activity_dirty = false;
+  bool activity_dirty : 1 = false;
+  /// `activity` moved since the write-behind last took it, within the same
+  /// `activity_resolution` step (registry.cpp, note_activity): not listed
+  /// dirty, written at stop or with the next change of step.
+  bool activity_behind : 1 = false;
   /// The SIM's actor holds work it has not reported done (sim_idle): the row
   /// is not the SIM's state now. Set and cleared by the shard.
-  bool busy = false;
+  bool busy : 1 = false;
   /// When the SIM was last observed (with an IMEI): owned by the shard and
   /// the fast path, which see every observation; never handed to the SIM
   /// actor nor taken back from it (sim_idle), written to the store by the

@@ -25,9 +25,18 @@
 // The shard and the fast path also keep each SIM's activity (when last
 // observed, last with an IMEI: lock::sim_activity) in its row, for every
 // observation, in whole seconds: a SIM observed a thousand times a second
-// changes it once a second. Changed rows are listed (per stripe) and written
-// behind in batches every `activity_flush` (and at stop): never a write per
-// observation.
+// changes it once a second. A row is listed (per stripe) for the write-behind
+// only when one of its times moves to another step of `activity_resolution`
+// (or is set for the first time); the listed rows are written in batches
+// every `activity_flush`, and at stop every row that moved at all: never a
+// write per observation, and a SIM observed all the time is written once a
+// step, not once a flush.
+//
+// Passivation: the sweep (every `sweep_every`) lists the actors idle for
+// `passivate_after` and stops them `passivate_chunk` at a time, one chunk
+// every `passivate_pace`: a burst of SIMs gone idle together (a wave of
+// changes a minute ago) is not one long stall of the worker that the front-
+// ends' threads share the cores with.
 
 #include "actors/context.hpp"
 
@@ -78,6 +87,10 @@ struct registry_state {
   row_table* table = nullptr; ///< ctx->row_tables[index]
   std::unordered_map<std::uint32_t, active> actors;
   std::int64_t last_flush_ms = 0;
+  /// Actors (local indices) the last scan found idle, stopped from `next_stop` on
+  /// a chunk at a time (each checked again: it may have had work since).
+  std::vector<std::uint32_t> idle;
+  std::size_t next_stop = 0;
 };
 
 using registry_pointer = registry_actor::stateful_pointer<registry_state>;
@@ -86,6 +99,10 @@ using actor_map = std::unordered_map<std::uint32_t, registry_state::active>;
 constexpr std::uint16_t queued_saturated = 0xffff;
 /// Rows the write-behind handles per hold of a stripe's lock.
 constexpr std::size_t flush_chunk = 4096;
+/// Idle actors the sweep stops at most per turn, and its pace while more are
+/// listed: 25,600 a second per shard, a few milliseconds of a worker per turn.
+constexpr std::size_t passivate_chunk = 256;
+constexpr auto passivate_pace = std::chrono::milliseconds{10};
 
 /// Grows `t` to at least `n` rows, with every stripe held.
 void grow(row_table& t, std::size_t n) {
@@ -130,17 +147,38 @@ void change_row(layer_context& ctx, compact_row& row, Fn&& fn) {
     ctx.metrics->awaiting_imei(after ? 1 : -1);
 }
 
+/// Whether activity `after` must be written when the store holds `before`
+/// (or older, within the same steps): a time set for the first time, or
+/// moved to another step of `step_s` seconds.
+bool activity_moved_step(const lock::sim_activity& before, const lock::sim_activity& after,
+                         std::uint32_t step_s) {
+  auto moved = [step_s](std::uint32_t b, std::uint32_t a) {
+    return a != b && (b == 0 || a / step_s != b / step_s);
+  };
+  return moved(before.observed_s, after.observed_s) || moved(before.imei_seen_s, after.imei_seen_s);
+}
+
 /// Records an observation of the SIM of `row` (local index `local`) in its
-/// activity; its stripe's lock held.
+/// activity; its stripe's lock held. The row is listed for the write-behind
+/// when a time moved to another `activity_resolution` step, else only marked
+/// behind (written at stop, or with the next listing).
 void note_activity(layer_context& ctx, row_table& t, std::uint32_t local, compact_row& row,
                    std::int64_t at_ms, bool with_imei) {
   auto now_s = static_cast<std::uint32_t>(std::clamp<std::int64_t>(at_ms / 1000, 0, 0xffffffff));
   if (now_s == row.activity.observed_s && (!with_imei || now_s == row.activity.imei_seen_s))
     return; // the common case: seen this second already
   change_row(ctx, row, [&](compact_row& r) {
-    if (lock::note_observed(r.activity, now_s, with_imei) && !r.activity_dirty) {
+    auto before = r.activity;
+    if (!lock::note_observed(r.activity, now_s, with_imei) || r.activity_dirty)
+      return;
+    auto step_s = static_cast<std::uint32_t>(
+        std::max<std::int64_t>(ctx.cfg.activity_resolution.count() / 1000, 1));
+    if (activity_moved_step(before, r.activity, step_s)) {
       r.activity_dirty = true;
+      r.activity_behind = false;
       t.stripe_of(local).dirty.push_back(local);
+    } else {
+      r.activity_behind = true;
     }
   });
 }
@@ -163,7 +201,9 @@ bool changes_nothing(layer_context& ctx, const compact_row& row, const lock::obs
 /// of a SIM whose shard this node no longer serves is its new owner's.
 /// The rows are read under their stripe's lock, `flush_chunk` at a time (the
 /// fast path writes them meanwhile); the store is fed with no lock held.
-void flush_activity(registry_pointer self) {
+/// `all` (at stop): also the rows behind (moved within their step), found by
+/// a walk over every row.
+void flush_activity(registry_pointer self, bool all = false) {
   auto& st = self->state;
   auto& t = *st.table;
   st.last_flush_ms = st.ctx->clock();
@@ -173,10 +213,27 @@ void flush_activity(registry_pointer self) {
   };
   std::vector<taken> todo;
   std::vector<std::uint32_t> list;
-  for (auto& stripe : t.locks) {
+  for (std::size_t si = 0; si < row_table::stripes; ++si) {
+    auto& stripe = t.locks[si];
     {
       std::lock_guard g{stripe.mtx};
       list.swap(stripe.dirty);
+    }
+    if (all) {
+      // `flush_chunk` rows per hold of the lock; the rows only grow.
+      for (std::size_t from = si; true; from += flush_chunk * row_table::stripes) {
+        std::lock_guard g{stripe.mtx};
+        if (from >= t.rows.size())
+          break;
+        auto to = std::min(t.rows.size(), from + flush_chunk * row_table::stripes);
+        for (auto local = from; local < to; local += row_table::stripes) {
+          auto& row = t.rows[local];
+          if (row.activity_behind && !row.activity_dirty) {
+            row.activity_dirty = true;
+            list.push_back(static_cast<std::uint32_t>(local));
+          }
+        }
+      }
     }
     for (std::size_t from = 0; from < list.size(); from += flush_chunk) {
       std::lock_guard g{stripe.mtx};
@@ -191,6 +248,7 @@ void flush_activity(registry_pointer self) {
           continue;
         }
         row.activity_dirty = false;
+        row.activity_behind = false; // written as it is now
         todo.push_back({local, row.activity});
       }
     }
@@ -454,15 +512,21 @@ registry_actor::behavior_type registry_behavior(registry_pointer self, layer_con
         auto& st = self->state;
         auto now = st.ctx->clock();
         auto idle = st.ctx->cfg.passivate_after.count();
+        if (st.next_stop == st.idle.size()) { // a turn of the period: list the idle ones
+          st.idle.clear();
+          st.next_stop = 0;
+          for (const auto& [local, a] : st.actors)
+            if (!a.busy && now - a.last_ms >= idle)
+              st.idle.push_back(local);
+        }
         std::size_t stopped = 0;
-        for (auto it = st.actors.begin(); it != st.actors.end();) {
-          if (!it->second.busy && now - it->second.last_ms >= idle) {
-            self->send(it->second.hdl, stop_atom::value);
-            it = st.actors.erase(it);
-            ++stopped;
-          } else {
-            ++it;
-          }
+        for (; st.next_stop < st.idle.size() && stopped < passivate_chunk; ++st.next_stop) {
+          auto it = st.actors.find(st.idle[st.next_stop]);
+          if (it == st.actors.end() || it->second.busy || now - it->second.last_ms < idle)
+            continue; // stopped meanwhile, or had work since
+          self->send(it->second.hdl, stop_atom::value);
+          st.actors.erase(it);
+          ++stopped;
         }
         if (stopped > 0) {
           st.ctx->metrics->actors_alive->Decrement(static_cast<double>(stopped));
@@ -470,11 +534,17 @@ registry_actor::behavior_type registry_behavior(registry_pointer self, layer_con
         }
         if (now - st.last_flush_ms >= st.ctx->cfg.activity_flush.count())
           guarded(fault_site::registry, [self] { flush_activity(self); });
-        self->delayed_send(self, sweep_every, sweep_atom::value);
+        if (st.next_stop < st.idle.size()) {
+          self->delayed_send(self, passivate_pace, sweep_atom::value);
+        } else {
+          st.idle = {}; // a burst's list is not kept until the next one
+          st.next_stop = 0;
+          self->delayed_send(self, sweep_every, sweep_atom::value);
+        }
       },
       [self](stop_atom) {
         auto& st = self->state;
-        guarded(fault_site::registry, [self] { flush_activity(self); });
+        guarded(fault_site::registry, [self] { flush_activity(self, true); });
         for (auto& [local, a] : st.actors)
           self->send(a.hdl, stop_atom::value);
         st.ctx->metrics->actors_alive->Decrement(static_cast<double>(st.actors.size()));

@@ -29,6 +29,7 @@ void load(sim_layer_config& cfg, config::section s) {
   s.read("max_queued_per_sim", cfg.max_queued_per_sim, 1u, 100'000u);
   s.read_duration("stop_timeout", cfg.stop_timeout, 0s, 600s);
   s.read_duration("activity_flush", cfg.activity_flush, 100ms, 3'600s);
+  s.read_duration("activity_resolution", cfg.activity_resolution, 1s, 3'600s);
   auto st = s.child("store");
   std::string backend =
       cfg.store.backend == store::backend_kind::postgresql ? "postgresql" : "sqlite";

@@ -3,21 +3,23 @@
 // the `sim_layer:` section of imeilockd.yaml. No CAF.
 //
 //   sim_layer:
-//     shards: 2                  # registry shards; one per CAF worker is right
-//     passivate_after: 60s       # a SIM actor idle this long is folded back into its compact row
-//     max_in_flight: 100000      # observations handed over and not yet acknowledged; beyond:
-//     overloaded max_queued_per_sim: 256    # events waiting behind one SIM's write; beyond:
-//     overloaded stop_timeout: 5s           # stop(): how long to wait for in-flight work to drain
-//     activity_flush: 10s        # write-behind of when SIMs were last observed (a crash loses up
-//     to this) store:
-//       backend: sqlite          # sqlite (embedded file) | postgresql (a server, README)
+//     shards: 2                # registry shards; one per CAF worker is right
+//     passivate_after: 60s     # a SIM actor idle this long is folded back into its row
+//     max_in_flight: 100000    # observations handed over, not yet acknowledged; beyond: overloaded
+//     max_queued_per_sim: 256  # events waiting behind one SIM's write; beyond: overloaded
+//     stop_timeout: 5s         # stop(): how long to wait for in-flight work to drain
+//     activity_flush: 10s      # write-behind of when SIMs were last observed (a crash loses up
+//                              # to this plus activity_resolution)
+//     activity_resolution: 60s # a SIM's times written again once they move to another step
+//     store:
+//       backend: sqlite        # sqlite (embedded file) | postgresql (a server, README)
 //       path: /var/lib/imeilockd/imeilockd.db
-//       synchronous: normal      # normal: survives kill -9; full: also power loss (fsync per
-//       commit) max_queue: 65536         # changes waiting for the writer; beyond: store overloaded
-//       max_queue_wait: 2s       # the oldest waiting longer than this: store overloaded (0s: off)
-//       max_batch: 4096          # most changes in one group commit
-//       readers: 2               # reader connections (API reads)
-//       commit_delay: 0s         # test knob: the writer sleeps before each commit (a slow disk)
+//       synchronous: normal    # normal: survives kill -9; full: also power loss (fsync per commit)
+//       max_queue: 65536       # changes waiting for the writer; beyond: store overloaded
+//       max_queue_wait: 2s     # the oldest waiting longer than this: store overloaded (0s: off)
+//       max_batch: 4096        # most changes in one group commit
+//       readers: 2             # reader connections (API reads)
+//       commit_delay: 0s       # test knob: the writer sleeps before each commit (a slow disk)
 //       postgresql:
 //         conninfo: ""           # libpq connection string (backend postgresql)
 //         conninfo_file: ""      # or a file holding it (the password); not world-readable
@@ -52,6 +54,13 @@ struct sim_layer_config {
   /// nothing is never a write of its own: a crash loses at most this much of
   /// "last observed" (never a lock state). 100ms..1h.
   std::chrono::milliseconds activity_flush{10'000};
+  /// A SIM's activity is written again only when one of its times moves to
+  /// another step of this length (a first observation, and the first with
+  /// an IMEI, at once): a SIM observed every second is written once a step,
+  /// not once a flush. The rows in memory stay exact, and a stop writes them
+  /// all; a crash loses at most this plus `activity_flush` of "last
+  /// observed". 1s (every second written, as before)..1h.
+  std::chrono::milliseconds activity_resolution{60'000};
   /// The store (backend, SQLite file or PostgreSQL server, durability, group commit).
   store::store_config store;
 

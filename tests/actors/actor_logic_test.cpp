@@ -308,6 +308,79 @@ TEST_CASE("idle SIM actors are passivated after passivate_after and come back wi
   CHECK(f.metrics.passivations->Value() == 2);
 }
 
+TEST_CASE("a burst of idle SIM actors is passivated a chunk at a time, not in one sweep",
+          "[actors][dsl]") {
+  temp_dir dir;
+  dsl_fixture f{config_for(dir), fast_orders(90s)}; // 2 shards, passivate_after 60 s
+  // 600 SIMs, 300 per shard, each with the actor of its upsert, all at t = 0.
+  for (std::uint64_t i = 0; i < 600; ++i)
+    f.add_sim(iccid(1000 + i), {imsi(1000 + i)});
+  REQUIRE(f.sim_actors_alive() == 600);
+  f.advance(59'999ms);
+  CHECK(f.sim_actors_alive() == 600);
+  // The sweep at 60 s stops 256 per shard; the rest 10 ms later.
+  f.advance(1ms);
+  CHECK(f.sim_actors_alive() == 600 - 2 * 256);
+  CHECK(f.metrics.passivations->Value() == 2 * 256);
+  f.advance(9ms);
+  CHECK(f.sim_actors_alive() == 600 - 2 * 256);
+  f.advance(1ms);
+  CHECK(f.sim_actors_alive() == 0);
+  CHECK(f.metrics.passivations->Value() == 600);
+  // An actor that had work since the scan is not stopped.
+  auto changed = f.observe(imsi(1000), imei(3));
+  f.settle();
+  REQUIRE(**changed == ack::ok);
+  CHECK(f.sim_actors_alive() == 1);
+  f.advance(30s);
+  CHECK(f.sim_actors_alive() == 1);
+  CHECK(f.committed(iccid(1000)).last_seen_imei == imei(3).device);
+}
+
+TEST_CASE("the activity write-behind writes a SIM's times again only when they move to another "
+          "step of activity_resolution, and a clean stop writes the rest",
+          "[actors][dsl]") {
+  temp_dir dir;
+  auto cfg = config_for(dir);
+  cfg.activity_flush = 1s;
+  cfg.activity_resolution = 60s;
+  auto id = iccid(40);
+  const auto t0 = static_cast<std::uint32_t>(test_epoch_ms / 1000); // a multiple of 60 s
+  auto stored = [&](dsl_fixture& f) {
+    auto s = f.db->get_sim(id);
+    REQUIRE(s);
+    return s->activity;
+  };
+  auto observe = [](dsl_fixture& f, lock::imei_value value) {
+    auto a = f.observe(imsi(40), value);
+    f.settle();
+    REQUIRE(a->has_value());
+    REQUIRE(**a == ack::ok);
+  };
+  {
+    dsl_fixture f{cfg, fast_orders(1s)};
+    f.add_sim(id, {imsi(40)});
+    f.advance(1s);
+    observe(f, imei(1)); // t0 + 1: the first observation is written at once
+    f.advance(1500ms);
+    CHECK(stored(f) == lock::sim_activity{t0 + 1, t0 + 1});
+    f.advance(28'500ms);
+    observe(f, imei(1)); // t0 + 31: the same step
+    f.advance(2s);
+    CHECK(stored(f) == lock::sim_activity{t0 + 1, t0 + 1});
+    f.advance(28s);
+    observe(f, imei(1)); // t0 + 61: the next step
+    f.advance(2s);
+    CHECK(stored(f) == lock::sim_activity{t0 + 61, t0 + 61});
+    f.advance(8s);
+    observe(f, lock::imei_value{}); // t0 + 71, no IMEI: the same step
+    f.advance(2s);
+    CHECK(stored(f) == lock::sim_activity{t0 + 61, t0 + 61});
+  } // a clean stop: the rows that moved within their step are written too
+  dsl_fixture f{cfg, fast_orders(1s), nullptr, test_epoch_ms + 80'000};
+  CHECK(stored(f) == lock::sim_activity{t0 + 71, t0 + 61});
+}
+
 TEST_CASE("a restart resumes open orders with their remaining lead time", "[actors][dsl]") {
   temp_dir dir;
   auto id = iccid(30);
