@@ -195,10 +195,10 @@ inline caf::error last_resort(caf::scheduled_actor*, std::exception_ptr& e) {
 
 /// The fast path (registry.cpp), on the thread that submits `m`: when its
 /// SIM has nothing queued to its shard nor in flight at its actor and `m`
-/// changes nothing but the SIM's activity, notes the activity, calls
-/// m.done(ack::ok) (no lock held) and returns true. Otherwise counts `m` on
-/// its way to the shard (counted(), m.counted) and returns false: the caller
-/// sends it there.
+/// changes nothing but the SIM's activity, notes the activity and returns
+/// true: the caller answers m.done with ack::ok (no lock held). Otherwise
+/// counts `m` on its way to the shard (counted(), m.counted) and returns
+/// false: the caller sends it there.
 bool observe_here(layer_context& ctx, sim_observation& m);
 /// Counts a message for SIM `id` on its way to its shard (compact_row::queued).
 void note_queued(layer_context& ctx, sim_id id);

@@ -600,8 +600,7 @@ bool observe_here(layer_context& ctx, sim_observation& m) {
       return false; // sent to the shard, which decides again
     }
   }
-  m.done(ack::ok); // R2/R3, or nothing to change
-  return true;
+  return true; // R2/R3, or nothing to change: the caller answers
 }
 
 registry_actor spawn_registry_shard(caf::actor_system& sys, layer_context* ctx,

@@ -741,12 +741,22 @@ bool sim_layer::admit(observation& obs, ack_fn& done, sim_id& sim) {
     done(ack::overloaded);
     return false;
   }
-  done = [&d, done = std::move(done)](ack a) {
+  return true;
+}
+
+void sim_layer::answered_here(ack_fn& done) {
+  auto& d = *impl_;
+  d.metrics.count(ack::ok);
+  d.in_flight.fetch_sub(1, std::memory_order_relaxed);
+  done(ack::ok);
+}
+
+void sim_layer::tracked(ack_fn& done) {
+  done = [&d = *impl_, done = std::move(done)](ack a) {
     d.metrics.count(a);
     d.in_flight.fetch_sub(1, std::memory_order_relaxed);
     done(a);
   };
-  return true;
 }
 
 void sim_layer::submit(observation obs, ack_fn done) {
@@ -754,14 +764,18 @@ void sim_layer::submit(observation obs, ack_fn done) {
   if (!admit(obs, done, id))
     return;
   if (impl_->ordered_after_handoffs(obs)) {
+    tracked(done);
     std::vector<sim_observation> one;
     one.push_back(sim_observation{id, std::move(obs), std::move(done)});
     after_handoffs(std::move(one));
     return;
   }
   sim_observation m{id, std::move(obs), std::move(done)};
-  if (observe_here(impl_->ctx, m))
-    return; // answered on this thread: it changed nothing
+  if (observe_here(impl_->ctx, m)) {
+    answered_here(m.done); // on this thread: it changed nothing
+    return;
+  }
+  tracked(m.done);
   caf::anon_send(impl_->ctx.shard_of(id), std::move(m));
 }
 
@@ -826,14 +840,19 @@ void sim_layer::submit_many(std::vector<submission>& batch) {
     if (!admit(s.obs, s.done, id))
       continue;
     if (d.ordered_after_handoffs(s.obs)) {
+      tracked(s.done);
       gated.push_back(sim_observation{id, std::move(s.obs), std::move(s.done)});
       continue;
     }
     sim_observation m{id, std::move(s.obs), std::move(s.done)};
     // Answered here when it changes nothing (the front-end's own thread: its
     // callback runs inline); else counted, behind the SIM's earlier work.
-    if (!observe_here(d.ctx, m))
-      by_shard[d.ctx.shard_index(id)].push_back(std::move(m));
+    if (observe_here(d.ctx, m)) {
+      answered_here(m.done);
+      continue;
+    }
+    tracked(m.done);
+    by_shard[d.ctx.shard_index(id)].push_back(std::move(m));
   }
   batch.clear();
   if (!gated.empty())

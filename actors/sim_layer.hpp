@@ -221,9 +221,17 @@ private:
   std::unique_ptr<impl> impl_;
 
   /// The checks of submit(): answers `done` at once (shutting down, unknown
-  /// SIM, overloaded) and returns false, or wraps `done` with the in-flight
-  /// accounting, sets `sim` and returns true: then the caller sends it on.
+  /// SIM, overloaded) and returns false, or counts the observation in flight,
+  /// sets `sim` and returns true: then the caller answers it here
+  /// (answered_here) or wraps `done` (tracked) and sends it on.
   bool admit(observation& obs, ack_fn& done, std::uint32_t& sim);
+  /// An admitted observation answered on the submitting thread (observe_here):
+  /// counted, out of flight, `done` called with ack::ok. No wrapper made: no
+  /// allocation per observation on the fast path.
+  void answered_here(ack_fn& done);
+  /// `done` of an admitted observation sent on: wrapped with the accounting
+  /// answered_here does, for whichever thread answers it.
+  void tracked(ack_fn& done);
   /// More than one node: applies observations received directly once the
   /// inbox holds no handoff of their SIMs (cluster_view::pending), else hands
   /// them off behind those.
