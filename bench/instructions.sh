@@ -23,6 +23,11 @@
 #                   SIMs, primed by one pass over every SIM (first contact)
 #                   before the warm-up: every measured request is a SIM lookup
 #                   with the IMEI unchanged
+#   radius_daemon_chg the same, measured after a pass over 2 x $SIMS requests
+#                   of which 10 % change an IMEI (durable commits, SIM
+#                   actors spawned) and a pass putting every SIM back on its
+#                   first IMEI: what bench/radius_vs_freeradius.sh's rounds
+#                   after the first meet (should equal radius_daemon)
 #   diameter_daemon the same over Diameter (ACR)
 #
 # Environment: SIMS (5000, daemon rows), IMEILOCKD (BUILD_DIR/daemon/imeilockd),
@@ -147,7 +152,7 @@ YAML
       wait_line "$work/diameter.out" listening
       measure diameter "$srv_pid" diameter_gen "$(awk '/listening/ {print $3; exit}' "$work/diameter.out")"
       ;;
-    radius_daemon | diameter_daemon)
+    radius_daemon | radius_daemon_chg | diameter_daemon)
       # The daemon under callgrind through a wrapper (lib.sh runs "$imeilockd").
       printf '#!/bin/sh\nexec valgrind %s --callgrind-out-file=%s/cg.%%p %s "$@"\n' "${cg_opts[*]}" "$work" \
         "$real_imeilockd" >"$work/imeilockd-cg"
@@ -165,8 +170,12 @@ diameter:
   peers:
     - origin_host: pgw1.example.net"
       echo "imeilockd under callgrind: $(import_sims "$sims" "$d_api")"
-      if [[ $row == radius_daemon ]]; then
+      if [[ $row == radius_daemon* ]]; then
         echo "prime (first contact): $(radius_gen "$d_radius" "$sims")"
+        if [[ $row == radius_daemon_chg ]]; then
+          echo "changes: $(radius_gen "$d_radius" $((2 * sims)) --imei-change-percent 10 --seed 1)"
+          echo "put back: $(radius_gen "$d_radius" $((2 * sims)))"
+        fi
         measure "$row" "$d_pid" radius_gen "$d_radius"
       else
         echo "prime (first contact): $(diameter_gen "$d_diameter" "$sims")"
