@@ -27,10 +27,10 @@
 // observation, in whole seconds: a SIM observed a thousand times a second
 // changes it once a second. A row is listed (per stripe) for the write-behind
 // only when one of its times moves to another step of `activity_resolution`
-// (or is set for the first time); the listed rows are written in batches
-// every `activity_flush`, and at stop every row that moved at all: never a
-// write per observation, and a SIM observed all the time is written once a
-// step, not once a flush.
+// (or is set for the first time; each SIM's steps start at an offset of its
+// own, so that SIMs observed all the time do not all move at once); the listed rows are written in
+// batches every `activity_flush`, and at stop every row that moved at all: never a write per
+// observation, and a SIM observed all the time is written once a step, not once a flush.
 //
 // Passivation: the sweep (every `sweep_every`) lists the actors idle for
 // `passivate_after` and stops them `passivate_chunk` at a time, one chunk
@@ -149,11 +149,15 @@ void change_row(layer_context& ctx, compact_row& row, Fn&& fn) {
 
 /// Whether activity `after` must be written when the store holds `before`
 /// (or older, within the same steps): a time set for the first time, or
-/// moved to another step of `step_s` seconds.
+/// moved to another step of `step_s` seconds. The steps of a SIM start at
+/// `phase` (0..step_s-1) past a multiple of `step_s`: spread over the SIMs, so
+/// that SIMs observed all the time do not all move to their next step in the
+/// same second (one write-behind of every SIM a step).
 bool activity_moved_step(const lock::sim_activity& before, const lock::sim_activity& after,
-                         std::uint32_t step_s) {
-  auto moved = [step_s](std::uint32_t b, std::uint32_t a) {
-    return a != b && (b == 0 || a / step_s != b / step_s);
+                         std::uint32_t step_s, std::uint32_t phase) {
+  auto step = [&](std::uint32_t t) { return (std::uint64_t{t} + step_s - phase) / step_s; };
+  auto moved = [&](std::uint32_t b, std::uint32_t a) {
+    return a != b && (b == 0 || step(a) != step(b));
   };
   return moved(before.observed_s, after.observed_s) || moved(before.imei_seen_s, after.imei_seen_s);
 }
@@ -173,7 +177,7 @@ void note_activity(layer_context& ctx, row_table& t, std::uint32_t local, compac
       return;
     auto step_s = static_cast<std::uint32_t>(
         std::max<std::int64_t>(ctx.cfg.activity_resolution.count() / 1000, 1));
-    if (activity_moved_step(before, r.activity, step_s)) {
+    if (activity_moved_step(before, r.activity, step_s, local % step_s)) {
       r.activity_dirty = true;
       r.activity_behind = false;
       t.stripe_of(local).dirty.push_back(local);

@@ -345,7 +345,9 @@ TEST_CASE("the activity write-behind writes a SIM's times again only when they m
   cfg.activity_flush = 1s;
   cfg.activity_resolution = 60s;
   auto id = iccid(40);
-  const auto t0 = static_cast<std::uint32_t>(test_epoch_ms / 1000); // a multiple of 60 s
+  // A multiple of 60 s; the SIM is the store's first (row 0): its steps
+  // start at the multiples of 60 s (registry.cpp, activity_moved_step).
+  const auto t0 = static_cast<std::uint32_t>(test_epoch_ms / 1000);
   auto stored = [&](dsl_fixture& f) {
     auto s = f.db->get_sim(id);
     REQUIRE(s);
@@ -376,9 +378,33 @@ TEST_CASE("the activity write-behind writes a SIM's times again only when they m
     observe(f, lock::imei_value{}); // t0 + 71, no IMEI: the same step
     f.advance(2s);
     CHECK(stored(f) == lock::sim_activity{t0 + 61, t0 + 61});
+
+    // Each SIM's steps start at an offset of its own (its row's index, in
+    // seconds): SIMs observed all the time do not all move at once. The
+    // fourth SIM is row 1 of shard 1: its steps start 1 s past the minute.
+    for (std::uint64_t i = 41; i <= 43; ++i)
+      f.add_sim(iccid(i), {imsi(i)});
+    REQUIRE(f.inv.by_iccid(iccid(43)) == 3);
+    f.advance(std::chrono::milliseconds{(std::int64_t{t0} + 120) * 1000 - f.now_ms()});
+    for (auto i : {40, 43}) {
+      auto a = f.observe(imsi(i), imei(1)); // t0 + 120
+      f.settle();
+      REQUIRE(**a == ack::ok);
+    }
+    f.advance(1s);
+    for (auto i : {40, 43}) {
+      auto a = f.observe(imsi(i), imei(1)); // t0 + 121
+      f.settle();
+      REQUIRE(**a == ack::ok);
+    }
+    f.advance(2s);
+    CHECK(stored(f) == lock::sim_activity{t0 + 120, t0 + 120}); // steps at the minute
+    auto other = f.db->get_sim(iccid(43));
+    REQUIRE(other);
+    CHECK(other->activity == lock::sim_activity{t0 + 121, t0 + 121}); // 1 s past it
   } // a clean stop: the rows that moved within their step are written too
-  dsl_fixture f{cfg, fast_orders(1s), nullptr, test_epoch_ms + 80'000};
-  CHECK(stored(f) == lock::sim_activity{t0 + 71, t0 + 61});
+  dsl_fixture f{cfg, fast_orders(1s), nullptr, test_epoch_ms + 130'000};
+  CHECK(stored(f) == lock::sim_activity{t0 + 121, t0 + 121});
 }
 
 TEST_CASE("a restart resumes open orders with their remaining lead time", "[actors][dsl]") {
