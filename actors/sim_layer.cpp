@@ -10,6 +10,7 @@
 #include "actors/jobs.hpp"
 #include "cluster/jobs.hpp"
 #include "cluster/shard.hpp"
+#include "common/allocator.hpp"
 #include "common/assert.hpp"
 #include "common/log.hpp"
 #include "lock/caveats.hpp"
@@ -585,6 +586,9 @@ void sim_layer::start() {
   d.rows_bytes = 0;
   for (auto& rows : ctx.initial_rows)
     d.rows_bytes += rows.capacity() * sizeof(compact_row);
+  // The load's batches and buffers are free now: their pages go back to the
+  // kernel once, before anything runs (common/allocator.hpp).
+  release_free_memory();
   {
     std::lock_guard g{d.orders_mtx};
     ctx.orders = spawn_order_actor(d.sys, &ctx);

@@ -22,6 +22,7 @@
 // PostgreSQL server.
 
 #include "actors/sim_layer.hpp"
+#include "common/allocator.hpp"
 #include "lock/imei.hpp"
 #include "store/store.hpp"
 
@@ -163,6 +164,9 @@ rate drive(actors::sim_layer& layer, std::size_t threads, std::chrono::seconds d
 } // namespace
 
 int main(int argc, char** argv) {
+  // The daemon's allocator settings (daemon/main.cpp): the memory figures are its.
+  if (!tune_allocator())
+    std::fprintf(stderr, "tune_allocator: glibc refused a setting\n");
   // Line by line: the figures must reach a pipe even if the teardown fails.
   std::setvbuf(stdout, nullptr, _IOLBF, 0);
   std::size_t sims = 1'000'000;
@@ -285,7 +289,7 @@ int main(int argc, char** argv) {
       std::printf("inventory written: %.1f s\n",
                   std::chrono::duration<double>(clk::now() - t0).count());
 
-    malloc_trim(0);
+    release_free_memory();
     auto rss0 = rss_bytes();
     // The load's own peak: what the process needs to start with this inventory
     // (the writing above, the bench's own doing, is not counted).
@@ -296,7 +300,7 @@ int main(int argc, char** argv) {
     auto load_s = std::chrono::duration<double>(clk::now() - t0).count();
     auto load_cpu = cpu_seconds() - load_cpu0;
     auto peak = peak_rss_bytes();
-    malloc_trim(0);
+    // No trim here: start() gives the load's free pages back itself (the daemon's figure).
     auto rss1 = rss_bytes();
     std::printf(
         "inventory loaded: %.1f s (%.1f CPU-s); resident per passivated SIM: %.0f B (index + "
@@ -336,7 +340,7 @@ int main(int argc, char** argv) {
     // Live actors: one change each (a durable write) spawns them.
     settle();
     not_ok = 0;
-    malloc_trim(0);
+    release_free_memory();
     auto rss2 = rss_bytes();
     auto heap2 = heap_bytes();
     t0 = clk::now();
@@ -358,7 +362,7 @@ int main(int argc, char** argv) {
       std::this_thread::sleep_for(1ms);
     auto spawn_s = std::chrono::duration<double>(clk::now() - t0).count();
     auto spawn_cpu = cpu_seconds() - cs0;
-    malloc_trim(0);
+    release_free_memory();
     auto rss3 = rss_bytes();
     auto heap3 = heap_bytes();
     auto alive = layer.sim_actors_alive();

@@ -1,5 +1,6 @@
 // imeilockd: IMEI locking for mobile operators. See README.md.
 
+#include "common/allocator.hpp"
 #include "common/log.hpp"
 #include "daemon/daemon.hpp"
 #include "daemon/daemon_config.hpp"
@@ -34,6 +35,10 @@ Signals: SIGTERM/SIGINT stop gracefully, SIGHUP reloads the configuration.
 
 int main(int argc, char** argv) {
   using namespace imeilock;
+  // Before anything allocates much (common/allocator.hpp); the benchmarks do
+  // the same. A refusal costs memory, not correctness: say so and go on.
+  if (!tune_allocator())
+    log::warning("daemon.allocator_not_tuned", {});
   std::string config_file;
   bool check_only = false;
   for (int i = 1; i < argc; ++i) {
