@@ -59,11 +59,12 @@ std::size_t rss_bytes() {
   return resident * static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
 }
 
-/// Bytes the program holds from malloc now, every arena (glibc's mallinfo2):
-/// what the allocations cost, without the free memory that fragmentation
-/// keeps resident between them.
+/// Bytes the program holds from malloc now, every arena and the blocks
+/// mmap'ed on their own (glibc's mallinfo2): what the allocations cost,
+/// without the free memory that fragmentation keeps resident between them.
 std::size_t heap_bytes() {
-  return mallinfo2().uordblks;
+  auto mi = mallinfo2();
+  return mi.uordblks + mi.hblkhd;
 }
 
 /// Peak resident bytes of this process (VmHWM), 0 if unknown.
