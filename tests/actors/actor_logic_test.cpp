@@ -124,7 +124,7 @@ TEST_CASE("events for a SIM wait behind its write in flight and are answered in 
 }
 
 TEST_CASE("a write the store rolls back is answered store_failed and leaves the committed "
-          "state; the peer's retry commits",
+          "state, the peer's retry commits",
           "[actors][dsl]") {
   temp_dir dir;
   dsl_fixture f{config_for(dir), fast_orders(300ms)};
@@ -439,7 +439,7 @@ TEST_CASE("a restart resumes open orders with their remaining lead time", "[acto
   CHECK(**seen == ack::ok);
 }
 
-TEST_CASE("a reload (SIGHUP) gives orders placed afterwards the new lead time and backend; open "
+TEST_CASE("a reload (SIGHUP) gives orders placed afterwards the new lead time and backend, open "
           "orders keep their due time",
           "[actors][dsl]") {
   temp_dir dir;

@@ -185,7 +185,7 @@ TEST_CASE("import writes every valid SIM and reports each one", "[actors]") {
   CHECK_FALSE(page.next_cursor.empty());
 }
 
-TEST_CASE("an import leaves no SIM actor behind once written; an upsert's waits for "
+TEST_CASE("an import leaves no SIM actor behind once written, an upsert's waits for "
           "passivate_after",
           "[actors]") {
   temp_dir dir;
@@ -282,7 +282,7 @@ TEST_CASE("a SIM's network must be a configured one: any other name is refused w
 }
 
 TEST_CASE("a network removed by a reload: its SIMs keep their state, keep working and are "
-          "reported; they can only move to a configured network",
+          "reported, they can only move to a configured network",
           "[actors][networks]") {
   temp_dir dir;
   auto ocfg = fast_orders(50ms);

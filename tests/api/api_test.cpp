@@ -538,7 +538,7 @@ TEST_CASE("parse_sim_csv: a line without quotes reads as the same line with ever
   CHECK((*plain)[7].valid.error().message().find("found 4") != std::string::npos);
 }
 
-TEST_CASE("orders: enable_imei_lock carries a lock_scope (R16); other orders refuse one", "[api]") {
+TEST_CASE("orders: enable_imei_lock carries a lock_scope (R16), other orders refuse one", "[api]") {
   server_fixture f;
   actors::sim_info sim;
   sim.iccid = "89441000000000000034";
@@ -837,7 +837,7 @@ TEST_CASE("every route the server answers is in the OpenAPI document, and back",
   }
 }
 
-TEST_CASE("POST /v1/orders:bulk bodies: a list, a filter or a CSV; every ICCID checked",
+TEST_CASE("POST /v1/orders:bulk bodies: a list, a filter or a CSV, every ICCID checked",
           "[api][bulk]") {
   auto read = [](const std::string& body, const std::string& type = "application/json",
                  query_map query = {}) {

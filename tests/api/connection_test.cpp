@@ -267,7 +267,7 @@ TEST_CASE("a connection that does not complete its request head is closed after 
 }
 
 TEST_CASE(
-    "one source holds at most max_connections_per_source slots; an operator from it still gets in",
+    "one source holds at most max_connections_per_source slots, an operator from it still gets in",
     "[api][connections]") {
   server_fixture f{[](api_config& cfg) {
     cfg.max_connections = 100;

@@ -194,7 +194,7 @@ TEST_CASE("webhooks: a dead target is given up after max_attempts, the queue is 
   CHECK(text.find("result=\"dropped\",target=\"http://127.0.0.1") != std::string::npos);
 }
 
-TEST_CASE("webhooks: reload moves a target to a new URL; unusable TLS files change nothing",
+TEST_CASE("webhooks: reload moves a target to a new URL, unusable TLS files change nothing",
           "[webhooks][integration]") {
   auto out_a = temp_file("imeilock-webhook-a");
   auto out_b = temp_file("imeilock-webhook-b");

@@ -100,7 +100,7 @@ TEST_CASE("violation actions load from YAML, errors name the key", "[eligibility
   CHECK_THROWS_AS(load_text("lock:\n  actions: {vodafone: alert}\n"), config::error);
 }
 
-TEST_CASE("R17 allowed device models load per network; a bad TAC names the network and line",
+TEST_CASE("R17 allowed device models load per network, a bad TAC names the network and line",
           "[eligibility][tac]") {
   eligibility_config cfg;
   auto root = config::load_string("lock:\n"

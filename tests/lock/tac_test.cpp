@@ -44,7 +44,7 @@ sim awaiting(policy pol) {
 
 } // namespace
 
-TEST_CASE("R17: a TAC or a range of TACs parses; anything else says why", "[tac]") {
+TEST_CASE("R17: a TAC or a range of TACs parses, anything else says why", "[tac]") {
   CHECK(parse_tac_range("35209900").value() == tac_range{35209900, 35209900});
   CHECK(parse_tac_range("35209900-35209999").value() == tac_range{35209900, 35209999});
   CHECK(parse_tac_range("00000001").value() == tac_range{1, 1});

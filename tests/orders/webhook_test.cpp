@@ -317,7 +317,7 @@ TEST_CASE("webhook: configuration problems are reported when the backend is made
   CHECK(made(make_backend(backend_config{}, runner.io))->describe() == "simulated");
 }
 
-TEST_CASE("webhook: over https with the CA file and a client certificate; an expired "
+TEST_CASE("webhook: over https with the CA file and a client certificate, an expired "
           "certificate is a failed submission saying so",
           "[orders][webhook][tls]") {
   // tests/common/http_test_server.py --tls: throwaway certificates made now.

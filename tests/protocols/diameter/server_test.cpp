@@ -281,7 +281,7 @@ TEST_CASE("anything before CER closes the connection", "[diameter][server]") {
   CHECK(h.metric("imeilock_diameter_discarded_frames_total{reason=\"before_cer\"}") == 1);
 }
 
-TEST_CASE("ACR and CCR become observations; answers leave only after the ack",
+TEST_CASE("ACR and CCR become observations, answers leave only after the ack",
           "[diameter][server]") {
   harness h;
   h.sink.hold = true;
@@ -554,7 +554,7 @@ TEST_CASE("framing errors close the connection and are counted", "[diameter][ser
   }
 }
 
-TEST_CASE("DWR from the peer is answered; DPR from the peer gets DPA", "[diameter][server]") {
+TEST_CASE("DWR from the peer is answered, DPR from the peer gets DPA", "[diameter][server]") {
   harness h;
   peer p{h.port};
   REQUIRE(p.handshake() == result::success);

@@ -78,7 +78,7 @@ TEST_CASE("without the Disconnect target requested, none is built") {
   CHECK(obs.peer == "10.0.0.1");
 }
 
-TEST_CASE("a leading + is dropped from the MSISDN; no IMEISV means an absent IMEI (R3)") {
+TEST_CASE("a leading + is dropped from the MSISDN, no IMEISV means an absent IMEI (R3)") {
   packet_builder b(code::accounting_request, 1);
   b.add_u32(attr::acct_status_type, 1);
   b.add(attr::user_name, "234150000000003");

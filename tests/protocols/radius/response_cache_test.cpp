@@ -110,7 +110,7 @@ TEST_CASE("response cache: answered entries expire after the window", "[response
   CHECK(c.size() == 0);
 }
 
-TEST_CASE("response cache: capacity bounds the answered entries, oldest first; in progress stays",
+TEST_CASE("response cache: capacity bounds the answered entries, oldest first, in progress stays",
           "[response_cache]") {
   cache_type c{3, 10s};
   auto busy = c.begin(key(100), auth(100)); // in progress: never evicted
