@@ -226,19 +226,21 @@ generated_sql::generated_sql(dialect d) {
   update_state += " WHERE iccid = ?1";
 
   // The columns of sims_by_state (schema 6) among the state's: network is
-  // identity. The unindexed statement keeps update_state's numbering (its
-  // gaps are lock's and bar's parameters, bound and unused).
-  update_state_unindexed = "UPDATE sims SET ";
+  // identity. Same numbering as update_state: lock's and bar's parameters
+  // are compared in the WHERE clause, not set.
+  update_state_same_index = "UPDATE sims SET ";
+  std::string same_index_where = " WHERE iccid = ?1";
   fields::for_each_field_indexed(lock::sim_state_fields, [&](const auto& f, std::size_t i) {
-    if (f.name == "lock" || f.name == "bar")
+    const auto param = "?" + std::to_string(i + 2);
+    if (f.name == "lock" || f.name == "bar") {
+      same_index_where.append(" AND ").append(f.name).append(" = ").append(param);
       return;
-    if (update_state_unindexed.back() != ' ')
-      update_state_unindexed += ", ";
-    update_state_unindexed.append(f.name).append(" = ?").append(std::to_string(i + 2));
+    }
+    if (update_state_same_index.back() != ' ')
+      update_state_same_index += ", ";
+    update_state_same_index.append(f.name).append(" = ").append(param);
   });
-  update_state_unindexed += " WHERE iccid = ?1";
-  update_state_indexed =
-      "UPDATE sims SET lock = ?2, bar = ?3 WHERE iccid = ?1 AND (lock <> ?2 OR bar <> ?3)";
+  update_state_same_index += same_index_where;
 
   update_activity = "UPDATE sims SET ";
   fields::for_each_field_indexed(lock::sim_activity_fields, [&](const auto& f, std::size_t i) {
@@ -329,8 +331,7 @@ generated_sql::generated_sql(dialect d) {
                     &delete_imsis,
                     &insert_imsi,
                     &update_state,
-                    &update_state_unindexed,
-                    &update_state_indexed,
+                    &update_state_same_index,
                     &update_activity,
                     &select_sim,
                     &imsis_of_sim,

@@ -50,13 +50,14 @@ struct generated_sql {
   std::string delete_imsis; ///< ?1 = iccid
   std::string insert_imsi;  ///< ?1 = imsi, ?2 = iccid
   std::string update_state; ///< ?1 = iccid, ?2.. = state
-  /// update_state in two (SQLite): SQLite rewrites an index entry whenever
-  /// an UPDATE sets one of its columns, changed or not, so the columns of
-  /// sims_by_state (lock, bar) are written only when their values differ.
-  /// `_unindexed` sets the others (update_state's parameters); `_indexed`:
-  /// ?1 = iccid, ?2 = lock, ?3 = bar, a row only where either differs.
-  std::string update_state_unindexed;
-  std::string update_state_indexed;
+  /// update_state for a SIM whose lock and bar stay as they are (SQLite):
+  /// SQLite rewrites an index entry whenever an UPDATE sets one of its
+  /// columns, changed or not, so this one sets every state column but those
+  /// of sims_by_state (lock, bar), and only where they already hold the
+  /// values bound (update_state's parameters). No row changed: lock or bar
+  /// differ (or no such SIM), and update_state writes the row instead. Most
+  /// changes (a new last-seen IMEI, a pending order) take one statement.
+  std::string update_state_same_index;
   std::string update_activity; ///< ?1 = iccid, ?2.. = activity
   std::string select_sim;      ///< ?1 = iccid
   std::string imsis_of_sim;    ///< ?1 = iccid, ordered

@@ -843,24 +843,26 @@ private:
       }
     }
     for (auto& u : c.states) {
-      // Two statements (generated_sql::update_state_indexed): most changes
-      // (a new last-seen IMEI, a pending order) leave lock and bar as they
-      // are, and then the index sims_by_state is not rewritten.
+      // One statement when lock and bar stay (generated_sql::update_state_same_index),
+      // else the whole row and its sims_by_state entry.
+      bool written = false;
       {
-        auto& st = writer_->prepare(q().update_state_unindexed.c_str());
+        auto& st = writer_->prepare(q().update_state_same_index.c_str());
         reset_guard g{st};
         st.bind(1, u.iccid);
         bind_fields(st, 2, lock::sim_state_fields, u.state);
         st.run();
-        if (sqlite3_changes(writer_->get()) != 1)
-          throw sqlite_error(SQLITE_NOTFOUND, "state update for unknown SIM " + u.iccid);
+        written = sqlite3_changes(writer_->get()) == 1;
       }
-      auto& st = writer_->prepare(q().update_state_indexed.c_str());
+      if (written)
+        continue;
+      auto& st = writer_->prepare(q().update_state.c_str());
       reset_guard g{st};
-      st.bind(1, u.iccid)
-          .bind(2, fields::to_integer(u.state.lock))
-          .bind(3, fields::to_integer(u.state.bar))
-          .run();
+      st.bind(1, u.iccid);
+      bind_fields(st, 2, lock::sim_state_fields, u.state);
+      st.run();
+      if (sqlite3_changes(writer_->get()) != 1)
+        throw sqlite_error(SQLITE_NOTFOUND, "state update for unknown SIM " + u.iccid);
     }
     for (auto& a : c.activities) {
       auto& st = writer_->prepare(q().update_activity.c_str());
