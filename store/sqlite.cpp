@@ -945,16 +945,14 @@ private:
   // connection while the writer goes on (PASSIVE: it never blocks the
   // writer). The WAL restarts from its beginning only when a write starts
   // with every frame of it copied, which under a steady load the background
-  // never quite reaches: past wal_restart_frames the writer copies what is
-  // left itself, between two transactions, and the next one restarts it.
-  // The WAL then stays below about wal_restart_frames pages plus a commit.
+  // never quite reaches: past store_config::wal_max_pages the writer copies
+  // what is left itself, between two transactions, and the next one
+  // restarts it. The WAL then stays below about wal_max_pages plus a commit.
 
   /// WAL frames (pages) from which the background thread checkpoints:
   /// SQLite's default autocheckpoint (fewer writes to the database file
   /// when the load is light).
   static constexpr int wal_checkpoint_frames = 1000;
-  /// WAL frames from which the writer checkpoints itself (64 MB of 4 KB pages).
-  static constexpr int wal_restart_frames = 16384;
 
   /// sqlite3_wal_hook on the writer connection: after each commit, the WAL's
   /// length in frames. Replaces the autocheckpoint.
@@ -965,12 +963,12 @@ private:
 
   /// Writer thread, after each committed transaction.
   void after_commit() {
-    if (wal_frames_ >= wal_restart_frames) {
+    if (wal_frames_ >= cfg_.wal_max_pages) {
       std::lock_guard g{ckpt_mtx_}; // waits for the background's checkpoint, then copies the rest
       checkpoint(*writer_);
       return;
     }
-    if (wal_frames_ >= wal_checkpoint_frames) {
+    if (wal_frames_ >= std::min(wal_checkpoint_frames, cfg_.wal_max_pages / 2)) {
       {
         std::lock_guard g{ckpt_signal_mtx_};
         ckpt_wanted_ = true;

@@ -274,6 +274,12 @@ struct store_config {
   /// How long a connection waits for a lock held by another one (SQLite:
   /// busy_timeout; PostgreSQL: lock_timeout).
   std::chrono::milliseconds busy_timeout{5000};
+  /// SQLite: the WAL's length (pages) past which the writer copies into the
+  /// database file itself what the checkpointer thread has not yet, so that
+  /// the next transaction writes the WAL from its start again: the WAL stays
+  /// below about this many pages plus one group commit (16,384: 64 MB of
+  /// 4 KB pages). Below it the writer never checkpoints (0: after every commit).
+  int wal_max_pages = 16384;
   /// Test knob, 0 in production: the writer sleeps this long before each group
   /// commit, so the store commits at most max_batch / commit_delay changes/s.
   /// It stands for a slow disk in the overload tests (bench/overload_soak.py),
