@@ -51,6 +51,13 @@ public:
     check(sqlite3_bind_text(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT));
     return *this;
   }
+  /// bind() without SQLite's copy of the text: `v` must stay valid and
+  /// unchanged until reset() (the writer's statements: each is reset right
+  /// after its one step, while the change it binds from is alive).
+  statement& bind_unowned(int i, std::string_view v) {
+    check(sqlite3_bind_text(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_STATIC));
+    return *this;
+  }
   /// True while a row is available.
   bool step() {
     int rc = sqlite3_step(stmt_);
@@ -873,7 +880,7 @@ private:
       {
         auto& st = writer_->prepare(q().update_state_same_index.c_str());
         reset_guard g{st};
-        st.bind(1, u.iccid);
+        st.bind_unowned(1, u.iccid);
         bind_fields(st, 2, lock::sim_state_fields, u.state);
         st.run();
         written = sqlite3_changes(writer_->get()) == 1;
@@ -902,9 +909,18 @@ private:
       st.run();
     }
     for (auto& a : c.audits) {
+      // bind_audit's binds, the texts not copied by SQLite (they outlive the step).
+      const std::string before = state_json(a.before);
+      const std::string after = state_json(a.after);
       auto& st = writer_->prepare(q().insert_audit.c_str());
       reset_guard g{st};
-      bind_audit(st, a);
+      st.bind_unowned(1, a.iccid)
+          .bind(2, a.at_ms)
+          .bind_unowned(3, a.cause)
+          .bind_unowned(4, before)
+          .bind_unowned(5, after)
+          .bind(6, static_cast<std::int64_t>(a.imei))
+          .bind_unowned(7, a.detail);
       st.run();
     }
     for (auto& j : c.new_jobs) {
