@@ -116,6 +116,7 @@ struct settings {
 struct client_metrics {
   std::array<prometheus::Counter*, status_labels> requests{};
   prometheus::Counter* responses = nullptr;
+  std::uint32_t id = 0; ///< dense, from 0: a worker's index into its pending counts
 };
 
 /// The Prometheus side, shared by all workers.
@@ -134,6 +135,7 @@ struct metrics {
   prometheus::Histogram& latency;
   std::mutex clients_mutex;
   std::map<std::string, std::unique_ptr<client_metrics>> clients;
+  std::uint32_t next_client_id = 0; ///< guarded by clients_mutex
 
   explicit metrics(prometheus::Registry& r) :
       requests(
@@ -186,6 +188,7 @@ struct metrics {
     auto& slot = clients[name];
     if (!slot) {
       slot = std::make_unique<client_metrics>();
+      slot->id = next_client_id++;
       for (std::size_t i = 0; i < status_labels; ++i)
         slot->requests[i] = &requests.Add({{"client", name}, {"status", status_names[i]}});
       slot->responses = &responses.Add({{"client", name}});
@@ -268,6 +271,24 @@ struct worker : std::enable_shared_from_this<worker> {
   double latency_sum = 0;
   bool latency_dirty = false;
 
+  // Counter increments not yet added to the Prometheus counters: plain
+  // integers on the request path (an Increment is an atomic add on a shared
+  // cache line), added by flush_counters() before each batch's answers leave.
+  struct client_counts {
+    client_metrics* metrics = nullptr;
+    std::array<std::uint64_t, status_labels> requests{};
+    std::uint64_t responses = 0;
+    bool listed = false; ///< in touched_clients
+  };
+  std::vector<client_counts> client_counts_by_id; ///< by client_metrics::id
+  std::vector<std::uint32_t> touched_clients;
+  std::array<std::uint64_t, discard_reason_count> discard_counts{};
+  std::array<std::uint64_t, 6> ack_counts{};
+  std::uint64_t resent_count = 0;
+  std::uint64_t in_progress_count = 0;
+  std::uint64_t no_imsi_count = 0;
+  bool counts_dirty = false;
+
   // Stats, written by this thread only, read by stats() racily but atomically.
   std::atomic<std::uint64_t> st_received{0}, st_answered{0}, st_resent{0}, st_in_progress{0},
       st_submitted{0}, st_no_imsi{0};
@@ -344,7 +365,8 @@ struct worker : std::enable_shared_from_this<worker> {
   void discard(discard_reason r, const peer_address& from) {
     const auto i = static_cast<std::size_t>(r);
     bump(st_discarded[i]);
-    m.discard[i]->Increment();
+    ++discard_counts[i];
+    counts_dirty = true;
     std::uint64_t suppressed = 0;
     if (log::enabled(log::level::notice) && log_limit.allow(suppressed)) {
       std::uint16_t port = 0;
@@ -412,11 +434,13 @@ struct worker : std::enable_shared_from_this<worker> {
         dup.what != response_cache<response_bytes>::state::fresh) {
       if (dup.response) {
         bump(st_resent);
-        m.resent.Increment();
+        ++resent_count;
+        counts_dirty = true;
         queue_send(s, from, from_len, *dup.response);
       } else {
         bump(st_in_progress);
-        m.in_progress.Increment();
+        ++in_progress_count;
+        counts_dirty = true;
       }
       return;
     }
@@ -427,7 +451,7 @@ struct worker : std::enable_shared_from_this<worker> {
       return discard(discard_reason::missing_status_type, from);
 
     auto* cm = static_cast<client_metrics*>(c->user);
-    cm->requests[status_index(*status)]->Increment();
+    ++counts_for(cm).requests[status_index(*status)];
 
     request_ctx ctx;
     ctx.from = from;
@@ -449,7 +473,8 @@ struct worker : std::enable_shared_from_this<worker> {
       // an answer once the record is handled; there is nothing to commit.
       if (session) {
         bump(st_no_imsi);
-        m.no_imsi.Increment();
+        ++no_imsi_count;
+        counts_dirty = true;
       }
       ctx.seq = cache.begin(key, p.authenticator_bytes());
       answer(ctx);
@@ -518,7 +543,7 @@ struct worker : std::enable_shared_from_this<worker> {
     cache.answered(ctx.key, ctx.seq, ctx.response, clock_type::now());
     queue_send(ctx.socket, ctx.from, ctx.from_len, ctx.response);
     bump(st_answered);
-    ctx.client->responses->Increment();
+    ++counts_for(ctx.client).responses;
     observe_latency(ctx.received);
   }
 
@@ -527,7 +552,8 @@ struct worker : std::enable_shared_from_this<worker> {
     IMEILOCK_ASSERT(slot < pending.size(), "radius: an ack for a slot never handed out");
     const request_ctx& ctx = pending[slot];
     in_flight.fetch_sub(1, std::memory_order_relaxed);
-    m.acks[static_cast<std::size_t>(a)]->Increment();
+    ++ack_counts[static_cast<std::size_t>(a)];
+    counts_dirty = true;
     if (a == actors::ack::ok || a == actors::ack::unknown_sim) {
       answer(ctx);
     } else {
@@ -548,7 +574,61 @@ struct worker : std::enable_shared_from_this<worker> {
     cache.evict(now);
   }
 
+  /// This worker's pending counts for a client's counters.
+  client_counts& counts_for(client_metrics* cm) {
+    if (cm->id < client_counts_by_id.size()) [[likely]] {
+      client_counts& cc = client_counts_by_id[cm->id];
+      if (cc.listed) [[likely]]
+        return cc;
+    }
+    return list_counts(cm);
+  }
+
+  /// counts_for() for a client not yet counted since the last flush.
+  client_counts& list_counts(client_metrics* cm) {
+    if (cm->id >= client_counts_by_id.size())
+      client_counts_by_id.resize(cm->id + 1);
+    client_counts& cc = client_counts_by_id[cm->id];
+    cc.metrics = cm;
+    cc.listed = true;
+    touched_clients.push_back(cm->id);
+    counts_dirty = true;
+    return cc;
+  }
+
+  /// Adds `n` to `c` and zeroes it.
+  static void add_to(prometheus::Counter& c, std::uint64_t& n) {
+    if (n == 0)
+      return;
+    c.Increment(static_cast<double>(n));
+    n = 0;
+  }
+
+  /// Adds the counts pending since the last call to the Prometheus counters.
+  void flush_counters() {
+    if (!counts_dirty)
+      return;
+    for (std::size_t i = 0; i < discard_reason_count; ++i)
+      add_to(*m.discard[i], discard_counts[i]);
+    for (std::size_t i = 0; i < ack_counts.size(); ++i)
+      add_to(*m.acks[i], ack_counts[i]);
+    add_to(m.resent, resent_count);
+    add_to(m.in_progress, in_progress_count);
+    add_to(m.no_imsi, no_imsi_count);
+    for (const std::uint32_t id : touched_clients) {
+      client_counts& cc = client_counts_by_id[id];
+      for (std::size_t i = 0; i < status_labels; ++i)
+        add_to(*cc.metrics->requests[i], cc.requests[i]);
+      add_to(*cc.metrics->responses, cc.responses);
+      cc.listed = false;
+    }
+    touched_clients.clear();
+    counts_dirty = false;
+  }
+
   void flush_all() {
+    // Counters first: whoever reads an answer then scrapes sees it counted.
+    flush_counters();
     for (std::size_t s = 0; s < sockets.size(); ++s)
       flush(s);
     if (latency_dirty) {
